@@ -1,0 +1,5 @@
+//! crm-core: the event envelope, the event catalog, the aggregates' rules, and the event
+//! store with its SQLite and PostgreSQL backends. Nothing here knows about HTTP.
+
+pub mod envelope;
+pub mod store;

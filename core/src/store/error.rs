@@ -1,0 +1,73 @@
+//! The one error type of the event store, shared by every backend.
+
+use crate::envelope::Position;
+use crate::store::ExpectedRevision;
+
+/// What can go wrong talking to the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream was not at the revision the caller expected. Reload the stream and decide
+    /// again, or report a conflict (HTTP 409).
+    #[error(
+        "wrong expected revision on stream {stream}: expected {expected}, but the stream is {}",
+        describe_actual(*actual)
+    )]
+    WrongExpectedRevision {
+        stream: String,
+        expected: ExpectedRevision,
+        /// The stream's last revision, or `None` if it does not exist.
+        actual: Option<u64>,
+    },
+
+    /// An event id already stored for a different event (another stream or type). Idempotency
+    /// keys must identify one event; report a conflict (HTTP 409).
+    #[error("event id {event_id} is already used by a {stored_type} event in stream {stored_stream}")]
+    EventIdReused {
+        event_id: uuid::Uuid,
+        stored_stream: String,
+        stored_type: String,
+    },
+
+    /// The request itself is malformed (empty batch, repeated ids, bad names). Fix the input;
+    /// report it as a client error (HTTP 400/422).
+    #[error("invalid append: {0}")]
+    InvalidInput(String),
+
+    /// A stored row cannot be read back as an event: the store was damaged or altered outside
+    /// this program. Run verification; do not retry.
+    #[error("stored event at position {position} is unreadable: {reason}")]
+    Corrupt { position: Position, reason: String },
+
+    /// The store URL or its options are wrong. Fix the configuration.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+
+    /// The schema could not be brought up to date. Check the database and its permissions.
+    #[error("store migration failed: {0}")]
+    Migration(String),
+
+    /// The database failed or could not be reached. Retrying may help; report HTTP 503/500.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    /// A background task of the store failed (it panicked or the runtime is shutting down).
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+fn describe_actual(actual: Option<u64>) -> String {
+    match actual {
+        Some(revision) => format!("at revision {revision}"),
+        None => "absent".to_owned(),
+    }
+}
+
+impl StoreError {
+    /// True for conflicts a caller may resolve by reloading and retrying.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongExpectedRevision { .. } | StoreError::EventIdReused { .. }
+        )
+    }
+}

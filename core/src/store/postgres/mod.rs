@@ -1,0 +1,565 @@
+//! The PostgreSQL backend, for several API and worker processes sharing one log. Appends are
+//! serialised by a transaction-scoped advisory lock, so positions are handed out in commit
+//! order and a reader resuming after position P never misses a later commit below P.
+//! Appends notify `crm_events` listeners; a listener task turns that into head changes.
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
+use crate::store::migrations::{self, Migration};
+use crate::store::plan::{self, ExistingEvent, Plan};
+use crate::store::{
+    AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
+    StreamStart,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "event log",
+    sql: include_str!("0001_event_log.sql"),
+}];
+
+/// The advisory lock key that serialises appends ("crm_evts" in ASCII).
+const APPEND_LOCK_KEY: i64 = 0x63726d5f65767473;
+/// The advisory lock key that serialises migrations across processes.
+const MIGRATION_LOCK_KEY: i64 = 0x63726d5f6d696772;
+/// The channel appends notify.
+const CHANNEL: &str = "crm_events";
+/// The longest a missed notification can delay a subscriber.
+const HEAD_POLL: Duration = Duration::from_secs(1);
+
+/// Opens the append transaction and takes the append lock in one round trip.
+const BEGIN_APPEND: &str = "BEGIN; SELECT pg_advisory_xact_lock(7165910213591463027)";
+
+const SELECT_EVENTS: &str = "SELECT position, tenant, stream_id, revision, event_id, event_type, \
+     schema_version, data::text, metadata::text, occurred_at, recorded_at, hash FROM crm_events";
+
+/// The PostgreSQL event store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PostgresEventStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    head: Arc<watch::Sender<Position>>,
+}
+
+impl PostgresEventStore {
+    /// Connects with a `postgres://` URL and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool and brings the schema up to date.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        migrate(&pool).await?;
+        let head_position = max_position(&pool).await?;
+        let head = Arc::new(watch::Sender::new(head_position));
+        let listener = PgListener::connect_with(&pool).await?;
+        tokio::spawn(follow_head(Arc::downgrade(&head), pool.clone(), listener));
+        Ok(Self {
+            inner: Arc::new(Inner { pool, head }),
+        })
+    }
+
+    /// The connection pool, for read models that live in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Appends inside a transaction the caller commits, holding the append lock until then.
+    /// Other appends wait for it; readers see nothing of it before the commit. This is the
+    /// hook tests use to hold a writer open; application code wants [`EventStore::append`].
+    pub async fn begin_append(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<PendingAppend, StoreError> {
+        plan::validate_batch(&events)?;
+        let mut tx = self.inner.pool.begin_with(BEGIN_APPEND).await?;
+        let outcome = append_in(&mut tx, tenant, stream, expected, events).await?;
+        Ok(PendingAppend {
+            tx,
+            outcome,
+            head: Arc::clone(&self.inner.head),
+        })
+    }
+}
+
+/// An append whose transaction is still open; see [`PostgresEventStore::begin_append`].
+#[derive(Debug)]
+pub struct PendingAppend {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    outcome: AppendOutcome,
+    head: Arc<watch::Sender<Position>>,
+}
+
+impl PendingAppend {
+    /// Commits the append and returns its outcome.
+    pub async fn commit(self) -> Result<AppendOutcome, StoreError> {
+        self.tx.commit().await?;
+        advance(&self.head, self.outcome.last_position);
+        Ok(self.outcome)
+    }
+
+    /// Abandons the append: nothing of it is stored.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+fn advance(head: &watch::Sender<Position>, position: Position) {
+    head.send_if_modified(|current| {
+        let moved = position > *current;
+        if moved {
+            *current = position;
+        }
+        moved
+    });
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS crm_schema_migrations (
+             version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+             checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, checksum FROM crm_schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let pending = migrations::pending(MIGRATIONS, &applied).map_err(StoreError::Migration)?;
+    for migration in pending {
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{}: {e}", migration.description)))?;
+        sqlx::query(
+            "INSERT INTO crm_schema_migrations (version, description, checksum) VALUES ($1, $2, $3)",
+        )
+        .bind(migration.version)
+        .bind(migration.description)
+        .bind(migration.checksum())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn max_position(pool: &PgPool) -> Result<Position, StoreError> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM crm_events")
+        .fetch_one(pool)
+        .await?;
+    Ok(head as Position)
+}
+
+/// Turns notifications (and, as a safety net, a poll each second) into head changes; ends
+/// when the store is dropped.
+async fn follow_head(head: Weak<watch::Sender<Position>>, pool: PgPool, mut listener: PgListener) {
+    if let Err(error) = listener.listen(CHANNEL).await {
+        tracing::warn!(%error, "cannot listen for appends; falling back to polling");
+    }
+    loop {
+        let notified = tokio::time::timeout(HEAD_POLL, listener.try_recv()).await;
+        let Some(head) = head.upgrade() else { return };
+        let from_notification = match notified {
+            Ok(Ok(Some(notification))) => notification.payload().parse::<Position>().ok(),
+            Ok(Ok(None)) | Err(_) => None,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "append notifications interrupted");
+                tokio::time::sleep(HEAD_POLL).await;
+                None
+            }
+        };
+        let position = match from_notification {
+            Some(position) => Some(position),
+            None => max_position(&pool).await.ok(),
+        };
+        if let Some(position) = position {
+            advance(&head, position);
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(stream = %stream, events = events.len()), err)]
+async fn append_in(
+    tx: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    stream: &StreamId,
+    expected: ExpectedRevision,
+    events: Vec<NewEvent>,
+) -> Result<AppendOutcome, StoreError> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let (head_position, stream_revision, stream_hash): (i64, Option<i64>, Option<Vec<u8>>) =
+        sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(position), 0) FROM crm_events),
+                    s.revision, s.hash
+             FROM (SELECT 1) AS one
+             LEFT JOIN crm_streams s ON s.tenant = $1 AND s.stream_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    let existing_rows = sqlx::query(
+        "SELECT event_id, stream_id, event_type, revision, position FROM crm_events
+         WHERE tenant = $1 AND event_id = ANY($2)",
+    )
+    .bind(tenant.as_str())
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let existing = existing_rows
+        .iter()
+        .map(|row| {
+            Ok(ExistingEvent {
+                event_id: row.try_get(0)?,
+                stream_id: row.try_get(1)?,
+                event_type: row.try_get(2)?,
+                revision: row.try_get::<i64, _>(3)? as u64,
+                position: row.try_get::<i64, _>(4)? as Position,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let stream_head = match (stream_revision, stream_hash) {
+        (Some(revision), Some(hash)) => Some((revision as u64, to_hash(&hash, 0)?)),
+        _ => None,
+    };
+    let recorded_at = crate::envelope::to_stored_precision(Utc::now());
+    let Plan {
+        rows,
+        outcome,
+        new_head,
+    } = plan::plan_append(
+        tenant,
+        stream,
+        expected,
+        events,
+        head_position as Position,
+        stream_head,
+        existing,
+        recorded_at,
+    )?;
+    let Some((revision, hash)) = new_head else {
+        return Ok(outcome);
+    };
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut revisions = Vec::with_capacity(rows.len());
+    let mut event_ids = Vec::with_capacity(rows.len());
+    let mut types = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    let mut data = Vec::with_capacity(rows.len());
+    let mut metadata = Vec::with_capacity(rows.len());
+    let mut occurred = Vec::with_capacity(rows.len());
+    let mut hashes = Vec::with_capacity(rows.len());
+    for row in rows {
+        positions.push(row.position as i64);
+        revisions.push(row.revision as i64);
+        event_ids.push(row.event_id);
+        types.push(row.event_type);
+        versions.push(row.schema_version as i32);
+        data.push(row.data);
+        metadata.push(row.metadata);
+        occurred.push(row.occurred_at);
+        hashes.push(row.hash.to_vec());
+    }
+    // One statement writes the events, moves the stream head and notifies listeners.
+    sqlx::query(
+        "WITH inserted AS (
+             INSERT INTO crm_events (position, tenant, stream_id, revision, event_id, event_type,
+                 schema_version, data, metadata, occurred_at, recorded_at, hash)
+             SELECT e.position, $1, $2, e.revision, e.event_id, e.event_type, e.schema_version,
+                    e.data::json, e.metadata::json, e.occurred_at, $10, e.hash
+             FROM UNNEST($3::bigint[], $4::bigint[], $5::uuid[], $6::text[], $7::int[],
+                         $8::text[], $9::text[], $11::timestamptz[], $12::bytea[])
+                  AS e(position, revision, event_id, event_type, schema_version, data, metadata,
+                       occurred_at, hash)
+             RETURNING 1
+         ), head AS (
+             INSERT INTO crm_streams (tenant, stream_id, revision, hash) VALUES ($1, $2, $13, $14)
+             ON CONFLICT (tenant, stream_id)
+             DO UPDATE SET revision = EXCLUDED.revision, hash = EXCLUDED.hash
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM head),
+                pg_notify('crm_events', $15)",
+    )
+    .bind(tenant.as_str())
+    .bind(stream.as_str())
+    .bind(&positions)
+    .bind(&revisions)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&data)
+    .bind(&metadata)
+    .bind(recorded_at)
+    .bind(&occurred)
+    .bind(&hashes)
+    .bind(revision as i64)
+    .bind(hash.as_slice())
+    .bind(outcome.last_position.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| unique_violation_as_conflict(e, stream, expected))?;
+    Ok(outcome)
+}
+
+/// A unique violation on (tenant, stream, revision) means another writer got there first
+/// (possible only for writers that bypass the append lock); report it as a conflict.
+fn unique_violation_as_conflict(
+    error: sqlx::Error,
+    stream: &StreamId,
+    expected: ExpectedRevision,
+) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+        && db.constraint() == Some("crm_events_stream_revision")
+    {
+        return StoreError::WrongExpectedRevision {
+            stream: stream.as_str().to_owned(),
+            expected,
+            actual: None,
+        };
+    }
+    StoreError::Database(error)
+}
+
+fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        position: position as Position,
+        reason: format!("hash has {} bytes, not 32", bytes.len()),
+    })
+}
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        position: position as Position,
+        reason,
+    };
+    let data: String = row.try_get(7)?;
+    let metadata: String = row.try_get(8)?;
+    let hash: &[u8] = row.try_get(11)?;
+    let occurred_at: DateTime<Utc> = row.try_get(9)?;
+    let recorded_at: DateTime<Utc> = row.try_get(10)?;
+    Ok(RecordedEvent {
+        tenant: TenantId::from_stored(row.try_get(1)?),
+        stream_id: StreamId::from_stored(row.try_get(2)?),
+        revision: row.try_get::<i64, _>(3)? as u64,
+        position: position as Position,
+        event_id: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        schema_version: row.try_get::<i32, _>(6)? as u32,
+        data: RawValue::from_string(data).map_err(|e| corrupt(format!("data: {e}")))?,
+        metadata: RawValue::from_string(metadata)
+            .map_err(|e| corrupt(format!("metadata: {e}")))?,
+        occurred_at,
+        recorded_at,
+        hash: to_hash(hash, position)?,
+    })
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        plan::validate_batch(&events)?;
+        // Run to completion even if the caller goes away, so an acknowledged-or-not answer
+        // always matches what was committed.
+        let inner = Arc::clone(&self.inner);
+        let (tenant, stream) = (tenant.clone(), stream.clone());
+        tokio::spawn(async move {
+            let mut tx = inner.pool.begin_with(BEGIN_APPEND).await?;
+            let outcome = append_in(&mut tx, &tenant, &stream, expected, events).await?;
+            tx.commit().await?;
+            advance(&inner.head, outcome.last_position);
+            Ok(outcome)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        direction: Direction,
+        start: StreamStart,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = match (direction, start) {
+            (_, StreamStart::Revision(revision)) => i64::try_from(revision).unwrap_or(i64::MAX),
+            (Direction::Forwards, StreamStart::Boundary) => 0,
+            (Direction::Backwards, StreamStart::Boundary) => i64::MAX,
+        };
+        let sql = match direction {
+            Direction::Forwards => format!(
+                "{SELECT_EVENTS} WHERE tenant = $1 AND stream_id = $2 AND revision >= $3 \
+                 ORDER BY revision ASC LIMIT $4"
+            ),
+            Direction::Backwards => format!(
+                "{SELECT_EVENTS} WHERE tenant = $1 AND stream_id = $2 AND revision <= $3 \
+                 ORDER BY revision DESC LIMIT $4"
+            ),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(stream.as_str())
+            .bind(from)
+            .bind(limit_of(limit))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_all(
+        &self,
+        scope: &Scope,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = match scope {
+            Scope::AllTenants => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2"
+                )))
+                .bind(after)
+                .bind(limit_of(limit))
+                .fetch_all(&self.inner.pool)
+                .await?
+            }
+            Scope::Tenant(tenant) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_EVENTS} WHERE tenant = $1 AND position > $2 ORDER BY position LIMIT $3"
+                )))
+                .bind(tenant.as_str())
+                .bind(after)
+                .bind(limit_of(limit))
+                .fetch_all(&self.inner.pool)
+                .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        max_position(&self.inner.pool).await
+    }
+
+    async fn stream_heads(
+        &self,
+        scope: &Scope,
+        after: Option<(&TenantId, &StreamId)>,
+        limit: usize,
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        let (after_tenant, after_stream) =
+            after.map_or(("", ""), |(t, s)| (t.as_str(), s.as_str()));
+        let tenant_filter = match scope {
+            Scope::AllTenants => None,
+            Scope::Tenant(tenant) => Some(tenant.as_str()),
+        };
+        let rows = sqlx::query(
+            "SELECT tenant, stream_id, revision, hash FROM crm_streams
+             WHERE (tenant, stream_id) > ($1, $2) AND ($3::text IS NULL OR tenant = $3)
+             ORDER BY tenant, stream_id LIMIT $4",
+        )
+        .bind(after_tenant)
+        .bind(after_stream)
+        .bind(tenant_filter)
+        .bind(limit_of(limit))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let hash: &[u8] = row.try_get(3)?;
+                Ok(StreamHead {
+                    tenant: TenantId::from_stored(row.try_get(0)?),
+                    stream_id: StreamId::from_stored(row.try_get(1)?),
+                    revision: row.try_get::<i64, _>(2)? as u64,
+                    hash: to_hash(hash, 0)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stream_head(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+    ) -> Result<Option<StreamHead>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT revision, hash FROM crm_streams WHERE tenant = $1 AND stream_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        row.map(|(revision, hash)| {
+            Ok(StreamHead {
+                tenant: tenant.clone(),
+                stream_id: stream.clone(),
+                revision: revision as u64,
+                hash: to_hash(&hash, 0)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn head_changes(&self) -> watch::Receiver<Position> {
+        self.inner.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_append_transaction_takes_the_append_lock() {
+        assert_eq!(
+            BEGIN_APPEND,
+            format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})")
+        );
+    }
+}

@@ -1,0 +1,549 @@
+//! The embedded SQLite backend: one file in WAL mode, one writer connection (appends take
+//! `BEGIN IMMEDIATE`, which also serialises writers in other processes) and a small pool of
+//! readers that never block the writer.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::{watch, Mutex};
+use uuid::Uuid;
+
+use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
+use crate::store::migrations::{self, Migration};
+use crate::store::plan::{self, ExistingEvent, Plan};
+use crate::store::{
+    AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
+    StreamStart,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "event log",
+    sql: include_str!("0001_event_log.sql"),
+}];
+
+/// How often other processes' appends are looked for.
+const HEAD_POLL: Duration = Duration::from_millis(500);
+/// Rows per multi-row INSERT (12 parameters each, well under SQLite's limit).
+const INSERT_CHUNK: usize = 64;
+/// Ids per duplicate lookup.
+const LOOKUP_CHUNK: usize = 500;
+
+const EVENT_COLUMNS: &str = "position, tenant, stream_id, revision, event_id, event_type, \
+     schema_version, data, metadata, occurred_at, recorded_at, hash";
+
+/// How hard SQLite syncs to disk. `Normal` (the default) survives a process crash at any
+/// instant; `Full` also survives power loss, at the cost of an fsync per commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Normal,
+    Full,
+    Extra,
+}
+
+impl FromStr for Durability {
+    type Err = StoreError;
+    fn from_str(value: &str) -> Result<Self, StoreError> {
+        match value.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Durability::Normal),
+            "full" => Ok(Durability::Full),
+            "extra" => Ok(Durability::Extra),
+            other => Err(StoreError::Config(format!(
+                "synchronous must be normal, full or extra (off is not durable), got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Where and how to open a SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub durability: Durability,
+    /// Reader connections (WAL lets them read while the writer writes).
+    pub readers: u32,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
+            durability: Durability::Normal,
+            readers: 4,
+        }
+    }
+}
+
+/// The SQLite event store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Mutex<SqliteConnection>,
+    readers: SqlitePool,
+    head: Arc<watch::Sender<Position>>,
+    path: PathBuf,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the store file at `path` with default options.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(SqliteOptions::new(path)).await
+    }
+
+    /// Opens (creating if needed) a store, bringing its schema up to date.
+    pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(parent) = options.path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let synchronous = match options.durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Extra => SqliteSynchronous::Extra,
+        };
+        let base = SqliteConnectOptions::new()
+            .filename(&options.path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(false)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let mut writer = SqliteConnection::connect_with(&base.clone().create_if_missing(true))
+            .await?;
+        migrate(&mut writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .min_connections(1)
+            .connect_with(base.read_only(true))
+            .await?;
+        let head_position = max_position(&readers).await?;
+        let head = Arc::new(watch::Sender::new(head_position));
+        tokio::spawn(poll_head(Arc::downgrade(&head), readers.clone()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                head,
+                path: options.path,
+            }),
+        })
+    }
+
+    /// The file the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The reader pool, for read models that live in the same file.
+    pub fn reader_pool(&self) -> &SqlitePool {
+        &self.inner.readers
+    }
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS crm_schema_migrations (
+             version INTEGER PRIMARY KEY, description TEXT NOT NULL,
+             checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, checksum FROM crm_schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let pending = migrations::pending(MIGRATIONS, &applied).map_err(StoreError::Migration)?;
+    for migration in pending {
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{}: {e}", migration.description)))?;
+        sqlx::query(
+            "INSERT INTO crm_schema_migrations (version, description, checksum, applied_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(migration.version)
+        .bind(migration.description)
+        .bind(migration.checksum())
+        .bind(Utc::now().timestamp_micros())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn max_position(pool: &SqlitePool) -> Result<Position, StoreError> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM crm_events")
+        .fetch_one(pool)
+        .await?;
+    Ok(head as Position)
+}
+
+/// Notices appends made by other processes; ends when the store is dropped.
+async fn poll_head(head: Weak<watch::Sender<Position>>, readers: SqlitePool) {
+    let mut interval = tokio::time::interval(HEAD_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(head) = head.upgrade() else { return };
+        match max_position(&readers).await {
+            Ok(position) => {
+                head.send_if_modified(|current| {
+                    let moved = position > *current;
+                    if moved {
+                        *current = position;
+                    }
+                    moved
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the head position"),
+        }
+    }
+}
+
+impl Inner {
+    #[tracing::instrument(skip_all, fields(stream = %stream, events = events.len()), err)]
+    async fn append(
+        &self,
+        tenant: TenantId,
+        stream: StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let (head_position, stream_revision, stream_hash): (i64, Option<i64>, Option<Vec<u8>>) =
+            sqlx::query_as(
+                "SELECT (SELECT COALESCE(MAX(position), 0) FROM crm_events),
+                        (SELECT revision FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2),
+                        (SELECT hash FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2)",
+            )
+            .bind(tenant.as_str())
+            .bind(stream.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let stream_head = match (stream_revision, stream_hash) {
+            (Some(revision), Some(hash)) => Some((revision as u64, to_hash(&hash, 0)?)),
+            _ => None,
+        };
+        let existing = existing_ids(&mut tx, &tenant, &events).await?;
+        let recorded_at = crate::envelope::to_stored_precision(Utc::now());
+        let Plan {
+            rows,
+            outcome,
+            new_head,
+        } = plan::plan_append(
+            &tenant,
+            &stream,
+            expected,
+            events,
+            head_position as Position,
+            stream_head,
+            existing,
+            recorded_at,
+        )?;
+        let Some((revision, hash)) = new_head else {
+            // Every event was a duplicate: nothing to write.
+            tx.rollback().await?;
+            return Ok(outcome);
+        };
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut insert: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO crm_events ({EVENT_COLUMNS}) "));
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(row.position as i64)
+                    .push_bind(tenant.as_str())
+                    .push_bind(stream.as_str())
+                    .push_bind(row.revision as i64)
+                    .push_bind(row.event_id.as_bytes().as_slice())
+                    .push_bind(row.event_type.as_str())
+                    .push_bind(i64::from(row.schema_version))
+                    .push_bind(row.data.as_str())
+                    .push_bind(row.metadata.as_str())
+                    .push_bind(row.occurred_at.timestamp_micros())
+                    .push_bind(row.recorded_at.timestamp_micros())
+                    .push_bind(row.hash.as_slice());
+            });
+            insert.build().persistent(true).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO crm_streams (tenant, stream_id, revision, hash) VALUES (?, ?, ?, ?)
+             ON CONFLICT (tenant, stream_id)
+             DO UPDATE SET revision = excluded.revision, hash = excluded.hash",
+        )
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .bind(revision as i64)
+        .bind(hash.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let last = outcome.last_position;
+        self.head.send_if_modified(|current| {
+            let moved = last > *current;
+            if moved {
+                *current = last;
+            }
+            moved
+        });
+        Ok(outcome)
+    }
+}
+
+async fn existing_ids(
+    conn: &mut SqliteConnection,
+    tenant: &TenantId,
+    events: &[NewEvent],
+) -> Result<Vec<ExistingEvent>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in events.chunks(LOOKUP_CHUNK) {
+        let mut lookup: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT event_id, stream_id, event_type, revision, position FROM crm_events \
+             WHERE tenant = ",
+        );
+        lookup.push_bind(tenant.as_str()).push(" AND event_id IN (");
+        let mut ids = lookup.separated(", ");
+        for event in chunk {
+            ids.push_bind(event.event_id.as_bytes().as_slice());
+        }
+        lookup.push(")");
+        let rows = lookup.build().persistent(true).fetch_all(&mut *conn).await?;
+        for row in rows {
+            let position: i64 = row.try_get(4)?;
+            let id: Vec<u8> = row.try_get(0)?;
+            found.push(ExistingEvent {
+                event_id: Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
+                    position: position as Position,
+                    reason: format!("event id: {e}"),
+                })?,
+                stream_id: row.try_get(1)?,
+                event_type: row.try_get(2)?,
+                revision: row.try_get::<i64, _>(3)? as u64,
+                position: position as Position,
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        position: position as Position,
+        reason: format!("hash has {} bytes, not 32", bytes.len()),
+    })
+}
+
+fn micros(value: i64, position: i64, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+        position: position as Position,
+        reason: format!("{column} {value} is out of range"),
+    })
+}
+
+fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        position: position as Position,
+        reason,
+    };
+    let id: &[u8] = row.try_get(4)?;
+    let data: String = row.try_get(7)?;
+    let metadata: String = row.try_get(8)?;
+    let hash: &[u8] = row.try_get(11)?;
+    Ok(RecordedEvent {
+        tenant: TenantId::from_stored(row.try_get(1)?),
+        stream_id: StreamId::from_stored(row.try_get(2)?),
+        revision: row.try_get::<i64, _>(3)? as u64,
+        position: position as Position,
+        event_id: Uuid::from_slice(id).map_err(|e| corrupt(format!("event id: {e}")))?,
+        event_type: row.try_get(5)?,
+        schema_version: row.try_get::<i64, _>(6)? as u32,
+        data: RawValue::from_string(data).map_err(|e| corrupt(format!("data: {e}")))?,
+        metadata: RawValue::from_string(metadata)
+            .map_err(|e| corrupt(format!("metadata: {e}")))?,
+        occurred_at: micros(row.try_get(9)?, position, "occurred_at")?,
+        recorded_at: micros(row.try_get(10)?, position, "recorded_at")?,
+        hash: to_hash(hash, position)?,
+    })
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        plan::validate_batch(&events)?;
+        // Run to completion even if the caller goes away: an append is never left half-done
+        // on the shared writer connection.
+        let inner = Arc::clone(&self.inner);
+        let (tenant, stream) = (tenant.clone(), stream.clone());
+        tokio::spawn(async move { inner.append(tenant, stream, expected, events).await })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        direction: Direction,
+        start: StreamStart,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = match (direction, start) {
+            (Direction::Forwards, _) => {
+                "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
+                 FROM crm_events WHERE tenant = ?1 AND stream_id = ?2 AND revision >= ?3
+                 ORDER BY revision ASC LIMIT ?4"
+            }
+            (Direction::Backwards, _) => {
+                "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
+                 FROM crm_events WHERE tenant = ?1 AND stream_id = ?2 AND revision <= ?3
+                 ORDER BY revision DESC LIMIT ?4"
+            }
+        };
+        let from = match (direction, start) {
+            (_, StreamStart::Revision(revision)) => i64::try_from(revision).unwrap_or(i64::MAX),
+            (Direction::Forwards, StreamStart::Boundary) => 0,
+            (Direction::Backwards, StreamStart::Boundary) => i64::MAX,
+        };
+        let rows = sqlx::query(sql)
+            .bind(tenant.as_str())
+            .bind(stream.as_str())
+            .bind(from)
+            .bind(limit_of(limit))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_all(
+        &self,
+        scope: &Scope,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = match scope {
+            Scope::AllTenants => {
+                sqlx::query(
+                    "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
+                     FROM crm_events WHERE position > ? ORDER BY position LIMIT ?",
+                )
+                .bind(after)
+                .bind(limit_of(limit))
+                .fetch_all(&self.inner.readers)
+                .await?
+            }
+            Scope::Tenant(tenant) => {
+                sqlx::query(
+                    "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
+                     FROM crm_events WHERE tenant = ? AND position > ? ORDER BY position LIMIT ?",
+                )
+                .bind(tenant.as_str())
+                .bind(after)
+                .bind(limit_of(limit))
+                .fetch_all(&self.inner.readers)
+                .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        max_position(&self.inner.readers).await
+    }
+
+    async fn stream_heads(
+        &self,
+        scope: &Scope,
+        after: Option<(&TenantId, &StreamId)>,
+        limit: usize,
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        let (after_tenant, after_stream) =
+            after.map_or(("", ""), |(t, s)| (t.as_str(), s.as_str()));
+        let tenant_filter = match scope {
+            Scope::AllTenants => None,
+            Scope::Tenant(tenant) => Some(tenant.as_str()),
+        };
+        let rows = sqlx::query(
+            "SELECT tenant, stream_id, revision, hash FROM crm_streams
+             WHERE (tenant, stream_id) > (?1, ?2) AND (?3 IS NULL OR tenant = ?3)
+             ORDER BY tenant, stream_id LIMIT ?4",
+        )
+        .bind(after_tenant)
+        .bind(after_stream)
+        .bind(tenant_filter)
+        .bind(limit_of(limit))
+        .fetch_all(&self.inner.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let hash: &[u8] = row.try_get(3)?;
+                Ok(StreamHead {
+                    tenant: TenantId::from_stored(row.try_get(0)?),
+                    stream_id: StreamId::from_stored(row.try_get(1)?),
+                    revision: row.try_get::<i64, _>(2)? as u64,
+                    hash: to_hash(hash, 0)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stream_head(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+    ) -> Result<Option<StreamHead>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT revision, hash FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2",
+        )
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .fetch_optional(&self.inner.readers)
+        .await?;
+        row.map(|(revision, hash)| {
+            Ok(StreamHead {
+                tenant: tenant.clone(),
+                stream_id: stream.clone(),
+                revision: revision as u64,
+                hash: to_hash(&hash, 0)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn head_changes(&self) -> watch::Receiver<Position> {
+        self.inner.head.subscribe()
+    }
+}
+

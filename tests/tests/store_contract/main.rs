@@ -1,0 +1,51 @@
+//! The event store contract: one suite, written once in `suite.rs`, run against every backend
+//! on a fresh store per test. Test paths carry the backend (`sqlite::...`, `postgres::...`),
+//! so the output shows which ran.
+
+mod fixture;
+mod postgres_gaps;
+mod suite;
+
+use fixture::Fixture;
+
+macro_rules! contract {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            contract!(@tests $backend:
+                appends_assign_revisions_from_zero_and_gap_free_positions,
+                wrong_expected_revisions_are_typed_conflicts_that_store_nothing,
+                re_appending_the_same_ids_is_acknowledged_as_duplicate_and_stores_nothing,
+                a_reused_event_id_for_a_different_event_is_a_conflict,
+                a_failed_batch_leaves_nothing_of_itself_visible,
+                streams_read_forwards_and_backwards_from_a_revision,
+                the_log_reads_in_position_order_in_batches,
+                envelopes_round_trip_exactly,
+                subscriptions_catch_up_then_receive_live_events,
+                subscriptions_see_appends_from_another_store_handle,
+                concurrent_writers_to_one_stream_have_exactly_one_winner_per_revision,
+                tenants_never_see_each_others_events,
+                an_intact_log_verifies,
+                verify_names_an_event_whose_data_was_changed,
+                verify_names_the_gap_where_an_event_was_removed,
+                verify_notices_a_removed_last_event,
+                the_event_table_refuses_updates_and_deletes,
+                reopening_a_store_keeps_every_acknowledged_event,
+            );
+        }
+    };
+    (@tests $backend:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fixture) = Fixture::$backend(stringify!($name)).await else {
+                    return;
+                };
+                suite::$name(&fixture).await;
+            }
+        )*
+    };
+}
+
+contract!(sqlite);
+contract!(postgres);

@@ -1,0 +1,708 @@
+//! The contract every event store backend must meet. Each function gets a fresh store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use crm_core::envelope::{EventMetadata, NewEvent, StreamId, TenantId};
+use crm_core::store::{
+    subscribe_all, verify, verify_stream, Direction, ExpectedRevision, FindingKind, Scope,
+    StoreError, StreamStart,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::fixture::Fixture;
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("tenant id")
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::parse(name).expect("stream id")
+}
+
+fn logged(n: u32) -> NewEvent {
+    NewEvent::new(
+        "InteractionLogged",
+        &json!({"customer_id": "c-1", "interaction_id": format!("i-{n}"), "channel": "phone"}),
+    )
+}
+
+fn batch(count: u32) -> Vec<NewEvent> {
+    (0..count).map(logged).collect()
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn appends_assign_revisions_from_zero_and_gap_free_positions(f: &Fixture) {
+    let t = tenant("t1");
+    let first = f
+        .store
+        .append(&t, &stream("customer-1"), ExpectedRevision::NoStream, batch(3))
+        .await
+        .expect("first append");
+    assert_eq!(
+        first.events.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        first.events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(first.stream_revision, 2);
+    assert_eq!(first.last_position, 3);
+    assert!(first.events.iter().all(|e| !e.duplicate));
+
+    let second = f
+        .store
+        .append(&t, &stream("customer-2"), ExpectedRevision::Any, batch(1))
+        .await
+        .expect("second stream");
+    assert_eq!(second.events[0].revision, 0);
+    assert_eq!(second.events[0].position, 4);
+
+    let third = f
+        .store
+        .append(&t, &stream("customer-1"), ExpectedRevision::Exact(2), batch(2))
+        .await
+        .expect("exact revision");
+    assert_eq!(
+        third.events.iter().map(|e| (e.revision, e.position)).collect::<Vec<_>>(),
+        [(3, 5), (4, 6)]
+    );
+    assert_eq!(f.store.head_position().await.expect("head"), 6);
+}
+
+pub async fn wrong_expected_revisions_are_typed_conflicts_that_store_nothing(f: &Fixture) {
+    let t = tenant("t1");
+    let s = stream("opportunity-op-5");
+    let conflict = f
+        .store
+        .append(&t, &s, ExpectedRevision::StreamExists, batch(1))
+        .await
+        .expect_err("stream does not exist yet");
+    assert!(
+        matches!(conflict, StoreError::WrongExpectedRevision { actual: None, .. }),
+        "{conflict:?}"
+    );
+    assert!(conflict.is_conflict());
+    let conflict = f
+        .store
+        .append(&t, &s, ExpectedRevision::Exact(0), batch(1))
+        .await
+        .expect_err("no revision 0 yet");
+    assert!(matches!(conflict, StoreError::WrongExpectedRevision { .. }));
+
+    f.store
+        .append(&t, &s, ExpectedRevision::NoStream, batch(2))
+        .await
+        .expect("create");
+    for expected in [
+        ExpectedRevision::NoStream,
+        ExpectedRevision::Exact(0),
+        ExpectedRevision::Exact(2),
+    ] {
+        let conflict = f
+            .store
+            .append(&t, &s, expected, batch(1))
+            .await
+            .expect_err("stale expectation");
+        match conflict {
+            StoreError::WrongExpectedRevision {
+                stream,
+                expected: e,
+                actual,
+            } => {
+                assert_eq!(stream, s.as_str());
+                assert_eq!(e, expected);
+                assert_eq!(actual, Some(1));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(f.store.head_position().await.expect("head"), 2);
+    f.store
+        .append(&t, &s, ExpectedRevision::StreamExists, batch(1))
+        .await
+        .expect("stream exists");
+    f.store
+        .append(&t, &s, ExpectedRevision::Any, batch(1))
+        .await
+        .expect("any");
+    let events = f
+        .store
+        .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 100)
+        .await
+        .expect("read");
+    assert_eq!(events.len(), 4);
+}
+
+pub async fn re_appending_the_same_ids_is_acknowledged_as_duplicate_and_stores_nothing(
+    f: &Fixture,
+) {
+    let t = tenant("t1");
+    let s = stream("customer-7");
+    let events = batch(3);
+    let first = f
+        .store
+        .append(&t, &s, ExpectedRevision::NoStream, events.clone())
+        .await
+        .expect("first");
+    // The retry carries a now-stale expectation and still succeeds, as duplicates.
+    let retry = f
+        .store
+        .append(&t, &s, ExpectedRevision::NoStream, events.clone())
+        .await
+        .expect("retry is acknowledged");
+    assert!(retry.events.iter().all(|e| e.duplicate));
+    assert_eq!(
+        retry.events.iter().map(|e| (e.revision, e.position)).collect::<Vec<_>>(),
+        first.events.iter().map(|e| (e.revision, e.position)).collect::<Vec<_>>()
+    );
+    assert_eq!(retry.last_position, first.last_position);
+    assert_eq!(f.store.head_position().await.expect("head"), 3);
+
+    // A batch mixing an old id with a new one stores only the new one.
+    let mut mixed = vec![events[1].clone()];
+    mixed.push(logged(99));
+    let outcome = f
+        .store
+        .append(&t, &s, ExpectedRevision::Exact(2), mixed)
+        .await
+        .expect("mixed");
+    assert!(outcome.events[0].duplicate);
+    assert_eq!(outcome.events[0].revision, 1);
+    assert!(!outcome.events[1].duplicate);
+    assert_eq!(outcome.events[1].revision, 3);
+    assert_eq!(outcome.stream_revision, 3);
+    let stored = f
+        .store
+        .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 100)
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 4);
+    let ids: HashSet<Uuid> = stored.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 4);
+}
+
+pub async fn a_reused_event_id_for_a_different_event_is_a_conflict(f: &Fixture) {
+    let t = tenant("t1");
+    let event = logged(1);
+    f.store
+        .append(&t, &stream("customer-1"), ExpectedRevision::Any, vec![event.clone()])
+        .await
+        .expect("first");
+    let error = f
+        .store
+        .append(&t, &stream("customer-2"), ExpectedRevision::Any, vec![event.clone()])
+        .await
+        .expect_err("same id, other stream");
+    assert!(
+        matches!(&error, StoreError::EventIdReused { stored_stream, .. } if stored_stream == "customer-1"),
+        "{error:?}"
+    );
+    let mut other_type = event.clone();
+    other_type.event_type = "OrderPlaced".into();
+    let error = f
+        .store
+        .append(&t, &stream("customer-1"), ExpectedRevision::Any, vec![other_type])
+        .await
+        .expect_err("same id, other type");
+    assert!(matches!(error, StoreError::EventIdReused { .. }), "{error:?}");
+    assert_eq!(f.store.head_position().await.expect("head"), 1);
+}
+
+pub async fn a_failed_batch_leaves_nothing_of_itself_visible(f: &Fixture) {
+    let t = tenant("t1");
+    let s = stream("case-k-3");
+    let stored = logged(0);
+    f.store
+        .append(&t, &stream("case-other"), ExpectedRevision::Any, vec![stored.clone()])
+        .await
+        .expect("seed");
+
+    // The last event reuses an id of another stream: the whole batch is refused.
+    let mut events = batch(5);
+    events.push(stored);
+    assert!(f.store.append(&t, &s, ExpectedRevision::Any, events).await.is_err());
+    // The last event has an invalid type: refused before anything is written.
+    let mut events = batch(5);
+    events.push(NewEvent::new("not a type!", &json!({})));
+    let error = f
+        .store
+        .append(&t, &s, ExpectedRevision::Any, events)
+        .await
+        .expect_err("invalid type");
+    assert!(error.to_string().contains("event 5"), "{error}");
+    // Repeated ids within one call.
+    let event = logged(1);
+    let error = f
+        .store
+        .append(&t, &s, ExpectedRevision::Any, vec![event.clone(), event])
+        .await
+        .expect_err("repeated id");
+    assert!(matches!(error, StoreError::InvalidInput(_)));
+    // An empty call.
+    assert!(f.store.append(&t, &s, ExpectedRevision::Any, vec![]).await.is_err());
+
+    assert!(f
+        .store
+        .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 100)
+        .await
+        .expect("read")
+        .is_empty());
+    assert_eq!(f.store.read_all(&Scope::AllTenants, 0, 100).await.expect("all").len(), 1);
+    assert!(f.store.stream_head(&t, &s).await.expect("head").is_none());
+}
+
+pub async fn streams_read_forwards_and_backwards_from_a_revision(f: &Fixture) {
+    let t = tenant("t1");
+    let s = stream("lead-l-1");
+    f.store
+        .append(&t, &s, ExpectedRevision::NoStream, batch(10))
+        .await
+        .expect("append");
+    f.store
+        .append(&t, &stream("lead-l-2"), ExpectedRevision::NoStream, batch(3))
+        .await
+        .expect("other stream");
+    let read = |direction, start, limit| {
+        let store = Arc::clone(&f.store);
+        let (t, s) = (t.clone(), s.clone());
+        async move {
+            store
+                .read_stream(&t, &s, direction, start, limit)
+                .await
+                .expect("read")
+                .iter()
+                .map(|e| e.revision)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        read(Direction::Forwards, StreamStart::Boundary, 100).await,
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read(Direction::Forwards, StreamStart::Revision(7), 100).await,
+        [7, 8, 9]
+    );
+    assert_eq!(
+        read(Direction::Forwards, StreamStart::Revision(2), 3).await,
+        [2, 3, 4]
+    );
+    assert_eq!(
+        read(Direction::Backwards, StreamStart::Boundary, 3).await,
+        [9, 8, 7]
+    );
+    assert_eq!(
+        read(Direction::Backwards, StreamStart::Revision(1), 100).await,
+        [1, 0]
+    );
+    assert!(read(Direction::Forwards, StreamStart::Revision(10), 100)
+        .await
+        .is_empty());
+    let missing = f
+        .store
+        .read_stream(&t, &stream("lead-none"), Direction::Forwards, StreamStart::Boundary, 10)
+        .await
+        .expect("read missing");
+    assert!(missing.is_empty());
+}
+
+pub async fn the_log_reads_in_position_order_in_batches(f: &Fixture) {
+    let t = tenant("t1");
+    for n in 0..5 {
+        f.store
+            .append(&t, &stream(&format!("customer-{n}")), ExpectedRevision::NoStream, batch(4))
+            .await
+            .expect("append");
+    }
+    let mut positions = Vec::new();
+    let mut after = 0;
+    loop {
+        let events = f
+            .store
+            .read_all(&Scope::AllTenants, after, 7)
+            .await
+            .expect("read all");
+        let Some(last) = events.last() else { break };
+        assert!(events.len() <= 7);
+        after = last.position;
+        positions.extend(events.iter().map(|e| e.position));
+    }
+    assert_eq!(positions, (1..=20).collect::<Vec<_>>());
+    let tail = f
+        .store
+        .read_all(&Scope::Tenant(t.clone()), 18, 100)
+        .await
+        .expect("tail");
+    assert_eq!(tail.iter().map(|e| e.position).collect::<Vec<_>>(), [19, 20]);
+    assert_eq!(tail[1].stream_id.as_str(), "customer-4");
+    assert_eq!(tail[1].revision, 3);
+}
+
+pub async fn envelopes_round_trip_exactly(f: &Fixture) {
+    let t = tenant("acme");
+    let occurred = Utc
+        .with_ymd_and_hms(2026, 3, 2, 10, 15, 0)
+        .single()
+        .expect("date")
+        + chrono::Duration::microseconds(123_456);
+    let metadata = EventMetadata {
+        actor: Some("u-7".into()),
+        source: Some("phone-system".into()),
+        correlation_id: Some("corr-1".into()),
+        causation_id: None,
+        extra: Default::default(),
+    };
+    let id = Uuid::new_v4();
+    let data = json!({"customer_id": "c-42", "amount": "11.77", "currency": "USD", "nested": {"b": 1, "a": [1, 2]}});
+    let event = NewEvent::new("OrderPlaced", &data)
+        .with_id(id)
+        .with_schema_version(2)
+        .with_occurred_at(occurred)
+        .with_metadata(&metadata);
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    f.store
+        .append(&t, &stream("customer-c-42"), ExpectedRevision::Any, vec![event])
+        .await
+        .expect("append");
+    let stored = f
+        .store
+        .read_all(&Scope::Tenant(t.clone()), 0, 10)
+        .await
+        .expect("read");
+    let e = &stored[0];
+    assert_eq!(e.tenant, t);
+    assert_eq!(e.stream_id.as_str(), "customer-c-42");
+    assert_eq!(e.event_id, id);
+    assert_eq!(e.event_type, "OrderPlaced");
+    assert_eq!(e.schema_version, 2);
+    assert_eq!(e.decode_data::<serde_json::Value>().expect("data"), data);
+    assert_eq!(
+        e.data.get(),
+        r#"{"amount":"11.77","currency":"USD","customer_id":"c-42","nested":{"a":[1,2],"b":1}}"#
+    );
+    assert_eq!(e.decode_metadata().expect("metadata"), metadata);
+    assert_eq!(e.occurred_at, occurred);
+    assert!(e.recorded_at >= before && e.recorded_at <= Utc::now());
+
+    // Without a business time, the event occurred when it was recorded.
+    f.store
+        .append(&t, &stream("customer-c-42"), ExpectedRevision::Any, batch(1))
+        .await
+        .expect("append");
+    let stored = f.store.read_all(&Scope::Tenant(t), 1, 10).await.expect("read");
+    assert_eq!(stored[0].occurred_at, stored[0].recorded_at);
+}
+
+pub async fn subscriptions_catch_up_then_receive_live_events(f: &Fixture) {
+    let t = tenant("t1");
+    f.store
+        .append(&t, &stream("customer-1"), ExpectedRevision::Any, batch(5))
+        .await
+        .expect("seed");
+    let mut subscription =
+        subscribe_all(Arc::clone(&f.store), Scope::AllTenants, 2).with_batch_size(2);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(WAIT, subscription.next())
+            .await
+            .expect("catch-up in time")
+            .expect("event");
+        seen.push(event.position);
+    }
+    assert_eq!(seen, [3, 4, 5]);
+    assert_eq!(subscription.position(), 5);
+
+    // Nothing more yet: the subscription waits rather than returning.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), subscription.next())
+            .await
+            .is_err()
+    );
+    let store = Arc::clone(&f.store);
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for n in 0..3 {
+            store
+                .append(&tenant("t2"), &stream(&format!("case-{n}")), ExpectedRevision::Any, batch(2))
+                .await
+                .expect("live append");
+        }
+    });
+    while seen.len() < 9 {
+        let event = tokio::time::timeout(WAIT, subscription.next())
+            .await
+            .expect("live event in time")
+            .expect("event");
+        seen.push(event.position);
+    }
+    writer.await.expect("writer");
+    assert_eq!(seen, (3..=11).collect::<Vec<_>>());
+}
+
+pub async fn subscriptions_see_appends_from_another_store_handle(f: &Fixture) {
+    let other = f.reopen().await;
+    let mut subscription = subscribe_all(Arc::clone(&f.store), Scope::AllTenants, 0);
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        other
+            .append(&tenant("t1"), &stream("customer-1"), ExpectedRevision::Any, batch(2))
+            .await
+            .expect("append elsewhere");
+    });
+    let first = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .expect("noticed within the poll interval")
+        .expect("event");
+    assert_eq!(first.position, 1);
+    writer.await.expect("writer");
+}
+
+pub async fn concurrent_writers_to_one_stream_have_exactly_one_winner_per_revision(f: &Fixture) {
+    let t = tenant("t1");
+    let s = stream("opportunity-hot");
+    f.store
+        .append(&t, &s, ExpectedRevision::NoStream, batch(1))
+        .await
+        .expect("seed");
+    let writers = 8;
+    let rounds = 5;
+    let mut handles = Vec::new();
+    for writer in 0..writers {
+        let store = Arc::clone(&f.store);
+        let (t, s) = (t.clone(), s.clone());
+        handles.push(tokio::spawn(async move {
+            let mut wins = Vec::new();
+            let mut conflicts = 0u32;
+            while wins.len() < rounds {
+                let head = store
+                    .read_stream(&t, &s, Direction::Backwards, StreamStart::Boundary, 1)
+                    .await
+                    .expect("head")[0]
+                    .revision;
+                match store
+                    .append(&t, &s, ExpectedRevision::Exact(head), vec![logged(writer)])
+                    .await
+                {
+                    Ok(outcome) => {
+                        assert_eq!(outcome.events[0].revision, head + 1);
+                        wins.push(head + 1);
+                    }
+                    Err(StoreError::WrongExpectedRevision { .. }) => conflicts += 1,
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+            }
+            (wins, conflicts)
+        }));
+    }
+    let mut revisions = Vec::new();
+    for handle in handles {
+        let (wins, _conflicts) = handle.await.expect("writer");
+        revisions.extend(wins);
+    }
+    revisions.sort_unstable();
+    let total = (writers as u64) * rounds as u64;
+    // Every revision was won exactly once.
+    assert_eq!(revisions, (1..=total).collect::<Vec<_>>());
+    let events = f
+        .store
+        .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 1000)
+        .await
+        .expect("read");
+    assert_eq!(events.len() as u64, total + 1);
+    assert!(verify_stream(f.store.as_ref(), &t, &s).await.expect("verify").is_intact());
+
+    // A burst of appends all expecting the same revision: exactly one wins.
+    let head = total;
+    let mut burst = Vec::new();
+    for writer in 0..16 {
+        let store = Arc::clone(&f.store);
+        let (t, s) = (t.clone(), s.clone());
+        burst.push(tokio::spawn(async move {
+            store
+                .append(&t, &s, ExpectedRevision::Exact(head), vec![logged(100 + writer)])
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for handle in burst {
+        match handle.await.expect("burst writer") {
+            Ok(_) => winners += 1,
+            Err(error) => assert!(error.is_conflict(), "{error}"),
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn tenants_never_see_each_others_events(f: &Fixture) {
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    let s = stream("customer-c-1");
+    let shared_id = logged(0);
+    f.store
+        .append(&a, &s, ExpectedRevision::NoStream, vec![shared_id.clone(), logged(1)])
+        .await
+        .expect("tenant a");
+    // The same stream name and even the same event id are independent in another tenant.
+    let outcome = f
+        .store
+        .append(&b, &s, ExpectedRevision::NoStream, vec![shared_id])
+        .await
+        .expect("tenant b");
+    assert!(!outcome.events[0].duplicate);
+    assert_eq!(outcome.events[0].revision, 0);
+
+    let read_b = f
+        .store
+        .read_stream(&b, &s, Direction::Forwards, StreamStart::Boundary, 100)
+        .await
+        .expect("read b");
+    assert_eq!(read_b.len(), 1);
+    assert!(read_b.iter().all(|e| e.tenant == b));
+    let all_b = f
+        .store
+        .read_all(&Scope::Tenant(b.clone()), 0, 100)
+        .await
+        .expect("all b");
+    assert_eq!(all_b.len(), 1);
+    assert_eq!(all_b[0].position, 3);
+    let all_a = f
+        .store
+        .read_all(&Scope::Tenant(a.clone()), 0, 100)
+        .await
+        .expect("all a");
+    assert_eq!(all_a.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
+    assert!(f
+        .store
+        .stream_head(&tenant("tenant-c"), &s)
+        .await
+        .expect("head")
+        .is_none());
+    let heads = f
+        .store
+        .stream_heads(&Scope::Tenant(b.clone()), None, 100)
+        .await
+        .expect("heads");
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].tenant, b);
+    let report = verify(f.store.as_ref(), &Scope::Tenant(a)).await.expect("verify a");
+    assert!(report.is_intact());
+    assert_eq!(report.events_checked, 2);
+}
+
+async fn seed_three_streams(f: &Fixture) {
+    let t = tenant("t1");
+    for n in 0..3 {
+        f.store
+            .append(&t, &stream(&format!("customer-{n}")), ExpectedRevision::NoStream, batch(4))
+            .await
+            .expect("seed");
+    }
+}
+
+pub async fn an_intact_log_verifies(f: &Fixture) {
+    seed_three_streams(f).await;
+    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    assert_eq!(report.first_failure, None);
+    assert_eq!(report.events_checked, 12);
+    assert_eq!(report.streams_checked, 3);
+    let one = verify_stream(f.store.as_ref(), &tenant("t1"), &stream("customer-1"))
+        .await
+        .expect("verify stream");
+    assert!(one.is_intact());
+    assert_eq!(one.events_checked, 4);
+}
+
+pub async fn verify_names_an_event_whose_data_was_changed(f: &Fixture) {
+    seed_three_streams(f).await;
+    // Position 6 is customer-1, revision 1.
+    f.raw_sql(
+        r#"UPDATE crm_events SET data = '{"customer_id":"c-1","channel":"email"}' WHERE position = 6"#,
+        true,
+    )
+    .await
+    .expect("tamper");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let failure = report.first_failure.expect("tampering is found");
+    assert_eq!(failure.kind, FindingKind::Changed);
+    assert_eq!(failure.position, Some(6));
+    assert_eq!(failure.stream_id.as_deref(), Some("customer-1"));
+    assert_eq!(failure.revision, Some(1));
+    let one = verify_stream(f.store.as_ref(), &tenant("t1"), &stream("customer-1"))
+        .await
+        .expect("verify stream");
+    assert_eq!(one.first_failure.expect("found").position, Some(6));
+    let other = verify_stream(f.store.as_ref(), &tenant("t1"), &stream("customer-2"))
+        .await
+        .expect("verify other stream");
+    assert!(other.is_intact());
+}
+
+pub async fn verify_names_the_gap_where_an_event_was_removed(f: &Fixture) {
+    seed_three_streams(f).await;
+    f.raw_sql("DELETE FROM crm_events WHERE position = 2", true)
+        .await
+        .expect("tamper");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let failure = report.first_failure.expect("removal is found");
+    assert_eq!(failure.kind, FindingKind::Removed);
+    assert_eq!(failure.position, Some(3));
+    assert!(failure.detail.contains("positions 2..2"), "{failure}");
+    let one = verify_stream(f.store.as_ref(), &tenant("t1"), &stream("customer-0"))
+        .await
+        .expect("verify stream");
+    let failure = one.first_failure.expect("gap in stream");
+    assert_eq!(failure.kind, FindingKind::Removed);
+    assert_eq!(failure.revision, Some(2));
+    assert!(failure.detail.contains("revision 1 is missing"), "{failure}");
+}
+
+pub async fn verify_notices_a_removed_last_event(f: &Fixture) {
+    seed_three_streams(f).await;
+    // The very last event of the log: no position gap shows it, the stream head does.
+    f.raw_sql("DELETE FROM crm_events WHERE position = 12", true)
+        .await
+        .expect("tamper");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let failure = report.first_failure.expect("truncation is found");
+    assert_eq!(failure.kind, FindingKind::Removed);
+    assert_eq!(failure.stream_id.as_deref(), Some("customer-2"));
+    assert_eq!(failure.revision, Some(3));
+}
+
+pub async fn the_event_table_refuses_updates_and_deletes(f: &Fixture) {
+    seed_three_streams(f).await;
+    let update = f
+        .raw_sql("UPDATE crm_events SET event_type = 'X' WHERE position = 1", false)
+        .await
+        .expect_err("update refused");
+    assert!(update.to_string().contains("append-only"), "{update}");
+    let delete = f
+        .raw_sql("DELETE FROM crm_events WHERE position = 1", false)
+        .await
+        .expect_err("delete refused");
+    assert!(delete.to_string().contains("append-only"), "{delete}");
+    assert!(verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify")
+        .is_intact());
+}
+
+pub async fn reopening_a_store_keeps_every_acknowledged_event(f: &Fixture) {
+    seed_three_streams(f).await;
+    let reopened = f.reopen().await;
+    assert_eq!(reopened.head_position().await.expect("head"), 12);
+    let outcome = reopened
+        .append(&tenant("t1"), &stream("customer-0"), ExpectedRevision::Exact(3), batch(1))
+        .await
+        .expect("append after reopen");
+    assert_eq!(outcome.events[0].position, 13);
+    assert!(verify(reopened.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify")
+        .is_intact());
+}
