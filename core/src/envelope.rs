@@ -52,7 +52,11 @@ impl TenantId {
             return Err(invalid("tenant id", value, "it is empty"));
         }
         if value.len() > Self::MAX_LEN {
-            return Err(invalid("tenant id", value, "it is longer than 64 characters"));
+            return Err(invalid(
+                "tenant id",
+                value,
+                "it is longer than 64 characters",
+            ));
         }
         if !value.chars().all(is_id_char) {
             return Err(invalid(
@@ -106,10 +110,17 @@ impl StreamId {
     /// letter, a `-`, then an entity id of 1 to 128 letters, digits, `.`, `_`, `:`, `-`.
     pub fn parse(value: &str) -> Result<Self, InvalidId> {
         let Some((category, entity)) = value.split_once('-') else {
-            return Err(invalid("stream id", value, "it has no '<category>-' prefix"));
+            return Err(invalid(
+                "stream id",
+                value,
+                "it has no '<category>-' prefix",
+            ));
         };
         let category_ok = category.len() <= 32
-            && category.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && category
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase())
             && category
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -336,6 +347,9 @@ mod tests {
     fn canonical_json_sorts_keys_and_drops_whitespace() {
         let value: serde_json::Value =
             serde_json::from_str(r#"{ "b": 1, "a": {"z": true, "y": [1, 2]} }"#).expect("json");
-        assert_eq!(canonical_json(&value).get(), r#"{"a":{"y":[1,2],"z":true},"b":1}"#);
+        assert_eq!(
+            canonical_json(&value).get(),
+            r#"{"a":{"y":[1,2],"z":true},"b":1}"#
+        );
     }
 }

@@ -3,3 +3,5 @@
 
 pub mod envelope;
 pub mod store;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;

@@ -1,4 +1,5 @@
 //! crm-tests: helpers shared by the end-to-end and contract tests (fresh SQLite files, fresh
-//! PostgreSQL databases) and the `crm-bench` binary.
+//! PostgreSQL databases), the benchmark data set, and the `crm-bench` binary.
 
+pub mod bench_data;
 pub mod postgres;

@@ -115,6 +115,9 @@ mod tests {
             options_to_url("postgres://u:p@h/db?sslmode=disable", "x"),
             "postgres://u:p@h/x?sslmode=disable"
         );
-        assert_eq!(options_to_url("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            options_to_url("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

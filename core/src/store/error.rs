@@ -19,9 +19,11 @@ pub enum StoreError {
         actual: Option<u64>,
     },
 
-    /// An event id already stored for a different event (another stream or type). Idempotency
+    /// An event id already stored in the stream for an event of another type. Idempotency
     /// keys must identify one event; report a conflict (HTTP 409).
-    #[error("event id {event_id} is already used by a {stored_type} event in stream {stored_stream}")]
+    #[error(
+        "event id {event_id} is already used by a {stored_type} event in stream {stored_stream}"
+    )]
     EventIdReused {
         event_id: uuid::Uuid,
         stored_stream: String,

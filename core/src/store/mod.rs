@@ -13,8 +13,8 @@ use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 
 pub mod chain;
 mod error;
-mod open;
 mod migrations;
+mod open;
 mod plan;
 pub mod postgres;
 pub mod sqlite;
@@ -22,9 +22,9 @@ mod subscription;
 mod verify;
 
 pub use error::StoreError;
-pub use open::{open_store, StoreUrl};
-pub use subscription::{subscribe_all, EventSubscription};
-pub use verify::{verify, verify_stream, Finding, FindingKind, VerifyReport};
+pub use open::{StoreUrl, open_store};
+pub use subscription::{EventSubscription, subscribe_all};
+pub use verify::{Finding, FindingKind, VerifyReport, verify, verify_stream};
 
 /// What the caller believes about the stream before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +115,9 @@ pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     /// Appends `events` to `stream` atomically: all are stored or none.
     ///
-    /// Event ids are idempotency keys: ids already stored in this stream are acknowledged as
-    /// duplicates and store nothing; when every id of the call is a duplicate the call
+    /// Event ids are idempotency keys within a stream: ids already stored in this stream are
+    /// acknowledged as duplicates and store nothing (the same id in another stream is another
+    /// event); when every id of the call is a duplicate the call
     /// succeeds without checking `expected`, so a retried append is safe. The expected
     /// revision is checked whenever something new is written.
     async fn append(

@@ -11,8 +11,13 @@ use crate::store::{SharedStore, StoreError};
 /// A parsed store URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    Sqlite { path: PathBuf, durability: Durability },
-    Postgres { url: String },
+    Sqlite {
+        path: PathBuf,
+        durability: Durability,
+    },
+    Postgres {
+        url: String,
+    },
 }
 
 impl StoreUrl {
@@ -40,7 +45,9 @@ impl StoreUrl {
             })?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
-            return Err(StoreError::Config(format!("store URL {url:?} has no file path")));
+            return Err(StoreError::Config(format!(
+                "store URL {url:?} has no file path"
+            )));
         }
         let mut durability = Durability::Normal;
         for pair in query.split('&').filter(|p| !p.is_empty()) {

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, StreamId, TenantId};
-use crate::store::chain::{event_hash, ChainFields, GENESIS};
+use crate::store::chain::{ChainFields, GENESIS, event_hash};
 use crate::store::{
-    AppendOutcome, AppendedEvent, ExpectedRevision, StoreError, MAX_EVENTS_PER_APPEND,
+    AppendOutcome, AppendedEvent, ExpectedRevision, MAX_EVENTS_PER_APPEND, StoreError,
 };
 
 /// Largest data or metadata document of one event, in bytes.
@@ -54,7 +54,9 @@ pub(crate) struct Plan {
 /// Checks an append call's shape before any I/O.
 pub(crate) fn validate_batch(events: &[NewEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
-        return Err(StoreError::InvalidInput("an append needs at least one event".into()));
+        return Err(StoreError::InvalidInput(
+            "an append needs at least one event".into(),
+        ));
     }
     if events.len() > MAX_EVENTS_PER_APPEND {
         return Err(StoreError::InvalidInput(format!(
@@ -93,14 +95,17 @@ pub(crate) fn validate_batch(events: &[NewEvent]) -> Result<(), StoreError> {
 
 fn is_valid_event_type(event_type: &str) -> bool {
     event_type.len() <= 100
-        && event_type.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && event_type
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
         && event_type
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 /// Decides an append. `head_position` is the log's head, `stream_head` the stream's last
-/// (revision, hash), `existing` the call's ids already stored (in any stream of the tenant).
+/// (revision, hash), `existing` the call's ids already stored in this stream.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_append(
     tenant: &TenantId,

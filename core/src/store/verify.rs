@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::envelope::{Position, RecordedEvent, StreamId, TenantId};
-use crate::store::chain::{event_hash, ChainFields, GENESIS};
+use crate::store::chain::{ChainFields, GENESIS, event_hash};
 use crate::store::{Direction, EventStore, Scope, StoreError, StreamStart};
 
 const PAGE: usize = 2_000;
@@ -232,8 +232,8 @@ pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyRepor
                         head.revision
                     ),
                 )),
-                Some(chain) if chain.next_revision != head.revision + 1 => Some(
-                    if chain.next_revision < head.revision + 1 {
+                Some(chain) if chain.next_revision != head.revision + 1 => {
+                    Some(if chain.next_revision < head.revision + 1 {
                         (
                             FindingKind::Removed,
                             format!(
@@ -251,8 +251,8 @@ pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyRepor
                                 head.revision
                             ),
                         )
-                    },
-                ),
+                    })
+                }
                 Some(chain) if chain.previous_hash != head.hash => Some((
                     FindingKind::Changed,
                     "the last event's hash differs from the recorded head".into(),

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crm_core::store::SharedStore;
 use crm_core::store::postgres::PostgresEventStore;
 use crm_core::store::sqlite::SqliteEventStore;
-use crm_core::store::SharedStore;
 use crm_tests::postgres::TestDatabase;
 use sqlx::{Connection, Executor};
 
@@ -28,7 +28,9 @@ impl Fixture {
     pub async fn sqlite(_test: &str) -> Option<Fixture> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("events.db");
-        let store = SqliteEventStore::open(&path).await.expect("open sqlite store");
+        let store = SqliteEventStore::open(&path)
+            .await
+            .expect("open sqlite store");
         Some(Fixture {
             store: Arc::new(store),
             backend: Backend::Sqlite { _dir: dir, path },

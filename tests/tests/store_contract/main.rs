@@ -16,7 +16,7 @@ macro_rules! contract {
                 appends_assign_revisions_from_zero_and_gap_free_positions,
                 wrong_expected_revisions_are_typed_conflicts_that_store_nothing,
                 re_appending_the_same_ids_is_acknowledged_as_duplicate_and_stores_nothing,
-                a_reused_event_id_for_a_different_event_is_a_conflict,
+                event_ids_are_idempotency_keys_within_their_stream,
                 a_failed_batch_leaves_nothing_of_itself_visible,
                 streams_read_forwards_and_backwards_from_a_revision,
                 the_log_reads_in_position_order_in_batches,
@@ -31,6 +31,7 @@ macro_rules! contract {
                 verify_notices_a_removed_last_event,
                 the_event_table_refuses_updates_and_deletes,
                 reopening_a_store_keeps_every_acknowledged_event,
+                an_abandoned_append_neither_blocks_the_store_nor_half_writes,
             );
         }
     };

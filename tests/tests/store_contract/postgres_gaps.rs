@@ -12,9 +12,10 @@ use crate::fixture::Fixture;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reader_resuming_after_a_later_commit_still_receives_the_held_event_once() {
-    let Some(fixture) =
-        Fixture::postgres("postgres_reader_resuming_after_a_later_commit_still_receives_the_held_event_once")
-            .await
+    let Some(fixture) = Fixture::postgres(
+        "postgres_reader_resuming_after_a_later_commit_still_receives_the_held_event_once",
+    )
+    .await
     else {
         return;
     };
@@ -68,8 +69,14 @@ async fn postgres_reader_resuming_after_a_later_commit_still_receives_the_held_e
     }
     // Nothing is visible while writer 1 is open: writer 2 cannot commit a position past the
     // held one.
-    assert!(seen.is_empty(), "saw {seen:?} while the first writer was open");
-    assert!(!second_writer.is_finished(), "writer 2 committed ahead of writer 1");
+    assert!(
+        seen.is_empty(),
+        "saw {seen:?} while the first writer was open"
+    );
+    assert!(
+        !second_writer.is_finished(),
+        "writer 2 committed ahead of writer 1"
+    );
 
     held.commit().await.expect("commit writer 1");
     let outcome = tokio::time::timeout(Duration::from_secs(10), second_writer)

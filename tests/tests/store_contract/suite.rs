@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use crm_core::envelope::{EventMetadata, NewEvent, StreamId, TenantId};
 use crm_core::store::{
-    subscribe_all, verify, verify_stream, Direction, ExpectedRevision, FindingKind, Scope,
-    StoreError, StreamStart,
+    Direction, ExpectedRevision, FindingKind, Scope, StoreError, StreamStart, subscribe_all,
+    verify, verify_stream,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -40,7 +40,12 @@ pub async fn appends_assign_revisions_from_zero_and_gap_free_positions(f: &Fixtu
     let t = tenant("t1");
     let first = f
         .store
-        .append(&t, &stream("customer-1"), ExpectedRevision::NoStream, batch(3))
+        .append(
+            &t,
+            &stream("customer-1"),
+            ExpectedRevision::NoStream,
+            batch(3),
+        )
         .await
         .expect("first append");
     assert_eq!(
@@ -65,11 +70,20 @@ pub async fn appends_assign_revisions_from_zero_and_gap_free_positions(f: &Fixtu
 
     let third = f
         .store
-        .append(&t, &stream("customer-1"), ExpectedRevision::Exact(2), batch(2))
+        .append(
+            &t,
+            &stream("customer-1"),
+            ExpectedRevision::Exact(2),
+            batch(2),
+        )
         .await
         .expect("exact revision");
     assert_eq!(
-        third.events.iter().map(|e| (e.revision, e.position)).collect::<Vec<_>>(),
+        third
+            .events
+            .iter()
+            .map(|e| (e.revision, e.position))
+            .collect::<Vec<_>>(),
         [(3, 5), (4, 6)]
     );
     assert_eq!(f.store.head_position().await.expect("head"), 6);
@@ -84,7 +98,10 @@ pub async fn wrong_expected_revisions_are_typed_conflicts_that_store_nothing(f: 
         .await
         .expect_err("stream does not exist yet");
     assert!(
-        matches!(conflict, StoreError::WrongExpectedRevision { actual: None, .. }),
+        matches!(
+            conflict,
+            StoreError::WrongExpectedRevision { actual: None, .. }
+        ),
         "{conflict:?}"
     );
     assert!(conflict.is_conflict());
@@ -158,8 +175,16 @@ pub async fn re_appending_the_same_ids_is_acknowledged_as_duplicate_and_stores_n
         .expect("retry is acknowledged");
     assert!(retry.events.iter().all(|e| e.duplicate));
     assert_eq!(
-        retry.events.iter().map(|e| (e.revision, e.position)).collect::<Vec<_>>(),
-        first.events.iter().map(|e| (e.revision, e.position)).collect::<Vec<_>>()
+        retry
+            .events
+            .iter()
+            .map(|e| (e.revision, e.position))
+            .collect::<Vec<_>>(),
+        first
+            .events
+            .iter()
+            .map(|e| (e.revision, e.position))
+            .collect::<Vec<_>>()
     );
     assert_eq!(retry.last_position, first.last_position);
     assert_eq!(f.store.head_position().await.expect("head"), 3);
@@ -187,31 +212,50 @@ pub async fn re_appending_the_same_ids_is_acknowledged_as_duplicate_and_stores_n
     assert_eq!(ids.len(), 4);
 }
 
-pub async fn a_reused_event_id_for_a_different_event_is_a_conflict(f: &Fixture) {
+pub async fn event_ids_are_idempotency_keys_within_their_stream(f: &Fixture) {
     let t = tenant("t1");
     let event = logged(1);
     f.store
-        .append(&t, &stream("customer-1"), ExpectedRevision::Any, vec![event.clone()])
+        .append(
+            &t,
+            &stream("customer-1"),
+            ExpectedRevision::Any,
+            vec![event.clone()],
+        )
         .await
         .expect("first");
-    let error = f
+    // The same id in another stream is another event.
+    let elsewhere = f
         .store
-        .append(&t, &stream("customer-2"), ExpectedRevision::Any, vec![event.clone()])
+        .append(
+            &t,
+            &stream("customer-2"),
+            ExpectedRevision::Any,
+            vec![event.clone()],
+        )
         .await
-        .expect_err("same id, other stream");
-    assert!(
-        matches!(&error, StoreError::EventIdReused { stored_stream, .. } if stored_stream == "customer-1"),
-        "{error:?}"
-    );
+        .expect("same id, other stream");
+    assert!(!elsewhere.events[0].duplicate);
+    assert_eq!(elsewhere.events[0].position, 2);
+    // The same id in the same stream for an event of another type is refused.
     let mut other_type = event.clone();
     other_type.event_type = "OrderPlaced".into();
     let error = f
         .store
-        .append(&t, &stream("customer-1"), ExpectedRevision::Any, vec![other_type])
+        .append(
+            &t,
+            &stream("customer-1"),
+            ExpectedRevision::Any,
+            vec![other_type],
+        )
         .await
         .expect_err("same id, other type");
-    assert!(matches!(error, StoreError::EventIdReused { .. }), "{error:?}");
-    assert_eq!(f.store.head_position().await.expect("head"), 1);
+    assert!(
+        matches!(&error, StoreError::EventIdReused { stored_type, .. } if stored_type == "InteractionLogged"),
+        "{error:?}"
+    );
+    assert!(error.is_conflict());
+    assert_eq!(f.store.head_position().await.expect("head"), 2);
 }
 
 pub async fn a_failed_batch_leaves_nothing_of_itself_visible(f: &Fixture) {
@@ -219,14 +263,30 @@ pub async fn a_failed_batch_leaves_nothing_of_itself_visible(f: &Fixture) {
     let s = stream("case-k-3");
     let stored = logged(0);
     f.store
-        .append(&t, &stream("case-other"), ExpectedRevision::Any, vec![stored.clone()])
+        .append(
+            &t,
+            &stream("case-other"),
+            ExpectedRevision::Any,
+            vec![stored.clone()],
+        )
         .await
         .expect("seed");
 
-    // The last event reuses an id of another stream: the whole batch is refused.
+    // The last event conflicts (its id is stored with another type): nothing is written.
+    f.store
+        .append(&t, &s, ExpectedRevision::Any, vec![stored.clone()])
+        .await
+        .expect("seed the stream");
+    let mut reused = stored;
+    reused.event_type = "OrderPlaced".into();
     let mut events = batch(5);
-    events.push(stored);
-    assert!(f.store.append(&t, &s, ExpectedRevision::Any, events).await.is_err());
+    events.push(reused);
+    assert!(
+        f.store
+            .append(&t, &s, ExpectedRevision::Any, events)
+            .await
+            .is_err()
+    );
     // The last event has an invalid type: refused before anything is written.
     let mut events = batch(5);
     events.push(NewEvent::new("not a type!", &json!({})));
@@ -245,16 +305,38 @@ pub async fn a_failed_batch_leaves_nothing_of_itself_visible(f: &Fixture) {
         .expect_err("repeated id");
     assert!(matches!(error, StoreError::InvalidInput(_)));
     // An empty call.
-    assert!(f.store.append(&t, &s, ExpectedRevision::Any, vec![]).await.is_err());
+    assert!(
+        f.store
+            .append(&t, &s, ExpectedRevision::Any, vec![])
+            .await
+            .is_err()
+    );
 
-    assert!(f
-        .store
-        .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 100)
-        .await
-        .expect("read")
-        .is_empty());
-    assert_eq!(f.store.read_all(&Scope::AllTenants, 0, 100).await.expect("all").len(), 1);
-    assert!(f.store.stream_head(&t, &s).await.expect("head").is_none());
+    assert_eq!(
+        f.store
+            .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 100)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    assert_eq!(
+        f.store
+            .read_all(&Scope::AllTenants, 0, 100)
+            .await
+            .expect("all")
+            .len(),
+        2
+    );
+    assert_eq!(
+        f.store
+            .stream_head(&t, &s)
+            .await
+            .expect("head")
+            .expect("exists")
+            .revision,
+        0
+    );
 }
 
 pub async fn streams_read_forwards_and_backwards_from_a_revision(f: &Fixture) {
@@ -265,7 +347,12 @@ pub async fn streams_read_forwards_and_backwards_from_a_revision(f: &Fixture) {
         .await
         .expect("append");
     f.store
-        .append(&t, &stream("lead-l-2"), ExpectedRevision::NoStream, batch(3))
+        .append(
+            &t,
+            &stream("lead-l-2"),
+            ExpectedRevision::NoStream,
+            batch(3),
+        )
         .await
         .expect("other stream");
     let read = |direction, start, limit| {
@@ -301,12 +388,20 @@ pub async fn streams_read_forwards_and_backwards_from_a_revision(f: &Fixture) {
         read(Direction::Backwards, StreamStart::Revision(1), 100).await,
         [1, 0]
     );
-    assert!(read(Direction::Forwards, StreamStart::Revision(10), 100)
-        .await
-        .is_empty());
+    assert!(
+        read(Direction::Forwards, StreamStart::Revision(10), 100)
+            .await
+            .is_empty()
+    );
     let missing = f
         .store
-        .read_stream(&t, &stream("lead-none"), Direction::Forwards, StreamStart::Boundary, 10)
+        .read_stream(
+            &t,
+            &stream("lead-none"),
+            Direction::Forwards,
+            StreamStart::Boundary,
+            10,
+        )
         .await
         .expect("read missing");
     assert!(missing.is_empty());
@@ -316,7 +411,12 @@ pub async fn the_log_reads_in_position_order_in_batches(f: &Fixture) {
     let t = tenant("t1");
     for n in 0..5 {
         f.store
-            .append(&t, &stream(&format!("customer-{n}")), ExpectedRevision::NoStream, batch(4))
+            .append(
+                &t,
+                &stream(&format!("customer-{n}")),
+                ExpectedRevision::NoStream,
+                batch(4),
+            )
             .await
             .expect("append");
     }
@@ -339,7 +439,10 @@ pub async fn the_log_reads_in_position_order_in_batches(f: &Fixture) {
         .read_all(&Scope::Tenant(t.clone()), 18, 100)
         .await
         .expect("tail");
-    assert_eq!(tail.iter().map(|e| e.position).collect::<Vec<_>>(), [19, 20]);
+    assert_eq!(
+        tail.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [19, 20]
+    );
     assert_eq!(tail[1].stream_id.as_str(), "customer-4");
     assert_eq!(tail[1].revision, 3);
 }
@@ -367,7 +470,12 @@ pub async fn envelopes_round_trip_exactly(f: &Fixture) {
         .with_metadata(&metadata);
     let before = Utc::now() - chrono::Duration::seconds(1);
     f.store
-        .append(&t, &stream("customer-c-42"), ExpectedRevision::Any, vec![event])
+        .append(
+            &t,
+            &stream("customer-c-42"),
+            ExpectedRevision::Any,
+            vec![event],
+        )
         .await
         .expect("append");
     let stored = f
@@ -392,10 +500,19 @@ pub async fn envelopes_round_trip_exactly(f: &Fixture) {
 
     // Without a business time, the event occurred when it was recorded.
     f.store
-        .append(&t, &stream("customer-c-42"), ExpectedRevision::Any, batch(1))
+        .append(
+            &t,
+            &stream("customer-c-42"),
+            ExpectedRevision::Any,
+            batch(1),
+        )
         .await
         .expect("append");
-    let stored = f.store.read_all(&Scope::Tenant(t), 1, 10).await.expect("read");
+    let stored = f
+        .store
+        .read_all(&Scope::Tenant(t), 1, 10)
+        .await
+        .expect("read");
     assert_eq!(stored[0].occurred_at, stored[0].recorded_at);
 }
 
@@ -429,7 +546,12 @@ pub async fn subscriptions_catch_up_then_receive_live_events(f: &Fixture) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         for n in 0..3 {
             store
-                .append(&tenant("t2"), &stream(&format!("case-{n}")), ExpectedRevision::Any, batch(2))
+                .append(
+                    &tenant("t2"),
+                    &stream(&format!("case-{n}")),
+                    ExpectedRevision::Any,
+                    batch(2),
+                )
                 .await
                 .expect("live append");
         }
@@ -451,7 +573,12 @@ pub async fn subscriptions_see_appends_from_another_store_handle(f: &Fixture) {
     let writer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         other
-            .append(&tenant("t1"), &stream("customer-1"), ExpectedRevision::Any, batch(2))
+            .append(
+                &tenant("t1"),
+                &stream("customer-1"),
+                ExpectedRevision::Any,
+                batch(2),
+            )
             .await
             .expect("append elsewhere");
     });
@@ -515,7 +642,12 @@ pub async fn concurrent_writers_to_one_stream_have_exactly_one_winner_per_revisi
         .await
         .expect("read");
     assert_eq!(events.len() as u64, total + 1);
-    assert!(verify_stream(f.store.as_ref(), &t, &s).await.expect("verify").is_intact());
+    assert!(
+        verify_stream(f.store.as_ref(), &t, &s)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
 
     // A burst of appends all expecting the same revision: exactly one wins.
     let head = total;
@@ -525,7 +657,12 @@ pub async fn concurrent_writers_to_one_stream_have_exactly_one_winner_per_revisi
         let (t, s) = (t.clone(), s.clone());
         burst.push(tokio::spawn(async move {
             store
-                .append(&t, &s, ExpectedRevision::Exact(head), vec![logged(100 + writer)])
+                .append(
+                    &t,
+                    &s,
+                    ExpectedRevision::Exact(head),
+                    vec![logged(100 + writer)],
+                )
                 .await
         }));
     }
@@ -544,7 +681,12 @@ pub async fn tenants_never_see_each_others_events(f: &Fixture) {
     let s = stream("customer-c-1");
     let shared_id = logged(0);
     f.store
-        .append(&a, &s, ExpectedRevision::NoStream, vec![shared_id.clone(), logged(1)])
+        .append(
+            &a,
+            &s,
+            ExpectedRevision::NoStream,
+            vec![shared_id.clone(), logged(1)],
+        )
         .await
         .expect("tenant a");
     // The same stream name and even the same event id are independent in another tenant.
@@ -576,12 +718,13 @@ pub async fn tenants_never_see_each_others_events(f: &Fixture) {
         .await
         .expect("all a");
     assert_eq!(all_a.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
-    assert!(f
-        .store
-        .stream_head(&tenant("tenant-c"), &s)
-        .await
-        .expect("head")
-        .is_none());
+    assert!(
+        f.store
+            .stream_head(&tenant("tenant-c"), &s)
+            .await
+            .expect("head")
+            .is_none()
+    );
     let heads = f
         .store
         .stream_heads(&Scope::Tenant(b.clone()), None, 100)
@@ -589,7 +732,9 @@ pub async fn tenants_never_see_each_others_events(f: &Fixture) {
         .expect("heads");
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].tenant, b);
-    let report = verify(f.store.as_ref(), &Scope::Tenant(a)).await.expect("verify a");
+    let report = verify(f.store.as_ref(), &Scope::Tenant(a))
+        .await
+        .expect("verify a");
     assert!(report.is_intact());
     assert_eq!(report.events_checked, 2);
 }
@@ -598,7 +743,12 @@ async fn seed_three_streams(f: &Fixture) {
     let t = tenant("t1");
     for n in 0..3 {
         f.store
-            .append(&t, &stream(&format!("customer-{n}")), ExpectedRevision::NoStream, batch(4))
+            .append(
+                &t,
+                &stream(&format!("customer-{n}")),
+                ExpectedRevision::NoStream,
+                batch(4),
+            )
             .await
             .expect("seed");
     }
@@ -606,7 +756,9 @@ async fn seed_three_streams(f: &Fixture) {
 
 pub async fn an_intact_log_verifies(f: &Fixture) {
     seed_three_streams(f).await;
-    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
     assert_eq!(report.first_failure, None);
     assert_eq!(report.events_checked, 12);
     assert_eq!(report.streams_checked, 3);
@@ -626,7 +778,9 @@ pub async fn verify_names_an_event_whose_data_was_changed(f: &Fixture) {
     )
     .await
     .expect("tamper");
-    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
     let failure = report.first_failure.expect("tampering is found");
     assert_eq!(failure.kind, FindingKind::Changed);
     assert_eq!(failure.position, Some(6));
@@ -647,7 +801,9 @@ pub async fn verify_names_the_gap_where_an_event_was_removed(f: &Fixture) {
     f.raw_sql("DELETE FROM crm_events WHERE position = 2", true)
         .await
         .expect("tamper");
-    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
     let failure = report.first_failure.expect("removal is found");
     assert_eq!(failure.kind, FindingKind::Removed);
     assert_eq!(failure.position, Some(3));
@@ -658,7 +814,10 @@ pub async fn verify_names_the_gap_where_an_event_was_removed(f: &Fixture) {
     let failure = one.first_failure.expect("gap in stream");
     assert_eq!(failure.kind, FindingKind::Removed);
     assert_eq!(failure.revision, Some(2));
-    assert!(failure.detail.contains("revision 1 is missing"), "{failure}");
+    assert!(
+        failure.detail.contains("revision 1 is missing"),
+        "{failure}"
+    );
 }
 
 pub async fn verify_notices_a_removed_last_event(f: &Fixture) {
@@ -667,7 +826,9 @@ pub async fn verify_notices_a_removed_last_event(f: &Fixture) {
     f.raw_sql("DELETE FROM crm_events WHERE position = 12", true)
         .await
         .expect("tamper");
-    let report = verify(f.store.as_ref(), &Scope::AllTenants).await.expect("verify");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
     let failure = report.first_failure.expect("truncation is found");
     assert_eq!(failure.kind, FindingKind::Removed);
     assert_eq!(failure.stream_id.as_deref(), Some("customer-2"));
@@ -677,7 +838,10 @@ pub async fn verify_notices_a_removed_last_event(f: &Fixture) {
 pub async fn the_event_table_refuses_updates_and_deletes(f: &Fixture) {
     seed_three_streams(f).await;
     let update = f
-        .raw_sql("UPDATE crm_events SET event_type = 'X' WHERE position = 1", false)
+        .raw_sql(
+            "UPDATE crm_events SET event_type = 'X' WHERE position = 1",
+            false,
+        )
         .await
         .expect_err("update refused");
     assert!(update.to_string().contains("append-only"), "{update}");
@@ -686,10 +850,12 @@ pub async fn the_event_table_refuses_updates_and_deletes(f: &Fixture) {
         .await
         .expect_err("delete refused");
     assert!(delete.to_string().contains("append-only"), "{delete}");
-    assert!(verify(f.store.as_ref(), &Scope::AllTenants)
-        .await
-        .expect("verify")
-        .is_intact());
+    assert!(
+        verify(f.store.as_ref(), &Scope::AllTenants)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
 }
 
 pub async fn reopening_a_store_keeps_every_acknowledged_event(f: &Fixture) {
@@ -697,12 +863,62 @@ pub async fn reopening_a_store_keeps_every_acknowledged_event(f: &Fixture) {
     let reopened = f.reopen().await;
     assert_eq!(reopened.head_position().await.expect("head"), 12);
     let outcome = reopened
-        .append(&tenant("t1"), &stream("customer-0"), ExpectedRevision::Exact(3), batch(1))
+        .append(
+            &tenant("t1"),
+            &stream("customer-0"),
+            ExpectedRevision::Exact(3),
+            batch(1),
+        )
         .await
         .expect("append after reopen");
     assert_eq!(outcome.events[0].position, 13);
-    assert!(verify(reopened.as_ref(), &Scope::AllTenants)
+    assert!(
+        verify(reopened.as_ref(), &Scope::AllTenants)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
+}
+
+pub async fn an_abandoned_append_neither_blocks_the_store_nor_half_writes(f: &Fixture) {
+    let t = tenant("t1");
+    let s = stream("customer-cancel");
+    let mut batches = Vec::new();
+    // Drop appends at many different instants of their life, including mid-transaction.
+    for n in 0..60u64 {
+        let events = batch(5);
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let append = f.store.append(&t, &s, ExpectedRevision::Any, events);
+        let _ = tokio::time::timeout(Duration::from_micros(n * 25), append).await;
+        batches.push(ids);
+    }
+    // The store still takes appends, and every abandoned batch is stored whole or not at all.
+    tokio::time::timeout(
+        WAIT,
+        f.store.append(&t, &s, ExpectedRevision::Any, batch(1)),
+    )
+    .await
+    .expect("the writer is not left locked")
+    .expect("append after abandoned ones");
+    let stored: HashSet<Uuid> = f
+        .store
+        .read_stream(&t, &s, Direction::Forwards, StreamStart::Boundary, 10_000)
         .await
-        .expect("verify")
-        .is_intact());
+        .expect("read")
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    for ids in &batches {
+        let present = ids.iter().filter(|id| stored.contains(id)).count();
+        assert!(
+            present == 0 || present == ids.len(),
+            "a batch was half-written"
+        );
+    }
+    assert!(
+        verify(f.store.as_ref(), &Scope::AllTenants)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
 }

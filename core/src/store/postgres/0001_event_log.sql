@@ -1,4 +1,5 @@
--- The event log. Ids compare bytewise (COLLATE "C"), as in SQLite. Appends are serialised by a transaction-scoped advisory lock, so positions
+-- The event log. Ids compare bytewise (COLLATE "C"), as in SQLite. Appends are serialised by a
+-- transaction-scoped advisory lock, so positions
 -- are assigned one by one in commit order, with no gaps, and a reader resuming after position
 -- P can never later see a commit below P.
 CREATE TABLE crm_events (
@@ -15,7 +16,7 @@ CREATE TABLE crm_events (
     recorded_at    TIMESTAMPTZ NOT NULL,
     hash           BYTEA       NOT NULL,
     CONSTRAINT crm_events_stream_revision UNIQUE (tenant, stream_id, revision),
-    CONSTRAINT crm_events_event_id UNIQUE (tenant, event_id)
+    CONSTRAINT crm_events_event_id UNIQUE (tenant, stream_id, event_id) -- idempotency keys, per stream
 );
 
 CREATE INDEX crm_events_tenant_position ON crm_events (tenant, position);
