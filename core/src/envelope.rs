@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::ids::is_id_char;
+
 /// A global log position. Positions start at 1 and grow by one per event in commit order;
 /// position 0 means "before the first event".
 pub type Position = u64;
@@ -30,11 +32,6 @@ fn invalid(what: &'static str, value: &str, reason: &'static str) -> InvalidId {
         value: value.chars().take(140).collect(),
         reason,
     }
-}
-
-/// True for the characters the design allows in emitter ids: letters, digits, `.`, `_`, `:`, `-`.
-pub(crate) fn is_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
 }
 
 /// A tenant: every event, stream and query belongs to exactly one.

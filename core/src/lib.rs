@@ -1,7 +1,11 @@
 //! crm-core: the event envelope, the event catalog, the aggregates' rules, and the event
 //! store with its SQLite and PostgreSQL backends. Nothing here knows about HTTP.
 
+pub mod aggregates;
+pub mod catalog;
 pub mod envelope;
+pub mod ids;
+pub mod money;
 pub mod store;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

@@ -141,3 +141,21 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::generate;
+    use crm_core::catalog::DomainEvent;
+
+    #[test]
+    fn every_benchmark_event_is_valid_in_the_catalog() {
+        for customer in generate(50, 42) {
+            for event in &customer.events {
+                let data: serde_json::Value = serde_json::from_str(event.data.get()).expect("json");
+                let parsed = DomainEvent::parse(&event.event_type, &data)
+                    .unwrap_or_else(|e| panic!("{}: {e}", event.event_type));
+                assert_eq!(parsed.stream(), customer.stream);
+            }
+        }
+    }
+}

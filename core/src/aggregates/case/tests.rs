@@ -1,0 +1,236 @@
+//! Given/when/then tests of the case rules.
+
+use crate::aggregates::RuleViolation;
+use crate::aggregates::case::{Command, State, decide, evolve};
+use crate::aggregates::testing::{self, Decider, Given};
+use crate::catalog::DomainEvent;
+use crate::catalog::case::{
+    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CaseReopened, CaseResolved, CaseResponded,
+};
+use crate::catalog::values::{InteractionChannel, Priority};
+use crate::ids::EntityId;
+
+struct Case;
+
+impl Decider for Case {
+    type State = State;
+    type Command = Command;
+    fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleViolation> {
+        decide(state, command)
+    }
+    fn evolve(state: State, event: &DomainEvent) -> State {
+        evolve(state, event)
+    }
+    fn fact(command: &Command) -> DomainEvent {
+        command.to_event()
+    }
+}
+
+fn given(events: Vec<DomainEvent>) -> Given<Case> {
+    testing::given(events)
+}
+
+fn id(text: &str) -> EntityId {
+    EntityId::parse(text).unwrap()
+}
+
+fn opened_data() -> CaseOpened {
+    CaseOpened {
+        case_id: id("k-3"),
+        customer_id: id("c-42"),
+        subject: "Cannot log in".into(),
+        channel: InteractionChannel::Email,
+        priority: Priority::High,
+        description: None,
+    }
+}
+
+fn opened() -> DomainEvent {
+    DomainEvent::CaseOpened(opened_data())
+}
+
+fn assigned(agent: &str) -> CaseAssigned {
+    CaseAssigned {
+        case_id: id("k-3"),
+        agent: id(agent),
+    }
+}
+
+fn responded() -> CaseResponded {
+    CaseResponded {
+        case_id: id("k-3"),
+        agent: id("u-9"),
+    }
+}
+
+fn escalated(priority: Option<Priority>) -> CaseEscalated {
+    CaseEscalated {
+        case_id: id("k-3"),
+        reason: None,
+        priority,
+    }
+}
+
+fn resolved() -> CaseResolved {
+    CaseResolved {
+        case_id: id("k-3"),
+        resolution: Some("Mail filter fixed".into()),
+    }
+}
+
+fn reopened() -> CaseReopened {
+    CaseReopened {
+        case_id: id("k-3"),
+        reason: None,
+    }
+}
+
+fn closed() -> CaseClosed {
+    CaseClosed { case_id: id("k-3") }
+}
+
+fn resolved_case() -> Vec<DomainEvent> {
+    vec![opened(), DomainEvent::CaseResolved(resolved())]
+}
+
+fn closed_case() -> Vec<DomainEvent> {
+    vec![opened(), DomainEvent::CaseClosed(closed())]
+}
+
+#[test]
+fn a_new_case_can_be_opened_once() {
+    given(vec![])
+        .when(Command::OpenCase(opened_data()))
+        .then(vec![opened()]);
+    given(vec![opened()])
+        .when(Command::OpenCase(opened_data()))
+        .then_rejected("case k-3 cannot be opened: it was already opened");
+}
+
+#[test]
+fn nothing_happens_to_a_case_before_it_is_opened() {
+    for command in [
+        Command::AssignCase(assigned("u-9")),
+        Command::RespondToCase(responded()),
+        Command::EscalateCase(escalated(None)),
+        Command::ResolveCase(resolved()),
+        Command::ReopenCase(reopened()),
+        Command::CloseCase(closed()),
+    ] {
+        given(vec![])
+            .when(command)
+            .then_rejected("it was never opened");
+    }
+}
+
+#[test]
+fn an_open_case_can_be_assigned_responded_to_and_escalated() {
+    given(vec![opened()])
+        .when(Command::AssignCase(assigned("u-9")))
+        .then(vec![DomainEvent::CaseAssigned(assigned("u-9"))]);
+    given(vec![opened()])
+        .when(Command::RespondToCase(responded()))
+        .then(vec![DomainEvent::CaseResponded(responded())]);
+    given(vec![opened()])
+        .when(Command::EscalateCase(escalated(Some(Priority::Urgent))))
+        .then(vec![DomainEvent::CaseEscalated(escalated(Some(
+            Priority::Urgent,
+        )))]);
+}
+
+#[test]
+fn a_case_is_not_assigned_again_to_the_agent_it_has() {
+    given(vec![opened(), DomainEvent::CaseAssigned(assigned("u-9"))])
+        .when(Command::AssignCase(assigned("u-9")))
+        .then_rejected("case k-3 cannot be assigned to u-9: it is already assigned to u-9");
+    given(vec![opened(), DomainEvent::CaseAssigned(assigned("u-9"))])
+        .when(Command::AssignCase(assigned("u-10")))
+        .then(vec![DomainEvent::CaseAssigned(assigned("u-10"))]);
+}
+
+#[test]
+fn a_resolved_case_can_be_reassigned_but_not_responded_to_or_escalated() {
+    given(resolved_case())
+        .when(Command::AssignCase(assigned("u-10")))
+        .then(vec![DomainEvent::CaseAssigned(assigned("u-10"))]);
+    given(resolved_case())
+        .when(Command::RespondToCase(responded()))
+        .then_rejected("case k-3 cannot be responded to: it is resolved; reopen it first");
+    given(resolved_case())
+        .when(Command::EscalateCase(escalated(None)))
+        .then_rejected("it is resolved; reopen it first");
+}
+
+#[test]
+fn a_closed_case_cannot_be_responded_to_assigned_or_escalated() {
+    given(closed_case())
+        .when(Command::RespondToCase(responded()))
+        .then_rejected("case k-3 cannot be responded to: it is closed");
+    given(closed_case())
+        .when(Command::AssignCase(assigned("u-9")))
+        .then_rejected("it is closed");
+    given(closed_case())
+        .when(Command::EscalateCase(escalated(None)))
+        .then_rejected("it is closed");
+}
+
+#[test]
+fn escalation_never_lowers_the_priority() {
+    given(vec![opened()])
+        .when(Command::EscalateCase(escalated(Some(Priority::Low))))
+        .then_rejected("escalation cannot lower its priority from high to low");
+    given(vec![
+        opened(),
+        DomainEvent::CaseEscalated(escalated(Some(Priority::Urgent))),
+    ])
+    .when(Command::EscalateCase(escalated(Some(Priority::High))))
+    .then_rejected("from urgent to high");
+}
+
+#[test]
+fn a_case_is_resolved_only_when_open() {
+    given(vec![opened()])
+        .when(Command::ResolveCase(resolved()))
+        .then(vec![DomainEvent::CaseResolved(resolved())]);
+    given(resolved_case())
+        .when(Command::ResolveCase(resolved()))
+        .then_rejected("it is already resolved");
+    given(closed_case())
+        .when(Command::ResolveCase(resolved()))
+        .then_rejected("case k-3 cannot be resolved: it is closed");
+}
+
+#[test]
+fn a_case_is_reopened_only_when_resolved_or_closed() {
+    given(resolved_case())
+        .when(Command::ReopenCase(reopened()))
+        .then(vec![DomainEvent::CaseReopened(reopened())]);
+    given(closed_case())
+        .when(Command::ReopenCase(reopened()))
+        .then(vec![DomainEvent::CaseReopened(reopened())]);
+    given(vec![opened()])
+        .when(Command::ReopenCase(reopened()))
+        .then_rejected("case k-3 cannot be reopened: it is already open");
+}
+
+#[test]
+fn a_case_is_closed_when_open_or_resolved_but_not_twice() {
+    given(vec![opened()])
+        .when(Command::CloseCase(closed()))
+        .then(vec![DomainEvent::CaseClosed(closed())]);
+    given(resolved_case())
+        .when(Command::CloseCase(closed()))
+        .then(vec![DomainEvent::CaseClosed(closed())]);
+    given(closed_case())
+        .when(Command::CloseCase(closed()))
+        .then_rejected("case k-3 cannot be closed: it is already closed");
+}
+
+#[test]
+fn a_reopened_case_can_be_responded_to_again() {
+    let mut history = closed_case();
+    history.push(DomainEvent::CaseReopened(reopened()));
+    given(history)
+        .when(Command::RespondToCase(responded()))
+        .then(vec![DomainEvent::CaseResponded(responded())]);
+}

@@ -1,0 +1,155 @@
+//! Campaign events: the `campaign-<campaign_id>` stream of a marketing campaign and its
+//! members (customers or leads).
+
+use crate::catalog::fields::{DataWriter, EventData, FieldReader, Problem};
+use crate::catalog::values::CampaignResponse;
+use crate::catalog::{CatalogError, FieldInfo};
+use crate::ids::EntityId;
+
+/// Who a campaign member is: JSON carries exactly one of `customer_id` and `lead_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CampaignMember {
+    Customer(EntityId),
+    Lead(EntityId),
+}
+
+impl CampaignMember {
+    fn read(fields: &FieldReader<'_>) -> Result<CampaignMember, CatalogError> {
+        let customer_id = fields.optional("customer_id")?;
+        let lead_id = fields.optional("lead_id")?;
+        match (customer_id, lead_id) {
+            (Some(customer_id), None) => Ok(CampaignMember::Customer(customer_id)),
+            (None, Some(lead_id)) => Ok(CampaignMember::Lead(lead_id)),
+            (Some(_), Some(_)) | (None, None) => Err(fields.problem(Problem::data(
+                "exactly one of customer_id and lead_id must be given",
+            ))),
+        }
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        match self {
+            CampaignMember::Customer(id) => data.id("customer_id", id),
+            CampaignMember::Lead(id) => data.id("lead_id", id),
+        }
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        match self {
+            CampaignMember::Customer(id) => Some(id),
+            CampaignMember::Lead(_) => None,
+        }
+    }
+}
+
+/// A campaign started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignLaunched {
+    pub campaign_id: EntityId,
+    /// A business label, not personal data.
+    pub name: String,
+    /// A label such as `email`, `social` or `event`.
+    pub channel: Option<String>,
+}
+
+impl EventData for CampaignLaunched {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("campaign_id"),
+        FieldInfo::required("name"),
+        FieldInfo::optional("channel"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CampaignLaunched {
+            campaign_id: fields.required("campaign_id")?,
+            name: fields.text("name")?,
+            channel: fields.optional_text("channel")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("campaign_id", &self.campaign_id);
+        data.string("name", &self.name);
+        data.optional_string("channel", self.channel.as_deref());
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.campaign_id
+    }
+}
+
+/// A customer or lead was added to the campaign's audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignMemberAdded {
+    pub campaign_id: EntityId,
+    pub member: CampaignMember,
+}
+
+impl EventData for CampaignMemberAdded {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("campaign_id"),
+        FieldInfo::optional("customer_id"),
+        FieldInfo::optional("lead_id"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CampaignMemberAdded {
+            campaign_id: fields.required("campaign_id")?,
+            member: CampaignMember::read(fields)?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("campaign_id", &self.campaign_id);
+        self.member.write(data);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.campaign_id
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        self.member.customer_id()
+    }
+}
+
+/// A campaign member responded (opened, clicked, unsubscribed, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignMemberResponded {
+    pub campaign_id: EntityId,
+    pub member: CampaignMember,
+    pub response: CampaignResponse,
+}
+
+impl EventData for CampaignMemberResponded {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("campaign_id"),
+        FieldInfo::optional("customer_id"),
+        FieldInfo::optional("lead_id"),
+        FieldInfo::required("response"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CampaignMemberResponded {
+            campaign_id: fields.required("campaign_id")?,
+            member: CampaignMember::read(fields)?,
+            response: fields.required("response")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("campaign_id", &self.campaign_id);
+        self.member.write(data);
+        data.string("response", self.response.as_str());
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.campaign_id
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        self.member.customer_id()
+    }
+}

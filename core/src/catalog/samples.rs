@@ -1,0 +1,207 @@
+//! Sample event data for tests: for every type a fully populated event (two for the campaign
+//! member types, whose customer/lead choice is exclusive) and a minimal one, both written in
+//! canonical form, so `to_data` must reproduce them exactly.
+
+use serde_json::{Value, json};
+
+/// Fully populated events in canonical stored form.
+pub(crate) fn full() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "CustomerRegistered",
+            json!({"customer_id": "c-42", "kind": "person", "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000", "segment": "smb", "owner": "u-7"}),
+        ),
+        (
+            "CustomerProfileUpdated",
+            json!({"customer_id": "c-42", "name": "Ada King", "email": "ada@king.example", "phone": "+44 20 7946 0001", "segment": "enterprise", "owner": "u-8"}),
+        ),
+        (
+            "CustomerConsentChanged",
+            json!({"customer_id": "c-42", "channel": "email", "purpose": "marketing", "granted": true}),
+        ),
+        (
+            "InteractionLogged",
+            json!({"customer_id": "c-42", "interaction_id": "i-9", "channel": "phone", "direction": "inbound", "subject": "Billing question", "summary": "Asked about the March invoice"}),
+        ),
+        (
+            "OrderPlaced",
+            json!({"customer_id": "c-42", "order_id": "o-1001", "amount": "11.77", "currency": "USD"}),
+        ),
+        (
+            "OrderRefunded",
+            json!({"customer_id": "c-42", "order_id": "o-1001", "amount": "1.50", "currency": "USD", "reason": "damaged box"}),
+        ),
+        (
+            "CustomerMerged",
+            json!({"customer_id": "c-43", "into_customer_id": "c-42"}),
+        ),
+        ("CustomerErased", json!({"customer_id": "c-42"})),
+        (
+            "LeadCaptured",
+            json!({"lead_id": "l-1", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+1 555 0100", "company": "Hopper Consulting", "source": "web_form", "campaign_id": "cmp-1"}),
+        ),
+        ("LeadQualified", json!({"lead_id": "l-1"})),
+        (
+            "LeadDisqualified",
+            json!({"lead_id": "l-1", "reason": "no budget"}),
+        ),
+        (
+            "LeadConverted",
+            json!({"lead_id": "l-1", "customer_id": "c-42", "opportunity_id": "op-5"}),
+        ),
+        (
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-5", "customer_id": "c-42", "name": "Renewal 2027", "amount": "12000.00", "currency": "EUR", "stage": "Prospecting", "close_date": "2027-01-31", "owner": "u-7", "probability": 15, "forecast_category": "Best Case"}),
+        ),
+        (
+            "OpportunityStageChanged",
+            json!({"opportunity_id": "op-5", "stage": "Proposal", "probability": 60, "forecast_category": "Commit"}),
+        ),
+        (
+            "OpportunityUpdated",
+            json!({"opportunity_id": "op-5", "name": "Renewal 2027 (3 years)", "amount": "30000", "currency": "JPY", "close_date": "2027-02-28", "owner": "u-8", "probability": 70, "forecast_category": "Commit"}),
+        ),
+        ("OpportunityWon", json!({"opportunity_id": "op-5"})),
+        (
+            "OpportunityLost",
+            json!({"opportunity_id": "op-5", "reason": "price"}),
+        ),
+        (
+            "CaseOpened",
+            json!({"case_id": "k-3", "customer_id": "c-42", "subject": "Cannot log in", "channel": "email", "priority": "high", "description": "Password reset mail never arrives"}),
+        ),
+        ("CaseAssigned", json!({"case_id": "k-3", "agent": "u-9"})),
+        ("CaseResponded", json!({"case_id": "k-3", "agent": "u-9"})),
+        (
+            "CaseEscalated",
+            json!({"case_id": "k-3", "reason": "VIP customer", "priority": "urgent"}),
+        ),
+        (
+            "CaseResolved",
+            json!({"case_id": "k-3", "resolution": "Mail filter fixed"}),
+        ),
+        (
+            "CaseReopened",
+            json!({"case_id": "k-3", "reason": "It happened again"}),
+        ),
+        ("CaseClosed", json!({"case_id": "k-3"})),
+        (
+            "CampaignLaunched",
+            json!({"campaign_id": "cmp-1", "name": "Spring sale", "channel": "email"}),
+        ),
+        (
+            "CampaignMemberAdded",
+            json!({"campaign_id": "cmp-1", "customer_id": "c-42"}),
+        ),
+        (
+            "CampaignMemberAdded",
+            json!({"campaign_id": "cmp-1", "lead_id": "l-1"}),
+        ),
+        (
+            "CampaignMemberResponded",
+            json!({"campaign_id": "cmp-1", "customer_id": "c-42", "response": "clicked"}),
+        ),
+        (
+            "CampaignMemberResponded",
+            json!({"campaign_id": "cmp-1", "lead_id": "l-1", "response": "unsubscribed"}),
+        ),
+    ]
+}
+
+/// Events with only their required fields (plus the minimum a value rule demands).
+pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "CustomerRegistered",
+            json!({"customer_id": "c-42", "kind": "company", "name": "Acme Ltd"}),
+        ),
+        (
+            "CustomerProfileUpdated",
+            json!({"customer_id": "c-42", "segment": "smb"}),
+        ),
+        (
+            "CustomerConsentChanged",
+            json!({"customer_id": "c-42", "channel": "sms", "purpose": "service", "granted": false}),
+        ),
+        (
+            "InteractionLogged",
+            json!({"customer_id": "c-42", "interaction_id": "i-9", "channel": "in_person", "direction": "outbound"}),
+        ),
+        (
+            "OrderPlaced",
+            json!({"customer_id": "c-42", "order_id": "o-1", "amount": "500", "currency": "JPY"}),
+        ),
+        (
+            "OrderRefunded",
+            json!({"customer_id": "c-42", "order_id": "o-1", "amount": "0.001", "currency": "KWD"}),
+        ),
+        (
+            "CustomerMerged",
+            json!({"customer_id": "c-43", "into_customer_id": "c-42"}),
+        ),
+        ("CustomerErased", json!({"customer_id": "c-42"})),
+        (
+            "LeadCaptured",
+            json!({"lead_id": "l-1", "email": "x@example.com", "source": "referral"}),
+        ),
+        ("LeadQualified", json!({"lead_id": "l-1"})),
+        (
+            "LeadDisqualified",
+            json!({"lead_id": "l-1", "reason": "duplicate"}),
+        ),
+        (
+            "LeadConverted",
+            json!({"lead_id": "l-1", "customer_id": "c-42"}),
+        ),
+        (
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-5", "customer_id": "c-42", "name": "Pilot", "amount": "0.00", "currency": "EUR", "stage": "Qualification", "close_date": "2026-12-31"}),
+        ),
+        (
+            "OpportunityStageChanged",
+            json!({"opportunity_id": "op-5", "stage": "Negotiation"}),
+        ),
+        (
+            "OpportunityUpdated",
+            json!({"opportunity_id": "op-5", "close_date": "2027-03-31"}),
+        ),
+        ("OpportunityWon", json!({"opportunity_id": "op-5"})),
+        ("OpportunityLost", json!({"opportunity_id": "op-5"})),
+        (
+            "CaseOpened",
+            json!({"case_id": "k-3", "customer_id": "c-42", "subject": "Broken", "channel": "web", "priority": "low"}),
+        ),
+        ("CaseAssigned", json!({"case_id": "k-3", "agent": "u-9"})),
+        ("CaseResponded", json!({"case_id": "k-3", "agent": "u-9"})),
+        ("CaseEscalated", json!({"case_id": "k-3"})),
+        ("CaseResolved", json!({"case_id": "k-3"})),
+        ("CaseReopened", json!({"case_id": "k-3"})),
+        ("CaseClosed", json!({"case_id": "k-3"})),
+        (
+            "CampaignLaunched",
+            json!({"campaign_id": "cmp-1", "name": "Spring sale"}),
+        ),
+        (
+            "CampaignMemberAdded",
+            json!({"campaign_id": "cmp-1", "lead_id": "l-1"}),
+        ),
+        (
+            "CampaignMemberResponded",
+            json!({"campaign_id": "cmp-1", "customer_id": "c-42", "response": "opened"}),
+        ),
+    ]
+}
+
+/// The emitter examples of the design direction, exactly as written there.
+pub(crate) const DIRECTION_EXAMPLES: &str = r#"
+{"type":"CustomerRegistered","data":{"customer_id":"c-42","kind":"person","name":"Ada Lovelace","email":"ada@example.com","phone":"+44 20 7946 0000","segment":"smb","owner":"u-7"}}
+{"type":"InteractionLogged","data":{"customer_id":"c-42","interaction_id":"i-9","channel":"phone","direction":"inbound","subject":"Billing question","summary":"Asked about the March invoice"},"occurred_at":"2026-03-02T10:15:00Z"}
+{"type":"OrderPlaced","data":{"customer_id":"c-42","order_id":"o-1001","amount":"11.77","currency":"USD"},"occurred_at":"2026-03-02T11:00:00Z"}
+{"type":"OpportunityOpened","data":{"opportunity_id":"op-5","customer_id":"c-42","name":"Renewal 2027","amount":"12000.00","currency":"EUR","stage":"Prospecting","close_date":"2027-01-31","owner":"u-7"}}
+{"type":"OpportunityStageChanged","data":{"opportunity_id":"op-5","stage":"Proposal"}}
+{"type":"OpportunityWon","data":{"opportunity_id":"op-5"}}
+{"type":"OpportunityLost","data":{"opportunity_id":"op-5","reason":"price"}}
+{"type":"CaseOpened","data":{"case_id":"k-3","customer_id":"c-42","subject":"Cannot log in","channel":"email","priority":"high"}}
+{"type":"CaseResponded","data":{"case_id":"k-3","agent":"u-9"}}
+{"type":"CaseClosed","data":{"case_id":"k-3"}}
+"#;

@@ -1,0 +1,377 @@
+//! Tests of the catalog: strict parsing with precise messages, the canonical round trip, the
+//! metadata table against the structs, and the upcasting hook.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::catalog::samples::{DIRECTION_EXAMPLES, full, minimal};
+use crate::catalog::{
+    CatalogError, DomainEvent, EVENT_TYPES, EventTypeInfo, personal_fields, upcast, upcast_with,
+};
+
+fn parse_err(event_type: &str, data: Value) -> String {
+    DomainEvent::parse(event_type, &data)
+        .unwrap_err()
+        .to_string()
+}
+
+fn keys(data: &Value) -> BTreeSet<String> {
+    data.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn every_event_type_has_a_full_and_a_minimal_sample() {
+    for info in EVENT_TYPES {
+        assert!(full().iter().any(|(t, _)| *t == info.name), "{}", info.name);
+        assert!(
+            minimal().iter().any(|(t, _)| *t == info.name),
+            "{}",
+            info.name
+        );
+    }
+    assert_eq!(EVENT_TYPES.len(), 27);
+}
+
+#[test]
+fn parsing_the_stored_form_gives_back_an_equal_event_for_every_type() {
+    for (event_type, data) in full().into_iter().chain(minimal()) {
+        let event = DomainEvent::parse(event_type, &data).unwrap();
+        assert_eq!(event.event_type(), event_type);
+        assert_eq!(
+            event.to_data(),
+            data,
+            "{event_type} is not in canonical form"
+        );
+        assert_eq!(
+            DomainEvent::parse(event_type, &event.to_data()).unwrap(),
+            event
+        );
+    }
+}
+
+#[test]
+fn the_field_table_lists_exactly_the_keys_of_fully_populated_events() {
+    for info in EVENT_TYPES {
+        let produced: BTreeSet<String> = full()
+            .iter()
+            .filter(|(t, _)| *t == info.name)
+            .flat_map(|(t, data)| keys(&DomainEvent::parse(t, data).unwrap().to_data()))
+            .collect();
+        let listed: BTreeSet<String> = info.fields.iter().map(|f| f.name.to_owned()).collect();
+        assert_eq!(produced, listed, "{}", info.name);
+    }
+}
+
+#[test]
+fn required_fields_are_those_every_minimal_event_carries() {
+    for (event_type, data) in minimal() {
+        let info = EventTypeInfo::find(event_type).unwrap();
+        for field in info.fields.iter().filter(|f| f.required) {
+            assert!(
+                data.get(field.name).is_some(),
+                "{event_type}.{}",
+                field.name
+            );
+            let mut without = data.clone();
+            without.as_object_mut().unwrap().remove(field.name);
+            let err = parse_err(event_type, without);
+            assert_eq!(
+                err,
+                format!("{event_type}: data.{}: missing required field", field.name)
+            );
+        }
+    }
+}
+
+#[test]
+fn personal_fields_match_the_field_table_and_unknown_types_have_none() {
+    for info in EVENT_TYPES {
+        let flagged: Vec<&str> = info
+            .fields
+            .iter()
+            .filter(|f| f.personal)
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            personal_fields(info.name),
+            flagged.as_slice(),
+            "{}",
+            info.name
+        );
+    }
+    assert_eq!(
+        personal_fields("CustomerRegistered"),
+        ["name", "email", "phone"]
+    );
+    assert!(personal_fields("OrderPlaced").is_empty());
+    assert!(personal_fields("NoSuchEvent").is_empty());
+}
+
+#[test]
+fn the_design_direction_examples_parse_exactly_as_written() {
+    for line in DIRECTION_EXAMPLES.lines().filter(|l| !l.trim().is_empty()) {
+        let envelope: Value = serde_json::from_str(line).unwrap();
+        let event_type = envelope["type"].as_str().unwrap();
+        let event = DomainEvent::parse(event_type, &envelope["data"]).unwrap();
+        assert_eq!(event.to_data(), envelope["data"], "{event_type}");
+    }
+}
+
+#[test]
+fn events_know_their_category_stream_version_and_customer() {
+    let event = |t: &str, data: Value| DomainEvent::parse(t, &data).unwrap();
+    let order = event(
+        "OrderPlaced",
+        json!({"customer_id": "c-42", "order_id": "o-1", "amount": "1", "currency": "USD"}),
+    );
+    assert_eq!(order.category(), "customer");
+    assert_eq!(order.stream_id(), "customer-c-42");
+    assert_eq!(order.entity_id().as_str(), "c-42");
+    assert_eq!(order.schema_version(), 1);
+    let converted = event(
+        "LeadConverted",
+        json!({"lead_id": "l-1", "customer_id": "c-7"}),
+    );
+    assert_eq!(converted.stream_id(), "lead-l-1");
+    assert_eq!(converted.customer_id().unwrap().as_str(), "c-7");
+    let won = event("OpportunityWon", json!({"opportunity_id": "op-5"}));
+    assert_eq!((won.category(), won.customer_id()), ("opportunity", None));
+    let member = event(
+        "CampaignMemberAdded",
+        json!({"campaign_id": "cmp-1", "lead_id": "l-1"}),
+    );
+    assert_eq!(
+        (member.stream_id().as_str(), member.customer_id()),
+        ("campaign-cmp-1", None)
+    );
+    for info in EVENT_TYPES {
+        let (t, data) = full().into_iter().find(|(t, _)| *t == info.name).unwrap();
+        let parsed = event(t, data);
+        assert_eq!(parsed.category(), info.category);
+        assert_eq!(parsed.schema_version(), info.version);
+        assert!(
+            parsed
+                .stream_id()
+                .starts_with(&format!("{}-", info.category))
+        );
+    }
+}
+
+#[test]
+fn an_unknown_event_type_is_named_and_cut_short() {
+    let err = DomainEvent::parse("OrderShipped", &json!({})).unwrap_err();
+    assert_eq!(
+        err,
+        CatalogError::UnknownEventType {
+            event_type: "OrderShipped".into()
+        }
+    );
+    assert_eq!(err.to_string(), "unknown event type `OrderShipped`");
+    assert!(parse_err(&"X".repeat(100_000), json!({})).len() < 200);
+}
+
+#[test]
+fn amount_errors_name_the_event_type_and_field() {
+    let data =
+        json!({"customer_id": "c-42", "order_id": "o-1", "amount": "11.777", "currency": "USD"});
+    assert_eq!(
+        parse_err("OrderPlaced", data),
+        "OrderPlaced: data.amount: amount 11.777 has 3 decimals but USD has 2"
+    );
+    let data = json!({"customer_id": "c-42", "order_id": "o-1", "amount": "1", "currency": "XYZ"});
+    assert_eq!(
+        parse_err("OrderPlaced", data),
+        "OrderPlaced: data.currency: unknown currency `XYZ`"
+    );
+    let data =
+        json!({"customer_id": "c-42", "order_id": "o-1", "amount": "0.00", "currency": "USD"});
+    assert_eq!(
+        parse_err("OrderRefunded", data),
+        "OrderRefunded: data.amount: amount must be greater than zero, got 0.00 USD"
+    );
+    let data = json!({"opportunity_id": "op-5", "amount": "5"});
+    assert_eq!(
+        parse_err("OpportunityUpdated", data),
+        "OpportunityUpdated: data.currency: required when amount is given"
+    );
+    let data = json!({"opportunity_id": "op-5", "customer_id": "c-42", "name": "n", "amount": "-1", "currency": "EUR", "stage": "Prospecting", "close_date": "2027-01-31"});
+    assert!(
+        parse_err("OpportunityOpened", data)
+            .starts_with("OpportunityOpened: data.amount: amount must not be negative")
+    );
+}
+
+#[test]
+fn amounts_may_be_json_numbers_read_by_their_shortest_form() {
+    let data =
+        json!({"customer_id": "c-42", "order_id": "o-1", "amount": 11.77, "currency": "USD"});
+    let event = DomainEvent::parse("OrderPlaced", &data).unwrap();
+    assert_eq!(event.to_data()["amount"], json!("11.77"));
+}
+
+#[test]
+fn unknown_fields_are_rejected_by_name() {
+    let data = json!({"case_id": "k-3", "agent": "u-9", "note": "x"});
+    let err = parse_err("CaseResponded", data);
+    assert!(
+        err.starts_with("CaseResponded: data.note: unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ill_typed_fields_are_rejected_with_their_path() {
+    let cases = [
+        (
+            "CaseOpened",
+            json!({"case_id": "k-3", "customer_id": "c-42", "subject": "s", "channel": "fax", "priority": "high"}),
+            "CaseOpened: data.channel: unknown value `fax`",
+        ),
+        (
+            "CaseOpened",
+            json!({"case_id": "k-3", "customer_id": "c 42", "subject": "s", "channel": "web", "priority": "high"}),
+            "CaseOpened: data.customer_id: id `c 42` contains ' '",
+        ),
+        (
+            "CustomerConsentChanged",
+            json!({"customer_id": "c-42", "channel": "email", "purpose": "marketing", "granted": "yes"}),
+            "CustomerConsentChanged: data.granted: invalid type",
+        ),
+        (
+            "CustomerRegistered",
+            json!({"customer_id": "c-42", "kind": "person", "name": "  "}),
+            "CustomerRegistered: data.name: must not be blank",
+        ),
+        (
+            "OpportunityStageChanged",
+            json!({"opportunity_id": "op-5", "stage": "Proposal", "probability": 101}),
+            "OpportunityStageChanged: data.probability: must be between 0 and 100, got 101",
+        ),
+        (
+            "OpportunityStageChanged",
+            json!({"opportunity_id": "op-5", "stage": "proposal"}),
+            "OpportunityStageChanged: data.stage: unknown value `proposal`",
+        ),
+        (
+            "OpportunityUpdated",
+            json!({"opportunity_id": "op-5", "close_date": "2027-1-31"}),
+            "OpportunityUpdated: data.close_date: `2027-1-31` is not a date written YYYY-MM-DD",
+        ),
+        (
+            "OpportunityUpdated",
+            json!({"opportunity_id": "op-5", "close_date": "2027-02-30"}),
+            "OpportunityUpdated: data.close_date: `2027-02-30` is not a date",
+        ),
+        (
+            "CaseClosed",
+            json!(["k-3"]),
+            "CaseClosed: data: must be a JSON object, got an array",
+        ),
+    ];
+    for (event_type, data, expected) in cases {
+        let err = parse_err(event_type, data);
+        assert!(err.starts_with(expected), "{err}");
+    }
+}
+
+#[test]
+fn update_events_need_at_least_one_change_and_members_exactly_one_id() {
+    assert_eq!(
+        parse_err("CustomerProfileUpdated", json!({"customer_id": "c-42"})),
+        "CustomerProfileUpdated: data: at least one of name, email, phone, segment, owner must be given"
+    );
+    assert!(
+        parse_err("OpportunityUpdated", json!({"opportunity_id": "op-5"}))
+            .contains("at least one of")
+    );
+    assert!(
+        parse_err("LeadCaptured", json!({"lead_id": "l-1", "source": "web"}))
+            .contains("at least one of name, email, phone, company")
+    );
+    let both = json!({"campaign_id": "cmp-1", "customer_id": "c-1", "lead_id": "l-1"});
+    assert_eq!(
+        parse_err("CampaignMemberAdded", both),
+        "CampaignMemberAdded: data: exactly one of customer_id and lead_id must be given"
+    );
+    let neither = json!({"campaign_id": "cmp-1", "response": "opened"});
+    assert!(parse_err("CampaignMemberResponded", neither).contains("exactly one of"));
+}
+
+#[test]
+fn explicit_nulls_count_as_absent_optional_fields() {
+    let data = json!({"customer_id": "c-42", "kind": "person", "name": "Ada", "email": null});
+    let event = DomainEvent::parse("CustomerRegistered", &data).unwrap();
+    assert!(event.to_data().get("email").is_none());
+    let data = json!({"customer_id": "c-42", "kind": null, "name": "Ada"});
+    assert_eq!(
+        parse_err("CustomerRegistered", data),
+        "CustomerRegistered: data.kind: missing required field"
+    );
+}
+
+#[test]
+fn huge_input_is_not_echoed_back_in_full() {
+    let data = json!({"case_id": "k-3", "agent": "u-9", "x".repeat(10_000): 1});
+    assert!(parse_err("CaseResponded", data).len() < 400);
+    let data = json!({"case_id": "k-3", "agent": 5, "reason": "r"});
+    assert!(parse_err("CaseAssigned", data).len() < 600);
+}
+
+#[test]
+fn current_versions_pass_through_upcasting_unchanged() {
+    let data = json!({"opportunity_id": "op-5"});
+    assert_eq!(upcast("OpportunityWon", 1, data.clone()).unwrap(), data);
+}
+
+#[test]
+fn upcasting_rejects_unknown_types_and_versions_this_build_does_not_know() {
+    let data = json!({"opportunity_id": "op-5"});
+    assert_eq!(
+        upcast("OpportunityWon", 2, data.clone())
+            .unwrap_err()
+            .to_string(),
+        "OpportunityWon: schema version 2 is not supported; this build reads versions 1 to 1"
+    );
+    assert!(upcast("OpportunityWon", 0, data.clone()).is_err());
+    assert!(matches!(
+        upcast("Nope", 1, data),
+        Err(CatalogError::UnknownEventType { .. })
+    ));
+}
+
+#[test]
+fn upcasting_applies_each_step_from_the_stored_version_to_the_current_one() {
+    // A pretend v3 of OrderPlaced whose steps rename fields, to exercise the step loop.
+    static V3: EventTypeInfo = EventTypeInfo {
+        version: 3,
+        ..EVENT_TYPES[4]
+    };
+    let step = |_: &'static str, from: u32, mut data: Value| {
+        let object = data.as_object_mut().unwrap();
+        let value = object.remove(&format!("v{from}")).unwrap();
+        object.insert(format!("v{}", from + 1), value);
+        Ok(data)
+    };
+    assert_eq!(
+        upcast_with(&V3, 1, json!({"v1": 7}), step).unwrap(),
+        json!({"v3": 7})
+    );
+    assert_eq!(
+        upcast_with(&V3, 2, json!({"v2": 7}), step).unwrap(),
+        json!({"v3": 7})
+    );
+    assert_eq!(
+        upcast_with(&V3, 3, json!({"v3": 7}), step).unwrap(),
+        json!({"v3": 7})
+    );
+    assert!(upcast_with(&V3, 4, json!({}), step).is_err());
+    let missing = upcast_with(&V3, 1, json!({}), super::upcast_step).unwrap_err();
+    assert!(matches!(
+        missing,
+        CatalogError::MissingUpcaster {
+            from_version: 1,
+            ..
+        }
+    ));
+}
