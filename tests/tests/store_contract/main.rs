@@ -32,6 +32,7 @@ macro_rules! contract {
                 the_event_table_refuses_updates_and_deletes,
                 reopening_a_store_keeps_every_acknowledged_event,
                 an_abandoned_append_neither_blocks_the_store_nor_half_writes,
+                two_store_handles_appending_in_turn_keep_one_consistent_log,
             );
         }
     };

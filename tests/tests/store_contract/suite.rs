@@ -922,3 +922,57 @@ pub async fn an_abandoned_append_neither_blocks_the_store_nor_half_writes(f: &Fi
             .is_intact()
     );
 }
+
+pub async fn two_store_handles_appending_in_turn_keep_one_consistent_log(f: &Fixture) {
+    let other = f.reopen().await;
+    let t = tenant("t1");
+    let shared = stream("customer-shared");
+    let handles = [Arc::clone(&f.store), other];
+    let mut expected_revision = None;
+    for round in 0..12u32 {
+        let store = &handles[(round % 2) as usize];
+        // Alternate between a stream both handles write and streams only one writes.
+        let outcome = store
+            .append(
+                &t,
+                &shared,
+                expected_revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact),
+                batch(2),
+            )
+            .await
+            .expect("append to the shared stream");
+        expected_revision = Some(outcome.stream_revision);
+        store
+            .append(
+                &t,
+                &stream(&format!("customer-own-{}", round % 2)),
+                ExpectedRevision::Any,
+                batch(1),
+            )
+            .await
+            .expect("append to an own stream");
+    }
+    // A stale expectation through either handle is still refused.
+    for store in &handles {
+        let error = store
+            .append(&t, &shared, ExpectedRevision::Exact(0), batch(1))
+            .await
+            .expect_err("stale");
+        assert!(error.is_conflict());
+    }
+    let events = f
+        .store
+        .read_all(&Scope::AllTenants, 0, 1000)
+        .await
+        .expect("read");
+    assert_eq!(events.len(), 36);
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=36).collect::<Vec<_>>()
+    );
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
+    assert_eq!(report.first_failure, None);
+    assert_eq!(report.streams_checked, 3);
+}

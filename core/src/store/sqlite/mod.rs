@@ -11,20 +11,24 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Arguments, Connection, QueryBuilder, Row, Sqlite};
-use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use sqlx::{Connection, Row};
+use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crate::store::migrations::{self, Migration};
-use crate::store::plan::{self, ExistingEvent, Plan};
+use crate::store::plan;
 use crate::store::{
     AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
     StreamStart,
 };
+
+mod append;
+
+use append::Writer;
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -34,10 +38,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
 
 /// How often other processes' appends are looked for.
 const HEAD_POLL: Duration = Duration::from_millis(500);
-/// Rows per multi-row INSERT (12 parameters each, well under SQLite's limit).
-const INSERT_CHUNK: usize = 64;
 
-const EVENT_COLUMNS: &str = "position, tenant, stream_id, revision, event_id, event_type, \
+pub(super) const EVENT_COLUMNS: &str = "position, tenant, stream_id, revision, event_id, event_type, \
      schema_version, data, metadata, occurred_at, recorded_at, hash";
 
 /// How hard SQLite syncs to disk. `Normal` (the default) survives a process crash at any
@@ -90,7 +92,7 @@ pub struct SqliteEventStore {
 
 #[derive(Debug)]
 struct Inner {
-    writer: Arc<Mutex<SqliteConnection>>,
+    writer: Arc<Mutex<Writer>>,
     readers: SqlitePool,
     head: Arc<watch::Sender<Position>>,
     path: PathBuf,
@@ -136,7 +138,7 @@ impl SqliteEventStore {
         tokio::spawn(poll_head(Arc::downgrade(&head), readers.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Arc::new(Mutex::new(writer)),
+                writer: Arc::new(Mutex::new(Writer::new(writer))),
                 readers,
                 head,
                 path: options.path,
@@ -218,203 +220,7 @@ async fn poll_head(head: Weak<watch::Sender<Position>>, readers: SqlitePool) {
     }
 }
 
-impl Inner {
-    /// Appends in two round trips to SQLite's worker thread: `BEGIN IMMEDIATE` plus the read
-    /// of the heads and existing ids, then every insert plus `COMMIT`. Each round trip costs
-    /// two thread wake-ups, which dominate the cost of small appends.
-    #[tracing::instrument(skip_all, fields(stream = %stream, events = events.len()), err)]
-    async fn append(
-        &self,
-        tenant: &TenantId,
-        stream: &StreamId,
-        expected: ExpectedRevision,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        let mut writer = OpenTransaction(Some(Arc::clone(&self.writer).lock_owned().await));
-        let result = append_locked(writer.conn(), tenant, stream, expected, events).await;
-        if !matches!(result, Ok(Written::Committed(_))) {
-            // Nothing to commit (all duplicates) or a failure after `BEGIN`: end the
-            // transaction. After a failed `BEGIN` this is a harmless "no transaction" error.
-            let _ = sqlx::raw_sql("ROLLBACK").execute(writer.conn()).await;
-        }
-        writer.disarm();
-        let outcome = match result? {
-            Written::Committed(outcome) => outcome,
-            Written::NothingNew(outcome) => return Ok(outcome),
-        };
-        let last = outcome.last_position;
-        self.head.send_if_modified(|current| {
-            let moved = last > *current;
-            if moved {
-                *current = last;
-            }
-            moved
-        });
-        Ok(outcome)
-    }
-}
-
-/// The writer connection during an append. If the append's future is dropped half-way (the
-/// caller went away), the transaction it may have opened is rolled back on a spawned task, so
-/// the write lock is never left held; an append that was not acknowledged is not stored.
-struct OpenTransaction(Option<OwnedMutexGuard<SqliteConnection>>);
-
-impl OpenTransaction {
-    fn conn(&mut self) -> &mut SqliteConnection {
-        self.0
-            .as_deref_mut()
-            .expect("connection present until disarmed")
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        if let Some(mut conn) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            });
-        }
-    }
-}
-
-/// How an append on the writer connection ended.
-enum Written {
-    /// Rows were written and committed.
-    Committed(AppendOutcome),
-    /// Every event was a duplicate; the transaction is still open for the caller to end.
-    NothingNew(AppendOutcome),
-}
-
-/// Runs one append on the writer connection. On error, or with [`Written::NothingNew`], the
-/// transaction may still be open; [`Inner::append`] ends it.
-async fn append_locked(
-    conn: &mut SqliteConnection,
-    tenant: &TenantId,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
-) -> Result<Written, StoreError> {
-    // Round trip 1: take the write lock and read what the plan needs.
-    let mut read: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "BEGIN IMMEDIATE; \
-         SELECT 0, (SELECT COALESCE(MAX(position), 0) FROM crm_events), \
-                (SELECT revision FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2), \
-                (SELECT hash FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2), \
-                NULL, NULL \
-         UNION ALL \
-         SELECT 1, position, revision, event_id, stream_id, event_type FROM crm_events \
-         WHERE tenant = ?1 AND stream_id = ?2 AND event_id IN (",
-    );
-    let mut args = SqliteArguments::default();
-    args.add(tenant.as_str().to_owned())
-        .map_err(sqlx::Error::Encode)?;
-    args.add(stream.as_str().to_owned())
-        .map_err(sqlx::Error::Encode)?;
-    for (index, event) in events.iter().enumerate() {
-        if index > 0 {
-            read.push(", ");
-        }
-        read.push(format_args!("?{}", index + 3));
-        args.add(event.event_id.as_bytes().to_vec())
-            .map_err(sqlx::Error::Encode)?;
-    }
-    read.push(")");
-    let rows = sqlx::query_with(read.into_sql(), args)
-        .persistent(true)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut head_position = 0;
-    let mut stream_head = None;
-    let mut existing = Vec::new();
-    for row in &rows {
-        let kind: i64 = row.try_get(0)?;
-        let position: i64 = row.try_get(1)?;
-        if kind == 0 {
-            head_position = position as Position;
-            let revision: Option<i64> = row.try_get(2)?;
-            let hash: Option<Vec<u8>> = row.try_get(3)?;
-            if let (Some(revision), Some(hash)) = (revision, hash) {
-                stream_head = Some((revision as u64, to_hash(&hash, 0)?));
-            }
-        } else {
-            let id: Vec<u8> = row.try_get(3)?;
-            existing.push(ExistingEvent {
-                event_id: Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
-                    position: position as Position,
-                    reason: format!("event id: {e}"),
-                })?,
-                stream_id: row.try_get(4)?,
-                event_type: row.try_get(5)?,
-                revision: row.try_get::<i64, _>(2)? as u64,
-                position: position as Position,
-            });
-        }
-    }
-
-    let recorded_at = crate::envelope::to_stored_precision(Utc::now());
-    let Plan {
-        rows,
-        outcome,
-        new_head,
-    } = plan::plan_append(
-        tenant,
-        stream,
-        expected,
-        events,
-        head_position,
-        stream_head,
-        existing,
-        recorded_at,
-    )?;
-    let Some((revision, hash)) = new_head else {
-        return Ok(Written::NothingNew(outcome));
-    };
-
-    // Round trip 2: every insert, the stream head, and the commit.
-    let mut write: QueryBuilder<Sqlite> = QueryBuilder::new("");
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        write.push(format_args!("INSERT INTO crm_events ({EVENT_COLUMNS}) "));
-        write.push_values(chunk, |mut values, row| {
-            values
-                .push_bind(row.position as i64)
-                .push_bind(tenant.as_str())
-                .push_bind(stream.as_str())
-                .push_bind(row.revision as i64)
-                .push_bind(row.event_id.as_bytes().as_slice())
-                .push_bind(row.event_type.as_str())
-                .push_bind(i64::from(row.schema_version))
-                .push_bind(row.data.as_str())
-                .push_bind(row.metadata.as_str())
-                .push_bind(row.occurred_at.timestamp_micros())
-                .push_bind(row.recorded_at.timestamp_micros())
-                .push_bind(row.hash.as_slice());
-        });
-        write.push("; ");
-    }
-    write.push("INSERT INTO crm_streams (tenant, stream_id, revision, hash) VALUES (");
-    write
-        .push_bind(tenant.as_str())
-        .push(", ")
-        .push_bind(stream.as_str())
-        .push(", ")
-        .push_bind(revision as i64)
-        .push(", ")
-        .push_bind(hash.as_slice());
-    write.push(
-        ") ON CONFLICT (tenant, stream_id) \
-         DO UPDATE SET revision = excluded.revision, hash = excluded.hash; COMMIT",
-    );
-    write.build().persistent(true).execute(&mut *conn).await?;
-    Ok(Written::Committed(outcome))
-}
-
-fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
+pub(super) fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt {
         position: position as Position,
         reason: format!("hash has {} bytes, not 32", bytes.len()),
@@ -468,7 +274,16 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         plan::validate_batch(&events)?;
-        self.inner.append(tenant, stream, expected, events).await
+        let outcome = append::append(&self.inner.writer, tenant, stream, expected, events).await?;
+        let last = outcome.last_position;
+        self.inner.head.send_if_modified(|current| {
+            let moved = last > *current;
+            if moved {
+                *current = last;
+            }
+            moved
+        });
+        Ok(outcome)
     }
 
     async fn read_stream(
