@@ -222,19 +222,15 @@ async fn append_in(
     events: Vec<NewEvent>,
 ) -> Result<AppendOutcome, StoreError> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let (head_position, stream_revision, stream_hash): (i64, Option<i64>, Option<Vec<u8>>) =
-        sqlx::query_as(
-            "SELECT (SELECT COALESCE(MAX(position), 0) FROM crm_events),
-                    s.revision, s.hash
-             FROM (SELECT 1) AS one
-             LEFT JOIN crm_streams s ON s.tenant = $1 AND s.stream_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(stream.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    let existing_rows = sqlx::query(
-        "SELECT event_id, stream_id, event_type, revision, position FROM crm_events
+    // One round trip: the log head and the stream head (kind 0), and the call's ids already
+    // stored in the stream (kind 1).
+    let rows = sqlx::query(
+        "SELECT 0 AS kind, (SELECT COALESCE(MAX(position), 0) FROM crm_events) AS position,
+                s.revision, s.hash, NULL::uuid AS event_id, NULL::text AS event_type
+         FROM (SELECT 1) AS one
+         LEFT JOIN crm_streams s ON s.tenant = $1 AND s.stream_id = $2
+         UNION ALL
+         SELECT 1, position, revision, NULL, event_id, event_type FROM crm_events
          WHERE tenant = $1 AND stream_id = $2 AND event_id = ANY($3)",
     )
     .bind(tenant.as_str())
@@ -242,22 +238,29 @@ async fn append_in(
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let existing = existing_rows
-        .iter()
-        .map(|row| {
-            Ok(ExistingEvent {
-                event_id: row.try_get(0)?,
-                stream_id: row.try_get(1)?,
-                event_type: row.try_get(2)?,
-                revision: row.try_get::<i64, _>(3)? as u64,
-                position: row.try_get::<i64, _>(4)? as Position,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let stream_head = match (stream_revision, stream_hash) {
-        (Some(revision), Some(hash)) => Some((revision as u64, to_hash(&hash, 0)?)),
-        _ => None,
-    };
+    let mut head_position: i64 = 0;
+    let mut stream_head = None;
+    let mut existing = Vec::new();
+    for row in &rows {
+        let kind: i32 = row.try_get(0)?;
+        let position: i64 = row.try_get(1)?;
+        let revision: Option<i64> = row.try_get(2)?;
+        if kind == 0 {
+            head_position = position;
+            let hash: Option<Vec<u8>> = row.try_get(3)?;
+            if let (Some(revision), Some(hash)) = (revision, hash) {
+                stream_head = Some((revision as u64, to_hash(&hash, 0)?));
+            }
+        } else {
+            existing.push(ExistingEvent {
+                event_id: row.try_get(4)?,
+                stream_id: stream.as_str().to_owned(),
+                event_type: row.try_get(5)?,
+                revision: revision.unwrap_or_default() as u64,
+                position: position as Position,
+            });
+        }
+    }
     let recorded_at = crate::envelope::to_stored_precision(Utc::now());
     let Plan {
         rows,
