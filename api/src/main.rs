@@ -2,6 +2,7 @@
 //! log until interrupted; the HTTP API, projection workers and key management build on this.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -44,11 +45,18 @@ impl StoreArgs {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     crm_core::telemetry::init();
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("crm-api: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

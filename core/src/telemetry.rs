@@ -1,6 +1,8 @@
 //! The one telemetry set-up the binaries share: `tracing` to stderr, filtered by `CRM_LOG`
 //! (default `info`), as plain text or, with `CRM_LOG_FORMAT=json`, as JSON lines.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call is ignored).
@@ -10,6 +12,7 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = if json {
         builder.json().try_init()

@@ -20,6 +20,8 @@ enum Workload {
     W1,
     W2,
     W3,
+    /// Driver-only baselines of W1 and W2: the same rows through plain sqlx statements.
+    Baseline,
     All,
 }
 
@@ -30,7 +32,7 @@ enum Backend {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark workloads W1-W3 on a fresh store")]
+#[command(about = "Benchmark workloads W1-W3 (and driver-only baselines) on a fresh store")]
 struct Args {
     workload: Workload,
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -175,11 +177,104 @@ async fn w3(fresh: &Fresh, backend: Backend, expected: usize) -> Result<()> {
     Ok(())
 }
 
+/// The same rows as W1 (one transaction per event) and W2 (one per customer), written with
+/// plain sqlx statements into a table shaped like the event log: no planning, no hashing,
+/// no idempotency or revision checks. What the driver alone costs, for ratios.
+async fn baseline(backend: Backend, data: &[CustomerEvents], w1_limit: usize) -> Result<()> {
+    use sqlx::Connection;
+    let table = "CREATE TABLE baseline (position BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
+         stream_id TEXT NOT NULL, revision BIGINT NOT NULL, event_id BLOB NOT NULL, \
+         event_type TEXT NOT NULL, data TEXT NOT NULL, occurred_at BIGINT NOT NULL, \
+         UNIQUE (tenant, stream_id, revision), UNIQUE (tenant, stream_id, event_id))";
+    macro_rules! run {
+        ($conn:expr, $insert:expr, $fresh:expr) => {{
+            for (label, per_tx, limit) in [
+                ("W1-baseline", 1usize, w1_limit),
+                ("W2-baseline", 10, usize::MAX),
+            ] {
+                sqlx::raw_sql("DROP TABLE IF EXISTS baseline")
+                    .execute(&mut $conn)
+                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(table.to_owned()))
+                    .execute(&mut $conn)
+                    .await?;
+                let started = Instant::now();
+                let mut position = 0i64;
+                'customers: for customer in data {
+                    for chunk in customer.events.chunks(per_tx) {
+                        if position as usize >= limit {
+                            break 'customers;
+                        }
+                        let mut tx = $conn.begin().await?;
+                        for event in chunk {
+                            position += 1;
+                            sqlx::query($insert)
+                                .bind(position)
+                                .bind("bench")
+                                .bind(customer.stream.as_str())
+                                .bind(position % 10)
+                                .bind(event.event_id.as_bytes().to_vec())
+                                .bind(event.event_type.as_str())
+                                .bind(event.data.get())
+                                .bind(event.occurred_at.map_or(0, |t| t.timestamp_micros()))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        tx.commit().await?;
+                    }
+                }
+                report(label, backend, &$fresh, position as usize, started);
+            }
+        }};
+    }
+    let fresh = fresh(backend).await?;
+    match backend {
+        Backend::Sqlite => {
+            let path = std::env::current_dir()?.join("crm-bench-baseline.db");
+            let _ = std::fs::remove_file(&path);
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            run!(
+                conn,
+                "INSERT INTO baseline VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                fresh
+            );
+            conn.close().await?;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        Backend::Postgres => {
+            let Some(db) = TestDatabase::create("crm-bench-baseline").await else {
+                bail!("PostgreSQL is not reachable");
+            };
+            let mut conn = sqlx::PgConnection::connect(db.url()).await?;
+            sqlx::raw_sql("CREATE DOMAIN blob AS bytea")
+                .execute(&mut conn)
+                .await?;
+            run!(
+                conn,
+                "INSERT INTO baseline VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                fresh
+            );
+            conn.close().await?;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let data = generate(args.customers, 42);
     for _ in 0..args.runs {
+        if matches!(args.workload, Workload::Baseline | Workload::All) {
+            baseline(args.backend, &data, args.w1_events).await?;
+        }
         if matches!(args.workload, Workload::W1 | Workload::All) {
             w1(args.backend, &data, args.w1_events).await?;
         }
