@@ -37,10 +37,7 @@ struct StoreArgs {
 
 impl StoreArgs {
     fn store_url(&self) -> Result<StoreUrl> {
-        match &self.store {
-            Some(url) => StoreUrl::parse(url).context("--store / CRM_STORE"),
-            None => Ok(StoreUrl::default_in(&self.data_dir)),
-        }
+        StoreUrl::resolve(self.store.as_deref(), &self.data_dir).context("--store / CRM_STORE")
     }
 }
 

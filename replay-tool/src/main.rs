@@ -55,10 +55,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let url = match &cli.store {
-        Some(url) => StoreUrl::parse(url).context("--store / CRM_STORE")?,
-        None => StoreUrl::default_in(&cli.data_dir),
-    };
+    let url =
+        StoreUrl::resolve(cli.store.as_deref(), &cli.data_dir).context("--store / CRM_STORE")?;
     if let StoreUrl::Sqlite { path, .. } = &url
         && !path.exists()
     {

@@ -172,3 +172,27 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
 
 /// A shared handle to any backend.
 pub type SharedStore = Arc<dyn EventStore>;
+
+/// Moves a head watch forward (never back), waking subscribers only when it moved.
+pub(crate) fn advance_head(head: &watch::Sender<Position>, position: Position) {
+    head.send_if_modified(|current| {
+        let moved = position > *current;
+        if moved {
+            *current = position;
+        }
+        moved
+    });
+}
+
+/// A stored hash column as a 32-byte array; anything else means the row was damaged.
+pub(crate) fn stored_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        position: position as Position,
+        reason: format!("hash has {} bytes, not 32", bytes.len()),
+    })
+}
+
+/// A row limit as SQL wants it.
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

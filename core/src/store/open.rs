@@ -29,6 +29,15 @@ impl StoreUrl {
         }
     }
 
+    /// What the binaries' `--store` / `--data-dir` options name: the URL when given, else the
+    /// embedded default in the data directory.
+    pub fn resolve(store: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        match store {
+            Some(url) => Self::parse(url),
+            None => Ok(Self::default_in(data_dir)),
+        }
+    }
+
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(StoreUrl::Postgres {

@@ -20,7 +20,7 @@ use crate::store::migrations::{self, Migration};
 use crate::store::plan::{self, ExistingEvent, Plan};
 use crate::store::{
     AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
-    StreamStart,
+    StreamStart, advance_head, sql_limit, stored_hash,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -120,7 +120,7 @@ impl PendingAppend {
     /// Commits the append and returns its outcome.
     pub async fn commit(self) -> Result<AppendOutcome, StoreError> {
         self.tx.commit().await?;
-        advance(&self.head, self.outcome.last_position);
+        advance_head(&self.head, self.outcome.last_position);
         Ok(self.outcome)
     }
 
@@ -129,16 +129,6 @@ impl PendingAppend {
         self.tx.rollback().await?;
         Ok(())
     }
-}
-
-fn advance(head: &watch::Sender<Position>, position: Position) {
-    head.send_if_modified(|current| {
-        let moved = position > *current;
-        if moved {
-            *current = position;
-        }
-        moved
-    });
 }
 
 async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
@@ -208,7 +198,7 @@ async fn follow_head(head: Weak<watch::Sender<Position>>, pool: PgPool, mut list
             None => max_position(&pool).await.ok(),
         };
         if let Some(position) = position {
-            advance(&head, position);
+            advance_head(&head, position);
         }
     }
 }
@@ -249,7 +239,7 @@ async fn append_in(
             head_position = position;
             let hash: Option<Vec<u8>> = row.try_get(3)?;
             if let (Some(revision), Some(hash)) = (revision, hash) {
-                stream_head = Some((revision as u64, to_hash(&hash, 0)?));
+                stream_head = Some((revision as u64, stored_hash(&hash, 0)?));
             }
         } else {
             existing.push(ExistingEvent {
@@ -360,13 +350,6 @@ fn unique_violation_as_conflict(
     StoreError::Database(error)
 }
 
-fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt {
-        position: position as Position,
-        reason: format!("hash has {} bytes, not 32", bytes.len()),
-    })
-}
-
 fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.try_get(0)?;
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -390,12 +373,8 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         metadata: RawValue::from_string(metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
         occurred_at,
         recorded_at,
-        hash: to_hash(hash, position)?,
+        hash: stored_hash(hash, position)?,
     })
-}
-
-fn limit_of(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -416,7 +395,7 @@ impl EventStore for PostgresEventStore {
             let mut tx = inner.pool.begin_with(BEGIN_APPEND).await?;
             let outcome = append_in(&mut tx, &tenant, &stream, expected, events).await?;
             tx.commit().await?;
-            advance(&inner.head, outcome.last_position);
+            advance_head(&inner.head, outcome.last_position);
             Ok(outcome)
         })
         .await
@@ -450,7 +429,7 @@ impl EventStore for PostgresEventStore {
             .bind(tenant.as_str())
             .bind(stream.as_str())
             .bind(from)
-            .bind(limit_of(limit))
+            .bind(sql_limit(limit))
             .fetch_all(&self.inner.pool)
             .await?;
         rows.iter().map(decode).collect()
@@ -470,7 +449,7 @@ impl EventStore for PostgresEventStore {
                         "{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2"
                     )))
                     .bind(after)
-                    .bind(limit_of(limit))
+                    .bind(sql_limit(limit))
                     .fetch_all(&self.inner.pool)
                     .await?
                 }
@@ -479,7 +458,7 @@ impl EventStore for PostgresEventStore {
                 )))
                 .bind(tenant.as_str())
                 .bind(after)
-                .bind(limit_of(limit))
+                .bind(sql_limit(limit))
                 .fetch_all(&self.inner.pool)
                 .await?,
             };
@@ -510,7 +489,7 @@ impl EventStore for PostgresEventStore {
         .bind(after_tenant)
         .bind(after_stream)
         .bind(tenant_filter)
-        .bind(limit_of(limit))
+        .bind(sql_limit(limit))
         .fetch_all(&self.inner.pool)
         .await?;
         rows.iter()
@@ -520,7 +499,7 @@ impl EventStore for PostgresEventStore {
                     tenant: TenantId::from_stored(row.try_get(0)?),
                     stream_id: StreamId::from_stored(row.try_get(1)?),
                     revision: row.try_get::<i64, _>(2)? as u64,
-                    hash: to_hash(hash, 0)?,
+                    hash: stored_hash(hash, 0)?,
                 })
             })
             .collect()
@@ -543,7 +522,7 @@ impl EventStore for PostgresEventStore {
                 tenant: tenant.clone(),
                 stream_id: stream.clone(),
                 revision: revision as u64,
-                hash: to_hash(&hash, 0)?,
+                hash: stored_hash(&hash, 0)?,
             })
         })
         .transpose()

@@ -22,7 +22,8 @@ use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, StreamId, TenantId, to_stored_precision};
 use crate::store::plan::{self, ExistingEvent, Plan};
-use crate::store::sqlite::{EVENT_COLUMNS, to_hash};
+use crate::store::sqlite::EVENT_COLUMNS;
+use crate::store::stored_hash;
 use crate::store::{AppendOutcome, ExpectedRevision, StoreError};
 
 /// Rows per multi-row INSERT statement (12 parameters each, well under SQLite's limit).
@@ -230,7 +231,7 @@ async fn read_then_write(
             let revision: Option<i64> = row.try_get(2)?;
             let hash: Option<Vec<u8>> = row.try_get(3)?;
             if let (Some(revision), Some(hash)) = (revision, hash) {
-                stream_head = Some((revision as u64, to_hash(&hash, 0)?));
+                stream_head = Some((revision as u64, stored_hash(&hash, 0)?));
             }
         } else {
             let id: Vec<u8> = row.try_get(3)?;

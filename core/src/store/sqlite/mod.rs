@@ -23,7 +23,7 @@ use crate::store::migrations::{self, Migration};
 use crate::store::plan;
 use crate::store::{
     AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
-    StreamStart,
+    StreamStart, advance_head, sql_limit, stored_hash,
 };
 
 mod append;
@@ -207,24 +207,11 @@ async fn poll_head(head: Weak<watch::Sender<Position>>, readers: SqlitePool) {
         let Some(head) = head.upgrade() else { return };
         match max_position(&readers).await {
             Ok(position) => {
-                head.send_if_modified(|current| {
-                    let moved = position > *current;
-                    if moved {
-                        *current = position;
-                    }
-                    moved
-                });
+                advance_head(&head, position);
             }
             Err(error) => tracing::warn!(%error, "cannot read the head position"),
         }
     }
-}
-
-pub(super) fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt {
-        position: position as Position,
-        reason: format!("hash has {} bytes, not 32", bytes.len()),
-    })
 }
 
 fn micros(value: i64, position: i64, column: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -256,12 +243,8 @@ fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         metadata: RawValue::from_string(metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
         occurred_at: micros(row.try_get(9)?, position, "occurred_at")?,
         recorded_at: micros(row.try_get(10)?, position, "recorded_at")?,
-        hash: to_hash(hash, position)?,
+        hash: stored_hash(hash, position)?,
     })
-}
-
-fn limit_of(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -276,13 +259,7 @@ impl EventStore for SqliteEventStore {
         plan::validate_batch(&events)?;
         let outcome = append::append(&self.inner.writer, tenant, stream, expected, events).await?;
         let last = outcome.last_position;
-        self.inner.head.send_if_modified(|current| {
-            let moved = last > *current;
-            if moved {
-                *current = last;
-            }
-            moved
-        });
+        advance_head(&self.inner.head, last);
         Ok(outcome)
     }
 
@@ -315,7 +292,7 @@ impl EventStore for SqliteEventStore {
             .bind(tenant.as_str())
             .bind(stream.as_str())
             .bind(from)
-            .bind(limit_of(limit))
+            .bind(sql_limit(limit))
             .fetch_all(&self.inner.readers)
             .await?;
         rows.iter().map(decode).collect()
@@ -335,7 +312,7 @@ impl EventStore for SqliteEventStore {
                      FROM crm_events WHERE position > ? ORDER BY position LIMIT ?",
                 )
                 .bind(after)
-                .bind(limit_of(limit))
+                .bind(sql_limit(limit))
                 .fetch_all(&self.inner.readers)
                 .await?
             }
@@ -346,7 +323,7 @@ impl EventStore for SqliteEventStore {
                 )
                 .bind(tenant.as_str())
                 .bind(after)
-                .bind(limit_of(limit))
+                .bind(sql_limit(limit))
                 .fetch_all(&self.inner.readers)
                 .await?
             }
@@ -378,7 +355,7 @@ impl EventStore for SqliteEventStore {
         .bind(after_tenant)
         .bind(after_stream)
         .bind(tenant_filter)
-        .bind(limit_of(limit))
+        .bind(sql_limit(limit))
         .fetch_all(&self.inner.readers)
         .await?;
         rows.iter()
@@ -388,7 +365,7 @@ impl EventStore for SqliteEventStore {
                     tenant: TenantId::from_stored(row.try_get(0)?),
                     stream_id: StreamId::from_stored(row.try_get(1)?),
                     revision: row.try_get::<i64, _>(2)? as u64,
-                    hash: to_hash(hash, 0)?,
+                    hash: stored_hash(hash, 0)?,
                 })
             })
             .collect()
@@ -411,7 +388,7 @@ impl EventStore for SqliteEventStore {
                 tenant: tenant.clone(),
                 stream_id: stream.clone(),
                 revision: revision as u64,
-                hash: to_hash(&hash, 0)?,
+                hash: stored_hash(&hash, 0)?,
             })
         })
         .transpose()
