@@ -147,6 +147,46 @@ fn check_link(state: &mut ChainState, event: &RecordedEvent) -> Option<Finding> 
     None
 }
 
+/// Sharpens a finding with two look-ups that only run once something is wrong: a revision
+/// that is missing here but stored further on was reordered, not removed; an event past the
+/// stream's recorded head was inserted, whatever its hash says.
+async fn refine(
+    store: &dyn EventStore,
+    event: &RecordedEvent,
+    expected: u64,
+    mut found: Finding,
+) -> Finding {
+    if found.kind == FindingKind::Removed
+        && let Ok(later) = store
+            .read_stream(
+                &event.tenant,
+                &event.stream_id,
+                Direction::Forwards,
+                StreamStart::Revision(expected),
+                1,
+            )
+            .await
+        && later.first().is_some_and(|e| e.revision == expected)
+    {
+        found.kind = FindingKind::Reordered;
+        found.detail = format!(
+            "revision {} comes before revision {expected} in log order",
+            event.revision
+        );
+    }
+    if found.kind == FindingKind::Changed
+        && let Ok(Some(head)) = store.stream_head(&event.tenant, &event.stream_id).await
+        && event.revision > head.revision
+    {
+        found.kind = FindingKind::Inserted;
+        found.detail = format!(
+            "the event lies past the stream's recorded head (revision {}) and does not chain",
+            head.revision
+        );
+    }
+    found
+}
+
 fn unreadable(error: StoreError) -> Result<Finding, StoreError> {
     match error {
         StoreError::Corrupt { position, reason } => Ok(Finding {
@@ -205,7 +245,8 @@ pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyRepor
                     previous_hash: GENESIS,
                 });
             if let Some(found) = check_link(state, event) {
-                report.first_failure = Some(found);
+                let expected = state.next_revision;
+                report.first_failure = Some(refine(store, event, expected, found).await);
                 return Ok(report);
             }
             report.events_checked += 1;
@@ -324,7 +365,8 @@ pub async fn verify_stream(
         }
         for event in &events {
             if let Some(found) = check_link(&mut state, event) {
-                report.first_failure = Some(found);
+                let expected = state.next_revision;
+                report.first_failure = Some(refine(store, event, expected, found).await);
                 return Ok(report);
             }
             report.events_checked += 1;

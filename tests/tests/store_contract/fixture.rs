@@ -88,7 +88,9 @@ impl Fixture {
                     )
                     .await?;
                 }
-                conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await?;
                 conn.close().await
             }
             Backend::Postgres { db } => {
@@ -97,9 +99,19 @@ impl Fixture {
                     conn.execute("ALTER TABLE crm_events DISABLE TRIGGER crm_events_append_only")
                         .await?;
                 }
-                conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await?;
                 conn.close().await
             }
+        }
+    }
+
+    /// A fresh random 16-byte event id in this backend's SQL.
+    pub fn random_id_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "randomblob(16)",
+            Backend::Postgres { .. } => "gen_random_uuid()",
         }
     }
 }

@@ -29,6 +29,8 @@ macro_rules! contract {
                 verify_names_an_event_whose_data_was_changed,
                 verify_names_the_gap_where_an_event_was_removed,
                 verify_notices_a_removed_last_event,
+                verify_names_events_whose_order_was_swapped,
+                verify_names_an_event_inserted_past_the_stream_head,
                 the_event_table_refuses_updates_and_deletes,
                 reopening_a_store_keeps_every_acknowledged_event,
                 an_abandoned_append_neither_blocks_the_store_nor_half_writes,

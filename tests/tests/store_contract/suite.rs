@@ -976,3 +976,41 @@ pub async fn two_store_handles_appending_in_turn_keep_one_consistent_log(f: &Fix
     assert_eq!(report.first_failure, None);
     assert_eq!(report.streams_checked, 3);
 }
+
+pub async fn verify_names_events_whose_order_was_swapped(f: &Fixture) {
+    seed_three_streams(f).await;
+    // customer-0 is positions 1-4 with revisions 0-3: swap revisions 1 and 2.
+    f.raw_sql(
+        "UPDATE crm_events SET revision = 100 WHERE position = 2; \
+         UPDATE crm_events SET revision = 1 WHERE position = 3; \
+         UPDATE crm_events SET revision = 2 WHERE position = 2;",
+        true,
+    )
+    .await
+    .expect("tamper");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
+    let failure = report.first_failure.expect("reordering is found");
+    assert_eq!(failure.kind, FindingKind::Reordered, "{failure}");
+    assert_eq!(failure.position, Some(2));
+    assert_eq!(failure.stream_id.as_deref(), Some("customer-0"));
+}
+
+pub async fn verify_names_an_event_inserted_past_the_stream_head(f: &Fixture) {
+    seed_three_streams(f).await;
+    // A copy of customer-2's last event, appended by hand as revision 4.
+    let sql = format!(
+        "INSERT INTO crm_events SELECT 13, tenant, stream_id, 4, {}, event_type, schema_version, \
+         data, metadata, occurred_at, recorded_at, hash FROM crm_events WHERE position = 12",
+        f.random_id_sql()
+    );
+    f.raw_sql(&sql, false).await.expect("insert");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
+    let failure = report.first_failure.expect("insertion is found");
+    assert_eq!(failure.kind, FindingKind::Inserted, "{failure}");
+    assert_eq!(failure.position, Some(13));
+    assert_eq!(failure.revision, Some(4));
+}
