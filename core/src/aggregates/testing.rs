@@ -16,6 +16,43 @@ pub(crate) trait Decider {
     fn fact(command: &Self::Command) -> DomainEvent;
 }
 
+/// Declares the test decider of the aggregate module whose `State`, `Command`, `decide` and
+/// `evolve` are in scope, and a `given` that starts its given/when/then.
+macro_rules! decider {
+    ($name:ident) => {
+        struct $name;
+
+        impl crate::aggregates::testing::Decider for $name {
+            type State = State;
+            type Command = Command;
+            fn decide(
+                state: &State,
+                command: Command,
+            ) -> Result<Vec<crate::catalog::DomainEvent>, crate::aggregates::RuleViolation> {
+                decide(state, command)
+            }
+            fn evolve(state: State, event: &crate::catalog::DomainEvent) -> State {
+                evolve(state, event)
+            }
+            fn fact(command: &Command) -> crate::catalog::DomainEvent {
+                command.to_event()
+            }
+        }
+
+        fn given(
+            events: Vec<crate::catalog::DomainEvent>,
+        ) -> crate::aggregates::testing::Given<$name> {
+            crate::aggregates::testing::given(events)
+        }
+    };
+}
+pub(crate) use decider;
+
+/// An entity id for tests.
+pub(crate) fn id(text: &str) -> crate::ids::EntityId {
+    crate::ids::EntityId::parse(text).unwrap()
+}
+
 /// The state after some past events.
 pub(crate) struct Given<D: Decider> {
     state: D::State,

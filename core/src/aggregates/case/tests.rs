@@ -1,38 +1,14 @@
 //! Given/when/then tests of the case rules.
 
-use crate::aggregates::RuleViolation;
 use crate::aggregates::case::{Command, State, decide, evolve};
-use crate::aggregates::testing::{self, Decider, Given};
+use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::case::{
     CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CaseReopened, CaseResolved, CaseResponded,
 };
 use crate::catalog::values::{InteractionChannel, Priority};
-use crate::ids::EntityId;
 
-struct Case;
-
-impl Decider for Case {
-    type State = State;
-    type Command = Command;
-    fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleViolation> {
-        decide(state, command)
-    }
-    fn evolve(state: State, event: &DomainEvent) -> State {
-        evolve(state, event)
-    }
-    fn fact(command: &Command) -> DomainEvent {
-        command.to_event()
-    }
-}
-
-fn given(events: Vec<DomainEvent>) -> Given<Case> {
-    testing::given(events)
-}
-
-fn id(text: &str) -> EntityId {
-    EntityId::parse(text).unwrap()
-}
+testing::decider!(Case);
 
 fn opened_data() -> CaseOpened {
     CaseOpened {

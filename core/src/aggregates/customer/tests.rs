@@ -1,7 +1,7 @@
 //! Given/when/then tests of the customer rules.
 
 use crate::aggregates::customer::{Command, State, decide, evolve};
-use crate::aggregates::testing::{self, Decider, Given};
+use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::customer::{
     CustomerConsentChanged, CustomerErased, CustomerMerged, CustomerProfileUpdated,
@@ -10,35 +10,9 @@ use crate::catalog::customer::{
 use crate::catalog::values::{
     ConsentChannel, ConsentPurpose, CustomerKind, Direction, InteractionChannel,
 };
-use crate::ids::EntityId;
 use crate::money::Money;
 
-struct Customer;
-
-impl Decider for Customer {
-    type State = State;
-    type Command = Command;
-    fn decide(
-        state: &State,
-        command: Command,
-    ) -> Result<Vec<DomainEvent>, crate::aggregates::RuleViolation> {
-        decide(state, command)
-    }
-    fn evolve(state: State, event: &DomainEvent) -> State {
-        evolve(state, event)
-    }
-    fn fact(command: &Command) -> DomainEvent {
-        command.to_event()
-    }
-}
-
-fn given(events: Vec<DomainEvent>) -> Given<Customer> {
-    testing::given(events)
-}
-
-fn id(text: &str) -> EntityId {
-    EntityId::parse(text).unwrap()
-}
+testing::decider!(Customer);
 
 fn registered() -> CustomerRegistered {
     CustomerRegistered {

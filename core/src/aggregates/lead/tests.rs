@@ -1,35 +1,11 @@
 //! Given/when/then tests of the lead rules.
 
-use crate::aggregates::RuleViolation;
 use crate::aggregates::lead::{Command, State, decide, evolve};
-use crate::aggregates::testing::{self, Decider, Given};
+use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::lead::{LeadCaptured, LeadConverted, LeadDisqualified, LeadQualified};
-use crate::ids::EntityId;
 
-struct Lead;
-
-impl Decider for Lead {
-    type State = State;
-    type Command = Command;
-    fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleViolation> {
-        decide(state, command)
-    }
-    fn evolve(state: State, event: &DomainEvent) -> State {
-        evolve(state, event)
-    }
-    fn fact(command: &Command) -> DomainEvent {
-        command.to_event()
-    }
-}
-
-fn given(events: Vec<DomainEvent>) -> Given<Lead> {
-    testing::given(events)
-}
-
-fn id(text: &str) -> EntityId {
-    EntityId::parse(text).unwrap()
-}
+testing::decider!(Lead);
 
 fn captured() -> LeadCaptured {
     LeadCaptured {

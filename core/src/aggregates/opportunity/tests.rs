@@ -2,40 +2,16 @@
 
 use chrono::NaiveDate;
 
-use crate::aggregates::RuleViolation;
 use crate::aggregates::opportunity::{Command, State, decide, evolve};
-use crate::aggregates::testing::{self, Decider, Given};
+use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::opportunity::{
     OpportunityLost, OpportunityOpened, OpportunityStageChanged, OpportunityUpdated, OpportunityWon,
 };
 use crate::catalog::values::{ForecastCategory, Stage};
-use crate::ids::EntityId;
 use crate::money::Money;
 
-struct Opportunity;
-
-impl Decider for Opportunity {
-    type State = State;
-    type Command = Command;
-    fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleViolation> {
-        decide(state, command)
-    }
-    fn evolve(state: State, event: &DomainEvent) -> State {
-        evolve(state, event)
-    }
-    fn fact(command: &Command) -> DomainEvent {
-        command.to_event()
-    }
-}
-
-fn given(events: Vec<DomainEvent>) -> Given<Opportunity> {
-    testing::given(events)
-}
-
-fn id(text: &str) -> EntityId {
-    EntityId::parse(text).unwrap()
-}
+testing::decider!(Opportunity);
 
 fn opened_in(stage: Stage) -> OpportunityOpened {
     OpportunityOpened {
