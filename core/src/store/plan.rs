@@ -111,7 +111,7 @@ pub(crate) fn plan_append(
     tenant: &TenantId,
     stream: &StreamId,
     expected: ExpectedRevision,
-    events: Vec<NewEvent>,
+    events: &[NewEvent],
     head_position: Position,
     stream_head: Option<(u64, [u8; 32])>,
     existing: Vec<ExistingEvent>,
@@ -119,7 +119,7 @@ pub(crate) fn plan_append(
 ) -> Result<Plan, StoreError> {
     let existing: HashMap<Uuid, ExistingEvent> =
         existing.into_iter().map(|e| (e.event_id, e)).collect();
-    for event in &events {
+    for event in events {
         if let Some(stored) = existing.get(&event.event_id)
             && (stored.stream_id != stream.as_str() || stored.event_type != event.event_type)
         {
@@ -194,7 +194,7 @@ pub(crate) fn plan_append(
             position: next_position,
             revision: next_revision,
             event_id: event.event_id,
-            event_type: event.event_type,
+            event_type: event.event_type.clone(),
             schema_version: event.schema_version,
             data,
             metadata,

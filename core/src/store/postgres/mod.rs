@@ -260,7 +260,7 @@ async fn append_in(
         tenant,
         stream,
         expected,
-        events,
+        &events,
         head_position as Position,
         stream_head,
         existing,
