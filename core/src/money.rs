@@ -246,5 +246,29 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// JSON form: `{"amount": "11.70", "currency": "USD"}`, the amount as an exact decimal string.
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut money = serializer.serialize_struct("Money", 2)?;
+        money.serialize_field("amount", &self.to_decimal_string())?;
+        money.serialize_field("currency", self.currency.code())?;
+        money.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire {
+            amount: String,
+            currency: Currency,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Money::parse_in(&wire.amount, wire.currency).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,61 @@
-//! crm-projections: the projection runner and the read models (customer 360, pipeline,
-//! service backlog, timeline). The runner and models arrive with the projections issue; the
-//! crate exists now so the workspace has its final shape.
+//! crm-projections: read models built from the event log by a checkpointed runner.
+//!
+//! - [`runner`]: reads the log in batches from each projection's checkpoint, applies a batch
+//!   and moves the checkpoint in one transaction, follows the log live, rebuilds blue/green.
+//! - [`projection`]: the [`Projection`] trait and the generation-suffixed tables behind the
+//!   views readers query.
+//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`]; [`asof`] folds
+//!   one customer at any past moment.
+//! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
+//!   runner's tables; [`lease`]: one runner per projection across processes.
+
+pub mod asof;
+pub mod attribution;
+pub mod bookkeeping;
+pub mod customer360;
+pub mod db;
+mod error;
+pub mod event;
+mod lease;
+pub mod projection;
+pub mod rows;
+pub mod runner;
+pub mod timeline;
+
+use std::sync::Arc;
+
+pub use db::ReadDb;
+pub use error::ProjectionError;
+pub use event::{ProjectedEvent, TimelineEntry};
+pub use projection::Projection;
+pub use runner::{ProjectionStatus, RunState, RunnerHandle, RunnerOptions};
+
+/// Every read model the CRM serves, in the order they are reported.
+pub fn all_projections() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(customer360::Customer360Projection),
+        Arc::new(timeline::TimelineProjection),
+    ]
+}
+
+/// The projections named (all of them for an empty list), or which name is unknown.
+pub fn select_projections(names: &[String]) -> Result<Vec<Arc<dyn Projection>>, ProjectionError> {
+    let all = all_projections();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|p| p.name() == name)
+                .cloned()
+                .ok_or_else(|| {
+                    ProjectionError::UnknownProjection(
+                        name.clone(),
+                        all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                    )
+                })
+        })
+        .collect()
+}

@@ -108,6 +108,9 @@ pub struct StreamHead {
 /// Largest number of events one append call may carry.
 pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 
+/// Largest number of positions one `read_positions` call may ask for.
+pub const MAX_POSITIONS_PER_READ: usize = 10_000;
+
 /// An append-only, tenant-separated event log with optimistic concurrency per stream.
 ///
 /// Every backend passes the same contract suite (`core/tests/store_contract.rs`).
@@ -144,6 +147,14 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
         scope: &Scope,
         after: Position,
         limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The events of `tenant` at the given positions, in position order; positions that hold
+    /// no event of the tenant are left out. At most [`MAX_POSITIONS_PER_READ`] positions.
+    async fn read_positions(
+        &self,
+        tenant: &TenantId,
+        positions: &[Position],
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The highest position stored (0 for an empty log), across all tenants.
@@ -190,6 +201,17 @@ pub(crate) fn stored_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], Store
         position: position as Position,
         reason: format!("hash has {} bytes, not 32", bytes.len()),
     })
+}
+
+/// Refuses a `read_positions` call asking for too many positions.
+pub(crate) fn check_positions(positions: &[Position]) -> Result<(), StoreError> {
+    if positions.len() > MAX_POSITIONS_PER_READ {
+        return Err(StoreError::Config(format!(
+            "{} positions asked for in one read; at most {MAX_POSITIONS_PER_READ}",
+            positions.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A row limit as SQL wants it.

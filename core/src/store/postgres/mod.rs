@@ -20,7 +20,7 @@ use crate::store::migrations::{self, Migration};
 use crate::store::plan::{self, ExistingEvent, Plan};
 use crate::store::{
     AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
-    StreamStart, advance_head, sql_limit, stored_hash,
+    StreamStart, advance_head, check_positions, sql_limit, stored_hash,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -462,6 +462,29 @@ impl EventStore for PostgresEventStore {
                 .fetch_all(&self.inner.pool)
                 .await?,
             };
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_positions(
+        &self,
+        tenant: &TenantId,
+        positions: &[Position],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        check_positions(positions)?;
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions: Vec<i64> = positions
+            .iter()
+            .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
+            .collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE tenant = $1 AND position = ANY($2) ORDER BY position"
+        )))
+        .bind(tenant.as_str())
+        .bind(positions)
+        .fetch_all(&self.inner.pool)
+        .await?;
         rows.iter().map(decode).collect()
     }
 

@@ -23,7 +23,7 @@ use crate::store::migrations::{self, Migration};
 use crate::store::plan;
 use crate::store::{
     AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
-    StreamStart, advance_head, sql_limit, stored_hash,
+    StreamStart, advance_head, check_positions, sql_limit, stored_hash,
 };
 
 mod append;
@@ -328,6 +328,29 @@ impl EventStore for SqliteEventStore {
                 .await?
             }
         };
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_positions(
+        &self,
+        tenant: &TenantId,
+        positions: &[Position],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        check_positions(positions)?;
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One JSON array parameter instead of thousands of placeholders.
+        let list = serde_json::to_string(positions)
+            .map_err(|e| StoreError::Config(format!("positions: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
+             FROM crm_events WHERE tenant = ? AND position IN (SELECT value FROM json_each(?)) ORDER BY position",
+        )
+        .bind(tenant.as_str())
+        .bind(list)
+        .fetch_all(&self.inner.readers)
+        .await?;
         rows.iter().map(decode).collect()
     }
 

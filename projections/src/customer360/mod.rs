@@ -1,0 +1,290 @@
+//! The customer 360 read model: one row per customer with its profile, consent,
+//! interactions, orders, deals, cases, merges and recent timeline, folded by [`fold`] and
+//! served through [`view`].
+
+pub mod fold;
+pub mod view;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::attribution::{direct_customer, keys_needed, named_customers};
+use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::error::ProjectionError;
+use crate::event::ProjectedEvent;
+use crate::projection::{Projection, TableDef, Tables};
+use crate::rows::{DocRow, LINKS_TABLE, Links, decode_doc, load_docs, upsert_docs};
+
+pub use fold::{Customer360, World, fold_customer};
+pub use view::CustomerView;
+
+pub const TABLE: &str = "rm_customer_360";
+pub const LINKS: &str = "rm_customer_360_links";
+
+const TABLES: &[TableDef] = &[
+    TableDef {
+        name: TABLE,
+        create: "CREATE TABLE {t} (
+            tenant TEXTKEY NOT NULL,
+            id TEXTKEY NOT NULL,
+            status TEXT NOT NULL,
+            name_key TEXT,
+            email_key TEXT,
+            segment TEXT,
+            owner TEXT,
+            interactions BIGINT NOT NULL,
+            orders BIGINT NOT NULL,
+            last_contact_at BIGINT,
+            last_order_at BIGINT,
+            last_position BIGINT NOT NULL,
+            doc TEXT NOT NULL,
+            PRIMARY KEY (tenant, id)
+        )",
+        indexes: &[
+            "CREATE INDEX {t}_segment ON {t} (tenant, segment, id)",
+            "CREATE INDEX {t}_owner ON {t} (tenant, owner, id)",
+        ],
+    },
+    TableDef {
+        name: LINKS,
+        create: LINKS_TABLE,
+        indexes: &[],
+    },
+];
+
+impl DocRow for Customer360 {
+    const COLUMNS: &'static [&'static str] = &[
+        "status",
+        "name_key",
+        "email_key",
+        "segment",
+        "owner",
+        "interactions",
+        "orders",
+        "last_contact_at",
+        "last_order_at",
+        "last_position",
+    ];
+
+    fn column_values(&self) -> Vec<SqlValue> {
+        let status = if self.merged_into.is_some() {
+            "merged"
+        } else if self.erased_at.is_some() {
+            "erased"
+        } else {
+            "active"
+        };
+        let last_order = self.orders.values().map(|o| o.placed_at).max();
+        vec![
+            status.into(),
+            SqlValue::opt_text(self.name.as_ref().map(|n| n.to_lowercase())),
+            SqlValue::opt_text(self.email.as_ref().map(|e| e.to_lowercase())),
+            SqlValue::opt_text(self.segment.clone()),
+            SqlValue::opt_text(self.owner.clone()),
+            SqlValue::Int(i64::try_from(self.interactions.total).unwrap_or(i64::MAX)),
+            SqlValue::Int(i64::try_from(self.orders.len()).unwrap_or(i64::MAX)),
+            SqlValue::opt_int(self.interactions.last_at.map(|t| t.timestamp_micros())),
+            SqlValue::opt_int(last_order.map(|t| t.timestamp_micros())),
+            SqlValue::Int(i64::try_from(self.last_position).unwrap_or(i64::MAX)),
+        ]
+    }
+}
+
+/// The customer 360 projection.
+#[derive(Debug, Default)]
+pub struct Customer360Projection;
+
+#[async_trait::async_trait]
+impl Projection for Customer360Projection {
+    fn name(&self) -> &'static str {
+        "customer_360"
+    }
+
+    fn version(&self) -> i64 {
+        1
+    }
+
+    fn tables(&self) -> &'static [TableDef] {
+        TABLES
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut ReadTx,
+        tables: &Tables,
+        events: &[Arc<ProjectedEvent>],
+    ) -> Result<(), ProjectionError> {
+        let links = Links::load(tx, tables.get(LINKS), keys_needed(events)).await?;
+        let mut wanted = BTreeSet::new();
+        for event in events {
+            let tenant = event.tenant.as_str();
+            let touched = named_customers(&event.event)
+                .into_iter()
+                .map(str::to_owned)
+                .chain(direct_customer(&links, event));
+            for customer in touched {
+                for id in links.chain(tenant, &customer) {
+                    wanted.insert((tenant.to_owned(), id));
+                }
+            }
+        }
+        let customers = load_docs::<Customer360>(tx, tables.get(TABLE), &wanted).await?;
+        let mut world = World {
+            customers,
+            links,
+            dirty: BTreeSet::new(),
+        };
+        for event in events {
+            world.apply(event);
+        }
+        let changed = world
+            .dirty
+            .iter()
+            .filter_map(|key| world.customers.get_key_value(key));
+        upsert_docs(tx, tables.get(TABLE), changed).await?;
+        world.links.flush(tx, tables.get(LINKS)).await
+    }
+}
+
+/// One customer's folded state from the live read model.
+pub async fn get(
+    db: &ReadDb,
+    tenant: &str,
+    customer: &str,
+) -> Result<Option<Customer360>, ProjectionError> {
+    let rows = db
+        .fetch(
+            &format!("SELECT doc FROM {TABLE} WHERE tenant = ? AND id = ?"),
+            vec![tenant.into(), customer.into()],
+            &[Col::Text],
+        )
+        .await?;
+    rows.into_iter()
+        .next()
+        .and_then(|mut row| row.remove(0).into_text())
+        .map(|doc| decode_doc(TABLE, tenant, customer, &doc))
+        .transpose()
+}
+
+/// What to list customers by.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// Case-insensitive substring of the name, email or id.
+    pub search: Option<String>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+    /// `active`, `merged` or `erased`.
+    pub status: Option<String>,
+    /// Keyset pagination: ids after this one.
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// One line of a customer listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerLine {
+    pub customer_id: String,
+    pub status: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+    pub interactions: i64,
+    pub orders: i64,
+    pub last_contact_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_order_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Customers of `tenant` matching `filter`, by id.
+pub async fn list(
+    db: &ReadDb,
+    tenant: &str,
+    filter: &CustomerFilter,
+) -> Result<Vec<CustomerLine>, ProjectionError> {
+    let mut sql = format!(
+        "SELECT id, status, segment, owner, interactions, orders, last_contact_at, last_order_at, doc \
+         FROM {TABLE} WHERE tenant = ?"
+    );
+    let mut args: Vec<SqlValue> = vec![tenant.into()];
+    if let Some(search) = &filter.search {
+        let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+        sql.push_str(
+            " AND (name_key LIKE ? ESCAPE '\\' OR email_key LIKE ? ESCAPE '\\' OR LOWER(id) LIKE ? ESCAPE '\\')",
+        );
+        args.extend([
+            pattern.clone().into(),
+            pattern.clone().into(),
+            pattern.into(),
+        ]);
+    }
+    for (column, value) in [
+        ("segment", &filter.segment),
+        ("owner", &filter.owner),
+        ("status", &filter.status),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(value.as_str().into());
+        }
+    }
+    if let Some(after) = &filter.after {
+        sql.push_str(" AND id > ?");
+        args.push(after.as_str().into());
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    args.push(SqlValue::Int(
+        i64::try_from(filter.limit).unwrap_or(i64::MAX),
+    ));
+    let rows = db
+        .fetch(
+            &sql,
+            args,
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Text,
+            ],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let id = row[0].as_text().unwrap_or_default().to_owned();
+            let doc: Customer360 =
+                decode_doc(TABLE, tenant, &id, row[8].as_text().unwrap_or_default())?;
+            Ok(CustomerLine {
+                customer_id: id,
+                status: row[1].as_text().unwrap_or_default().to_owned(),
+                name: doc.name,
+                email: doc.email,
+                segment: row[2].as_text().map(str::to_owned),
+                owner: row[3].as_text().map(str::to_owned),
+                interactions: row[4].as_int().unwrap_or(0),
+                orders: row[5].as_int().unwrap_or(0),
+                last_contact_at: row[6]
+                    .as_int()
+                    .and_then(chrono::DateTime::from_timestamp_micros),
+                last_order_at: row[7]
+                    .as_int()
+                    .and_then(chrono::DateTime::from_timestamp_micros),
+            })
+        })
+        .collect()
+}
+
+/// `text` with LIKE's wildcards escaped by `\`.
+pub(crate) fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

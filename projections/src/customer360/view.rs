@@ -1,0 +1,269 @@
+//! The 360 view as served: the folded state plus the figures that depend on the evaluation
+//! time (recency/frequency/monetary), computed at query time so the projection never reads
+//! the clock.
+//!
+//! RFM follows the BTYD convention of `lifetimes.utils.summary_data_from_transaction_data`
+//! with daily periods, per currency: a purchase day is a UTC day whose orders, net of their
+//! refunds, add up to more than zero; `frequency` = purchase days − 1; `recency` = days from
+//! the first to the last purchase day; `t` = days from the first purchase day to the
+//! evaluation day; `monetary_value` = mean of the day totals over the purchase days after
+//! the first (0 when frequency is 0), rounded half away from zero to the currency's minor
+//! unit.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use crm_core::money::Money;
+use crm_core::money::currency::Currency;
+use serde::Serialize;
+
+use crate::customer360::fold::{CaseState, Consent, Customer360, DealStatus, Interactions};
+use crate::event::TimelineEntry;
+
+/// What `GET /v1/customers/{id}` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerView {
+    pub customer_id: String,
+    /// `active`, `merged` or `erased`.
+    pub status: &'static str,
+    pub registered: bool,
+    pub kind: Option<&'static str>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+    pub consent: BTreeMap<String, Consent>,
+    pub interactions: Interactions,
+    pub orders: OrderFigures,
+    pub rfm: Vec<Rfm>,
+    pub open_opportunities: Vec<DealLine>,
+    pub won_opportunities: Vec<DealLine>,
+    pub open_opportunity_totals: Vec<Money>,
+    pub won_opportunity_totals: Vec<Money>,
+    pub open_cases: Vec<CaseLine>,
+    pub merged_ids: Vec<String>,
+    pub merged_into: Option<String>,
+    pub erased_at: Option<DateTime<Utc>>,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub recent_timeline: Vec<TimelineEntry>,
+    /// The time figures were evaluated at.
+    pub evaluated_at: DateTime<Utc>,
+    /// The last event folded into this view.
+    pub last_position: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrderFigures {
+    pub count: u64,
+    /// Orders refunded in full.
+    pub refunded_count: u64,
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+    pub by_currency: Vec<CurrencyFigures>,
+    pub unmatched_refunds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CurrencyFigures {
+    pub currency: Currency,
+    pub count: u64,
+    pub gross: Money,
+    pub refunded: Money,
+    /// Lifetime value: gross minus refunds.
+    pub net: Money,
+    /// Net divided by the number of orders.
+    pub average: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rfm {
+    pub currency: Currency,
+    pub frequency: i64,
+    pub recency: i64,
+    #[serde(rename = "T")]
+    pub t: i64,
+    pub monetary_value: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DealLine {
+    pub opportunity_id: String,
+    pub amount: Option<Money>,
+    pub stage: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaseLine {
+    pub case_id: String,
+    pub priority: Option<&'static str>,
+    pub opened_at: Option<DateTime<Utc>>,
+}
+
+impl Customer360 {
+    /// The view with time-dependent figures evaluated at `at`.
+    pub fn view(&self, at: DateTime<Utc>) -> CustomerView {
+        let status = if self.merged_into.is_some() {
+            "merged"
+        } else if self.erased_at.is_some() {
+            "erased"
+        } else {
+            "active"
+        };
+        let deals = |wanted: DealStatus| -> Vec<DealLine> {
+            self.opportunities
+                .iter()
+                .filter(|(_, d)| d.status == wanted)
+                .map(|(id, d)| DealLine {
+                    opportunity_id: id.clone(),
+                    amount: d.amount,
+                    stage: d.stage.map(|s| s.as_str()),
+                })
+                .collect()
+        };
+        let open_opportunities = deals(DealStatus::Open);
+        let won_opportunities = deals(DealStatus::Won);
+        CustomerView {
+            customer_id: self.customer_id.clone(),
+            status,
+            registered: self.registered,
+            kind: self.kind.map(|k| k.as_str()),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            segment: self.segment.clone(),
+            owner: self.owner.clone(),
+            consent: self.consent.clone(),
+            interactions: self.interactions.clone(),
+            orders: self.order_figures(),
+            rfm: self.rfm(at),
+            open_opportunity_totals: totals(&open_opportunities),
+            won_opportunity_totals: totals(&won_opportunities),
+            open_opportunities,
+            won_opportunities,
+            open_cases: self
+                .cases
+                .iter()
+                .filter(|(_, c)| c.status == CaseState::Open)
+                .map(|(id, c)| CaseLine {
+                    case_id: id.clone(),
+                    priority: c.priority.map(|p| p.as_str()),
+                    opened_at: c.opened_at,
+                })
+                .collect(),
+            merged_ids: self.merged_ids.iter().cloned().collect(),
+            merged_into: self.merged_into.clone(),
+            erased_at: self.erased_at,
+            first_seen_at: self.first_seen_at,
+            recent_timeline: self.recent.iter().rev().cloned().collect(),
+            evaluated_at: at,
+            last_position: self.last_position,
+        }
+    }
+
+    /// Order counts and money figures per currency, refunds netted.
+    pub fn order_figures(&self) -> OrderFigures {
+        let mut figures = OrderFigures {
+            unmatched_refunds: self.unmatched_refunds,
+            ..OrderFigures::default()
+        };
+        let mut per: BTreeMap<Currency, (u64, i64, i64)> = BTreeMap::new();
+        for order in self.orders.values() {
+            figures.count += 1;
+            if order.refunded >= order.amount.minor_units {
+                figures.refunded_count += 1;
+            }
+            figures.first_at = Some(
+                figures
+                    .first_at
+                    .map_or(order.placed_at, |f| f.min(order.placed_at)),
+            );
+            figures.last_at = Some(
+                figures
+                    .last_at
+                    .map_or(order.placed_at, |l| l.max(order.placed_at)),
+            );
+            let entry = per.entry(order.amount.currency).or_insert((0, 0, 0));
+            entry.0 += 1;
+            entry.1 = entry.1.saturating_add(order.amount.minor_units);
+            entry.2 = entry.2.saturating_add(order.refunded);
+        }
+        figures.by_currency = per
+            .into_iter()
+            .map(|(currency, (count, gross, refunded))| {
+                let net = gross.saturating_sub(refunded);
+                CurrencyFigures {
+                    currency,
+                    count,
+                    gross: Money::new(gross, currency),
+                    refunded: Money::new(refunded, currency),
+                    net: Money::new(net, currency),
+                    average: Money::new(div_round(i128::from(net), i128::from(count)), currency),
+                }
+            })
+            .collect();
+        figures
+    }
+
+    /// Recency, frequency, T and monetary value per currency, evaluated at `at`.
+    pub fn rfm(&self, at: DateTime<Utc>) -> Vec<Rfm> {
+        let mut days: BTreeMap<Currency, BTreeMap<NaiveDate, i64>> = BTreeMap::new();
+        for order in self.orders.values() {
+            let net = order.amount.minor_units.saturating_sub(order.refunded);
+            *days
+                .entry(order.amount.currency)
+                .or_default()
+                .entry(order.placed_at.date_naive())
+                .or_insert(0) += net;
+        }
+        let evaluation_day = at.date_naive();
+        days.into_iter()
+            .filter_map(|(currency, days)| {
+                let purchase: Vec<(NaiveDate, i64)> =
+                    days.into_iter().filter(|(_, total)| *total > 0).collect();
+                let (first, _) = *purchase.first()?;
+                let (last, _) = *purchase.last()?;
+                let repeat = &purchase[1..];
+                let frequency = i64::try_from(repeat.len()).unwrap_or(i64::MAX);
+                let monetary = if repeat.is_empty() {
+                    0
+                } else {
+                    let sum: i128 = repeat.iter().map(|(_, total)| i128::from(*total)).sum();
+                    div_round(sum, i128::from(frequency))
+                };
+                Some(Rfm {
+                    currency,
+                    frequency,
+                    recency: (last - first).num_days(),
+                    t: (evaluation_day - first).num_days(),
+                    monetary_value: Money::new(monetary, currency),
+                })
+            })
+            .collect()
+    }
+}
+
+/// `numerator / denominator` rounded half away from zero; 0 for a zero denominator.
+pub(crate) fn div_round(numerator: i128, denominator: i128) -> i64 {
+    if denominator == 0 {
+        return 0;
+    }
+    let quotient = numerator / denominator;
+    let remainder = numerator % denominator;
+    let rounded = if 2 * remainder.abs() >= denominator.abs() {
+        quotient + numerator.signum() * denominator.signum()
+    } else {
+        quotient
+    };
+    i64::try_from(rounded).unwrap_or(if rounded < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn totals(deals: &[DealLine]) -> Vec<Money> {
+    let mut per: BTreeMap<Currency, i64> = BTreeMap::new();
+    for amount in deals.iter().filter_map(|d| d.amount) {
+        *per.entry(amount.currency).or_insert(0) += amount.minor_units;
+    }
+    per.into_iter()
+        .map(|(currency, minor)| Money::new(minor, currency))
+        .collect()
+}

@@ -1,0 +1,410 @@
+//! The read-model database: the same SQLite file or PostgreSQL database as the event log,
+//! reached through one small statement layer so every read model writes its SQL once.
+//!
+//! Statements use `?` placeholders and portable SQL (multi-row `VALUES`, `ON CONFLICT`,
+//! row values); for PostgreSQL the placeholders are renumbered to `$n`. Values are only
+//! integers, text and NULL: timestamps are microseconds since the epoch, money is minor units
+//! beside its currency code, and documents are JSON text.
+
+use std::time::Duration;
+
+use crm_core::store::StoreUrl;
+use crm_core::store::sqlite::Durability;
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+
+use crate::error::ProjectionError;
+
+/// Bound parameters per statement, below both backends' limits (SQLite 32766, PG 65535).
+pub const MAX_PARAMS: usize = 30_000;
+
+/// A value bound to, or read from, a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    /// A NULL text value.
+    Null,
+    /// A NULL integer (PostgreSQL types parameters, so the two NULLs differ there).
+    NullInt,
+    Int(i64),
+    Text(String),
+}
+
+impl SqlValue {
+    pub fn text(value: impl Into<String>) -> SqlValue {
+        SqlValue::Text(value.into())
+    }
+
+    pub fn opt_text(value: Option<impl Into<String>>) -> SqlValue {
+        value.map_or(SqlValue::Null, |v| SqlValue::Text(v.into()))
+    }
+
+    pub fn opt_int(value: Option<i64>) -> SqlValue {
+        value.map_or(SqlValue::NullInt, SqlValue::Int)
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            SqlValue::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            SqlValue::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        SqlValue::Int(value)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        SqlValue::Text(value.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        SqlValue::Text(value)
+    }
+}
+
+/// The type a selected column is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    Int,
+    Text,
+}
+
+/// Which SQL dialect a statement is rendered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool on the read-model database.
+#[derive(Debug, Clone)]
+pub enum ReadDb {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One read-model transaction.
+#[derive(Debug)]
+pub enum ReadTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl ReadDb {
+    /// Opens the database the store URL names, creating the projection bookkeeping tables.
+    pub async fn open(url: &StoreUrl) -> Result<ReadDb, ProjectionError> {
+        let db = match url {
+            StoreUrl::Sqlite { path, durability } => {
+                let synchronous = match durability {
+                    Durability::Normal => SqliteSynchronous::Normal,
+                    Durability::Full => SqliteSynchronous::Full,
+                    Durability::Extra => SqliteSynchronous::Extra,
+                };
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma("temp_store", "memory")
+                    .pragma("cache_size", "-65536");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(1)
+                    .connect_with(options)
+                    .await?;
+                ReadDb::Sqlite(pool)
+            }
+            StoreUrl::Postgres { url } => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?;
+                ReadDb::Postgres(pool)
+            }
+        };
+        crate::bookkeeping::create(&db).await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            ReadDb::Sqlite(_) => Backend::Sqlite,
+            ReadDb::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so it never fails half-way on a lock upgrade.
+    pub async fn begin(&self) -> Result<ReadTx, ProjectionError> {
+        Ok(match self {
+            ReadDb::Sqlite(pool) => ReadTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            ReadDb::Postgres(pool) => ReadTx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Starts a read transaction: one consistent snapshot for several statements.
+    pub async fn begin_read(&self) -> Result<ReadTx, ProjectionError> {
+        Ok(match self {
+            ReadDb::Sqlite(pool) => ReadTx::Sqlite(pool.begin().await?),
+            ReadDb::Postgres(pool) => ReadTx::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+        })
+    }
+
+    /// Runs one statement outside a transaction.
+    pub async fn execute(&self, sql: &str, args: Vec<SqlValue>) -> Result<u64, ProjectionError> {
+        let sql = render(self.backend(), sql);
+        Ok(match self {
+            ReadDb::Sqlite(pool) => bind_sqlite(&sql, args).execute(pool).await?.rows_affected(),
+            ReadDb::Postgres(pool) => bind_pg(&sql, args).execute(pool).await?.rows_affected(),
+        })
+    }
+
+    /// Runs a query outside a transaction, reading each row's columns as `cols` says.
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        args: Vec<SqlValue>,
+        cols: &[Col],
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+        let sql = render(self.backend(), sql);
+        match self {
+            ReadDb::Sqlite(pool) => bind_sqlite(&sql, args)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| decode_sqlite(row, cols))
+                .collect(),
+            ReadDb::Postgres(pool) => bind_pg(&sql, args)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| decode_pg(row, cols))
+                .collect(),
+        }
+    }
+}
+
+impl ReadTx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            ReadTx::Sqlite(_) => Backend::Sqlite,
+            ReadTx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        args: Vec<SqlValue>,
+    ) -> Result<u64, ProjectionError> {
+        let sql = render(self.backend(), sql);
+        Ok(match self {
+            ReadTx::Sqlite(tx) => bind_sqlite(&sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            ReadTx::Postgres(tx) => bind_pg(&sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    pub async fn fetch(
+        &mut self,
+        sql: &str,
+        args: Vec<SqlValue>,
+        cols: &[Col],
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+        let sql = render(self.backend(), sql);
+        match self {
+            ReadTx::Sqlite(tx) => bind_sqlite(&sql, args)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|row| decode_sqlite(row, cols))
+                .collect(),
+            ReadTx::Postgres(tx) => bind_pg(&sql, args)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|row| decode_pg(row, cols))
+                .collect(),
+        }
+    }
+
+    /// Inserts `rows` (each `columns.len()` values) with as few multi-row statements as the
+    /// parameter limit allows. `suffix` follows the `VALUES` list (e.g. an `ON CONFLICT`
+    /// clause).
+    pub async fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        rows: Vec<Vec<SqlValue>>,
+        suffix: &str,
+    ) -> Result<(), ProjectionError> {
+        if rows.is_empty() || columns.is_empty() {
+            return Ok(());
+        }
+        let per_statement = (MAX_PARAMS / columns.len()).max(1);
+        let tuple = format!("({})", vec!["?"; columns.len()].join(","));
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<SqlValue>> = rows.by_ref().take(per_statement).collect();
+            let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+            sql.push_str(&vec![tuple.as_str(); chunk.len()].join(","));
+            sql.push(' ');
+            sql.push_str(suffix);
+            let args = chunk.into_iter().flatten().collect();
+            self.execute(&sql, args).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), ProjectionError> {
+        match self {
+            ReadTx::Sqlite(tx) => tx.commit().await?,
+            ReadTx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), ProjectionError> {
+        match self {
+            ReadTx::Sqlite(tx) => tx.rollback().await?,
+            ReadTx::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// `n` placeholders separated by commas, for `IN (...)` lists.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// The statement for `backend`: `?` becomes `$1, $2, ...` on PostgreSQL, and the `TEXTKEY`
+/// column type becomes byte-ordered text there (SQLite's TEXT already compares bytes), so
+/// listings sort the same on both backends.
+pub fn render(backend: Backend, sql: &str) -> String {
+    match backend {
+        Backend::Sqlite => sql.replace("TEXTKEY", "TEXT"),
+        Backend::Postgres => {
+            let sql = sql.replace("TEXTKEY", "TEXT COLLATE \"C\"");
+            let mut out = String::with_capacity(sql.len() + 16);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_sqlite(sql: &str, args: Vec<SqlValue>) -> SqliteQuery<'static> {
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+    for arg in args {
+        query = match arg {
+            SqlValue::Null => query.bind(None::<String>),
+            SqlValue::NullInt => query.bind(None::<i64>),
+            SqlValue::Int(v) => query.bind(v),
+            SqlValue::Text(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+fn bind_pg(sql: &str, args: Vec<SqlValue>) -> PgQuery<'static> {
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+    for arg in args {
+        query = match arg {
+            SqlValue::Null => query.bind(None::<String>),
+            SqlValue::NullInt => query.bind(None::<i64>),
+            SqlValue::Int(v) => query.bind(v),
+            SqlValue::Text(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+fn decode_sqlite(row: &SqliteRow, cols: &[Col]) -> Result<Vec<SqlValue>, ProjectionError> {
+    cols.iter()
+        .enumerate()
+        .map(|(i, col)| {
+            Ok(match col {
+                Col::Int => SqlValue::opt_int(row.try_get::<Option<i64>, _>(i)?),
+                Col::Text => SqlValue::opt_text(row.try_get::<Option<String>, _>(i)?),
+            })
+        })
+        .collect()
+}
+
+fn decode_pg(row: &PgRow, cols: &[Col]) -> Result<Vec<SqlValue>, ProjectionError> {
+    cols.iter()
+        .enumerate()
+        .map(|(i, col)| {
+            Ok(match col {
+                Col::Int => SqlValue::opt_int(row.try_get::<Option<i64>, _>(i)?),
+                Col::Text => SqlValue::opt_text(row.try_get::<Option<String>, _>(i)?),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_statements_number_their_placeholders_and_sort_keys_bytewise() {
+        assert_eq!(
+            render(
+                Backend::Postgres,
+                "SELECT a FROM t WHERE b = ? AND c IN (?,?)"
+            ),
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2,$3)"
+        );
+        assert_eq!(render(Backend::Sqlite, "k TEXTKEY"), "k TEXT");
+        assert_eq!(
+            render(Backend::Postgres, "k TEXTKEY"),
+            "k TEXT COLLATE \"C\""
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! Why a projection could not advance.
+
+use crm_core::envelope::Position;
+use crm_core::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read-model statement failed.
+    #[error("read-model database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An event cannot be decoded by this build; the projection stops at it instead of
+    /// skipping it. Upgrade the software or repair the log.
+    #[error("event at position {position} cannot be projected: {reason}")]
+    Undecodable { position: Position, reason: String },
+    /// A stored read-model row is not what this build wrote (hand-edited or damaged).
+    #[error("read model {table}: row {key} is damaged: {reason}")]
+    Corrupt {
+        table: String,
+        key: String,
+        reason: String,
+    },
+    /// Another process took over this projection (its checkpoint moved under us): this
+    /// process stops running it, having written nothing.
+    #[error("projection {0} is now run by another process")]
+    LostLease(String),
+    /// A caller named a projection that does not exist.
+    #[error("unknown projection `{0}` (known: {1})")]
+    UnknownProjection(String, String),
+    /// The read-model schema could not be brought up to date.
+    #[error("read-model schema: {0}")]
+    Schema(String),
+}

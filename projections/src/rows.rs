@@ -1,0 +1,226 @@
+//! Shared table shapes of the read models: document rows (a JSON document plus the columns
+//! queries filter and sort on, keyed by tenant and id) loaded and upserted a batch at a time,
+//! and link rows (tenant, key → customer) that attribute events to customers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::db::{Col, MAX_PARAMS, ReadTx, SqlValue, placeholders};
+use crate::error::ProjectionError;
+
+/// A (tenant, id) key.
+pub type Key = (String, String);
+
+/// A read-model row kept as a JSON document with some columns beside it.
+pub trait DocRow: Serialize + DeserializeOwned {
+    /// The columns after `tenant, id` and before `doc`, in table order.
+    const COLUMNS: &'static [&'static str];
+    /// Values of [`DocRow::COLUMNS`], in order.
+    fn column_values(&self) -> Vec<SqlValue>;
+}
+
+/// Loads the documents of `keys` from `table` (columns `tenant, id, ..., doc`).
+pub async fn load_docs<T: DocRow>(
+    tx: &mut ReadTx,
+    table: &str,
+    keys: &BTreeSet<Key>,
+) -> Result<HashMap<Key, T>, ProjectionError> {
+    let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (tenant, id) in keys {
+        by_tenant.entry(tenant).or_default().push(id);
+    }
+    let mut docs = HashMap::with_capacity(keys.len());
+    for (tenant, ids) in by_tenant {
+        for chunk in ids.chunks(MAX_PARAMS - 1) {
+            let sql = format!(
+                "SELECT id, doc FROM {table} WHERE tenant = ? AND id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut args = vec![SqlValue::text(tenant)];
+            args.extend(chunk.iter().map(|id| SqlValue::text(*id)));
+            for row in tx.fetch(&sql, args, &[Col::Text, Col::Text]).await? {
+                let mut row = row.into_iter();
+                let id = row.next().and_then(SqlValue::into_text).unwrap_or_default();
+                let doc = row.next().and_then(SqlValue::into_text).unwrap_or_default();
+                let value: T = decode_doc(table, tenant, &id, &doc)?;
+                docs.insert((tenant.to_owned(), id), value);
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// Parses a stored document.
+pub fn decode_doc<T: DeserializeOwned>(
+    table: &str,
+    tenant: &str,
+    id: &str,
+    doc: &str,
+) -> Result<T, ProjectionError> {
+    serde_json::from_str(doc).map_err(|e| ProjectionError::Corrupt {
+        table: table.to_owned(),
+        key: format!("{tenant}/{id}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes documents (inserting or replacing) with multi-row statements.
+pub async fn upsert_docs<'a, T: DocRow + 'a>(
+    tx: &mut ReadTx,
+    table: &str,
+    rows: impl IntoIterator<Item = (&'a Key, &'a T)>,
+) -> Result<(), ProjectionError> {
+    let mut columns = vec!["tenant", "id"];
+    columns.extend_from_slice(T::COLUMNS);
+    columns.push("doc");
+    let mut values = Vec::new();
+    for ((tenant, id), doc) in rows {
+        let mut row = Vec::with_capacity(columns.len());
+        row.push(SqlValue::text(tenant.as_str()));
+        row.push(SqlValue::text(id.as_str()));
+        row.extend(doc.column_values());
+        let json = serde_json::to_string(doc).map_err(|e| ProjectionError::Corrupt {
+            table: table.to_owned(),
+            key: format!("{tenant}/{id}"),
+            reason: format!("cannot serialise: {e}"),
+        })?;
+        row.push(SqlValue::Text(json));
+        values.push(row);
+    }
+    let updates: Vec<String> = columns[2..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let suffix = format!(
+        "ON CONFLICT (tenant, id) DO UPDATE SET {}",
+        updates.join(", ")
+    );
+    tx.insert_rows(table, &columns, values, &suffix).await
+}
+
+/// `CREATE TABLE` text of a link table: `(tenant, key) → customer_id`.
+pub const LINKS_TABLE: &str = "CREATE TABLE {t} (
+    tenant TEXTKEY NOT NULL,
+    key TEXTKEY NOT NULL,
+    customer_id TEXTKEY NOT NULL,
+    PRIMARY KEY (tenant, key)
+)";
+
+/// Which customer an entity belongs to (`opportunity:<id>`, `case:<id>`, `lead:<id>`), and
+/// which customer a merged customer went into (`merged:<id>`), for one batch: loaded for
+/// the keys the batch needs, extended in memory, written back at the end.
+#[derive(Debug, Default, Clone)]
+pub struct Links {
+    map: HashMap<Key, String>,
+    new: BTreeMap<Key, String>,
+}
+
+impl Links {
+    /// Loads `keys` from `table`, then follows `merged:` links of every customer found until
+    /// no new customer appears.
+    pub async fn load(
+        tx: &mut ReadTx,
+        table: &str,
+        keys: BTreeSet<Key>,
+    ) -> Result<Links, ProjectionError> {
+        let mut links = Links::default();
+        let mut wanted = keys;
+        let mut seen = BTreeSet::new();
+        while !wanted.is_empty() {
+            let mut by_tenant: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (tenant, key) in &wanted {
+                by_tenant
+                    .entry(tenant.clone())
+                    .or_default()
+                    .push(key.clone());
+            }
+            seen.extend(wanted.iter().cloned());
+            let mut next = BTreeSet::new();
+            for (tenant, keys) in by_tenant {
+                for chunk in keys.chunks(MAX_PARAMS - 1) {
+                    let sql = format!(
+                        "SELECT key, customer_id FROM {table} WHERE tenant = ? AND key IN ({})",
+                        placeholders(chunk.len())
+                    );
+                    let mut args = vec![SqlValue::text(tenant.as_str())];
+                    args.extend(chunk.iter().map(|k| SqlValue::text(k.as_str())));
+                    for row in tx.fetch(&sql, args, &[Col::Text, Col::Text]).await? {
+                        let mut row = row.into_iter();
+                        let key = row.next().and_then(SqlValue::into_text).unwrap_or_default();
+                        let customer = row.next().and_then(SqlValue::into_text).unwrap_or_default();
+                        let merged = (tenant.clone(), merged_key(&customer));
+                        if !seen.contains(&merged) {
+                            next.insert(merged);
+                        }
+                        links.map.insert((tenant.clone(), key), customer);
+                    }
+                }
+            }
+            wanted = next;
+        }
+        Ok(links)
+    }
+
+    pub fn get(&self, tenant: &str, key: &str) -> Option<&str> {
+        self.map
+            .get(&(tenant.to_owned(), key.to_owned()))
+            .map(String::as_str)
+    }
+
+    pub fn set(&mut self, tenant: &str, key: String, customer: &str) {
+        let k = (tenant.to_owned(), key);
+        self.map.insert(k.clone(), customer.to_owned());
+        self.new.insert(k, customer.to_owned());
+    }
+
+    /// The customer whose view `customer` now lives in: follows `merged:` links (at most 64,
+    /// stopping on a cycle).
+    pub fn resolve(&self, tenant: &str, customer: &str) -> String {
+        self.chain(tenant, customer)
+            .pop()
+            .unwrap_or_else(|| customer.to_owned())
+    }
+
+    /// `customer` followed by every customer it was merged into, in order.
+    pub fn chain(&self, tenant: &str, customer: &str) -> Vec<String> {
+        let mut chain = vec![customer.to_owned()];
+        let mut current = customer.to_owned();
+        while chain.len() < 64 {
+            match self.get(tenant, &merged_key(&current)) {
+                Some(next) if !chain.iter().any(|c| c == next) => {
+                    current = next.to_owned();
+                    chain.push(current.clone());
+                }
+                _ => break,
+            }
+        }
+        chain
+    }
+
+    /// Writes the links made in this batch.
+    pub async fn flush(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), ProjectionError> {
+        let rows = std::mem::take(&mut self.new)
+            .into_iter()
+            .map(|((tenant, key), customer)| {
+                vec![
+                    SqlValue::Text(tenant),
+                    SqlValue::Text(key),
+                    SqlValue::Text(customer),
+                ]
+            })
+            .collect();
+        tx.insert_rows(
+            table,
+            &["tenant", "key", "customer_id"],
+            rows,
+            "ON CONFLICT (tenant, key) DO UPDATE SET customer_id = excluded.customer_id",
+        )
+        .await
+    }
+}
+
+pub fn merged_key(customer: &str) -> String {
+    format!("merged:{customer}")
+}

@@ -1,0 +1,676 @@
+//! The checkpointed runner: reads the log in batches from each projection's checkpoint,
+//! applies a batch and moves the checkpoint in one transaction, then follows the log live.
+//!
+//! One runner task drives every projection this process holds the lease of. Projections at
+//! the same position share each read and its decoding (a *group*), and one transaction
+//! covers the group's batch. A rebuild is a second lane of the same projection writing the
+//! next generation's tables from position 0; once it has caught up, one transaction repoints
+//! the views to it and drops the old tables. A projection whose code version changed keeps
+//! serving its old tables, frozen, until its rebuild is swapped in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crm_core::envelope::Position;
+use crm_core::store::{Scope, SharedStore};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::bookkeeping::{self, Checkpoint};
+use crate::db::ReadDb;
+use crate::error::ProjectionError;
+use crate::event::ProjectedEvent;
+use crate::lease::Leases;
+use crate::projection::{Projection, Tables};
+
+/// How a runner behaves.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Events read and applied per transaction.
+    pub batch_size: usize,
+    /// How often leases are tried and renewed and rebuild requests looked for.
+    pub poll_interval: Duration,
+    /// How long a SQLite lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Return once every projection is held, live and caught up with the head (for the
+    /// command-line tools and benchmarks) instead of following the log.
+    pub stop_when_caught_up: bool,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            batch_size: 2_000,
+            poll_interval: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(15),
+            stop_when_caught_up: false,
+        }
+    }
+}
+
+/// What a projection is doing in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Not started yet.
+    Starting,
+    /// Behind the head, reading in batches.
+    CatchingUp,
+    /// Caught up, following new events.
+    Live,
+    /// Its code changed: the old tables answer, frozen, while the new ones are built.
+    Rebuilding,
+    /// Another process holds it.
+    Standby,
+    /// The last batch failed; it is retried.
+    Failed,
+}
+
+/// A projection's progress as this process sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub state: RunState,
+    /// The live generation (the tables readers see).
+    pub generation: i64,
+    /// The live tables' checkpoint: every event up to here is in them.
+    pub position: Position,
+    pub head: Position,
+    /// `head - position`.
+    pub lag: u64,
+    /// A blue/green rebuild in progress: its generation and position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<RebuildStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RebuildStatus {
+    pub generation: i64,
+    pub position: Position,
+}
+
+/// A running runner.
+#[derive(Debug)]
+pub struct RunnerHandle {
+    statuses: watch::Receiver<Vec<ProjectionStatus>>,
+    wake: Arc<Notify>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ProjectionError>>,
+}
+
+impl RunnerHandle {
+    /// Every projection's status, in registration order.
+    pub fn status(&self) -> Vec<ProjectionStatus> {
+        self.statuses.borrow().clone()
+    }
+
+    /// A receiver that changes whenever a status does.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<ProjectionStatus>> {
+        self.statuses.clone()
+    }
+
+    /// Makes the runner look for rebuild requests and leases now instead of at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until every named projection (all when `names` is empty) has its live tables at
+    /// `position` or beyond. False if `timeout` passed first.
+    pub async fn wait_for(&self, names: &[&str], position: Position, timeout: Duration) -> bool {
+        let mut statuses = self.statuses.clone();
+        let reached = |list: &Vec<ProjectionStatus>| {
+            list.iter()
+                .filter(|s| names.is_empty() || names.contains(&s.name))
+                .all(|s| s.position >= position)
+        };
+        tokio::time::timeout(timeout, statuses.wait_for(reached))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Stops after the batch in progress and gives the leases up.
+    pub async fn shutdown(self) -> Result<(), ProjectionError> {
+        let _ = self.shutdown.send(true);
+        self.join().await
+    }
+
+    /// Waits for the runner to end (with `stop_when_caught_up`, once caught up).
+    pub async fn join(self) -> Result<(), ProjectionError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join_error) => Err(ProjectionError::Schema(format!(
+                "the projection runner stopped: {join_error}"
+            ))),
+        }
+    }
+}
+
+/// Starts a runner for `projections` on a tokio task.
+pub fn start(
+    store: SharedStore,
+    db: ReadDb,
+    projections: Vec<Arc<dyn Projection>>,
+    options: RunnerOptions,
+) -> RunnerHandle {
+    let initial = projections
+        .iter()
+        .map(|p| ProjectionStatus {
+            name: p.name(),
+            state: RunState::Starting,
+            generation: 0,
+            position: 0,
+            head: 0,
+            lag: 0,
+            rebuild: None,
+            error: None,
+        })
+        .collect();
+    let (status_tx, statuses) = watch::channel(initial);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let runner = Runner {
+        leases: Leases::new(options.lease_ttl),
+        store,
+        db,
+        projections,
+        options,
+        held: BTreeMap::new(),
+        standby_positions: BTreeMap::new(),
+        status_tx,
+        shutdown: shutdown_rx,
+        wake: wake.clone(),
+    };
+    let task = tokio::spawn(runner.run());
+    RunnerHandle {
+        statuses,
+        wake,
+        shutdown,
+        task,
+    }
+}
+
+/// Brings every projection up to the head (finishing any rebuild) and returns their status.
+pub async fn run_until_caught_up(
+    store: SharedStore,
+    db: ReadDb,
+    projections: Vec<Arc<dyn Projection>>,
+    mut options: RunnerOptions,
+) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+    options.stop_when_caught_up = true;
+    let handle = start(store, db, projections, options);
+    let statuses = handle.subscribe();
+    handle.join().await?;
+    let last = statuses.borrow().clone();
+    Ok(last)
+}
+
+/// One generation being written.
+#[derive(Debug)]
+struct Lane {
+    generation: i64,
+    position: Position,
+    tables: Tables,
+    /// The last read found fewer events than a batch: the lane had reached the head.
+    caught_up: bool,
+}
+
+impl Lane {
+    fn new(projection: &dyn Projection, checkpoint: Checkpoint) -> Lane {
+        Lane {
+            generation: checkpoint.generation,
+            position: checkpoint.position,
+            tables: Tables::new(projection.tables(), checkpoint.generation),
+            caught_up: false,
+        }
+    }
+}
+
+/// A projection this runner holds the lease of.
+#[derive(Debug)]
+struct Held {
+    projection: Arc<dyn Projection>,
+    live: Lane,
+    /// The live lane's code version differs from this build: it is not written any more.
+    frozen: bool,
+    building: Option<Lane>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LaneRef {
+    Live(usize),
+    Building(usize),
+}
+
+struct Runner {
+    store: SharedStore,
+    db: ReadDb,
+    projections: Vec<Arc<dyn Projection>>,
+    options: RunnerOptions,
+    leases: Leases,
+    /// Held projections by index in `projections`.
+    held: BTreeMap<usize, Held>,
+    /// Stored positions of projections run elsewhere, for the status.
+    standby_positions: BTreeMap<String, Position>,
+    status_tx: watch::Sender<Vec<ProjectionStatus>>,
+    shutdown: watch::Receiver<bool>,
+    wake: Arc<Notify>,
+}
+
+impl Runner {
+    async fn run(mut self) -> Result<(), ProjectionError> {
+        let result = self.run_loop().await;
+        self.leases.release_all(&self.db).await;
+        if let Err(error) = &result {
+            tracing::error!(%error, "projection runner stopped");
+        }
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), ProjectionError> {
+        let mut head_rx = self.store.head_changes();
+        let mut last_poll: Option<Instant> = None;
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok(());
+            }
+            if last_poll.is_none_or(|at| at.elapsed() >= self.options.poll_interval) {
+                last_poll = Some(Instant::now());
+                if let Err(error) = self.poll().await {
+                    if self.options.stop_when_caught_up {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, "projection lease or setup check failed");
+                }
+            }
+            head_rx.borrow_and_update();
+            let worked = self.step().await?;
+            self.swap_finished_rebuilds().await?;
+            self.publish();
+            if self.options.stop_when_caught_up && self.all_caught_up() {
+                return Ok(());
+            }
+            if !worked {
+                let wait = if self.held.values().any(|h| h.error.is_some()) {
+                    Duration::from_secs(1)
+                } else {
+                    self.options.poll_interval
+                };
+                tokio::select! {
+                    _ = head_rx.changed() => {}
+                    _ = self.wake.notified() => { last_poll = None; }
+                    _ = self.shutdown.changed() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+
+    fn all_caught_up(&self) -> bool {
+        self.held.len() == self.projections.len()
+            && self
+                .held
+                .values()
+                .all(|h| h.error.is_none() && h.building.is_none() && !h.frozen && h.live.caught_up)
+    }
+
+    /// Takes free leases, sets up newly held projections, starts requested rebuilds.
+    async fn poll(&mut self) -> Result<(), ProjectionError> {
+        if !self.leases.alive().await && !self.held.is_empty() {
+            tracing::warn!("lost the lease connection; projections go to standby");
+            self.held.clear();
+        }
+        let requested: Vec<String> = self
+            .db
+            .fetch(
+                "SELECT projection FROM crm_projections WHERE rebuild_requested = 1",
+                vec![],
+                &[crate::db::Col::Text],
+            )
+            .await?
+            .into_iter()
+            .filter_map(|mut row| row.remove(0).into_text())
+            .collect();
+        for index in 0..self.projections.len() {
+            let projection = self.projections[index].clone();
+            let name = projection.name();
+            if !self.leases.try_acquire(&self.db, name).await? {
+                self.held.remove(&index);
+                continue;
+            }
+            let needs_setup = match self.held.get(&index) {
+                None => true,
+                Some(held) => requested.iter().any(|r| r == name) || held.error.is_some(),
+            };
+            if needs_setup {
+                let held = self.set_up(projection).await?;
+                self.held.insert(index, held);
+            }
+        }
+        if self.held.len() < self.projections.len() {
+            self.standby_positions = bookkeeping::stored_positions(&self.db)
+                .await?
+                .into_iter()
+                .map(|s| (s.projection, s.position))
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// Reads a held projection's generations, creating the first one, starting a rebuild
+    /// when asked for or when the code version changed, and dropping leftovers.
+    async fn set_up(&self, projection: Arc<dyn Projection>) -> Result<Held, ProjectionError> {
+        let name = projection.name();
+        let mut tx = self.db.begin().await?;
+        let state = bookkeeping::live_state(&mut tx, name).await?;
+        let mut checkpoints = bookkeeping::checkpoints(&mut tx, name).await?;
+        let next_generation =
+            |cps: &[Checkpoint]| cps.iter().map(|c| c.generation).max().unwrap_or(0) + 1;
+        let live = match state.and_then(|s| {
+            checkpoints
+                .iter()
+                .find(|c| c.generation == s.live_generation)
+                .copied()
+        }) {
+            Some(live) => live,
+            None => {
+                let generation = next_generation(&checkpoints);
+                bookkeeping::create_generation(&mut tx, projection.as_ref(), generation).await?;
+                bookkeeping::make_live(&mut tx, projection.as_ref(), generation).await?;
+                let created = Checkpoint {
+                    generation,
+                    version: projection.version(),
+                    position: 0,
+                };
+                checkpoints.push(created);
+                created
+            }
+        };
+        let mut building = checkpoints
+            .iter()
+            .filter(|c| c.generation > live.generation)
+            .max_by_key(|c| c.generation)
+            .copied();
+        for stale in &checkpoints {
+            let is_building = building.is_some_and(|b| b.generation == stale.generation);
+            if stale.generation != live.generation && !is_building {
+                bookkeeping::drop_generation(&mut tx, projection.as_ref(), stale.generation)
+                    .await?;
+            }
+        }
+        if let Some(b) = building
+            && b.version != projection.version()
+        {
+            bookkeeping::drop_generation(&mut tx, projection.as_ref(), b.generation).await?;
+            building = None;
+        }
+        let frozen = live.version != projection.version();
+        let requested = state.is_some_and(|s| s.rebuild_requested);
+        if (frozen || requested) && building.is_none() {
+            let generation = next_generation(&checkpoints);
+            bookkeeping::create_generation(&mut tx, projection.as_ref(), generation).await?;
+            building = Some(Checkpoint {
+                generation,
+                version: projection.version(),
+                position: 0,
+            });
+            tracing::info!(projection = name, generation, "rebuild started");
+        }
+        if requested {
+            bookkeeping::clear_rebuild_request(&mut tx, name).await?;
+        }
+        tx.commit().await?;
+        Ok(Held {
+            live: Lane::new(projection.as_ref(), live),
+            building: building.map(|b| Lane::new(projection.as_ref(), b)),
+            frozen,
+            projection,
+            error: None,
+        })
+    }
+
+    /// One batch for every group of lanes at the same position. True if anything was read.
+    async fn step(&mut self) -> Result<bool, ProjectionError> {
+        let mut groups: BTreeMap<Position, Vec<LaneRef>> = BTreeMap::new();
+        for (&index, held) in &self.held {
+            if !held.frozen {
+                groups
+                    .entry(held.live.position)
+                    .or_default()
+                    .push(LaneRef::Live(index));
+            }
+            if let Some(building) = &held.building {
+                groups
+                    .entry(building.position)
+                    .or_default()
+                    .push(LaneRef::Building(index));
+            }
+        }
+        let mut worked = false;
+        for (position, lanes) in groups {
+            match self.run_group(position, &lanes).await {
+                Ok(read) => worked |= read,
+                Err(error) if lanes.len() > 1 => {
+                    tracing::debug!(%error, "group batch failed; retrying lane by lane");
+                    for lane in lanes {
+                        match self.run_group(position, &[lane]).await {
+                            Ok(read) => worked |= read,
+                            Err(error) => self.record_error(lane, error)?,
+                        }
+                    }
+                }
+                Err(error) => self.record_error(lanes[0], error)?,
+            }
+        }
+        Ok(worked)
+    }
+
+    fn record_error(
+        &mut self,
+        lane: LaneRef,
+        error: ProjectionError,
+    ) -> Result<(), ProjectionError> {
+        if self.options.stop_when_caught_up {
+            return Err(error);
+        }
+        let index = match lane {
+            LaneRef::Live(i) | LaneRef::Building(i) => i,
+        };
+        if let ProjectionError::LostLease(name) = &error {
+            tracing::warn!(projection = %name, "another runner took this projection over");
+            self.held.remove(&index);
+            return Ok(());
+        }
+        if let Some(held) = self.held.get_mut(&index) {
+            tracing::error!(projection = held.projection.name(), %error, "projection batch failed; retrying");
+            held.error = Some(error.to_string());
+        }
+        Ok(())
+    }
+
+    async fn run_group(
+        &mut self,
+        position: Position,
+        lanes: &[LaneRef],
+    ) -> Result<bool, ProjectionError> {
+        let batch = self.options.batch_size.max(1);
+        let recorded = self
+            .store
+            .read_all(&Scope::AllTenants, position, batch)
+            .await?;
+        let caught_up = recorded.len() < batch;
+        let Some(last) = recorded.last().map(|e| e.position) else {
+            for &lane in lanes {
+                if let Some(lane) = self.lane_mut(lane) {
+                    lane.caught_up = true;
+                }
+            }
+            return Ok(false);
+        };
+        let events = recorded
+            .iter()
+            .map(|e| ProjectedEvent::decode(e).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(recorded);
+        let mut tx = self.db.begin().await?;
+        for &lane_ref in lanes {
+            let Some(held) = self.held.get(&lane_index(lane_ref)) else {
+                continue;
+            };
+            let lane = match lane_ref {
+                LaneRef::Live(_) => &held.live,
+                LaneRef::Building(_) => match &held.building {
+                    Some(lane) => lane,
+                    None => continue,
+                },
+            };
+            let name = held.projection.name();
+            held.projection
+                .apply(&mut tx, &lane.tables, &events)
+                .await?;
+            bookkeeping::advance(&mut tx, name, lane.generation, position, last).await?;
+            self.leases.renew(&mut tx, name).await?;
+        }
+        tx.commit().await?;
+        for &lane_ref in lanes {
+            if let Some(held) = self.held.get_mut(&lane_index(lane_ref)) {
+                held.error = None;
+            }
+            if let Some(lane) = self.lane_mut(lane_ref) {
+                lane.position = last;
+                lane.caught_up = caught_up;
+            }
+        }
+        Ok(true)
+    }
+
+    fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {
+        match lane {
+            LaneRef::Live(i) => self.held.get_mut(&i).map(|h| &mut h.live),
+            LaneRef::Building(i) => self.held.get_mut(&i).and_then(|h| h.building.as_mut()),
+        }
+    }
+
+    /// Swaps in every rebuild that has caught up with the head and with its live lane.
+    async fn swap_finished_rebuilds(&mut self) -> Result<(), ProjectionError> {
+        let ready: Vec<usize> = self
+            .held
+            .iter()
+            .filter(|(_, h)| {
+                h.building
+                    .as_ref()
+                    .is_some_and(|b| b.caught_up && (h.frozen || b.position >= h.live.position))
+            })
+            .map(|(&i, _)| i)
+            .collect();
+        for index in ready {
+            let Some(held) = self.held.get_mut(&index) else {
+                continue;
+            };
+            let Some(building) = held.building.take() else {
+                continue;
+            };
+            let projection = held.projection.clone();
+            let old = held.live.generation;
+            let swap = async {
+                let mut tx = self.db.begin().await?;
+                bookkeeping::make_live(&mut tx, projection.as_ref(), building.generation).await?;
+                bookkeeping::drop_generation(&mut tx, projection.as_ref(), old).await?;
+                self.leases.renew(&mut tx, projection.name()).await?;
+                tx.commit().await
+            };
+            match swap.await {
+                Ok(()) => {
+                    tracing::info!(
+                        projection = projection.name(),
+                        generation = building.generation,
+                        position = building.position,
+                        "rebuild swapped in"
+                    );
+                    if let Some(held) = self.held.get_mut(&index) {
+                        held.live = building;
+                        held.frozen = false;
+                    }
+                }
+                Err(error) => {
+                    if let Some(held) = self.held.get_mut(&index) {
+                        held.building = Some(building);
+                    }
+                    self.record_error(LaneRef::Building(index), error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let head = *self.store.head_changes().borrow();
+        let statuses = self
+            .projections
+            .iter()
+            .enumerate()
+            .map(|(index, projection)| match self.held.get(&index) {
+                Some(held) => {
+                    let state = if held.error.is_some() {
+                        RunState::Failed
+                    } else if held.frozen {
+                        RunState::Rebuilding
+                    } else if held.live.caught_up {
+                        RunState::Live
+                    } else {
+                        RunState::CatchingUp
+                    };
+                    let head = head.max(held.live.position);
+                    ProjectionStatus {
+                        name: projection.name(),
+                        state,
+                        generation: held.live.generation,
+                        position: held.live.position,
+                        head,
+                        lag: head - held.live.position,
+                        rebuild: held.building.as_ref().map(|b| RebuildStatus {
+                            generation: b.generation,
+                            position: b.position,
+                        }),
+                        error: held.error.clone(),
+                    }
+                }
+                None => {
+                    let position = self
+                        .standby_positions
+                        .get(projection.name())
+                        .copied()
+                        .unwrap_or(0);
+                    let head = head.max(position);
+                    ProjectionStatus {
+                        name: projection.name(),
+                        state: RunState::Standby,
+                        generation: 0,
+                        position,
+                        head,
+                        lag: head - position,
+                        rebuild: None,
+                        error: None,
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        self.status_tx.send_if_modified(|current| {
+            let changed = *current != statuses;
+            if changed {
+                *current = statuses;
+            }
+            changed
+        });
+    }
+}
+
+fn lane_index(lane: LaneRef) -> usize {
+    match lane {
+        LaneRef::Live(i) | LaneRef::Building(i) => i,
+    }
+}
