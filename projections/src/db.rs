@@ -212,6 +212,45 @@ impl ReadDb {
     }
 }
 
+impl ReadDb {
+    /// Every row of `table` (a read model's view) with every column, integers and text
+    /// decoded as such, ordered by the given columns. For comparisons and snapshots.
+    pub async fn dump(
+        &self,
+        table: &str,
+        order_by: &str,
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+        let sql = format!("SELECT * FROM {table} ORDER BY {order_by}");
+        match self {
+            ReadDb::Sqlite(pool) => sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| (0..row.len()).map(|i| any_column(row, i)).collect())
+                .collect(),
+            ReadDb::Postgres(pool) => sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| (0..row.len()).map(|i| any_column(row, i)).collect())
+                .collect(),
+        }
+    }
+}
+
+/// A column read as an integer if it is one, else as text.
+fn any_column<R: Row>(row: &R, i: usize) -> Result<SqlValue, ProjectionError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    if let Ok(value) = row.try_get::<Option<i64>, _>(i) {
+        return Ok(SqlValue::opt_int(value));
+    }
+    Ok(SqlValue::opt_text(row.try_get::<Option<String>, _>(i)?))
+}
+
 impl ReadTx {
     pub fn backend(&self) -> Backend {
         match self {

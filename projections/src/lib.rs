@@ -11,12 +11,14 @@
 
 pub mod asof;
 pub mod attribution;
+pub mod backlog;
 pub mod bookkeeping;
 pub mod customer360;
 pub mod db;
 mod error;
 pub mod event;
 mod lease;
+pub mod pipeline;
 pub mod projection;
 pub mod rows;
 pub mod runner;
@@ -34,6 +36,8 @@ pub use runner::{ProjectionStatus, RunState, RunnerHandle, RunnerOptions};
 pub fn all_projections() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(customer360::Customer360Projection),
+        Arc::new(pipeline::PipelineProjection),
+        Arc::new(backlog::BacklogProjection),
         Arc::new(timeline::TimelineProjection),
     ]
 }

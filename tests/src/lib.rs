@@ -2,4 +2,5 @@
 //! PostgreSQL databases), the benchmark data set, and the `crm-bench` binary.
 
 pub mod bench_data;
+pub mod crm_data;
 pub mod postgres;

@@ -1,0 +1,771 @@
+//! The backlog fold: one service case's state, folded from the events of its `case-<id>`
+//! stream in log order, and its SLA clocks (first response and resolution) measured against
+//! per-priority targets.
+//!
+//! The fold is total: it never fails and never panics. It folds facts already in the log, even
+//! ones today's aggregate rules would refuse (events before the open, a second open, a
+//! response to a closed case), so it decides what each of them means instead of rejecting it:
+//! - a repeated `CaseOpened` (status no longer unknown) is ignored;
+//! - escalation never lowers the priority, whatever the event says;
+//! - only the first response stops the first-response clock;
+//! - closing stops the resolution clock if no resolution did.
+//!
+//! Business time is the event's `occurred_at`; SLA due times are the open plus the target of
+//! the case's current priority.
+
+use chrono::{DateTime, Duration, Utc};
+use crm_core::catalog::DomainEvent;
+use crm_core::catalog::values::{InteractionChannel, Priority};
+use crm_core::ids::EntityId;
+use serde::{Deserialize, Serialize};
+
+use crate::event::ProjectedEvent;
+
+/// Where a case is in its life, as far as the folded events tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// No `CaseOpened` folded yet (only events seen before the open, if any).
+    #[default]
+    Unknown,
+    /// Opened or reopened: work is pending.
+    Open,
+    /// Resolved; it can still be reopened.
+    Resolved,
+    /// Closed; it can still be reopened.
+    Closed,
+}
+
+/// One case folded from its stream; `Default` is a case with no event folded yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    /// The case's id, from the first case event folded.
+    pub case_id: Option<EntityId>,
+    /// The customer who asked for help.
+    pub customer_id: Option<EntityId>,
+    /// Personal data: the subject (cleared by [`Case::erase_personal`]).
+    pub subject: Option<String>,
+    /// The channel the case came in through.
+    pub channel: Option<InteractionChannel>,
+    /// The current priority: the opening one, raised by escalations.
+    pub priority: Option<Priority>,
+    /// Open, resolved, closed, or unknown before the open.
+    pub status: CaseStatus,
+    /// The agent the case is assigned to (or the first responder, if never assigned).
+    pub agent: Option<EntityId>,
+    /// Business time of the open; both SLA clocks start here.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// Business time of the first response.
+    pub first_response_at: Option<DateTime<Utc>>,
+    /// Business time of the resolution (or of the close, if it was closed unresolved);
+    /// cleared by a reopen.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Business time of the close; cleared by a reopen.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// How many times the case was escalated.
+    pub escalations: u32,
+    /// How many times the case was reopened.
+    pub reopened: u32,
+    /// Log position of the last case event folded (also when it changed nothing).
+    pub last_position: u64,
+}
+
+/// Folds one event into `case`. Events of other categories leave it untouched; every case
+/// event records its position and, the first time, the case's id.
+pub fn apply(case: &mut Case, event: &ProjectedEvent) {
+    let at = event.occurred_at;
+    let entity_id = match &event.event {
+        DomainEvent::CaseOpened(data) => &data.case_id,
+        DomainEvent::CaseAssigned(data) => &data.case_id,
+        DomainEvent::CaseResponded(data) => &data.case_id,
+        DomainEvent::CaseEscalated(data) => &data.case_id,
+        DomainEvent::CaseResolved(data) => &data.case_id,
+        DomainEvent::CaseReopened(data) => &data.case_id,
+        DomainEvent::CaseClosed(data) => &data.case_id,
+        _ => return,
+    };
+    case.last_position = event.position;
+    if case.case_id.is_none() {
+        case.case_id = Some(entity_id.clone());
+    }
+    match &event.event {
+        DomainEvent::CaseOpened(data) => {
+            if case.status != CaseStatus::Unknown {
+                return;
+            }
+            case.customer_id = Some(data.customer_id.clone());
+            case.subject = Some(data.subject.clone());
+            case.channel = Some(data.channel);
+            case.priority = Some(data.priority);
+            case.status = CaseStatus::Open;
+            case.opened_at = Some(at);
+        }
+        DomainEvent::CaseAssigned(data) => case.agent = Some(data.agent.clone()),
+        DomainEvent::CaseResponded(data) => {
+            if case.first_response_at.is_none() {
+                case.first_response_at = Some(at);
+            }
+            if case.agent.is_none() {
+                case.agent = Some(data.agent.clone());
+            }
+        }
+        DomainEvent::CaseEscalated(data) => {
+            case.escalations = case.escalations.saturating_add(1);
+            if let Some(given) = data.priority {
+                case.priority = Some(case.priority.map_or(given, |current| current.max(given)));
+            }
+        }
+        DomainEvent::CaseResolved(_) => {
+            case.status = CaseStatus::Resolved;
+            case.resolved_at = Some(at);
+        }
+        DomainEvent::CaseReopened(_) => {
+            case.status = CaseStatus::Open;
+            case.reopened = case.reopened.saturating_add(1);
+            case.resolved_at = None;
+            case.closed_at = None;
+        }
+        DomainEvent::CaseClosed(_) => {
+            case.status = CaseStatus::Closed;
+            case.closed_at = Some(at);
+            if case.resolved_at.is_none() {
+                case.resolved_at = Some(at);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The SLA of one priority, in minutes from the open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaTarget {
+    /// Minutes within which the first response is due.
+    pub first_response_minutes: u32,
+    /// Minutes within which the resolution is due.
+    pub resolution_minutes: u32,
+}
+
+/// The SLA targets of every priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaTargets {
+    /// Targets of low-priority cases.
+    pub low: SlaTarget,
+    /// Targets of normal-priority cases (also used while the priority is unknown).
+    pub normal: SlaTarget,
+    /// Targets of high-priority cases.
+    pub high: SlaTarget,
+    /// Targets of urgent cases.
+    pub urgent: SlaTarget,
+}
+
+impl Default for SlaTargets {
+    /// Urgent: 1 h / 4 h; high: 4 h / 1 day; normal: 8 h / 3 days; low: 1 day / 7 days
+    /// (first response / resolution).
+    fn default() -> Self {
+        SlaTargets {
+            low: SlaTarget {
+                first_response_minutes: 1440,
+                resolution_minutes: 10080,
+            },
+            normal: SlaTarget {
+                first_response_minutes: 480,
+                resolution_minutes: 4320,
+            },
+            high: SlaTarget {
+                first_response_minutes: 240,
+                resolution_minutes: 1440,
+            },
+            urgent: SlaTarget {
+                first_response_minutes: 60,
+                resolution_minutes: 240,
+            },
+        }
+    }
+}
+
+impl SlaTargets {
+    /// The targets of priority `p`.
+    pub fn for_priority(&self, p: Priority) -> SlaTarget {
+        match p {
+            Priority::Low => self.low,
+            Priority::Normal => self.normal,
+            Priority::High => self.high,
+            Priority::Urgent => self.urgent,
+        }
+    }
+
+    /// Checks that every target is positive and that no first response is due after the
+    /// resolution; the message names the priority and the field, e.g.
+    /// `SLA target urgent.first_response_minutes must be greater than 0`.
+    pub fn validate(&self) -> Result<(), String> {
+        for &priority in Priority::ALL {
+            let target = self.for_priority(priority);
+            for (field, minutes) in [
+                ("first_response_minutes", target.first_response_minutes),
+                ("resolution_minutes", target.resolution_minutes),
+            ] {
+                if minutes == 0 {
+                    return Err(format!(
+                        "SLA target {priority}.{field} must be greater than 0"
+                    ));
+                }
+            }
+            if target.first_response_minutes > target.resolution_minutes {
+                return Err(format!(
+                    "SLA target {priority}.first_response_minutes ({}) must not exceed \
+                     {priority}.resolution_minutes ({})",
+                    target.first_response_minutes, target.resolution_minutes
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which SLA clocks of a case ran past their due time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Breaches {
+    /// The first response came late, or is still missing past its due time.
+    pub first_response: bool,
+    /// The resolution came late, or is still missing past its due time.
+    pub resolution: bool,
+}
+
+impl Case {
+    /// When the first response is due: the open plus the first-response target of the
+    /// current priority (normal if unknown). `None` before the open.
+    pub fn first_response_due(&self, t: &SlaTargets) -> Option<DateTime<Utc>> {
+        self.due(self.target(t).first_response_minutes)
+    }
+
+    /// When the resolution is due: the open plus the resolution target of the current
+    /// priority (normal if unknown). `None` before the open.
+    pub fn resolution_due(&self, t: &SlaTargets) -> Option<DateTime<Utc>> {
+        self.due(self.target(t).resolution_minutes)
+    }
+
+    /// The SLA breaches as of `at`. The first response is breached if it came after its due
+    /// time, or if none came yet, the case is open and `at` is past the due time. The
+    /// resolution is breached if it came after its due time, or if the case is open and `at`
+    /// is past the due time. Nothing is breached before the open.
+    pub fn breaches(&self, t: &SlaTargets, at: DateTime<Utc>) -> Breaches {
+        let open = self.status == CaseStatus::Open;
+        let late = |done: Option<DateTime<Utc>>, due: Option<DateTime<Utc>>| match (done, due) {
+            (_, None) => false,
+            (Some(done), Some(due)) => done > due,
+            (None, Some(due)) => open && at > due,
+        };
+        Breaches {
+            first_response: late(self.first_response_at, self.first_response_due(t)),
+            resolution: late(self.resolved_at, self.resolution_due(t)),
+        }
+    }
+
+    /// Seconds from the open to the first response, when both are known; a response
+    /// recorded before the open counts as 0.
+    pub fn first_response_seconds(&self) -> Option<i64> {
+        let opened = self.opened_at?;
+        let responded = self.first_response_at?;
+        Some((responded - opened).num_seconds().max(0))
+    }
+
+    /// True while work is pending: status open (resolved and closed cases are not open).
+    pub fn is_open(&self) -> bool {
+        self.status == CaseStatus::Open
+    }
+
+    /// Clears the personal fields (the subject), for when the customer is erased.
+    pub fn erase_personal(&mut self) {
+        self.subject = None;
+    }
+
+    /// The targets of the current priority, normal while it is unknown.
+    fn target(&self, t: &SlaTargets) -> SlaTarget {
+        t.for_priority(self.priority.unwrap_or(Priority::Normal))
+    }
+
+    /// The open plus `minutes`; `None` before the open (or past the end of time).
+    fn due(&self, minutes: u32) -> Option<DateTime<Utc>> {
+        self.opened_at?
+            .checked_add_signed(Duration::minutes(i64::from(minutes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use crm_core::envelope::{StreamId, TenantId};
+    use serde_json::json;
+
+    fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, hour, minute, 0).unwrap()
+    }
+
+    fn event(position: u64, occurred_at: DateTime<Utc>, event: DomainEvent) -> ProjectedEvent {
+        ProjectedEvent {
+            tenant: TenantId::parse("t1").unwrap(),
+            stream_id: StreamId::parse(&event.stream_id()).unwrap(),
+            revision: position,
+            position,
+            event_id: uuid::Uuid::new_v4(),
+            occurred_at,
+            recorded_at: occurred_at,
+            actor: None,
+            source: None,
+            event,
+        }
+    }
+
+    fn ev(
+        position: u64,
+        occurred_at: DateTime<Utc>,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> ProjectedEvent {
+        event(
+            position,
+            occurred_at,
+            DomainEvent::parse(event_type, &data).unwrap(),
+        )
+    }
+
+    fn fold(events: &[ProjectedEvent]) -> Case {
+        let mut case = Case::default();
+        for e in events {
+            apply(&mut case, e);
+        }
+        case
+    }
+
+    fn id(text: &str) -> EntityId {
+        EntityId::parse(text).unwrap()
+    }
+
+    fn opened(position: u64, occurred_at: DateTime<Utc>, priority: &str) -> ProjectedEvent {
+        ev(
+            position,
+            occurred_at,
+            "CaseOpened",
+            json!({"case_id": "k-3", "customer_id": "c-42", "subject": "Cannot log in",
+                   "channel": "email", "priority": priority,
+                   "description": "Password reset mail never arrives"}),
+        )
+    }
+
+    fn simple(position: u64, occurred_at: DateTime<Utc>, event_type: &str) -> ProjectedEvent {
+        ev(position, occurred_at, event_type, json!({"case_id": "k-3"}))
+    }
+
+    fn responded(position: u64, occurred_at: DateTime<Utc>, agent: &str) -> ProjectedEvent {
+        ev(
+            position,
+            occurred_at,
+            "CaseResponded",
+            json!({"case_id": "k-3", "agent": agent}),
+        )
+    }
+
+    fn escalated(position: u64, occurred_at: DateTime<Utc>, priority: &str) -> ProjectedEvent {
+        ev(
+            position,
+            occurred_at,
+            "CaseEscalated",
+            json!({"case_id": "k-3", "reason": "VIP customer", "priority": priority}),
+        )
+    }
+
+    #[test]
+    fn open_sets_every_field() {
+        let case = fold(&[opened(4, at(2, 9, 0), "high")]);
+        assert_eq!(case.case_id, Some(id("k-3")));
+        assert_eq!(case.customer_id, Some(id("c-42")));
+        assert_eq!(case.subject.as_deref(), Some("Cannot log in"));
+        assert_eq!(case.channel, Some(InteractionChannel::Email));
+        assert_eq!(case.priority, Some(Priority::High));
+        assert_eq!(case.status, CaseStatus::Open);
+        assert_eq!(case.opened_at, Some(at(2, 9, 0)));
+        assert_eq!(case.agent, None);
+        assert_eq!(case.first_response_at, None);
+        assert_eq!(case.escalations, 0);
+        assert_eq!(case.last_position, 4);
+        assert!(case.is_open());
+    }
+
+    #[test]
+    fn repeated_open_is_ignored_but_its_position_is_recorded() {
+        let mut case = fold(&[opened(1, at(2, 9, 0), "high")]);
+        let before = case.clone();
+        apply(
+            &mut case,
+            &ev(
+                2,
+                at(2, 10, 0),
+                "CaseOpened",
+                json!({"case_id": "k-3", "customer_id": "c-99", "subject": "Other",
+                       "channel": "web", "priority": "low"}),
+            ),
+        );
+        assert_eq!(case.last_position, 2);
+        assert_eq!(
+            Case {
+                last_position: 1,
+                ..case
+            },
+            before
+        );
+    }
+
+    #[test]
+    fn assignment_and_first_response() {
+        let case = fold(&[
+            opened(1, at(2, 9, 0), "normal"),
+            responded(2, at(2, 9, 30), "u-9"),
+            responded(3, at(2, 10, 0), "u-4"),
+        ]);
+        assert_eq!(case.first_response_at, Some(at(2, 9, 30)));
+        assert_eq!(case.agent, Some(id("u-9")), "the first responder");
+        assert_eq!(case.first_response_seconds(), Some(1800));
+
+        let case = fold(&[
+            opened(1, at(2, 9, 0), "normal"),
+            ev(
+                2,
+                at(2, 9, 5),
+                "CaseAssigned",
+                json!({"case_id": "k-3", "agent": "u-1"}),
+            ),
+            responded(3, at(2, 9, 30), "u-9"),
+            ev(
+                4,
+                at(2, 9, 40),
+                "CaseAssigned",
+                json!({"case_id": "k-3", "agent": "u-2"}),
+            ),
+        ]);
+        assert_eq!(case.agent, Some(id("u-2")));
+        assert_eq!(case.first_response_at, Some(at(2, 9, 30)));
+        assert_eq!(case.last_position, 4);
+        assert_eq!(Case::default().first_response_seconds(), None);
+    }
+
+    #[test]
+    fn escalation_counts_and_never_lowers_the_priority() {
+        let mut case = fold(&[opened(1, at(2, 9, 0), "high")]);
+        apply(&mut case, &escalated(2, at(2, 9, 10), "low"));
+        assert_eq!(case.priority, Some(Priority::High));
+        assert_eq!(case.escalations, 1);
+        apply(&mut case, &simple(3, at(2, 9, 20), "CaseEscalated"));
+        assert_eq!(case.priority, Some(Priority::High));
+        assert_eq!(case.escalations, 2);
+        apply(&mut case, &escalated(4, at(2, 9, 30), "urgent"));
+        assert_eq!(case.priority, Some(Priority::Urgent));
+        assert_eq!(case.escalations, 3);
+        apply(&mut case, &escalated(5, at(2, 9, 40), "normal"));
+        assert_eq!(case.priority, Some(Priority::Urgent));
+        assert_eq!(case.escalations, 4);
+    }
+
+    #[test]
+    fn resolve_reopen_and_close() {
+        let mut case = fold(&[
+            opened(1, at(2, 9, 0), "normal"),
+            simple(2, at(2, 11, 0), "CaseResolved"),
+        ]);
+        assert_eq!(case.status, CaseStatus::Resolved);
+        assert_eq!(case.resolved_at, Some(at(2, 11, 0)));
+        assert!(!case.is_open());
+
+        apply(&mut case, &simple(3, at(2, 12, 0), "CaseClosed"));
+        assert_eq!(case.status, CaseStatus::Closed);
+        assert_eq!(case.closed_at, Some(at(2, 12, 0)));
+        assert_eq!(case.resolved_at, Some(at(2, 11, 0)), "resolution kept");
+        assert!(!case.is_open());
+
+        apply(
+            &mut case,
+            &ev(
+                4,
+                at(3, 8, 0),
+                "CaseReopened",
+                json!({"case_id": "k-3", "reason": "It happened again"}),
+            ),
+        );
+        assert_eq!(case.status, CaseStatus::Open);
+        assert_eq!(case.reopened, 1);
+        assert_eq!(case.resolved_at, None);
+        assert_eq!(case.closed_at, None);
+        assert!(case.is_open());
+
+        apply(&mut case, &simple(5, at(3, 9, 0), "CaseClosed"));
+        assert_eq!(case.status, CaseStatus::Closed);
+        assert_eq!(case.closed_at, Some(at(3, 9, 0)));
+        assert_eq!(
+            case.resolved_at,
+            Some(at(3, 9, 0)),
+            "closing unresolved stops the resolution clock"
+        );
+        assert_eq!(case.last_position, 5);
+    }
+
+    #[test]
+    fn events_before_the_open_are_folded_and_kept() {
+        let case = fold(&[
+            ev(
+                1,
+                at(2, 8, 0),
+                "CaseAssigned",
+                json!({"case_id": "k-3", "agent": "u-1"}),
+            ),
+            simple(2, at(2, 8, 30), "CaseEscalated"),
+        ]);
+        assert_eq!(case.status, CaseStatus::Unknown);
+        assert_eq!(case.case_id, Some(id("k-3")));
+        assert_eq!(case.agent, Some(id("u-1")));
+        assert_eq!(case.escalations, 1);
+        assert!(!case.is_open());
+        let targets = SlaTargets::default();
+        assert_eq!(case.first_response_due(&targets), None);
+        assert_eq!(case.breaches(&targets, at(9, 0, 0)), Breaches::default());
+
+        let mut case = case;
+        apply(&mut case, &opened(3, at(2, 9, 0), "low"));
+        assert_eq!(case.status, CaseStatus::Open);
+        assert_eq!(case.agent, Some(id("u-1")));
+        assert_eq!(case.escalations, 1);
+        assert_eq!(case.priority, Some(Priority::Low));
+        assert_eq!(case.opened_at, Some(at(2, 9, 0)));
+    }
+
+    #[test]
+    fn other_categories_are_ignored_entirely() {
+        let mut case = fold(&[opened(1, at(2, 9, 0), "low")]);
+        let before = case.clone();
+        apply(
+            &mut case,
+            &ev(
+                7,
+                at(2, 10, 0),
+                "OpportunityWon",
+                json!({"opportunity_id": "op-5"}),
+            ),
+        );
+        assert_eq!(case, before);
+    }
+
+    #[test]
+    fn default_targets_are_valid_and_per_priority() {
+        let targets = SlaTargets::default();
+        assert_eq!(targets.validate(), Ok(()));
+        let minutes = |p: Priority| {
+            let t = targets.for_priority(p);
+            (t.first_response_minutes, t.resolution_minutes)
+        };
+        assert_eq!(minutes(Priority::Urgent), (60, 240));
+        assert_eq!(minutes(Priority::High), (240, 1440));
+        assert_eq!(minutes(Priority::Normal), (480, 4320));
+        assert_eq!(minutes(Priority::Low), (1440, 10080));
+    }
+
+    #[test]
+    fn validate_names_the_priority_and_the_field() {
+        let mut targets = SlaTargets::default();
+        targets.high.resolution_minutes = 0;
+        let err = targets.validate().unwrap_err();
+        assert!(err.contains("high.resolution_minutes"), "{err}");
+        assert!(err.contains("greater than 0"), "{err}");
+
+        let mut targets = SlaTargets::default();
+        targets.low.first_response_minutes = 0;
+        let err = targets.validate().unwrap_err();
+        assert!(err.contains("low.first_response_minutes"), "{err}");
+
+        let mut targets = SlaTargets::default();
+        targets.urgent.first_response_minutes = 300;
+        let err = targets.validate().unwrap_err();
+        assert!(err.contains("urgent.first_response_minutes (300)"), "{err}");
+        assert!(err.contains("urgent.resolution_minutes (240)"), "{err}");
+
+        let mut targets = SlaTargets::default();
+        targets.normal.first_response_minutes = targets.normal.resolution_minutes;
+        assert_eq!(targets.validate(), Ok(()));
+    }
+
+    #[test]
+    fn dues_follow_the_current_priority() {
+        let targets = SlaTargets::default();
+        let opened_at = at(2, 9, 0);
+        for (priority, response, resolution) in [
+            ("urgent", at(2, 10, 0), at(2, 13, 0)),
+            ("high", at(2, 13, 0), at(3, 9, 0)),
+            ("normal", at(2, 17, 0), at(5, 9, 0)),
+            ("low", at(3, 9, 0), at(9, 9, 0)),
+        ] {
+            let case = fold(&[opened(1, opened_at, priority)]);
+            assert_eq!(
+                case.first_response_due(&targets),
+                Some(response),
+                "{priority}"
+            );
+            assert_eq!(
+                case.resolution_due(&targets),
+                Some(resolution),
+                "{priority}"
+            );
+        }
+        let mut case = fold(&[opened(1, opened_at, "low")]);
+        apply(&mut case, &escalated(2, at(2, 9, 5), "urgent"));
+        assert_eq!(case.first_response_due(&targets), Some(at(2, 10, 0)));
+
+        let unknown_priority = Case {
+            opened_at: Some(opened_at),
+            ..Case::default()
+        };
+        assert_eq!(
+            unknown_priority.first_response_due(&targets),
+            Some(at(2, 17, 0)),
+            "normal when the priority is unknown"
+        );
+        assert_eq!(Case::default().resolution_due(&targets), None);
+    }
+
+    #[test]
+    fn breaches_of_an_open_case_depend_on_at() {
+        let targets = SlaTargets::default();
+        // High: first response due 13:00, resolution due next day 09:00.
+        let case = fold(&[opened(1, at(2, 9, 0), "high")]);
+        let none = Breaches::default();
+        assert_eq!(case.breaches(&targets, at(2, 12, 59)), none);
+        assert_eq!(
+            case.breaches(&targets, at(2, 13, 0)),
+            none,
+            "due is not late"
+        );
+        assert_eq!(
+            case.breaches(&targets, at(2, 13, 1)),
+            Breaches {
+                first_response: true,
+                resolution: false
+            }
+        );
+        assert_eq!(
+            case.breaches(&targets, at(3, 9, 1)),
+            Breaches {
+                first_response: true,
+                resolution: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_response_counts_against_its_own_due_time() {
+        let targets = SlaTargets::default();
+        let on_time = fold(&[
+            opened(1, at(2, 9, 0), "urgent"),
+            responded(2, at(2, 9, 45), "u-9"),
+        ]);
+        assert!(!on_time.breaches(&targets, at(2, 12, 0)).first_response);
+        assert!(!on_time.breaches(&targets, at(2, 13, 1)).first_response);
+        assert!(on_time.breaches(&targets, at(2, 13, 1)).resolution);
+
+        let late = fold(&[
+            opened(1, at(2, 9, 0), "urgent"),
+            responded(2, at(2, 10, 1), "u-9"),
+        ]);
+        assert!(late.breaches(&targets, at(2, 10, 2)).first_response);
+        assert!(
+            late.breaches(&targets, at(2, 9, 30)).first_response,
+            "a late response is late whenever asked"
+        );
+        assert_eq!(late.first_response_seconds(), Some(3660));
+    }
+
+    #[test]
+    fn resolution_breaches_and_their_reset_by_a_reopen() {
+        let targets = SlaTargets::default();
+        // Urgent: resolution due 13:00.
+        let mut case = fold(&[
+            opened(1, at(2, 9, 0), "urgent"),
+            responded(2, at(2, 9, 10), "u-9"),
+            simple(3, at(2, 12, 0), "CaseResolved"),
+        ]);
+        assert_eq!(case.breaches(&targets, at(4, 0, 0)), Breaches::default());
+
+        apply(&mut case, &simple(4, at(2, 14, 0), "CaseReopened"));
+        assert_eq!(case.resolved_at, None);
+        assert!(
+            case.breaches(&targets, at(2, 14, 0)).resolution,
+            "reopened past the due time"
+        );
+        apply(&mut case, &simple(5, at(2, 15, 0), "CaseResolved"));
+        let breaches = case.breaches(&targets, at(2, 15, 0));
+        assert_eq!(
+            breaches,
+            Breaches {
+                first_response: false,
+                resolution: true
+            }
+        );
+
+        let closed_late = fold(&[
+            opened(1, at(2, 9, 0), "urgent"),
+            simple(2, at(2, 13, 30), "CaseClosed"),
+        ]);
+        assert_eq!(
+            closed_late.breaches(&targets, at(9, 0, 0)),
+            Breaches {
+                first_response: false,
+                resolution: true
+            },
+            "closed unresolved and unanswered: resolution late, no open response clock"
+        );
+    }
+
+    #[test]
+    fn erase_personal_clears_the_subject_only() {
+        let mut case = fold(&[opened(1, at(2, 9, 0), "high")]);
+        let before = case.clone();
+        case.erase_personal();
+        assert_eq!(case.subject, None);
+        assert_eq!(
+            Case {
+                subject: before.subject.clone(),
+                ..case
+            },
+            before
+        );
+    }
+
+    #[test]
+    fn serde_round_trips() {
+        let case = fold(&[
+            opened(1, at(2, 9, 0), "high"),
+            responded(2, at(2, 9, 30), "u-9"),
+            escalated(3, at(2, 10, 0), "urgent"),
+            simple(4, at(2, 11, 0), "CaseResolved"),
+            simple(5, at(2, 12, 0), "CaseClosed"),
+        ]);
+        let value = serde_json::to_value(&case).unwrap();
+        assert_eq!(value["status"], json!("closed"));
+        assert_eq!(value["priority"], json!("urgent"));
+        assert_eq!(value["channel"], json!("email"));
+        let back: Case = serde_json::from_value(value).unwrap();
+        assert_eq!(back, case);
+        let empty: Case =
+            serde_json::from_str(&serde_json::to_string(&Case::default()).unwrap()).unwrap();
+        assert_eq!(empty, Case::default());
+
+        let targets = SlaTargets::default();
+        let back: SlaTargets =
+            serde_json::from_value(serde_json::to_value(targets).unwrap()).unwrap();
+        assert_eq!(back, targets);
+        assert_eq!(
+            serde_json::to_value(Breaches {
+                first_response: true,
+                resolution: false
+            })
+            .unwrap(),
+            json!({"first_response": true, "resolution": false})
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! The sales pipeline read model: one row per opportunity (stage, probability, forecast
+//! category, amount, owner, close date, status, stage history), and the queries over it:
+//! totals by stage, forecast by close month and category, win rate and cycle length.
+
+pub mod fold;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use crm_core::catalog::DomainEvent;
+use crm_core::money::Money;
+use crm_core::money::currency::Currency;
+use serde::Serialize;
+
+use crate::bookkeeping::from_position;
+use crate::db::{Col, MAX_PARAMS, ReadDb, ReadTx, SqlValue, placeholders};
+use crate::error::ProjectionError;
+use crate::event::ProjectedEvent;
+use crate::projection::{Projection, TableDef, Tables};
+use crate::rows::{DocRow, Key, decode_doc, load_docs, upsert_docs};
+
+pub use fold::{Opportunity, OpportunityStatus, StageSpan};
+
+pub const TABLE: &str = "rm_opportunities";
+
+const TABLES: &[TableDef] = &[TableDef {
+    name: TABLE,
+    create: "CREATE TABLE {t} (
+        tenant TEXTKEY NOT NULL,
+        id TEXTKEY NOT NULL,
+        customer_id TEXTKEY,
+        status TEXT NOT NULL,
+        stage TEXT,
+        probability BIGINT NOT NULL,
+        forecast_category TEXT,
+        currency TEXT,
+        amount_minor BIGINT,
+        weighted_minor BIGINT,
+        close_date TEXT,
+        close_month TEXT,
+        owner TEXTKEY,
+        opened_at BIGINT,
+        closed_at BIGINT,
+        cycle_seconds BIGINT,
+        last_position BIGINT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    )",
+    indexes: &[
+        "CREATE INDEX {t}_customer ON {t} (tenant, customer_id)",
+        "CREATE INDEX {t}_status ON {t} (tenant, status, id)",
+    ],
+}];
+
+impl DocRow for Opportunity {
+    const COLUMNS: &'static [&'static str] = &[
+        "customer_id",
+        "status",
+        "stage",
+        "probability",
+        "forecast_category",
+        "currency",
+        "amount_minor",
+        "weighted_minor",
+        "close_date",
+        "close_month",
+        "owner",
+        "opened_at",
+        "closed_at",
+        "cycle_seconds",
+        "last_position",
+    ];
+
+    fn column_values(&self) -> Vec<SqlValue> {
+        vec![
+            SqlValue::opt_text(self.customer_id.as_ref().map(|c| c.as_str())),
+            status_text(self.status).into(),
+            SqlValue::opt_text(self.stage.map(|s| s.as_str())),
+            SqlValue::Int(i64::from(self.probability)),
+            SqlValue::opt_text(self.forecast_category.map(|c| c.as_str())),
+            SqlValue::opt_text(self.amount.map(|a| a.currency.code())),
+            SqlValue::opt_int(self.amount.map(|a| a.minor_units)),
+            SqlValue::opt_int(self.weighted_amount().map(|a| a.minor_units)),
+            SqlValue::opt_text(self.close_date.map(|d| d.format("%Y-%m-%d").to_string())),
+            SqlValue::opt_text(self.close_month()),
+            SqlValue::opt_text(self.owner.as_ref().map(|o| o.as_str())),
+            SqlValue::opt_int(self.opened_at.map(|t| t.timestamp_micros())),
+            SqlValue::opt_int(self.closed_at.map(|t| t.timestamp_micros())),
+            SqlValue::opt_int(self.cycle_seconds()),
+            from_position(self.last_position),
+        ]
+    }
+}
+
+fn status_text(status: OpportunityStatus) -> &'static str {
+    match status {
+        OpportunityStatus::Unknown => "unknown",
+        OpportunityStatus::Open => "open",
+        OpportunityStatus::Won => "won",
+        OpportunityStatus::Lost => "lost",
+    }
+}
+
+/// The pipeline projection.
+#[derive(Debug, Default)]
+pub struct PipelineProjection;
+
+#[async_trait::async_trait]
+impl Projection for PipelineProjection {
+    fn name(&self) -> &'static str {
+        "pipeline"
+    }
+
+    fn version(&self) -> i64 {
+        1
+    }
+
+    fn tables(&self) -> &'static [TableDef] {
+        TABLES
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut ReadTx,
+        tables: &Tables,
+        events: &[Arc<ProjectedEvent>],
+    ) -> Result<(), ProjectionError> {
+        let table = tables.get(TABLE);
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        let mut erased: BTreeSet<Key> = BTreeSet::new();
+        for event in events {
+            let tenant = event.tenant.as_str().to_owned();
+            match &event.event {
+                DomainEvent::CustomerErased(e) => {
+                    erased.insert((tenant, e.customer_id.as_str().to_owned()));
+                }
+                e if e.category() == "opportunity" => {
+                    keys.insert((tenant, e.entity_id().as_str().to_owned()));
+                }
+                _ => {}
+            }
+        }
+        if keys.is_empty() && erased.is_empty() {
+            return Ok(());
+        }
+        // Opportunities of customers erased in this batch are loaded to clear their names.
+        keys.extend(ids_of_customers(tx, table, &erased).await?);
+        let mut docs: HashMap<Key, Opportunity> = load_docs(tx, table, &keys).await?;
+        let mut dirty = BTreeSet::new();
+        for event in events {
+            let tenant = event.tenant.as_str();
+            if let DomainEvent::CustomerErased(e) = &event.event {
+                for ((t, _), opp) in docs.iter_mut() {
+                    if t == tenant && opp.customer_id.as_ref() == Some(&e.customer_id) {
+                        opp.erase_personal();
+                    }
+                }
+                dirty.extend(
+                    docs.iter()
+                        .filter(|((t, _), o)| {
+                            t == tenant && o.customer_id.as_ref() == Some(&e.customer_id)
+                        })
+                        .map(|(k, _)| k.clone()),
+                );
+                continue;
+            }
+            if event.event.category() != "opportunity" {
+                continue;
+            }
+            let key = (
+                tenant.to_owned(),
+                event.event.entity_id().as_str().to_owned(),
+            );
+            let opp = docs.entry(key.clone()).or_default();
+            fold::apply(opp, event);
+            dirty.insert(key);
+        }
+        upsert_docs(
+            tx,
+            table,
+            dirty.iter().filter_map(|k| docs.get_key_value(k)),
+        )
+        .await
+    }
+}
+
+/// Ids of the opportunities belonging to `customers`.
+async fn ids_of_customers(
+    tx: &mut ReadTx,
+    table: &str,
+    customers: &BTreeSet<Key>,
+) -> Result<Vec<Key>, ProjectionError> {
+    let mut keys = Vec::new();
+    for (tenant, customer) in customers {
+        let rows = tx
+            .fetch(
+                &format!("SELECT id FROM {table} WHERE tenant = ? AND customer_id = ?"),
+                vec![tenant.as_str().into(), customer.as_str().into()],
+                &[Col::Text],
+            )
+            .await?;
+        keys.extend(
+            rows.into_iter()
+                .filter_map(|mut r| r.remove(0).into_text())
+                .map(|id| (tenant.clone(), id)),
+        );
+    }
+    Ok(keys)
+}
+
+/// Totals of one stage in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageTotal {
+    pub stage: String,
+    pub count: i64,
+    pub amount: Money,
+    /// Sum of amount × probability, rounded per deal.
+    pub weighted: Money,
+}
+
+/// Forecast of one close month and category in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForecastLine {
+    pub close_month: String,
+    pub forecast_category: String,
+    pub count: i64,
+    pub amount: Money,
+    pub weighted: Money,
+}
+
+/// What `GET /v1/pipeline` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipelineSummary {
+    pub by_stage: Vec<StageTotal>,
+    pub forecast: Vec<ForecastLine>,
+    pub open: i64,
+    pub won: i64,
+    pub lost: i64,
+    /// won / (won + lost); absent before any deal closed.
+    pub win_rate: Option<f64>,
+    /// Mean days from opening to winning or losing, over closed deals.
+    pub average_cycle_days: Option<f64>,
+}
+
+/// The pipeline figures of `tenant`.
+pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, ProjectionError> {
+    let money = |currency: Option<&str>, minor: Option<i64>| -> Option<Money> {
+        let currency = Currency::parse(currency?).ok()?;
+        Some(Money::new(minor.unwrap_or(0), currency))
+    };
+    let by_stage = db
+        .fetch(
+            &format!(
+                "SELECT stage, currency, COUNT(*), SUM(amount_minor), SUM(weighted_minor) FROM {TABLE} \
+                 WHERE tenant = ? AND stage IS NOT NULL AND currency IS NOT NULL \
+                 GROUP BY stage, currency ORDER BY stage, currency"
+            ),
+            vec![tenant.into()],
+            &[Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+        )
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            Some(StageTotal {
+                stage: row[0].as_text()?.to_owned(),
+                count: row[2].as_int().unwrap_or(0),
+                amount: money(row[1].as_text(), row[3].as_int())?,
+                weighted: money(row[1].as_text(), row[4].as_int())?,
+            })
+        })
+        .collect();
+    let forecast = db
+        .fetch(
+            &format!(
+                "SELECT close_month, forecast_category, currency, COUNT(*), SUM(amount_minor), SUM(weighted_minor) \
+                 FROM {TABLE} WHERE tenant = ? AND close_month IS NOT NULL \
+                 AND forecast_category IS NOT NULL AND currency IS NOT NULL \
+                 GROUP BY close_month, forecast_category, currency \
+                 ORDER BY close_month, forecast_category, currency"
+            ),
+            vec![tenant.into()],
+            &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+        )
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            Some(ForecastLine {
+                close_month: row[0].as_text()?.to_owned(),
+                forecast_category: row[1].as_text()?.to_owned(),
+                count: row[3].as_int().unwrap_or(0),
+                amount: money(row[2].as_text(), row[4].as_int())?,
+                weighted: money(row[2].as_text(), row[5].as_int())?,
+            })
+        })
+        .collect();
+    let counts = db
+        .fetch(
+            &format!(
+                "SELECT status, COUNT(*), SUM(cycle_seconds), COUNT(cycle_seconds) FROM {TABLE} \
+                 WHERE tenant = ? GROUP BY status"
+            ),
+            vec![tenant.into()],
+            &[Col::Text, Col::Int, Col::Int, Col::Int],
+        )
+        .await?;
+    let count_of = |status: &str| {
+        counts
+            .iter()
+            .find(|r| r[0].as_text() == Some(status))
+            .and_then(|r| r[1].as_int())
+            .unwrap_or(0)
+    };
+    let (won, lost) = (count_of("won"), count_of("lost"));
+    let (cycle_sum, cycle_count) = counts
+        .iter()
+        .filter(|r| matches!(r[0].as_text(), Some("won" | "lost")))
+        .fold((0i64, 0i64), |(s, c), r| {
+            (
+                s.saturating_add(r[2].as_int().unwrap_or(0)),
+                c + r[3].as_int().unwrap_or(0),
+            )
+        });
+    Ok(PipelineSummary {
+        by_stage,
+        forecast,
+        open: count_of("open"),
+        won,
+        lost,
+        win_rate: (won + lost > 0).then(|| won as f64 / (won + lost) as f64),
+        average_cycle_days: (cycle_count > 0)
+            .then(|| cycle_sum as f64 / cycle_count as f64 / 86_400.0),
+    })
+}
+
+/// What to list opportunities by.
+#[derive(Debug, Clone, Default)]
+pub struct OpportunityFilter {
+    /// `open`, `won`, `lost`.
+    pub status: Option<String>,
+    pub stage: Option<String>,
+    pub owner: Option<String>,
+    pub customer_id: Option<String>,
+    /// Keyset pagination: ids after this one.
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// One opportunity with the time spent in each stage, measured to `now` for the open one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpportunityLine {
+    #[serde(flatten)]
+    pub opportunity: Opportunity,
+    pub weighted_amount: Option<Money>,
+    pub stage_seconds: Vec<(String, i64)>,
+}
+
+/// Opportunities of `tenant` matching `filter`, by id.
+pub async fn list(
+    db: &ReadDb,
+    tenant: &str,
+    filter: &OpportunityFilter,
+    now: DateTime<Utc>,
+) -> Result<Vec<OpportunityLine>, ProjectionError> {
+    let mut sql = format!("SELECT id, doc FROM {TABLE} WHERE tenant = ?");
+    let mut args: Vec<SqlValue> = vec![tenant.into()];
+    for (column, value) in [
+        ("status", &filter.status),
+        ("stage", &filter.stage),
+        ("owner", &filter.owner),
+        ("customer_id", &filter.customer_id),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(value.as_str().into());
+        }
+    }
+    if let Some(after) = &filter.after {
+        sql.push_str(" AND id > ?");
+        args.push(after.as_str().into());
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    args.push(SqlValue::Int(
+        i64::try_from(filter.limit).unwrap_or(i64::MAX),
+    ));
+    db.fetch(&sql, args, &[Col::Text, Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let id = row[0].as_text().unwrap_or_default();
+            let opportunity: Opportunity =
+                decode_doc(TABLE, tenant, id, row[1].as_text().unwrap_or_default())?;
+            Ok(OpportunityLine {
+                weighted_amount: opportunity.weighted_amount(),
+                stage_seconds: opportunity
+                    .stage_durations(now)
+                    .into_iter()
+                    .map(|(stage, seconds)| (stage.as_str().to_owned(), seconds))
+                    .collect(),
+                opportunity,
+            })
+        })
+        .collect()
+}
+
+/// Loads opportunities by id (for tests and tools).
+pub async fn get_many(
+    db: &ReadDb,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<Vec<Opportunity>, ProjectionError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(MAX_PARAMS - 1) {
+        let mut args: Vec<SqlValue> = vec![tenant.into()];
+        args.extend(chunk.iter().map(|id| SqlValue::text(*id)));
+        for row in db
+            .fetch(
+                &format!(
+                    "SELECT id, doc FROM {TABLE} WHERE tenant = ? AND id IN ({}) ORDER BY id",
+                    placeholders(chunk.len())
+                ),
+                args,
+                &[Col::Text, Col::Text],
+            )
+            .await?
+        {
+            let id = row[0].as_text().unwrap_or_default();
+            out.push(decode_doc(
+                TABLE,
+                tenant,
+                id,
+                row[1].as_text().unwrap_or_default(),
+            )?);
+        }
+    }
+    Ok(out)
+}

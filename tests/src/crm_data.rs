@@ -1,0 +1,415 @@
+//! A deterministic, rule-abiding CRM history for tests: customers registering, interacting,
+//! ordering (several orders on one day, refunds), consenting, being merged and erased; leads
+//! captured and converted; opportunities moving through stages to won or lost; cases opened,
+//! assigned, answered, escalated, resolved, reopened and closed. Two tenants.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crm_core::catalog::DomainEvent;
+use crm_core::envelope::{NewEvent, StreamId, TenantId};
+use crm_core::store::{EventStore, ExpectedRevision};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::bench_data::Rng;
+
+/// One event as an emitter would send it, with its tenant.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub tenant: &'static str,
+    pub event_type: &'static str,
+    pub data: Value,
+    pub occurred_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Emitted {
+    /// The stream and the event ready to append.
+    pub fn to_new_event(&self) -> (StreamId, NewEvent) {
+        let event = DomainEvent::parse(self.event_type, &self.data)
+            .unwrap_or_else(|e| panic!("generated an invalid event: {e}"));
+        let new = event
+            .to_new_event()
+            .with_id(self.id)
+            .with_occurred_at(self.occurred_at);
+        (event.stream(), new)
+    }
+}
+
+/// Appends `events` in order, one append per run of consecutive events of one stream.
+pub async fn append_all(store: &dyn EventStore, events: &[Emitted]) {
+    let mut i = 0;
+    while i < events.len() {
+        let tenant = TenantId::parse(events[i].tenant).expect("tenant");
+        let (stream, first) = events[i].to_new_event();
+        let mut batch = vec![first];
+        let mut j = i + 1;
+        while j < events.len() && events[j].tenant == events[i].tenant {
+            let (next_stream, next) = events[j].to_new_event();
+            if next_stream != stream {
+                break;
+            }
+            batch.push(next);
+            j += 1;
+        }
+        store
+            .append(&tenant, &stream, ExpectedRevision::Any, batch)
+            .await
+            .expect("append generated events");
+        i = j;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Customer {
+    id: String,
+    merged: bool,
+    erased: bool,
+    orders: Vec<(String, i64, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaseState {
+    Open,
+    Resolved,
+    Closed,
+}
+
+/// Generates about `steps` events over two tenants. The same seed gives the same events.
+pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(steps + customers);
+    let mut at = Utc
+        .with_ymd_and_hms(2025, 1, 6, 8, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let tenants = ["acme", "globex"];
+    let mut people: Vec<Vec<Customer>> = vec![Vec::new(), Vec::new()];
+    let mut opportunities: Vec<Vec<(String, usize)>> = vec![Vec::new(), Vec::new()];
+    let mut cases: Vec<Vec<(String, CaseState, u8)>> = vec![Vec::new(), Vec::new()];
+    let mut leads: Vec<Vec<(String, bool)>> = vec![Vec::new(), Vec::new()];
+    let mut counter = 0u64;
+    let mut next_id = |prefix: &str| {
+        counter += 1;
+        format!("{prefix}-{counter}")
+    };
+    let emit =
+        |out: &mut Vec<Emitted>, t: usize, ty: &'static str, data: Value, at: DateTime<Utc>| {
+            let id = Uuid::from_u64_pair(seed, out.len() as u64);
+            out.push(Emitted {
+                tenant: tenants[t],
+                event_type: ty,
+                data,
+                occurred_at: at,
+                id,
+            });
+        };
+    for n in 0..customers {
+        let t = n % 2;
+        let id = format!("c-{n}");
+        at += Duration::minutes(1 + rng.below(30) as i64);
+        emit(
+            &mut out,
+            t,
+            "CustomerRegistered",
+            json!({
+                "customer_id": id, "kind": if n % 5 == 0 { "company" } else { "person" },
+                "name": format!("Customer {n}"), "email": format!("c{n}@example.com"),
+                "segment": (["smb", "enterprise", "consumer"][n % 3]), "owner": format!("u-{}", n % 4)
+            }),
+            at,
+        );
+        people[t].push(Customer {
+            id,
+            merged: false,
+            erased: false,
+            orders: Vec::new(),
+        });
+    }
+    let channels = [
+        "email",
+        "phone",
+        "chat",
+        "sms",
+        "social",
+        "web",
+        "meeting",
+        "in_person",
+    ];
+    let stages = ["Prospecting", "Qualification", "Proposal", "Negotiation"];
+    let priorities = ["low", "normal", "high", "urgent"];
+    for _ in 0..steps {
+        // Time moves in small steps, sometimes staying within a day, sometimes jumping days.
+        at += if rng.below(10) == 0 {
+            Duration::hours(20 + rng.below(60) as i64)
+        } else {
+            Duration::minutes(rng.below(90) as i64)
+        };
+        let t = rng.below(2) as usize;
+        let active: Vec<usize> = (0..people[t].len())
+            .filter(|&i| !people[t][i].merged)
+            .collect();
+        if active.is_empty() {
+            continue;
+        }
+        let ci = active[rng.below(active.len() as u64) as usize];
+        let cid = people[t][ci].id.clone();
+        let erased = people[t][ci].erased;
+        match rng.below(100) {
+            0..=24 if !erased => emit(
+                &mut out,
+                t,
+                "InteractionLogged",
+                json!({
+                    "customer_id": cid, "interaction_id": next_id("i"),
+                    "channel": channels[rng.below(8) as usize],
+                    "direction": if rng.below(2) == 0 { "inbound" } else { "outbound" },
+                    "subject": "About the account", "summary": "Talked it through"
+                }),
+                at,
+            ),
+            25..=44 => {
+                let order = next_id("o");
+                let minor = 100 + rng.below(50_000) as i64;
+                emit(
+                    &mut out,
+                    t,
+                    "OrderPlaced",
+                    json!({
+                        "customer_id": cid, "order_id": order,
+                        "amount": format!("{}.{:02}", minor / 100, minor % 100), "currency": "USD"
+                    }),
+                    at,
+                );
+                people[t][ci].orders.push((order, minor, 0));
+            }
+            45..=49 => {
+                let open: Vec<usize> = (0..people[t][ci].orders.len())
+                    .filter(|&o| people[t][ci].orders[o].2 < people[t][ci].orders[o].1)
+                    .collect();
+                if let Some(&o) = open.first() {
+                    let (order, amount, refunded) = people[t][ci].orders[o].clone();
+                    let left = amount - refunded;
+                    let refund = if rng.below(2) == 0 {
+                        left
+                    } else {
+                        (left / 2).max(1)
+                    };
+                    emit(
+                        &mut out,
+                        t,
+                        "OrderRefunded",
+                        json!({
+                            "customer_id": cid, "order_id": order,
+                            "amount": format!("{}.{:02}", refund / 100, refund % 100), "currency": "USD"
+                        }),
+                        at,
+                    );
+                    people[t][ci].orders[o].2 += refund;
+                }
+            }
+            50..=52 => emit(
+                &mut out,
+                t,
+                "CustomerConsentChanged",
+                json!({
+                    "customer_id": cid, "channel": (["email", "sms", "phone"][rng.below(3) as usize]),
+                    "purpose": (["marketing", "service"][rng.below(2) as usize]),
+                    "granted": rng.below(2) == 0
+                }),
+                at,
+            ),
+            53..=54 if !erased => emit(
+                &mut out,
+                t,
+                "CustomerProfileUpdated",
+                json!({
+                    "customer_id": cid, "segment": (["smb", "enterprise"][rng.below(2) as usize]),
+                    "email": format!("{cid}.new@example.com")
+                }),
+                at,
+            ),
+            55..=62 => {
+                let opp = next_id("op");
+                let minor = 100_000 + rng.below(5_000_000) as i64;
+                emit(
+                    &mut out,
+                    t,
+                    "OpportunityOpened",
+                    json!({
+                        "opportunity_id": opp, "customer_id": cid, "name": "Deal",
+                        "amount": format!("{}.{:02}", minor / 100, minor % 100), "currency": "EUR",
+                        "stage": "Prospecting",
+                        "close_date": (at + Duration::days(30 + rng.below(120) as i64)).format("%Y-%m-%d").to_string(),
+                        "owner": format!("u-{}", rng.below(4))
+                    }),
+                    at,
+                );
+                opportunities[t].push((opp, 0));
+            }
+            63..=74 if !opportunities[t].is_empty() => {
+                let k = rng.below(opportunities[t].len() as u64) as usize;
+                let (opp, stage) = opportunities[t][k].clone();
+                match rng.below(10) {
+                    0..=4 if stage < 3 => {
+                        emit(
+                            &mut out,
+                            t,
+                            "OpportunityStageChanged",
+                            json!({
+                                "opportunity_id": opp, "stage": stages[stage + 1]
+                            }),
+                            at,
+                        );
+                        opportunities[t][k].1 += 1;
+                    }
+                    5 => emit(
+                        &mut out,
+                        t,
+                        "OpportunityUpdated",
+                        json!({
+                            "opportunity_id": opp, "amount": "1234.50", "currency": "EUR",
+                            "probability": 35
+                        }),
+                        at,
+                    ),
+                    6..=7 => {
+                        emit(
+                            &mut out,
+                            t,
+                            "OpportunityWon",
+                            json!({"opportunity_id": opp}),
+                            at,
+                        );
+                        opportunities[t].remove(k);
+                    }
+                    _ => {
+                        emit(
+                            &mut out,
+                            t,
+                            "OpportunityLost",
+                            json!({"opportunity_id": opp, "reason": "price"}),
+                            at,
+                        );
+                        opportunities[t].remove(k);
+                    }
+                }
+            }
+            75..=80 => {
+                let case = next_id("k");
+                let priority = rng.below(4) as u8;
+                emit(
+                    &mut out,
+                    t,
+                    "CaseOpened",
+                    json!({
+                        "case_id": case, "customer_id": cid, "subject": "It broke",
+                        "channel": channels[rng.below(8) as usize], "priority": priorities[priority as usize]
+                    }),
+                    at,
+                );
+                cases[t].push((case, CaseState::Open, priority));
+            }
+            81..=90 if !cases[t].is_empty() => {
+                let k = rng.below(cases[t].len() as u64) as usize;
+                let (case, state, priority) = cases[t][k].clone();
+                let agent = format!("a-{}", rng.below(3));
+                match (state, rng.below(6)) {
+                    (CaseState::Open, 0) => emit(
+                        &mut out,
+                        t,
+                        "CaseAssigned",
+                        json!({"case_id": case, "agent": agent}),
+                        at,
+                    ),
+                    (CaseState::Open, 1 | 2) => emit(
+                        &mut out,
+                        t,
+                        "CaseResponded",
+                        json!({"case_id": case, "agent": agent}),
+                        at,
+                    ),
+                    (CaseState::Open, 3) if priority < 3 => {
+                        emit(
+                            &mut out,
+                            t,
+                            "CaseEscalated",
+                            json!({"case_id": case, "priority": priorities[priority as usize + 1]}),
+                            at,
+                        );
+                        cases[t][k].2 += 1;
+                    }
+                    (CaseState::Open, _) => {
+                        emit(&mut out, t, "CaseResolved", json!({"case_id": case}), at);
+                        cases[t][k].1 = CaseState::Resolved;
+                    }
+                    (CaseState::Resolved, 0) => {
+                        emit(&mut out, t, "CaseReopened", json!({"case_id": case}), at);
+                        cases[t][k].1 = CaseState::Open;
+                    }
+                    (CaseState::Resolved, _) => {
+                        emit(&mut out, t, "CaseClosed", json!({"case_id": case}), at);
+                        cases[t][k].1 = CaseState::Closed;
+                    }
+                    (CaseState::Closed, _) => {
+                        emit(&mut out, t, "CaseReopened", json!({"case_id": case}), at);
+                        cases[t][k].1 = CaseState::Open;
+                    }
+                }
+            }
+            91..=93 => {
+                let lead = next_id("l");
+                emit(
+                    &mut out,
+                    t,
+                    "LeadCaptured",
+                    json!({"lead_id": lead, "name": "Prospect", "source": "web"}),
+                    at,
+                );
+                leads[t].push((lead, false));
+            }
+            94..=95 if !leads[t].is_empty() => {
+                let k = rng.below(leads[t].len() as u64) as usize;
+                let (lead, qualified) = leads[t][k].clone();
+                if !qualified {
+                    emit(&mut out, t, "LeadQualified", json!({"lead_id": lead}), at);
+                    leads[t][k].1 = true;
+                } else {
+                    emit(
+                        &mut out,
+                        t,
+                        "LeadConverted",
+                        json!({"lead_id": lead, "customer_id": cid}),
+                        at,
+                    );
+                    leads[t].remove(k);
+                }
+            }
+            96..=97 if active.len() > 2 && !erased => {
+                let other = active[rng.below(active.len() as u64) as usize];
+                if other != ci {
+                    let into = people[t][other].id.clone();
+                    emit(
+                        &mut out,
+                        t,
+                        "CustomerMerged",
+                        json!({"customer_id": cid, "into_customer_id": into}),
+                        at,
+                    );
+                    people[t][ci].merged = true;
+                }
+            }
+            98 if !erased => {
+                emit(
+                    &mut out,
+                    t,
+                    "CustomerErased",
+                    json!({"customer_id": cid}),
+                    at,
+                );
+                people[t][ci].erased = true;
+            }
+            _ => {}
+        }
+    }
+    out
+}
