@@ -10,10 +10,10 @@ use crm_core::envelope::{Position, TenantId};
 use crm_core::store::{EventStore, MAX_POSITIONS_PER_READ};
 
 use crate::bookkeeping::{from_position, to_position};
-use crate::customer360::{Customer360, fold_customer};
+use crate::customer360::{Customer360, CustomerView, RECENT_ENTRIES, fold_customer};
 use crate::db::{Col, ReadDb, SqlValue};
 use crate::error::ProjectionError;
-use crate::event::ProjectedEvent;
+use crate::event::{ProjectedEvent, TimelineEntry};
 use crate::timeline;
 
 /// Where to cut a customer's history.
@@ -27,6 +27,22 @@ pub enum Cut {
     Position(Position),
 }
 
+/// A customer as of a past moment: its folded state and the last entries of its timeline
+/// within the cut, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsOf {
+    pub state: Customer360,
+    pub recent: Vec<TimelineEntry>,
+}
+
+impl AsOf {
+    /// The 360 view, with time-dependent figures evaluated at `at` (for a business-time cut,
+    /// the cut itself).
+    pub fn view(&self, at: DateTime<Utc>) -> CustomerView {
+        self.state.view(at, self.recent.clone())
+    }
+}
+
 /// The customer's 360 state at `cut`, or `None` if no event of it falls within the cut. The
 /// timeline read model must have reached the cut (for a position cut) or the present.
 /// Personal fields of a customer erased since are blank, as in the live view.
@@ -36,7 +52,7 @@ pub async fn customer_as_of(
     tenant: &TenantId,
     customer: &str,
     cut: Cut,
-) -> Result<Option<Customer360>, ProjectionError> {
+) -> Result<Option<AsOf>, ProjectionError> {
     let (condition, bound) = match cut {
         Cut::OccurredBy(at) => ("occurred_at <= ?", SqlValue::Int(at.timestamp_micros())),
         Cut::RecordedBy(at) => ("recorded_at <= ?", SqlValue::Int(at.timestamp_micros())),
@@ -86,5 +102,11 @@ pub async fn customer_as_of(
         state.email = None;
         state.phone = None;
     }
-    Ok(Some(state))
+    let recent = events
+        .iter()
+        .rev()
+        .take(RECENT_ENTRIES)
+        .map(|e| e.timeline_entry())
+        .collect();
+    Ok(Some(AsOf { state, recent }))
 }

@@ -138,6 +138,12 @@ impl RunnerHandle {
         self.join().await
     }
 
+    /// Stops the runner at once, as a crash would: the batch in flight is never committed,
+    /// and leases are not given up (SQLite ones expire; PostgreSQL's end with the connection).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
     /// Waits for the runner to end (with `stop_when_caught_up`, once caught up).
     pub async fn join(self) -> Result<(), ProjectionError> {
         match self.task.await {

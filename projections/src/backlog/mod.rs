@@ -347,11 +347,11 @@ pub async fn backlog(
         .fetch(
             &format!(
                 "SELECT \
-                 SUM(CASE WHEN first_response_at > opened_at + {offset_expr} \
+                 CAST(SUM(CASE WHEN first_response_at > opened_at + {offset_expr} \
                       OR (first_response_at IS NULL AND status = 'open' AND ? > opened_at + {offset_expr}) \
-                      THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN resolved_at > opened_at + {offset_expr} \
-                      OR (status = 'open' AND ? > opened_at + {offset_expr}) THEN 1 ELSE 0 END) \
+                      THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN resolved_at > opened_at + {offset_expr} \
+                      OR (status = 'open' AND ? > opened_at + {offset_expr}) THEN 1 ELSE 0 END) AS BIGINT) \
                  FROM {TABLE} WHERE tenant = ? AND opened_at IS NOT NULL"
             ),
             breach_args(args),

@@ -18,11 +18,8 @@ use crm_core::money::Money;
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::{direct_customer, record_links};
-use crate::event::{ProjectedEvent, TimelineEntry};
+use crate::event::ProjectedEvent;
 use crate::rows::{Key, Links, merged_key};
-
-/// Timeline entries kept in the view.
-pub const RECENT_ENTRIES: usize = 20;
 
 /// Everything the 360 view is computed from, for one customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +49,6 @@ pub struct Customer360 {
     pub erased_at: Option<DateTime<Utc>>,
     /// Business time of the first event seen.
     pub first_seen_at: Option<DateTime<Utc>>,
-    /// The last [`RECENT_ENTRIES`] events applied to this view, oldest first.
-    pub recent: Vec<TimelineEntry>,
     /// Position of the last event applied.
     pub last_position: Position,
 }
@@ -151,8 +146,7 @@ impl World {
         apply_to(customer, &direct, event);
     }
 
-    /// The state of a customer, created empty if never seen; marks it changed and records
-    /// the event in its recent timeline.
+    /// The state of a customer, created empty if never seen; marks it changed.
     fn customer(&mut self, tenant: &str, id: &str, event: &ProjectedEvent) -> &mut Customer360 {
         let key = (tenant.to_owned(), id.to_owned());
         self.dirty.insert(key.clone());
@@ -166,7 +160,6 @@ impl World {
                 .map_or(event.occurred_at, |at| at.min(event.occurred_at)),
         );
         customer.last_position = customer.last_position.max(event.position);
-        push_recent(&mut customer.recent, event.timeline_entry());
         customer
     }
 
@@ -210,18 +203,6 @@ pub fn fold_customer(
         world.apply(event);
     }
     world.get(tenant, customer).cloned()
-}
-
-fn push_recent(recent: &mut Vec<TimelineEntry>, entry: TimelineEntry) {
-    if recent.iter().any(|e| e.position == entry.position) {
-        return;
-    }
-    let at = recent.partition_point(|e| e.position < entry.position);
-    recent.insert(at, entry);
-    if recent.len() > RECENT_ENTRIES {
-        let excess = recent.len() - RECENT_ENTRIES;
-        recent.drain(..excess);
-    }
 }
 
 fn erase(customer: &mut Customer360, at: DateTime<Utc>) {
@@ -417,9 +398,6 @@ fn absorb(survivor: &mut Customer360, merged: &Customer360) {
         .merged_ids
         .extend(merged.merged_ids.iter().cloned());
     survivor.first_seen_at = min_opt(survivor.first_seen_at, merged.first_seen_at);
-    for entry in &merged.recent {
-        push_recent(&mut survivor.recent, entry.clone());
-    }
 }
 
 fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {

@@ -166,6 +166,34 @@ pub async fn get(
         .transpose()
 }
 
+/// Timeline entries the 360 view shows.
+pub const RECENT_ENTRIES: usize = 20;
+
+/// The 360 view of one customer from the live read models, evaluated at `at`, with the last
+/// [`RECENT_ENTRIES`] entries of its timeline.
+pub async fn view(
+    db: &ReadDb,
+    tenant: &str,
+    customer: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<CustomerView>, ProjectionError> {
+    let Some(state) = get(db, tenant, customer).await? else {
+        return Ok(None);
+    };
+    let recent = crate::timeline::page(
+        db,
+        tenant,
+        customer,
+        crate::timeline::TimelinePage {
+            cursor: None,
+            limit: RECENT_ENTRIES,
+            newest_first: true,
+        },
+    )
+    .await?;
+    Ok(Some(state.view(at, recent)))
+}
+
 /// What to list customers by.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerFilter {

@@ -101,8 +101,9 @@ pub struct CaseLine {
 }
 
 impl Customer360 {
-    /// The view with time-dependent figures evaluated at `at`.
-    pub fn view(&self, at: DateTime<Utc>) -> CustomerView {
+    /// The view with time-dependent figures evaluated at `at`, showing `recent` (the last
+    /// entries of the customer's timeline, newest first).
+    pub fn view(&self, at: DateTime<Utc>, recent: Vec<TimelineEntry>) -> CustomerView {
         let status = if self.merged_into.is_some() {
             "merged"
         } else if self.erased_at.is_some() {
@@ -155,7 +156,7 @@ impl Customer360 {
             merged_into: self.merged_into.clone(),
             erased_at: self.erased_at,
             first_seen_at: self.first_seen_at,
-            recent_timeline: self.recent.iter().rev().cloned().collect(),
+            recent_timeline: recent,
             evaluated_at: at,
             last_position: self.last_position,
         }

@@ -252,7 +252,7 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
     let by_stage = db
         .fetch(
             &format!(
-                "SELECT stage, currency, COUNT(*), SUM(amount_minor), SUM(weighted_minor) FROM {TABLE} \
+                "SELECT stage, currency, COUNT(*), CAST(SUM(amount_minor) AS BIGINT), CAST(SUM(weighted_minor) AS BIGINT) FROM {TABLE} \
                  WHERE tenant = ? AND stage IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY stage, currency ORDER BY stage, currency"
             ),
@@ -273,7 +273,7 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
     let forecast = db
         .fetch(
             &format!(
-                "SELECT close_month, forecast_category, currency, COUNT(*), SUM(amount_minor), SUM(weighted_minor) \
+                "SELECT close_month, forecast_category, currency, COUNT(*), CAST(SUM(amount_minor) AS BIGINT), CAST(SUM(weighted_minor) AS BIGINT) \
                  FROM {TABLE} WHERE tenant = ? AND close_month IS NOT NULL \
                  AND forecast_category IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY close_month, forecast_category, currency \
@@ -297,7 +297,7 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
     let counts = db
         .fetch(
             &format!(
-                "SELECT status, COUNT(*), SUM(cycle_seconds), COUNT(cycle_seconds) FROM {TABLE} \
+                "SELECT status, COUNT(*), CAST(SUM(cycle_seconds) AS BIGINT), COUNT(cycle_seconds) FROM {TABLE} \
                  WHERE tenant = ? GROUP BY status"
             ),
             vec![tenant.into()],

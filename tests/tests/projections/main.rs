@@ -1,0 +1,39 @@
+//! Projections end to end: the runner and every read model against real stores, one suite
+//! written once in `suite.rs` and run on SQLite and PostgreSQL, each test on a fresh store.
+
+mod fixture;
+mod suite;
+
+use fixture::Fixture;
+
+macro_rules! projections {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            projections!(@tests $backend:
+                customer_360_figures_with_same_day_purchases_refunds_and_merges_are_right,
+                the_timeline_spans_streams_converted_leads_and_merges,
+                pipeline_and_backlog_figures_are_right,
+                a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answering,
+                killing_the_runner_at_random_points_ends_in_the_rows_of_a_clean_rebuild,
+                as_of_folds_agree_with_the_read_model_at_the_same_moment,
+                each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies,
+                a_changed_projection_version_is_rebuilt_while_the_old_tables_answer,
+            );
+        }
+    };
+    (@tests $backend:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fixture) = Fixture::$backend(stringify!($name)).await else {
+                    return;
+                };
+                suite::$name(&fixture).await;
+            }
+        )*
+    };
+}
+
+projections!(sqlite);
+projections!(postgres);

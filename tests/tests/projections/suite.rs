@@ -1,0 +1,897 @@
+//! The projection suite, written once and run against every backend.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use crm_core::envelope::TenantId;
+use crm_core::money::Money;
+use crm_projections::asof::{Cut, customer_as_of};
+use crm_projections::backlog;
+use crm_projections::bookkeeping::request_rebuild;
+use crm_projections::customer360::{self, Customer360, Customer360Projection, CustomerFilter};
+use crm_projections::db::{Col, SqlValue};
+use crm_projections::event::ProjectedEvent;
+use crm_projections::pipeline;
+use crm_projections::projection::{Projection, TableDef, Tables};
+use crm_projections::runner::{self, RunState};
+use crm_projections::timeline::{self, TimelinePage};
+use crm_projections::{ProjectionError, all_projections};
+use crm_tests::bench_data::Rng;
+use crm_tests::crm_data::{Emitted, append_all, history};
+use serde_json::{Value, json};
+
+use crate::fixture::Fixture;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("test time")
+        .with_timezone(&Utc)
+}
+
+fn ev(event_type: &'static str, data: Value, occurred_at: &str) -> Emitted {
+    Emitted {
+        tenant: "t1",
+        event_type,
+        data,
+        occurred_at: at(occurred_at),
+        id: uuid::Uuid::new_v4(),
+    }
+}
+
+fn usd(amount: &str) -> Money {
+    Money::parse(amount, "USD").expect("amount")
+}
+
+async fn get_360(fixture: &Fixture, customer: &str) -> Customer360 {
+    customer360::get(&fixture.db, "t1", customer)
+        .await
+        .expect("query")
+        .unwrap_or_else(|| panic!("no 360 row for {customer}"))
+}
+
+pub async fn customer_360_figures_with_same_day_purchases_refunds_and_merges_are_right(
+    fixture: &Fixture,
+) {
+    let events = vec![
+        ev(
+            "CustomerRegistered",
+            json!({"customer_id": "c-1", "kind": "person", "name": "Ada Lovelace", "email": "ada@example.com"}),
+            "2026-03-01T09:00:00Z",
+        ),
+        ev(
+            "InteractionLogged",
+            json!({"customer_id": "c-1", "interaction_id": "i-1", "channel": "email", "direction": "inbound"}),
+            "2026-03-01T10:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-1", "order_id": "o-1", "amount": "10.00", "currency": "USD"}),
+            "2026-03-02T10:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-1", "order_id": "o-2", "amount": "5.50", "currency": "USD"}),
+            "2026-03-02T15:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-1", "order_id": "o-3", "amount": "20.00", "currency": "USD"}),
+            "2026-03-05T08:00:00Z",
+        ),
+        ev(
+            "CustomerRegistered",
+            json!({"customer_id": "c-2", "kind": "person", "name": "A. Lovelace"}),
+            "2026-03-05T09:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-2", "order_id": "o-1", "amount": "4.00", "currency": "USD"}),
+            "2026-03-05T23:59:59Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-1", "order_id": "o-4", "amount": "7.00", "currency": "USD"}),
+            "2026-03-09T12:00:00Z",
+        ),
+        ev(
+            "OrderRefunded",
+            json!({"customer_id": "c-1", "order_id": "o-4", "amount": "7.00", "currency": "USD"}),
+            "2026-03-09T13:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-1", "order_id": "o-5", "amount": "30.00", "currency": "USD"}),
+            "2026-03-10T12:00:00Z",
+        ),
+        ev(
+            "OrderRefunded",
+            json!({"customer_id": "c-1", "order_id": "o-5", "amount": "10.00", "currency": "USD"}),
+            "2026-03-11T12:00:00Z",
+        ),
+        ev(
+            "InteractionLogged",
+            json!({"customer_id": "c-2", "interaction_id": "i-2", "channel": "phone", "direction": "outbound"}),
+            "2026-03-11T14:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-2", "order_id": "o-9", "amount": "12.00", "currency": "USD"}),
+            "2026-03-12T00:00:00Z",
+        ),
+        ev(
+            "InteractionLogged",
+            json!({"customer_id": "c-1", "interaction_id": "i-3", "channel": "email", "direction": "outbound"}),
+            "2026-03-12T10:00:00Z",
+        ),
+        ev(
+            "CustomerMerged",
+            json!({"customer_id": "c-2", "into_customer_id": "c-1"}),
+            "2026-03-13T09:00:00Z",
+        ),
+        ev(
+            "CustomerErased",
+            json!({"customer_id": "c-2"}),
+            "2026-03-14T09:00:00Z",
+        ),
+    ];
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+
+    let survivor = get_360(fixture, "c-1").await;
+    let view = survivor.view(at("2026-03-20T12:00:00Z"), Vec::new());
+    assert_eq!(view.status, "active");
+    assert_eq!(
+        view.name.as_deref(),
+        Some("Ada Lovelace"),
+        "the survivor keeps its profile"
+    );
+    assert_eq!(view.merged_ids, vec!["c-2".to_owned()]);
+    assert_eq!(view.interactions.total, 3);
+    assert_eq!(view.interactions.by_channel.len(), 2);
+    assert_eq!(
+        view.orders.count, 7,
+        "c-2's o-1 does not collide with c-1's o-1"
+    );
+    assert_eq!(view.orders.refunded_count, 1);
+    let usd_figures = &view.orders.by_currency[0];
+    assert_eq!(usd_figures.gross, usd("88.50"));
+    assert_eq!(usd_figures.refunded, usd("17.00"));
+    assert_eq!(usd_figures.net, usd("71.50"));
+    assert_eq!(
+        usd_figures.average,
+        usd("10.21"),
+        "71.50 / 7 rounded half away from zero"
+    );
+    // Purchase days, net of refunds: 03-02 15.50, 03-05 24.00 (both customers' orders),
+    // 03-09 nothing (fully refunded), 03-10 20.00, 03-12 12.00.
+    let rfm = &view.rfm[0];
+    assert_eq!(
+        (rfm.frequency, rfm.recency, rfm.t),
+        (3, 10, 18),
+        "frequency = 4 purchase days - 1, recency 03-02..03-12, T 03-02..03-20"
+    );
+    assert_eq!(rfm.monetary_value, usd("18.67"), "(24 + 20 + 12) / 3");
+    assert_eq!(view.orders.first_at, Some(at("2026-03-02T10:00:00Z")));
+    assert_eq!(view.orders.last_at, Some(at("2026-03-12T00:00:00Z")));
+
+    let merged = get_360(fixture, "c-2")
+        .await
+        .view(at("2026-03-20T12:00:00Z"), Vec::new());
+    assert_eq!(merged.status, "merged");
+    assert_eq!(merged.merged_into.as_deref(), Some("c-1"));
+    assert_eq!(
+        merged.name, None,
+        "the merged customer's own profile was erased"
+    );
+    assert!(merged.erased_at.is_some());
+
+    // As of a business time before the merge, c-1 is its own three orders.
+    let tenant = TenantId::parse("t1").expect("tenant");
+    let before = customer_as_of(
+        fixture.store.as_ref(),
+        &fixture.db,
+        &tenant,
+        "c-1",
+        Cut::OccurredBy(at("2026-03-06T00:00:00Z")),
+    )
+    .await
+    .expect("as of")
+    .expect("c-1 existed");
+    let before = before.view(at("2026-03-06T00:00:00Z"));
+    assert_eq!(before.orders.count, 3);
+    assert!(before.merged_ids.is_empty());
+    let rfm = &before.rfm[0];
+    assert_eq!((rfm.frequency, rfm.recency, rfm.t), (1, 3, 4));
+    assert_eq!(rfm.monetary_value, usd("20.00"));
+
+    // Searching finds by name, case-insensitively, and the erased one no longer by name.
+    let found = customer360::list(
+        &fixture.db,
+        "t1",
+        &CustomerFilter {
+            search: Some("LOVELACE".into()),
+            limit: 10,
+            ..CustomerFilter::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert_eq!(
+        found
+            .iter()
+            .map(|c| c.customer_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["c-1"]
+    );
+}
+
+pub async fn the_timeline_spans_streams_converted_leads_and_merges(fixture: &Fixture) {
+    let events = vec![
+        ev(
+            "LeadCaptured",
+            json!({"lead_id": "l-1", "name": "Bob", "source": "web"}),
+            "2026-01-01T09:00:00Z",
+        ),
+        ev(
+            "LeadQualified",
+            json!({"lead_id": "l-1"}),
+            "2026-01-02T09:00:00Z",
+        ),
+        ev(
+            "CustomerRegistered",
+            json!({"customer_id": "c-1", "kind": "company", "name": "Bob Ltd"}),
+            "2026-01-03T09:00:00Z",
+        ),
+        ev(
+            "LeadConverted",
+            json!({"lead_id": "l-1", "customer_id": "c-1", "opportunity_id": "op-1"}),
+            "2026-01-03T09:05:00Z",
+        ),
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-1", "customer_id": "c-1", "name": "Pilot", "amount": "1000.00", "currency": "EUR", "stage": "Prospecting", "close_date": "2026-03-31"}),
+            "2026-01-03T10:00:00Z",
+        ),
+        ev(
+            "CaseOpened",
+            json!({"case_id": "k-1", "customer_id": "c-1", "subject": "Login", "channel": "email", "priority": "high"}),
+            "2026-01-04T10:00:00Z",
+        ),
+        ev(
+            "CaseResponded",
+            json!({"case_id": "k-1", "agent": "a-1"}),
+            "2026-01-04T11:00:00Z",
+        ),
+        ev(
+            "CustomerRegistered",
+            json!({"customer_id": "c-2", "kind": "company", "name": "Bob Limited"}),
+            "2026-01-05T09:00:00Z",
+        ),
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-2", "customer_id": "c-2", "name": "Dup", "amount": "10.00", "currency": "EUR", "stage": "Prospecting", "close_date": "2026-03-31"}),
+            "2026-01-05T10:00:00Z",
+        ),
+        ev(
+            "CustomerMerged",
+            json!({"customer_id": "c-2", "into_customer_id": "c-1"}),
+            "2026-01-06T09:00:00Z",
+        ),
+        ev(
+            "OpportunityWon",
+            json!({"opportunity_id": "op-2"}),
+            "2026-01-07T09:00:00Z",
+        ),
+        ev(
+            "OpportunityWon",
+            json!({"opportunity_id": "op-1"}),
+            "2026-01-08T09:00:00Z",
+        ),
+        ev(
+            "LeadCaptured",
+            json!({"lead_id": "l-2", "company": "Fair Co", "source": "fair"}),
+            "2026-01-09T09:00:00Z",
+        ),
+    ];
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+    let page = TimelinePage {
+        cursor: None,
+        limit: 100,
+        newest_first: false,
+    };
+    let c1 = timeline::page(&fixture.db, "t1", "c-1", page)
+        .await
+        .expect("timeline");
+    let types: Vec<&str> = c1.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "LeadCaptured",
+            "LeadQualified",
+            "CustomerRegistered",
+            "LeadConverted",
+            "OpportunityOpened",
+            "CaseOpened",
+            "CaseResponded",
+            "CustomerRegistered",
+            "OpportunityOpened",
+            "CustomerMerged",
+            "OpportunityWon",
+            "OpportunityWon",
+        ],
+        "every event touching c-1, its lead, deal, case and merged duplicate, in log order"
+    );
+    assert!(c1.windows(2).all(|w| w[0].position < w[1].position));
+    let c2 = timeline::page(&fixture.db, "t1", "c-2", page)
+        .await
+        .expect("timeline");
+    assert_eq!(
+        c2.len(),
+        4,
+        "c-2's own events, and its deal's win after the merge"
+    );
+    // The 360 counts the merged customer's deal as won, once.
+    let view = customer360::view(&fixture.db, "t1", "c-1", at("2026-02-01T00:00:00Z"))
+        .await
+        .expect("view")
+        .expect("c-1");
+    assert_eq!(view.won_opportunities.len(), 2);
+    assert!(view.open_opportunities.is_empty());
+    assert_eq!(view.open_cases.len(), 1);
+    assert_eq!(
+        view.recent_timeline
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        c1.iter().rev().map(|e| e.position).collect::<Vec<_>>(),
+        "the 360 shows the timeline, newest first"
+    );
+    // Paging newest first with a cursor.
+    let newest = timeline::page(
+        &fixture.db,
+        "t1",
+        "c-1",
+        TimelinePage {
+            cursor: Some(c1[5].position),
+            limit: 2,
+            newest_first: true,
+        },
+    )
+    .await
+    .expect("page");
+    assert_eq!(
+        newest.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![c1[4].position, c1[3].position]
+    );
+}
+
+pub async fn pipeline_and_backlog_figures_are_right(fixture: &Fixture) {
+    let events = vec![
+        ev(
+            "CustomerRegistered",
+            json!({"customer_id": "c-1", "kind": "company", "name": "Initech"}),
+            "2026-01-01T08:00:00Z",
+        ),
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-1", "customer_id": "c-1", "name": "Big", "amount": "1000.00", "currency": "EUR", "stage": "Prospecting", "close_date": "2026-02-15", "owner": "u-1"}),
+            "2026-01-01T09:00:00Z",
+        ),
+        ev(
+            "OpportunityStageChanged",
+            json!({"opportunity_id": "op-1", "stage": "Proposal"}),
+            "2026-01-03T09:00:00Z",
+        ),
+        ev(
+            "OpportunityWon",
+            json!({"opportunity_id": "op-1"}),
+            "2026-01-11T09:00:00Z",
+        ),
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-2", "customer_id": "c-1", "name": "Mid", "amount": "500.05", "currency": "EUR", "stage": "Negotiation", "close_date": "2026-03-10"}),
+            "2026-01-02T09:00:00Z",
+        ),
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-3", "customer_id": "c-1", "name": "Small", "amount": "10.01", "currency": "EUR", "stage": "Proposal", "close_date": "2026-03-20", "probability": 35, "forecast_category": "Commit"}),
+            "2026-01-02T10:00:00Z",
+        ),
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": "op-4", "customer_id": "c-1", "name": "Lost", "amount": "70.00", "currency": "EUR", "stage": "Qualification", "close_date": "2026-03-20"}),
+            "2026-01-02T11:00:00Z",
+        ),
+        ev(
+            "OpportunityLost",
+            json!({"opportunity_id": "op-4", "reason": "price"}),
+            "2026-01-22T11:00:00Z",
+        ),
+        ev(
+            "CaseOpened",
+            json!({"case_id": "k-1", "customer_id": "c-1", "subject": "Down", "channel": "phone", "priority": "urgent"}),
+            "2026-01-05T08:00:00Z",
+        ),
+        ev(
+            "CaseResponded",
+            json!({"case_id": "k-1", "agent": "a-1"}),
+            "2026-01-05T08:10:00Z",
+        ),
+        ev(
+            "CaseOpened",
+            json!({"case_id": "k-2", "customer_id": "c-1", "subject": "Slow", "channel": "email", "priority": "normal"}),
+            "2026-01-05T09:00:00Z",
+        ),
+        ev(
+            "CaseAssigned",
+            json!({"case_id": "k-2", "agent": "a-2"}),
+            "2026-01-05T09:05:00Z",
+        ),
+        ev(
+            "CaseResponded",
+            json!({"case_id": "k-2", "agent": "a-2"}),
+            "2026-01-05T09:20:00Z",
+        ),
+        ev(
+            "CaseOpened",
+            json!({"case_id": "k-3", "customer_id": "c-1", "subject": "Bill", "channel": "email", "priority": "low"}),
+            "2026-01-05T10:00:00Z",
+        ),
+        ev(
+            "CaseResponded",
+            json!({"case_id": "k-3", "agent": "a-1"}),
+            "2026-01-05T11:00:00Z",
+        ),
+        ev(
+            "CaseResolved",
+            json!({"case_id": "k-3"}),
+            "2026-01-05T12:00:00Z",
+        ),
+        ev(
+            "CaseOpened",
+            json!({"case_id": "k-4", "customer_id": "c-1", "subject": "Idea", "channel": "web", "priority": "high"}),
+            "2026-01-05T11:00:00Z",
+        ),
+        ev(
+            "CustomerErased",
+            json!({"customer_id": "c-1"}),
+            "2026-01-06T00:00:00Z",
+        ),
+    ];
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+
+    let summary = pipeline::summary(&fixture.db, "t1")
+        .await
+        .expect("pipeline");
+    assert_eq!((summary.open, summary.won, summary.lost), (2, 1, 1));
+    assert_eq!(summary.win_rate, Some(0.5));
+    // op-1: 10 days; op-4: 20 days.
+    assert_eq!(summary.average_cycle_days, Some(15.0));
+    let eur = |a: &str| Money::parse(a, "EUR").expect("amount");
+    let stage = |name: &str| {
+        summary
+            .by_stage
+            .iter()
+            .find(|s| s.stage == name)
+            .unwrap_or_else(|| panic!("no {name} total"))
+            .clone()
+    };
+    assert_eq!(
+        stage("Negotiation").weighted,
+        eur("400.04"),
+        "500.05 x 80% = 400.04"
+    );
+    assert_eq!(
+        stage("Proposal").weighted,
+        eur("3.50"),
+        "10.01 x 35% = 3.5035, rounded per deal"
+    );
+    assert_eq!(stage("Closed Won").amount, eur("1000.00"));
+    let march_commit = summary
+        .forecast
+        .iter()
+        .find(|f| f.close_month == "2026-03" && f.forecast_category == "Commit")
+        .expect("march commit");
+    assert_eq!(
+        (march_commit.count, march_commit.amount),
+        (2, eur("510.06"))
+    );
+    let opportunities = pipeline::get_many(&fixture.db, "t1", &["op-1"])
+        .await
+        .expect("op-1");
+    let history: Vec<&str> = opportunities[0]
+        .stage_history
+        .iter()
+        .map(|s| s.stage.as_str())
+        .collect();
+    assert_eq!(history, vec!["Prospecting", "Proposal", "Closed Won"]);
+    assert_eq!(opportunities[0].name, None, "the customer was erased");
+
+    // k-1 urgent: answered in 10 min, open; resolution due 4 h after opening.
+    let board = backlog::backlog(&fixture.db, "t1", at("2026-01-05T12:30:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    let open_ids: Vec<String> = board
+        .open
+        .iter()
+        .map(|l| {
+            l.case
+                .case_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    // Next due: k-1 resolution 12:00, k-4 first response 15:00, k-2 resolution 3 days.
+    assert_eq!(open_ids, vec!["k-1", "k-4", "k-2"]);
+    assert!(board.open[0].breaches.resolution);
+    assert!(!board.open[1].breaches.first_response);
+    assert_eq!(board.resolution_breaches, 1);
+    assert_eq!(board.first_response_breaches, 0);
+    assert_eq!(board.by_status.get("open"), Some(&3));
+    assert_eq!(board.by_status.get("resolved"), Some(&1));
+    assert_eq!(board.by_priority.get("urgent"), Some(&1));
+    assert_eq!(board.open_per_agent.get("a-1"), Some(&1));
+    assert_eq!(board.open_per_agent.get(""), Some(&1), "k-4 is unassigned");
+    // First responses: 600 s, 1200 s, 3600 s.
+    assert_eq!(board.first_response_median_seconds, Some(1200.0));
+    assert_eq!(
+        board.first_response_p90_seconds,
+        Some(1200.0 + 2400.0 * 0.8)
+    );
+    assert_eq!(board.open[0].case.subject, None, "the customer was erased");
+    // Later, k-4 misses its first response (high: 4 h).
+    let later = backlog::backlog(&fixture.db, "t1", at("2026-01-05T15:00:01Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!(later.first_response_breaches, 1);
+    // A tenant's own SLA targets change the due times at once.
+    let mut targets = backlog::SlaTargets::default();
+    targets.urgent.resolution_minutes = 24 * 60;
+    backlog::set_sla_targets(&fixture.db, "t1", &targets)
+        .await
+        .expect("store targets")
+        .expect("valid targets");
+    let relaxed = backlog::backlog(&fixture.db, "t1", at("2026-01-05T12:30:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!(relaxed.resolution_breaches, 0);
+    targets.low.first_response_minutes = 0;
+    let refused = backlog::set_sla_targets(&fixture.db, "t1", &targets)
+        .await
+        .expect("query");
+    assert!(refused.is_err_and(|m| m.contains("low.first_response_minutes")));
+}
+
+/// Counts of what the log holds, to check the 360 independently: every order and
+/// interaction counted once, in the customer it belongs to now.
+fn expected_totals(events: &[Emitted]) -> (i64, i64) {
+    let orders = events
+        .iter()
+        .filter(|e| e.event_type == "OrderPlaced")
+        .count();
+    let interactions = events
+        .iter()
+        .filter(|e| e.event_type == "InteractionLogged")
+        .count();
+    (orders as i64, interactions as i64)
+}
+
+async fn counted_totals(fixture: &Fixture) -> (i64, i64) {
+    let rows = fixture
+        .db
+        .fetch(
+            "SELECT CAST(SUM(orders) AS BIGINT), CAST(SUM(interactions) AS BIGINT) FROM rm_customer_360 WHERE status <> 'merged'",
+            vec![],
+            &[Col::Int, Col::Int],
+        )
+        .await
+        .expect("totals");
+    (
+        rows[0][0].as_int().unwrap_or(0),
+        rows[0][1].as_int().unwrap_or(0),
+    )
+}
+
+pub async fn a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answering(
+    fixture: &Fixture,
+) {
+    let events = history(7, 60, 2_500);
+    let (first, second) = events.split_at(events.len() / 2);
+    append_all(fixture.store.as_ref(), first).await;
+    let handle = fixture.start_runner().await;
+    append_all(fixture.store.as_ref(), second).await;
+    let head = fixture.head().await;
+    assert!(
+        handle.wait_for(&[], head, Duration::from_secs(120)).await,
+        "the live run reached the head: {:?}",
+        handle.status()
+    );
+    let live = fixture.dump().await;
+    assert_eq!(counted_totals(fixture).await, expected_totals(&events));
+    assert!(live.values().all(|rows| !rows.is_empty()));
+
+    for projection in all_projections() {
+        assert!(
+            request_rebuild(&fixture.db, projection.name())
+                .await
+                .expect("request")
+        );
+    }
+    handle.wake();
+    let mut statuses = handle.subscribe();
+    let mut answered_during_rebuild = 0;
+    let swapped = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let now = statuses.borrow_and_update().clone();
+            if now.iter().any(|s| s.rebuild.is_some()) {
+                // Reads keep answering from the live tables while the rebuild runs.
+                let listed = customer360::list(
+                    &fixture.db,
+                    "acme",
+                    &CustomerFilter {
+                        limit: 5,
+                        ..CustomerFilter::default()
+                    },
+                )
+                .await
+                .expect("reads answer during the rebuild");
+                assert_eq!(listed.len(), 5);
+                answered_during_rebuild += 1;
+            }
+            if now
+                .iter()
+                .all(|s| s.generation == 2 && s.rebuild.is_none() && s.state == RunState::Live)
+            {
+                return;
+            }
+            let _ = statuses.changed().await;
+        }
+    })
+    .await;
+    assert!(swapped.is_ok(), "rebuild swapped in: {:?}", handle.status());
+    assert!(
+        answered_during_rebuild > 0,
+        "the rebuild was observed in progress"
+    );
+    let rebuilt = fixture.dump().await;
+    assert_eq!(
+        live, rebuilt,
+        "a rebuild gives the same rows as the live run"
+    );
+    // The old generation's tables are gone.
+    let old = fixture.db.dump("rm_customer_360_g1", "1").await;
+    assert!(old.is_err(), "generation 1 was dropped");
+    handle.shutdown().await.expect("shutdown");
+}
+
+pub async fn killing_the_runner_at_random_points_ends_in_the_rows_of_a_clean_rebuild(
+    fixture: &Fixture,
+) {
+    let events = history(11, 50, 2_000);
+    append_all(fixture.store.as_ref(), &events).await;
+    let head = fixture.head().await;
+    let mut rng = Rng::new(5);
+    let mut kills = 0;
+    loop {
+        let handle = fixture.start_runner().await;
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(120))).await;
+        let done = handle.status().iter().all(|s| s.position >= head);
+        handle.abort();
+        kills += 1;
+        if done || kills >= 25 {
+            break;
+        }
+        // Let a SQLite lease of the killed runner expire, as after a real crash.
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let statuses = fixture.catch_up().await;
+    assert!(statuses.iter().all(|s| s.position == head), "{statuses:?}");
+    assert!(kills > 1, "the runner was killed mid-run at least once");
+    let after_kills = fixture.dump().await;
+    assert_eq!(
+        counted_totals(fixture).await,
+        expected_totals(&events),
+        "nothing lost or counted twice"
+    );
+
+    for projection in all_projections() {
+        request_rebuild(&fixture.db, projection.name())
+            .await
+            .expect("request");
+    }
+    fixture.catch_up().await;
+    let clean = fixture.dump().await;
+    assert_eq!(
+        after_kills, clean,
+        "{kills} kills end in the rows of a clean rebuild"
+    );
+}
+
+pub async fn as_of_folds_agree_with_the_read_model_at_the_same_moment(fixture: &Fixture) {
+    let events = history(3, 40, 1_600);
+    // Cut points where business time strictly moves on, so a time cut equals a position cut.
+    let mut cuts = Vec::new();
+    for quarter in 1..4 {
+        let mut i = events.len() * quarter / 4;
+        while i + 1 < events.len() && events[i].occurred_at == events[i - 1].occurred_at {
+            i += 1;
+        }
+        cuts.push(i);
+    }
+    cuts.push(events.len());
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let customers: Vec<String> = (0..40).step_by(2).map(|n| format!("c-{n}")).collect();
+    let mut snapshots = Vec::new();
+    let mut from = 0;
+    for &cut in &cuts {
+        append_all(fixture.store.as_ref(), &events[from..cut]).await;
+        from = cut;
+        fixture.catch_up().await;
+        let head = fixture.head().await;
+        let mut docs = BTreeMap::new();
+        for customer in &customers {
+            if let Some(doc) = customer360::get(&fixture.db, "acme", customer)
+                .await
+                .expect("get")
+            {
+                docs.insert(customer.clone(), doc);
+            }
+        }
+        let last = fixture
+            .store
+            .read_positions(&tenant, &[head])
+            .await
+            .expect("last event");
+        let recorded_at = last.first().map(|e| e.recorded_at);
+        snapshots.push((head, events[cut - 1].occurred_at, recorded_at, docs));
+        // Recording times of the next part are later.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let erased_now: Vec<String> = {
+        let mut erased = Vec::new();
+        for customer in &customers {
+            if let Some(doc) = customer360::get(&fixture.db, "acme", customer)
+                .await
+                .expect("get")
+                && doc.erased_at.is_some()
+            {
+                erased.push(customer.clone());
+            }
+        }
+        erased
+    };
+    let mut compared = 0;
+    for (head, occurred, recorded, docs) in &snapshots {
+        for customer in &customers {
+            let mut expected = docs.get(customer).cloned();
+            if erased_now.contains(customer)
+                && let Some(doc) = expected.as_mut()
+            {
+                doc.name = None;
+                doc.email = None;
+                doc.phone = None;
+            }
+            let mut cuts = vec![Cut::Position(*head), Cut::OccurredBy(*occurred)];
+            if let Some(recorded) = recorded {
+                cuts.push(Cut::RecordedBy(*recorded));
+            }
+            for cut in cuts {
+                let folded =
+                    customer_as_of(fixture.store.as_ref(), &fixture.db, &tenant, customer, cut)
+                        .await
+                        .expect("as of");
+                assert_eq!(folded.map(|f| f.state), expected, "{customer} at {cut:?}");
+                compared += usize::from(expected.is_some());
+            }
+        }
+    }
+    assert!(
+        compared >= 120,
+        "compared {compared} folds of existing customers"
+    );
+}
+
+pub async fn each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies(
+    fixture: &Fixture,
+) {
+    let events = history(13, 30, 1_200);
+    let (first, second) = events.split_at(events.len() / 2);
+    append_all(fixture.store.as_ref(), first).await;
+    let a = fixture.start_runner().await;
+    let head = fixture.head().await;
+    assert!(a.wait_for(&[], head, Duration::from_secs(60)).await);
+    let b = fixture.start_runner().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        b.status().iter().all(|s| s.state == RunState::Standby),
+        "the second runner waits: {:?}",
+        b.status()
+    );
+    assert!(a.status().iter().all(|s| s.state == RunState::Live));
+    a.abort();
+    append_all(fixture.store.as_ref(), second).await;
+    let head = fixture.head().await;
+    let mut statuses = b.subscribe();
+    let took_over = tokio::time::timeout(
+        Duration::from_secs(60),
+        statuses.wait_for(|list| {
+            list.iter()
+                .all(|s| s.state == RunState::Live && s.position >= head)
+        }),
+    )
+    .await
+    // Let go of the status borrow at once: the runner cannot publish while it is held.
+    .is_ok_and(|reached| reached.is_ok());
+    assert!(took_over, "the standby took over: {:?}", b.status());
+    assert_eq!(counted_totals(fixture).await, expected_totals(&events));
+    b.shutdown().await.expect("shutdown");
+}
+
+/// The 360 projection under another version number, as after a code change.
+#[derive(Debug)]
+struct Customer360V2;
+
+#[async_trait::async_trait]
+impl Projection for Customer360V2 {
+    fn name(&self) -> &'static str {
+        Customer360Projection.name()
+    }
+    fn version(&self) -> i64 {
+        2
+    }
+    fn tables(&self) -> &'static [TableDef] {
+        Customer360Projection.tables()
+    }
+    async fn apply(
+        &self,
+        tx: &mut crm_projections::db::ReadTx,
+        tables: &Tables,
+        events: &[Arc<ProjectedEvent>],
+    ) -> Result<(), ProjectionError> {
+        Customer360Projection.apply(tx, tables, events).await
+    }
+}
+
+pub async fn a_changed_projection_version_is_rebuilt_while_the_old_tables_answer(
+    fixture: &Fixture,
+) {
+    let events = history(17, 20, 600);
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+    let before = fixture
+        .db
+        .dump(customer360::TABLE, "1, 2")
+        .await
+        .expect("dump");
+    let statuses = runner::run_until_caught_up(
+        fixture.store.clone(),
+        fixture.db.clone(),
+        vec![Arc::new(Customer360V2)],
+        Fixture::options(),
+    )
+    .await
+    .expect("rebuild to version 2");
+    assert_eq!(statuses[0].generation, 2);
+    let after = fixture
+        .db
+        .dump(customer360::TABLE, "1, 2")
+        .await
+        .expect("dump");
+    assert_eq!(before, after);
+    let versions = fixture
+        .db
+        .fetch(
+            "SELECT generation, version FROM crm_projection_checkpoints WHERE projection = ?",
+            vec![SqlValue::text("customer_360")],
+            &[Col::Int, Col::Int],
+        )
+        .await
+        .expect("checkpoints");
+    assert_eq!(versions, vec![vec![SqlValue::Int(2), SqlValue::Int(2)]]);
+}
