@@ -352,12 +352,17 @@ pub fn placeholders(n: usize) -> String {
 
 /// The statement for `backend`: `?` becomes `$1, $2, ...` on PostgreSQL, and the `TEXTKEY`
 /// column type becomes byte-ordered text there (SQLite's TEXT already compares bytes), so
-/// listings sort the same on both backends.
+/// listings sort the same on both backends. `WITHOUT_ROWID` after a table definition makes
+/// SQLite store small rows in their primary-key B-tree alone (one write instead of two).
 pub fn render(backend: Backend, sql: &str) -> String {
     match backend {
-        Backend::Sqlite => sql.replace("TEXTKEY", "TEXT"),
+        Backend::Sqlite => sql
+            .replace("TEXTKEY", "TEXT")
+            .replace("WITHOUT_ROWID", "WITHOUT ROWID"),
         Backend::Postgres => {
-            let sql = sql.replace("TEXTKEY", "TEXT COLLATE \"C\"");
+            let sql = sql
+                .replace("TEXTKEY", "TEXT COLLATE \"C\"")
+                .replace("WITHOUT_ROWID", "");
             let mut out = String::with_capacity(sql.len() + 16);
             let mut n = 0;
             for c in sql.chars() {

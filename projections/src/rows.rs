@@ -106,7 +106,7 @@ pub const LINKS_TABLE: &str = "CREATE TABLE {t} (
     key TEXTKEY NOT NULL,
     customer_id TEXTKEY NOT NULL,
     PRIMARY KEY (tenant, key)
-)";
+) WITHOUT_ROWID";
 
 /// Which customer an entity belongs to (`opportunity:<id>`, `case:<id>`, `lead:<id>`), and
 /// which customer a merged customer went into (`merged:<id>`), for one batch: loaded for

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crm_core::envelope::Position;
-use crm_core::store::{Scope, SharedStore};
+use crm_core::envelope::{Position, RecordedEvent};
+use crm_core::store::{Scope, SharedStore, StoreError};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -189,6 +189,7 @@ pub fn start(
         status_tx,
         shutdown: shutdown_rx,
         wake: wake.clone(),
+        prefetch: None,
     };
     let task = tokio::spawn(runner.run());
     RunnerHandle {
@@ -265,6 +266,8 @@ struct Runner {
     status_tx: watch::Sender<Vec<ProjectionStatus>>,
     shutdown: watch::Receiver<bool>,
     wake: Arc<Notify>,
+    /// The next batch, read while the current one is applied: (after position, read).
+    prefetch: Option<(Position, JoinHandle<Result<Vec<RecordedEvent>, StoreError>>)>,
 }
 
 impl Runner {
@@ -504,10 +507,18 @@ impl Runner {
         lanes: &[LaneRef],
     ) -> Result<bool, ProjectionError> {
         let batch = self.options.batch_size.max(1);
-        let recorded = self
-            .store
-            .read_all(&Scope::AllTenants, position, batch)
-            .await?;
+        let recorded = match self.prefetch.take() {
+            Some((after, read)) if after == position => match read.await {
+                Ok(result) => result?,
+                Err(_) => self.read(position).await?,
+            },
+            stale => {
+                if let Some((_, read)) = stale {
+                    read.abort();
+                }
+                self.read(position).await?
+            }
+        };
         let caught_up = recorded.len() < batch;
         let Some(last) = recorded.last().map(|e| e.position) else {
             for &lane in lanes {
@@ -522,6 +533,16 @@ impl Runner {
             .map(|e| ProjectedEvent::decode(e).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         drop(recorded);
+        if !caught_up {
+            // Catching up: read the next batch while this one is applied.
+            let store = Arc::clone(&self.store);
+            self.prefetch = Some((
+                last,
+                tokio::spawn(async move {
+                    store.read_all(&Scope::AllTenants, last, batch).await
+                }),
+            ));
+        }
         let mut tx = self.db.begin().await?;
         for &lane_ref in lanes {
             let Some(held) = self.held.get(&lane_index(lane_ref)) else {
@@ -552,6 +573,12 @@ impl Runner {
             }
         }
         Ok(true)
+    }
+
+    async fn read(&self, after: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.store
+            .read_all(&Scope::AllTenants, after, self.options.batch_size.max(1))
+            .await
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {

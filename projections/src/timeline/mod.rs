@@ -41,7 +41,7 @@ const TABLES: &[TableDef] = &[
             recorded_at BIGINT NOT NULL,
             actor TEXT,
             PRIMARY KEY (tenant, customer_id, position)
-        )",
+        ) WITHOUT_ROWID",
         indexes: &[],
     },
     TableDef {
@@ -57,7 +57,7 @@ const TABLES: &[TableDef] = &[
             recorded_at BIGINT NOT NULL,
             actor TEXT,
             PRIMARY KEY (tenant, lead_id, position)
-        )",
+        ) WITHOUT_ROWID",
         indexes: &[],
     },
     TableDef {

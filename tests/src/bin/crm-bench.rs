@@ -10,7 +10,13 @@ use clap::{Parser, ValueEnum};
 use crm_core::envelope::RecordedEvent;
 use crm_core::store::postgres::PostgresEventStore;
 use crm_core::store::sqlite::SqliteEventStore;
-use crm_core::store::{ExpectedRevision, Scope, SharedStore, subscribe_all};
+use crm_core::store::sqlite::Durability;
+use crm_core::store::{ExpectedRevision, Scope, SharedStore, StoreUrl, subscribe_all};
+use crm_projections::bookkeeping::request_rebuild;
+use crm_projections::customer360::Customer360Projection;
+use crm_projections::db::Col;
+use crm_projections::runner::{self, RunnerOptions};
+use crm_projections::{ReadDb, all_projections};
 use crm_tests::bench_data::{CustomerEvents, generate};
 use crm_tests::postgres::TestDatabase;
 use serde_json::json;
@@ -20,6 +26,10 @@ enum Workload {
     W1,
     W2,
     W3,
+    /// Rebuild of the per-customer summary (the customer 360) through the projection runner.
+    W4,
+    /// Rebuild of every read model from position 0.
+    W5,
     /// Driver-only baselines of W1 and W2: the same rows through plain sqlx statements.
     Baseline,
     All,
@@ -32,7 +42,7 @@ enum Backend {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark workloads W1-W3 (and driver-only baselines) on a fresh store")]
+#[command(about = "Benchmark workloads W1-W5 (and driver-only baselines) on a fresh store")]
 struct Args {
     workload: Workload,
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -43,6 +53,9 @@ struct Args {
     /// Events timed in W1.
     #[arg(long, default_value_t = 20_000)]
     w1_events: usize,
+    /// Events per projection batch (W4, W5).
+    #[arg(long, default_value_t = RunnerOptions::default().batch_size)]
+    batch: usize,
     /// Repetitions, each on a fresh store.
     #[arg(long, default_value_t = 1)]
     runs: u32,
@@ -51,6 +64,7 @@ struct Args {
 /// A fresh store that lives as long as this value.
 struct Fresh {
     store: SharedStore,
+    url: StoreUrl,
     durability: &'static str,
     _guard: Box<dyn std::any::Any>,
 }
@@ -61,9 +75,14 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
             let dir = tempfile::Builder::new()
                 .prefix("crm-bench")
                 .tempdir_in(std::env::current_dir()?)?;
-            let store = SqliteEventStore::open(dir.path().join("events.db")).await?;
+            let path = dir.path().join("events.db");
+            let store = SqliteEventStore::open(&path).await?;
             Ok(Fresh {
                 store: Arc::new(store),
+                url: StoreUrl::Sqlite {
+                    path,
+                    durability: Durability::Normal,
+                },
                 durability: "sqlite WAL synchronous=NORMAL",
                 _guard: Box::new(dir),
             })
@@ -75,6 +94,9 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
             let store = PostgresEventStore::connect(db.url()).await?;
             Ok(Fresh {
                 store: Arc::new(store),
+                url: StoreUrl::Postgres {
+                    url: db.url().to_owned(),
+                },
                 durability: "postgres synchronous_commit=on",
                 _guard: Box::new(db),
             })
@@ -174,6 +196,63 @@ async fn w3(fresh: &Fresh, backend: Backend, expected: usize) -> Result<()> {
         bail!("W3 read {read} events, expected {expected}");
     }
     report("W3", backend, fresh, read, started);
+    Ok(())
+}
+
+/// W4: the per-customer summary (interactions per channel, last interaction; the customer
+/// 360 projection) built from position 0 through the runner, in the same database.
+async fn w4(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> Result<()> {
+    let db = ReadDb::open(&fresh.url).await?;
+    let options = RunnerOptions {
+        batch_size: batch,
+        ..RunnerOptions::default()
+    };
+    let started = Instant::now();
+    let statuses = runner::run_until_caught_up(
+        Arc::clone(&fresh.store),
+        db.clone(),
+        vec![Arc::new(Customer360Projection)],
+        options,
+    )
+    .await?;
+    let head = fresh.store.head_position().await?;
+    if statuses.iter().any(|s| s.position != head) {
+        bail!("W4 stopped short of the head: {statuses:?}");
+    }
+    report("W4", backend, fresh, expected, started);
+    let rows = db
+        .fetch(
+            "SELECT COUNT(*), CAST(SUM(interactions) AS BIGINT) FROM rm_customer_360",
+            vec![],
+            &[Col::Int, Col::Int],
+        )
+        .await?;
+    let (customers, interactions) = (rows[0][0].as_int(), rows[0][1].as_int());
+    if customers.unwrap_or(0) == 0 || interactions.unwrap_or(0) == 0 {
+        bail!("W4 built nothing: {customers:?} customers, {interactions:?} interactions");
+    }
+    Ok(())
+}
+
+/// W5: every read model rebuilt from position 0 (blue/green for those already built).
+async fn w5(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> Result<()> {
+    let db = ReadDb::open(&fresh.url).await?;
+    for projection in all_projections() {
+        request_rebuild(&db, projection.name()).await?;
+    }
+    let options = RunnerOptions {
+        batch_size: batch,
+        ..RunnerOptions::default()
+    };
+    let started = Instant::now();
+    let statuses =
+        runner::run_until_caught_up(Arc::clone(&fresh.store), db, all_projections(), options)
+            .await?;
+    let head = fresh.store.head_position().await?;
+    if statuses.iter().any(|s| s.position != head) {
+        bail!("W5 stopped short of the head: {statuses:?}");
+    }
+    report("W5", backend, fresh, expected, started);
     Ok(())
 }
 
@@ -278,11 +357,17 @@ async fn main() -> Result<()> {
         if matches!(args.workload, Workload::W1 | Workload::All) {
             w1(args.backend, &data, args.w1_events).await?;
         }
-        if matches!(args.workload, Workload::W2 | Workload::W3 | Workload::All) {
+        if !matches!(args.workload, Workload::W1 | Workload::Baseline) {
             let fresh = fresh(args.backend).await?;
             let written = w2(&fresh, args.backend, &data).await?;
             if matches!(args.workload, Workload::W3 | Workload::All) {
                 w3(&fresh, args.backend, written).await?;
+            }
+            if matches!(args.workload, Workload::W4 | Workload::All) {
+                w4(&fresh, args.backend, written, args.batch).await?;
+            }
+            if matches!(args.workload, Workload::W5 | Workload::All) {
+                w5(&fresh, args.backend, written, args.batch).await?;
             }
         }
     }
