@@ -1,12 +1,16 @@
-//! The `crm-api` binary. `serve` opens (creating if needed) the event store and follows its
-//! log until interrupted; the HTTP API, projection workers and key management build on this.
+//! The `crm-api` binary. `serve` opens (creating if needed) the event store and runs the
+//! projection workers, which follow the log into the read models, until interrupted; the
+//! HTTP API and key management build on this.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use crm_core::store::{EventSubscription, Scope, StoreUrl, open_store, subscribe_all};
+use crm_core::store::{StoreUrl, open_store};
+use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerOptions};
+use crm_projections::{ReadDb, all_projections};
+use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,25 +71,42 @@ async fn serve(args: StoreArgs) -> Result<()> {
         .await
         .context("cannot read the head")?;
     tracing::info!(store = %url.redacted(), head_position = head, "store ready");
-    let log = subscribe_all(store, Scope::AllTenants, head);
+    let db = ReadDb::open(&url)
+        .await
+        .context("cannot open the read-model tables")?;
+    let workers = runner::start(store, db, all_projections(), RunnerOptions::default());
     tokio::select! {
-        result = follow(log) => result,
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+        () = report_progress(workers.subscribe()) => {}
+        () = shutdown_signal() => tracing::info!("shutting down"),
     }
+    workers
+        .shutdown()
+        .await
+        .context("the projection workers stopped with an error")
 }
 
-/// Logs the log's progress; the projection workers will take this place.
-async fn follow(mut log: EventSubscription) -> Result<()> {
+/// Logs each projection's state whenever it changes (not every position it reaches).
+async fn report_progress(mut statuses: watch::Receiver<Vec<ProjectionStatus>>) {
+    let mut last: Vec<(&'static str, RunState)> = Vec::new();
     loop {
-        let batch = log.next_batch().await?;
-        tracing::info!(
-            events = batch.len(),
-            head_position = log.position(),
-            "new events"
-        );
+        let now: Vec<ProjectionStatus> = statuses.borrow_and_update().clone();
+        for status in &now {
+            let previous = last.iter().find(|(name, _)| *name == status.name);
+            if previous.is_none_or(|(_, state)| *state != status.state) {
+                tracing::info!(
+                    projection = status.name,
+                    state = ?status.state,
+                    position = status.position,
+                    lag = status.lag,
+                    error = status.error.as_deref().unwrap_or(""),
+                    "projection"
+                );
+            }
+        }
+        last = now.iter().map(|s| (s.name, s.state)).collect();
+        if statuses.changed().await.is_err() {
+            return;
+        }
     }
 }
 

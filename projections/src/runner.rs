@@ -538,9 +538,7 @@ impl Runner {
             let store = Arc::clone(&self.store);
             self.prefetch = Some((
                 last,
-                tokio::spawn(async move {
-                    store.read_all(&Scope::AllTenants, last, batch).await
-                }),
+                tokio::spawn(async move { store.read_all(&Scope::AllTenants, last, batch).await }),
             ));
         }
         let mut tx = self.db.begin().await?;
