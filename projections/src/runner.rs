@@ -253,6 +253,9 @@ enum LaneRef {
     Building(usize),
 }
 
+/// A read of the log running on its own task.
+type PendingRead = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+
 struct Runner {
     store: SharedStore,
     db: ReadDb,
@@ -267,7 +270,7 @@ struct Runner {
     shutdown: watch::Receiver<bool>,
     wake: Arc<Notify>,
     /// The next batch, read while the current one is applied: (after position, read).
-    prefetch: Option<(Position, JoinHandle<Result<Vec<RecordedEvent>, StoreError>>)>,
+    prefetch: Option<(Position, PendingRead)>,
 }
 
 impl Runner {
