@@ -14,7 +14,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_projects_events_from_another_process_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-api"))
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-api"))
         .args(["serve", "--data-dir"])
         .arg(dir.path())
         .env("CRM_LOG", "info")
