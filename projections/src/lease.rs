@@ -4,7 +4,9 @@
 //!   it. When the process dies its connection closes, the lock is released, and a standby
 //!   runner takes the projection over on its next try (about a second).
 //! - SQLite: a row per projection with a holder and an expiry, renewed with every batch and
-//!   every poll; a runner takes a projection whose lease expired.
+//!   every poll; a runner takes a projection whose lease expired, or at once when the holder
+//!   was a process on this host that no longer exists (so a restart after a crash does not
+//!   wait for the expiry).
 //!
 //! Leases keep runners from working in parallel; correctness does not rest on them, because
 //! every checkpoint moves by compare-and-set in the batch's own transaction.
@@ -30,7 +32,12 @@ pub(crate) struct Leases {
 impl Leases {
     pub fn new(ttl: Duration) -> Leases {
         Leases {
-            holder: uuid::Uuid::new_v4().to_string(),
+            holder: format!(
+                "{}:{}:{}",
+                host_name(),
+                std::process::id(),
+                uuid::Uuid::new_v4()
+            ),
             ttl,
             pg: None,
         }
@@ -60,7 +67,10 @@ impl Leases {
                         ],
                     )
                     .await?;
-                Ok(taken == 1)
+                if taken == 1 {
+                    return Ok(true);
+                }
+                self.take_from_dead_holder(db, projection).await
             }
             ReadDb::Postgres(pool) => {
                 if self.pg.is_none() {
@@ -85,6 +95,41 @@ impl Leases {
                 }
             }
         }
+    }
+
+    /// Takes a SQLite lease whose holder was a process of this host that has exited.
+    async fn take_from_dead_holder(
+        &self,
+        db: &ReadDb,
+        projection: &str,
+    ) -> Result<bool, ProjectionError> {
+        let rows = db
+            .fetch(
+                "SELECT holder FROM crm_projection_leases WHERE projection = ?",
+                vec![projection.into()],
+                &[crate::db::Col::Text],
+            )
+            .await?;
+        let Some(holder) = rows.first().and_then(|r| r[0].as_text()).map(str::to_owned) else {
+            return Ok(false);
+        };
+        if !holder_is_gone(&holder) {
+            return Ok(false);
+        }
+        tracing::info!(projection, "taking over the lease of an exited process");
+        let taken = db
+            .execute(
+                "UPDATE crm_projection_leases SET holder = ?, expires_at = ? \
+                 WHERE projection = ? AND holder = ?",
+                vec![
+                    self.holder.as_str().into(),
+                    SqlValue::Int(now_micros() + self.ttl_micros()),
+                    projection.into(),
+                    holder.as_str().into(),
+                ],
+            )
+            .await?;
+        Ok(taken == 1)
     }
 
     /// Checks that the PostgreSQL lock connection is alive (its locks are then still held).
@@ -142,6 +187,32 @@ impl Leases {
     fn ttl_micros(&self) -> i64 {
         i64::try_from(self.ttl.as_micros()).unwrap_or(i64::MAX / 2)
     }
+}
+
+/// This machine's name, as lease holders record it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// True when `holder` (`host:pid:uuid`) names a process of this host that no longer runs.
+/// Only decided where `/proc` exists; elsewhere the lease simply expires.
+fn holder_is_gone(holder: &str) -> bool {
+    let mut parts = holder.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == host_name()
+        && pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn now_micros() -> i64 {
