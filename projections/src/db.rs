@@ -30,6 +30,8 @@ pub enum SqlValue {
     NullInt,
     Int(i64),
     Text(String),
+    /// A text array (PostgreSQL `= ANY(?)` lists; SQLite receives it as JSON text).
+    TextArray(Vec<String>),
 }
 
 impl SqlValue {
@@ -313,6 +315,34 @@ impl ReadTx {
         if rows.is_empty() || columns.is_empty() {
             return Ok(());
         }
+        if let ReadTx::Postgres(tx) = self
+            && let Some(arrays) = pg_columns(columns.len(), &rows)
+        {
+            // One array per column through UNNEST: a fixed, small statement that PostgreSQL
+            // prepares once, instead of a VALUES list of thousands of parameters.
+            let casts: Vec<String> = arrays
+                .iter()
+                .enumerate()
+                .map(|(i, array)| match array {
+                    PgArray::Int(_) => format!("${}::bigint[]", i + 1),
+                    PgArray::Text(_) => format!("${}::text[]", i + 1),
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {table} ({}) SELECT * FROM UNNEST({}) {suffix}",
+                columns.join(", "),
+                casts.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for array in arrays {
+                query = match array {
+                    PgArray::Int(values) => query.bind(values),
+                    PgArray::Text(values) => query.bind(values),
+                };
+            }
+            query.execute(&mut **tx).await?;
+            return Ok(());
+        }
         let per_statement = (MAX_PARAMS / columns.len()).max(1);
         let tuple = format!("({})", vec!["?"; columns.len()].join(","));
         let mut rows = rows.into_iter().peekable();
@@ -342,6 +372,62 @@ impl ReadTx {
             ReadTx::Postgres(tx) => tx.rollback().await?,
         }
         Ok(())
+    }
+}
+
+/// One column of rows as a PostgreSQL array.
+enum PgArray {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+}
+
+/// The rows as one typed array per column, or `None` if a column mixes integers and text.
+fn pg_columns(width: usize, rows: &[Vec<SqlValue>]) -> Option<Vec<PgArray>> {
+    (0..width)
+        .map(|j| {
+            let is_int = rows
+                .iter()
+                .any(|row| matches!(row.get(j), Some(SqlValue::Int(_) | SqlValue::NullInt)));
+            let is_text = rows
+                .iter()
+                .any(|row| matches!(row.get(j), Some(SqlValue::Text(_) | SqlValue::Null)));
+            match (is_int, is_text) {
+                (true, true) => None,
+                (true, false) => Some(PgArray::Int(
+                    rows.iter()
+                        .map(|row| row.get(j).and_then(SqlValue::as_int))
+                        .collect(),
+                )),
+                (false, _) => Some(PgArray::Text(
+                    rows.iter()
+                        .map(|row| row.get(j).and_then(|v| v.as_text()).map(str::to_owned))
+                        .collect(),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// `column IN (values)` in chunks: on PostgreSQL one `= ANY(?)` with an array (one statement
+/// shape whatever the count), on SQLite placeholder lists under the parameter limit. Each
+/// item is the condition and its arguments.
+pub fn in_clauses(backend: Backend, column: &str, values: &[&str]) -> Vec<(String, Vec<SqlValue>)> {
+    match backend {
+        Backend::Postgres => vec![(
+            format!("{column} = ANY(?)"),
+            vec![SqlValue::TextArray(
+                values.iter().map(|v| (*v).to_owned()).collect(),
+            )],
+        )],
+        Backend::Sqlite => values
+            .chunks(MAX_PARAMS - 8)
+            .map(|chunk| {
+                (
+                    format!("{column} IN ({})", placeholders(chunk.len())),
+                    chunk.iter().map(|v| SqlValue::text(*v)).collect(),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -390,6 +476,7 @@ fn bind_sqlite(sql: &str, args: Vec<SqlValue>) -> SqliteQuery<'static> {
             SqlValue::NullInt => query.bind(None::<i64>),
             SqlValue::Int(v) => query.bind(v),
             SqlValue::Text(v) => query.bind(v),
+            SqlValue::TextArray(v) => query.bind(serde_json::to_string(&v).unwrap_or_default()),
         };
     }
     query
@@ -403,6 +490,7 @@ fn bind_pg(sql: &str, args: Vec<SqlValue>) -> PgQuery<'static> {
             SqlValue::NullInt => query.bind(None::<i64>),
             SqlValue::Int(v) => query.bind(v),
             SqlValue::Text(v) => query.bind(v),
+            SqlValue::TextArray(v) => query.bind(v),
         };
     }
     query

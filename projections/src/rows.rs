@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::db::{Col, MAX_PARAMS, ReadTx, SqlValue, placeholders};
+use crate::db::{Col, ReadTx, SqlValue, in_clauses};
 use crate::error::ProjectionError;
 
 /// A (tenant, id) key.
@@ -33,13 +33,10 @@ pub async fn load_docs<T: DocRow>(
     }
     let mut docs = HashMap::with_capacity(keys.len());
     for (tenant, ids) in by_tenant {
-        for chunk in ids.chunks(MAX_PARAMS - 1) {
-            let sql = format!(
-                "SELECT id, doc FROM {table} WHERE tenant = ? AND id IN ({})",
-                placeholders(chunk.len())
-            );
+        for (condition, ids) in in_clauses(tx.backend(), "id", &ids) {
+            let sql = format!("SELECT id, doc FROM {table} WHERE tenant = ? AND {condition}");
             let mut args = vec![SqlValue::text(tenant)];
-            args.extend(chunk.iter().map(|id| SqlValue::text(*id)));
+            args.extend(ids);
             for row in tx.fetch(&sql, args, &[Col::Text, Col::Text]).await? {
                 let mut row = row.into_iter();
                 let id = row.next().and_then(SqlValue::into_text).unwrap_or_default();
@@ -129,35 +126,31 @@ impl Links {
         let mut wanted = keys;
         let mut seen = BTreeSet::new();
         while !wanted.is_empty() {
-            let mut by_tenant: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for (tenant, key) in &wanted {
-                by_tenant
-                    .entry(tenant.clone())
-                    .or_default()
-                    .push(key.clone());
+                by_tenant.entry(tenant).or_default().push(key);
             }
-            seen.extend(wanted.iter().cloned());
             let mut next = BTreeSet::new();
             for (tenant, keys) in by_tenant {
-                for chunk in keys.chunks(MAX_PARAMS - 1) {
+                for (condition, keys) in in_clauses(tx.backend(), "key", &keys) {
                     let sql = format!(
-                        "SELECT key, customer_id FROM {table} WHERE tenant = ? AND key IN ({})",
-                        placeholders(chunk.len())
+                        "SELECT key, customer_id FROM {table} WHERE tenant = ? AND {condition}"
                     );
-                    let mut args = vec![SqlValue::text(tenant.as_str())];
-                    args.extend(chunk.iter().map(|k| SqlValue::text(k.as_str())));
+                    let mut args = vec![SqlValue::text(tenant)];
+                    args.extend(keys);
                     for row in tx.fetch(&sql, args, &[Col::Text, Col::Text]).await? {
                         let mut row = row.into_iter();
                         let key = row.next().and_then(SqlValue::into_text).unwrap_or_default();
                         let customer = row.next().and_then(SqlValue::into_text).unwrap_or_default();
-                        let merged = (tenant.clone(), merged_key(&customer));
-                        if !seen.contains(&merged) {
+                        let merged = (tenant.to_owned(), merged_key(&customer));
+                        if !seen.contains(&merged) && !wanted.contains(&merged) {
                             next.insert(merged);
                         }
-                        links.map.insert((tenant.clone(), key), customer);
+                        links.map.insert((tenant.to_owned(), key), customer);
                     }
                 }
             }
+            seen.extend(std::mem::take(&mut wanted));
             wanted = next;
         }
         Ok(links)
