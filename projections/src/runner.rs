@@ -515,10 +515,9 @@ impl Runner {
                 Ok(result) => result?,
                 Err(_) => self.read(position).await?,
             },
-            stale => {
-                if let Some((_, read)) = stale {
-                    read.abort();
-                }
+            other => {
+                // A read ahead for another group (a rebuild lane, say) stays for that group.
+                self.prefetch = other;
                 self.read(position).await?
             }
         };
@@ -539,10 +538,11 @@ impl Runner {
         if !caught_up {
             // Catching up: read the next batch while this one is applied.
             let store = Arc::clone(&self.store);
-            self.prefetch = Some((
-                last,
-                tokio::spawn(async move { store.read_all(&Scope::AllTenants, last, batch).await }),
-            ));
+            let read =
+                tokio::spawn(async move { store.read_all(&Scope::AllTenants, last, batch).await });
+            if let Some((_, unused)) = self.prefetch.replace((last, read)) {
+                unused.abort();
+            }
         }
         let mut tx = self.db.begin().await?;
         for &lane_ref in lanes {
