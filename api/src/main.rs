@@ -1,12 +1,15 @@
-//! The `crm-api` binary. `serve` opens (creating if needed) the event store and runs the
-//! projection workers, which follow the log into the read models, until interrupted; the
-//! HTTP API and key management build on this.
+//! The `crm-api` binary. `serve` opens (creating if needed) the event store, runs the
+//! projection workers, which follow the log into the read models, and listens for HTTP
+//! (`--listen`, default 127.0.0.1:8080) until SIGTERM or Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::future::IntoFuture;
+
+use crm_api::app::{AppState, router};
 use crm_core::store::{StoreUrl, open_store};
 use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
@@ -26,7 +29,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Open the store and serve until Ctrl-C or SIGTERM.
-    Serve(StoreArgs),
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port, which is logged).
+    #[arg(long, env = "CRM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,8 +73,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: StoreArgs) -> Result<()> {
-    let url = args.store_url()?;
+async fn serve(args: ServeArgs) -> Result<()> {
+    let url = args.store.store_url()?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen / CRM_LISTEN)", args.listen))?;
     let store = open_store(&url)
         .await
         .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
@@ -74,10 +89,39 @@ async fn serve(args: StoreArgs) -> Result<()> {
     let db = ReadDb::open(&url)
         .await
         .context("cannot open the read-model tables")?;
-    let workers = runner::start(store, db, all_projections(), RunnerOptions::default());
+    let workers = runner::start(
+        store.clone(),
+        db,
+        all_projections(),
+        RunnerOptions::default(),
+    );
+    let app = router(AppState {
+        store,
+        projections: workers.subscribe(),
+    });
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(%address, "listening");
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let mut stopped = stopped;
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
     tokio::select! {
         () = report_progress(workers.subscribe()) => {}
         () = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    // In-flight requests finish; then the workers stop after their batch in progress.
+    let _ = stop.send(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the HTTP server stopped with an error"),
+        Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
     }
     workers
         .shutdown()

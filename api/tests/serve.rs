@@ -15,7 +15,7 @@ use serde_json::json;
 async fn serve_projects_events_from_another_process_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let child = Command::new(env!("CARGO_BIN_EXE_crm-api"))
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("CRM_LOG", "info")
         .stdout(Stdio::null())
@@ -109,7 +109,7 @@ async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
     let db = ReadDb::open(&url).await.expect("read db");
     let serve = || {
         Command::new(env!("CARGO_BIN_EXE_crm-api"))
-            .args(["serve", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -138,7 +138,7 @@ async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
 
     // A last server, run until every projection reports itself live, then stopped cleanly.
     let mut child = Command::new(env!("CARGO_BIN_EXE_crm-api"))
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("CRM_LOG", "info")
         .stdout(Stdio::null())

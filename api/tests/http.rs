@@ -1,0 +1,87 @@
+//! The HTTP application in-process on port 0, over real loopback HTTP.
+
+use std::sync::Arc;
+
+use crm_api::app::{AppState, router};
+use crm_core::store::sqlite::SqliteEventStore;
+use crm_core::store::{SharedStore, StoreUrl};
+use crm_projections::runner::{self, RunnerHandle, RunnerOptions};
+use crm_projections::{ReadDb, all_projections};
+
+struct TestApp {
+    address: String,
+    _runner: RunnerHandle,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the application on a fresh SQLite store, listening on a free port.
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = StoreUrl::default_in(dir.path());
+    let path = dir.path().join("events.db");
+    let store: SharedStore = Arc::new(SqliteEventStore::open(&path).await.expect("store"));
+    let db = ReadDb::open(&url).await.expect("read db");
+    let runner = runner::start(
+        store.clone(),
+        db,
+        all_projections(),
+        RunnerOptions::default(),
+    );
+    let app = router(AppState {
+        store,
+        projections: runner.subscribe(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    TestApp {
+        address,
+        _runner: runner,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_the_head_and_every_projection() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/healthz", app.address))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["head_position"], 0);
+    let names: Vec<&str> = body["projections"]
+        .as_array()
+        .expect("projections")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "customer_360",
+            "pipeline",
+            "service_backlog",
+            "customer_timeline"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_answer_404_as_problem_json() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/v1/nothing-here", app.address))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["detail"], "no route for /v1/nothing-here");
+}
