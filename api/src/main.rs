@@ -137,14 +137,23 @@ async fn report_progress(mut statuses: watch::Receiver<Vec<ProjectionStatus>>) {
         for status in &now {
             let previous = last.iter().find(|(name, _)| *name == status.name);
             if previous.is_none_or(|(_, state)| *state != status.state) {
-                tracing::info!(
-                    projection = status.name,
-                    state = ?status.state,
-                    position = status.position,
-                    lag = status.lag,
-                    error = status.error.as_deref().unwrap_or(""),
-                    "projection"
-                );
+                match &status.error {
+                    Some(error) => tracing::warn!(
+                        projection = status.name,
+                        state = ?status.state,
+                        position = status.position,
+                        lag = status.lag,
+                        %error,
+                        "projection"
+                    ),
+                    None => tracing::info!(
+                        projection = status.name,
+                        state = ?status.state,
+                        position = status.position,
+                        lag = status.lag,
+                        "projection"
+                    ),
+                }
             }
         }
         last = now.iter().map(|s| (s.name, s.state)).collect();
