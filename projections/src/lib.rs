@@ -22,6 +22,8 @@ pub mod pipeline;
 pub mod projection;
 pub mod rows;
 pub mod runner;
+#[cfg(test)]
+mod testing;
 pub mod timeline;
 
 use std::sync::Arc;

@@ -97,6 +97,31 @@ pub async fn upsert_docs<'a, T: DocRow + 'a>(
     tx.insert_rows(table, &columns, values, &suffix).await
 }
 
+/// Ids of the rows of `table` (a document table with a `customer_id` column) that belong to
+/// `customers`: the rows an erasure must clear.
+pub async fn ids_of_customers(
+    tx: &mut ReadTx,
+    table: &str,
+    customers: &BTreeSet<Key>,
+) -> Result<Vec<Key>, ProjectionError> {
+    let mut keys = Vec::new();
+    for (tenant, customer) in customers {
+        let rows = tx
+            .fetch(
+                &format!("SELECT id FROM {table} WHERE tenant = ? AND customer_id = ?"),
+                vec![tenant.as_str().into(), customer.as_str().into()],
+                &[Col::Text],
+            )
+            .await?;
+        keys.extend(
+            rows.into_iter()
+                .filter_map(|mut r| r.remove(0).into_text())
+                .map(|id| (tenant.clone(), id)),
+        );
+    }
+    Ok(keys)
+}
+
 /// `CREATE TABLE` text of a link table: `(tenant, key) → customer_id`.
 pub const LINKS_TABLE: &str = "CREATE TABLE {t} (
     tenant TEXTKEY NOT NULL,

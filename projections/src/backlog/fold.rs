@@ -294,40 +294,12 @@ impl Case {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{ev, id};
     use chrono::TimeZone;
-    use crm_core::envelope::{StreamId, TenantId};
     use serde_json::json;
 
     fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, day, hour, minute, 0).unwrap()
-    }
-
-    fn event(position: u64, occurred_at: DateTime<Utc>, event: DomainEvent) -> ProjectedEvent {
-        ProjectedEvent {
-            tenant: TenantId::parse("t1").unwrap(),
-            stream_id: StreamId::parse(&event.stream_id()).unwrap(),
-            revision: position,
-            position,
-            event_id: uuid::Uuid::new_v4(),
-            occurred_at,
-            recorded_at: occurred_at,
-            actor: None,
-            source: None,
-            event,
-        }
-    }
-
-    fn ev(
-        position: u64,
-        occurred_at: DateTime<Utc>,
-        event_type: &str,
-        data: serde_json::Value,
-    ) -> ProjectedEvent {
-        event(
-            position,
-            occurred_at,
-            DomainEvent::parse(event_type, &data).unwrap(),
-        )
     }
 
     fn fold(events: &[ProjectedEvent]) -> Case {
@@ -336,10 +308,6 @@ mod tests {
             apply(&mut case, e);
         }
         case
-    }
-
-    fn id(text: &str) -> EntityId {
-        EntityId::parse(text).unwrap()
     }
 
     fn opened(position: u64, occurred_at: DateTime<Utc>, priority: &str) -> ProjectedEvent {

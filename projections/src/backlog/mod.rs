@@ -18,7 +18,7 @@ use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
-use crate::rows::{DocRow, Key, decode_doc, load_docs, upsert_docs};
+use crate::rows::{DocRow, Key, decode_doc, ids_of_customers, load_docs, upsert_docs};
 
 pub use fold::{Breaches, Case, CaseStatus, SlaTarget, SlaTargets};
 
@@ -116,12 +116,12 @@ impl Projection for BacklogProjection {
     ) -> Result<(), ProjectionError> {
         let table = tables.get(TABLE);
         let mut keys: BTreeSet<Key> = BTreeSet::new();
-        let mut erased: Vec<Key> = Vec::new();
+        let mut erased: BTreeSet<Key> = BTreeSet::new();
         for event in events {
             let tenant = event.tenant.as_str().to_owned();
             match &event.event {
                 DomainEvent::CustomerErased(e) => {
-                    erased.push((tenant, e.customer_id.as_str().to_owned()));
+                    erased.insert((tenant, e.customer_id.as_str().to_owned()));
                 }
                 e if e.category() == "case" => {
                     keys.insert((tenant, e.entity_id().as_str().to_owned()));
@@ -132,20 +132,7 @@ impl Projection for BacklogProjection {
         if keys.is_empty() && erased.is_empty() {
             return Ok(());
         }
-        for (tenant, customer) in &erased {
-            let rows = tx
-                .fetch(
-                    &format!("SELECT id FROM {table} WHERE tenant = ? AND customer_id = ?"),
-                    vec![tenant.as_str().into(), customer.as_str().into()],
-                    &[Col::Text],
-                )
-                .await?;
-            keys.extend(
-                rows.into_iter()
-                    .filter_map(|mut r| r.remove(0).into_text())
-                    .map(|id| (tenant.clone(), id)),
-            );
-        }
+        keys.extend(ids_of_customers(tx, table, &erased).await?);
         let mut docs: HashMap<Key, Case> = load_docs(tx, table, &keys).await?;
         let mut dirty = BTreeSet::new();
         for event in events {

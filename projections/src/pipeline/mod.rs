@@ -18,7 +18,7 @@ use crate::db::{Col, MAX_PARAMS, ReadDb, ReadTx, SqlValue, placeholders};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
-use crate::rows::{DocRow, Key, decode_doc, load_docs, upsert_docs};
+use crate::rows::{DocRow, Key, decode_doc, ids_of_customers, load_docs, upsert_docs};
 
 pub use fold::{Opportunity, OpportunityStatus, StageSpan};
 
@@ -183,30 +183,6 @@ impl Projection for PipelineProjection {
         )
         .await
     }
-}
-
-/// Ids of the opportunities belonging to `customers`.
-async fn ids_of_customers(
-    tx: &mut ReadTx,
-    table: &str,
-    customers: &BTreeSet<Key>,
-) -> Result<Vec<Key>, ProjectionError> {
-    let mut keys = Vec::new();
-    for (tenant, customer) in customers {
-        let rows = tx
-            .fetch(
-                &format!("SELECT id FROM {table} WHERE tenant = ? AND customer_id = ?"),
-                vec![tenant.as_str().into(), customer.as_str().into()],
-                &[Col::Text],
-            )
-            .await?;
-        keys.extend(
-            rows.into_iter()
-                .filter_map(|mut r| r.remove(0).into_text())
-                .map(|id| (tenant.clone(), id)),
-        );
-    }
-    Ok(keys)
 }
 
 /// Totals of one stage in one currency.
