@@ -7,8 +7,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use crm_core::catalog::DomainEvent;
+use crm_core::ids::EntityId;
+
 use crate::db::{Col, ReadTx, SqlValue, in_clauses};
 use crate::error::ProjectionError;
+use crate::event::ProjectedEvent;
 
 /// A (tenant, id) key.
 pub type Key = (String, String);
@@ -99,7 +105,7 @@ pub async fn upsert_docs<'a, T: DocRow + 'a>(
 
 /// Ids of the rows of `table` (a document table with a `customer_id` column) that belong to
 /// `customers`: the rows an erasure must clear.
-pub async fn ids_of_customers(
+async fn ids_of_customers(
     tx: &mut ReadTx,
     table: &str,
     customers: &BTreeSet<Key>,
@@ -120,6 +126,69 @@ pub async fn ids_of_customers(
         );
     }
     Ok(keys)
+}
+
+/// A document per entity of one stream category (an opportunity, a case), folded from its
+/// own stream, naming the customer it belongs to so that customer's erasure can clear it.
+pub trait EntityDoc: DocRow + Default {
+    /// The stream category whose events fold into these documents.
+    const CATEGORY: &'static str;
+    fn fold(&mut self, event: &ProjectedEvent);
+    fn customer_id(&self) -> Option<&EntityId>;
+    fn erase_personal(&mut self);
+}
+
+/// Folds a batch into a table of [`EntityDoc`]s: loads the documents the batch touches (and
+/// those of customers erased in it), applies every event in order, writes back what changed.
+pub async fn apply_entity_docs<T: EntityDoc>(
+    tx: &mut ReadTx,
+    table: &str,
+    events: &[Arc<ProjectedEvent>],
+) -> Result<(), ProjectionError> {
+    let mut keys: BTreeSet<Key> = BTreeSet::new();
+    let mut erased: BTreeSet<Key> = BTreeSet::new();
+    for event in events {
+        let tenant = event.tenant.as_str().to_owned();
+        match &event.event {
+            DomainEvent::CustomerErased(e) => {
+                erased.insert((tenant, e.customer_id.as_str().to_owned()));
+            }
+            e if e.category() == T::CATEGORY => {
+                keys.insert((tenant, e.entity_id().as_str().to_owned()));
+            }
+            _ => {}
+        }
+    }
+    if keys.is_empty() && erased.is_empty() {
+        return Ok(());
+    }
+    keys.extend(ids_of_customers(tx, table, &erased).await?);
+    let mut docs: HashMap<Key, T> = load_docs(tx, table, &keys).await?;
+    let mut dirty = BTreeSet::new();
+    for event in events {
+        let tenant = event.tenant.as_str();
+        if let DomainEvent::CustomerErased(e) = &event.event {
+            for (key, doc) in docs.iter_mut() {
+                if key.0 == tenant && doc.customer_id() == Some(&e.customer_id) {
+                    doc.erase_personal();
+                    dirty.insert(key.clone());
+                }
+            }
+        } else if event.event.category() == T::CATEGORY {
+            let key = (
+                tenant.to_owned(),
+                event.event.entity_id().as_str().to_owned(),
+            );
+            docs.entry(key.clone()).or_default().fold(event);
+            dirty.insert(key);
+        }
+    }
+    upsert_docs(
+        tx,
+        table,
+        dirty.iter().filter_map(|k| docs.get_key_value(k)),
+    )
+    .await
 }
 
 /// `CREATE TABLE` text of a link table: `(tenant, key) → customer_id`.

@@ -5,11 +5,10 @@
 
 pub mod fold;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use crm_core::catalog::DomainEvent;
 use crm_core::catalog::values::Priority;
 use serde::Serialize;
 
@@ -18,7 +17,8 @@ use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
-use crate::rows::{DocRow, Key, decode_doc, ids_of_customers, load_docs, upsert_docs};
+use crate::rows::{DocRow, EntityDoc, apply_entity_docs, decode_doc};
+use crm_core::ids::EntityId;
 
 pub use fold::{Breaches, Case, CaseStatus, SlaTarget, SlaTargets};
 
@@ -81,6 +81,22 @@ impl DocRow for Case {
     }
 }
 
+impl EntityDoc for Case {
+    const CATEGORY: &'static str = "case";
+
+    fn fold(&mut self, event: &ProjectedEvent) {
+        fold::apply(self, event);
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        self.customer_id.as_ref()
+    }
+
+    fn erase_personal(&mut self) {
+        Case::erase_personal(self);
+    }
+}
+
 fn status_text(status: CaseStatus) -> &'static str {
     match status {
         CaseStatus::Unknown => "unknown",
@@ -114,54 +130,7 @@ impl Projection for BacklogProjection {
         tables: &Tables,
         events: &[Arc<ProjectedEvent>],
     ) -> Result<(), ProjectionError> {
-        let table = tables.get(TABLE);
-        let mut keys: BTreeSet<Key> = BTreeSet::new();
-        let mut erased: BTreeSet<Key> = BTreeSet::new();
-        for event in events {
-            let tenant = event.tenant.as_str().to_owned();
-            match &event.event {
-                DomainEvent::CustomerErased(e) => {
-                    erased.insert((tenant, e.customer_id.as_str().to_owned()));
-                }
-                e if e.category() == "case" => {
-                    keys.insert((tenant, e.entity_id().as_str().to_owned()));
-                }
-                _ => {}
-            }
-        }
-        if keys.is_empty() && erased.is_empty() {
-            return Ok(());
-        }
-        keys.extend(ids_of_customers(tx, table, &erased).await?);
-        let mut docs: HashMap<Key, Case> = load_docs(tx, table, &keys).await?;
-        let mut dirty = BTreeSet::new();
-        for event in events {
-            let tenant = event.tenant.as_str();
-            if let DomainEvent::CustomerErased(e) = &event.event {
-                for (key, case) in docs.iter_mut() {
-                    if key.0 == tenant && case.customer_id.as_ref() == Some(&e.customer_id) {
-                        case.erase_personal();
-                        dirty.insert(key.clone());
-                    }
-                }
-                continue;
-            }
-            if event.event.category() != "case" {
-                continue;
-            }
-            let key = (
-                tenant.to_owned(),
-                event.event.entity_id().as_str().to_owned(),
-            );
-            fold::apply(docs.entry(key.clone()).or_default(), event);
-            dirty.insert(key);
-        }
-        upsert_docs(
-            tx,
-            table,
-            dirty.iter().filter_map(|k| docs.get_key_value(k)),
-        )
-        .await
+        apply_entity_docs::<Case>(tx, tables.get(TABLE), events).await
     }
 }
 

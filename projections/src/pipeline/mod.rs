@@ -4,11 +4,9 @@
 
 pub mod fold;
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use crm_core::catalog::DomainEvent;
 use crm_core::money::Money;
 use crm_core::money::currency::Currency;
 use serde::Serialize;
@@ -18,7 +16,8 @@ use crate::db::{Col, MAX_PARAMS, ReadDb, ReadTx, SqlValue, placeholders};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
-use crate::rows::{DocRow, Key, decode_doc, ids_of_customers, load_docs, upsert_docs};
+use crate::rows::{DocRow, EntityDoc, apply_entity_docs, decode_doc};
+use crm_core::ids::EntityId;
 
 pub use fold::{Opportunity, OpportunityStatus, StageSpan};
 
@@ -93,6 +92,22 @@ impl DocRow for Opportunity {
     }
 }
 
+impl EntityDoc for Opportunity {
+    const CATEGORY: &'static str = "opportunity";
+
+    fn fold(&mut self, event: &ProjectedEvent) {
+        fold::apply(self, event);
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        self.customer_id.as_ref()
+    }
+
+    fn erase_personal(&mut self) {
+        Opportunity::erase_personal(self);
+    }
+}
+
 fn status_text(status: OpportunityStatus) -> &'static str {
     match status {
         OpportunityStatus::Unknown => "unknown",
@@ -126,62 +141,7 @@ impl Projection for PipelineProjection {
         tables: &Tables,
         events: &[Arc<ProjectedEvent>],
     ) -> Result<(), ProjectionError> {
-        let table = tables.get(TABLE);
-        let mut keys: BTreeSet<Key> = BTreeSet::new();
-        let mut erased: BTreeSet<Key> = BTreeSet::new();
-        for event in events {
-            let tenant = event.tenant.as_str().to_owned();
-            match &event.event {
-                DomainEvent::CustomerErased(e) => {
-                    erased.insert((tenant, e.customer_id.as_str().to_owned()));
-                }
-                e if e.category() == "opportunity" => {
-                    keys.insert((tenant, e.entity_id().as_str().to_owned()));
-                }
-                _ => {}
-            }
-        }
-        if keys.is_empty() && erased.is_empty() {
-            return Ok(());
-        }
-        // Opportunities of customers erased in this batch are loaded to clear their names.
-        keys.extend(ids_of_customers(tx, table, &erased).await?);
-        let mut docs: HashMap<Key, Opportunity> = load_docs(tx, table, &keys).await?;
-        let mut dirty = BTreeSet::new();
-        for event in events {
-            let tenant = event.tenant.as_str();
-            if let DomainEvent::CustomerErased(e) = &event.event {
-                for ((t, _), opp) in docs.iter_mut() {
-                    if t == tenant && opp.customer_id.as_ref() == Some(&e.customer_id) {
-                        opp.erase_personal();
-                    }
-                }
-                dirty.extend(
-                    docs.iter()
-                        .filter(|((t, _), o)| {
-                            t == tenant && o.customer_id.as_ref() == Some(&e.customer_id)
-                        })
-                        .map(|(k, _)| k.clone()),
-                );
-                continue;
-            }
-            if event.event.category() != "opportunity" {
-                continue;
-            }
-            let key = (
-                tenant.to_owned(),
-                event.event.entity_id().as_str().to_owned(),
-            );
-            let opp = docs.entry(key.clone()).or_default();
-            fold::apply(opp, event);
-            dirty.insert(key);
-        }
-        upsert_docs(
-            tx,
-            table,
-            dirty.iter().filter_map(|k| docs.get_key_value(k)),
-        )
-        .await
+        apply_entity_docs::<Opportunity>(tx, tables.get(TABLE), events).await
     }
 }
 
