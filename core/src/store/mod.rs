@@ -75,7 +75,7 @@ pub enum Direction {
 }
 
 /// What happened to one event of an append call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AppendedEvent {
     pub event_id: uuid::Uuid,
     pub revision: u64,
@@ -95,6 +95,44 @@ pub struct AppendOutcome {
     pub last_position: Position,
 }
 
+/// One stream's expectation in a multi-stream append ([`EventStore::append_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamExpectation {
+    pub stream: StreamId,
+    pub expected: ExpectedRevision,
+}
+
+impl StreamExpectation {
+    pub fn new(stream: StreamId, expected: ExpectedRevision) -> Self {
+        Self { stream, expected }
+    }
+}
+
+/// The result of a multi-stream append ([`EventStore::append_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchOutcome {
+    /// One entry per event, in the order the events were given.
+    pub events: Vec<AppendedEvent>,
+    /// One entry per distinct stream, in order of the stream's first event in the call, each
+    /// with that stream's events (in the order given).
+    pub streams: Vec<AppendOutcome>,
+    /// The highest position among the call's events (new or duplicate).
+    pub last_position: Position,
+}
+
+impl BatchOutcome {
+    /// The outcome of the call's one stream; refuses a batch that spans several.
+    pub(crate) fn into_single_stream(self) -> Result<AppendOutcome, StoreError> {
+        let mut streams = self.streams.into_iter();
+        match (streams.next(), streams.next()) {
+            (Some(outcome), None) => Ok(outcome),
+            _ => Err(StoreError::Task(
+                "a single-stream append did not report exactly one stream".into(),
+            )),
+        }
+    }
+}
+
 /// A stream's head as the store records it: the anchor that verification compares the
 /// chain's end against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +143,7 @@ pub struct StreamHead {
     pub hash: [u8; 32],
 }
 
-/// Largest number of events one append call may carry.
+/// Largest number of events one append call may carry, across all its streams.
 pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 
 /// Largest number of positions one `read_positions` call may ask for.
@@ -123,13 +161,46 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     /// event); when every id of the call is a duplicate the call
     /// succeeds without checking `expected`, so a retried append is safe. The expected
     /// revision is checked whenever something new is written.
+    ///
+    /// A batch of one stream: backends implement [`EventStore::append_batch`] only.
     async fn append(
         &self,
         tenant: &TenantId,
         stream: &StreamId,
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError>;
+    ) -> Result<AppendOutcome, StoreError> {
+        let events = events
+            .into_iter()
+            .map(|event| (stream.clone(), event))
+            .collect();
+        let expectation = StreamExpectation::new(stream.clone(), expected);
+        self.append_batch(tenant, vec![expectation], events)
+            .await?
+            .into_single_stream()
+    }
+
+    /// Appends events of several streams of one tenant atomically, in one transaction: all
+    /// are stored or none. New events get gap-free positions in the order given, whatever
+    /// their streams (`[A, B, A]` gets `p, p+1, p+2`, A's events revisions `n, n+1`).
+    ///
+    /// Each stream is treated as [`EventStore::append`] treats its one stream: its
+    /// expectation (from `expectations`; [`ExpectedRevision::Any`] for a stream without one)
+    /// is checked when it gets something new, its ids already stored are duplicates that store
+    /// nothing, and an id stored with another type is [`StoreError::EventIdReused`]. Any
+    /// stream failing its expectation fails the whole call with
+    /// [`StoreError::WrongExpectedRevision`] for that stream.
+    ///
+    /// Refused as [`StoreError::InvalidInput`] before anything is read: an empty call, more
+    /// than [`MAX_EVENTS_PER_APPEND`] events, an invalid event, an event id given twice
+    /// (in any streams), an expectation for a stream without events in the call, or two
+    /// expectations for one stream.
+    async fn append_batch(
+        &self,
+        tenant: &TenantId,
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+    ) -> Result<BatchOutcome, StoreError>;
 
     /// Reads up to `limit` events of one stream from `start`, in the given direction.
     async fn read_stream(

@@ -3,6 +3,7 @@
 //! order and a reader resuming after position P never misses a later commit below P.
 //! Appends notify `crm_events` listeners; a listener task turns that into head changes.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -17,10 +18,11 @@ use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crate::store::migrations::{self, Migration};
-use crate::store::plan::{self, ExistingEvent, Plan};
+use crate::store::plan::{self, Batch, ExistingEvent, Head};
 use crate::store::{
-    AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
-    StreamStart, advance_head, check_positions, sql_limit, stored_hash,
+    AppendOutcome, BatchOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError,
+    StreamExpectation, StreamHead, StreamStart, advance_head, check_positions, sql_limit,
+    stored_hash,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -97,9 +99,15 @@ impl PostgresEventStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<PendingAppend, StoreError> {
-        plan::validate_batch(&events)?;
+        let events = events.into_iter().map(|e| (stream.clone(), e)).collect();
+        let batch = Batch::new(
+            vec![StreamExpectation::new(stream.clone(), expected)],
+            events,
+        )?;
         let mut tx = self.inner.pool.begin_with(BEGIN_APPEND).await?;
-        let outcome = append_in(&mut tx, tenant, stream, expected, events).await?;
+        let outcome = append_in(&mut tx, tenant, &batch)
+            .await?
+            .into_single_stream()?;
         Ok(PendingAppend {
             tx,
             outcome,
@@ -203,73 +211,85 @@ async fn follow_head(head: Weak<watch::Sender<Position>>, pool: PgPool, mut list
     }
 }
 
-#[tracing::instrument(skip_all, fields(stream = %stream, events = events.len()), err)]
+/// Plans and writes one call's events inside `tx`, which holds the append lock: one round
+/// trip reads the log head, the heads of all the call's streams and its ids already stored in
+/// them, one more writes every row and stream head. The caller commits.
+#[tracing::instrument(skip_all, fields(streams = batch.streams.len(), events = batch.events.len()), err)]
 async fn append_in(
     tx: &mut sqlx::PgConnection,
     tenant: &TenantId,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
-) -> Result<AppendOutcome, StoreError> {
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    // One round trip: the log head and the stream head (kind 0), and the call's ids already
-    // stored in the stream (kind 1).
+    batch: &Batch,
+) -> Result<BatchOutcome, StoreError> {
+    let stream_names: Vec<&str> = batch.streams.iter().map(|s| s.stream.as_str()).collect();
+    let event_streams: Vec<&str> = batch
+        .events
+        .iter()
+        .map(|(stream, _)| stream_names[*stream])
+        .collect();
+    let ids: Vec<Uuid> = batch.events.iter().map(|(_, e)| e.event_id).collect();
+    // One round trip: the log head (kind 0), the streams' heads (kind 1), and the call's
+    // (stream, id) pairs already stored (kind 2), matched pairwise so the look-up is one
+    // index probe per event.
     let rows = sqlx::query(
         "SELECT 0 AS kind, (SELECT COALESCE(MAX(position), 0) FROM crm_events) AS position,
-                s.revision, s.hash, NULL::uuid AS event_id, NULL::text AS event_type
-         FROM (SELECT 1) AS one
-         LEFT JOIN crm_streams s ON s.tenant = $1 AND s.stream_id = $2
+                NULL::bigint AS revision, NULL::bytea AS hash, NULL::text AS stream_id,
+                NULL::uuid AS event_id, NULL::text AS event_type
          UNION ALL
-         SELECT 1, position, revision, NULL, event_id, event_type FROM crm_events
-         WHERE tenant = $1 AND stream_id = $2 AND event_id = ANY($3)",
+         SELECT 1, NULL, revision, hash, stream_id, NULL, NULL FROM crm_streams
+         WHERE tenant = $1 AND stream_id = ANY($2)
+         UNION ALL
+         SELECT 2, e.position, e.revision, NULL, e.stream_id, e.event_id, e.event_type
+         FROM UNNEST($3::text[], $4::uuid[]) AS k(stream_id, event_id)
+         JOIN crm_events e
+           ON e.tenant = $1 AND e.stream_id = k.stream_id AND e.event_id = k.event_id",
     )
     .bind(tenant.as_str())
-    .bind(stream.as_str())
+    .bind(&stream_names)
+    .bind(&event_streams)
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
     let mut head_position: i64 = 0;
-    let mut stream_head = None;
+    let mut heads: HashMap<String, Head> = HashMap::new();
     let mut existing = Vec::new();
     for row in &rows {
         let kind: i32 = row.try_get(0)?;
-        let position: i64 = row.try_get(1)?;
-        let revision: Option<i64> = row.try_get(2)?;
-        if kind == 0 {
-            head_position = position;
-            let hash: Option<Vec<u8>> = row.try_get(3)?;
-            if let (Some(revision), Some(hash)) = (revision, hash) {
-                stream_head = Some((revision as u64, stored_hash(&hash, 0)?));
+        match kind {
+            0 => head_position = row.try_get(1)?,
+            1 => {
+                let hash: Vec<u8> = row.try_get(3)?;
+                heads.insert(
+                    row.try_get(4)?,
+                    (row.try_get::<i64, _>(2)? as u64, stored_hash(&hash, 0)?),
+                );
             }
-        } else {
-            existing.push(ExistingEvent {
-                event_id: row.try_get(4)?,
-                stream_id: stream.as_str().to_owned(),
-                event_type: row.try_get(5)?,
-                revision: revision.unwrap_or_default() as u64,
-                position: position as Position,
-            });
+            _ => existing.push(ExistingEvent {
+                event_id: row.try_get(5)?,
+                stream_id: row.try_get(4)?,
+                event_type: row.try_get(6)?,
+                revision: row.try_get::<i64, _>(2)? as u64,
+                position: row.try_get::<i64, _>(1)? as Position,
+            }),
         }
     }
-    let recorded_at = crate::envelope::to_stored_precision(Utc::now());
-    let Plan {
-        rows,
-        outcome,
-        new_head,
-    } = plan::plan_append(
+    let stream_heads: Vec<Option<Head>> = stream_names
+        .iter()
+        .map(|name| heads.get(*name).copied())
+        .collect();
+    let planned = plan::plan_append(
         tenant,
-        stream,
-        expected,
-        &events,
+        batch,
         head_position as Position,
-        stream_head,
+        &stream_heads,
         existing,
-        recorded_at,
+        crate::envelope::to_stored_precision(Utc::now()),
     )?;
-    let Some((revision, hash)) = new_head else {
-        return Ok(outcome);
-    };
+    if planned.rows.is_empty() {
+        return Ok(planned.outcome);
+    }
+    let rows = &planned.rows;
     let mut positions = Vec::with_capacity(rows.len());
+    let mut streams = Vec::with_capacity(rows.len());
     let mut revisions = Vec::with_capacity(rows.len());
     let mut event_ids = Vec::with_capacity(rows.len());
     let mut types = Vec::with_capacity(rows.len());
@@ -280,72 +300,87 @@ async fn append_in(
     let mut hashes = Vec::with_capacity(rows.len());
     for row in rows {
         positions.push(row.position as i64);
+        streams.push(stream_names[row.stream]);
         revisions.push(row.revision as i64);
-        event_ids.push(row.event_id);
-        types.push(row.event_type);
-        versions.push(row.schema_version as i32);
-        data.push(row.data);
-        metadata.push(row.metadata);
+        event_ids.push(row.event.event_id);
+        types.push(row.event.event_type.as_str());
+        versions.push(row.event.schema_version as i32);
+        data.push(row.event.data.get());
+        metadata.push(row.event.metadata.get());
         occurred.push(row.occurred_at);
-        hashes.push(row.hash.to_vec());
+        hashes.push(row.hash.as_slice());
     }
-    // One statement writes the events, moves the stream head and notifies listeners.
+    let heads = &planned.new_heads;
+    let head_streams: Vec<&str> = heads.iter().map(|h| stream_names[h.stream]).collect();
+    let head_revisions: Vec<i64> = heads.iter().map(|h| h.revision as i64).collect();
+    let head_hashes: Vec<&[u8]> = heads.iter().map(|h| h.hash.as_slice()).collect();
+    // One statement writes the events, moves the stream heads and notifies listeners.
     sqlx::query(
         "WITH inserted AS (
              INSERT INTO crm_events (position, tenant, stream_id, revision, event_id, event_type,
                  schema_version, data, metadata, occurred_at, recorded_at, hash)
-             SELECT e.position, $1, $2, e.revision, e.event_id, e.event_type, e.schema_version,
-                    e.data::json, e.metadata::json, e.occurred_at, $10, e.hash
-             FROM UNNEST($3::bigint[], $4::bigint[], $5::uuid[], $6::text[], $7::int[],
-                         $8::text[], $9::text[], $11::timestamptz[], $12::bytea[])
-                  AS e(position, revision, event_id, event_type, schema_version, data, metadata,
-                       occurred_at, hash)
+             SELECT e.position, $1, e.stream_id, e.revision, e.event_id, e.event_type,
+                    e.schema_version, e.data::json, e.metadata::json, e.occurred_at, $2, e.hash
+             FROM UNNEST($3::bigint[], $4::text[], $5::bigint[], $6::uuid[], $7::text[],
+                         $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::bytea[])
+                  AS e(position, stream_id, revision, event_id, event_type, schema_version,
+                       data, metadata, occurred_at, hash)
              RETURNING 1
          ), head AS (
-             INSERT INTO crm_streams (tenant, stream_id, revision, hash) VALUES ($1, $2, $13, $14)
+             INSERT INTO crm_streams (tenant, stream_id, revision, hash)
+             SELECT $1, h.stream_id, h.revision, h.hash
+             FROM UNNEST($13::text[], $14::bigint[], $15::bytea[]) AS h(stream_id, revision, hash)
              ON CONFLICT (tenant, stream_id)
              DO UPDATE SET revision = EXCLUDED.revision, hash = EXCLUDED.hash
              RETURNING 1
          )
          SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM head),
-                pg_notify('crm_events', $15)",
+                pg_notify('crm_events', $16)",
     )
     .bind(tenant.as_str())
-    .bind(stream.as_str())
+    .bind(planned.recorded_at)
     .bind(&positions)
+    .bind(&streams)
     .bind(&revisions)
     .bind(&event_ids)
     .bind(&types)
     .bind(&versions)
     .bind(&data)
     .bind(&metadata)
-    .bind(recorded_at)
     .bind(&occurred)
     .bind(&hashes)
-    .bind(revision as i64)
-    .bind(hash.as_slice())
-    .bind(outcome.last_position.to_string())
+    .bind(&head_streams)
+    .bind(&head_revisions)
+    .bind(&head_hashes)
+    .bind(planned.outcome.last_position.to_string())
     .execute(&mut *tx)
     .await
-    .map_err(|e| unique_violation_as_conflict(e, stream, expected))?;
-    Ok(outcome)
+    .map_err(|e| unique_violation_as_conflict(e, batch))?;
+    Ok(planned.outcome)
 }
 
 /// A unique violation on (tenant, stream, revision) means another writer got there first
-/// (possible only for writers that bypass the append lock); report it as a conflict.
-fn unique_violation_as_conflict(
-    error: sqlx::Error,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-) -> StoreError {
+/// (possible only for writers that bypass the append lock); report it as a conflict on the
+/// stream the database names (its key detail reads `Key (tenant, stream_id, revision)=(t,
+/// s, r) already exists.`; ids hold no `,` or space), else on the batch's first stream.
+fn unique_violation_as_conflict(error: sqlx::Error, batch: &Batch) -> StoreError {
     if let sqlx::Error::Database(db) = &error
         && db.constraint() == Some("crm_events_stream_revision")
     {
-        return StoreError::WrongExpectedRevision {
-            stream: stream.as_str().to_owned(),
-            expected,
-            actual: None,
-        };
+        let named = db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|pg| pg.detail())
+            .and_then(|detail| detail.split_once("=(")?.1.split(", ").nth(1));
+        let stream = named
+            .and_then(|name| batch.streams.iter().find(|s| s.stream.as_str() == name))
+            .or(batch.streams.first());
+        if let Some(stream) = stream {
+            return StoreError::WrongExpectedRevision {
+                stream: stream.stream.as_str().to_owned(),
+                expected: stream.expected,
+                actual: None,
+            };
+        }
     }
     StoreError::Database(error)
 }
@@ -379,21 +414,20 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
 
 #[async_trait]
 impl EventStore for PostgresEventStore {
-    async fn append(
+    async fn append_batch(
         &self,
         tenant: &TenantId,
-        stream: &StreamId,
-        expected: ExpectedRevision,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        plan::validate_batch(&events)?;
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let batch = Batch::new(expectations, events)?;
         // Run to completion even if the caller goes away, so an acknowledged-or-not answer
         // always matches what was committed.
         let inner = Arc::clone(&self.inner);
-        let (tenant, stream) = (tenant.clone(), stream.clone());
+        let tenant = tenant.clone();
         tokio::spawn(async move {
             let mut tx = inner.pool.begin_with(BEGIN_APPEND).await?;
-            let outcome = append_in(&mut tx, &tenant, &stream, expected, events).await?;
+            let outcome = append_in(&mut tx, &tenant, &batch).await?;
             tx.commit().await?;
             advance_head(&inner.head, outcome.last_position);
             Ok(outcome)

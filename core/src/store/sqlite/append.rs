@@ -1,15 +1,16 @@
 //! Appends on the single writer connection. Each round trip to sqlx's SQLite worker thread
 //! costs two thread wake-ups (about 55 µs on the 2-core benchmark machine), far more than
-//! SQLite's own work for a small append, so appends are shaped to use as few as possible:
+//! SQLite's own work for a small append, so appends are shaped to use as few as possible,
+//! however many streams the call spans:
 //!
-//! - **fast path, one round trip**: `BEGIN IMMEDIATE; INSERT …; upsert head; COMMIT`, planned
-//!   from the heads this connection itself last committed. Those are right unless another
-//!   connection (another process) wrote since; if it did, the planned position or revision
-//!   is already taken, the insert hits a unique key, and the append falls back. A duplicate
-//!   event id also hits a unique key and falls back.
-//! - **slow path, two round trips**: `BEGIN IMMEDIATE` with a read of the heads and of the
-//!   call's ids already stored, then the same write command. Authoritative; it also
-//!   refreshes the known heads.
+//! - **fast path, one round trip**: `BEGIN IMMEDIATE; INSERT …; upsert heads; COMMIT`,
+//!   planned from the heads this connection itself last committed. Those are right unless
+//!   another connection (another process) wrote since; if it did, a planned position or
+//!   revision is already taken, the insert hits a unique key, and the append falls back. A
+//!   duplicate event id also hits a unique key and falls back.
+//! - **slow path, two round trips**: `BEGIN IMMEDIATE` with one read of the log head, the
+//!   heads of all the call's streams and the call's ids already stored in them, then the
+//!   same write command. Authoritative; it also refreshes the known heads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,14 +21,16 @@ use sqlx::{Arguments, QueryBuilder, Row, Sqlite};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use crate::envelope::{NewEvent, Position, StreamId, TenantId, to_stored_precision};
-use crate::store::plan::{self, ExistingEvent, Plan};
+use crate::envelope::{Position, StreamId, TenantId, to_stored_precision};
+use crate::store::plan::{self, Batch, ExistingEvent, Head, Plan};
 use crate::store::sqlite::EVENT_COLUMNS;
 use crate::store::stored_hash;
-use crate::store::{AppendOutcome, ExpectedRevision, StoreError};
+use crate::store::{BatchOutcome, ExpectedRevision, StoreError};
 
 /// Rows per multi-row INSERT statement (12 parameters each, well under SQLite's limit).
 const INSERT_CHUNK: usize = 64;
+/// Stream heads per multi-row upsert statement (4 parameters each).
+const HEAD_CHUNK: usize = 256;
 /// Stream heads remembered for the fast path; past this the memory starts over.
 const KNOWN_STREAMS: usize = 200_000;
 
@@ -83,19 +86,17 @@ impl Drop for OpenTransaction {
 }
 
 /// Appends one call's events; see the module documentation.
-#[tracing::instrument(skip_all, fields(stream = %stream, events = events.len()), err)]
+#[tracing::instrument(skip_all, fields(streams = batch.streams.len(), events = batch.events.len()), err)]
 pub(super) async fn append(
     writer: &Arc<Mutex<Writer>>,
     tenant: &TenantId,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
-) -> Result<AppendOutcome, StoreError> {
+    batch: &Batch,
+) -> Result<BatchOutcome, StoreError> {
     let mut guard = OpenTransaction(Some(Arc::clone(writer).lock_owned().await));
     let writer = guard.writer();
-    let result = match fast_path(writer, tenant, stream, expected, &events).await {
+    let result = match fast_path(writer, tenant, batch).await {
         Some(result) => result,
-        None => slow_path(writer, tenant, stream, expected, events).await,
+        None => slow_path(writer, tenant, batch).await,
     };
     if result.is_err() {
         writer.known = None;
@@ -108,34 +109,42 @@ pub(super) async fn append(
 async fn fast_path(
     writer: &mut Writer,
     tenant: &TenantId,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-    events: &[NewEvent],
-) -> Option<Result<AppendOutcome, StoreError>> {
+    batch: &Batch,
+) -> Option<Result<BatchOutcome, StoreError>> {
     let known = writer.known.as_ref()?;
-    let key = (tenant.clone(), stream.clone());
-    let stream_head = known.streams.get(&key).copied();
-    // A stream this connection has not seen may still exist: assume it does not only when
-    // the caller's expectation allows a new stream, so a wrong guess can only collide.
-    if stream_head.is_none()
-        && !matches!(expected, ExpectedRevision::NoStream | ExpectedRevision::Any)
-    {
-        return None;
+    let mut stream_heads = Vec::with_capacity(batch.streams.len());
+    for stream in &batch.streams {
+        let head = known
+            .streams
+            .get(&(tenant.clone(), stream.stream.clone()))
+            .copied();
+        // A stream this connection has not seen may still exist: assume it does not only
+        // when the caller's expectation allows a new stream, so a wrong guess can only
+        // collide.
+        if head.is_none()
+            && !matches!(
+                stream.expected,
+                ExpectedRevision::NoStream | ExpectedRevision::Any
+            )
+        {
+            return None;
+        }
+        stream_heads.push(head);
     }
     // Any refusal planned from remembered heads is re-checked against the log.
     let planned = plan::plan_append(
         tenant,
-        stream,
-        expected,
-        events,
+        batch,
         known.head_position,
-        stream_head,
+        &stream_heads,
         Vec::new(),
         to_stored_precision(Utc::now()),
     )
     .ok()?;
-    let (revision, hash) = planned.new_head?;
-    let mut command = write_command(tenant, stream, &planned.rows, revision, &hash, true);
+    if planned.rows.is_empty() {
+        return None;
+    }
+    let mut command = write_command(tenant, batch, &planned, true);
     match command
         .build()
         .persistent(true)
@@ -143,7 +152,7 @@ async fn fast_path(
         .await
     {
         Ok(_) => {
-            remember(writer, key, revision, hash, planned.outcome.last_position);
+            remember_written(writer, tenant, batch, &planned);
             Some(Ok(planned.outcome))
         }
         Err(error) => {
@@ -161,11 +170,9 @@ async fn fast_path(
 async fn slow_path(
     writer: &mut Writer,
     tenant: &TenantId,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
-) -> Result<AppendOutcome, StoreError> {
-    let result = read_then_write(writer, tenant, stream, expected, events).await;
+    batch: &Batch,
+) -> Result<BatchOutcome, StoreError> {
+    let result = read_then_write(writer, tenant, batch).await;
     if !matches!(result, Ok(Written::Committed(_))) {
         // Nothing to commit (all duplicates), or a failure after `BEGIN`: end the
         // transaction. After a failed `BEGIN` this is a harmless "no transaction" error.
@@ -179,167 +186,201 @@ async fn slow_path(
 /// How a slow-path append ended.
 enum Written {
     /// Rows were written and committed.
-    Committed(AppendOutcome),
+    Committed(BatchOutcome),
     /// Every event was a duplicate; the transaction is still open for the caller to end.
-    NothingNew(AppendOutcome),
+    NothingNew(BatchOutcome),
 }
 
 async fn read_then_write(
     writer: &mut Writer,
     tenant: &TenantId,
-    stream: &StreamId,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
+    batch: &Batch,
 ) -> Result<Written, StoreError> {
-    // Round trip 1: take the write lock and read what the plan needs.
+    // Round trip 1: take the write lock and read what the plan needs: the log head (kind 0),
+    // the head of each of the batch's streams (kind 1), and the batch's (stream, id) pairs
+    // already stored (kind 2). Parameters: ?1 the tenant, ?2.. the streams, then the ids.
     let mut read: QueryBuilder<Sqlite> = QueryBuilder::new(
         "BEGIN IMMEDIATE; \
-         SELECT 0, (SELECT COALESCE(MAX(position), 0) FROM crm_events), \
-                (SELECT revision FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2), \
-                (SELECT hash FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2), \
-                NULL, NULL \
+         SELECT 0, (SELECT COALESCE(MAX(position), 0) FROM crm_events), NULL, NULL, NULL, NULL \
          UNION ALL \
-         SELECT 1, position, revision, event_id, stream_id, event_type FROM crm_events \
-         WHERE tenant = ?1 AND stream_id = ?2 AND event_id IN (",
+         SELECT 1, NULL, revision, hash, stream_id, NULL FROM crm_streams \
+         WHERE tenant = ?1 AND stream_id IN (",
     );
     let mut args = SqliteArguments::default();
     args.add(tenant.as_str().to_owned())
         .map_err(sqlx::Error::Encode)?;
-    args.add(stream.as_str().to_owned())
-        .map_err(sqlx::Error::Encode)?;
-    for (index, event) in events.iter().enumerate() {
+    for (index, stream) in batch.streams.iter().enumerate() {
         if index > 0 {
             read.push(", ");
         }
-        read.push(format_args!("?{}", index + 3));
+        read.push(format_args!("?{}", index + 2));
+        args.add(stream.stream.as_str().to_owned())
+            .map_err(sqlx::Error::Encode)?;
+    }
+    // Each event's (stream, id) pair, so a look-up is one index seek per event.
+    read.push(
+        ") UNION ALL \
+         SELECT 2, e.position, e.revision, e.event_id, e.stream_id, e.event_type \
+         FROM (VALUES ",
+    );
+    let first_id = batch.streams.len() + 2;
+    for (index, (stream, event)) in batch.events.iter().enumerate() {
+        if index > 0 {
+            read.push(", ");
+        }
+        read.push(format_args!("(?{}, ?{})", stream + 2, first_id + index));
         args.add(event.event_id.as_bytes().to_vec())
             .map_err(sqlx::Error::Encode)?;
     }
-    read.push(")");
+    read.push(
+        ") AS k CROSS JOIN crm_events AS e \
+         WHERE e.tenant = ?1 AND e.stream_id = k.column1 AND e.event_id = k.column2",
+    );
     let rows = sqlx::query_with(read.into_sql(), args)
         .persistent(true)
         .fetch_all(&mut writer.conn)
         .await?;
     let mut head_position = 0;
-    let mut stream_head = None;
+    let mut heads: HashMap<String, Head> = HashMap::new();
     let mut existing = Vec::new();
     for row in &rows {
         let kind: i64 = row.try_get(0)?;
-        let position: i64 = row.try_get(1)?;
-        if kind == 0 {
-            head_position = position as Position;
-            let revision: Option<i64> = row.try_get(2)?;
-            let hash: Option<Vec<u8>> = row.try_get(3)?;
-            if let (Some(revision), Some(hash)) = (revision, hash) {
-                stream_head = Some((revision as u64, stored_hash(&hash, 0)?));
+        match kind {
+            0 => head_position = row.try_get::<i64, _>(1)? as Position,
+            1 => {
+                let hash: Vec<u8> = row.try_get(3)?;
+                heads.insert(
+                    row.try_get(4)?,
+                    (row.try_get::<i64, _>(2)? as u64, stored_hash(&hash, 0)?),
+                );
             }
-        } else {
-            let id: Vec<u8> = row.try_get(3)?;
-            existing.push(ExistingEvent {
-                event_id: Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
+            _ => {
+                let position: i64 = row.try_get(1)?;
+                let id: Vec<u8> = row.try_get(3)?;
+                existing.push(ExistingEvent {
+                    event_id: Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
+                        position: position as Position,
+                        reason: format!("event id: {e}"),
+                    })?,
+                    stream_id: row.try_get(4)?,
+                    event_type: row.try_get(5)?,
+                    revision: row.try_get::<i64, _>(2)? as u64,
                     position: position as Position,
-                    reason: format!("event id: {e}"),
-                })?,
-                stream_id: row.try_get(4)?,
-                event_type: row.try_get(5)?,
-                revision: row.try_get::<i64, _>(2)? as u64,
-                position: position as Position,
-            });
+                });
+            }
         }
     }
+    let stream_heads: Vec<Option<Head>> = batch
+        .streams
+        .iter()
+        .map(|s| heads.get(s.stream.as_str()).copied())
+        .collect();
 
-    let Plan {
-        rows,
-        outcome,
-        new_head,
-    } = plan::plan_append(
+    let planned = plan::plan_append(
         tenant,
-        stream,
-        expected,
-        &events,
+        batch,
         head_position,
-        stream_head,
+        &stream_heads,
         existing,
         to_stored_precision(Utc::now()),
     )?;
-    let key = (tenant.clone(), stream.clone());
-    let Some((revision, hash)) = new_head else {
-        // Every event was a duplicate: nothing to write.
-        if let Some((revision, hash)) = stream_head {
-            remember(writer, key, revision, hash, head_position);
+    // What was read is authoritative (the write lock is held): remember it either way.
+    for (stream, head) in batch.streams.iter().zip(&stream_heads) {
+        if let Some(head) = head {
+            remember(writer, tenant, &stream.stream, *head, head_position);
         }
-        return Ok(Written::NothingNew(outcome));
-    };
-    // Round trip 2: every insert, the stream head, and the commit.
-    let mut command = write_command(tenant, stream, &rows, revision, &hash, false);
+    }
+    if planned.rows.is_empty() {
+        // Every event was a duplicate: nothing to write.
+        return Ok(Written::NothingNew(planned.outcome));
+    }
+    // Round trip 2: every insert, the stream heads, and the commit.
+    let mut command = write_command(tenant, batch, &planned, false);
     command
         .build()
         .persistent(true)
         .execute(&mut writer.conn)
         .await?;
-    remember(writer, key, revision, hash, outcome.last_position);
-    Ok(Written::Committed(outcome))
+    remember_written(writer, tenant, batch, &planned);
+    Ok(Written::Committed(planned.outcome))
 }
 
-/// Records a committed (or confirmed) state as the base for the next fast-path append.
+/// Records the heads a committed plan wrote as the base for the next fast-path append.
+fn remember_written(writer: &mut Writer, tenant: &TenantId, batch: &Batch, planned: &Plan<'_>) {
+    let head_position = planned.rows.last().map_or(0, |row| row.position);
+    for head in &planned.new_heads {
+        remember(
+            writer,
+            tenant,
+            &batch.streams[head.stream].stream,
+            (head.revision, head.hash),
+            head_position,
+        );
+    }
+}
+
+/// Records a committed (or confirmed) stream head and log head as the base for the next
+/// fast-path append.
 fn remember(
     writer: &mut Writer,
-    key: (TenantId, StreamId),
-    revision: u64,
-    hash: [u8; 32],
+    tenant: &TenantId,
+    stream: &StreamId,
+    head: Head,
     head_position: Position,
 ) {
     let known = writer.known.get_or_insert_with(KnownHeads::default);
+    let key = (tenant.clone(), stream.clone());
     if known.streams.len() >= KNOWN_STREAMS && !known.streams.contains_key(&key) {
         known.streams.clear();
     }
     known.head_position = known.head_position.max(head_position);
-    known.streams.insert(key, (revision, hash));
+    known.streams.insert(key, head);
 }
 
-/// `[BEGIN IMMEDIATE;] INSERT events …; upsert the stream head; COMMIT`.
+/// `[BEGIN IMMEDIATE;] INSERT events …; upsert the stream heads; COMMIT`.
 fn write_command(
     tenant: &TenantId,
-    stream: &StreamId,
-    rows: &[plan::Row],
-    revision: u64,
-    hash: &[u8; 32],
+    batch: &Batch,
+    planned: &Plan<'_>,
     begin: bool,
 ) -> QueryBuilder<Sqlite> {
     let mut command: QueryBuilder<Sqlite> =
         QueryBuilder::new(if begin { "BEGIN IMMEDIATE; " } else { "" });
-    for chunk in rows.chunks(INSERT_CHUNK) {
+    let recorded_at = planned.recorded_at.timestamp_micros();
+    for chunk in planned.rows.chunks(INSERT_CHUNK) {
         command.push(format_args!("INSERT INTO crm_events ({EVENT_COLUMNS}) "));
         command.push_values(chunk, |mut values, row| {
             values
                 .push_bind(row.position as i64)
                 .push_bind(tenant.as_str())
-                .push_bind(stream.as_str())
+                .push_bind(batch.streams[row.stream].stream.as_str())
                 .push_bind(row.revision as i64)
-                .push_bind(row.event_id.as_bytes().as_slice())
-                .push_bind(row.event_type.as_str())
-                .push_bind(i64::from(row.schema_version))
-                .push_bind(row.data.as_str())
-                .push_bind(row.metadata.as_str())
+                .push_bind(row.event.event_id.as_bytes().as_slice())
+                .push_bind(row.event.event_type.as_str())
+                .push_bind(i64::from(row.event.schema_version))
+                .push_bind(row.event.data.get())
+                .push_bind(row.event.metadata.get())
                 .push_bind(row.occurred_at.timestamp_micros())
-                .push_bind(row.recorded_at.timestamp_micros())
+                .push_bind(recorded_at)
                 .push_bind(row.hash.as_slice());
         });
         command.push("; ");
     }
-    command.push("INSERT INTO crm_streams (tenant, stream_id, revision, hash) VALUES (");
-    command
-        .push_bind(tenant.as_str())
-        .push(", ")
-        .push_bind(stream.as_str())
-        .push(", ")
-        .push_bind(revision as i64)
-        .push(", ")
-        .push_bind(hash.as_slice());
-    command.push(
-        ") ON CONFLICT (tenant, stream_id) \
-         DO UPDATE SET revision = excluded.revision, hash = excluded.hash; COMMIT",
-    );
+    for chunk in planned.new_heads.chunks(HEAD_CHUNK) {
+        command.push("INSERT INTO crm_streams (tenant, stream_id, revision, hash) ");
+        command.push_values(chunk, |mut values, head| {
+            values
+                .push_bind(tenant.as_str())
+                .push_bind(batch.streams[head.stream].stream.as_str())
+                .push_bind(head.revision as i64)
+                .push_bind(head.hash.as_slice());
+        });
+        command.push(
+            " ON CONFLICT (tenant, stream_id) \
+             DO UPDATE SET revision = excluded.revision, hash = excluded.hash; ",
+        );
+    }
+    command.push("COMMIT");
     command
 }
 

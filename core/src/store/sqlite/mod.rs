@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crate::store::migrations::{self, Migration};
-use crate::store::plan;
+use crate::store::plan::Batch;
 use crate::store::{
-    AppendOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError, StreamHead,
+    BatchOutcome, Direction, EventStore, Scope, StoreError, StreamExpectation, StreamHead,
     StreamStart, advance_head, check_positions, sql_limit, stored_hash,
 };
 
@@ -249,17 +249,15 @@ fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
-    async fn append(
+    async fn append_batch(
         &self,
         tenant: &TenantId,
-        stream: &StreamId,
-        expected: ExpectedRevision,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        plan::validate_batch(&events)?;
-        let outcome = append::append(&self.inner.writer, tenant, stream, expected, events).await?;
-        let last = outcome.last_position;
-        advance_head(&self.inner.head, last);
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let batch = Batch::new(expectations, events)?;
+        let outcome = append::append(&self.inner.writer, tenant, &batch).await?;
+        advance_head(&self.inner.head, outcome.last_position);
         Ok(outcome)
     }
 
