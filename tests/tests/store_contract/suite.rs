@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use crm_core::envelope::{EventMetadata, NewEvent, StreamId, TenantId};
 use crm_core::store::{
-    Direction, ExpectedRevision, FindingKind, Scope, StoreError, StreamStart, subscribe_all,
-    verify, verify_stream,
+    Direction, ExpectedRevision, FindingKind, MAX_EVENTS_PER_APPEND, Scope, StoreError,
+    StreamExpectation, StreamStart, subscribe_all, verify, verify_stream,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -1013,4 +1013,644 @@ pub async fn verify_names_an_event_inserted_past_the_stream_head(f: &Fixture) {
     assert_eq!(failure.kind, FindingKind::Inserted, "{failure}");
     assert_eq!(failure.position, Some(13));
     assert_eq!(failure.revision, Some(4));
+}
+
+/// `per_stream` events for each of `streams`, interleaved round-robin: s0, s1, …, s0, s1, ….
+fn interleaved(streams: &[StreamId], per_stream: u32) -> Vec<(StreamId, NewEvent)> {
+    (0..per_stream)
+        .flat_map(|n| streams.iter().map(move |s| (s.clone(), logged(n))))
+        .collect()
+}
+
+fn expect(name: &str, expected: ExpectedRevision) -> StreamExpectation {
+    StreamExpectation::new(stream(name), expected)
+}
+
+/// Every stream head of the log, for before/after comparisons.
+async fn all_heads(f: &Fixture) -> Vec<(String, u64, [u8; 32])> {
+    f.store
+        .stream_heads(&Scope::AllTenants, None, 10_000)
+        .await
+        .expect("heads")
+        .into_iter()
+        .map(|h| (h.stream_id.as_str().to_owned(), h.revision, h.hash))
+        .collect()
+}
+
+pub async fn a_batch_takes_positions_in_input_order_across_interleaved_streams(f: &Fixture) {
+    let t = tenant("t1");
+    f.store
+        .append(
+            &t,
+            &stream("customer-a"),
+            ExpectedRevision::NoStream,
+            batch(2),
+        )
+        .await
+        .expect("seed a");
+    let mut head = f.store.head_changes();
+    let events = vec![
+        (stream("customer-a"), logged(10)),
+        (stream("customer-b"), logged(11)),
+        (stream("customer-a"), logged(12)),
+        (stream("customer-c"), logged(13)),
+        (stream("customer-b"), logged(14)),
+    ];
+    let ids: Vec<Uuid> = events.iter().map(|(_, e)| e.event_id).collect();
+    let outcome = f
+        .store
+        .append_batch(
+            &t,
+            vec![
+                expect("customer-b", ExpectedRevision::NoStream),
+                expect("customer-a", ExpectedRevision::Exact(1)),
+            ],
+            events,
+        )
+        .await
+        .expect("batch");
+
+    // Per event, in input order.
+    assert_eq!(
+        outcome
+            .events
+            .iter()
+            .map(|e| (e.event_id, e.revision, e.position, e.duplicate))
+            .collect::<Vec<_>>(),
+        [
+            (ids[0], 2, 3, false),
+            (ids[1], 0, 4, false),
+            (ids[2], 3, 5, false),
+            (ids[3], 0, 6, false),
+            (ids[4], 1, 7, false),
+        ]
+    );
+    assert_eq!(outcome.last_position, 7);
+    // Per stream, in order of first appearance, each with its own events.
+    let streams: Vec<_> = outcome
+        .streams
+        .iter()
+        .map(|s| {
+            (
+                s.stream_id.as_str(),
+                s.events.iter().map(|e| e.position).collect::<Vec<_>>(),
+                s.stream_revision,
+                s.last_position,
+            )
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            ("customer-a", vec![3, 5], 3, 5),
+            ("customer-b", vec![4, 7], 1, 7),
+            ("customer-c", vec![6], 0, 6),
+        ]
+    );
+
+    // Stored as reported, and every chain continues correctly.
+    let all = f
+        .store
+        .read_all(&Scope::AllTenants, 0, 100)
+        .await
+        .expect("read all");
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.position, e.stream_id.as_str(), e.revision))
+            .collect::<Vec<_>>(),
+        [
+            (1, "customer-a", 0),
+            (2, "customer-a", 1),
+            (3, "customer-a", 2),
+            (4, "customer-b", 0),
+            (5, "customer-a", 3),
+            (6, "customer-c", 0),
+            (7, "customer-b", 1),
+        ]
+    );
+    for name in ["customer-a", "customer-b", "customer-c"] {
+        let read = f
+            .store
+            .read_stream(
+                &t,
+                &stream(name),
+                Direction::Forwards,
+                StreamStart::Boundary,
+                100,
+            )
+            .await
+            .expect("read stream");
+        assert_eq!(
+            read.iter().map(|e| e.revision).collect::<Vec<_>>(),
+            (0..read.len() as u64).collect::<Vec<_>>()
+        );
+        let report = verify_stream(f.store.as_ref(), &t, &stream(name))
+            .await
+            .expect("verify stream");
+        assert!(report.is_intact(), "{name}: {:?}", report.first_failure);
+    }
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
+    assert_eq!(report.first_failure, None);
+    assert_eq!(report.streams_checked, 3);
+    assert_eq!(f.store.head_position().await.expect("head"), 7);
+    // The head watch moved when the batch committed.
+    assert_eq!(*head.borrow_and_update(), 7);
+
+    // The streams go on from there, singly or in a batch.
+    let next = f
+        .store
+        .append(
+            &t,
+            &stream("customer-b"),
+            ExpectedRevision::Exact(1),
+            batch(1),
+        )
+        .await
+        .expect("single append after the batch");
+    assert_eq!((next.events[0].revision, next.events[0].position), (2, 8));
+}
+
+pub async fn a_batch_failing_one_streams_expectation_writes_nothing_of_any_stream(f: &Fixture) {
+    let t = tenant("t1");
+    let streams: Vec<StreamId> = (0..50).map(|n| stream(&format!("customer-{n}"))).collect();
+    f.store
+        .append_batch(&t, vec![], interleaved(&streams[..2], 1))
+        .await
+        .expect("seed customer-0 and customer-1");
+    let heads_before = all_heads(f).await;
+
+    // 500 events over 50 streams; only the last stream's expectation is stale.
+    let mut expectations: Vec<StreamExpectation> = streams[2..]
+        .iter()
+        .map(|s| StreamExpectation::new(s.clone(), ExpectedRevision::NoStream))
+        .collect();
+    expectations.push(expect("customer-0", ExpectedRevision::Exact(0)));
+    expectations.push(expect("customer-1", ExpectedRevision::NoStream));
+    let error = f
+        .store
+        .append_batch(&t, expectations, interleaved(&streams, 10))
+        .await
+        .expect_err("customer-1 exists");
+    match &error {
+        StoreError::WrongExpectedRevision {
+            stream,
+            expected,
+            actual,
+        } => {
+            assert_eq!(stream, "customer-1");
+            assert_eq!(*expected, ExpectedRevision::NoStream);
+            assert_eq!(*actual, Some(0));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(error.is_conflict());
+
+    // An id reused with another type in one stream fails the whole batch too.
+    let stored = f
+        .store
+        .read_stream(
+            &t,
+            &stream("customer-0"),
+            Direction::Forwards,
+            StreamStart::Boundary,
+            1,
+        )
+        .await
+        .expect("read")
+        .remove(0);
+    let mut events = interleaved(&streams, 2);
+    let mut reused = logged(0).with_id(stored.event_id);
+    reused.event_type = "OrderPlaced".into();
+    events.push((stream("customer-0"), reused));
+    let error = f
+        .store
+        .append_batch(&t, vec![], events)
+        .await
+        .expect_err("id reused");
+    assert!(
+        matches!(&error, StoreError::EventIdReused { event_id, .. } if *event_id == stored.event_id),
+        "{error:?}"
+    );
+
+    // Nothing of either batch is visible anywhere.
+    assert_eq!(f.store.head_position().await.expect("head"), 2);
+    assert_eq!(
+        f.store
+            .read_all(&Scope::AllTenants, 0, 10_000)
+            .await
+            .expect("read all")
+            .len(),
+        2
+    );
+    assert_eq!(all_heads(f).await, heads_before);
+    assert!(
+        f.store
+            .stream_head(&t, &streams[2])
+            .await
+            .expect("head")
+            .is_none()
+    );
+    // And the store takes the corrected batch.
+    let mut expectations: Vec<StreamExpectation> = streams[2..]
+        .iter()
+        .map(|s| StreamExpectation::new(s.clone(), ExpectedRevision::NoStream))
+        .collect();
+    expectations.push(expect("customer-1", ExpectedRevision::Exact(0)));
+    let outcome = f
+        .store
+        .append_batch(&t, expectations, interleaved(&streams, 10))
+        .await
+        .expect("corrected batch");
+    assert_eq!(
+        outcome
+            .events
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        (3..503).collect::<Vec<_>>()
+    );
+    assert_eq!(outcome.streams.len(), 50);
+    assert!(
+        verify(f.store.as_ref(), &Scope::AllTenants)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
+}
+
+pub async fn replaying_a_batch_acknowledges_every_event_as_duplicate_and_stores_nothing(
+    f: &Fixture,
+) {
+    let t = tenant("t1");
+    let streams: Vec<StreamId> = (0..50).map(|n| stream(&format!("customer-{n}"))).collect();
+    let events = interleaved(&streams, 10);
+    let expectations: Vec<StreamExpectation> = streams
+        .iter()
+        .map(|s| StreamExpectation::new(s.clone(), ExpectedRevision::NoStream))
+        .collect();
+    let first = f
+        .store
+        .append_batch(&t, expectations.clone(), events.clone())
+        .await
+        .expect("first");
+    assert_eq!(first.last_position, 500);
+    let heads_before = all_heads(f).await;
+
+    // The retry carries now-stale expectations and is still acknowledged, as duplicates.
+    let retry = f
+        .store
+        .append_batch(&t, expectations, events.clone())
+        .await
+        .expect("retry is acknowledged");
+    assert!(retry.events.iter().all(|e| e.duplicate));
+    let placement = |outcome: &crm_core::store::BatchOutcome| {
+        outcome
+            .events
+            .iter()
+            .map(|e| (e.event_id, e.revision, e.position))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(placement(&retry), placement(&first));
+    assert_eq!(retry.last_position, first.last_position);
+    for (again, before) in retry.streams.iter().zip(&first.streams) {
+        assert_eq!(again.stream_id, before.stream_id);
+        assert_eq!(again.stream_revision, before.stream_revision);
+        assert_eq!(again.last_position, before.last_position);
+    }
+    // Without expectations too (on SQLite the optimistic single round trip collides on
+    // the stored ids and falls back).
+    let retry = f
+        .store
+        .append_batch(&t, vec![], events.clone())
+        .await
+        .expect("retry without expectations");
+    assert!(retry.events.iter().all(|e| e.duplicate));
+    assert_eq!(placement(&retry), placement(&first));
+    assert_eq!(f.store.head_position().await.expect("head"), 500);
+    assert_eq!(all_heads(f).await, heads_before);
+
+    // Duplicates of customer-0 (stale expectation, not checked) with new events of
+    // customer-1: only customer-1's are written.
+    let a_old: Vec<(StreamId, NewEvent)> = events
+        .iter()
+        .filter(|(s, _)| *s == streams[0])
+        .take(3)
+        .cloned()
+        .collect();
+    let mixed = vec![
+        a_old[0].clone(),
+        (streams[1].clone(), logged(100)),
+        a_old[1].clone(),
+        (streams[1].clone(), logged(101)),
+        a_old[2].clone(),
+    ];
+    let outcome = f
+        .store
+        .append_batch(
+            &t,
+            vec![
+                StreamExpectation::new(streams[0].clone(), ExpectedRevision::NoStream),
+                StreamExpectation::new(streams[1].clone(), ExpectedRevision::Exact(9)),
+            ],
+            mixed,
+        )
+        .await
+        .expect("mixed");
+    assert_eq!(
+        outcome
+            .events
+            .iter()
+            .map(|e| (e.duplicate, e.revision))
+            .collect::<Vec<_>>(),
+        [(true, 0), (false, 10), (true, 1), (false, 11), (true, 2)]
+    );
+    assert_eq!(
+        outcome
+            .events
+            .iter()
+            .filter(|e| !e.duplicate)
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        [501, 502]
+    );
+    assert_eq!(outcome.streams[0].stream_revision, 9);
+    assert_eq!(outcome.streams[1].stream_revision, 11);
+    assert_eq!(outcome.last_position, 502);
+    assert_eq!(f.store.head_position().await.expect("head"), 502);
+    let heads = all_heads(f).await;
+    let changed: Vec<_> = heads
+        .iter()
+        .filter(|h| !heads_before.contains(h))
+        .map(|h| (h.0.as_str(), h.1))
+        .collect();
+    assert_eq!(changed, [("customer-1", 11)]);
+
+    // The same id in another stream of the store is another event, also within a batch.
+    let elsewhere = f
+        .store
+        .append_batch(
+            &t,
+            vec![],
+            vec![(stream("customer-new"), a_old[0].1.clone())],
+        )
+        .await
+        .expect("same id, other stream");
+    assert!(!elsewhere.events[0].duplicate);
+    assert_eq!(elsewhere.events[0].position, 503);
+    assert!(
+        verify(f.store.as_ref(), &Scope::AllTenants)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
+}
+
+pub async fn malformed_batches_are_refused_before_anything_is_written(f: &Fixture) {
+    let t = tenant("t1");
+    let invalid = |error: StoreError, needle: &str| {
+        assert!(
+            matches!(&error, StoreError::InvalidInput(message) if message.contains(needle)),
+            "{error:?} should be invalid input mentioning {needle:?}"
+        );
+    };
+    let two = || {
+        vec![
+            (stream("customer-a"), logged(0)),
+            (stream("customer-b"), logged(1)),
+        ]
+    };
+    invalid(
+        f.store
+            .append_batch(&t, vec![expect("customer-z", ExpectedRevision::Any)], two())
+            .await
+            .expect_err("expectation for a stream without events"),
+        "customer-z",
+    );
+    invalid(
+        f.store
+            .append_batch(
+                &t,
+                vec![
+                    expect("customer-a", ExpectedRevision::NoStream),
+                    expect("customer-b", ExpectedRevision::Any),
+                    expect("customer-a", ExpectedRevision::Any),
+                ],
+                two(),
+            )
+            .await
+            .expect_err("two expectations for one stream"),
+        "customer-a",
+    );
+    // One id twice, even in two streams.
+    let event = logged(5);
+    invalid(
+        f.store
+            .append_batch(
+                &t,
+                vec![],
+                vec![
+                    (stream("customer-a"), event.clone()),
+                    (stream("customer-b"), event),
+                ],
+            )
+            .await
+            .expect_err("repeated id"),
+        "more than once",
+    );
+    invalid(
+        f.store
+            .append_batch(&t, vec![], vec![])
+            .await
+            .expect_err("empty"),
+        "at least one event",
+    );
+    invalid(
+        f.store
+            .append_batch(
+                &t,
+                vec![expect("customer-a", ExpectedRevision::Any)],
+                vec![],
+            )
+            .await
+            .expect_err("empty with an expectation"),
+        "at least one event",
+    );
+    let mut bad_type = two();
+    bad_type[1].1.event_type = "not a type!".into();
+    invalid(
+        f.store
+            .append_batch(&t, vec![], bad_type)
+            .await
+            .expect_err("invalid type"),
+        "event 1",
+    );
+    let too_many = (0..=MAX_EVENTS_PER_APPEND as u32)
+        .map(|n| (stream(&format!("customer-{}", n % 7)), logged(n)))
+        .collect();
+    invalid(
+        f.store
+            .append_batch(&t, vec![], too_many)
+            .await
+            .expect_err("too many"),
+        "at most",
+    );
+    assert_eq!(f.store.head_position().await.expect("head"), 0);
+    assert!(all_heads(f).await.is_empty());
+}
+
+pub async fn batches_through_two_store_handles_in_turn_keep_one_consistent_log(f: &Fixture) {
+    let other = f.reopen().await;
+    let t = tenant("t1");
+    let handles = [Arc::clone(&f.store), other];
+    let shared = [stream("customer-x"), stream("customer-y")];
+    let mut revisions: [Option<u64>; 2] = [None, None];
+    let mut position = 0;
+    for round in 0..8u32 {
+        let store = &handles[(round % 2) as usize];
+        // Both shared streams with exact expectations, plus a stream only this handle writes
+        // (with Any, so a handle that remembers a stale head may try its fast path).
+        let own = stream(&format!("customer-own-{}", round % 2));
+        let mut events = interleaved(&shared, 2);
+        events.insert(1, (own.clone(), logged(50)));
+        let expectations = shared
+            .iter()
+            .zip(revisions)
+            .map(|(s, r)| {
+                StreamExpectation::new(
+                    s.clone(),
+                    r.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact),
+                )
+            })
+            .collect();
+        let outcome = store
+            .append_batch(&t, expectations, events)
+            .await
+            .expect("batch through alternating handles");
+        assert_eq!(
+            outcome
+                .events
+                .iter()
+                .map(|e| e.position)
+                .collect::<Vec<_>>(),
+            (position + 1..=position + 5).collect::<Vec<_>>()
+        );
+        position += 5;
+        for (index, name) in shared.iter().enumerate() {
+            let stream_outcome = outcome
+                .streams
+                .iter()
+                .find(|s| s.stream_id == *name)
+                .expect("stream outcome");
+            revisions[index] = Some(stream_outcome.stream_revision);
+        }
+        // A single-stream append in between, to an own stream of the other handle.
+        let single = handles[((round + 1) % 2) as usize]
+            .append(
+                &t,
+                &stream(&format!("customer-own-{}", (round + 1) % 2)),
+                ExpectedRevision::Any,
+                batch(1),
+            )
+            .await
+            .expect("single append");
+        position += 1;
+        assert_eq!(single.events[0].position, position);
+    }
+    // The second handle wrote the shared streams last, but the first handle has written since:
+    // a batch of streams it knows, expecting any revision, still lands after that write.
+    let outcome = handles[1]
+        .append_batch(
+            &t,
+            vec![],
+            vec![
+                (stream("customer-x"), logged(60)),
+                (stream("customer-own-1"), logged(61)),
+                (stream("customer-y"), logged(62)),
+            ],
+        )
+        .await
+        .expect("batch after the other handle wrote");
+    assert_eq!(
+        outcome
+            .events
+            .iter()
+            .map(|e| (e.revision, e.position))
+            .collect::<Vec<_>>(),
+        [(16, position + 1), (8, position + 2), (16, position + 3)]
+    );
+    position += 3;
+    // A stale expectation through either handle is still refused.
+    for store in &handles {
+        let error = store
+            .append_batch(
+                &t,
+                vec![expect("customer-y", ExpectedRevision::Exact(0))],
+                vec![
+                    (stream("customer-own-0"), logged(1)),
+                    (stream("customer-y"), logged(2)),
+                ],
+            )
+            .await
+            .expect_err("stale");
+        assert!(error.is_conflict(), "{error}");
+    }
+    let events = f
+        .store
+        .read_all(&Scope::AllTenants, 0, 1000)
+        .await
+        .expect("read");
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=position).collect::<Vec<_>>()
+    );
+    assert_eq!(revisions, [Some(15), Some(15)]);
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
+    assert_eq!(report.first_failure, None);
+    assert_eq!(report.streams_checked, 4);
+}
+
+pub async fn an_abandoned_batch_neither_blocks_the_store_nor_half_writes(f: &Fixture) {
+    let t = tenant("t1");
+    let streams: Vec<StreamId> = (0..4).map(|n| stream(&format!("customer-{n}"))).collect();
+    let mut batches = Vec::new();
+    // Drop batches at many different instants of their life, including mid-transaction.
+    for n in 0..60u64 {
+        let events = interleaved(&streams, 3);
+        let ids: Vec<Uuid> = events.iter().map(|(_, e)| e.event_id).collect();
+        let append = f.store.append_batch(&t, vec![], events);
+        let _ = tokio::time::timeout(Duration::from_micros(n * 25), append).await;
+        batches.push(ids);
+    }
+    tokio::time::timeout(
+        WAIT,
+        f.store.append_batch(&t, vec![], interleaved(&streams, 1)),
+    )
+    .await
+    .expect("the writer is not left locked")
+    .expect("batch after abandoned ones");
+    let stored: HashSet<Uuid> = f
+        .store
+        .read_all(&Scope::AllTenants, 0, 10_000)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    for ids in &batches {
+        let present = ids.iter().filter(|id| stored.contains(id)).count();
+        assert!(
+            present == 0 || present == ids.len(),
+            "a batch was half-written"
+        );
+    }
+    assert!(
+        verify(f.store.as_ref(), &Scope::AllTenants)
+            .await
+            .expect("verify")
+            .is_intact()
+    );
 }
