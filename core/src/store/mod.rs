@@ -133,6 +133,16 @@ impl BatchOutcome {
     }
 }
 
+/// Where a stored event is, as [`EventStore::find_events`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEventRef {
+    pub stream_id: StreamId,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub revision: u64,
+    pub position: Position,
+}
+
 /// A stream's head as the store records it: the anchor that verification compares the
 /// chain's end against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +238,15 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
         positions: &[Position],
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Which of the given (stream, event id) pairs of `tenant` are stored, and where: what a
+    /// caller needs to tell a replayed event from a new one before judging it. Pairs not
+    /// stored are left out; the order is unspecified. At most [`MAX_EVENTS_PER_APPEND`] pairs.
+    async fn find_events(
+        &self,
+        tenant: &TenantId,
+        pairs: &[(StreamId, uuid::Uuid)],
+    ) -> Result<Vec<StoredEventRef>, StoreError>;
+
     /// The highest position stored (0 for an empty log), across all tenants.
     async fn head_position(&self) -> Result<Position, StoreError>;
 
@@ -280,6 +299,17 @@ pub(crate) fn check_positions(positions: &[Position]) -> Result<(), StoreError> 
         return Err(StoreError::Config(format!(
             "{} positions asked for in one read; at most {MAX_POSITIONS_PER_READ}",
             positions.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a `find_events` call asking for too many pairs.
+pub(crate) fn check_pairs(pairs: &[(StreamId, uuid::Uuid)]) -> Result<(), StoreError> {
+    if pairs.len() > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::InvalidInput(format!(
+            "{} event ids asked for in one call; at most {MAX_EVENTS_PER_APPEND}",
+            pairs.len()
         )));
     }
     Ok(())

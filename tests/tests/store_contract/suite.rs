@@ -1654,3 +1654,57 @@ pub async fn an_abandoned_batch_neither_blocks_the_store_nor_half_writes(f: &Fix
             .is_intact()
     );
 }
+
+pub async fn find_events_reports_stored_pairs_of_the_tenant_only(f: &Fixture) {
+    let (t1, t2) = (tenant("t1"), tenant("t2"));
+    let first = logged(1);
+    let second = logged(2);
+    f.store
+        .append(
+            &t1,
+            &stream("customer-1"),
+            ExpectedRevision::NoStream,
+            vec![first.clone(), second.clone()],
+        )
+        .await
+        .expect("append");
+    let absent = uuid::Uuid::now_v7();
+    let asked = vec![
+        (stream("customer-1"), second.event_id),
+        (stream("customer-1"), absent),
+        // The right id in the wrong stream is not stored there.
+        (stream("customer-2"), first.event_id),
+        (stream("customer-1"), first.event_id),
+    ];
+    let mut found = f.store.find_events(&t1, &asked).await.expect("find");
+    found.sort_by_key(|e| e.position);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].event_id, first.event_id);
+    assert_eq!((found[0].revision, found[0].position), (0, 1));
+    assert_eq!(found[0].event_type, "InteractionLogged");
+    assert_eq!(found[1].event_id, second.event_id);
+    assert_eq!((found[1].revision, found[1].position), (1, 2));
+    assert_eq!(found[1].stream_id, stream("customer-1"));
+    // Another tenant's identical pairs are not its events.
+    assert!(
+        f.store
+            .find_events(&t2, &asked)
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    assert!(
+        f.store
+            .find_events(&t1, &[])
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    let too_many: Vec<(StreamId, uuid::Uuid)> = (0..=crm_core::store::MAX_EVENTS_PER_APPEND)
+        .map(|_| (stream("customer-1"), uuid::Uuid::now_v7()))
+        .collect();
+    assert!(matches!(
+        f.store.find_events(&t1, &too_many).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}

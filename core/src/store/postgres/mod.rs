@@ -21,8 +21,8 @@ use crate::store::migrations::{self, Migration};
 use crate::store::plan::{self, Batch, ExistingEvent, Head};
 use crate::store::{
     AppendOutcome, BatchOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError,
-    StreamExpectation, StreamHead, StreamStart, advance_head, check_positions, sql_limit,
-    stored_hash,
+    StoredEventRef, StreamExpectation, StreamHead, StreamStart, advance_head, check_pairs,
+    check_positions, sql_limit, stored_hash,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -520,6 +520,41 @@ impl EventStore for PostgresEventStore {
         .fetch_all(&self.inner.pool)
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    async fn find_events(
+        &self,
+        tenant: &TenantId,
+        pairs: &[(StreamId, uuid::Uuid)],
+    ) -> Result<Vec<StoredEventRef>, StoreError> {
+        check_pairs(pairs)?;
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let streams: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
+        let ids: Vec<uuid::Uuid> = pairs.iter().map(|(_, id)| *id).collect();
+        let rows = sqlx::query(
+            "SELECT e.stream_id, e.event_id, e.event_type, e.revision, e.position \
+             FROM UNNEST($2::text[], $3::uuid[]) AS p(stream_id, event_id) \
+             JOIN crm_events e ON e.tenant = $1 AND e.stream_id = p.stream_id \
+             AND e.event_id = p.event_id",
+        )
+        .bind(tenant.as_str())
+        .bind(streams)
+        .bind(ids)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEventRef {
+                    stream_id: StreamId::from_stored(row.try_get(0)?),
+                    event_id: row.try_get(1)?,
+                    event_type: row.try_get(2)?,
+                    revision: row.try_get::<i64, _>(3)? as u64,
+                    position: row.try_get::<i64, _>(4)? as Position,
+                })
+            })
+            .collect()
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {

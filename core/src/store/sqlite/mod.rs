@@ -22,9 +22,14 @@ use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crate::store::migrations::{self, Migration};
 use crate::store::plan::Batch;
 use crate::store::{
-    BatchOutcome, Direction, EventStore, Scope, StoreError, StreamExpectation, StreamHead,
-    StreamStart, advance_head, check_positions, sql_limit, stored_hash,
+    BatchOutcome, Direction, EventStore, Scope, StoreError, StoredEventRef, StreamExpectation,
+    StreamHead, StreamStart, advance_head, check_pairs, check_positions, sql_limit, stored_hash,
 };
+
+/// A list as one JSON array parameter (read back with `json_each`).
+fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(|e| StoreError::InvalidInput(e.to_string()))
+}
 
 mod append;
 
@@ -350,6 +355,56 @@ impl EventStore for SqliteEventStore {
         .fetch_all(&self.inner.readers)
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    async fn find_events(
+        &self,
+        tenant: &TenantId,
+        pairs: &[(StreamId, uuid::Uuid)],
+    ) -> Result<Vec<StoredEventRef>, StoreError> {
+        check_pairs(pairs)?;
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Two JSON array parameters; the (tenant, stream_id, event_id) index answers both
+        // lists, and the pairs are matched exactly below.
+        let streams: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
+        let ids: Vec<String> = pairs
+            .iter()
+            .map(|(_, id)| id.simple().to_string())
+            .collect();
+        let rows = sqlx::query(
+            "SELECT stream_id, event_id, event_type, revision, position FROM crm_events \
+             WHERE tenant = ? AND stream_id IN (SELECT value FROM json_each(?)) \
+             AND event_id IN (SELECT unhex(value) FROM json_each(?))",
+        )
+        .bind(tenant.as_str())
+        .bind(json_list(&streams)?)
+        .bind(json_list(&ids)?)
+        .fetch_all(&self.inner.readers)
+        .await?;
+        let wanted: std::collections::HashSet<(&str, uuid::Uuid)> =
+            pairs.iter().map(|(s, id)| (s.as_str(), *id)).collect();
+        let mut found = Vec::new();
+        for row in &rows {
+            let position: i64 = row.try_get(4)?;
+            let stream_id: String = row.try_get(0)?;
+            let id: Vec<u8> = row.try_get(1)?;
+            let event_id = uuid::Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
+                position: position as Position,
+                reason: format!("event id: {e}"),
+            })?;
+            if wanted.contains(&(stream_id.as_str(), event_id)) {
+                found.push(StoredEventRef {
+                    stream_id: StreamId::from_stored(stream_id),
+                    event_id,
+                    event_type: row.try_get(2)?,
+                    revision: row.try_get::<i64, _>(3)? as u64,
+                    position: position as Position,
+                });
+            }
+        }
+        Ok(found)
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {
