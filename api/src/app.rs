@@ -1,38 +1,169 @@
-//! The HTTP application: the router and the state its handlers share. Built here, served by
-//! `crm-api serve`, and started on port 0 by the end-to-end tests.
+//! The HTTP application: the state handlers share, the router, and [`start`], which opens a
+//! store and its read models and runs the projection workers, for `crm-api serve` and the
+//! end-to-end tests alike.
 //!
-//! Today it answers `GET /healthz` (no key needed: process health, the log's head and each
-//! projection's state, nothing about any tenant) and problem+json 404s; the authenticated
-//! `/v1` routes come with the HTTP API issue.
+//! Routes and who may call them (admin may call everything):
+//!
+//! | route | roles |
+//! |---|---|
+//! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | no key |
+//! | `POST /v1/events` | ingest |
+//! | `GET /v1/events`, `GET /v1/events/live` | analyst |
+//! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
+//! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
+//! | `GET /v1/verify` | auditor |
+//! | `GET /v1/projections` | analyst, auditor |
+//! | `PUT /v1/service/sla-targets` | admin |
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use crm_core::store::SharedStore;
-use crm_projections::runner::{ProjectionStatus, RunState};
+use crm_core::store::{SharedStore, StoreUrl, open_store};
+use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerHandle, RunnerOptions};
+use crm_projections::{ReadDb, all_projections};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::ingest::StreamCache;
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
 use crate::problem::Problem;
+use crate::{ingest, log, metrics, openapi, queries};
+
+/// Limits on what one request may ask for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one `POST /v1/events` (413 beyond).
+    pub max_batch_events: usize,
+    /// Longest a query waits for `min_position` before answering 503.
+    pub max_wait: Duration,
+    /// Largest page any listing returns.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch_events: 5_000,
+            max_wait: Duration::from_secs(10),
+            max_page: 1_000,
+        }
+    }
+}
 
 /// What handlers share.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AppState {
     pub store: SharedStore,
+    pub db: ReadDb,
+    pub keys: KeyStore,
     /// The projection workers' statuses, as this process's runner publishes them.
     pub projections: watch::Receiver<Vec<ProjectionStatus>>,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    /// Folded stream states kept between appends, so ingest checks rules without re-reading.
+    pub streams: StreamCache,
+    /// Set when the server is shutting down: endless answers (live event streams) end.
+    pub closing: watch::Sender<bool>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// A running application: its state (for the router) and its projection workers.
+#[derive(Debug)]
+pub struct Running {
+    pub state: SharedState,
+    pub workers: RunnerHandle,
+}
+
+/// Opens (creating if needed) the store at `url`, its read-model tables and the key table,
+/// and starts the projection workers.
+pub async fn start(url: &StoreUrl, limits: Limits) -> anyhow::Result<Running> {
+    use anyhow::Context;
+    let store = open_store(url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+    let db = ReadDb::open(url)
+        .await
+        .context("cannot open the read-model tables")?;
+    let keys = KeyStore::open(db.clone())
+        .await
+        .context("cannot open the key table")?;
+    let workers = runner::start(
+        store.clone(),
+        db.clone(),
+        all_projections(),
+        RunnerOptions::default(),
+    );
+    wait_for_read_models(&db).await?;
+    let state = Arc::new(AppState {
+        store,
+        db,
+        keys,
+        projections: workers.subscribe(),
+        limits,
+        metrics: Metrics::default(),
+        streams: StreamCache::default(),
+        closing: watch::channel(false).0,
+    });
+    Ok(Running { state, workers })
+}
+
+/// Waits until every read model has live tables (the runner, or another process holding a
+/// projection, creates them on its first start), so no query meets a missing table.
+async fn wait_for_read_models(db: &ReadDb) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let wanted = all_projections().len();
+    loop {
+        let ready = crm_projections::bookkeeping::stored_positions(db)
+            .await
+            .map(|stored| stored.len() >= wanted)
+            .unwrap_or(false);
+        if ready {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the read-model tables were not created within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The service's routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::document))
+        .route("/v1/events", post(ingest::append).get(log::events))
+        .route("/v1/events/live", get(log::live))
+        .route("/v1/verify", get(log::verify_log))
+        .route("/v1/customers", get(queries::customers))
+        .route("/v1/customers/{id}", get(queries::customer))
+        .route("/v1/customers/{id}/timeline", get(queries::timeline))
+        .route("/v1/pipeline", get(queries::pipeline))
+        .route("/v1/opportunities", get(queries::opportunities))
+        .route("/v1/service/backlog", get(queries::backlog))
+        .route(
+            "/v1/service/sla-targets",
+            get(queries::sla_targets).put(queries::set_sla_targets),
+        )
+        .route("/v1/projections", get(queries::projections))
         .fallback(not_found)
-        .with_state(Arc::new(state))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::track,
+        ))
+        .with_state(state)
 }
 
 #[derive(Serialize)]
@@ -51,8 +182,9 @@ struct ProjectionHealth {
 }
 
 /// 200 while the store answers and no projection is failing; 503 with the same body
-/// otherwise, so a load balancer can take the instance out.
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+/// otherwise, so a load balancer can take the instance out. Needs no key and shows nothing
+/// about any tenant.
+async fn healthz(State(state): State<SharedState>) -> Response {
     let head = match state.store.head_position().await {
         Ok(head) => head,
         Err(error) => {
@@ -87,4 +219,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn not_found(uri: Uri) -> Problem {
     Problem::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not answer {method}", uri.path()),
+    )
 }

@@ -1,5 +1,13 @@
-//! crm-api: the CRM core's HTTP service. [`app::router`] builds the axum application that
-//! `crm-api serve` listens with; [`problem::Problem`] is its one error answer.
+//! The CRM core's HTTP service: the application ([`app`]), its API keys ([`keys`]), event
+//! ingest ([`ingest`]), read-model queries ([`queries`]), the log ([`log`]), metrics and the
+//! OpenAPI document.
 
 pub mod app;
+pub mod extract;
+pub mod ingest;
+pub mod keys;
+pub mod log;
+pub mod metrics;
+pub mod openapi;
 pub mod problem;
+pub mod queries;

@@ -1,6 +1,9 @@
 //! The `crm-api` binary. `serve` opens (creating if needed) the event store, runs the
 //! projection workers, which follow the log into the read models, and listens for HTTP
-//! (`--listen`, default 127.0.0.1:8080) until SIGTERM or Ctrl-C.
+//! (`--listen`, default 127.0.0.1:8080) until SIGTERM or Ctrl-C. On the first start of a
+//! store it creates an admin key for the tenant `default`, prints it once and writes it to
+//! `<data-dir>/admin.key` (mode 0600). `keys create|list|revoke` manage keys, also while a
+//! server runs on the same store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,10 +12,12 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::future::IntoFuture;
 
-use crm_api::app::{AppState, router};
-use crm_core::store::{StoreUrl, open_store};
-use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerOptions};
-use crm_projections::{ReadDb, all_projections};
+use crm_api::app::{Limits, router, start};
+use crm_api::keys::{KeyStore, Role};
+use crm_core::envelope::TenantId;
+use crm_core::store::StoreUrl;
+use crm_projections::ReadDb;
+use crm_projections::runner::{ProjectionStatus, RunState};
 use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
@@ -30,6 +35,45 @@ struct Cli {
 enum Command {
     /// Open the store and serve until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Create, list or revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; prints it (only the key, on stdout) once: it is stored hashed.
+    Create {
+        /// The tenant the key is bound to.
+        #[arg(long)]
+        tenant: String,
+        /// ingest (append), analyst (read models and the log), auditor (timelines and
+        /// verification) or admin (everything).
+        #[arg(long)]
+        role: String,
+        /// A note for `keys list`, e.g. who holds the key.
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by its id (or its full text); a running server refuses it within seconds.
+    Revoke {
+        key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +83,15 @@ struct ServeArgs {
     listen: String,
     #[command(flatten)]
     store: StoreArgs,
+    /// Largest request body in bytes.
+    #[arg(long, env = "CRM_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Most events in one POST /v1/events.
+    #[arg(long, env = "CRM_MAX_BATCH_EVENTS", default_value_t = Limits::default().max_batch_events)]
+    max_batch_events: usize,
+    /// Longest a query waits for its min_position, in milliseconds.
+    #[arg(long, env = "CRM_MAX_WAIT_MS", default_value_t = 10_000)]
+    max_wait_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +116,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Keys(command) => keys(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,30 +129,30 @@ async fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let url = args.store.store_url()?;
+    if args.max_batch_events == 0 || args.max_body_bytes == 0 {
+        anyhow::bail!("--max-batch-events and --max-body-bytes must be above 0");
+    }
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_batch_events: args.max_batch_events,
+        max_wait: std::time::Duration::from_millis(args.max_wait_ms),
+        ..Limits::default()
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen / CRM_LISTEN)", args.listen))?;
-    let store = open_store(&url)
-        .await
-        .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
-    let head = store
+    let running = start(&url, limits).await?;
+    let head = running
+        .state
+        .store
         .head_position()
         .await
         .context("cannot read the head")?;
     tracing::info!(store = %url.redacted(), head_position = head, "store ready");
-    let db = ReadDb::open(&url)
-        .await
-        .context("cannot open the read-model tables")?;
-    let workers = runner::start(
-        store.clone(),
-        db,
-        all_projections(),
-        RunnerOptions::default(),
-    );
-    let app = router(AppState {
-        store,
-        projections: workers.subscribe(),
-    });
+    first_start_key(&running.state.keys, &args.store.data_dir).await?;
+    let state = running.state.clone();
+    let app = router(running.state);
+    let workers = running.workers;
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
@@ -116,7 +170,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         () = report_progress(workers.subscribe()) => {}
         () = shutdown_signal() => tracing::info!("shutting down"),
     }
-    // In-flight requests finish; then the workers stop after their batch in progress.
+    // Live event streams end; in-flight requests (appends among them) finish; then the
+    // workers stop after their batch in progress.
+    let _ = state.closing.send(true);
     let _ = stop.send(true);
     match server.await {
         Ok(Ok(())) => {}
@@ -127,6 +183,118 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .shutdown()
         .await
         .context("the projection workers stopped with an error")
+}
+
+/// On a store without any key: an admin key for the tenant `default`, printed once (stdout,
+/// never the log) and written to `<data-dir>/admin.key`, readable by the owner only.
+async fn first_start_key(keys: &KeyStore, data_dir: &std::path::Path) -> Result<()> {
+    if keys.any().await.context("cannot read the key table")? {
+        return Ok(());
+    }
+    let tenant = TenantId::parse("default").context("tenant id")?;
+    let key = keys
+        .create(&tenant, Role::Admin, Some("created on first start"))
+        .await
+        .context("cannot create the first admin key")?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join("admin.key");
+    write_private(&path, &format!("{}\n", key.token))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "first start: created tenant `default` with an admin key (shown once, also in {}):\n{}",
+        path.display(),
+        key.token
+    );
+    tracing::info!(key_id = %key.info.key_id, path = %path.display(), "created the first admin key");
+    Ok(())
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(path)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    }
+}
+
+async fn keys(command: KeysCommand) -> Result<()> {
+    let store = match &command {
+        KeysCommand::Create { store, .. }
+        | KeysCommand::List { store, .. }
+        | KeysCommand::Revoke { store, .. } => store,
+    };
+    let url = store.store_url()?;
+    let db = ReadDb::open(&url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+    let keys = KeyStore::open(db)
+        .await
+        .context("cannot open the key table")?;
+    match command {
+        KeysCommand::Create {
+            tenant,
+            role,
+            label,
+            ..
+        } => {
+            let tenant = TenantId::parse(&tenant).context("--tenant")?;
+            let role: Role = role.parse().map_err(anyhow::Error::msg).context("--role")?;
+            let key = keys.create(&tenant, role, label.as_deref()).await?;
+            eprintln!(
+                "created key {} for tenant {} with role {}; it is shown only now:",
+                key.info.key_id, key.info.tenant, key.info.role
+            );
+            println!("{}", key.token);
+        }
+        KeysCommand::List { tenant, json, .. } => {
+            let tenant = tenant
+                .map(|t| TenantId::parse(&t))
+                .transpose()
+                .context("--tenant")?;
+            for key in keys.list(tenant.as_ref()).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&key)?);
+                } else {
+                    println!(
+                        "{}  {:<20} {:<8} created {}  {}{}",
+                        key.key_id,
+                        key.tenant,
+                        key.role.as_str(),
+                        key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        key.revoked_at
+                            .map(|t| format!("REVOKED {} ", t.format("%Y-%m-%dT%H:%M:%SZ")))
+                            .unwrap_or_default(),
+                        key.label.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { key, .. } => {
+            if !keys.revoke(&key).await? {
+                anyhow::bail!("no active key with id {:?}", crm_api::keys::key_id_of(&key));
+            }
+            eprintln!(
+                "revoked; running servers refuse it within {} s",
+                crm_api::keys::CACHE_TTL.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Logs each projection's state whenever it changes (not every position it reaches).

@@ -1,17 +1,24 @@
 //! Errors as `application/problem+json` (RFC 9457): a status, a short title, and a detail
-//! that names what was wrong. Every error the service answers goes through [`Problem`].
+//! that names what was wrong and where (the field, the query parameter, the event's index in
+//! the batch). Every error the service answers goes through [`Problem`]; members beyond the
+//! standard ones (such as `position` on a read-your-writes timeout) go in `extensions`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// One error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
     #[serde(skip)]
     pub status: StatusCode,
     pub title: String,
     pub detail: String,
+    #[serde(skip)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// Extra response headers (e.g. `WWW-Authenticate`, the read position).
+    #[serde(skip)]
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Problem {
@@ -20,15 +27,68 @@ impl Problem {
             status,
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             detail: detail.into(),
+            extensions: serde_json::Map::new(),
+            headers: Vec::new(),
         }
+    }
+
+    /// 400: the request is malformed (bad JSON, bad query parameter, bad id).
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 401: no key, or not a valid one.
+    pub fn unauthorized(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNAUTHORIZED, detail)
+            .with_header("www-authenticate", "Bearer realm=\"crm\"")
+    }
+
+    /// 403: a valid key whose role may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::NOT_FOUND, detail)
     }
 
+    /// 409: the request conflicts with the current state (expected revision, a rule).
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 413: the body or the batch is larger than allowed.
+    pub fn too_large(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    }
+
+    /// 422: well-formed JSON whose content is invalid.
+    pub fn unprocessable(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    /// 500: logs the cause (never shown to the caller, who gets a generic message).
+    pub fn internal(error: &dyn std::fmt::Display) -> Problem {
+        tracing::error!(%error, "request failed");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server failed to answer; the error is logged",
+        )
+    }
+
+    /// Adds a member to the problem document.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Problem {
+        self.extensions.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Problem {
+        self.headers.push((name, value.into()));
+        self
     }
 }
 
@@ -39,6 +99,8 @@ struct Body<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for Problem {
@@ -48,13 +110,20 @@ impl IntoResponse for Problem {
             title: &self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
+            extensions: &self.extensions,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, json).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
         response
     }
 }

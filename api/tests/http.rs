@@ -1,12 +1,8 @@
 //! The HTTP application in-process on port 0, over real loopback HTTP.
 
-use std::sync::Arc;
-
-use crm_api::app::{AppState, router};
-use crm_core::store::sqlite::SqliteEventStore;
-use crm_core::store::{SharedStore, StoreUrl};
-use crm_projections::runner::{self, RunnerHandle, RunnerOptions};
-use crm_projections::{ReadDb, all_projections};
+use crm_api::app::{Limits, router, start};
+use crm_core::store::StoreUrl;
+use crm_projections::RunnerHandle;
 
 struct TestApp {
     address: String,
@@ -17,20 +13,10 @@ struct TestApp {
 /// Starts the application on a fresh SQLite store, listening on a free port.
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = StoreUrl::default_in(dir.path());
-    let path = dir.path().join("events.db");
-    let store: SharedStore = Arc::new(SqliteEventStore::open(&path).await.expect("store"));
-    let db = ReadDb::open(&url).await.expect("read db");
-    let runner = runner::start(
-        store.clone(),
-        db,
-        all_projections(),
-        RunnerOptions::default(),
-    );
-    let app = router(AppState {
-        store,
-        projections: runner.subscribe(),
-    });
+    let running = start(&StoreUrl::default_in(dir.path()), Limits::default())
+        .await
+        .expect("start");
+    let app = router(running.state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -38,7 +24,7 @@ async fn spawn_app() -> TestApp {
     tokio::spawn(async move { axum::serve(listener, app).await });
     TestApp {
         address,
-        _runner: runner,
+        _runner: running.workers,
         _dir: dir,
     }
 }

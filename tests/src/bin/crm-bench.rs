@@ -17,6 +17,7 @@ use crm_projections::customer360::Customer360Projection;
 use crm_projections::db::Col;
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
+use crm_tests::api_bench;
 use crm_tests::bench_data::{CustomerEvents, generate};
 use crm_tests::postgres::TestDatabase;
 use serde_json::json;
@@ -32,6 +33,10 @@ enum Workload {
     W5,
     /// Driver-only baselines of W1 and W2: the same rows through plain sqlx statements.
     Baseline,
+    /// Query latency: random GET /v1/customers/{id} on the real crm-api, 8 connections.
+    Q1,
+    /// API ingest: POST /v1/events to the real crm-api, 500 events a request, 4 connections.
+    A1,
     All,
 }
 
@@ -42,7 +47,7 @@ enum Backend {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark workloads W1-W5 (and driver-only baselines) on a fresh store")]
+#[command(about = "Benchmark workloads W1-W5, Q1, A1 (and driver-only baselines) on a fresh store")]
 struct Args {
     workload: Workload,
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -65,6 +70,8 @@ struct Args {
 struct Fresh {
     store: SharedStore,
     url: StoreUrl,
+    /// The store as `crm-api --store` takes it.
+    store_arg: String,
     durability: &'static str,
     _guard: Box<dyn std::any::Any>,
 }
@@ -79,6 +86,7 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
             let store = SqliteEventStore::open(&path).await?;
             Ok(Fresh {
                 store: Arc::new(store),
+                store_arg: format!("sqlite://{}", path.display()),
                 url: StoreUrl::Sqlite {
                     path,
                     durability: Durability::Normal,
@@ -94,6 +102,7 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
             let store = PostgresEventStore::connect(db.url()).await?;
             Ok(Fresh {
                 store: Arc::new(store),
+                store_arg: db.url().to_owned(),
                 url: StoreUrl::Postgres {
                     url: db.url().to_owned(),
                 },
@@ -346,6 +355,53 @@ async fn baseline(backend: Backend, data: &[CustomerEvents], w1_limit: usize) ->
     Ok(())
 }
 
+/// Q1: the W2 data projected by a real `crm-api`, then random customer reads.
+async fn q1(fresh: &Fresh, backend: Backend, customers: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = api_bench::Server::start(&fresh.store_arg, dir.path(), "bench", "analyst")?;
+    let head = fresh.store.head_position().await?;
+    server.wait_caught_up(head).await?;
+    let figures = api_bench::q1(&server, customers, 10_000, 8).await?;
+    println!(
+        "{}",
+        json!({
+            "workload": "Q1",
+            "backend": format!("{backend:?}").to_lowercase(),
+            "requests": figures.requests,
+            "connections": 8,
+            "seconds": (figures.seconds * 1000.0).round() / 1000.0,
+            "requests_per_s": (figures.requests as f64 / figures.seconds).round(),
+            "p50_ms": (figures.p50_ms * 1000.0).round() / 1000.0,
+            "p99_ms": (figures.p99_ms * 1000.0).round() / 1000.0,
+            "max_ms": (figures.max_ms * 1000.0).round() / 1000.0,
+            "durability": fresh.durability,
+        })
+    );
+    Ok(())
+}
+
+/// A1: the data set through `POST /v1/events` of a real `crm-api` on a fresh store.
+async fn a1(backend: Backend, data: &[CustomerEvents]) -> Result<()> {
+    let fresh = fresh(backend).await?;
+    let dir = tempfile::tempdir()?;
+    let server = api_bench::Server::start(&fresh.store_arg, dir.path(), "bench", "ingest")?;
+    let (events, seconds) = api_bench::a1(&server, data, 500, 4).await?;
+    println!(
+        "{}",
+        json!({
+            "workload": "A1",
+            "backend": format!("{backend:?}").to_lowercase(),
+            "events": events,
+            "events_per_request": 500,
+            "connections": 4,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "events_per_s": (events as f64 / seconds).round(),
+            "durability": fresh.durability,
+        })
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -357,7 +413,13 @@ async fn main() -> Result<()> {
         if matches!(args.workload, Workload::W1 | Workload::All) {
             w1(args.backend, &data, args.w1_events).await?;
         }
-        if !matches!(args.workload, Workload::W1 | Workload::Baseline) {
+        if matches!(args.workload, Workload::A1 | Workload::All) {
+            a1(args.backend, &data).await?;
+        }
+        if !matches!(
+            args.workload,
+            Workload::W1 | Workload::Baseline | Workload::A1
+        ) {
             let fresh = fresh(args.backend).await?;
             let written = w2(&fresh, args.backend, &data).await?;
             if matches!(args.workload, Workload::W3 | Workload::All) {
@@ -368,6 +430,9 @@ async fn main() -> Result<()> {
             }
             if matches!(args.workload, Workload::W5 | Workload::All) {
                 w5(&fresh, args.backend, written, args.batch).await?;
+            }
+            if matches!(args.workload, Workload::Q1 | Workload::All) {
+                q1(&fresh, args.backend, args.customers).await?;
             }
         }
     }

@@ -1,0 +1,257 @@
+//! What handlers take from a request, with every rejection turned into a [`Problem`] that
+//! says what was wrong: the caller's key ([`Caller`]), query parameters ([`Params`]), a path
+//! id ([`Id`]), the JSON body ([`read_json`]), and read-your-writes ([`reach`], [`at_position`]).
+
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use crm_core::envelope::Position;
+use crm_core::ids::EntityId;
+use crm_projections::RunState;
+use crm_projections::bookkeeping;
+use serde::de::DeserializeOwned;
+
+use crate::app::{AppState, SharedState};
+use crate::keys::{Principal, Refusal, Role};
+use crate::problem::Problem;
+
+/// The header every read-model answer carries: the log position the read model had reached.
+pub const READ_POSITION: &str = "crm-read-position";
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// 403 unless the caller's role is admin or one of `roles`.
+    pub fn require(&self, roles: &[Role], what: &str) -> Result<&Principal, Problem> {
+        if self.0.may(roles) {
+            Ok(&self.0)
+        } else {
+            let allowed: Vec<&str> = roles
+                .iter()
+                .chain(std::iter::once(&Role::Admin))
+                .map(|r| r.as_str())
+                .collect();
+            Err(Problem::forbidden(format!(
+                "a key with role {} may not {what}; this needs role {}",
+                self.0.role,
+                allowed.join(" or ")
+            )))
+        }
+    }
+
+    pub fn tenant(&self) -> &str {
+        self.0.tenant.as_str()
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(Problem::unauthorized(
+                "no API key: send `Authorization: Bearer <key>`",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must read `Bearer <key>`")
+            })?;
+        match state.keys.authenticate(token).await {
+            Ok(Ok(principal)) => Ok(Caller(principal)),
+            Ok(Err(Refusal::Malformed)) => Err(Problem::unauthorized(
+                "the API key is malformed: keys read `crm_<16 hex digits>_<64 hex digits>`",
+            )),
+            Ok(Err(Refusal::Invalid)) => Err(Problem::unauthorized(
+                "the API key is not valid (unknown or revoked)",
+            )),
+            Err(error) => Err(Problem::internal(&error)),
+        }
+    }
+}
+
+/// Query parameters, strictly parsed: an unknown or ill-typed parameter is a 400 naming it.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<SharedState> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(value)| Params(value))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let text = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                Problem::bad_request(format!("query string: {text}"))
+            })
+    }
+}
+
+/// The `{id}` of the path, validated as an entity id.
+#[derive(Debug)]
+pub struct Id(pub EntityId);
+
+impl FromRequestParts<SharedState> for Id {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Problem::bad_request(format!("path: {}", e.body_text())))?;
+        EntityId::parse(&raw)
+            .map(Id)
+            .map_err(|e| Problem::bad_request(format!("path: id {raw:?} is invalid: {e}")))
+    }
+}
+
+/// Reads the whole body (at most the configured limit) and parses it as JSON.
+pub async fn read_json(
+    state: &AppState,
+    body: axum::body::Body,
+) -> Result<serde_json::Value, Problem> {
+    let limit = state.limits.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Problem::too_large(format!(
+            "the request body is larger than {limit} bytes (--max-body-bytes)"
+        ))
+    })?;
+    if bytes.is_empty() {
+        return Err(Problem::bad_request("the request body is empty; send JSON"));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// Waits until every named read model has reached `min_position` (when given), for at most
+/// the configured time, and returns the position they have all reached: what the answer's
+/// [`READ_POSITION`] header says. 503 with the current position when the wait runs out.
+pub async fn reach(
+    state: &AppState,
+    names: &[&str],
+    min_position: Option<Position>,
+) -> Result<Position, Problem> {
+    let current = local_position(state, names);
+    let Some(wanted) = min_position else {
+        return Ok(current);
+    };
+    if current >= wanted {
+        return Ok(current);
+    }
+    let deadline = tokio::time::Instant::now() + state.limits.max_wait;
+    let mut statuses = state.projections.clone();
+    loop {
+        // The statuses of projections another process holds move only with that process's
+        // checkpoints: read them from the database.
+        let position = match standby(state, names) {
+            true => stored_position(state, names).await?,
+            false => local_position(state, names),
+        };
+        if position >= wanted {
+            return Ok(position);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(Problem::unavailable(format!(
+                "the read model has reached position {position}, not min_position {wanted}, \
+                 within {} ms; retry later",
+                state.limits.max_wait.as_millis()
+            ))
+            .with("position", position)
+            .with_header(READ_POSITION, position.to_string())
+            .with_header("retry-after", "1"));
+        }
+        let step = (deadline - now).min(Duration::from_millis(50));
+        let _ = tokio::time::timeout(step, statuses.changed()).await;
+    }
+}
+
+/// Read-your-writes for answers from the log itself: waits until this process has seen the
+/// log's head reach `min_position` (appends by other processes are noticed within about a
+/// second), else 503. Returns the head.
+pub async fn reach_head(
+    state: &AppState,
+    min_position: Option<Position>,
+) -> Result<Position, Problem> {
+    let mut head = state.store.head_changes();
+    let wanted = min_position.unwrap_or(0);
+    let reached = tokio::time::timeout(state.limits.max_wait, head.wait_for(|h| *h >= wanted))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let position = *head.borrow();
+    match reached {
+        true => Ok(position),
+        _ => Err(Problem::unavailable(format!(
+            "the log's head is at position {position}, not min_position {wanted}, within {} ms; \
+             retry later",
+            state.limits.max_wait.as_millis()
+        ))
+        .with("position", position)
+        .with_header(READ_POSITION, position.to_string())
+        .with_header("retry-after", "1")),
+    }
+}
+
+fn local_position(state: &AppState, names: &[&str]) -> Position {
+    state
+        .projections
+        .borrow()
+        .iter()
+        .filter(|s| names.contains(&s.name))
+        .map(|s| s.position)
+        .min()
+        .unwrap_or(0)
+}
+
+fn standby(state: &AppState, names: &[&str]) -> bool {
+    state
+        .projections
+        .borrow()
+        .iter()
+        .any(|s| names.contains(&s.name) && s.state == RunState::Standby)
+}
+
+async fn stored_position(state: &AppState, names: &[&str]) -> Result<Position, Problem> {
+    let stored = bookkeeping::stored_positions(&state.db)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    Ok(names
+        .iter()
+        .map(|name| {
+            stored
+                .iter()
+                .find(|s| s.projection == *name)
+                .map_or(0, |s| s.position)
+        })
+        .min()
+        .unwrap_or(0))
+}
+
+/// A JSON answer carrying the read position.
+pub fn at_position<T: serde::Serialize>(position: Position, body: &T) -> Response {
+    let mut response = axum::Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&position.to_string()) {
+        response.headers_mut().insert(READ_POSITION, value);
+    }
+    response
+}

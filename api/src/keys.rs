@@ -1,0 +1,420 @@
+//! API keys: each is bound to one tenant and one role, stored only as a SHA-256 digest of its
+//! secret, and checked in constant time.
+//!
+//! A key reads `crm_<key id>_<secret>`: the key id (16 hex digits) is public and names the row;
+//! the secret (64 hex digits, 256 random bits from the operating system) is shown once, when
+//! the key is created, and never stored. Keys live in the table `crm_api_keys` of the store's
+//! own database, so `crm-api keys ...` works beside a running server; the server caches what
+//! it read for [`CACHE_TTL`], so a revocation takes effect within that time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use crm_core::envelope::TenantId;
+use crm_projections::ReadDb;
+use crm_projections::db::{Col, SqlValue};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// How long the server trusts what it read about a key.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+/// Keys remembered by the cache before it starts over.
+const CACHE_ENTRIES: usize = 10_000;
+
+const KEY_PREFIX: &str = "crm_";
+const KEY_ID_HEX: usize = 16;
+const SECRET_HEX: usize = 64;
+
+/// What a key may do. Admin may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Appends events.
+    Ingest,
+    /// Reads the read models and the log.
+    Analyst,
+    /// Reads timelines and verification.
+    Auditor,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Ingest, Role::Analyst, Role::Auditor, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Analyst => "analyst",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown role {text:?}; the roles are ingest, analyst, auditor and admin")
+            })
+    }
+}
+
+/// Why keys could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Db(#[from] crm_projections::ProjectionError),
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+    #[error("stored key {key_id} is unreadable: {reason}")]
+    Corrupt { key_id: String, reason: String },
+}
+
+/// A key as stored (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub tenant: String,
+    pub role: Role,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A freshly created key: the only time its full text exists.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub info: KeyInfo,
+    /// `crm_<key id>_<secret>`: what clients send as `Authorization: Bearer ...`.
+    pub token: String,
+}
+
+/// Who is calling: what a valid key grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    pub tenant: TenantId,
+    pub role: Role,
+}
+
+impl Principal {
+    /// Admin, or one of `roles`.
+    pub fn may(&self, roles: &[Role]) -> bool {
+        self.role == Role::Admin || roles.contains(&self.role)
+    }
+}
+
+/// Why a presented key was refused. Deliberately vague towards the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not of the form `crm_<id>_<secret>`.
+    Malformed,
+    /// Unknown id, wrong secret or revoked: the caller is told only that the key is not valid.
+    Invalid,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    tenant: TenantId,
+    role: Role,
+    digest: [u8; 32],
+    revoked: bool,
+}
+
+/// The key table and the server's short-lived cache of it.
+#[derive(Debug)]
+pub struct KeyStore {
+    db: ReadDb,
+    cache: Mutex<HashMap<String, (Instant, Option<Stored>)>>,
+}
+
+impl KeyStore {
+    /// Opens the key table, creating it if needed.
+    pub async fn open(db: ReadDb) -> Result<KeyStore, KeyError> {
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS crm_api_keys (\
+             key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, \
+             secret_sha256 TEXT NOT NULL, label TEXT, created_at BIGINT NOT NULL, \
+             revoked_at BIGINT)",
+            vec![],
+        )
+        .await?;
+        Ok(KeyStore {
+            db,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Creates a key for `tenant` with `role`.
+    pub async fn create(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+        label: Option<&str>,
+    ) -> Result<NewKey, KeyError> {
+        let mut random = [0u8; 8 + 32];
+        getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
+        let key_id = hex::encode(&random[..8]);
+        let secret = hex::encode(&random[8..]);
+        let created_at = crm_core::envelope::to_stored_precision(Utc::now());
+        self.db
+            .execute(
+                "INSERT INTO crm_api_keys \
+                 (key_id, tenant, role, secret_sha256, label, created_at, revoked_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                vec![
+                    key_id.as_str().into(),
+                    tenant.as_str().into(),
+                    role.as_str().into(),
+                    hex::encode(digest(&secret)).into(),
+                    SqlValue::opt_text(label),
+                    SqlValue::Int(created_at.timestamp_micros()),
+                ],
+            )
+            .await?;
+        Ok(NewKey {
+            token: format!("{KEY_PREFIX}{key_id}_{secret}"),
+            info: KeyInfo {
+                key_id,
+                tenant: tenant.as_str().to_owned(),
+                role,
+                label: label.map(str::to_owned),
+                created_at,
+                revoked_at: None,
+            },
+        })
+    }
+
+    /// Every key, optionally of one tenant, oldest first.
+    pub async fn list(&self, tenant: Option<&TenantId>) -> Result<Vec<KeyInfo>, KeyError> {
+        let mut sql = "SELECT key_id, tenant, role, label, created_at, revoked_at \
+                       FROM crm_api_keys"
+            .to_owned();
+        let mut args = Vec::new();
+        if let Some(tenant) = tenant {
+            sql.push_str(" WHERE tenant = ?");
+            args.push(tenant.as_str().into());
+        }
+        sql.push_str(" ORDER BY created_at, key_id");
+        let rows = self
+            .db
+            .fetch(
+                &sql,
+                args,
+                &[
+                    Col::Text,
+                    Col::Text,
+                    Col::Text,
+                    Col::Text,
+                    Col::Int,
+                    Col::Int,
+                ],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let key_id = row[0].as_text().unwrap_or_default().to_owned();
+                let role = row[2]
+                    .as_text()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|reason| KeyError::Corrupt {
+                        key_id: key_id.clone(),
+                        reason,
+                    })?;
+                Ok(KeyInfo {
+                    tenant: row[1].as_text().unwrap_or_default().to_owned(),
+                    role,
+                    label: row[3].as_text().map(str::to_owned),
+                    created_at: row[4]
+                        .as_int()
+                        .and_then(DateTime::from_timestamp_micros)
+                        .unwrap_or_default(),
+                    revoked_at: row[5].as_int().and_then(DateTime::from_timestamp_micros),
+                    key_id,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any key exists (revoked ones included).
+    pub async fn any(&self) -> Result<bool, KeyError> {
+        let rows = self
+            .db
+            .fetch("SELECT 1 FROM crm_api_keys LIMIT 1", vec![], &[Col::Int])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Revokes a key by id (or by its full text). False if no such key was active.
+    pub async fn revoke(&self, key: &str) -> Result<bool, KeyError> {
+        let key_id = key_id_of(key);
+        let revoked = self
+            .db
+            .execute(
+                "UPDATE crm_api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                vec![SqlValue::Int(Utc::now().timestamp_micros()), key_id.into()],
+            )
+            .await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(key_id);
+        }
+        Ok(revoked > 0)
+    }
+
+    /// Checks a presented key.
+    pub async fn authenticate(&self, token: &str) -> Result<Result<Principal, Refusal>, KeyError> {
+        let Some((key_id, secret)) = split_token(token) else {
+            return Ok(Err(Refusal::Malformed));
+        };
+        let stored = self.lookup(key_id).await?;
+        // Hash and compare even for an unknown id, so timing does not tell ids apart.
+        let presented = digest(secret);
+        let expected = stored.as_ref().map_or([0xa5; 32], |s| s.digest);
+        let matches = constant_time_eq(&presented, &expected);
+        Ok(match stored {
+            Some(stored) if matches && !stored.revoked => Ok(Principal {
+                key_id: key_id.to_owned(),
+                tenant: stored.tenant,
+                role: stored.role,
+            }),
+            _ => Err(Refusal::Invalid),
+        })
+    }
+
+    async fn lookup(&self, key_id: &str) -> Result<Option<Stored>, KeyError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, stored)) = cache.get(key_id)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(stored.clone());
+        }
+        let rows = self
+            .db
+            .fetch(
+                "SELECT tenant, role, secret_sha256, revoked_at FROM crm_api_keys WHERE key_id = ?",
+                vec![key_id.into()],
+                &[Col::Text, Col::Text, Col::Text, Col::Int],
+            )
+            .await?;
+        let stored = match rows.into_iter().next() {
+            None => None,
+            Some(row) => {
+                let corrupt = |reason: String| KeyError::Corrupt {
+                    key_id: key_id.to_owned(),
+                    reason,
+                };
+                let tenant = TenantId::parse(row[0].as_text().unwrap_or_default())
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let role = row[1]
+                    .as_text()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(corrupt)?;
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(row[2].as_text().unwrap_or_default(), &mut digest)
+                    .map_err(|e| corrupt(format!("digest: {e}")))?;
+                Some(Stored {
+                    tenant,
+                    role,
+                    digest,
+                    revoked: row[3].as_int().is_some(),
+                })
+            }
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key_id.to_owned(), (Instant::now(), stored.clone()));
+        }
+        Ok(stored)
+    }
+}
+
+/// The key id of a key's full text, or the text itself (taken to be an id).
+pub fn key_id_of(key: &str) -> &str {
+    split_token(key).map_or(key, |(id, _)| id)
+}
+
+/// `(key id, secret)` of a well-formed key.
+fn split_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(KEY_PREFIX)?;
+    let (key_id, secret) = rest.split_once('_')?;
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(key_id, KEY_ID_HEX) && hex(secret, SECRET_HEX)).then_some((key_id, secret))
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Compares without an early exit, so the time taken does not depend on where bytes differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let difference = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_only_when_well_formed() {
+        let id = "0123456789abcdef";
+        let secret = "a".repeat(64);
+        let token = format!("crm_{id}_{secret}");
+        assert_eq!(split_token(&token), Some((id, secret.as_str())));
+        for bad in [
+            String::new(),
+            format!("crx_{id}_{secret}"),
+            format!("crm_{id}{secret}"),
+            format!("crm_{id}_{}", "a".repeat(63)),
+            format!("crm_{id}_{}z", "a".repeat(63)),
+            format!("crm_0123_{secret}"),
+        ] {
+            assert_eq!(split_token(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn constant_time_comparison_tells_equal_from_different() {
+        let a = digest("one");
+        let mut b = a;
+        assert!(constant_time_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!constant_time_eq(&a, &b));
+    }
+
+    #[test]
+    fn roles_parse_by_name_and_admin_may_everything() {
+        assert_eq!("auditor".parse::<Role>(), Ok(Role::Auditor));
+        assert!("root".parse::<Role>().is_err());
+        let principal = |role| Principal {
+            key_id: "k".into(),
+            tenant: TenantId::parse("t").expect("tenant"),
+            role,
+        };
+        assert!(principal(Role::Admin).may(&[Role::Ingest]));
+        assert!(principal(Role::Ingest).may(&[Role::Ingest]));
+        assert!(!principal(Role::Analyst).may(&[Role::Ingest, Role::Auditor]));
+    }
+}

@@ -1,0 +1,177 @@
+//! The log itself, for downstream consumers and auditors: pages of the tenant's events with
+//! their full envelopes (`GET /v1/events`), the same as server-sent events that go on live
+//! (`GET /v1/events/live`), and hash-chain verification (`GET /v1/verify`).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use crm_core::envelope::{Position, RecordedEvent, StreamId};
+use crm_core::store::{Scope, subscribe_all, verify, verify_stream};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::app::SharedState;
+use crate::extract::{Caller, Params, at_position, reach_head};
+use crate::keys::Role;
+use crate::problem::Problem;
+use crate::queries::page_size;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    /// Events with positions above this one (0, the default, is the start of the log).
+    after: Option<Position>,
+    limit: Option<usize>,
+    min_position: Option<Position>,
+}
+
+#[derive(Serialize)]
+struct EventsPage {
+    events: Vec<RecordedEvent>,
+    /// Pass as `after` for the next page (the last position returned, or `after` itself).
+    next_after: Position,
+    /// The log's head when the page was read.
+    head_position: Position,
+}
+
+/// `GET /v1/events?after=&limit=`: the tenant's events in position order, full envelopes.
+pub async fn events(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<EventsParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Analyst], "read the log")?;
+    let limit = page_size(&state, params.limit)?;
+    let after = params.after.unwrap_or(0);
+    reach_head(&state, params.min_position).await?;
+    let head_position = state
+        .store
+        .head_position()
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let events = state
+        .store
+        .read_all(&Scope::Tenant(principal.tenant.clone()), after, limit)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let next_after = events.last().map_or(after, |e| e.position);
+    Ok(at_position(
+        head_position,
+        &EventsPage {
+            events,
+            next_after,
+            head_position,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// Start after this position; the `Last-Event-ID` header, when sent, wins.
+    after: Option<Position>,
+}
+
+/// `GET /v1/events/live?after=N`: server-sent events, one per log event (`id` is its position,
+/// `event` its type, `data` its full envelope as JSON), from `after` on and then live. A client
+/// that reconnects with `Last-Event-ID` resumes exactly after the last event it received.
+pub async fn live(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Params(params): Params<LiveParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Analyst], "read the log")?;
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<Position>().ok())
+            .ok_or_else(|| {
+                Problem::bad_request("Last-Event-ID must be a log position (an integer)")
+            })?,
+        None => params.after.unwrap_or(0),
+    };
+    let subscription = subscribe_all(
+        state.store.clone(),
+        Scope::Tenant(principal.tenant.clone()),
+        after,
+    )
+    .with_batch_size(500);
+    let mut closing = state.closing.subscribe();
+    let stream = futures::stream::unfold(subscription, |mut subscription| async move {
+        match subscription.next().await {
+            Ok(event) => Some((Ok(sse_event(&event)), subscription)),
+            Err(error) => {
+                tracing::warn!(%error, "live event stream ended by a store error");
+                None
+            }
+        }
+    })
+    .take_until(async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    });
+    Ok(sse(stream).into_response())
+}
+
+fn sse(
+    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn sse_event(event: &RecordedEvent) -> Event {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    Event::default()
+        .id(event.position.to_string())
+        .event(event.event_type.as_str())
+        .data(data)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyParams {
+    /// Check only this stream.
+    stream: Option<String>,
+    min_position: Option<Position>,
+}
+
+/// `GET /v1/verify[?stream=S]`: checks the tenant's hash chains (or one stream's) against the
+/// recorded stream heads; `intact` is false and `first_failure` names the first broken event
+/// otherwise.
+pub async fn verify_log(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<VerifyParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Auditor], "verify the log")?;
+    let head = reach_head(&state, params.min_position).await?;
+    let report = match &params.stream {
+        Some(stream) => {
+            let stream = StreamId::parse(stream)
+                .map_err(|e| Problem::bad_request(format!("query string: stream: {e}")))?;
+            verify_stream(state.store.as_ref(), &principal.tenant, &stream).await
+        }
+        None => {
+            verify(
+                state.store.as_ref(),
+                &Scope::Tenant(principal.tenant.clone()),
+            )
+            .await
+        }
+    }
+    .map_err(|e| Problem::internal(&e))?;
+    Ok(at_position(
+        head,
+        &serde_json::json!({
+            "intact": report.is_intact(),
+            "events_checked": report.events_checked,
+            "streams_checked": report.streams_checked,
+            "first_failure": report.first_failure,
+        }),
+    ))
+}

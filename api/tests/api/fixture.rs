@@ -1,0 +1,199 @@
+//! The application on a fresh store per test (SQLite file or PostgreSQL database), listening
+//! on a free loopback port, with keys for two tenants and every role, and a small HTTP client.
+
+use std::time::Duration;
+
+use crm_api::app::{Limits, Running, SharedState, router, start};
+use crm_api::keys::Role;
+use crm_core::envelope::TenantId;
+use crm_core::store::StoreUrl;
+use crm_core::store::sqlite::Durability;
+use crm_projections::RunnerHandle;
+use crm_tests::postgres::TestDatabase;
+use serde_json::Value;
+
+pub const TENANT: &str = "acme";
+pub const OTHER_TENANT: &str = "globex";
+
+pub struct App {
+    pub address: String,
+    pub state: SharedState,
+    pub client: reqwest::Client,
+    /// `(tenant, role)` → key.
+    keys: Vec<(String, Role, String)>,
+    _workers: RunnerHandle,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _postgres: Option<TestDatabase>,
+}
+
+/// An answer: status, the content type, the read-position header, and the JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub read_position: Option<u64>,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts a problem+json answer with this status whose detail holds every fragment.
+    #[track_caller]
+    pub fn problem(&self, status: u16, fragments: &[&str]) {
+        assert_eq!(self.status, status, "{:?}", self.body);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "{:?}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        let detail = self.body["detail"].as_str().unwrap_or_default();
+        for fragment in fragments {
+            assert!(
+                detail.contains(fragment),
+                "detail {detail:?} lacks {fragment:?}"
+            );
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert!(
+            (200..300).contains(&self.status),
+            "expected success, got {}: {}",
+            self.status,
+            self.body
+        );
+        &self.body
+    }
+}
+
+impl App {
+    pub async fn sqlite_with(_test: &str, limits: Limits) -> Option<App> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = StoreUrl::Sqlite {
+            path: dir.path().join("events.db"),
+            durability: Durability::Normal,
+        };
+        Some(App::serve(url, limits, Some(dir), None).await)
+    }
+
+    pub async fn postgres_with(test: &str, limits: Limits) -> Option<App> {
+        let database = TestDatabase::create(test).await?;
+        let url = StoreUrl::Postgres {
+            url: database.url().to_owned(),
+        };
+        Some(App::serve(url, limits, None, Some(database)).await)
+    }
+
+    async fn serve(
+        url: StoreUrl,
+        limits: Limits,
+        dir: Option<tempfile::TempDir>,
+        database: Option<TestDatabase>,
+    ) -> App {
+        if std::env::var_os("CRM_LOG").is_some() {
+            crm_core::telemetry::init(); // logs only when asked for
+        }
+        let Running { state, workers } = start(&url, limits).await.expect("start the app");
+        let mut keys = Vec::new();
+        for tenant in [TENANT, OTHER_TENANT] {
+            for role in Role::ALL {
+                let key = state
+                    .keys
+                    .create(&TenantId::parse(tenant).expect("tenant"), role, None)
+                    .await
+                    .expect("create key");
+                keys.push((tenant.to_owned(), role, key.token));
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        App {
+            address,
+            state,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            keys,
+            _workers: workers,
+            _sqlite_dir: dir,
+            _postgres: database,
+        }
+    }
+
+    pub fn key(&self, tenant: &str, role: Role) -> &str {
+        self.keys
+            .iter()
+            .find(|(t, r, _)| t == tenant && *r == role)
+            .map(|(_, _, key)| key.as_str())
+            .expect("key")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let read_position = response
+            .headers()
+            .get("crm-read-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            content_type,
+            read_position,
+            body,
+        }
+    }
+
+    /// `GET path` with the key of `tenant` and `role`.
+    pub async fn get_as(&self, tenant: &str, role: Role, path: &str) -> Answer {
+        self.send(
+            self.client
+                .get(self.url(path))
+                .bearer_auth(self.key(tenant, role)),
+        )
+        .await
+    }
+
+    /// `GET path` as the main tenant's analyst.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.get_as(TENANT, Role::Analyst, path).await
+    }
+
+    /// `POST /v1/events` with `{"events": events}` as `tenant`'s ingest key.
+    pub async fn ingest_as(&self, tenant: &str, events: Value) -> Answer {
+        self.send(
+            self.client
+                .post(self.url("/v1/events"))
+                .bearer_auth(self.key(tenant, Role::Ingest))
+                .json(&serde_json::json!({ "events": events })),
+        )
+        .await
+    }
+
+    pub async fn ingest(&self, events: Value) -> Answer {
+        self.ingest_as(TENANT, events).await
+    }
+
+    /// The log's head.
+    pub async fn head(&self) -> u64 {
+        self.state.store.head_position().await.expect("head")
+    }
+}

@@ -1,0 +1,44 @@
+//! The HTTP API end to end: the application as `crm-api serve` builds it, on a free loopback
+//! port, over real HTTP. One suite, written once in `suite.rs`, run on a fresh SQLite store
+//! and on a fresh PostgreSQL database; `fuzz.rs` sends random and malformed requests.
+
+mod fixture;
+mod fuzz;
+mod suite;
+
+use fixture::App;
+
+macro_rules! api {
+    ($backend:ident, $with:ident) => {
+        mod $backend {
+            use super::*;
+            api!(@tests $backend $with:
+                ingest_then_every_query_reads_its_writes,
+                replayed_batches_are_acknowledged_as_duplicates_and_write_nothing,
+                conflicts_are_409_name_the_event_and_write_nothing_of_the_batch,
+                every_error_class_is_problem_json_naming_what_was_wrong,
+                a_tenant_never_reads_or_writes_another_tenants_data,
+                roles_limit_what_each_key_may_do,
+                read_your_writes_waits_then_answers_503_with_the_position,
+                past_views_fold_the_log_at_a_business_time_a_recording_time_or_a_position,
+                the_live_stream_sends_past_events_then_new_ones_and_resumes_by_last_event_id,
+                concurrent_writers_to_one_stream_never_break_its_rules,
+                erased_customers_timelines_hide_personal_fields,
+                metrics_and_the_openapi_document_describe_the_service,
+                random_and_malformed_requests_never_get_a_5xx,
+            );
+        }
+    };
+    (@tests $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                suite::$name(start).await;
+            }
+        )*
+    };
+}
+
+api!(sqlite, sqlite_with);
+api!(postgres, postgres_with);

@@ -1,0 +1,282 @@
+//! The API workloads of `shared/design/BENCHMARKS.md`, against the real `crm-api` binary
+//! started on a free loopback port: Q1 (random `GET /v1/customers/{id}`, 8 connections) and
+//! A1 (`POST /v1/events`, 500 events per request, 4 connections, every answer checked).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::bench_data::{CustomerEvents, Rng};
+
+/// The `crm-api` binary beside the running one (`target/release/crm-api` for a release
+/// `crm-bench`).
+pub fn api_binary() -> Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name("crm-api");
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p crm-api`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A `crm-api serve` process, stopped when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub address: String,
+    pub client: reqwest::Client,
+    pub key: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Creates a key of `role` for `tenant` with `crm-api keys create`, then starts `serve` on
+    /// the store and waits until it listens.
+    pub fn start(store: &str, data_dir: &Path, tenant: &str, role: &str) -> Result<Server> {
+        let binary = api_binary()?;
+        let output = Command::new(&binary)
+            .args([
+                "keys", "create", "--tenant", tenant, "--role", role, "--store", store,
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .output()
+            .context("run crm-api keys create")?;
+        if !output.status.success() {
+            bail!(
+                "crm-api keys create failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let mut child = Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("CRM_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start crm-api serve")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut lines) = sink.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let address = loop {
+            let found = lines.lock().ok().and_then(|lines| {
+                lines.iter().find_map(|line| {
+                    let rest = line.split("address=").nth(1)?;
+                    line.contains("listening").then(|| {
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                })
+            });
+            if let Some(address) = found {
+                break format!("http://{address}");
+            }
+            if Instant::now() > deadline {
+                bail!("crm-api did not listen: {:?}", lines.lock().ok());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Server {
+            child,
+            address,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(16)
+                .build()?,
+            key,
+        })
+    }
+
+    /// Waits until every projection is live with no lag.
+    pub async fn wait_caught_up(&self, head: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let health: Value = self
+                .client
+                .get(format!("{}/healthz", self.address))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let done = health["projections"].as_array().is_some_and(|all| {
+                all.iter()
+                    .all(|p| p["position"].as_u64() >= Some(head) && p["state"] == "live")
+            });
+            if done {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the projections did not catch up: {health}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Latency percentiles of Q1.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    pub requests: usize,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Q1: `requests` random `GET /v1/customers/{id}` over `connections` connections; every
+/// answer must be 200 with the asked customer.
+pub async fn q1(
+    server: &Server,
+    customers: u64,
+    requests: usize,
+    connections: usize,
+) -> Result<Latencies> {
+    let mut rng = Rng::new(42);
+    let ids: Vec<u64> = (0..requests).map(|_| rng.below(customers)).collect();
+    let chunks: Vec<Vec<u64>> = ids
+        .chunks(requests.div_ceil(connections))
+        .map(<[u64]>::to_vec)
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let client = server.client.clone();
+        let (address, key) = (server.address.clone(), server.key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                let sent = Instant::now();
+                let response = client
+                    .get(format!("{address}/v1/customers/{id}"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                if status != 200
+                    || body["customer_id"]
+                        .as_str()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        != Some(id)
+                {
+                    bail!("GET /v1/customers/{id}: {status} {body}");
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::with_capacity(requests);
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
+    Ok(Latencies {
+        requests: all.len(),
+        seconds,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    })
+}
+
+/// A1: the data set as `POST /v1/events` bodies of `per_request` events, sent over
+/// `connections` connections; every answer must be 201 with every event appended. Returns the
+/// events appended and the seconds taken.
+pub async fn a1(
+    server: &Server,
+    data: &[CustomerEvents],
+    per_request: usize,
+    connections: usize,
+) -> Result<(usize, f64)> {
+    let events: Vec<Value> = data
+        .iter()
+        .flat_map(|customer| customer.events.iter())
+        .map(|event| {
+            json!({
+                "id": event.event_id,
+                "type": event.event_type,
+                "data": serde_json::from_str::<Value>(event.data.get()).unwrap_or_default(),
+                "occurred_at": event.occurred_at,
+            })
+        })
+        .collect();
+    let bodies: Vec<Vec<u8>> = events
+        .chunks(per_request)
+        .map(|chunk| serde_json::to_vec(&json!({ "events": chunk })))
+        .collect::<Result<_, _>>()?;
+    let total = events.len();
+    let queue = Arc::new(Mutex::new(bodies.into_iter().rev().collect::<Vec<_>>()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let client = server.client.clone();
+        let (address, key, queue) = (server.address.clone(), server.key.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut appended = 0;
+            loop {
+                let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                    return Ok::<_, anyhow::Error>(appended);
+                };
+                let sent = body.len();
+                let response = client
+                    .post(format!("{address}/v1/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let answer: Value = response.json().await?;
+                let count = answer["appended"].as_u64().unwrap_or(0) as usize;
+                let listed = answer["events"].as_array().map_or(0, Vec::len);
+                if status != 201 || count == 0 || count != listed {
+                    bail!("POST /v1/events ({sent} bytes): {status} {answer}");
+                }
+                appended += count;
+            }
+        }));
+    }
+    let mut appended = 0;
+    for task in tasks {
+        appended += task.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if appended != total {
+        bail!("{appended} events appended of {total}");
+    }
+    Ok((appended, seconds))
+}
