@@ -199,7 +199,8 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     /// is checked when it gets something new, its ids already stored are duplicates that store
     /// nothing, and an id stored with another type is [`StoreError::EventIdReused`]. Any
     /// stream failing its expectation fails the whole call with
-    /// [`StoreError::WrongExpectedRevision`] for that stream.
+    /// [`StoreError::WrongExpectedRevision`] for that stream (the first such, in the order of
+    /// [`BatchOutcome::streams`]); a reused id is reported before any expectation.
     ///
     /// Refused as [`StoreError::InvalidInput`] before anything is read: an empty call, more
     /// than [`MAX_EVENTS_PER_APPEND`] events, an invalid event, an event id given twice
