@@ -426,6 +426,34 @@ async fn attempt(
         .map(|s| ((s.stream_id.clone(), s.event_id), s))
         .collect();
 
+    // Streams this process holds no state of: one look-up tells which exist at all (the
+    // others start empty without reading anything).
+    let mut unknown: Vec<StreamId> = Vec::new();
+    for incoming in batch {
+        let key = (tenant.clone(), incoming.stream.clone());
+        if !stored.contains_key(&(incoming.stream.clone(), incoming.new.event_id))
+            && !unknown.contains(&incoming.stream)
+            && state.streams.get(&key).is_none()
+        {
+            unknown.push(incoming.stream.clone());
+        }
+    }
+    let existing: std::collections::HashSet<StreamId> = state
+        .store
+        .stream_heads_of(tenant, &unknown)
+        .await
+        .map_err(store_problem)?
+        .into_iter()
+        .map(|head| head.stream_id)
+        .collect();
+    for stream in unknown {
+        if !existing.contains(&stream) {
+            state
+                .streams
+                .put((tenant.clone(), stream), Folded::default());
+        }
+    }
+
     // Fold each stream touched by a new event, then judge the batch in order.
     let mut folded: HashMap<StreamId, Folded> = HashMap::new();
     // Streams in order of first new event, with the revision their state was folded to.

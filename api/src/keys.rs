@@ -256,7 +256,11 @@ impl KeyStore {
     pub async fn any(&self) -> Result<bool, KeyError> {
         let rows = self
             .db
-            .fetch("SELECT 1 FROM crm_api_keys LIMIT 1", vec![], &[Col::Int])
+            .fetch(
+                "SELECT CAST(1 AS BIGINT) FROM crm_api_keys LIMIT 1",
+                vec![],
+                &[Col::Int],
+            )
             .await?;
         Ok(!rows.is_empty())
     }

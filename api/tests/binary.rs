@@ -34,9 +34,14 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .env("CRM_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -245,6 +250,53 @@ async fn the_first_start_prints_an_admin_key_and_keys_are_managed_beside_the_ser
         std::fs::read_to_string(&file).expect("admin.key").trim(),
         admin
     );
+    let (status, log) = again.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_the_first_start_key_works_and_reads_its_writes() {
+    let Some(database) = crm_tests::postgres::TestDatabase::create("binary_first_start").await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_with(dir.path(), &["--store", database.url()]);
+    let key = std::fs::read_to_string(dir.path().join("admin.key"))
+        .expect("admin.key")
+        .trim()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let answer: Value = client
+        .post(format!("{}/v1/events", server.address))
+        .bearer_auth(&key)
+        .json(&json!({"events": [registered("c-1")]}))
+        .send()
+        .await
+        .expect("append")
+        .json()
+        .await
+        .expect("json");
+    let last = answer["last_position"].as_u64().expect("last_position");
+    let view: Value = client
+        .get(format!(
+            "{}/v1/customers/c-1?min_position={last}",
+            server.address
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["name"], "Ada", "{view}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    // A second process on the same database creates no second key.
+    let again = Server::start_with(dir.path(), &["--store", database.url()]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(again.stdout().iter().all(|l| !l.starts_with("crm_")));
     let (status, log) = again.terminate();
     assert!(status.success(), "{log}");
 }

@@ -248,6 +248,14 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
         pairs: &[(StreamId, uuid::Uuid)],
     ) -> Result<Vec<StoredEventRef>, StoreError>;
 
+    /// The recorded heads of these streams of `tenant`; streams that do not exist are left
+    /// out, the order is unspecified. At most [`MAX_EVENTS_PER_APPEND`] streams.
+    async fn stream_heads_of(
+        &self,
+        tenant: &TenantId,
+        streams: &[StreamId],
+    ) -> Result<Vec<StreamHead>, StoreError>;
+
     /// The highest position stored (0 for an empty log), across all tenants.
     async fn head_position(&self) -> Result<Position, StoreError>;
 
@@ -300,6 +308,17 @@ pub(crate) fn check_positions(positions: &[Position]) -> Result<(), StoreError> 
         return Err(StoreError::Config(format!(
             "{} positions asked for in one read; at most {MAX_POSITIONS_PER_READ}",
             positions.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a `stream_heads_of` call asking for too many streams.
+pub(crate) fn check_streams(streams: &[StreamId]) -> Result<(), StoreError> {
+    if streams.len() > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::InvalidInput(format!(
+            "{} streams asked for in one call; at most {MAX_EVENTS_PER_APPEND}",
+            streams.len()
         )));
     }
     Ok(())

@@ -36,6 +36,7 @@ macro_rules! contract {
                 an_abandoned_append_neither_blocks_the_store_nor_half_writes,
                 two_store_handles_appending_in_turn_keep_one_consistent_log,
                 find_events_reports_stored_pairs_of_the_tenant_only,
+                stream_heads_of_reports_existing_streams_of_the_tenant_only,
                 a_batch_takes_positions_in_input_order_across_interleaved_streams,
                 a_batch_failing_one_streams_expectation_writes_nothing_of_any_stream,
                 replaying_a_batch_acknowledges_every_event_as_duplicate_and_stores_nothing,

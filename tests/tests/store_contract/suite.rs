@@ -1708,3 +1708,48 @@ pub async fn find_events_reports_stored_pairs_of_the_tenant_only(f: &Fixture) {
         Err(StoreError::InvalidInput(_))
     ));
 }
+
+pub async fn stream_heads_of_reports_existing_streams_of_the_tenant_only(f: &Fixture) {
+    let (t1, t2) = (tenant("t1"), tenant("t2"));
+    f.store
+        .append(
+            &t1,
+            &stream("customer-1"),
+            ExpectedRevision::NoStream,
+            batch(3),
+        )
+        .await
+        .expect("append");
+    f.store
+        .append(
+            &t2,
+            &stream("customer-2"),
+            ExpectedRevision::NoStream,
+            batch(1),
+        )
+        .await
+        .expect("append");
+    let asked = [
+        stream("customer-1"),
+        stream("customer-2"),
+        stream("customer-3"),
+    ];
+    let heads = f.store.stream_heads_of(&t1, &asked).await.expect("heads");
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(heads[0].stream_id, stream("customer-1"));
+    assert_eq!(heads[0].revision, 2);
+    let single = f
+        .store
+        .stream_head(&t1, &stream("customer-1"))
+        .await
+        .expect("head")
+        .expect("exists");
+    assert_eq!(heads[0], single);
+    assert!(
+        f.store
+            .stream_heads_of(&t1, &[])
+            .await
+            .expect("heads")
+            .is_empty()
+    );
+}

@@ -22,7 +22,7 @@ use crate::store::plan::{self, Batch, ExistingEvent, Head};
 use crate::store::{
     AppendOutcome, BatchOutcome, Direction, EventStore, ExpectedRevision, Scope, StoreError,
     StoredEventRef, StreamExpectation, StreamHead, StreamStart, advance_head, check_pairs,
-    check_positions, sql_limit, stored_hash,
+    check_positions, check_streams, sql_limit, stored_hash,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -549,10 +549,12 @@ impl EventStore for PostgresEventStore {
         let streams: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
         let ids: Vec<uuid::Uuid> = pairs.iter().map(|(_, id)| *id).collect();
         let rows = sqlx::query(
+            // One index probe per pair, whatever plan is cached (see `append_in`).
             "SELECT e.stream_id, e.event_id, e.event_type, e.revision, e.position \
              FROM UNNEST($2::text[], $3::uuid[]) AS p(stream_id, event_id) \
-             JOIN crm_events e ON e.tenant = $1 AND e.stream_id = p.stream_id \
-             AND e.event_id = p.event_id",
+             CROSS JOIN LATERAL (SELECT stream_id, event_id, event_type, revision, position \
+                FROM crm_events WHERE tenant = $1 AND stream_id = p.stream_id \
+                AND event_id = p.event_id LIMIT 1) AS e",
         )
         .bind(tenant.as_str())
         .bind(streams)
@@ -633,6 +635,37 @@ impl EventStore for PostgresEventStore {
             })
         })
         .transpose()
+    }
+
+    async fn stream_heads_of(
+        &self,
+        tenant: &TenantId,
+        streams: &[StreamId],
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        check_streams(streams)?;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT s.stream_id, s.revision, s.hash FROM UNNEST($2::text[]) AS p(stream_id) \
+             CROSS JOIN LATERAL (SELECT stream_id, revision, hash FROM crm_streams \
+                WHERE tenant = $1 AND stream_id = p.stream_id) AS s",
+        )
+        .bind(tenant.as_str())
+        .bind(names)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(stream_id, revision, hash)| {
+                Ok(StreamHead {
+                    tenant: tenant.clone(),
+                    stream_id: StreamId::from_stored(stream_id),
+                    revision: revision as u64,
+                    hash: stored_hash(&hash, 0)?,
+                })
+            })
+            .collect()
     }
 
     fn head_changes(&self) -> watch::Receiver<Position> {

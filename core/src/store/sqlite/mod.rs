@@ -23,7 +23,8 @@ use crate::store::migrations::{self, Migration};
 use crate::store::plan::Batch;
 use crate::store::{
     BatchOutcome, Direction, EventStore, Scope, StoreError, StoredEventRef, StreamExpectation,
-    StreamHead, StreamStart, advance_head, check_pairs, check_positions, sql_limit, stored_hash,
+    StreamHead, StreamStart, advance_head, check_pairs, check_positions, check_streams, sql_limit,
+    stored_hash,
 };
 
 /// A list as one JSON array parameter (read back with `json_each`).
@@ -468,6 +469,36 @@ impl EventStore for SqliteEventStore {
             })
         })
         .transpose()
+    }
+
+    async fn stream_heads_of(
+        &self,
+        tenant: &TenantId,
+        streams: &[StreamId],
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        check_streams(streams)?;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT stream_id, revision, hash FROM crm_streams \
+             WHERE tenant = ? AND stream_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(tenant.as_str())
+        .bind(json_list(&names)?)
+        .fetch_all(&self.inner.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(stream_id, revision, hash)| {
+                Ok(StreamHead {
+                    tenant: tenant.clone(),
+                    stream_id: StreamId::from_stored(stream_id),
+                    revision: revision as u64,
+                    hash: stored_hash(&hash, 0)?,
+                })
+            })
+            .collect()
     }
 
     fn head_changes(&self) -> watch::Receiver<Position> {
