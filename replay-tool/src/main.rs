@@ -1,13 +1,24 @@
-//! The `crm-replay` binary: the analysts' and auditors' tool. Today it verifies the log's
-//! hash chains; rebuild, snapshot, timeline, export, import and stats come with their issue.
+//! The `crm-replay` binary: the analysts' and auditors' tool, on the same store URL as
+//! `crm-api serve`. Every subcommand takes `--store` (default: the embedded store under
+//! `--data-dir`) and `--json`; long work shows progress on a terminal and ends with a one-line
+//! summary. Exit codes: 0 done, 1 the check failed (a broken chain, an invalid import line),
+//! 2 the command could not run (bad arguments, an unreachable store).
+
+mod export;
+mod import;
+mod progress;
+mod rebuild;
+mod snapshot;
+mod stats;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use crm_core::envelope::{StreamId, TenantId};
-use crm_core::store::{Scope, StoreUrl, open_store, verify, verify_stream};
+use crm_core::envelope::{Position, StreamId, TenantId};
+use crm_core::store::{Scope, SharedStore, StoreUrl, open_store, verify, verify_stream};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +51,85 @@ enum Command {
         #[arg(long, requires = "tenant")]
         stream: Option<String>,
     },
+    /// Rebuild read models from position 0, blue/green: safe while crm-api serves.
+    Rebuild {
+        /// The projection to rebuild (customer_360, pipeline, service_backlog,
+        /// customer_timeline).
+        projection: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long, conflicts_with = "projection")]
+        all: bool,
+    },
+    /// Write every read model as it stood at a past moment into a new SQLite file.
+    Snapshot {
+        /// What had been recorded by this time (RFC 3339).
+        #[arg(
+            long,
+            conflicts_with = "position",
+            required_unless_present = "position"
+        )]
+        as_of: Option<String>,
+        /// Everything up to this log position.
+        #[arg(long)]
+        position: Option<Position>,
+        /// The SQLite file to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A customer's timeline for auditors: every event with its envelope, data and chain
+    /// status.
+    Timeline {
+        customer: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Only events that occurred by this time (RFC 3339).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// The log as JSON Lines (one event per line, full envelope), in position order.
+    Export {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Events after this position.
+        #[arg(long)]
+        from: Option<Position>,
+        /// Events up to and including this position.
+        #[arg(long)]
+        to: Option<Position>,
+        /// Only these event types (repeatable).
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Append JSON Lines events (the export format, or the API's ingest format with
+    /// --tenant) in batches; idempotent, so an interrupted import can be run again.
+    Import {
+        /// A file, or `-` for stdin.
+        file: String,
+        /// The tenant of lines in the ingest format (export lines carry their own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+    },
+    /// Events, streams, types, positions, the store's size and projection positions.
+    Stats {
+        /// Only this tenant's events, streams and types.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// What every subcommand gets.
+#[derive(Debug)]
+pub struct Ctx {
+    pub url: StoreUrl,
+    pub store: SharedStore,
+    pub json: bool,
 }
 
 #[tokio::main]
@@ -57,8 +147,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let url =
         StoreUrl::resolve(cli.store.as_deref(), &cli.data_dir).context("--store / CRM_STORE")?;
+    // Only an import may create the store.
+    let creates = matches!(cli.command, Command::Import { .. });
     if let StoreUrl::Sqlite { path, .. } = &url
         && !path.exists()
+        && !creates
     {
         anyhow::bail!(
             "no store at {} (start crm-api serve first, or pass --store)",
@@ -68,34 +161,67 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let store = open_store(&url)
         .await
         .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+    let ctx = Ctx {
+        url,
+        store,
+        json: cli.json,
+    };
     match cli.command {
-        Command::Verify { tenant, stream } => {
-            let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
-            let report = match (&tenant, stream) {
-                (Some(tenant), Some(stream)) => {
-                    let stream = StreamId::parse(&stream)?;
-                    verify_stream(store.as_ref(), tenant, &stream).await?
-                }
-                (Some(tenant), None) => {
-                    verify(store.as_ref(), &Scope::Tenant(tenant.clone())).await?
-                }
-                (None, _) => verify(store.as_ref(), &Scope::AllTenants).await?,
-            };
-            if cli.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else if let Some(failure) = &report.first_failure {
-                println!("BROKEN: {failure}");
-            } else {
-                println!(
-                    "intact: {} events in {} streams verify",
-                    report.events_checked, report.streams_checked
-                );
-            }
-            Ok(if report.is_intact() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Verify { tenant, stream } => verify_command(&ctx, tenant, stream).await,
+        Command::Rebuild { projection, all } => rebuild::run(&ctx, projection, all).await,
+        Command::Snapshot {
+            as_of,
+            position,
+            out,
+        } => snapshot::run(&ctx, as_of, position, &out).await,
+        Command::Timeline {
+            customer,
+            tenant,
+            as_of,
+        } => timeline::run(&ctx, &tenant, &customer, as_of).await,
+        Command::Export {
+            tenant,
+            from,
+            to,
+            types,
+            out,
+        } => export::run(&ctx, tenant, from, to, types, out).await,
+        Command::Import {
+            file,
+            tenant,
+            batch,
+        } => import::run(&ctx, &file, tenant, batch).await,
+        Command::Stats { tenant } => stats::run(&ctx, tenant).await,
     }
+}
+
+async fn verify_command(
+    ctx: &Ctx,
+    tenant: Option<String>,
+    stream: Option<String>,
+) -> Result<ExitCode> {
+    let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
+    let report = match (&tenant, stream) {
+        (Some(tenant), Some(stream)) => {
+            let stream = StreamId::parse(&stream)?;
+            verify_stream(ctx.store.as_ref(), tenant, &stream).await?
+        }
+        (Some(tenant), None) => verify(ctx.store.as_ref(), &Scope::Tenant(tenant.clone())).await?,
+        (None, _) => verify(ctx.store.as_ref(), &Scope::AllTenants).await?,
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if let Some(failure) = &report.first_failure {
+        println!("BROKEN: {failure}");
+    } else {
+        println!(
+            "intact: {} events in {} streams verify",
+            report.events_checked, report.streams_checked
+        );
+    }
+    Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -107,7 +107,11 @@ pub fn human(duration: Duration) -> String {
     if seconds < 60.0 {
         format!("{seconds:.1}s")
     } else if seconds < 3600.0 {
-        format!("{}m{:02}s", (seconds / 60.0) as u64, (seconds % 60.0) as u64)
+        format!(
+            "{}m{:02}s",
+            (seconds / 60.0) as u64,
+            (seconds % 60.0) as u64
+        )
     } else {
         format!(
             "{}h{:02}m",
