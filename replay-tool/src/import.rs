@@ -180,8 +180,8 @@ pub async fn run(ctx: &Ctx, file: &str, tenant: Option<String>, batch: usize) ->
     };
     if let Some(error) = unreadable {
         eprintln!(
-            "crm-replay: the import stopped: {} events were written before ({} new, {} \
-             duplicates)",
+            "crm-replay: the import stopped; the whole batches before it are stored: {} events \
+             ({} new, {} duplicates)",
             summary.events, summary.new, summary.duplicates
         );
         return Err(error);
@@ -248,7 +248,7 @@ fn report(ctx: &Ctx, summary: &Summary) -> Result<()> {
     );
     if summary.error.is_some() {
         eprintln!(
-            "crm-replay: the import stopped; {counts} were written before (whole batches); \
+            "crm-replay: the import stopped; the whole batches before it are stored: {counts}; \
              fix the input and run it again: what is stored is skipped as duplicates"
         );
     } else {
@@ -343,9 +343,12 @@ fn parse_line(number: u64, bytes: &[u8], tenant: Option<&TenantId>) -> Result<Li
     let Value::Object(object) = value else {
         return Err("an event must be a JSON object".into());
     };
+    // Members only the export format has; a `tenant` beside a `type` is an ingest line with
+    // a member too many.
     let exported = ["event_type", "stream_id", "event_id"]
         .iter()
-        .any(|member| object.contains_key(*member));
+        .any(|member| object.contains_key(*member))
+        || (object.contains_key("tenant") && !object.contains_key("type"));
     if exported {
         return parse_exported(object);
     }
@@ -587,6 +590,17 @@ mod tests {
         let text = r#"{"type":"LeadCaptured","data":{"lead_id":"l-1","email":"ada@example.com","source":"referral"},"expected_revision":0}"#;
         let error = parse_line(1, text.as_bytes(), Some(&acme())).expect_err("refused");
         assert!(error.starts_with("expected_revision: "), "{error}");
+    }
+
+    #[test]
+    fn the_format_follows_the_members() {
+        let error = parse_line(1, br#"{"tenant": 1}"#, None).expect_err("invalid");
+        assert_eq!(error, "tenant: must be a string");
+        let error = parse_line(1, br#"{"tenant": "acme", "type": "X"}"#, Some(&acme()))
+            .expect_err("invalid");
+        assert!(error.starts_with("unknown member \"tenant\""), "{error}");
+        let error = parse_line(1, br#"{"event_type": "LeadCaptured"}"#, None).expect_err("invalid");
+        assert_eq!(error, "tenant: missing");
     }
 
     #[test]

@@ -770,31 +770,41 @@ async fn bad_arguments_exit_2() {
 }
 
 /// The benchmark store: `crm_tests::bench_data::generate(CRM_BENCH_CUSTOMERS (100000), 42)`
-/// (ten events per customer) appended to the SQLite store at `CRM_BENCH_STORE`. Run with
+/// (ten events per customer, one tenant) appended to the SQLite store at `CRM_BENCH_STORE`;
+/// or, with `CRM_BENCH_HISTORY_STEPS=n`, the two-tenant `crm_data::history` of about n events,
+/// whose tenants interleave (so an import of it runs in short batches). Run with
 /// `cargo test --release -p crm-replay --test export_import -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "builds the 1,000,000-event benchmark store for timing export and import"]
+#[ignore = "builds a large store for timing export and import"]
 async fn build_the_benchmark_store() {
     let Ok(path) = std::env::var("CRM_BENCH_STORE") else {
         eprintln!("set CRM_BENCH_STORE=/path/events.db");
         return;
     };
-    let customers: u64 = std::env::var("CRM_BENCH_CUSTOMERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let number = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let store = open(&format!("sqlite://{path}")).await;
-    let tenant = TenantId::parse("bench").expect("tenant");
     let started = Instant::now();
-    for chunk in crm_tests::bench_data::generate(customers, 42).chunks(100) {
-        let events = chunk
-            .iter()
-            .flat_map(|c| c.events.iter().map(|e| (c.stream.clone(), e.clone())))
-            .collect();
-        store
-            .append_batch(&tenant, Vec::new(), events)
-            .await
-            .expect("append");
+    let steps = number("CRM_BENCH_HISTORY_STEPS", 0);
+    if steps > 0 {
+        append_all(store.as_ref(), &history(42, steps / 20, steps)).await;
+    } else {
+        let customers = number("CRM_BENCH_CUSTOMERS", 100_000) as u64;
+        let tenant = TenantId::parse("bench").expect("tenant");
+        for chunk in crm_tests::bench_data::generate(customers, 42).chunks(100) {
+            let events = chunk
+                .iter()
+                .flat_map(|c| c.events.iter().map(|e| (c.stream.clone(), e.clone())))
+                .collect();
+            store
+                .append_batch(&tenant, Vec::new(), events)
+                .await
+                .expect("append");
+        }
     }
     eprintln!(
         "{} events in {:.1}s",
