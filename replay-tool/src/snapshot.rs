@@ -324,12 +324,15 @@ pub async fn run(
     if ctx.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
+        let cut = match cut {
+            Cut::Position(_) => format!("at position {}", summary.position),
+            Cut::RecordedBy(_) => {
+                format!("as of {} (position {})", summary.value, summary.position)
+            }
+        };
         println!(
-            "snapshot of {} at position {} ({} {}, {} events) written to {} in {} ({:.0} events/s)",
+            "snapshot of {} {cut}, {} events, written to {} in {} ({:.0} events/s)",
             summary.read_models.join(", "),
-            summary.position,
-            summary.cut.replace('_', " "),
-            summary.value,
             summary.events,
             summary.out,
             human(Duration::from_secs_f64(summary.seconds)),
