@@ -13,7 +13,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -286,6 +286,7 @@ pub async fn run(
         (None, Some(position)) => Cut::Position(position),
         _ => bail!("give exactly one of --as-of and --position"),
     };
+    let started = Instant::now();
     let head = ctx
         .store
         .head_position()
@@ -296,33 +297,42 @@ pub async fn run(
     {
         bail!("--position {position} is beyond the head of the log (position {head})");
     }
-    // Created here, atomically, so an existing file is never touched.
+    // Checked first so a long scan does not end in a refusal; the file is created
+    // atomically later, so an existing file is never touched.
+    if out.exists() {
+        bail!(already_exists(out));
+    }
+    let (last, events) = match cut {
+        // Positions have no gaps: the cut holds events 1..=N.
+        Cut::Position(position) => (position, position),
+        Cut::RecordedBy(at) => scan_recorded_by(&ctx.store, at, head).await?,
+    };
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(out)
     {
         Ok(_) => {}
-        Err(error) if error.kind() == ErrorKind::AlreadyExists => bail!(
-            "{} already exists; a snapshot is only written to a new file",
-            out.display()
-        ),
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => bail!(already_exists(out)),
         Err(error) => {
             return Err(error).with_context(|| format!("cannot create {}", out.display()));
         }
     }
     let mut partial = PartialFile(Some(out.to_path_buf()));
-    let summary = write(ctx, cut, head, out).await?;
+    let summary = write(ctx, cut, (last, events), head, out, started).await?;
     partial.keep();
     if ctx.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
+        let cut = match cut {
+            Cut::Position(_) => format!("at position {}", summary.position),
+            Cut::RecordedBy(_) => {
+                format!("as of {} (position {})", summary.value, summary.position)
+            }
+        };
         println!(
-            "snapshot of {} at position {} ({} {}, {} events) written to {} in {} ({:.0} events/s)",
+            "snapshot of {} {cut}, {} events, written to {} in {} ({:.0} events/s)",
             summary.read_models.join(", "),
-            summary.position,
-            summary.cut.replace('_', " "),
-            summary.value,
             summary.events,
             summary.out,
             human(Duration::from_secs_f64(summary.seconds)),
@@ -353,12 +363,23 @@ impl Drop for PartialFile {
     }
 }
 
-async fn write(ctx: &Ctx, cut: Cut, head: Position, out: &Path) -> Result<Summary> {
-    let (last, events) = match cut {
-        // Positions have no gaps: the cut holds events 1..=N.
-        Cut::Position(position) => (position, position),
-        Cut::RecordedBy(at) => scan_recorded_by(&ctx.store, at, head).await?,
-    };
+fn already_exists(out: &Path) -> String {
+    format!(
+        "{} already exists; a snapshot is only written to a new file",
+        out.display()
+    )
+}
+
+/// Projects the cut (its last position and event count) into `out`; `started` is when the
+/// command began, so the summary's time includes the scan of a time cut.
+async fn write(
+    ctx: &Ctx,
+    cut: Cut,
+    (last, events): (Position, u64),
+    head: Position,
+    out: &Path,
+    started: Instant,
+) -> Result<Summary> {
     let store: SharedStore = Arc::new(CutStore::new(
         ctx.store.clone(),
         last,
@@ -388,14 +409,14 @@ async fn write(ctx: &Ctx, cut: Cut, head: Position, out: &Path) -> Result<Summar
         },
     );
     let mut statuses = handle.subscribe();
-    let join = handle.join();
-    tokio::pin!(join);
-    let result = loop {
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
         tokio::select! {
-            result = &mut join => break result,
             changed = statuses.changed() => {
+                // The runner ends once caught up, dropping its statuses.
                 if changed.is_err() {
-                    break (&mut join).await;
+                    break;
                 }
                 let done = statuses
                     .borrow_and_update()
@@ -405,8 +426,17 @@ async fn write(ctx: &Ctx, cut: Cut, head: Position, out: &Path) -> Result<Summar
                     .unwrap_or(0);
                 progress.set(done);
             }
+            _ = &mut interrupt => {
+                progress.finish();
+                let _ = handle.shutdown().await;
+                if let ReadDb::Sqlite(pool) = &db {
+                    pool.close().await;
+                }
+                bail!("interrupted; the unfinished {} is removed", out.display());
+            }
         }
-    };
+    }
+    let result = handle.join().await;
     progress.finish();
     result.context("projecting the cut log failed")?;
     let statuses = statuses.borrow().clone();
@@ -414,8 +444,6 @@ async fn write(ctx: &Ctx, cut: Cut, head: Position, out: &Path) -> Result<Summar
     if reached != last {
         bail!("the read models stopped at position {reached}, not at the cut's {last}");
     }
-    let elapsed = progress.elapsed();
-
     let created_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     db.execute(
         "CREATE TABLE crm_snapshot (
@@ -449,7 +477,7 @@ async fn write(ctx: &Ctx, cut: Cut, head: Position, out: &Path) -> Result<Summar
     .context("cannot write the crm_snapshot table")?;
     finish_file(db, out).await?;
 
-    let seconds = elapsed.as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     Ok(Summary {
         command: "snapshot",
         out: out.display().to_string(),

@@ -600,6 +600,85 @@ async fn the_snapshot_file_opens_with_plain_sqlite_and_says_what_it_is() {
     assert_eq!(leases, 0, "no lease is left behind");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_snapshot_leaves_no_file_behind() {
+    let source = SqliteSource::new().await;
+    let tenant = TenantId::parse("default").expect("tenant");
+    for customer in crm_tests::bench_data::generate(4_000, 42) {
+        source
+            .store
+            .append(
+                &tenant,
+                &customer.stream,
+                crm_core::store::ExpectedRevision::NoStream,
+                customer.events,
+            )
+            .await
+            .expect("append");
+    }
+    let out = source.file("interrupted.db");
+    let mut child = command(
+        &source.arg(),
+        &[
+            "snapshot",
+            "--position",
+            "40000",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start crm-replay snapshot");
+    // Interrupt once the first batches are in the file.
+    let started = Instant::now();
+    loop {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the snapshot ended before it could be interrupted"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        if out.exists() {
+            let options = SqliteConnectOptions::new().filename(&out).read_only(true);
+            if let Ok(pool) = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+            {
+                let moved: Result<i64, _> = sqlx::query_scalar(
+                    "SELECT count(*) FROM crm_projection_checkpoints WHERE position > 0",
+                )
+                .fetch_one(&pool)
+                .await;
+                pool.close().await;
+                if moved.is_ok_and(|n| n > 0) {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted"),
+        "{}",
+        stderr(&output)
+    );
+    for name in ["interrupted.db", "interrupted.db-wal", "interrupted.db-shm"] {
+        assert!(!source.file(name).exists(), "{name} is removed");
+    }
+}
+
 /// Row counts of the main views, as a reader would ask.
 async fn counts(db: &ReadDb) -> Vec<i64> {
     let mut out = Vec::new();
