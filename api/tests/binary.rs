@@ -344,10 +344,25 @@ async fn sigterm_during_appends_loses_no_acknowledged_event() {
             }
         }));
     }
+    // A live event stream stays open; the stop must end it rather than wait for it.
+    let live = reqwest::Client::new()
+        .get(format!("{}/v1/events/live", server.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("live stream");
+    assert_eq!(live.status(), 200);
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let stopping = Instant::now();
     let (status, log) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("terminate");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "the stop waited {:?} (an open live stream must not hold it)",
+        stopping.elapsed()
+    );
+    drop(live);
     for writer in writers {
         let _ = writer.await;
     }
