@@ -92,7 +92,17 @@ impl Server {
             .status()
             .expect("kill");
         assert!(sent.success());
-        let status = self.child.wait().expect("wait");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("crm-api did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         std::thread::sleep(Duration::from_millis(100));
         let log = self.stderr.lock().expect("lines").join("\n");
         (status, log)
