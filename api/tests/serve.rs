@@ -119,8 +119,20 @@ async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
     let mut rng = crm_tests::bench_data::Rng::new(99);
     let mut killed_mid_run = 0;
     for _ in 0..6 {
+        let before = positions(&db).await;
         let mut child = serve();
-        tokio::time::sleep(Duration::from_millis(150 + rng.below(500))).await;
+        // Kill only once this server has visibly moved a checkpoint (start-up time varies
+        // with the machine's load), then at a random instant of its run.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = positions(&db).await;
+            if now != before || now.iter().any(|p| *p == head) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server made no progress");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         let now = positions(&db).await;
