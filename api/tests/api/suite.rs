@@ -723,7 +723,7 @@ pub async fn read_your_writes_waits_then_answers_503_with_the_position<
     start: impl Start<F>,
 ) {
     let limits = Limits {
-        max_wait: Duration::from_millis(300),
+        max_wait: Duration::from_secs(3),
         ..Limits::default()
     };
     let app = app!(start, limits);
