@@ -126,7 +126,7 @@ async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let now = positions(&db).await;
-            if now != before || now.iter().any(|p| *p == head) {
+            if now != before || now.contains(&head) {
                 break;
             }
             assert!(Instant::now() < deadline, "the server made no progress");
