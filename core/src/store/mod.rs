@@ -153,6 +153,23 @@ pub struct StreamHead {
     pub hash: [u8; 32],
 }
 
+impl StreamHead {
+    /// A head as a backend reads it from `crm_streams`.
+    pub(crate) fn stored(
+        tenant: &TenantId,
+        stream_id: String,
+        revision: i64,
+        hash: &[u8],
+    ) -> Result<StreamHead, StoreError> {
+        Ok(StreamHead {
+            tenant: tenant.clone(),
+            stream_id: StreamId::from_stored(stream_id),
+            revision: revision as u64,
+            hash: stored_hash(hash, 0)?,
+        })
+    }
+}
+
 /// Largest number of events one append call may carry, across all its streams.
 pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 
@@ -272,7 +289,12 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
         &self,
         tenant: &TenantId,
         stream: &StreamId,
-    ) -> Result<Option<StreamHead>, StoreError>;
+    ) -> Result<Option<StreamHead>, StoreError> {
+        let heads = self
+            .stream_heads_of(tenant, std::slice::from_ref(stream))
+            .await?;
+        Ok(heads.into_iter().next())
+    }
 
     /// A receiver that changes whenever the head position may have moved, including appends
     /// by other processes (noticed within about a second). Subscriptions wait on it instead of

@@ -614,29 +614,6 @@ impl EventStore for PostgresEventStore {
             .collect()
     }
 
-    async fn stream_head(
-        &self,
-        tenant: &TenantId,
-        stream: &StreamId,
-    ) -> Result<Option<StreamHead>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT revision, hash FROM crm_streams WHERE tenant = $1 AND stream_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(stream.as_str())
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        row.map(|(revision, hash)| {
-            Ok(StreamHead {
-                tenant: tenant.clone(),
-                stream_id: stream.clone(),
-                revision: revision as u64,
-                hash: stored_hash(&hash, 0)?,
-            })
-        })
-        .transpose()
-    }
-
     async fn stream_heads_of(
         &self,
         tenant: &TenantId,
@@ -658,12 +635,7 @@ impl EventStore for PostgresEventStore {
         .await?;
         rows.into_iter()
             .map(|(stream_id, revision, hash)| {
-                Ok(StreamHead {
-                    tenant: tenant.clone(),
-                    stream_id: StreamId::from_stored(stream_id),
-                    revision: revision as u64,
-                    hash: stored_hash(&hash, 0)?,
-                })
+                StreamHead::stored(tenant, stream_id, revision, &hash)
             })
             .collect()
     }
