@@ -100,8 +100,17 @@ impl StreamCache {
         guards
     }
 
-    fn get(&self, key: &(TenantId, StreamId)) -> Option<Folded> {
-        self.streams.lock().ok()?.get(key).cloned()
+    fn contains(&self, key: &(TenantId, StreamId)) -> bool {
+        self.streams
+            .lock()
+            .is_ok_and(|streams| streams.contains_key(key))
+    }
+
+    /// Takes a stream's state out, without copying it: the batch holding the stream's turn
+    /// evolves it and puts it back when its append succeeds. A batch that fails leaves the
+    /// stream out, to be read again from the log by the next one.
+    fn take(&self, key: &(TenantId, StreamId)) -> Option<Folded> {
+        self.streams.lock().ok()?.remove(key)
     }
 
     fn put(&self, key: (TenantId, StreamId), folded: Folded) {
@@ -433,7 +442,7 @@ async fn attempt(
         let key = (tenant.clone(), incoming.stream.clone());
         if !stored.contains_key(&(incoming.stream.clone(), incoming.new.event_id))
             && !unknown.contains(&incoming.stream)
-            && state.streams.get(&key).is_none()
+            && !state.streams.contains(&key)
         {
             unknown.push(incoming.stream.clone());
         }
@@ -569,10 +578,9 @@ fn matches_expectation(expected: ExpectedRevision, current: Option<u64>) -> bool
     }
 }
 
-/// The stream's folded state: from the cache, or read from the log and cached.
+/// The stream's folded state: taken from the cache, or read from the log.
 async fn load(state: &AppState, tenant: &TenantId, stream: &StreamId) -> Result<Folded, Failed> {
-    let key = (tenant.clone(), stream.clone());
-    if let Some(cached) = state.streams.get(&key) {
+    if let Some(cached) = state.streams.take(&(tenant.clone(), stream.clone())) {
         return Ok(cached);
     }
     let mut folded = Folded::default();
@@ -604,7 +612,6 @@ async fn load(state: &AppState, tenant: &TenantId, stream: &StreamId) -> Result<
             }
         }
     }
-    state.streams.put(key, folded.clone());
     Ok(folded)
 }
 

@@ -26,6 +26,7 @@ macro_rules! api {
                 erased_customers_timelines_hide_personal_fields,
                 metrics_and_the_openapi_document_describe_the_service,
                 random_and_malformed_requests_never_get_a_5xx,
+                a_writer_beside_the_api_is_seen_before_the_next_check,
             );
         }
     };

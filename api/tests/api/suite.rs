@@ -1093,3 +1093,40 @@ pub async fn random_and_malformed_requests_never_get_a_5xx<F: Future<Output = Op
     let app = app!(start);
     crate::fuzz::run(&app, 600).await;
 }
+
+pub async fn a_writer_beside_the_api_is_seen_before_the_next_check<
+    F: Future<Output = Option<App>>,
+>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    app.ingest(json!([registered("c-1", "Ada")])).await.ok();
+    // Another process appends to the stream this process has just folded.
+    let beside = crm_core::catalog::DomainEvent::parse(
+        "InteractionLogged",
+        &json!({"customer_id": "c-1", "interaction_id": "i-beside", "channel": "web",
+                "direction": "inbound", "subject": "Written beside the API"}),
+    )
+    .expect("event");
+    app.state
+        .store
+        .append(
+            &crm_core::envelope::TenantId::parse(TENANT).expect("tenant"),
+            &beside.stream(),
+            crm_core::store::ExpectedRevision::Exact(0),
+            vec![beside.to_new_event()],
+        )
+        .await
+        .expect("append beside");
+    // The API's next check knows of it: the same interaction again breaks the rule...
+    let again = json!([{"type": "InteractionLogged", "data": {"customer_id": "c-1",
+        "interaction_id": "i-beside", "channel": "web", "direction": "inbound",
+        "subject": "Again"}}]);
+    app.ingest(again).await.problem(409, &["i-beside"]);
+    // ...and a new one lands after it.
+    let next = app
+        .ingest(json!([interaction("c-1", "phone", "2026-01-01T00:00:00Z")]))
+        .await;
+    assert_eq!(next.status, 201, "{}", next.body);
+    assert_eq!(next.body["events"][0]["revision"], 2);
+}
