@@ -118,6 +118,11 @@ impl Server {
         })
     }
 
+    /// The server process's peak resident memory so far, in MiB (Linux `VmHWM`).
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        peak_rss_mib(&format!("/proc/{}/status", self.child.id()))
+    }
+
     /// Waits until every projection is live with no lag.
     pub async fn wait_caught_up(&self, head: u64) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -279,4 +284,18 @@ pub async fn a1(
         bail!("{appended} events appended of {total}");
     }
     Ok((appended, seconds))
+}
+
+/// `VmHWM` (peak resident set) of a `/proc/<pid>/status` file, in MiB.
+pub fn peak_rss_mib(status_file: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// Starts a new peak-memory window for this process (Linux: `VmHWM` restarts from the
+/// current resident set); ignored where unsupported.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

@@ -124,8 +124,12 @@ fn report(workload: &str, backend: Backend, fresh: &Fresh, events: usize, starte
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "events_per_s": (events as f64 / seconds).round(),
             "durability": fresh.durability,
+            // This process's peak since the previous figure (the generated data set, held
+            // in memory throughout, included).
+            "peak_rss_mib": api_bench::peak_rss_mib("/proc/self/status"),
         })
     );
+    api_bench::reset_peak_rss();
 }
 
 async fn w1(backend: Backend, data: &[CustomerEvents], limit: usize) -> Result<()> {
@@ -375,6 +379,7 @@ async fn q1(fresh: &Fresh, backend: Backend, customers: u64) -> Result<()> {
             "p99_ms": (figures.p99_ms * 1000.0).round() / 1000.0,
             "max_ms": (figures.max_ms * 1000.0).round() / 1000.0,
             "durability": fresh.durability,
+            "server_peak_rss_mib": server.peak_rss_mib(),
         })
     );
     Ok(())
@@ -397,6 +402,7 @@ async fn a1(backend: Backend, data: &[CustomerEvents]) -> Result<()> {
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "events_per_s": (events as f64 / seconds).round(),
             "durability": fresh.durability,
+            "server_peak_rss_mib": server.peak_rss_mib(),
         })
     );
     Ok(())
@@ -406,6 +412,7 @@ async fn a1(backend: Backend, data: &[CustomerEvents]) -> Result<()> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let data = generate(args.customers, 42);
+    api_bench::reset_peak_rss();
     for _ in 0..args.runs {
         if matches!(args.workload, Workload::Baseline | Workload::All) {
             baseline(args.backend, &data, args.w1_events).await?;
