@@ -288,8 +288,17 @@ pub async fn a1(
 
 /// `VmHWM` (peak resident set) of a `/proc/<pid>/status` file, in MiB.
 pub fn peak_rss_mib(status_file: &str) -> Option<f64> {
+    status_mib(status_file, "VmHWM:")
+}
+
+/// `VmRSS` (resident set now) of a `/proc/<pid>/status` file, in MiB.
+pub fn rss_mib(status_file: &str) -> Option<f64> {
+    status_mib(status_file, "VmRSS:")
+}
+
+fn status_mib(status_file: &str, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(status_file).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some((kib / 1024.0 * 10.0).round() / 10.0)
 }

@@ -2,6 +2,7 @@
 //! prints one JSON object per line. Run it in release mode:
 //! `cargo run --release -p crm-tests --bin crm-bench -- all --backend sqlite`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,20 +19,24 @@ use crm_projections::db::Col;
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
 use crm_tests::api_bench;
+use crm_tests::baseline::{self, BenchEvent, Want};
 use crm_tests::bench_data::{CustomerEvents, generate};
 use crm_tests::postgres::TestDatabase;
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
+    /// Single appends: one event per append call, the first 20,000 events.
     W1,
+    /// Batched appends: each customer's 10 events in one append, on a fresh store.
     W2,
+    /// Read all: after W2, every event in global order through the store's subscription API.
     W3,
     /// Rebuild of the per-customer summary (the customer 360) through the projection runner.
     W4,
     /// Rebuild of every read model from position 0.
     W5,
-    /// Driver-only baselines of W1 and W2: the same rows through plain sqlx statements.
+    /// Only the driver-only baselines (sqlx; rusqlite too on SQLite).
     Baseline,
     /// Query latency: random GET /v1/customers/{id} on the real crm-api, 8 connections.
     Q1,
@@ -47,14 +52,21 @@ enum Backend {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark workloads W1-W5, Q1, A1 (and driver-only baselines) on a fresh store")]
+#[command(
+    about = "Benchmark workloads W1-W5, Q1, A1 of shared/design/BENCHMARKS.md on a fresh \
+    store, each beside a driver-only baseline measured in the same run"
+)]
 struct Args {
+    #[arg(value_enum, ignore_case = true)]
     workload: Workload,
-    #[arg(long, value_enum, default_value = "sqlite")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "sqlite")]
     backend: Backend,
-    /// Customers in the data set (10 events each).
-    #[arg(long, default_value_t = 10_000)]
-    customers: u64,
+    /// Events in the data set (10 per customer): 100,000 as written, more to scale up.
+    #[arg(long, conflicts_with = "customers")]
+    events: Option<u64>,
+    /// Customers in the data set (10 events each); another way to say --events.
+    #[arg(long)]
+    customers: Option<u64>,
     /// Events timed in W1.
     #[arg(long, default_value_t = 20_000)]
     w1_events: usize,
@@ -64,6 +76,9 @@ struct Args {
     /// Repetitions, each on a fresh store.
     #[arg(long, default_value_t = 1)]
     runs: u32,
+    /// Skip the driver-only baselines.
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 /// A fresh store that lives as long as this value.
@@ -113,27 +128,86 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
     }
 }
 
-fn report(workload: &str, backend: Backend, fresh: &Fresh, events: usize, started: Instant) {
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        json!({
-            "workload": workload,
-            "backend": format!("{backend:?}").to_lowercase(),
-            "events": events,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "events_per_s": (events as f64 / seconds).round(),
-            "durability": fresh.durability,
-            // This process's peak since the previous figure (the generated data set, held
-            // in memory throughout, included).
-            "peak_rss_mib": api_bench::peak_rss_mib("/proc/self/status"),
-        })
-    );
-    api_bench::reset_peak_rss();
+/// Prints the figures as JSON lines, each workload beside its baseline of the same run.
+#[derive(Debug)]
+struct Report {
+    backend: Backend,
+    /// Baseline label → events per second, from this run.
+    baselines: HashMap<String, f64>,
+    /// This process's resident set when the current workload started.
+    rss_before_mib: Option<f64>,
 }
 
-async fn w1(backend: Backend, data: &[CustomerEvents], limit: usize) -> Result<()> {
-    let fresh = fresh(backend).await?;
+impl Report {
+    fn new(backend: Backend) -> Report {
+        Report {
+            backend,
+            baselines: HashMap::new(),
+            rss_before_mib: None,
+        }
+    }
+
+    fn backend_name(&self) -> String {
+        format!("{:?}", self.backend).to_lowercase()
+    }
+
+    /// Starts a workload's memory window.
+    fn start(&mut self) {
+        api_bench::reset_peak_rss();
+        self.rss_before_mib = api_bench::rss_mib("/proc/self/status");
+    }
+
+    fn print(&self, mut line: serde_json::Value) {
+        if let Some(object) = line.as_object_mut() {
+            // Peak resident set of this process during the workload, and what it held when
+            // the workload started (the generated data set, for the writing workloads).
+            object.insert("rss_before_mib".into(), json!(self.rss_before_mib));
+            object.insert(
+                "peak_rss_mib".into(),
+                json!(api_bench::peak_rss_mib("/proc/self/status")),
+            );
+        }
+        println!("{line}");
+    }
+
+    /// A store workload's figure, with its ratio to `baseline` when that was measured.
+    fn workload(
+        &self,
+        workload: &str,
+        fresh: &Fresh,
+        events: usize,
+        started: Instant,
+        baseline: &str,
+    ) {
+        let seconds = started.elapsed().as_secs_f64();
+        let events_per_s = events as f64 / seconds;
+        let mut line = json!({
+            "workload": workload,
+            "backend": self.backend_name(),
+            "events": events,
+            "seconds": round3(seconds),
+            "events_per_s": events_per_s.round(),
+            "durability": fresh.durability,
+        });
+        if let Some(base) = self.baselines.get(baseline) {
+            line["baseline"] = json!(baseline);
+            line["baseline_events_per_s"] = json!(base.round());
+            line["vs_baseline"] = json!((events_per_s / base * 100.0).round() / 100.0);
+        }
+        if let Some(rusqlite) = self.baselines.get(&format!("{baseline}-rusqlite")) {
+            line["vs_rusqlite_baseline"] = json!((events_per_s / rusqlite * 100.0).round() / 100.0);
+        }
+        self.print(line);
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+async fn w1(out: &mut Report, data: &[CustomerEvents], limit: usize) -> Result<()> {
+    let fresh = fresh(out.backend).await?;
+    out.start();
     let tenant = crm_core::envelope::TenantId::parse("bench")?;
     let started = Instant::now();
     let mut written = 0;
@@ -153,12 +227,13 @@ async fn w1(backend: Backend, data: &[CustomerEvents], limit: usize) -> Result<(
             written += 1;
         }
     }
-    report("W1", backend, &fresh, written, started);
+    out.workload("W1", &fresh, written, started, "W1-baseline");
     Ok(())
 }
 
-async fn w2(fresh: &Fresh, backend: Backend, data: &[CustomerEvents]) -> Result<usize> {
+async fn w2(out: &mut Report, fresh: &Fresh, data: &[CustomerEvents]) -> Result<usize> {
     let tenant = crm_core::envelope::TenantId::parse("bench")?;
+    out.start();
     let started = Instant::now();
     let mut written = 0;
     for customer in data {
@@ -173,26 +248,13 @@ async fn w2(fresh: &Fresh, backend: Backend, data: &[CustomerEvents]) -> Result<
             .await?;
         written += customer.events.len();
     }
-    report("W2", backend, fresh, written, started);
+    out.workload("W2", fresh, written, started, "W2-baseline");
     Ok(written)
 }
 
-/// The fields of the benchmark events, deserialised from each event's data.
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct BenchEvent {
-    customer_id: String,
-    channel: Option<String>,
-    direction: Option<String>,
-    subject: Option<String>,
-    summary: Option<String>,
-    name: Option<String>,
-    email: Option<String>,
-    segment: Option<String>,
-}
-
-async fn w3(fresh: &Fresh, backend: Backend, expected: usize) -> Result<()> {
+async fn w3(out: &mut Report, fresh: &Fresh, expected: usize) -> Result<()> {
     let head = fresh.store.head_position().await?;
+    out.start();
     let started = Instant::now();
     let mut subscription = subscribe_all(Arc::clone(&fresh.store), Scope::AllTenants, 0);
     let mut read = 0usize;
@@ -208,14 +270,15 @@ async fn w3(fresh: &Fresh, backend: Backend, expected: usize) -> Result<()> {
     if read != expected || checksum == 0 {
         bail!("W3 read {read} events, expected {expected}");
     }
-    report("W3", backend, fresh, read, started);
+    out.workload("W3", fresh, read, started, "W3-baseline");
     Ok(())
 }
 
 /// W4: the per-customer summary (interactions per channel, last interaction; the customer
 /// 360 projection) built from position 0 through the runner, in the same database.
-async fn w4(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> Result<()> {
+async fn w4(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> Result<()> {
     let db = ReadDb::open(&fresh.url).await?;
+    out.start();
     let options = RunnerOptions {
         batch_size: batch,
         ..RunnerOptions::default()
@@ -232,7 +295,7 @@ async fn w4(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> R
     if statuses.iter().any(|s| s.position != head) {
         bail!("W4 stopped short of the head: {statuses:?}");
     }
-    report("W4", backend, fresh, expected, started);
+    out.workload("W4", fresh, expected, started, "W4-baseline");
     let rows = db
         .fetch(
             "SELECT COUNT(*), CAST(SUM(interactions) AS BIGINT) FROM rm_customer_360",
@@ -248,7 +311,7 @@ async fn w4(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> R
 }
 
 /// W5: every read model rebuilt from position 0 (blue/green for those already built).
-async fn w5(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> Result<()> {
+async fn w5(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> Result<()> {
     let db = ReadDb::open(&fresh.url).await?;
     for projection in all_projections() {
         request_rebuild(&db, projection.name()).await?;
@@ -257,6 +320,7 @@ async fn w5(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> R
         batch_size: batch,
         ..RunnerOptions::default()
     };
+    out.start();
     let started = Instant::now();
     let statuses =
         runner::run_until_caught_up(Arc::clone(&fresh.store), db, all_projections(), options)
@@ -265,182 +329,159 @@ async fn w5(fresh: &Fresh, backend: Backend, expected: usize, batch: usize) -> R
     if statuses.iter().any(|s| s.position != head) {
         bail!("W5 stopped short of the head: {statuses:?}");
     }
-    report("W5", backend, fresh, expected, started);
+    out.workload("W5", fresh, expected, started, "W4-baseline");
     Ok(())
 }
 
-/// The same rows as W1 (one transaction per event) and W2 (one per customer), written with
-/// plain sqlx statements into a table shaped like the event log: no planning, no hashing,
-/// no idempotency or revision checks. What the driver alone costs, for ratios.
-async fn baseline(backend: Backend, data: &[CustomerEvents], w1_limit: usize) -> Result<()> {
-    use sqlx::Connection;
-    let table = "CREATE TABLE baseline (position BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
-         stream_id TEXT NOT NULL, revision BIGINT NOT NULL, event_id BLOB NOT NULL, \
-         event_type TEXT NOT NULL, data TEXT NOT NULL, occurred_at BIGINT NOT NULL, \
-         UNIQUE (tenant, stream_id, revision), UNIQUE (tenant, stream_id, event_id))";
-    macro_rules! run {
-        ($conn:expr, $insert:expr, $fresh:expr) => {{
-            for (label, per_tx, limit) in [
-                ("W1-baseline", 1usize, w1_limit),
-                ("W2-baseline", 10, usize::MAX),
-            ] {
-                sqlx::raw_sql("DROP TABLE IF EXISTS baseline")
-                    .execute(&mut $conn)
-                    .await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(table.to_owned()))
-                    .execute(&mut $conn)
-                    .await?;
-                let started = Instant::now();
-                let mut position = 0i64;
-                'customers: for customer in data {
-                    for chunk in customer.events.chunks(per_tx) {
-                        if position as usize >= limit {
-                            break 'customers;
-                        }
-                        let mut tx = $conn.begin().await?;
-                        for event in chunk {
-                            position += 1;
-                            sqlx::query($insert)
-                                .bind(position)
-                                .bind("bench")
-                                .bind(customer.stream.as_str())
-                                .bind(position % 10)
-                                .bind(event.event_id.as_bytes().to_vec())
-                                .bind(event.event_type.as_str())
-                                .bind(event.data.get())
-                                .bind(event.occurred_at.map_or(0, |t| t.timestamp_micros()))
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        tx.commit().await?;
-                    }
-                }
-                report(label, backend, &$fresh, position as usize, started);
-            }
-        }};
-    }
-    let fresh = fresh(backend).await?;
-    match backend {
+/// The driver-only baselines this run's workloads are compared with.
+async fn baselines(
+    out: &mut Report,
+    data: &[CustomerEvents],
+    w1_limit: usize,
+    want: Want,
+) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("crm-bench-baseline")
+        .tempdir_in(std::env::current_dir()?)?;
+    let (mut figures, durability) = match out.backend {
         Backend::Sqlite => {
-            let path = std::env::current_dir()?.join("crm-bench-baseline.db");
-            let _ = std::fs::remove_file(&path);
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-            run!(
-                conn,
-                "INSERT INTO baseline VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                fresh
-            );
-            conn.close().await?;
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
+            let mut figures = baseline::sqlx_sqlite(dir.path(), data, w1_limit, want).await?;
+            figures.extend(baseline::rusqlite(dir.path(), data, w1_limit, want)?);
+            (figures, "sqlite WAL synchronous=NORMAL")
         }
         Backend::Postgres => {
             let Some(db) = TestDatabase::create("crm-bench-baseline").await else {
-                bail!("PostgreSQL is not reachable");
+                bail!("PostgreSQL is not reachable; set CRM_TEST_POSTGRES_URL");
             };
-            let mut conn = sqlx::PgConnection::connect(db.url()).await?;
-            sqlx::raw_sql("CREATE DOMAIN blob AS bytea")
-                .execute(&mut conn)
-                .await?;
-            run!(
-                conn,
-                "INSERT INTO baseline VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                fresh
-            );
-            conn.close().await?;
+            let figures = baseline::sqlx_postgres(db.url(), data, w1_limit, want).await?;
+            (figures, "postgres synchronous_commit=on")
         }
+    };
+    figures.sort_by_key(|f| f.label.clone());
+    for figure in figures {
+        if figure.events == 0 {
+            bail!("{} measured nothing", figure.label);
+        }
+        println!(
+            "{}",
+            json!({
+                "workload": figure.label,
+                "backend": out.backend_name(),
+                "driver": figure.driver,
+                "events": figure.events,
+                "seconds": round3(figure.seconds),
+                "events_per_s": figure.events_per_s().round(),
+                "durability": durability,
+            })
+        );
+        out.baselines
+            .insert(figure.label.clone(), figure.events_per_s());
     }
     Ok(())
 }
 
 /// Q1: the W2 data projected by a real `crm-api`, then random customer reads.
-async fn q1(fresh: &Fresh, backend: Backend, customers: u64) -> Result<()> {
+async fn q1(out: &mut Report, fresh: &Fresh, customers: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = api_bench::Server::start(&fresh.store_arg, dir.path(), "bench", "analyst")?;
     let head = fresh.store.head_position().await?;
     server.wait_caught_up(head).await?;
+    out.start();
     let figures = api_bench::q1(&server, customers, 10_000, 8).await?;
-    println!(
-        "{}",
-        json!({
-            "workload": "Q1",
-            "backend": format!("{backend:?}").to_lowercase(),
-            "requests": figures.requests,
-            "connections": 8,
-            "seconds": (figures.seconds * 1000.0).round() / 1000.0,
-            "requests_per_s": (figures.requests as f64 / figures.seconds).round(),
-            "p50_ms": (figures.p50_ms * 1000.0).round() / 1000.0,
-            "p99_ms": (figures.p99_ms * 1000.0).round() / 1000.0,
-            "max_ms": (figures.max_ms * 1000.0).round() / 1000.0,
-            "durability": fresh.durability,
-            "server_peak_rss_mib": server.peak_rss_mib(),
-        })
-    );
+    out.print(json!({
+        "workload": "Q1",
+        "backend": out.backend_name(),
+        "requests": figures.requests,
+        "connections": 8,
+        "seconds": round3(figures.seconds),
+        "requests_per_s": (figures.requests as f64 / figures.seconds).round(),
+        "p50_ms": round3(figures.p50_ms),
+        "p99_ms": round3(figures.p99_ms),
+        "max_ms": round3(figures.max_ms),
+        "durability": fresh.durability,
+        "server_peak_rss_mib": server.peak_rss_mib(),
+    }));
     Ok(())
 }
 
 /// A1: the data set through `POST /v1/events` of a real `crm-api` on a fresh store.
-async fn a1(backend: Backend, data: &[CustomerEvents]) -> Result<()> {
-    let fresh = fresh(backend).await?;
+async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
+    let fresh = fresh(out.backend).await?;
     let dir = tempfile::tempdir()?;
     let server = api_bench::Server::start(&fresh.store_arg, dir.path(), "bench", "ingest")?;
+    out.start();
     let (events, seconds) = api_bench::a1(&server, data, 500, 4).await?;
-    println!(
-        "{}",
-        json!({
-            "workload": "A1",
-            "backend": format!("{backend:?}").to_lowercase(),
-            "events": events,
-            "events_per_request": 500,
-            "connections": 4,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "events_per_s": (events as f64 / seconds).round(),
-            "durability": fresh.durability,
-            "server_peak_rss_mib": server.peak_rss_mib(),
-        })
-    );
+    let events_per_s = events as f64 / seconds;
+    let mut line = json!({
+        "workload": "A1",
+        "backend": out.backend_name(),
+        "events": events,
+        "events_per_request": 500,
+        "connections": 4,
+        "seconds": round3(seconds),
+        "events_per_s": events_per_s.round(),
+        "durability": fresh.durability,
+        "server_peak_rss_mib": server.peak_rss_mib(),
+    });
+    // The nearest driver-only figure: the same rows, 10 a transaction, no HTTP.
+    if let Some(base) = out.baselines.get("W2-baseline") {
+        line["baseline"] = json!("W2-baseline");
+        line["vs_baseline"] = json!((events_per_s / base * 100.0).round() / 100.0);
+    }
+    out.print(line);
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let data = generate(args.customers, 42);
-    api_bench::reset_peak_rss();
+    let customers = match (args.events, args.customers) {
+        (Some(events), _) => events.div_ceil(10),
+        (None, Some(customers)) => customers,
+        (None, None) => 10_000,
+    };
+    if customers == 0 {
+        bail!("the data set needs at least one customer (--events 10 or more)");
+    }
+    let w = args.workload;
+    let all = w == Workload::All;
+    let want = Want {
+        w1: all || matches!(w, Workload::W1 | Workload::Baseline),
+        w2: all || matches!(w, Workload::W2 | Workload::A1 | Workload::Baseline),
+        w3: all || matches!(w, Workload::W3 | Workload::Baseline),
+        w4: all || matches!(w, Workload::W4 | Workload::W5 | Workload::Baseline),
+    };
     for _ in 0..args.runs {
-        if matches!(args.workload, Workload::Baseline | Workload::All) {
-            baseline(args.backend, &data, args.w1_events).await?;
+        let mut out = Report::new(args.backend);
+        let data = generate(customers, 42);
+        if (!args.no_baseline && w != Workload::Q1) || w == Workload::Baseline {
+            baselines(&mut out, &data, args.w1_events, want).await?;
         }
-        if matches!(args.workload, Workload::W1 | Workload::All) {
-            w1(args.backend, &data, args.w1_events).await?;
+        if all || w == Workload::W1 {
+            w1(&mut out, &data, args.w1_events).await?;
         }
-        if matches!(args.workload, Workload::A1 | Workload::All) {
-            a1(args.backend, &data).await?;
+        if all || w == Workload::A1 {
+            a1(&mut out, &data).await?;
         }
-        if !matches!(
-            args.workload,
-            Workload::W1 | Workload::Baseline | Workload::A1
-        ) {
-            let fresh = fresh(args.backend).await?;
-            let written = w2(&fresh, args.backend, &data).await?;
-            if matches!(args.workload, Workload::W3 | Workload::All) {
-                w3(&fresh, args.backend, written).await?;
-            }
-            if matches!(args.workload, Workload::W4 | Workload::All) {
-                w4(&fresh, args.backend, written, args.batch).await?;
-            }
-            if matches!(args.workload, Workload::W5 | Workload::All) {
-                w5(&fresh, args.backend, written, args.batch).await?;
-            }
-            if matches!(args.workload, Workload::Q1 | Workload::All) {
-                q1(&fresh, args.backend, args.customers).await?;
-            }
+        if matches!(w, Workload::W1 | Workload::Baseline | Workload::A1) {
+            continue;
+        }
+        let fresh = fresh(args.backend).await?;
+        let written = w2(&mut out, &fresh, &data).await?;
+        // W3-W5 and Q1 read only the store: without the data set in memory, their peak
+        // memory is theirs.
+        drop(data);
+        if all || w == Workload::W3 {
+            w3(&mut out, &fresh, written).await?;
+        }
+        if all || w == Workload::W4 {
+            w4(&mut out, &fresh, written, args.batch).await?;
+        }
+        if all || w == Workload::W5 {
+            w5(&mut out, &fresh, written, args.batch).await?;
+        }
+        if all || w == Workload::Q1 {
+            q1(&mut out, &fresh, customers).await?;
         }
     }
     Ok(())
