@@ -177,20 +177,23 @@ pub async fn view(
     customer: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<CustomerView>, ProjectionError> {
-    let Some(state) = get(db, tenant, customer).await? else {
+    // The two reads go out together: on PostgreSQL that is one round trip of latency, not two.
+    let (state, recent) = tokio::try_join!(
+        get(db, tenant, customer),
+        crate::timeline::page(
+            db,
+            tenant,
+            customer,
+            crate::timeline::TimelinePage {
+                cursor: None,
+                limit: RECENT_ENTRIES,
+                newest_first: true,
+            },
+        )
+    )?;
+    let Some(state) = state else {
         return Ok(None);
     };
-    let recent = crate::timeline::page(
-        db,
-        tenant,
-        customer,
-        crate::timeline::TimelinePage {
-            cursor: None,
-            limit: RECENT_ENTRIES,
-            newest_first: true,
-        },
-    )
-    .await?;
     Ok(Some(state.view(at, recent)))
 }
 

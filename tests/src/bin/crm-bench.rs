@@ -2,7 +2,7 @@
 //! prints one JSON object per line. Run it in release mode:
 //! `cargo run --release -p crm-tests --bin crm-bench -- all --backend sqlite`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -136,7 +136,21 @@ struct Report {
     baselines: HashMap<String, f64>,
     /// This process's resident set when the current workload started.
     rss_before_mib: Option<f64>,
+    /// Every figure of every run: (workload, measure) → values, for the summary.
+    collected: BTreeMap<(String, &'static str), Vec<f64>>,
 }
+
+/// The measures a summary line gives the median, minimum and maximum of.
+const MEASURES: [&str; 8] = [
+    "events_per_s",
+    "vs_baseline",
+    "requests_per_s",
+    "p50_ms",
+    "p99_ms",
+    "peak_rss_mib",
+    "rss_before_mib",
+    "server_peak_rss_mib",
+];
 
 impl Report {
     fn new(backend: Backend) -> Report {
@@ -144,6 +158,7 @@ impl Report {
             backend,
             baselines: HashMap::new(),
             rss_before_mib: None,
+            collected: BTreeMap::new(),
         }
     }
 
@@ -157,7 +172,51 @@ impl Report {
         self.rss_before_mib = api_bench::rss_mib("/proc/self/status");
     }
 
-    fn print(&self, mut line: serde_json::Value) {
+    /// Prints a figure and keeps its measures for the summary.
+    fn emit(&mut self, line: serde_json::Value) {
+        let workload = line["workload"].as_str().unwrap_or("?").to_owned();
+        for measure in MEASURES {
+            if let Some(value) = line[measure].as_f64() {
+                self.collected
+                    .entry((workload.clone(), measure))
+                    .or_default()
+                    .push(value);
+            }
+        }
+        println!("{line}");
+    }
+
+    /// After several runs: per workload, each measure's median, minimum and maximum.
+    fn summarise(&self, runs: u32) {
+        let mut lines: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
+        for ((workload, measure), values) in &self.collected {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = if sorted.len() % 2 == 1 {
+                sorted[sorted.len() / 2]
+            } else {
+                (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+            };
+            let line = lines.entry(workload).or_insert_with(|| {
+                json!({
+                    "summary": true,
+                    "workload": workload,
+                    "backend": self.backend_name(),
+                    "runs": runs,
+                })
+            });
+            line[*measure] = json!({
+                "median": round3(median),
+                "min": round3(sorted[0]),
+                "max": round3(sorted[sorted.len() - 1]),
+            });
+        }
+        for line in lines.values() {
+            println!("{line}");
+        }
+    }
+
+    fn print(&mut self, mut line: serde_json::Value) {
         if let Some(object) = line.as_object_mut() {
             // Peak resident set of this process during the workload, and what it held when
             // the workload started (the generated data set, for the writing workloads).
@@ -167,12 +226,12 @@ impl Report {
                 json!(api_bench::peak_rss_mib("/proc/self/status")),
             );
         }
-        println!("{line}");
+        self.emit(line);
     }
 
     /// A store workload's figure, with its ratio to `baseline` when that was measured.
     fn workload(
-        &self,
+        &mut self,
         workload: &str,
         fresh: &Fresh,
         events: usize,
@@ -362,18 +421,15 @@ async fn baselines(
         if figure.events == 0 {
             bail!("{} measured nothing", figure.label);
         }
-        println!(
-            "{}",
-            json!({
-                "workload": figure.label,
-                "backend": out.backend_name(),
-                "driver": figure.driver,
-                "events": figure.events,
-                "seconds": round3(figure.seconds),
-                "events_per_s": figure.events_per_s().round(),
-                "durability": durability,
-            })
-        );
+        out.emit(json!({
+            "workload": figure.label,
+            "backend": out.backend_name(),
+            "driver": figure.driver,
+            "events": figure.events,
+            "seconds": round3(figure.seconds),
+            "events_per_s": figure.events_per_s().round(),
+            "durability": durability,
+        }));
         out.baselines
             .insert(figure.label.clone(), figure.events_per_s());
     }
@@ -451,8 +507,9 @@ async fn main() -> Result<()> {
         w3: all || matches!(w, Workload::W3 | Workload::Baseline),
         w4: all || matches!(w, Workload::W4 | Workload::W5 | Workload::Baseline),
     };
+    let mut out = Report::new(args.backend);
     for _ in 0..args.runs {
-        let mut out = Report::new(args.backend);
+        out.baselines.clear();
         let data = generate(customers, 42);
         if (!args.no_baseline && w != Workload::Q1) || w == Workload::Baseline {
             baselines(&mut out, &data, args.w1_events, want).await?;
@@ -483,6 +540,9 @@ async fn main() -> Result<()> {
         if all || w == Workload::Q1 {
             q1(&mut out, &fresh, customers).await?;
         }
+    }
+    if args.runs > 1 {
+        out.summarise(args.runs);
     }
     Ok(())
 }
