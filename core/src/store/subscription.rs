@@ -2,10 +2,16 @@
 //! head to move (a watch channel fed by the backend's notifications) and read again. No busy
 //! polling, and no event is skipped or delivered twice, because the position only advances
 //! past events that were returned.
+//!
+//! While catching up, the read of the next batch starts on another task as soon as a full
+//! batch is handed out, so the store decodes batch n+1 while the caller works on batch n (two
+//! cores busy instead of one). A read in flight is keyed by the position it starts after and
+//! is used only if that is still where the subscription stands.
 
 use std::collections::VecDeque;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::envelope::{Position, RecordedEvent};
 use crate::store::{Scope, SharedStore, StoreError};
@@ -22,6 +28,16 @@ pub struct EventSubscription {
     batch: usize,
     buffer: VecDeque<RecordedEvent>,
     head: watch::Receiver<Position>,
+    /// The read of the batch after a position, started ahead of the caller's request.
+    ahead: Option<(Position, JoinHandle<Result<Vec<RecordedEvent>, StoreError>>)>,
+}
+
+impl Drop for EventSubscription {
+    fn drop(&mut self) {
+        if let Some((_, read)) = self.ahead.take() {
+            read.abort();
+        }
+    }
 }
 
 /// Subscribes to every event of `scope` with a position above `after`: first those already
@@ -35,6 +51,7 @@ pub fn subscribe_all(store: SharedStore, scope: Scope, after: Position) -> Event
         batch: DEFAULT_BATCH,
         buffer: VecDeque::new(),
         head,
+        ahead: None,
     }
 }
 
@@ -62,12 +79,41 @@ impl EventSubscription {
             // Mark the current head as seen before reading, so an append that lands after
             // the read wakes the wait below.
             self.head.borrow_and_update();
-            let events = self
-                .store
-                .read_all(&self.scope, self.after, self.batch)
-                .await?;
+            let mut events = match self.ahead.take() {
+                Some((after, read)) if after == self.after => match read.await {
+                    Ok(events) => events?,
+                    Err(error) => return Err(StoreError::Task(format!("read ahead: {error}"))),
+                },
+                stale => {
+                    if let Some((_, read)) = stale {
+                        read.abort();
+                    }
+                    Vec::new()
+                }
+            };
+            if events.is_empty() {
+                // Read (again) after marking the head: an empty answer from a read started
+                // earlier could have missed an append the mark above already counted.
+                events = self
+                    .store
+                    .read_all(&self.scope, self.after, self.batch)
+                    .await?;
+            }
             if let Some(last) = events.last() {
                 self.after = last.position;
+                if events.len() >= self.batch && tokio::runtime::Handle::try_current().is_ok() {
+                    // Probably more to catch up on: start reading it now.
+                    let (store, scope, after, batch) = (
+                        self.store.clone(),
+                        self.scope.clone(),
+                        self.after,
+                        self.batch,
+                    );
+                    self.ahead = Some((
+                        after,
+                        tokio::spawn(async move { store.read_all(&scope, after, batch).await }),
+                    ));
+                }
                 return Ok(events);
             }
             self.head

@@ -22,6 +22,7 @@ macro_rules! contract {
                 the_log_reads_in_position_order_in_batches,
                 envelopes_round_trip_exactly,
                 subscriptions_catch_up_then_receive_live_events,
+                subscriptions_reading_ahead_deliver_every_event_once,
                 subscriptions_see_appends_from_another_store_handle,
                 concurrent_writers_to_one_stream_have_exactly_one_winner_per_revision,
                 tenants_never_see_each_others_events,

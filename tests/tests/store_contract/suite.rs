@@ -567,6 +567,47 @@ pub async fn subscriptions_catch_up_then_receive_live_events(f: &Fixture) {
     assert_eq!(seen, (3..=11).collect::<Vec<_>>());
 }
 
+/// Full batches start the next read ahead; with appends landing meanwhile, every event is
+/// still delivered once, in order, and the subscription then waits for more.
+pub async fn subscriptions_reading_ahead_deliver_every_event_once(f: &Fixture) {
+    let store = Arc::clone(&f.store);
+    let writer = tokio::spawn(async move {
+        for n in 0..40 {
+            store
+                .append(
+                    &tenant("t1"),
+                    &stream(&format!("customer-{}", n % 7)),
+                    ExpectedRevision::Any,
+                    batch(1 + n % 3),
+                )
+                .await
+                .expect("append");
+            if n % 5 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let total: u64 = (0..40).map(|n| 1 + n % 3).sum();
+    let mut subscription =
+        subscribe_all(Arc::clone(&f.store), Scope::AllTenants, 0).with_batch_size(3);
+    let mut seen = Vec::new();
+    while (seen.len() as u64) < total {
+        let batch = tokio::time::timeout(WAIT, subscription.next_batch())
+            .await
+            .expect("events in time")
+            .expect("batch");
+        seen.extend(batch.iter().map(|e| e.position));
+    }
+    writer.await.expect("writer");
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), subscription.next())
+            .await
+            .is_err(),
+        "nothing beyond the head"
+    );
+}
+
 pub async fn subscriptions_see_appends_from_another_store_handle(f: &Fixture) {
     let other = f.reopen().await;
     let mut subscription = subscribe_all(Arc::clone(&f.store), Scope::AllTenants, 0);
