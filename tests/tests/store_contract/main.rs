@@ -3,6 +3,7 @@
 //! so the output shows which ran.
 
 mod fixture;
+mod postgres_append;
 mod postgres_gaps;
 mod suite;
 

@@ -25,11 +25,22 @@ use crate::store::{
     check_positions, check_streams, sql_limit, stored_hash,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "event log",
-    sql: include_str!("0001_event_log.sql"),
-}];
+mod append;
+
+pub use append::AppendPaths;
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "event log",
+        sql: include_str!("0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "one-round-trip append function",
+        sql: include_str!("0002_append_function.sql"),
+    },
+];
 
 /// The advisory lock key that serialises appends ("crm_evts" in ASCII).
 #[cfg_attr(not(test), allow(dead_code))] // spelled out in BEGIN_APPEND; a test keeps them equal
@@ -64,6 +75,8 @@ pub struct PostgresEventStore {
 struct Inner {
     pool: PgPool,
     head: Arc<watch::Sender<Position>>,
+    /// The writer connection and remembered heads every append goes through.
+    writer: append::Writer,
 }
 
 impl PostgresEventStore {
@@ -86,14 +99,21 @@ impl PostgresEventStore {
         let head = Arc::new(watch::Sender::new(head_position));
         let listener = PgListener::connect_with(&pool).await?;
         tokio::spawn(follow_head(Arc::downgrade(&head), pool.clone(), listener));
+        let writer = append::Writer::new(&pool.connect_options());
         Ok(Self {
-            inner: Arc::new(Inner { pool, head }),
+            inner: Arc::new(Inner { pool, head, writer }),
         })
     }
 
     /// The connection pool, for read models that live in the same database.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// How this handle's appends were written so far: in one round trip from remembered
+    /// heads, or through the transactional path.
+    pub fn append_paths(&self) -> AppendPaths {
+        self.inner.writer.paths()
     }
 
     /// Appends inside a transaction the caller commits, holding the append lock until then.
@@ -114,6 +134,7 @@ impl PostgresEventStore {
         let mut tx = self.inner.pool.begin_with(BEGIN_APPEND).await?;
         let outcome = append_in(&mut tx, tenant, &batch)
             .await?
+            .outcome
             .into_single_stream()?;
         Ok(PendingAppend {
             tx,
@@ -218,6 +239,15 @@ async fn follow_head(head: Weak<watch::Sender<Position>>, pool: PgPool, mut list
     }
 }
 
+/// What [`append_in`] wrote, and the state it leaves (for the writer's remembered heads).
+struct Written {
+    outcome: BatchOutcome,
+    /// Each batch stream's head after the call, indexed as `Batch::streams`.
+    heads: Vec<Option<Head>>,
+    /// The log head after the call.
+    log_head: Position,
+}
+
 /// Plans and writes one call's events inside `tx`, which holds the append lock: one round
 /// trip reads the log head, the heads of all the call's streams and its ids already stored in
 /// them, one more writes every row and stream head. The caller commits.
@@ -226,7 +256,7 @@ async fn append_in(
     tx: &mut sqlx::PgConnection,
     tenant: &TenantId,
     batch: &Batch,
-) -> Result<BatchOutcome, StoreError> {
+) -> Result<Written, StoreError> {
     let stream_names: Vec<&str> = batch.streams.iter().map(|s| s.stream.as_str()).collect();
     let event_streams: Vec<&str> = batch
         .events
@@ -299,8 +329,17 @@ async fn append_in(
         existing,
         crate::envelope::to_stored_precision(Utc::now()),
     )?;
+    let mut final_heads = stream_heads;
+    for new in &planned.new_heads {
+        final_heads[new.stream] = Some((new.revision, new.hash));
+    }
+    let written = |outcome: BatchOutcome| Written {
+        outcome,
+        heads: final_heads,
+        log_head: head_position as Position + planned.rows.len() as Position,
+    };
     if planned.rows.is_empty() {
-        return Ok(planned.outcome);
+        return Ok(written(planned.outcome));
     }
     let rows = &planned.rows;
     let mut positions = Vec::with_capacity(rows.len());
@@ -371,7 +410,7 @@ async fn append_in(
     .execute(&mut *tx)
     .await
     .map_err(|e| unique_violation_as_conflict(e, batch))?;
-    Ok(planned.outcome)
+    Ok(written(planned.outcome))
 }
 
 /// A unique violation on (tenant, stream, revision) means another writer got there first
@@ -436,19 +475,10 @@ impl EventStore for PostgresEventStore {
         events: Vec<(StreamId, NewEvent)>,
     ) -> Result<BatchOutcome, StoreError> {
         let batch = Batch::new(expectations, events)?;
-        // Run to completion even if the caller goes away, so an acknowledged-or-not answer
-        // always matches what was committed.
-        let inner = Arc::clone(&self.inner);
-        let tenant = tenant.clone();
-        tokio::spawn(async move {
-            let mut tx = inner.pool.begin_with(BEGIN_APPEND).await?;
-            let outcome = append_in(&mut tx, &tenant, &batch).await?;
-            tx.commit().await?;
-            advance_head(&inner.head, outcome.last_position);
-            Ok(outcome)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.inner
+            .writer
+            .append(tenant, batch, &self.inner.head)
+            .await
     }
 
     async fn read_stream(
