@@ -19,6 +19,9 @@ use crate::store::{Scope, SharedStore, StoreError};
 /// Events read per round trip while catching up.
 pub const DEFAULT_BATCH: usize = 1_000;
 
+/// A batch read running on its own task.
+type BatchRead = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+
 /// A subscription to the log after a position; see [`subscribe_all`].
 #[derive(Debug)]
 pub struct EventSubscription {
@@ -29,7 +32,7 @@ pub struct EventSubscription {
     buffer: VecDeque<RecordedEvent>,
     head: watch::Receiver<Position>,
     /// The read of the batch after a position, started ahead of the caller's request.
-    ahead: Option<(Position, JoinHandle<Result<Vec<RecordedEvent>, StoreError>>)>,
+    ahead: Option<(Position, BatchRead)>,
 }
 
 impl Drop for EventSubscription {
