@@ -43,7 +43,7 @@ const MIGRATIONS: &[Migration] = &[
 ];
 
 /// The advisory lock key that serialises appends ("crm_evts" in ASCII).
-#[cfg_attr(not(test), allow(dead_code))] // spelled out in BEGIN_APPEND; a test keeps them equal
+#[cfg_attr(not(test), allow(dead_code))] // spelled out in BEGIN_APPEND and crm_append; tests keep them equal
 const APPEND_LOCK_KEY: i64 = 0x63726d5f65767473;
 /// The advisory lock key that serialises migrations across processes.
 const MIGRATION_LOCK_KEY: i64 = 0x63726d5f6d696772;
@@ -678,6 +678,12 @@ impl EventStore for PostgresEventStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_append_function_takes_the_same_append_lock() {
+        let lock = format!("PERFORM pg_advisory_xact_lock({APPEND_LOCK_KEY});");
+        assert!(include_str!("0002_append_function.sql").contains(&lock));
+    }
 
     #[test]
     fn the_append_transaction_takes_the_append_lock() {
