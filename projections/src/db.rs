@@ -5,17 +5,19 @@
 //! row values); for PostgreSQL the placeholders are renumbered to `$n`. Values are only
 //! integers, text and NULL: timestamps are microseconds since the epoch, money is minor units
 //! beside its currency code, and documents are JSON text.
+//!
+//! SQLite is reached through rusqlite ([`sqlite`]), PostgreSQL through sqlx.
 
+pub mod sqlite;
+
+use std::path::Path;
 use std::time::Duration;
 
 use crm_core::store::StoreUrl;
-use crm_core::store::sqlite::Durability;
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
+pub use self::sqlite::{SQLITE_LOCK_WAIT, SqliteOptions, SqlitePool, SqliteTx};
 use crate::error::ProjectionError;
 
 /// Bound parameters per statement, below both backends' limits (SQLite 32766, PG 65535).
@@ -104,41 +106,32 @@ pub enum Backend {
 /// A pool on the read-model database.
 #[derive(Debug, Clone)]
 pub enum ReadDb {
+    /// rusqlite connections (see [`sqlite`]).
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
-/// One read-model transaction.
+/// One read-model transaction. A SQLite transaction dropped without `commit` rolls back at
+/// once; a PostgreSQL one when its connection is next used or returned.
 #[derive(Debug)]
 pub enum ReadTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl ReadDb {
     /// Opens the database the store URL names, creating the projection bookkeeping tables.
     pub async fn open(url: &StoreUrl) -> Result<ReadDb, ProjectionError> {
-        let db = match url {
+        match url {
             StoreUrl::Sqlite { path, durability } => {
-                let synchronous = match durability {
-                    Durability::Normal => SqliteSynchronous::Normal,
-                    Durability::Full => SqliteSynchronous::Full,
-                    Durability::Extra => SqliteSynchronous::Extra,
-                };
-                let options = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(synchronous)
-                    .busy_timeout(Duration::from_secs(10))
-                    .pragma("temp_store", "memory")
-                    .pragma("cache_size", "-65536");
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .min_connections(1)
-                    .connect_with(options)
-                    .await?;
-                ReadDb::Sqlite(pool)
+                ReadDb::open_sqlite(
+                    path,
+                    SqliteOptions {
+                        durability: *durability,
+                        ..SqliteOptions::default()
+                    },
+                )
+                .await
             }
             StoreUrl::Postgres { url } => {
                 let pool = PgPoolOptions::new()
@@ -146,11 +139,33 @@ impl ReadDb {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await?;
-                ReadDb::Postgres(pool)
+                let db = ReadDb::Postgres(pool);
+                crate::bookkeeping::create(&db).await?;
+                Ok(db)
             }
-        };
-        crate::bookkeeping::create(&db).await?;
+        }
+    }
+
+    /// Opens a SQLite file (WAL) as a read-model database; unless read-only, creates the
+    /// projection bookkeeping tables.
+    pub async fn open_sqlite(
+        path: &Path,
+        options: SqliteOptions,
+    ) -> Result<ReadDb, ProjectionError> {
+        let db = ReadDb::Sqlite(SqlitePool::open(path, options).await?);
+        if !options.read_only {
+            crate::bookkeeping::create(&db).await?;
+        }
         Ok(db)
+    }
+
+    /// Waits for every connection to come back and closes them (on SQLite the last one
+    /// folds the WAL into the file). Later use fails.
+    pub async fn close(&self) {
+        match self {
+            ReadDb::Sqlite(pool) => pool.close().await,
+            ReadDb::Postgres(pool) => pool.close().await,
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -164,7 +179,7 @@ impl ReadDb {
     /// IMMEDIATE`), so it never fails half-way on a lock upgrade.
     pub async fn begin(&self) -> Result<ReadTx, ProjectionError> {
         Ok(match self {
-            ReadDb::Sqlite(pool) => ReadTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            ReadDb::Sqlite(pool) => ReadTx::Sqlite(SqliteTx::begin(pool, true).await?),
             ReadDb::Postgres(pool) => ReadTx::Postgres(pool.begin().await?),
         })
     }
@@ -172,7 +187,7 @@ impl ReadDb {
     /// Starts a read transaction: one consistent snapshot for several statements.
     pub async fn begin_read(&self) -> Result<ReadTx, ProjectionError> {
         Ok(match self {
-            ReadDb::Sqlite(pool) => ReadTx::Sqlite(pool.begin().await?),
+            ReadDb::Sqlite(pool) => ReadTx::Sqlite(SqliteTx::begin(pool, false).await?),
             ReadDb::Postgres(pool) => ReadTx::Postgres(
                 pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await?,
@@ -184,7 +199,7 @@ impl ReadDb {
     pub async fn execute(&self, sql: &str, args: Vec<SqlValue>) -> Result<u64, ProjectionError> {
         let sql = render(self.backend(), sql);
         Ok(match self {
-            ReadDb::Sqlite(pool) => bind_sqlite(&sql, args).execute(pool).await?.rows_affected(),
+            ReadDb::Sqlite(pool) => pool.execute(&sql, &args).await?,
             ReadDb::Postgres(pool) => bind_pg(&sql, args).execute(pool).await?.rows_affected(),
         })
     }
@@ -198,12 +213,7 @@ impl ReadDb {
     ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
         let sql = render(self.backend(), sql);
         match self {
-            ReadDb::Sqlite(pool) => bind_sqlite(&sql, args)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| decode_sqlite(row, cols))
-                .collect(),
+            ReadDb::Sqlite(pool) => pool.fetch(&sql, &args, Some(cols)).await,
             ReadDb::Postgres(pool) => bind_pg(&sql, args)
                 .fetch_all(pool)
                 .await?
@@ -224,29 +234,19 @@ impl ReadDb {
     ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
         let sql = format!("SELECT * FROM {table} ORDER BY {order_by}");
         match self {
-            ReadDb::Sqlite(pool) => sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| (0..row.len()).map(|i| any_column(row, i)).collect())
-                .collect(),
+            ReadDb::Sqlite(pool) => pool.fetch(&sql, &[], None).await,
             ReadDb::Postgres(pool) => sqlx::query(AssertSqlSafe(sql))
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|row| (0..row.len()).map(|i| any_column(row, i)).collect())
+                .map(|row| (0..row.len()).map(|i| any_pg_column(row, i)).collect())
                 .collect(),
         }
     }
 }
 
 /// A column read as an integer if it is one, else as text.
-fn any_column<R: Row>(row: &R, i: usize) -> Result<SqlValue, ProjectionError>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn any_pg_column(row: &PgRow, i: usize) -> Result<SqlValue, ProjectionError> {
     if let Ok(value) = row.try_get::<Option<i64>, _>(i) {
         return Ok(SqlValue::opt_int(value));
     }
@@ -268,10 +268,7 @@ impl ReadTx {
     ) -> Result<u64, ProjectionError> {
         let sql = render(self.backend(), sql);
         Ok(match self {
-            ReadTx::Sqlite(tx) => bind_sqlite(&sql, args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
+            ReadTx::Sqlite(tx) => tx.execute(&sql, &args).await?,
             ReadTx::Postgres(tx) => bind_pg(&sql, args)
                 .execute(&mut **tx)
                 .await?
@@ -287,12 +284,7 @@ impl ReadTx {
     ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
         let sql = render(self.backend(), sql);
         match self {
-            ReadTx::Sqlite(tx) => bind_sqlite(&sql, args)
-                .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|row| decode_sqlite(row, cols))
-                .collect(),
+            ReadTx::Sqlite(tx) => tx.fetch(&sql, &args, cols).await,
             ReadTx::Postgres(tx) => bind_pg(&sql, args)
                 .fetch_all(&mut **tx)
                 .await?
@@ -302,9 +294,11 @@ impl ReadTx {
         }
     }
 
-    /// Inserts `rows` (each `columns.len()` values) with as few multi-row statements as the
-    /// parameter limit allows. `suffix` follows the `VALUES` list (e.g. an `ON CONFLICT`
-    /// clause).
+    /// Inserts `rows` (each `columns.len()` values). `suffix` follows the `VALUES` list
+    /// (e.g. an `ON CONFLICT` clause). On SQLite one prepared single-row statement runs per
+    /// row (in-process, that is cheaper than parsing a statement of thousands of
+    /// placeholders); on PostgreSQL one `UNNEST` statement takes every row, or, when a
+    /// column mixes integers and text, multi-row `VALUES` under the parameter limit.
     pub async fn insert_rows(
         &mut self,
         table: &str,
@@ -315,9 +309,18 @@ impl ReadTx {
         if rows.is_empty() || columns.is_empty() {
             return Ok(());
         }
-        if let ReadTx::Postgres(tx) = self
-            && let Some(arrays) = pg_columns(columns.len(), &rows)
-        {
+        let tx = match self {
+            ReadTx::Sqlite(tx) => {
+                let sql = format!(
+                    "INSERT INTO {table} ({}) VALUES ({}) {suffix}",
+                    columns.join(", "),
+                    placeholders(columns.len())
+                );
+                return tx.insert_rows(&sql, &rows).await;
+            }
+            ReadTx::Postgres(tx) => tx,
+        };
+        if let Some(arrays) = pg_columns(columns.len(), &rows) {
             // One array per column through UNNEST: a fixed, small statement that PostgreSQL
             // prepares once, instead of a VALUES list of thousands of parameters.
             let casts: Vec<String> = arrays
@@ -465,22 +468,7 @@ pub fn render(backend: Backend, sql: &str) -> String {
     }
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
-
-fn bind_sqlite(sql: &str, args: Vec<SqlValue>) -> SqliteQuery<'static> {
-    let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
-    for arg in args {
-        query = match arg {
-            SqlValue::Null => query.bind(None::<String>),
-            SqlValue::NullInt => query.bind(None::<i64>),
-            SqlValue::Int(v) => query.bind(v),
-            SqlValue::Text(v) => query.bind(v),
-            SqlValue::TextArray(v) => query.bind(serde_json::to_string(&v).unwrap_or_default()),
-        };
-    }
-    query
-}
 
 fn bind_pg(sql: &str, args: Vec<SqlValue>) -> PgQuery<'static> {
     let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
@@ -494,18 +482,6 @@ fn bind_pg(sql: &str, args: Vec<SqlValue>) -> PgQuery<'static> {
         };
     }
     query
-}
-
-fn decode_sqlite(row: &SqliteRow, cols: &[Col]) -> Result<Vec<SqlValue>, ProjectionError> {
-    cols.iter()
-        .enumerate()
-        .map(|(i, col)| {
-            Ok(match col {
-                Col::Int => SqlValue::opt_int(row.try_get::<Option<i64>, _>(i)?),
-                Col::Text => SqlValue::opt_text(row.try_get::<Option<String>, _>(i)?),
-            })
-        })
-        .collect()
 }
 
 fn decode_pg(row: &PgRow, cols: &[Col]) -> Result<Vec<SqlValue>, ProjectionError> {

@@ -8,9 +8,18 @@ pub enum ProjectionError {
     /// The log could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A read-model statement failed.
+    /// A read-model statement failed (PostgreSQL).
     #[error("read-model database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read-model statement failed (SQLite).
+    #[error("read-model database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Another connection held the SQLite write lock for longer than the lock wait.
+    #[error("read-model database: still locked by another writer after {0:?}")]
+    Locked(std::time::Duration),
+    /// The read-model database was closed.
+    #[error("read-model database: closed")]
+    Closed,
     /// An event cannot be decoded by this build; the projection stops at it instead of
     /// skipping it. Upgrade the software or repair the log.
     #[error("event at position {position} cannot be projected: {reason}")]

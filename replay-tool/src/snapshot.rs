@@ -24,11 +24,10 @@ use crm_core::store::{
     BatchOutcome, Direction, EventStore, Scope, SharedStore, StoreError, StoreUrl, StoredEventRef,
     StreamExpectation, StreamHead, StreamStart,
 };
+use crm_projections::db::{Col, SqliteOptions};
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
 use serde::Serialize;
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -429,9 +428,7 @@ async fn write(
             _ = &mut interrupt => {
                 progress.finish();
                 let _ = handle.shutdown().await;
-                if let ReadDb::Sqlite(pool) = &db {
-                    pool.close().await;
-                }
+                db.close().await;
                 bail!("interrupted; the unfinished {} is removed", out.display());
             }
         }
@@ -535,26 +532,33 @@ async fn scan_recorded_by(
 /// Closes the pool, folds the WAL into the main file and switches it to a rollback journal:
 /// the file is then complete on its own and opens read-only anywhere.
 async fn finish_file(db: ReadDb, out: &Path) -> Result<()> {
-    if let ReadDb::Sqlite(pool) = db {
-        pool.close().await;
-    }
-    let mut conn = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(out))
-        .await
-        .with_context(|| format!("cannot reopen {}", out.display()))?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
+    db.close().await;
+    let db = ReadDb::open_sqlite(
+        out,
+        SqliteOptions {
+            create_if_missing: false,
+            max_connections: 1,
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot reopen {}", out.display()))?;
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)", vec![])
         .await
         .context("cannot checkpoint the snapshot's WAL")?;
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode = DELETE")
-        .fetch_one(&mut conn)
+    let mode = db
+        .fetch("PRAGMA journal_mode = DELETE", vec![], &[Col::Text])
         .await
-        .context("cannot switch the snapshot to a rollback journal")?;
+        .context("cannot switch the snapshot to a rollback journal")?
+        .into_iter()
+        .next()
+        .and_then(|mut row| row.pop())
+        .and_then(|mode| mode.into_text())
+        .unwrap_or_default();
     if !mode.eq_ignore_ascii_case("delete") {
         bail!("the snapshot file stayed in journal mode {mode}");
     }
-    conn.close()
-        .await
-        .with_context(|| format!("cannot close {}", out.display()))?;
+    db.close().await;
     Ok(())
 }
 

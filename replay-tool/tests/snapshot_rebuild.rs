@@ -21,6 +21,7 @@ use crm_core::store::{
 };
 use crm_projections::bookkeeping::stored_positions;
 use crm_projections::customer360::{self, CustomerFilter};
+use crm_projections::db::SqliteOptions;
 use crm_projections::db::{Col, SqlValue};
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
@@ -274,14 +275,11 @@ async fn dump(db: &ReadDb) -> Dump {
     tables
 }
 
-/// A snapshot file opened read-only with plain sqlx, as a `ReadDb` for `dump`.
+/// A snapshot file opened read-only, as a `ReadDb` for `dump`.
 async fn open_snapshot(path: &Path) -> ReadDb {
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
+    ReadDb::open_sqlite(path, SqliteOptions::read_only())
         .await
-        .expect("open snapshot");
-    ReadDb::Sqlite(pool)
+        .expect("open snapshot")
 }
 
 fn assert_same(actual: &Dump, expected: &Dump, what: &str) {

@@ -1,0 +1,439 @@
+//! The SQLite side of the read-model database, on rusqlite: statements run on the calling
+//! thread against a connection taken from a small pool, instead of being handed to a
+//! driver worker thread one at a time.
+//!
+//! Connections never sleep inside SQLite: `busy_timeout` is 0, and a statement that finds
+//! another connection holding the write lock is retried from here after an async pause
+//! (doubling up to [`LOCK_PAUSE_MAX`]) until [`SQLITE_LOCK_WAIT`] has passed. The runtime
+//! thread is thus free for other tasks (the event store's writer among them) while a
+//! statement waits.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crm_core::store::sqlite::Durability;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Statement};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Col, SqlValue};
+use crate::error::ProjectionError;
+
+/// How long a statement waits for another connection's write lock before it fails with
+/// [`ProjectionError::Locked`].
+pub const SQLITE_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest pause between two tries of a statement that found the database locked.
+const LOCK_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// Prepared statements kept per connection (the runner's per-batch statements, the queries).
+const STATEMENT_CACHE: usize = 96;
+
+/// How a SQLite read-model database is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// `synchronous`: `NORMAL` survives a process crash, `FULL` power loss as well.
+    pub durability: Durability,
+    /// Open read-only (no bookkeeping tables are created, nothing can be written).
+    pub read_only: bool,
+    /// Create the file if it does not exist.
+    pub create_if_missing: bool,
+    /// Connections in the pool (at least 1).
+    pub max_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Normal,
+            read_only: false,
+            create_if_missing: true,
+            max_connections: 4,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// An existing file, read-only, one connection (to inspect a snapshot, say).
+    pub fn read_only() -> SqliteOptions {
+        SqliteOptions {
+            read_only: true,
+            create_if_missing: false,
+            max_connections: 1,
+            ..SqliteOptions::default()
+        }
+    }
+}
+
+/// A pool of rusqlite connections on one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqlitePool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection that may be in use; closed by [`SqlitePool::close`].
+    permits: Arc<Semaphore>,
+}
+
+impl SqlitePool {
+    /// Opens the pool and its first connection, switching the file to WAL.
+    pub async fn open(path: &Path, options: SqliteOptions) -> Result<SqlitePool, ProjectionError> {
+        let max = options.max_connections.max(1);
+        let pool = SqlitePool {
+            inner: Arc::new(PoolInner {
+                path: path.to_path_buf(),
+                options,
+                idle: Mutex::new(Vec::with_capacity(max)),
+                permits: Arc::new(Semaphore::new(max)),
+            }),
+        };
+        let mut conn = pool.acquire().await?;
+        if !options.read_only {
+            conn.run(|c| {
+                let mode: String =
+                    c.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+                Ok(mode)
+            })
+            .await?;
+        }
+        drop(conn);
+        Ok(pool)
+    }
+
+    /// A connection for one statement or one transaction, waiting for one to be free.
+    pub(crate) async fn acquire(&self) -> Result<PooledConn, ProjectionError> {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| ProjectionError::Closed)?;
+        let idle = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => connect(&self.inner.path, &self.inner.options)?,
+        };
+        Ok(PooledConn {
+            conn: Some(conn),
+            pool: Arc::clone(&self.inner),
+            _permit: permit,
+        })
+    }
+
+    /// Waits until every connection is back, closes them all (the last one folds the WAL
+    /// into the file), and refuses further use.
+    pub async fn close(&self) {
+        let max = u32::try_from(self.inner.options.max_connections.max(1)).unwrap_or(u32::MAX);
+        let all = self.inner.permits.acquire_many(max).await;
+        self.inner.permits.close();
+        let idle = match self.inner.idle.lock() {
+            Ok(mut idle) => std::mem::take(&mut *idle),
+            Err(_) => Vec::new(),
+        };
+        for conn in idle {
+            let _ = conn.close();
+        }
+        drop(all);
+    }
+
+    /// Runs one statement on a pooled connection.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        args: &[SqlValue],
+    ) -> Result<u64, ProjectionError> {
+        self.acquire()
+            .await?
+            .run(|conn| execute_on(conn, sql, args))
+            .await
+    }
+
+    /// Runs one query on a pooled connection.
+    pub(crate) async fn fetch(
+        &self,
+        sql: &str,
+        args: &[SqlValue],
+        cols: Option<&[Col]>,
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+        self.acquire()
+            .await?
+            .run(|conn| fetch_on(conn, sql, args, cols))
+            .await
+    }
+}
+
+fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, ProjectionError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    if options.read_only {
+        flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
+    } else {
+        flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
+        if options.create_if_missing {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::ZERO)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let synchronous = match options.durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+        Durability::Extra => "EXTRA",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; \
+         PRAGMA cache_size = -65536;"
+    ))?;
+    Ok(conn)
+}
+
+/// A connection taken from the pool; back to it when dropped.
+#[derive(Debug)]
+pub(crate) struct PooledConn {
+    conn: Option<Connection>,
+    pool: Arc<PoolInner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PooledConn {
+    /// Runs `work` on the connection; while it fails because another connection holds the
+    /// write lock, pauses (without blocking the thread) and tries again, up to
+    /// [`SQLITE_LOCK_WAIT`]. `work` must be safe to run again after such a failure.
+    pub(crate) async fn run<T>(
+        &mut self,
+        mut work: impl FnMut(&Connection) -> rusqlite::Result<T> + Send,
+    ) -> Result<T, ProjectionError> {
+        let mut deadline: Option<Instant> = None;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let conn = self.conn.as_ref().ok_or(ProjectionError::Closed)?;
+            match work(conn) {
+                Err(error) if is_busy(&error) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + SQLITE_LOCK_WAIT);
+                    if Instant::now() >= deadline {
+                        return Err(ProjectionError::Locked(SQLITE_LOCK_WAIT));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LOCK_PAUSE_MAX);
+                }
+                other => return other.map_err(ProjectionError::from),
+            }
+        }
+    }
+
+    /// The connection, if it was not discarded.
+    fn get(&self) -> Option<&Connection> {
+        self.conn.as_ref()
+    }
+
+    /// Closes the connection instead of returning it to the pool.
+    fn discard(&mut self) {
+        self.conn = None;
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // A connection goes back only without a transaction left open on it.
+        if !conn.is_autocommit() || self.pool.permits.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.pool.idle.lock() {
+            idle.push(conn);
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+}
+
+/// A transaction on a pooled connection. Dropped without `commit`, it rolls back (a
+/// cancelled batch leaves nothing behind and the write lock free).
+#[derive(Debug)]
+pub struct SqliteTx {
+    conn: PooledConn,
+    open: bool,
+}
+
+impl SqliteTx {
+    /// `BEGIN IMMEDIATE` (the write lock at once) for writes, `BEGIN` for a read snapshot.
+    pub(crate) async fn begin(pool: &SqlitePool, write: bool) -> Result<SqliteTx, ProjectionError> {
+        let mut conn = pool.acquire().await?;
+        let sql = if write { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        conn.run(|c| c.execute_batch(sql)).await?;
+        Ok(SqliteTx { conn, open: true })
+    }
+
+    pub(crate) async fn execute(
+        &mut self,
+        sql: &str,
+        args: &[SqlValue],
+    ) -> Result<u64, ProjectionError> {
+        self.conn.run(|conn| execute_on(conn, sql, args)).await
+    }
+
+    pub(crate) async fn fetch(
+        &mut self,
+        sql: &str,
+        args: &[SqlValue],
+        cols: &[Col],
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+        self.conn
+            .run(|conn| fetch_on(conn, sql, args, Some(cols)))
+            .await
+    }
+
+    /// Inserts every row with one prepared single-row statement (no statement text that
+    /// grows with the batch, nothing to parse per batch).
+    pub(crate) async fn insert_rows(
+        &mut self,
+        sql: &str,
+        rows: &[Vec<SqlValue>],
+    ) -> Result<(), ProjectionError> {
+        let mut done = 0;
+        self.conn
+            .run(|conn| {
+                let mut statement = conn.prepare_cached(sql)?;
+                while let Some(row) = rows.get(done) {
+                    bind(&mut statement, row)?;
+                    statement.raw_execute()?;
+                    done += 1;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), ProjectionError> {
+        self.conn.run(|c| c.execute_batch("COMMIT")).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub(crate) async fn rollback(mut self) -> Result<(), ProjectionError> {
+        let result = self.conn.run(|c| c.execute_batch("ROLLBACK")).await;
+        if result.is_ok() {
+            self.open = false;
+        }
+        result
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let rolled_back = self
+            .conn
+            .get()
+            .is_some_and(|c| c.is_autocommit() || c.execute_batch("ROLLBACK").is_ok());
+        if !rolled_back {
+            // Closing the connection rolls the transaction back.
+            self.conn.discard();
+        }
+    }
+}
+
+fn bind(statement: &mut Statement<'_>, args: &[SqlValue]) -> rusqlite::Result<()> {
+    let expected = statement.parameter_count();
+    if expected != args.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(args.len(), expected));
+    }
+    for (i, arg) in args.iter().enumerate() {
+        let index = i + 1;
+        match arg {
+            SqlValue::Null | SqlValue::NullInt => {
+                statement.raw_bind_parameter(index, rusqlite::types::Null)?;
+            }
+            SqlValue::Int(v) => statement.raw_bind_parameter(index, *v)?,
+            SqlValue::Text(v) => statement.raw_bind_parameter(index, v.as_str())?,
+            SqlValue::TextArray(v) => statement.raw_bind_parameter(
+                index,
+                serde_json::to_string(v)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Runs a statement to its end; the rows it changed.
+pub(crate) fn execute_on(conn: &Connection, sql: &str, args: &[SqlValue]) -> rusqlite::Result<u64> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    let mut rows = statement.raw_query();
+    while rows.next()?.is_some() {}
+    Ok(conn.changes())
+}
+
+/// Runs a query; each row's columns read as `cols` says, or every column as what it holds
+/// (integers as integers, anything else as text, NULL as an integer NULL) when `None`.
+pub(crate) fn fetch_on(
+    conn: &Connection,
+    sql: &str,
+    args: &[SqlValue],
+    cols: Option<&[Col]>,
+) -> rusqlite::Result<Vec<Vec<SqlValue>>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    let width = statement.column_count();
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let values = match cols {
+            Some(cols) => cols
+                .iter()
+                .enumerate()
+                .map(|(i, col)| column(row, i, *col))
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => (0..width)
+                .map(|i| any_column(row, i))
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        out.push(values);
+    }
+    Ok(out)
+}
+
+fn text(i: usize, bytes: &[u8]) -> rusqlite::Result<String> {
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|e| rusqlite::Error::Utf8Error(i, e))
+}
+
+fn column(row: &Row<'_>, i: usize, col: Col) -> rusqlite::Result<SqlValue> {
+    let value = row.get_ref(i)?;
+    Ok(match (col, value) {
+        (Col::Int, ValueRef::Null) => SqlValue::NullInt,
+        (Col::Int, ValueRef::Integer(v)) => SqlValue::Int(v),
+        (Col::Text, ValueRef::Null) => SqlValue::Null,
+        (Col::Text, ValueRef::Text(bytes)) => SqlValue::Text(text(i, bytes)?),
+        (Col::Text, ValueRef::Integer(v)) => SqlValue::Text(v.to_string()),
+        (_, other) => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                i,
+                row.as_ref().column_name(i).unwrap_or("?").to_owned(),
+                other.data_type(),
+            ));
+        }
+    })
+}
+
+fn any_column(row: &Row<'_>, i: usize) -> rusqlite::Result<SqlValue> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => SqlValue::NullInt,
+        ValueRef::Integer(v) => SqlValue::Int(v),
+        ValueRef::Real(v) => SqlValue::Text(v.to_string()),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => SqlValue::Text(text(i, bytes)?),
+    })
+}
