@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crm_core::envelope::{Position, RecordedEvent};
-use crm_core::store::{Scope, SharedStore, StoreError};
+use crm_core::store::{Scope, SharedStore};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -253,8 +253,26 @@ enum LaneRef {
     Building(usize),
 }
 
-/// A read of the log running on its own task.
-type PendingRead = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+/// A read of the log, decoded, running on its own thread.
+type PendingRead = JoinHandle<Result<Vec<Arc<ProjectedEvent>>, ProjectionError>>;
+
+/// Reads and decodes the batch after `after` on a blocking-pool thread: the runner's own
+/// thread is busy with the current batch's statements (synchronous on SQLite), and a task
+/// spawned from it could wait in its queue until that batch is done.
+fn read_ahead(store: SharedStore, after: Position, batch: usize) -> PendingRead {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let recorded = runtime.block_on(store.read_all(&Scope::AllTenants, after, batch))?;
+        decode_all(&recorded)
+    })
+}
+
+fn decode_all(recorded: &[RecordedEvent]) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
+    recorded
+        .iter()
+        .map(|e| ProjectedEvent::decode(e).map(Arc::new))
+        .collect()
+}
 
 struct Runner {
     store: SharedStore,
@@ -510,7 +528,7 @@ impl Runner {
         lanes: &[LaneRef],
     ) -> Result<bool, ProjectionError> {
         let batch = self.options.batch_size.max(1);
-        let recorded = match self.prefetch.take() {
+        let events = match self.prefetch.take() {
             Some((after, read)) if after == position => match read.await {
                 Ok(result) => result?,
                 Err(_) => self.read(position).await?,
@@ -521,8 +539,8 @@ impl Runner {
                 self.read(position).await?
             }
         };
-        let caught_up = recorded.len() < batch;
-        let Some(last) = recorded.last().map(|e| e.position) else {
+        let caught_up = events.len() < batch;
+        let Some(last) = events.last().map(|e| e.position) else {
             for &lane in lanes {
                 if let Some(lane) = self.lane_mut(lane) {
                     lane.caught_up = true;
@@ -530,16 +548,10 @@ impl Runner {
             }
             return Ok(false);
         };
-        let events = recorded
-            .iter()
-            .map(|e| ProjectedEvent::decode(e).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        drop(recorded);
         if !caught_up {
-            // Catching up: read the next batch while this one is applied.
-            let store = Arc::clone(&self.store);
-            let read =
-                tokio::spawn(async move { store.read_all(&Scope::AllTenants, last, batch).await });
+            // Catching up: read and decode the next batch on another thread while this one
+            // is applied (SQLite statements run on this one).
+            let read = read_ahead(Arc::clone(&self.store), last, batch);
             if let Some((_, unused)) = self.prefetch.replace((last, read)) {
                 unused.abort();
             }
@@ -576,10 +588,12 @@ impl Runner {
         Ok(true)
     }
 
-    async fn read(&self, after: Position) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.store
+    async fn read(&self, after: Position) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
+        let recorded = self
+            .store
             .read_all(&Scope::AllTenants, after, self.options.batch_size.max(1))
-            .await
+            .await?;
+        decode_all(&recorded)
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {
