@@ -3,7 +3,7 @@
 //! is converted; a merged customer's events belong to the customer it went into as well.
 //! The customer 360 and the timeline attribute events with these same rules.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crm_core::catalog::DomainEvent;
 
@@ -22,11 +22,16 @@ pub fn entity_key(event: &DomainEvent) -> Option<String> {
 
 /// The customer an event touches directly (before following merges), if any is known.
 pub fn direct_customer(links: &Links, event: &ProjectedEvent) -> Option<String> {
+    direct_customer_ref(links, event).map(str::to_owned)
+}
+
+/// [`direct_customer`], borrowed from the event or the links.
+pub fn direct_customer_ref<'a>(links: &'a Links, event: &'a ProjectedEvent) -> Option<&'a str> {
     if let Some(customer) = event.event.customer_id() {
-        return Some(customer.as_str().to_owned());
+        return Some(customer.as_str());
     }
     let key = entity_key(&event.event)?;
-    links.get(event.tenant.as_str(), &key).map(str::to_owned)
+    links.get(event.tenant.as_str(), &key)
 }
 
 /// Records the links an event establishes: an opened opportunity or case belongs to its
@@ -67,27 +72,31 @@ pub fn record_links(links: &mut Links, event: &ProjectedEvent) {
 /// do not name their customer, and the merge links of every customer named.
 pub fn keys_needed(events: &[std::sync::Arc<ProjectedEvent>]) -> BTreeSet<Key> {
     let mut keys = BTreeSet::new();
+    // A batch names the same customers many times: each one's key is built once.
+    let mut customers: HashSet<(&str, &str)> = HashSet::new();
     for event in events {
         let tenant = event.tenant.as_str();
         if let Some(key) = entity_key(&event.event) {
             keys.insert((tenant.to_owned(), key));
         }
         for customer in named_customers(&event.event) {
-            keys.insert((tenant.to_owned(), merged_key(customer)));
+            if customers.insert((tenant, customer)) {
+                keys.insert((tenant.to_owned(), merged_key(customer)));
+            }
         }
     }
     keys
 }
 
 /// Every customer id an event's data names.
-pub fn named_customers(event: &DomainEvent) -> Vec<&str> {
-    let mut named: Vec<&str> = event
+pub fn named_customers(event: &DomainEvent) -> impl Iterator<Item = &str> {
+    let merged_into = match event {
+        DomainEvent::CustomerMerged(e) => Some(e.into_customer_id.as_str()),
+        _ => None,
+    };
+    event
         .customer_id()
         .map(|c| c.as_str())
         .into_iter()
-        .collect();
-    if let DomainEvent::CustomerMerged(e) = event {
-        named.push(e.into_customer_id.as_str());
-    }
-    named
+        .chain(merged_into)
 }

@@ -32,19 +32,7 @@ impl ProjectedEvent {
     /// Decodes a stored event. A failure means the log holds data this build cannot read (a
     /// newer schema version, or a damaged row): projections stop rather than skip it.
     pub fn decode(recorded: &RecordedEvent) -> Result<ProjectedEvent, ProjectionError> {
-        let undecodable = |reason: String| ProjectionError::Undecodable {
-            position: recorded.position,
-            reason,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(recorded.data.get()).map_err(|e| undecodable(e.to_string()))?;
-        let value = upcast(&recorded.event_type, recorded.schema_version, value)
-            .map_err(|e| undecodable(e.to_string()))?;
-        let event = DomainEvent::parse(&recorded.event_type, &value)
-            .map_err(|e| undecodable(e.to_string()))?;
-        let metadata = recorded
-            .decode_metadata()
-            .map_err(|e| undecodable(format!("metadata: {e}")))?;
+        let (event, who) = decode_parts(recorded)?;
         Ok(ProjectedEvent {
             tenant: recorded.tenant.clone(),
             stream_id: recorded.stream_id.clone(),
@@ -53,8 +41,25 @@ impl ProjectedEvent {
             event_id: recorded.event_id,
             occurred_at: recorded.occurred_at,
             recorded_at: recorded.recorded_at,
-            actor: metadata.actor,
-            source: metadata.source,
+            actor: who.actor,
+            source: who.source,
+            event,
+        })
+    }
+
+    /// [`ProjectedEvent::decode`], taking the envelope's ids instead of copying them.
+    pub fn decode_owned(recorded: RecordedEvent) -> Result<ProjectedEvent, ProjectionError> {
+        let (event, who) = decode_parts(&recorded)?;
+        Ok(ProjectedEvent {
+            tenant: recorded.tenant,
+            stream_id: recorded.stream_id,
+            revision: recorded.revision,
+            position: recorded.position,
+            event_id: recorded.event_id,
+            occurred_at: recorded.occurred_at,
+            recorded_at: recorded.recorded_at,
+            actor: who.actor,
+            source: who.source,
             event,
         })
     }
@@ -71,6 +76,33 @@ impl ProjectedEvent {
             actor: self.actor.clone(),
         }
     }
+}
+
+/// The metadata fields projections use; every other key is skipped unread (no map of the
+/// rest is built, as a full [`crm_core::envelope::EventMetadata`] would).
+#[derive(Deserialize)]
+struct Who {
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// The upcast, parsed data and the metadata fields of a stored event.
+fn decode_parts(recorded: &RecordedEvent) -> Result<(DomainEvent, Who), ProjectionError> {
+    let undecodable = |reason: String| ProjectionError::Undecodable {
+        position: recorded.position,
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(recorded.data.get()).map_err(|e| undecodable(e.to_string()))?;
+    let value = upcast(&recorded.event_type, recorded.schema_version, value)
+        .map_err(|e| undecodable(e.to_string()))?;
+    let event =
+        DomainEvent::parse(&recorded.event_type, &value).map_err(|e| undecodable(e.to_string()))?;
+    let who: Who = serde_json::from_str(recorded.metadata.get())
+        .map_err(|e| undecodable(format!("metadata: {e}")))?;
+    Ok((event, who))
 }
 
 /// One line of a customer's timeline: which event, where and when; the data stays in the log.

@@ -148,13 +148,13 @@ pub async fn apply_entity_docs<T: EntityDoc>(
     let mut keys: BTreeSet<Key> = BTreeSet::new();
     let mut erased: BTreeSet<Key> = BTreeSet::new();
     for event in events {
-        let tenant = event.tenant.as_str().to_owned();
+        let tenant = event.tenant.as_str();
         match &event.event {
             DomainEvent::CustomerErased(e) => {
-                erased.insert((tenant, e.customer_id.as_str().to_owned()));
+                erased.insert((tenant.to_owned(), e.customer_id.as_str().to_owned()));
             }
             e if e.category() == T::CATEGORY => {
-                keys.insert((tenant, e.entity_id().as_str().to_owned()));
+                keys.insert((tenant.to_owned(), e.entity_id().as_str().to_owned()));
             }
             _ => {}
         }
@@ -204,7 +204,8 @@ pub const LINKS_TABLE: &str = "CREATE TABLE {t} (
 /// the keys the batch needs, extended in memory, written back at the end.
 #[derive(Debug, Default, Clone)]
 pub struct Links {
-    map: HashMap<Key, String>,
+    /// tenant → key → customer: looked up without building a key.
+    map: HashMap<String, HashMap<String, String>>,
     new: BTreeMap<Key, String>,
 }
 
@@ -240,7 +241,7 @@ impl Links {
                         if !seen.contains(&merged) && !wanted.contains(&merged) {
                             next.insert(merged);
                         }
-                        links.map.insert((tenant.to_owned(), key), customer);
+                        links.insert(tenant, key, customer);
                     }
                 }
             }
@@ -251,20 +252,33 @@ impl Links {
     }
 
     pub fn get(&self, tenant: &str, key: &str) -> Option<&str> {
-        self.map
-            .get(&(tenant.to_owned(), key.to_owned()))
-            .map(String::as_str)
+        self.map.get(tenant)?.get(key).map(String::as_str)
     }
 
     pub fn set(&mut self, tenant: &str, key: String, customer: &str) {
-        let k = (tenant.to_owned(), key);
-        self.map.insert(k.clone(), customer.to_owned());
-        self.new.insert(k, customer.to_owned());
+        self.insert(tenant, key.clone(), customer.to_owned());
+        self.new
+            .insert((tenant.to_owned(), key), customer.to_owned());
+    }
+
+    fn insert(&mut self, tenant: &str, key: String, customer: String) {
+        match self.map.get_mut(tenant) {
+            Some(keys) => {
+                keys.insert(key, customer);
+            }
+            None => {
+                self.map
+                    .insert(tenant.to_owned(), HashMap::from([(key, customer)]));
+            }
+        }
     }
 
     /// The customer whose view `customer` now lives in: follows `merged:` links (at most 64,
     /// stopping on a cycle).
     pub fn resolve(&self, tenant: &str, customer: &str) -> String {
+        if self.get(tenant, &merged_key(customer)).is_none() {
+            return customer.to_owned();
+        }
         self.chain(tenant, customer)
             .pop()
             .unwrap_or_else(|| customer.to_owned())

@@ -263,14 +263,14 @@ fn read_ahead(store: SharedStore, after: Position, batch: usize) -> PendingRead 
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let recorded = runtime.block_on(store.read_all(&Scope::AllTenants, after, batch))?;
-        decode_all(&recorded)
+        decode_all(recorded)
     })
 }
 
-fn decode_all(recorded: &[RecordedEvent]) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
+fn decode_all(recorded: Vec<RecordedEvent>) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
     recorded
-        .iter()
-        .map(|e| ProjectedEvent::decode(e).map(Arc::new))
+        .into_iter()
+        .map(|e| ProjectedEvent::decode_owned(e).map(Arc::new))
         .collect()
 }
 
@@ -593,7 +593,7 @@ impl Runner {
             .store
             .read_all(&Scope::AllTenants, after, self.options.batch_size.max(1))
             .await?;
-        decode_all(&recorded)
+        decode_all(recorded)
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {

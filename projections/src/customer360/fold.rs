@@ -120,9 +120,20 @@ pub struct World {
     pub links: Links,
     /// Customers changed since the world was loaded.
     pub dirty: BTreeSet<Key>,
+    /// A key reused for lookups, so finding a known customer allocates nothing.
+    probe: Key,
 }
 
 impl World {
+    /// A world of the given customers and links, nothing changed yet.
+    pub fn new(customers: HashMap<Key, Customer360>, links: Links) -> World {
+        World {
+            customers,
+            links,
+            ..World::default()
+        }
+    }
+
     /// Folds one event.
     pub fn apply(&mut self, event: &ProjectedEvent) {
         record_links(&mut self.links, event);
@@ -148,12 +159,28 @@ impl World {
 
     /// The state of a customer, created empty if never seen; marks it changed.
     fn customer(&mut self, tenant: &str, id: &str, event: &ProjectedEvent) -> &mut Customer360 {
-        let key = (tenant.to_owned(), id.to_owned());
-        self.dirty.insert(key.clone());
-        let customer = self.customers.entry(key).or_insert_with(|| Customer360 {
-            customer_id: id.to_owned(),
-            ..Customer360::default()
-        });
+        let mut probe = std::mem::take(&mut self.probe);
+        probe.0.clear();
+        probe.0.push_str(tenant);
+        probe.1.clear();
+        probe.1.push_str(id);
+        if !self.dirty.contains(&probe) {
+            self.dirty.insert(probe.clone());
+        }
+        if !self.customers.contains_key(&probe) {
+            self.customers.insert(
+                probe.clone(),
+                Customer360 {
+                    customer_id: id.to_owned(),
+                    ..Customer360::default()
+                },
+            );
+        }
+        let customer = self.customers.get_mut(&probe);
+        self.probe = probe;
+        let Some(customer) = customer else {
+            unreachable!("inserted above");
+        };
         customer.first_seen_at = Some(
             customer
                 .first_seen_at

@@ -5,10 +5,10 @@
 pub mod fold;
 pub mod view;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use crate::attribution::{direct_customer, keys_needed, named_customers};
+use crate::attribution::{direct_customer_ref, keys_needed, named_customers};
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
@@ -116,24 +116,22 @@ impl Projection for Customer360Projection {
     ) -> Result<(), ProjectionError> {
         let links = Links::load(tx, tables.get(LINKS), keys_needed(events)).await?;
         let mut wanted = BTreeSet::new();
+        // Customers already followed in this batch (most events repeat one).
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
         for event in events {
             let tenant = event.tenant.as_str();
-            let touched = named_customers(&event.event)
-                .into_iter()
-                .map(str::to_owned)
-                .chain(direct_customer(&links, event));
+            let touched = named_customers(&event.event).chain(direct_customer_ref(&links, event));
             for customer in touched {
-                for id in links.chain(tenant, &customer) {
+                if !seen.insert((tenant, customer)) {
+                    continue;
+                }
+                for id in links.chain(tenant, customer) {
                     wanted.insert((tenant.to_owned(), id));
                 }
             }
         }
         let customers = load_docs::<Customer360>(tx, tables.get(TABLE), &wanted).await?;
-        let mut world = World {
-            customers,
-            links,
-            dirty: BTreeSet::new(),
-        };
+        let mut world = World::new(customers, links);
         for event in events {
             world.apply(event);
         }

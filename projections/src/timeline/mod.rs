@@ -12,7 +12,7 @@ use chrono::DateTime;
 use crm_core::catalog::DomainEvent;
 use crm_core::envelope::Position;
 
-use crate::attribution::{direct_customer, keys_needed, record_links};
+use crate::attribution::{direct_customer_ref, keys_needed, record_links};
 use crate::bookkeeping::from_position;
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
@@ -117,9 +117,9 @@ impl Projection for TimelineProjection {
                     .await?;
                 }
             }
-            match direct_customer(&links, event) {
+            match direct_customer_ref(&links, event) {
                 Some(customer) => {
-                    for owner in links.chain(tenant, &customer) {
+                    for owner in links.chain(tenant, customer) {
                         rows.push(row(event, &owner));
                     }
                 }
