@@ -29,8 +29,11 @@ pub struct EventSubscription {
     buffer: VecDeque<RecordedEvent>,
     head: watch::Receiver<Position>,
     /// The read of the batch after a position, started ahead of the caller's request.
-    ahead: Option<(Position, JoinHandle<Result<Vec<RecordedEvent>, StoreError>>)>,
+    ahead: Option<(Position, ReadAhead)>,
 }
+
+/// A batch read running on its own task.
+type ReadAhead = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
 
 impl Drop for EventSubscription {
     fn drop(&mut self) {
