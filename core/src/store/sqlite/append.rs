@@ -16,12 +16,14 @@ use tokio::sync::Mutex;
 use crate::envelope::{Position, TenantId, to_stored_precision};
 use crate::store::plan::{self, Batch, ExistingEvent, Head};
 use crate::store::sqlite::EVENT_COLUMNS;
+use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::error::retry_busy;
 use crate::store::{BatchOutcome, StoreError, stored_hash};
 
-/// The writer connection.
+/// The writer connection, and the checkpoint thread it nudges after each commit.
 pub(super) struct Writer {
     conn: Connection,
+    checkpointer: Checkpointer,
 }
 
 impl std::fmt::Debug for Writer {
@@ -31,8 +33,8 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection) -> Self {
-        Writer { conn }
+    pub(super) fn new(conn: Connection, checkpointer: Checkpointer) -> Self {
+        Writer { conn, checkpointer }
     }
 }
 
@@ -44,7 +46,9 @@ pub(super) async fn append(
     batch: &Batch,
 ) -> Result<BatchOutcome, StoreError> {
     let mut writer = writer.lock().await;
-    retry_busy(|| append_now(&mut writer.conn, tenant, batch)).await
+    let outcome = retry_busy(|| append_now(&mut writer.conn, tenant, batch)).await?;
+    writer.checkpointer.nudge();
+    Ok(outcome)
 }
 
 /// One attempt: a whole transaction, committed, or rolled back when anything fails.

@@ -28,10 +28,12 @@ use crate::store::{
 };
 
 mod append;
+mod checkpoint;
 mod error;
 mod readers;
 
 use append::Writer;
+use checkpoint::Checkpointer;
 use error::{corrupt, retry_busy};
 use readers::Readers;
 
@@ -57,6 +59,17 @@ pub enum Durability {
     Normal,
     Full,
     Extra,
+}
+
+impl Durability {
+    /// The value of SQLite's `synchronous` pragma.
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+            Durability::Extra => "EXTRA",
+        }
+    }
 }
 
 impl FromStr for Durability {
@@ -123,13 +136,14 @@ impl SqliteEventStore {
         }
         let mut writer = retry_busy(|| open_writer(&options.path, options.durability)).await?;
         retry_busy(|| migrate(&mut writer)).await?;
+        let checkpointer = Checkpointer::start(&options.path, options.durability.pragma())?;
         let readers = Arc::new(Readers::new(&options.path, options.readers as usize));
         let head_position = retry_busy(|| readers.with(max_position)).await?;
         let head = Arc::new(watch::Sender::new(head_position));
         tokio::spawn(poll_head(Arc::downgrade(&head), Arc::clone(&readers)));
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(Writer::new(writer)),
+                writer: Mutex::new(Writer::new(writer, checkpointer)),
                 readers,
                 head,
                 path: options.path,
@@ -166,13 +180,11 @@ fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreE
             path.display()
         )));
     }
-    let synchronous = match durability {
-        Durability::Normal => "NORMAL",
-        Durability::Full => "FULL",
-        Durability::Extra => "EXTRA",
-    };
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = {};",
+        durability.pragma(),
+        checkpoint::WRITER_AUTOCHECKPOINT,
     ))?;
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENT_CACHE);
     Ok(conn)
@@ -629,5 +641,24 @@ mod tests {
         assert_eq!(outcome.last_position, 2);
         assert_eq!(outcome.events[0].revision, 1);
         assert_eq!(first.head_position().await.expect("head"), 2);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_copied_into_the_database_file_off_the_append_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteEventStore::open(dir.path().join("events.db"))
+            .await
+            .expect("open");
+        let size = || std::fs::metadata(store.path()).map_or(0, |m| m.len());
+        let before = size();
+        for _ in 0..50 {
+            append_one(&store).await.expect("append");
+        }
+        // Far below the writer's own threshold: only the checkpoint thread copies pages.
+        let deadline = Instant::now() + BUSY_WAIT_CHECK;
+        while size() <= before {
+            assert!(Instant::now() < deadline, "no checkpoint ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
