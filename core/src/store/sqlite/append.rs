@@ -123,14 +123,18 @@ fn write(
         }
     }
 
-    // The call's ids already stored in their streams: one index seek per event.
+    // The call's ids already stored in their streams: one index seek per event of a stream
+    // that exists (a stream without a head has no events, so nothing to find).
     let mut existing = Vec::new();
-    {
+    if stream_heads.iter().any(Option::is_some) {
         let mut find = conn.prepare_cached(
             "SELECT position, revision, event_type FROM crm_events \
              WHERE tenant = ?1 AND stream_id = ?2 AND event_id = ?3",
         )?;
         for (stream, event) in &batch.events {
+            if stream_heads[*stream].is_none() {
+                continue;
+            }
             let stream_id = batch.streams[*stream].stream.as_str();
             let found = find
                 .query_row(
