@@ -621,7 +621,7 @@ fn store_problem(error: StoreError) -> Problem {
             Problem::conflict(error.to_string())
         }
         StoreError::InvalidInput(_) => Problem::unprocessable(error.to_string()),
-        StoreError::Database(_) | StoreError::Task(_) => {
+        StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Task(_) => {
             tracing::error!(%error, "append failed");
             Problem::unavailable(
                 "the event store did not answer; the batch may or may not be stored: \

@@ -52,6 +52,11 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 
+    /// The SQLite store failed, or another connection held its write lock for longer than the
+    /// store waits (`database is locked`). Retrying may help; report HTTP 503/500.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
     /// A background task of the store failed (it panicked or the runtime is shutting down).
     #[error("store task failed: {0}")]
     Task(String),

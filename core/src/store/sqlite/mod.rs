@@ -1,7 +1,11 @@
-//! The embedded SQLite backend: one file in WAL mode, one writer connection (appends take
-//! `BEGIN IMMEDIATE`, which also serialises writers in other processes) and a small pool of
-//! readers that never block the writer.
+//! The embedded SQLite backend (rusqlite): one file in WAL mode, one writer connection
+//! (appends take `BEGIN IMMEDIATE`, which also serialises writers in other processes) and a
+//! small pool of read-only connections that never block the writer. Statements run on the
+//! calling task: they are short, and a hand-off to another thread would cost more than most
+//! of them. No connection waits inside SQLite for a lock (`busy_timeout` 0); a unit of work
+//! that finds the database locked is retried after an async pause (`error::retry_busy`).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -9,12 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Connection, Row};
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
@@ -27,14 +27,15 @@ use crate::store::{
     stored_hash,
 };
 
-/// A list as one JSON array parameter (read back with `json_each`).
-fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(items).map_err(|e| StoreError::InvalidInput(e.to_string()))
-}
-
 mod append;
+mod checkpoint;
+mod error;
+mod readers;
 
 use append::Writer;
+use checkpoint::Checkpointer;
+use error::{corrupt, retry_busy};
+use readers::Readers;
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -44,6 +45,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
 
 /// How often other processes' appends are looked for.
 const HEAD_POLL: Duration = Duration::from_millis(500);
+
+/// Prepared statements kept on the writer connection.
+const WRITER_STATEMENT_CACHE: usize = 16;
 
 pub(super) const EVENT_COLUMNS: &str = "position, tenant, stream_id, revision, event_id, event_type, \
      schema_version, data, metadata, occurred_at, recorded_at, hash";
@@ -55,6 +59,17 @@ pub enum Durability {
     Normal,
     Full,
     Extra,
+}
+
+impl Durability {
+    /// The value of SQLite's `synchronous` pragma.
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+            Durability::Extra => "EXTRA",
+        }
+    }
 }
 
 impl FromStr for Durability {
@@ -98,8 +113,8 @@ pub struct SqliteEventStore {
 
 #[derive(Debug)]
 struct Inner {
-    writer: Arc<Mutex<Writer>>,
-    readers: SqlitePool,
+    writer: Mutex<Writer>,
+    readers: Arc<Readers>,
     head: Arc<watch::Sender<Position>>,
     path: PathBuf,
 }
@@ -119,32 +134,16 @@ impl SqliteEventStore {
                 StoreError::Config(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
-        let synchronous = match options.durability {
-            Durability::Normal => SqliteSynchronous::Normal,
-            Durability::Full => SqliteSynchronous::Full,
-            Durability::Extra => SqliteSynchronous::Extra,
-        };
-        let base = SqliteConnectOptions::new()
-            .filename(&options.path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(false)
-            .pragma("temp_store", "memory");
-        let mut writer =
-            SqliteConnection::connect_with(&base.clone().create_if_missing(true)).await?;
-        migrate(&mut writer).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(options.readers.max(1))
-            .min_connections(1)
-            .connect_with(base.read_only(true))
-            .await?;
-        let head_position = max_position(&readers).await?;
+        let mut writer = retry_busy(|| open_writer(&options.path, options.durability)).await?;
+        retry_busy(|| migrate(&mut writer)).await?;
+        let checkpointer = Checkpointer::start(&options.path, options.durability.pragma())?;
+        let readers = Arc::new(Readers::new(&options.path, options.readers as usize));
+        let head_position = retry_busy(|| readers.with(max_position)).await?;
         let head = Arc::new(watch::Sender::new(head_position));
-        tokio::spawn(poll_head(Arc::downgrade(&head), readers.clone()));
+        tokio::spawn(poll_head(Arc::downgrade(&head), Arc::clone(&readers)));
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Arc::new(Mutex::new(Writer::new(writer))),
+                writer: Mutex::new(Writer::new(writer, checkpointer)),
                 readers,
                 head,
                 path: options.path,
@@ -157,61 +156,104 @@ impl SqliteEventStore {
         &self.inner.path
     }
 
-    /// The reader pool, for read models that live in the same file.
-    pub fn reader_pool(&self) -> &SqlitePool {
-        &self.inner.readers
+    /// Runs `read` on a reader connection, again while another connection locks the file.
+    async fn read<T>(
+        &self,
+        read: impl Fn(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        retry_busy(|| self.inner.readers.with(&read)).await
     }
 }
 
-async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    sqlx::raw_sql(
+fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::ZERO)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "{} cannot use write-ahead logging (journal mode {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = {};",
+        durability.pragma(),
+        checkpoint::WRITER_AUTOCHECKPOINT,
+    ))?;
+    conn.set_prepared_statement_cache_capacity(WRITER_STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Applies the pending migrations in one `BEGIN IMMEDIATE` transaction (the same
+/// bookkeeping table, checksums and times as every earlier version of this store).
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS crm_schema_migrations (
              version INTEGER PRIMARY KEY, description TEXT NOT NULL,
              checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let applied: Vec<(i64, String)> =
-        sqlx::query_as("SELECT version, checksum FROM crm_schema_migrations ORDER BY version")
-            .fetch_all(&mut *tx)
-            .await?;
+    )?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = apply_pending(&*conn);
+    let end = match result {
+        Ok(()) => "COMMIT",
+        Err(_) => "ROLLBACK",
+    };
+    if let Err(error) = conn.execute_batch(end) {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result?;
+        return Err(error.into());
+    }
+    result
+}
+
+fn apply_pending(conn: &Connection) -> Result<(), StoreError> {
+    let applied = conn
+        .prepare("SELECT version, checksum FROM crm_schema_migrations ORDER BY version")?
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     let pending = migrations::pending(MIGRATIONS, &applied).map_err(StoreError::Migration)?;
     for migration in pending {
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
-            .await
+        conn.execute_batch(migration.sql)
             .map_err(|e| StoreError::Migration(format!("{}: {e}", migration.description)))?;
-        sqlx::query(
+        conn.execute(
             "INSERT INTO crm_schema_migrations (version, description, checksum, applied_at)
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(migration.version)
-        .bind(migration.description)
-        .bind(migration.checksum())
-        .bind(Utc::now().timestamp_micros())
-        .execute(&mut *tx)
-        .await?;
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                migration.version,
+                migration.description,
+                migration.checksum(),
+                Utc::now().timestamp_micros()
+            ],
+        )?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
-async fn max_position(pool: &SqlitePool) -> Result<Position, StoreError> {
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM crm_events")
-        .fetch_one(pool)
-        .await?;
+fn max_position(conn: &Connection) -> Result<Position, StoreError> {
+    let head: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM crm_events")?
+        .query_row([], |row| row.get(0))?;
     Ok(head as Position)
 }
 
 /// Notices appends made by other processes; ends when the store is dropped.
-async fn poll_head(head: Weak<watch::Sender<Position>>, readers: SqlitePool) {
+async fn poll_head(head: Weak<watch::Sender<Position>>, readers: Arc<Readers>) {
     let mut interval = tokio::time::interval(HEAD_POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let Some(head) = head.upgrade() else { return };
-        match max_position(&readers).await {
+        match retry_busy(|| readers.with(max_position)).await {
             Ok(position) => {
                 advance_head(&head, position);
             }
@@ -221,36 +263,59 @@ async fn poll_head(head: Weak<watch::Sender<Position>>, readers: SqlitePool) {
 }
 
 fn micros(value: i64, position: i64, column: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| corrupt(position, format!("{column} {value} is out of range")))
+}
+
+fn event_id(bytes: &[u8], position: i64) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(bytes).map_err(|e| corrupt(position, format!("event id: {e}")))
+}
+
+/// A JSON column as stored: the text is kept as it is (validated, never re-serialised).
+fn raw_json(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    position: i64,
+    column: &str,
+) -> Result<Box<RawValue>, StoreError> {
+    let text: String = row.get(index)?;
+    RawValue::from_string(text).map_err(|e| corrupt(position, format!("{column}: {e}")))
+}
+
+/// One row of `SELECT {EVENT_COLUMNS}`.
+fn decode(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.get(0)?;
+    let id = row.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
+    let hash = row.get_ref(11)?.as_blob().map_err(rusqlite::Error::from)?;
+    Ok(RecordedEvent {
+        tenant: TenantId::from_stored(row.get(1)?),
+        stream_id: StreamId::from_stored(row.get(2)?),
+        revision: row.get::<_, i64>(3)? as u64,
         position: position as Position,
-        reason: format!("{column} {value} is out of range"),
+        event_id: event_id(id, position)?,
+        event_type: row.get(5)?,
+        schema_version: row.get::<_, i64>(6)? as u32,
+        data: raw_json(row, 7, position, "data")?,
+        metadata: raw_json(row, 8, position, "metadata")?,
+        occurred_at: micros(row.get(9)?, position, "occurred_at")?,
+        recorded_at: micros(row.get(10)?, position, "recorded_at")?,
+        hash: stored_hash(hash, position)?,
     })
 }
 
-fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
-    let corrupt = |reason: String| StoreError::Corrupt {
-        position: position as Position,
-        reason,
-    };
-    let id: &[u8] = row.try_get(4)?;
-    let data: String = row.try_get(7)?;
-    let metadata: String = row.try_get(8)?;
-    let hash: &[u8] = row.try_get(11)?;
-    Ok(RecordedEvent {
-        tenant: TenantId::from_stored(row.try_get(1)?),
-        stream_id: StreamId::from_stored(row.try_get(2)?),
-        revision: row.try_get::<i64, _>(3)? as u64,
-        position: position as Position,
-        event_id: Uuid::from_slice(id).map_err(|e| corrupt(format!("event id: {e}")))?,
-        event_type: row.try_get(5)?,
-        schema_version: row.try_get::<i64, _>(6)? as u32,
-        data: RawValue::from_string(data).map_err(|e| corrupt(format!("data: {e}")))?,
-        metadata: RawValue::from_string(metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
-        occurred_at: micros(row.try_get(9)?, position, "occurred_at")?,
-        recorded_at: micros(row.try_get(10)?, position, "recorded_at")?,
-        hash: stored_hash(hash, position)?,
-    })
+/// Every event a prepared `SELECT {EVENT_COLUMNS}` gives for `params`.
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(decode(row)?);
+    }
+    Ok(events)
 }
 
 #[async_trait]
@@ -275,31 +340,32 @@ impl EventStore for SqliteEventStore {
         start: StreamStart,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = match (direction, start) {
-            (Direction::Forwards, _) => {
-                "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
-                 FROM crm_events WHERE tenant = ?1 AND stream_id = ?2 AND revision >= ?3
-                 ORDER BY revision ASC LIMIT ?4"
-            }
-            (Direction::Backwards, _) => {
-                "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
-                 FROM crm_events WHERE tenant = ?1 AND stream_id = ?2 AND revision <= ?3
-                 ORDER BY revision DESC LIMIT ?4"
-            }
+        let sql = match direction {
+            Direction::Forwards => concat!(
+                "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash ",
+                "FROM crm_events WHERE tenant = ?1 AND stream_id = ?2 AND revision >= ?3 ",
+                "ORDER BY revision ASC LIMIT ?4"
+            ),
+            Direction::Backwards => concat!(
+                "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash ",
+                "FROM crm_events WHERE tenant = ?1 AND stream_id = ?2 AND revision <= ?3 ",
+                "ORDER BY revision DESC LIMIT ?4"
+            ),
         };
         let from = match (direction, start) {
             (_, StreamStart::Revision(revision)) => i64::try_from(revision).unwrap_or(i64::MAX),
             (Direction::Forwards, StreamStart::Boundary) => 0,
             (Direction::Backwards, StreamStart::Boundary) => i64::MAX,
         };
-        let rows = sqlx::query(sql)
-            .bind(tenant.as_str())
-            .bind(stream.as_str())
-            .bind(from)
-            .bind(sql_limit(limit))
-            .fetch_all(&self.inner.readers)
-            .await?;
-        rows.iter().map(decode).collect()
+        let limit = sql_limit(limit);
+        self.read(|conn| {
+            query_events(
+                conn,
+                sql,
+                params![tenant.as_str(), stream.as_str(), from, limit],
+            )
+        })
+        .await
     }
 
     async fn read_all(
@@ -309,30 +375,26 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = match scope {
-            Scope::AllTenants => {
-                sqlx::query(
-                    "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
-                     FROM crm_events WHERE position > ? ORDER BY position LIMIT ?",
-                )
-                .bind(after)
-                .bind(sql_limit(limit))
-                .fetch_all(&self.inner.readers)
-                .await?
-            }
-            Scope::Tenant(tenant) => {
-                sqlx::query(
-                    "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
-                     FROM crm_events WHERE tenant = ? AND position > ? ORDER BY position LIMIT ?",
-                )
-                .bind(tenant.as_str())
-                .bind(after)
-                .bind(sql_limit(limit))
-                .fetch_all(&self.inner.readers)
-                .await?
-            }
-        };
-        rows.iter().map(decode).collect()
+        let limit = sql_limit(limit);
+        self.read(|conn| match scope {
+            Scope::AllTenants => query_events(
+                conn,
+                concat!(
+                    "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash ",
+                    "FROM crm_events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                ),
+                params![after, limit],
+            ),
+            Scope::Tenant(tenant) => query_events(
+                conn,
+                concat!(
+                    "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash ",
+                    "FROM crm_events WHERE tenant = ?1 AND position > ?2 ORDER BY position LIMIT ?3"
+                ),
+                params![tenant.as_str(), after, limit],
+            ),
+        })
+        .await
     }
 
     async fn read_positions(
@@ -341,75 +403,77 @@ impl EventStore for SqliteEventStore {
         positions: &[Position],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         check_positions(positions)?;
-        if positions.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One JSON array parameter instead of thousands of placeholders.
-        let list = serde_json::to_string(positions)
-            .map_err(|e| StoreError::Config(format!("positions: {e}")))?;
-        let rows = sqlx::query(
-            "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash
-             FROM crm_events WHERE tenant = ? AND position IN (SELECT value FROM json_each(?)) ORDER BY position",
-        )
-        .bind(tenant.as_str())
-        .bind(list)
-        .fetch_all(&self.inner.readers)
-        .await?;
-        rows.iter().map(decode).collect()
+        let mut wanted: Vec<i64> = positions
+            .iter()
+            .filter_map(|p| i64::try_from(*p).ok())
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        // One primary-key seek per position, in position order.
+        self.read(|conn| {
+            let mut events = Vec::with_capacity(wanted.len());
+            for position in &wanted {
+                events.extend(query_events(
+                    conn,
+                    concat!(
+                        "SELECT position, tenant, stream_id, revision, event_id, event_type, schema_version, data, metadata, occurred_at, recorded_at, hash ",
+                        "FROM crm_events WHERE position = ?1 AND tenant = ?2"
+                    ),
+                    params![position, tenant.as_str()],
+                )?);
+            }
+            Ok(events)
+        })
+        .await
     }
 
     async fn find_events(
         &self,
         tenant: &TenantId,
-        pairs: &[(StreamId, uuid::Uuid)],
+        pairs: &[(StreamId, Uuid)],
     ) -> Result<Vec<StoredEventRef>, StoreError> {
         check_pairs(pairs)?;
-        if pairs.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Two JSON array parameters; the (tenant, stream_id, event_id) index answers both
-        // lists, and the pairs are matched exactly below.
-        let streams: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
-        let ids: Vec<String> = pairs
-            .iter()
-            .map(|(_, id)| id.simple().to_string())
-            .collect();
-        let rows = sqlx::query(
-            "SELECT stream_id, event_id, event_type, revision, position FROM crm_events \
-             WHERE tenant = ? AND stream_id IN (SELECT value FROM json_each(?)) \
-             AND event_id IN (SELECT unhex(value) FROM json_each(?))",
-        )
-        .bind(tenant.as_str())
-        .bind(json_list(&streams)?)
-        .bind(json_list(&ids)?)
-        .fetch_all(&self.inner.readers)
-        .await?;
-        let wanted: std::collections::HashSet<(&str, uuid::Uuid)> =
-            pairs.iter().map(|(s, id)| (s.as_str(), *id)).collect();
-        let mut found = Vec::new();
-        for row in &rows {
-            let position: i64 = row.try_get(4)?;
-            let stream_id: String = row.try_get(0)?;
-            let id: Vec<u8> = row.try_get(1)?;
-            let event_id = uuid::Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
-                position: position as Position,
-                reason: format!("event id: {e}"),
-            })?;
-            if wanted.contains(&(stream_id.as_str(), event_id)) {
-                found.push(StoredEventRef {
-                    stream_id: StreamId::from_stored(stream_id),
-                    event_id,
-                    event_type: row.try_get(2)?,
-                    revision: row.try_get::<i64, _>(3)? as u64,
-                    position: position as Position,
-                });
+        // One seek of the (tenant, stream_id, event_id) index per pair.
+        self.read(|conn| {
+            let mut find = conn.prepare_cached(
+                "SELECT event_type, revision, position FROM crm_events \
+                 WHERE tenant = ?1 AND stream_id = ?2 AND event_id = ?3",
+            )?;
+            let mut found = Vec::new();
+            let mut asked = HashSet::with_capacity(pairs.len());
+            for (stream_id, id) in pairs {
+                if !asked.insert((stream_id.as_str(), *id)) {
+                    continue;
+                }
+                let row = find
+                    .query_row(
+                        params![tenant.as_str(), stream_id.as_str(), id.as_bytes()],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, i64>(1)?,
+                                row.get::<_, i64>(2)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                if let Some((event_type, revision, position)) = row {
+                    found.push(StoredEventRef {
+                        stream_id: stream_id.clone(),
+                        event_id: *id,
+                        event_type,
+                        revision: revision as u64,
+                        position: position as Position,
+                    });
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })
+        .await
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {
-        max_position(&self.inner.readers).await
+        self.read(max_position).await
     }
 
     async fn stream_heads(
@@ -424,28 +488,28 @@ impl EventStore for SqliteEventStore {
             Scope::AllTenants => None,
             Scope::Tenant(tenant) => Some(tenant.as_str()),
         };
-        let rows = sqlx::query(
-            "SELECT tenant, stream_id, revision, hash FROM crm_streams
-             WHERE (tenant, stream_id) > (?1, ?2) AND (?3 IS NULL OR tenant = ?3)
-             ORDER BY tenant, stream_id LIMIT ?4",
-        )
-        .bind(after_tenant)
-        .bind(after_stream)
-        .bind(tenant_filter)
-        .bind(sql_limit(limit))
-        .fetch_all(&self.inner.readers)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let hash: &[u8] = row.try_get(3)?;
-                Ok(StreamHead {
-                    tenant: TenantId::from_stored(row.try_get(0)?),
-                    stream_id: StreamId::from_stored(row.try_get(1)?),
-                    revision: row.try_get::<i64, _>(2)? as u64,
+        let limit = sql_limit(limit);
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT tenant, stream_id, revision, hash FROM crm_streams
+                 WHERE (tenant, stream_id) > (?1, ?2) AND (?3 IS NULL OR tenant = ?3)
+                 ORDER BY tenant, stream_id LIMIT ?4",
+            )?;
+            let mut rows =
+                statement.query(params![after_tenant, after_stream, tenant_filter, limit])?;
+            let mut heads = Vec::new();
+            while let Some(row) = rows.next()? {
+                let hash = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+                heads.push(StreamHead {
+                    tenant: TenantId::from_stored(row.get(0)?),
+                    stream_id: StreamId::from_stored(row.get(1)?),
+                    revision: row.get::<_, i64>(2)? as u64,
                     hash: stored_hash(hash, 0)?,
-                })
-            })
-            .collect()
+                });
+            }
+            Ok(heads)
+        })
+        .await
     }
 
     async fn stream_heads_of(
@@ -454,26 +518,147 @@ impl EventStore for SqliteEventStore {
         streams: &[StreamId],
     ) -> Result<Vec<StreamHead>, StoreError> {
         check_streams(streams)?;
-        if streams.is_empty() {
-            return Ok(Vec::new());
-        }
-        let names: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
-        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT stream_id, revision, hash FROM crm_streams \
-             WHERE tenant = ? AND stream_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(tenant.as_str())
-        .bind(json_list(&names)?)
-        .fetch_all(&self.inner.readers)
-        .await?;
-        rows.into_iter()
-            .map(|(stream_id, revision, hash)| {
-                StreamHead::stored(tenant, stream_id, revision, &hash)
-            })
-            .collect()
+        // One primary-key seek per stream.
+        self.read(|conn| {
+            let mut read = conn.prepare_cached(
+                "SELECT revision, hash FROM crm_streams WHERE tenant = ?1 AND stream_id = ?2",
+            )?;
+            let mut heads = Vec::new();
+            let mut asked = HashSet::with_capacity(streams.len());
+            for stream in streams {
+                if !asked.insert(stream.as_str()) {
+                    continue;
+                }
+                let head = read
+                    .query_row(params![tenant.as_str(), stream.as_str()], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                    })
+                    .optional()?;
+                if let Some((revision, hash)) = head {
+                    heads.push(StreamHead::stored(
+                        tenant,
+                        stream.as_str().to_owned(),
+                        revision,
+                        &hash,
+                    )?);
+                }
+            }
+            Ok(heads)
+        })
+        .await
     }
 
     fn head_changes(&self) -> watch::Receiver<Position> {
         self.inner.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ExpectedRevision;
+    use std::time::Instant;
+
+    fn event() -> NewEvent {
+        NewEvent::new(
+            "CustomerRegistered",
+            &serde_json::json!({"customer_id": "c-1"}),
+        )
+    }
+
+    /// Another connection (as another process would) holding the write lock.
+    fn hold_write_lock(path: &Path) -> Connection {
+        let blocker = Connection::open(path).expect("open blocker");
+        blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        blocker
+    }
+
+    async fn append_one(store: &SqliteEventStore) -> Result<BatchOutcome, StoreError> {
+        let tenant = TenantId::parse("t1").expect("tenant");
+        let stream = StreamId::parse("customer-c-1").expect("stream");
+        store
+            .append_batch(
+                &tenant,
+                vec![StreamExpectation::new(
+                    stream.clone(),
+                    ExpectedRevision::Any,
+                )],
+                vec![(stream, event())],
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_append_waits_while_another_connection_holds_the_write_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteEventStore::open(dir.path().join("events.db"))
+            .await
+            .expect("open");
+        let blocker = hold_write_lock(store.path());
+        let started = Instant::now();
+        let pending = tokio::spawn({
+            let store = store.clone();
+            async move { append_one(&store).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pending.is_finished(), "the append waits for the lock");
+        // Reads are not blocked by the writer.
+        assert_eq!(store.head_position().await.expect("read while locked"), 0);
+        blocker.execute_batch("COMMIT").expect("unlock");
+        let outcome = pending.await.expect("task").expect("append after the lock");
+        assert_eq!(outcome.last_position, 1);
+        assert!(started.elapsed() < BUSY_WAIT_CHECK);
+    }
+
+    const BUSY_WAIT_CHECK: Duration = Duration::from_secs(5);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_append_gives_up_with_a_busy_error_when_the_lock_is_never_released() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteEventStore::open(dir.path().join("events.db"))
+            .await
+            .expect("open");
+        let blocker = hold_write_lock(store.path());
+        let started = tokio::time::Instant::now();
+        let error = append_one(&store).await.expect_err("the lock is held");
+        assert!(started.elapsed() >= error::BUSY_DEADLINE);
+        assert!(error::is_busy(&error), "{error:?}");
+        assert!(error.to_string().contains("database is locked"), "{error}");
+        // Nothing was left behind: once the lock is free the writer works.
+        blocker.execute_batch("ROLLBACK").expect("unlock");
+        let outcome = append_one(&store).await.expect("append after the lock");
+        assert_eq!(outcome.last_position, 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_written_by_another_connection_is_seen_and_appended_after() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("events.db");
+        let first = SqliteEventStore::open(&path).await.expect("open");
+        let second = SqliteEventStore::open(&path).await.expect("open again");
+        append_one(&first).await.expect("first");
+        let outcome = append_one(&second).await.expect("second");
+        assert_eq!(outcome.last_position, 2);
+        assert_eq!(outcome.events[0].revision, 1);
+        assert_eq!(first.head_position().await.expect("head"), 2);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_copied_into_the_database_file_off_the_append_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteEventStore::open(dir.path().join("events.db"))
+            .await
+            .expect("open");
+        let size = || std::fs::metadata(store.path()).map_or(0, |m| m.len());
+        let before = size();
+        for _ in 0..50 {
+            append_one(&store).await.expect("append");
+        }
+        // Far below the writer's own threshold: only the checkpoint thread copies pages.
+        let deadline = Instant::now() + BUSY_WAIT_CHECK;
+        while size() <= before {
+            assert!(Instant::now() < deadline, "no checkpoint ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
