@@ -127,6 +127,9 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long a stop waits for open connections to finish before closing them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let url = args.store.store_url()?;
     if args.max_batch_events == 0 || args.max_body_bytes == 0 {
@@ -174,10 +177,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // workers stop after their batch in progress.
     let _ = state.closing.send(true);
     let _ = stop.send(true);
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "the HTTP server stopped with an error"),
-        Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
+    let mut server = server;
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server stopped with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
+        Err(_) => {
+            // A client that stopped reading (a live stream nobody consumes, say) would hold
+            // its connection, and the stop, forever. Appends acknowledged so far are
+            // committed; whatever is still in flight is answered by a closed connection.
+            tracing::warn!(
+                grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+                "connections still open after the grace period: closing them"
+            );
+            server.abort();
+            let _ = server.await;
+        }
     }
     workers
         .shutdown()

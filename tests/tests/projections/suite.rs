@@ -672,14 +672,16 @@ pub async fn a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answ
 pub async fn killing_the_runner_at_random_points_ends_in_the_rows_of_a_clean_rebuild(
     fixture: &Fixture,
 ) {
-    let events = history(11, 50, 2_000);
+    // Enough events, and kills early enough, that the runner cannot finish before its first
+    // kill however fast it has become.
+    let events = history(11, 50, 6_000);
     append_all(fixture.store.as_ref(), &events).await;
     let head = fixture.head().await;
     let mut rng = Rng::new(5);
     let mut kills = 0;
     loop {
         let handle = fixture.start_runner().await;
-        tokio::time::sleep(Duration::from_millis(20 + rng.below(120))).await;
+        tokio::time::sleep(Duration::from_millis(2 + rng.below(40))).await;
         let done = handle.status().iter().all(|s| s.position >= head);
         handle.abort();
         kills += 1;
