@@ -137,6 +137,9 @@ impl ReadDb {
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
+                    // No ping before each use (sqlx's default): it doubled the round trips of every
+                    // query. A connection the server dropped fails its next query and is discarded.
+                    .test_before_acquire(false)
                     .connect(url)
                     .await?;
                 let db = ReadDb::Postgres(pool);

@@ -87,6 +87,9 @@ impl PostgresEventStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before each use (sqlx's default): it doubled the round trips of every
+            // query. A connection the server dropped fails its next query and is discarded.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Self::from_pool(pool).await
