@@ -20,6 +20,11 @@ use crm_projections::ReadDb;
 use crm_projections::runner::{ProjectionStatus, RunState};
 use tokio::sync::watch;
 
+/// mimalloc instead of the system allocator: decoding, folding and serialising events
+/// allocate many small, short-lived values, which glibc's allocator serves slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-api",

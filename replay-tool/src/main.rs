@@ -20,6 +20,11 @@ use clap::{Parser, Subcommand};
 use crm_core::envelope::{Position, StreamId, TenantId};
 use crm_core::store::{Scope, SharedStore, StoreUrl, open_store, verify, verify_stream};
 
+/// mimalloc instead of the system allocator: decoding, folding and serialising events
+/// allocate many small, short-lived values, which glibc's allocator serves slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-replay",

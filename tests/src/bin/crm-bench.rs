@@ -24,6 +24,11 @@ use crm_tests::bench_data::{CustomerEvents, generate};
 use crm_tests::postgres::TestDatabase;
 use serde_json::json;
 
+/// mimalloc instead of the system allocator: decoding, folding and serialising events
+/// allocate many small, short-lived values, which glibc's allocator serves slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
     /// Single appends: one event per append call, the first 20,000 events.
