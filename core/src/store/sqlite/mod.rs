@@ -48,6 +48,11 @@ const HEAD_POLL: Duration = Duration::from_millis(500);
 
 /// Prepared statements kept on the writer connection.
 const WRITER_STATEMENT_CACHE: usize = 16;
+/// The page size of a new store file. An append dirties a page in the events table, in each
+/// of its three indexes and in the stream heads, and the commit writes each dirty page whole
+/// to the WAL: half-size pages halve those writes. Measured against the default 4096
+/// (docs/benchmarks.md): single appends +12%, batched appends +15%, reading the log -5%.
+const NEW_FILE_PAGE_SIZE: u32 = 2048;
 
 pub(super) const EVENT_COLUMNS: &str = "position, tenant, stream_id, revision, event_id, event_type, \
      schema_version, data, metadata, occurred_at, recorded_at, hash";
@@ -173,6 +178,9 @@ fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::ZERO)?;
+    // Takes effect only on a file without tables (a new store); an existing file keeps the
+    // page size it was created with.
+    conn.execute_batch(&format!("PRAGMA page_size = {NEW_FILE_PAGE_SIZE}"))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Config(format!(
@@ -628,6 +636,35 @@ mod tests {
         blocker.execute_batch("ROLLBACK").expect("unlock");
         let outcome = append_one(&store).await.expect("append after the lock");
         assert_eq!(outcome.last_position, 1);
+    }
+
+    fn page_size(path: &Path) -> i64 {
+        Connection::open(path)
+            .expect("open")
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .expect("page size")
+    }
+
+    #[tokio::test]
+    async fn a_new_file_gets_the_small_page_size_and_an_existing_file_keeps_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let new = dir.path().join("new.db");
+        let store = SqliteEventStore::open(&new).await.expect("open new");
+        append_one(&store).await.expect("append");
+        assert_eq!(page_size(&new), i64::from(NEW_FILE_PAGE_SIZE));
+
+        // A file created with SQLite's default pages (as by earlier versions) opens, takes
+        // appends and keeps 4096.
+        let old = dir.path().join("old.db");
+        Connection::open(&old)
+            .expect("create")
+            .execute_batch("PRAGMA page_size = 4096; CREATE TABLE other (x INTEGER);")
+            .expect("old file");
+        let store = SqliteEventStore::open(&old).await.expect("open old");
+        append_one(&store).await.expect("append");
+        append_one(&store).await.expect("append again");
+        assert_eq!(store.head_position().await.expect("head"), 2);
+        assert_eq!(page_size(&old), 4096);
     }
 
     #[tokio::test]
