@@ -11,10 +11,9 @@
 pub mod sqlite;
 
 use std::path::Path;
-use std::time::Duration;
 
 use crm_core::store::StoreUrl;
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
 pub use self::sqlite::{SQLITE_LOCK_WAIT, SqliteOptions, SqlitePool, SqliteTx};
@@ -134,12 +133,7 @@ impl ReadDb {
                 .await
             }
             StoreUrl::Postgres { url } => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(10))
-                    // No ping before each use (sqlx's default): it doubled the round trips of every
-                    // query. A connection the server dropped fails its next query and is discarded.
-                    .test_before_acquire(false)
+                let pool = crm_core::store::postgres::pool_options(8)
                     .connect(url)
                     .await?;
                 let db = ReadDb::Postgres(pool);

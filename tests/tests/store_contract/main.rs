@@ -5,6 +5,7 @@
 mod fixture;
 mod postgres_append;
 mod postgres_gaps;
+mod postgres_pool;
 mod suite;
 
 use fixture::Fixture;

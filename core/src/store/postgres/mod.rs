@@ -79,19 +79,35 @@ struct Inner {
     writer: append::Writer,
 }
 
+/// How long a pooled connection may sit idle before it is pinged on its way out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool settings of every PostgreSQL pool of the project (the store's and the read
+/// models'): `max` connections, 10 s to get one, and a ping only for a connection that sat
+/// idle for over a second. sqlx's default pings before every use, which doubled the round
+/// trips of every query under load; a connection that was busy a moment ago is alive, and one
+/// that idled (across a server restart, say) is checked and replaced if dead.
+pub fn pool_options(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl PostgresEventStore {
     /// Connects with a `postgres://` URL and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            // No ping before each use (sqlx's default): it doubled the round trips of every
-            // query. A connection the server dropped fails its next query and is discarded.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
+        let pool = pool_options(16).connect_with(options).await?;
         Self::from_pool(pool).await
     }
 
