@@ -76,7 +76,7 @@ pub async fn customer_as_of(
     let mut events = Vec::with_capacity(positions.len());
     for chunk in positions.chunks(MAX_POSITIONS_PER_READ) {
         for recorded in store.read_positions(tenant, chunk).await? {
-            events.push(Arc::new(ProjectedEvent::decode(&recorded)?));
+            events.push(Arc::new(ProjectedEvent::decode(recorded)?));
         }
     }
     let Some(mut state) = fold_customer(tenant.as_str(), customer, &events) else {

@@ -29,26 +29,10 @@ pub struct ProjectedEvent {
 }
 
 impl ProjectedEvent {
-    /// Decodes a stored event. A failure means the log holds data this build cannot read (a
-    /// newer schema version, or a damaged row): projections stop rather than skip it.
-    pub fn decode(recorded: &RecordedEvent) -> Result<ProjectedEvent, ProjectionError> {
-        let (event, who) = decode_parts(recorded)?;
-        Ok(ProjectedEvent {
-            tenant: recorded.tenant.clone(),
-            stream_id: recorded.stream_id.clone(),
-            revision: recorded.revision,
-            position: recorded.position,
-            event_id: recorded.event_id,
-            occurred_at: recorded.occurred_at,
-            recorded_at: recorded.recorded_at,
-            actor: who.actor,
-            source: who.source,
-            event,
-        })
-    }
-
-    /// [`ProjectedEvent::decode`], taking the envelope's ids instead of copying them.
-    pub fn decode_owned(recorded: RecordedEvent) -> Result<ProjectedEvent, ProjectionError> {
+    /// Decodes a stored event, taking its envelope's ids instead of copying them. A failure
+    /// means the log holds data this build cannot read (a newer schema version, or a damaged
+    /// row): projections stop rather than skip it.
+    pub fn decode(recorded: RecordedEvent) -> Result<ProjectedEvent, ProjectionError> {
         let (event, who) = decode_parts(&recorded)?;
         Ok(ProjectedEvent {
             tenant: recorded.tenant,

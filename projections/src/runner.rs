@@ -270,7 +270,7 @@ fn read_ahead(store: SharedStore, after: Position, batch: usize) -> PendingRead 
 fn decode_all(recorded: Vec<RecordedEvent>) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
     recorded
         .into_iter()
-        .map(|e| ProjectedEvent::decode_owned(e).map(Arc::new))
+        .map(|e| ProjectedEvent::decode(e).map(Arc::new))
         .collect()
 }
 

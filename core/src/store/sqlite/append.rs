@@ -15,9 +15,9 @@ use tokio::sync::Mutex;
 
 use crate::envelope::{Position, TenantId, to_stored_precision};
 use crate::store::plan::{self, Batch, ExistingEvent, Head};
-use crate::store::sqlite::EVENT_COLUMNS;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::error::retry_busy;
+use crate::store::sqlite::{EVENT_COLUMNS, stored_event};
 use crate::store::{BatchOutcome, StoreError, stored_hash};
 
 /// The writer connection, and the checkpoint thread it nudges after each commit.
@@ -126,37 +126,21 @@ fn write(
     // The call's ids already stored in their streams: one index seek per event of a stream
     // that exists (a stream without a head has no events, so nothing to find).
     let mut existing = Vec::new();
-    if stream_heads.iter().any(Option::is_some) {
-        let mut find = conn.prepare_cached(
-            "SELECT position, revision, event_type FROM crm_events \
-             WHERE tenant = ?1 AND stream_id = ?2 AND event_id = ?3",
-        )?;
-        for (stream, event) in &batch.events {
-            if stream_heads[*stream].is_none() {
-                continue;
-            }
-            let stream_id = batch.streams[*stream].stream.as_str();
-            let found = find
-                .query_row(
-                    params![tenant.as_str(), stream_id, event.event_id.as_bytes()],
-                    |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, String>(2)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            if let Some((position, revision, event_type)) = found {
-                existing.push(ExistingEvent {
-                    event_id: event.event_id,
-                    stream_id: stream_id.to_owned(),
-                    event_type,
-                    revision: revision as u64,
-                    position: position as Position,
-                });
-            }
+    for (stream, event) in &batch.events {
+        if stream_heads[*stream].is_none() {
+            continue;
+        }
+        let stream_id = batch.streams[*stream].stream.as_str();
+        if let Some((event_type, revision, position)) =
+            stored_event(conn, tenant, stream_id, &event.event_id)?
+        {
+            existing.push(ExistingEvent {
+                event_id: event.event_id,
+                stream_id: stream_id.to_owned(),
+                event_type,
+                revision,
+                position,
+            });
         }
     }
 

@@ -170,6 +170,32 @@ impl SqliteEventStore {
     }
 }
 
+/// The event stored with this id in this stream, if any: its type, revision and position
+/// (one seek of the `(tenant, stream_id, event_id)` index).
+pub(super) fn stored_event(
+    conn: &Connection,
+    tenant: &TenantId,
+    stream_id: &str,
+    id: &Uuid,
+) -> Result<Option<(String, u64, Position)>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT event_type, revision, position FROM crm_events \
+             WHERE tenant = ?1 AND stream_id = ?2 AND event_id = ?3",
+        )?
+        .query_row(params![tenant.as_str(), stream_id, id.as_bytes()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(|(event_type, revision, position)| {
+        (event_type, revision as u64, position as Position)
+    }))
+}
+
 fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
@@ -443,35 +469,21 @@ impl EventStore for SqliteEventStore {
         check_pairs(pairs)?;
         // One seek of the (tenant, stream_id, event_id) index per pair.
         self.read(|conn| {
-            let mut find = conn.prepare_cached(
-                "SELECT event_type, revision, position FROM crm_events \
-                 WHERE tenant = ?1 AND stream_id = ?2 AND event_id = ?3",
-            )?;
             let mut found = Vec::new();
             let mut asked = HashSet::with_capacity(pairs.len());
             for (stream_id, id) in pairs {
                 if !asked.insert((stream_id.as_str(), *id)) {
                     continue;
                 }
-                let row = find
-                    .query_row(
-                        params![tenant.as_str(), stream_id.as_str(), id.as_bytes()],
-                        |row| {
-                            Ok((
-                                row.get::<_, String>(0)?,
-                                row.get::<_, i64>(1)?,
-                                row.get::<_, i64>(2)?,
-                            ))
-                        },
-                    )
-                    .optional()?;
-                if let Some((event_type, revision, position)) = row {
+                if let Some((event_type, revision, position)) =
+                    stored_event(conn, tenant, stream_id.as_str(), id)?
+                {
                     found.push(StoredEventRef {
                         stream_id: stream_id.clone(),
                         event_id: *id,
                         event_type,
-                        revision: revision as u64,
-                        position: position as Position,
+                        revision,
+                        position,
                     });
                 }
             }
