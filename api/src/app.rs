@@ -14,6 +14,7 @@
 //! | `GET /v1/verify` | auditor |
 //! | `GET /v1/projections` | analyst, auditor |
 //! | `PUT /v1/service/sla-targets` | admin |
+//! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,8 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use crm_core::store::{SharedStore, StoreUrl, open_store};
+use crm_core::privacy::{KeySource, PrivateStore, open_private};
+use crm_core::store::{SharedStore, StoreUrl};
 use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerHandle, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
 use serde::Serialize;
@@ -33,7 +35,7 @@ use crate::ingest::StreamCache;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
-use crate::{ingest, log, metrics, openapi, queries};
+use crate::{ingest, log, metrics, openapi, privacy, queries};
 
 /// Limits on what one request may ask for.
 #[derive(Debug, Clone)]
@@ -62,7 +64,10 @@ impl Default for Limits {
 /// What handlers share.
 #[derive(Debug)]
 pub struct AppState {
+    /// The log: personal fields sealed on append, opened on read ([`PrivateStore`]).
     pub store: SharedStore,
+    /// The same store, with its vault (erasure, subject access).
+    pub private: PrivateStore,
     pub db: ReadDb,
     pub keys: KeyStore,
     /// The projection workers' statuses, as this process's runner publishes them.
@@ -82,15 +87,30 @@ pub type SharedState = Arc<AppState>;
 pub struct Running {
     pub state: SharedState,
     pub workers: RunnerHandle,
+    /// The master-key file created by this start (a new store), to be announced.
+    pub created_key_file: Option<std::path::PathBuf>,
 }
 
-/// Opens (creating if needed) the store at `url`, its read-model tables and the key table,
-/// and starts the projection workers.
+/// [`start_with`] the master key the environment names (`CRM_MASTER_KEY`,
+/// `CRM_MASTER_KEY_FILE`, else `master.key` beside a SQLite store).
 pub async fn start(url: &StoreUrl, limits: Limits) -> anyhow::Result<Running> {
+    start_with(url, limits, &KeySource::from_env()).await
+}
+
+/// Opens (creating if needed) the store at `url` with its master key, its read-model tables
+/// and the API key table, and starts the projection workers. Refuses, writing nothing, a
+/// store without its master key, with a wrong one, or written in plain text.
+pub async fn start_with(
+    url: &StoreUrl,
+    limits: Limits,
+    source: &KeySource,
+) -> anyhow::Result<Running> {
     use anyhow::Context;
-    let store = open_store(url)
+    let opened = open_private(url, source, true)
         .await
         .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+    let private = opened.store;
+    let store: SharedStore = Arc::new(private.clone());
     let db = ReadDb::open(url)
         .await
         .context("cannot open the read-model tables")?;
@@ -106,6 +126,7 @@ pub async fn start(url: &StoreUrl, limits: Limits) -> anyhow::Result<Running> {
     wait_for_read_models(&db).await?;
     let state = Arc::new(AppState {
         store,
+        private,
         db,
         keys,
         projections: workers.subscribe(),
@@ -114,7 +135,11 @@ pub async fn start(url: &StoreUrl, limits: Limits) -> anyhow::Result<Running> {
         streams: StreamCache::default(),
         closing: watch::channel(false).0,
     });
-    Ok(Running { state, workers })
+    Ok(Running {
+        state,
+        workers,
+        created_key_file: opened.created_key_file,
+    })
 }
 
 /// Waits until every read model has live tables (the runner, or another process holding a
@@ -149,6 +174,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/customers", get(queries::customers))
         .route("/v1/customers/{id}", get(queries::customer))
         .route("/v1/customers/{id}/timeline", get(queries::timeline))
+        .route("/v1/customers/{id}/erase", post(privacy::erase_customer))
+        .route("/v1/leads/{id}/erase", post(privacy::erase_lead))
         .route("/v1/pipeline", get(queries::pipeline))
         .route("/v1/opportunities", get(queries::opportunities))
         .route("/v1/service/backlog", get(queries::backlog))

@@ -617,11 +617,14 @@ async fn load(state: &AppState, tenant: &TenantId, stream: &StreamId) -> Result<
 
 fn store_problem(error: StoreError) -> Problem {
     match &error {
-        StoreError::WrongExpectedRevision { .. } | StoreError::EventIdReused { .. } => {
-            Problem::conflict(error.to_string())
-        }
+        StoreError::WrongExpectedRevision { .. }
+        | StoreError::EventIdReused { .. }
+        | StoreError::SubjectErased { .. } => Problem::conflict(error.to_string()),
         StoreError::InvalidInput(_) => Problem::unprocessable(error.to_string()),
-        StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Task(_) => {
+        StoreError::Database(_)
+        | StoreError::Sqlite(_)
+        | StoreError::Task(_)
+        | StoreError::KeyChanged { .. } => {
             tracing::error!(%error, "append failed");
             Problem::unavailable(
                 "the event store did not answer; the batch may or may not be stored: \

@@ -9,5 +9,6 @@ pub mod keys;
 pub mod log;
 pub mod metrics;
 pub mod openapi;
+pub mod privacy;
 pub mod problem;
 pub mod queries;

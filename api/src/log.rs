@@ -154,11 +154,11 @@ pub async fn verify_log(
         Some(stream) => {
             let stream = StreamId::parse(stream)
                 .map_err(|e| Problem::bad_request(format!("query string: stream: {e}")))?;
-            verify_stream(state.store.as_ref(), &principal.tenant, &stream).await
+            verify_stream(state.private.inner().as_ref(), &principal.tenant, &stream).await
         }
         None => {
             verify(
-                state.store.as_ref(),
+                state.private.inner().as_ref(),
                 &Scope::Tenant(principal.tenant.clone()),
             )
             .await

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::future::IntoFuture;
 
-use crm_api::app::{Limits, router, start};
+use crm_api::app::{Limits, router};
 use crm_api::keys::{KeyStore, Role};
 use crm_core::envelope::TenantId;
 use crm_core::store::StoreUrl;
@@ -97,6 +97,10 @@ struct ServeArgs {
     /// Longest a query waits for its min_position, in milliseconds.
     #[arg(long, env = "CRM_MAX_WAIT_MS", default_value_t = 10_000)]
     max_wait_ms: u64,
+    /// The master-key file (default for SQLite: `master.key` beside the store; created on a
+    /// new store). `CRM_MASTER_KEY` (the key itself) takes precedence.
+    #[arg(long, env = "CRM_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,7 +153,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen / CRM_LISTEN)", args.listen))?;
-    let running = start(&url, limits).await?;
+    let source = crm_core::privacy::KeySource {
+        value: std::env::var(crm_core::privacy::MASTER_KEY_ENV).ok(),
+        file: args.master_key_file.clone(),
+    };
+    let running = crm_api::app::start_with(&url, limits, &source).await?;
+    if let Some(path) = &running.created_key_file {
+        eprintln!(
+            "\n*** A new master key was written to {} (mode 0600). It encrypts every \
+             customer's personal data in this store: back it up apart from the store, and \
+             keep it off the machine that holds the store file if you can. Losing it loses \
+             the personal data; anyone holding it and the store can read it. ***\n",
+            path.display()
+        );
+    }
     let head = running
         .state
         .store

@@ -59,6 +59,20 @@ pub const ROUTES: &[Route] = &[
         &[("after", "integer: start after this position (default 0)")],
     ),
     (
+        "post",
+        "/v1/customers/{id}/erase",
+        "admin",
+        "Erase the customer's personal data: destroys its data key (and those of leads converted to it and customers merged into it) and appends CustomerErased in one transaction, waits for the read models, then scrubs the database files. Idempotent (200 each time, one CustomerErased). 404 for an unknown customer.",
+        &[],
+    ),
+    (
+        "post",
+        "/v1/leads/{id}/erase",
+        "admin",
+        "Erase a lead never converted (409 for a converted one: erase its customer). Appends LeadErased; otherwise as the customer erasure.",
+        &[],
+    ),
+    (
         "get",
         "/v1/verify",
         "auditor",

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod envelope;
 pub mod ids;
 pub mod money;
+pub mod privacy;
 pub mod store;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

@@ -222,6 +222,29 @@ impl ReadDb {
 }
 
 impl ReadDb {
+    /// After an erasure: leaves no overwritten personal data in the read models' files.
+    /// SQLite zeroes freed space itself (`secure_delete` on every connection; the store's
+    /// scrub then truncates the shared WAL); PostgreSQL keeps dead row versions, and plain
+    /// VACUUM leaves their bytes in the pages' free space, so every read-model table is
+    /// rewritten with `VACUUM FULL` (each briefly locked against reads).
+    pub async fn scrub(&self) -> Result<(), ProjectionError> {
+        let ReadDb::Postgres(pool) = self else {
+            return Ok(());
+        };
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables \
+             WHERE schemaname = current_schema() AND tablename LIKE 'rm\\_%'",
+        )
+        .fetch_all(pool)
+        .await?;
+        for table in tables {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM FULL \"{table}\"")))
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Every row of `table` (a read model's view) with every column, integers and text
     /// decoded as such, ordered by the given columns. For comparisons and snapshots.
     pub async fn dump(

@@ -111,9 +111,16 @@ pub async fn run(
     let total = (tenant.is_none() && types.is_empty()).then(|| end.saturating_sub(after));
 
     let sink = match &out {
-        Some(path) => Sink::File(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        ),
+        Some(path) => Sink::File({
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?
+        }),
         None => Sink::Stdout(io::stdout()),
     };
     let (batches, received) = mpsc::channel::<Vec<RecordedEvent>>(2);

@@ -4,8 +4,10 @@
 //! summary. Exit codes: 0 done, 1 the check failed (a broken chain, an invalid import line),
 //! 2 the command could not run (bad arguments, an unreachable store).
 
+mod erase;
 mod export;
 mod import;
+mod keyfile;
 mod progress;
 mod rebuild;
 mod snapshot;
@@ -14,6 +16,7 @@ mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -41,6 +44,11 @@ struct Cli {
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+    /// The master-key file (default for SQLite: `master.key` beside the store).
+    /// `CRM_MASTER_KEY` (the key itself) takes precedence. Only commands that read or write
+    /// personal fields need it.
+    #[arg(long, global = true, env = "CRM_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,9 +113,18 @@ enum Command {
         /// Only these event types (repeatable).
         #[arg(long = "type")]
         types: Vec<String>,
-        /// Write here instead of stdout.
+        /// Write here instead of stdout (created with mode 0600).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write personal fields in plain text (erased subjects' as "[erased]"), for people
+        /// to read; needs the master key. Without it the stored form is written (personal
+        /// fields sealed), which `import` restores.
+        #[arg(long)]
+        decrypt: bool,
+        /// Also write the tenants' wrapped data keys and links to this file (mode 0600), for
+        /// `import --keys-in`.
+        #[arg(long)]
+        keys_out: Option<PathBuf>,
     },
     /// Append JSON Lines events (the export format, or the API's ingest format with
     /// --tenant) in batches; idempotent, so an interrupted import can be run again.
@@ -120,6 +137,29 @@ enum Command {
         /// Events per transaction.
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
+        /// Restore the wrapped data keys written by `export --keys-out` first.
+        #[arg(long)]
+        keys_in: Option<PathBuf>,
+    },
+    /// Erase a customer (or with --lead, a lead never converted): destroy its data keys and
+    /// append the erasure event in one transaction, then scrub the database files.
+    Erase {
+        /// The customer id (or the lead id with --lead).
+        id: String,
+        /// The id is a lead's.
+        #[arg(long)]
+        lead: bool,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Destroy every data key of a departing tenant: its log stays verifiable, its personal
+    /// fields unreadable for good.
+    EraseTenant { tenant: String },
+    /// Re-wrap every data key under a new master key (the log is not touched); the new key
+    /// is read from --new-key-file (created with a fresh key when it does not exist).
+    RotateMaster {
+        #[arg(long)]
+        new_key_file: PathBuf,
     },
     /// Events, streams, types, positions, the store's size and projection positions.
     Stats {
@@ -133,7 +173,13 @@ enum Command {
 #[derive(Debug)]
 pub struct Ctx {
     pub url: StoreUrl,
+    /// The log as the command reads it: personal fields opened when the command opened the
+    /// vault, as stored otherwise.
     pub store: SharedStore,
+    /// The log as stored (verification, stored-form exports).
+    pub raw: SharedStore,
+    /// The sealing store, for commands that opened the vault.
+    pub private: Option<crm_core::privacy::PrivateStore>,
     pub json: bool,
 }
 
@@ -166,9 +212,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let store = open_store(&url)
         .await
         .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+    // Only commands that read or write personal fields open the vault (and need the key).
+    let private = match &cli.command {
+        Command::Verify { .. } | Command::Stats { .. } => None,
+        Command::Export { decrypt, .. } if !decrypt => None,
+        _ => {
+            let source = crm_core::privacy::KeySource {
+                value: std::env::var(crm_core::privacy::MASTER_KEY_ENV).ok(),
+                file: cli.master_key_file.clone(),
+            };
+            let opened = crm_core::privacy::open_private_on(store.clone(), &url, &source, creates)
+                .await
+                .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+            if let Some(path) = &opened.created_key_file {
+                eprintln!(
+                    "crm-replay: a new master key was written to {} (mode 0600); back it up \
+                     apart from the store: without it the personal data is lost",
+                    path.display()
+                );
+            }
+            Some(if creates {
+                opened.store.accepting_sealed()
+            } else {
+                opened.store
+            })
+        }
+    };
     let ctx = Ctx {
         url,
-        store,
+        store: match &private {
+            Some(private) => Arc::new(private.clone()),
+            None => store.clone(),
+        },
+        raw: store,
+        private,
         json: cli.json,
     };
     match cli.command {
@@ -190,12 +267,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             to,
             types,
             out,
-        } => export::run(&ctx, tenant, from, to, types, out).await,
+            decrypt: _,
+            keys_out,
+        } => {
+            if let Some(path) = &keys_out {
+                keyfile::write(&ctx, tenant.as_deref(), path).await?;
+            }
+            export::run(&ctx, tenant, from, to, types, out).await
+        }
         Command::Import {
             file,
             tenant,
             batch,
-        } => import::run(&ctx, &file, tenant, batch).await,
+            keys_in,
+        } => {
+            if let Some(path) = &keys_in {
+                keyfile::read(&ctx, path).await?;
+            }
+            import::run(&ctx, &file, tenant, batch).await
+        }
+        Command::Erase { id, lead, tenant } => erase::run(&ctx, &tenant, &id, lead).await,
+        Command::EraseTenant { tenant } => erase::tenant(&ctx, &tenant).await,
+        Command::RotateMaster { new_key_file } => erase::rotate(&ctx, &new_key_file).await,
         Command::Stats { tenant } => stats::run(&ctx, tenant).await,
     }
 }

@@ -164,3 +164,29 @@ impl EventData for LeadConverted {
         Some(&self.customer_id)
     }
 }
+
+/// The lead's personal data was erased (its key destroyed). Only a lead never converted is
+/// erased on its own; a converted lead is erased with its customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadErased {
+    pub lead_id: EntityId,
+}
+
+impl EventData for LeadErased {
+    const FIELDS: &'static [FieldInfo] = &[FieldInfo::required("lead_id")];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(LeadErased {
+            lead_id: fields.required("lead_id")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("lead_id", &self.lead_id);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.lead_id
+    }
+}

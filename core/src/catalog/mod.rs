@@ -270,7 +270,13 @@ domain_events! {
         CustomerMerged,
         CustomerErased,
     ],
-    lead => [LeadCaptured, LeadQualified, LeadDisqualified, LeadConverted],
+    lead => [
+        LeadCaptured,
+        LeadQualified,
+        LeadDisqualified,
+        LeadConverted,
+        LeadErased,
+    ],
     opportunity => [
         OpportunityOpened,
         OpportunityStageChanged,

@@ -49,6 +49,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             "LeadConverted",
             json!({"lead_id": "l-1", "customer_id": "c-42", "opportunity_id": "op-5"}),
         ),
+        ("LeadErased", json!({"lead_id": "l-2"})),
         (
             "OpportunityOpened",
             json!({"opportunity_id": "op-5", "customer_id": "c-42", "name": "Renewal 2027", "amount": "12000.00", "currency": "EUR", "stage": "Prospecting", "close_date": "2027-01-31", "owner": "u-7", "probability": 15, "forecast_category": "Best Case"}),
@@ -153,6 +154,7 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             "LeadConverted",
             json!({"lead_id": "l-1", "customer_id": "c-42"}),
         ),
+        ("LeadErased", json!({"lead_id": "l-2"})),
         (
             "OpportunityOpened",
             json!({"opportunity_id": "op-5", "customer_id": "c-42", "name": "Pilot", "amount": "0.00", "currency": "EUR", "stage": "Qualification", "close_date": "2026-12-31"}),

@@ -57,6 +57,21 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// The subject's personal data was erased: no new personal field may be stored for it
+    /// (HTTP 409). Events without personal fields are still accepted.
+    #[error("{subject} was erased: events carrying personal fields for it are refused")]
+    SubjectErased { subject: String },
+
+    /// A subject's key changed while the append was prepared (another writer minted or erased
+    /// it): prepare again.
+    #[error("the key of {subject} changed while the append was prepared")]
+    KeyChanged { subject: String },
+
+    /// Sealing or opening personal fields failed: a wrong or missing master key, or a
+    /// ciphertext altered outside this program.
+    #[error("personal data: {0}")]
+    Sealing(String),
+
     /// A background task of the store failed (it panicked or the runtime is shutting down).
     #[error("store task failed: {0}")]
     Task(String),
@@ -74,7 +89,9 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            StoreError::WrongExpectedRevision { .. } | StoreError::EventIdReused { .. }
+            StoreError::WrongExpectedRevision { .. }
+                | StoreError::EventIdReused { .. }
+                | StoreError::SubjectErased { .. }
         )
     }
 }

@@ -13,6 +13,7 @@ use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 
 pub mod chain;
 mod error;
+pub mod keys;
 mod migrations;
 mod open;
 mod plan;
@@ -300,6 +301,36 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     /// by other processes (noticed within about a second). Subscriptions wait on it instead of
     /// polling.
     fn head_changes(&self) -> watch::Receiver<Position>;
+
+    /// [`EventStore::append_batch`], with changes to the key table committed in the same
+    /// transaction when the call writes anything new (see [`keys::KeyOps`]). Backends without
+    /// a key table refuse non-empty changes.
+    async fn append_batch_with_keys(
+        &self,
+        tenant: &TenantId,
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+        keys: keys::KeyOps,
+    ) -> Result<BatchOutcome, StoreError> {
+        if !keys.is_empty() {
+            return Err(StoreError::Config(
+                "this store keeps no key table, so it cannot hold personal data".into(),
+            ));
+        }
+        self.append_batch(tenant, expectations, events).await
+    }
+
+    /// The key table kept beside the log, if this backend has one.
+    fn key_table(&self) -> Option<Arc<dyn keys::KeyTable>> {
+        None
+    }
+
+    /// The store as written, when this handle transforms what it reads (see
+    /// [`crate::privacy::PrivateStore`]); itself otherwise. Verification and stored-form
+    /// exports read through it.
+    fn stored(&self) -> Option<SharedStore> {
+        None
+    }
 }
 
 /// A shared handle to any backend.

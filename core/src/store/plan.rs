@@ -48,6 +48,8 @@ pub(crate) struct BatchStream {
 pub(crate) struct Batch {
     pub streams: Vec<BatchStream>,
     pub events: Vec<(usize, NewEvent)>,
+    /// Key-table changes committed with the events (only if something new is written).
+    pub keys: crate::store::keys::KeyOps,
 }
 
 impl Batch {
@@ -99,6 +101,7 @@ impl Batch {
         Ok(Batch {
             streams,
             events: grouped,
+            keys: Default::default(),
         })
     }
 }

@@ -186,7 +186,7 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, Projectio
     };
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; \
-         PRAGMA cache_size = -65536;"
+         PRAGMA cache_size = -65536; PRAGMA secure_delete = ON;"
     ))?;
     Ok(conn)
 }

@@ -167,8 +167,10 @@ impl Writer {
         let recorded_at = crate::envelope::to_stored_precision(Utc::now());
         // A refused plan may only mean the remembered heads are stale: the transactional
         // path decides.
-        if let Ok(planned) =
-            plan::plan_append(tenant, &batch, log_head, &heads, Vec::new(), recorded_at)
+        // Key changes are read and written under the lock: only the transactional path does.
+        if batch.keys.is_empty()
+            && let Ok(planned) =
+                plan::plan_append(tenant, &batch, log_head, &heads, Vec::new(), recorded_at)
         {
             let call = Call::new(tenant, &batch, &planned, &heads, log_head);
             match call.run(&mut state, &self.options).await {

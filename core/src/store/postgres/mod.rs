@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
+use crate::store::keys::{KeyOps, KeyTable};
 use crate::store::migrations::{self, Migration};
 use crate::store::plan::{self, Batch, ExistingEvent, Head};
 use crate::store::{
@@ -26,6 +27,7 @@ use crate::store::{
 };
 
 mod append;
+mod keys;
 
 pub use append::AppendPaths;
 
@@ -39,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: "one-round-trip append function",
         sql: include_str!("0002_append_function.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "subject keys",
+        sql: include_str!("0003_subject_keys.sql"),
     },
 ];
 
@@ -360,6 +367,9 @@ async fn append_in(
     if planned.rows.is_empty() {
         return Ok(written(planned.outcome));
     }
+    if !batch.keys.is_empty() {
+        keys::apply_ops(&mut *tx, tenant, &batch.keys, planned.recorded_at).await?;
+    }
     let rows = &planned.rows;
     let mut positions = Vec::with_capacity(rows.len());
     let mut streams = Vec::with_capacity(rows.len());
@@ -493,11 +503,27 @@ impl EventStore for PostgresEventStore {
         expectations: Vec<StreamExpectation>,
         events: Vec<(StreamId, NewEvent)>,
     ) -> Result<BatchOutcome, StoreError> {
-        let batch = Batch::new(expectations, events)?;
+        self.append_batch_with_keys(tenant, expectations, events, KeyOps::default())
+            .await
+    }
+
+    async fn append_batch_with_keys(
+        &self,
+        tenant: &TenantId,
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+        keys: KeyOps,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut batch = Batch::new(expectations, events)?;
+        batch.keys = keys;
         self.inner
             .writer
             .append(tenant, batch, &self.inner.head)
             .await
+    }
+
+    fn key_table(&self) -> Option<Arc<dyn KeyTable>> {
+        Some(Arc::new(self.clone()))
     }
 
     async fn read_stream(

@@ -36,6 +36,30 @@ impl Writer {
     pub(super) fn new(conn: Connection, checkpointer: Checkpointer) -> Self {
         Writer { conn, checkpointer }
     }
+
+    pub(super) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// Runs `work` in one write transaction on the writer connection (rerun while another
+/// process holds the write lock), committed when it succeeds.
+pub(super) async fn write_transaction<T>(
+    writer: &Mutex<Writer>,
+    work: impl Fn(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut writer = writer.lock().await;
+    let writer = &mut *writer;
+    let result = retry_busy(|| {
+        let conn = &*(&mut writer.conn);
+        let transaction = Transaction::begin_immediate(conn)?;
+        let value = work(conn)?;
+        transaction.commit()?;
+        Ok(value)
+    })
+    .await?;
+    writer.checkpointer.nudge();
+    Ok(result)
 }
 
 /// Appends one call's events; see the module documentation.
@@ -157,6 +181,9 @@ fn write(
     }
 
     let recorded_at = planned.recorded_at.timestamp_micros();
+    if !batch.keys.is_empty() {
+        super::keys::apply_ops(conn, tenant, &batch.keys, recorded_at)?;
+    }
     {
         let mut insert = conn.prepare_cached(&format!(
             "INSERT INTO crm_events ({EVENT_COLUMNS}) \

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
+use crate::store::keys::{KeyOps, KeyTable};
 use crate::store::migrations::{self, Migration};
 use crate::store::plan::Batch;
 use crate::store::{
@@ -30,18 +31,28 @@ use crate::store::{
 mod append;
 mod checkpoint;
 mod error;
+mod keys;
 mod readers;
+
+pub(crate) use keys::random_key_id;
 
 use append::Writer;
 use checkpoint::Checkpointer;
 use error::{corrupt, retry_busy};
 use readers::Readers;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "event log",
-    sql: include_str!("0001_event_log.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "event log",
+        sql: include_str!("0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "subject keys",
+        sql: include_str!("0002_subject_keys.sql"),
+    },
+];
 
 /// How often other processes' appends are looked for.
 const HEAD_POLL: Duration = Duration::from_millis(500);
@@ -139,6 +150,7 @@ impl SqliteEventStore {
                 StoreError::Config(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        create_private_file(&options.path)?;
         let mut writer = retry_busy(|| open_writer(&options.path, options.durability)).await?;
         retry_busy(|| migrate(&mut writer)).await?;
         let checkpointer = Checkpointer::start(&options.path, options.durability.pragma())?;
@@ -167,6 +179,25 @@ impl SqliteEventStore {
         read: impl Fn(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         retry_busy(|| self.inner.readers.with(&read)).await
+    }
+}
+
+/// Creates the store file readable by its owner only (mode 0600), before SQLite does (its
+/// WAL and shared-memory files take the file's mode); an existing file is left as it is.
+pub fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Config(format!(
+            "cannot create {}: {error}",
+            path.display()
+        ))),
     }
 }
 
@@ -216,7 +247,7 @@ fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreE
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
-         PRAGMA wal_autocheckpoint = {};",
+         PRAGMA wal_autocheckpoint = {}; PRAGMA secure_delete = ON;",
         durability.pragma(),
         checkpoint::WRITER_AUTOCHECKPOINT,
     ))?;
@@ -360,10 +391,26 @@ impl EventStore for SqliteEventStore {
         expectations: Vec<StreamExpectation>,
         events: Vec<(StreamId, NewEvent)>,
     ) -> Result<BatchOutcome, StoreError> {
-        let batch = Batch::new(expectations, events)?;
+        self.append_batch_with_keys(tenant, expectations, events, KeyOps::default())
+            .await
+    }
+
+    async fn append_batch_with_keys(
+        &self,
+        tenant: &TenantId,
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+        keys: KeyOps,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut batch = Batch::new(expectations, events)?;
+        batch.keys = keys;
         let outcome = append::append(&self.inner.writer, tenant, &batch).await?;
         advance_head(&self.inner.head, outcome.last_position);
         Ok(outcome)
+    }
+
+    fn key_table(&self) -> Option<Arc<dyn KeyTable>> {
+        Some(Arc::new(self.clone()))
     }
 
     async fn read_stream(

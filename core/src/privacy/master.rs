@@ -1,0 +1,189 @@
+//! The master key: 32 random bytes from `CRM_MASTER_KEY` (64 hex digits or base64) or a key
+//! file, never stored in the database. It wraps the data keys; the store keeps a check value
+//! sealed under it, so a wrong key is refused before anything is read or written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::privacy::{NONCE_LEN, PrivacyError, random_bytes};
+use crate::store::keys::Keyring;
+
+/// The environment variable holding the master key itself.
+pub const MASTER_KEY_ENV: &str = "CRM_MASTER_KEY";
+/// The environment variable (and `--master-key-file` option) naming a key file.
+pub const MASTER_KEY_FILE_ENV: &str = "CRM_MASTER_KEY_FILE";
+
+const CHECK_PLAINTEXT: &[u8] = b"crm master key check v1";
+const CHECK_AAD: &[u8] = b"crm-keyring-v1";
+
+/// The master key. Its bytes are zeroed when it is dropped.
+pub struct MasterKey {
+    bytes: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey({})", self.fingerprint())
+    }
+}
+
+impl MasterKey {
+    /// A new random key.
+    pub fn generate() -> Result<MasterKey, PrivacyError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        random_bytes(bytes.as_mut_slice())?;
+        Ok(MasterKey { bytes })
+    }
+
+    /// Parses 64 hex digits or the base64 of 32 bytes (surrounding whitespace ignored).
+    pub fn parse(text: &str, source: &str) -> Result<MasterKey, PrivacyError> {
+        let text = text.trim();
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        if text.len() == 64 && hex::decode_to_slice(text, bytes.as_mut_slice()).is_ok() {
+            return Ok(MasterKey { bytes });
+        }
+        let decoded = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap_or_default(),
+        );
+        if decoded.len() == 32 {
+            bytes.copy_from_slice(&decoded);
+            return Ok(MasterKey { bytes });
+        }
+        Err(PrivacyError::MasterKey(format!(
+            "{source} is not a master key: give 64 hex digits or the base64 of 32 bytes \
+             (`crm-replay master-key generate` prints one)"
+        )))
+    }
+
+    /// The key as base64, for writing to a key file.
+    pub fn encoded(&self) -> Zeroizing<String> {
+        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.bytes.as_slice()))
+    }
+
+    /// A non-secret name of the key: the first 8 bytes of an HMAC of a fixed label.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.bytes.as_slice())
+            .expect("HMAC takes any key length");
+        mac.update(b"crm master key fingerprint");
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
+    pub(crate) fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new_from_slice(self.bytes.as_slice()).expect("32-byte key")
+    }
+
+    /// The key-ring row that proves this key.
+    pub fn keyring(&self) -> Result<Keyring, PrivacyError> {
+        Ok(Keyring {
+            fingerprint: self.fingerprint(),
+            key_check: seal(&self.cipher(), CHECK_PLAINTEXT, CHECK_AAD)?,
+        })
+    }
+
+    /// Checks this key against the store's key ring.
+    pub fn check(&self, keyring: &Keyring, source: &str) -> Result<(), PrivacyError> {
+        match open(&self.cipher(), &keyring.key_check, CHECK_AAD) {
+            Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(()),
+            _ => Err(PrivacyError::WrongMasterKey {
+                origin: source.to_owned(),
+                given: self.fingerprint(),
+                expected: keyring.fingerprint.clone(),
+            }),
+        }
+    }
+
+    /// Loads the key: `CRM_MASTER_KEY` if set, else the key file if given and present.
+    /// `Ok(None)` when neither is there.
+    pub fn load(
+        env_value: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Option<(MasterKey, String)>, PrivacyError> {
+        if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
+            return Ok(Some((
+                MasterKey::parse(value, MASTER_KEY_ENV)?,
+                MASTER_KEY_ENV.into(),
+            )));
+        }
+        let Some(file) = file else { return Ok(None) };
+        match std::fs::read_to_string(file) {
+            Ok(text) => {
+                let source = format!("the key file {}", file.display());
+                Ok(Some((MasterKey::parse(&text, &source)?, source)))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(PrivacyError::MasterKey(format!(
+                "cannot read the key file {}: {error}",
+                file.display()
+            ))),
+        }
+    }
+
+    /// Writes the key to a new file created with mode 0600 (refuses to overwrite).
+    pub fn write_new_file(&self, path: &Path) -> Result<(), PrivacyError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                PrivacyError::MasterKey(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| {
+                PrivacyError::MasterKey(format!("cannot create {}: {e}", path.display()))
+            })?;
+        file.write_all(self.encoded().as_bytes())
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| PrivacyError::MasterKey(format!("cannot write {}: {e}", path.display())))
+    }
+}
+
+/// The default key file beside a SQLite store: `<store dir>/master.key`.
+pub fn default_key_file(store_path: &Path) -> PathBuf {
+    store_path
+        .parent()
+        .map(|dir| dir.join("master.key"))
+        .unwrap_or_else(|| PathBuf::from("master.key"))
+}
+
+/// AES-256-GCM with a random nonce: `nonce ‖ ciphertext ‖ tag`.
+pub(crate) fn seal(cipher: &Aes256Gcm, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, PrivacyError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    let sealed = cipher
+        .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
+        .map_err(|_| PrivacyError::MasterKey("encryption failed".into()))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal`] made; `Err(())` if it was altered, or sealed under another key or AAD.
+pub(crate) fn open(
+    cipher: &Aes256Gcm,
+    sealed: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, ()> {
+    if sealed.len() < NONCE_LEN + 16 {
+        return Err(());
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| ())?;
+    cipher
+        .decrypt(&Nonce::from(nonce), Payload { msg: body, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| ())
+}

@@ -1,0 +1,471 @@
+//! [`PrivateStore`]: an event store that seals personal fields on append and opens them on
+//! read, over a backend that stores what it is given.
+//!
+//! On append, each event with a non-null personal field is sealed under its data subject's
+//! key: the customer of a `customer-` stream (or the `customer_id` of a case or deal; for a
+//! case or deal event without one, the customer of the stream's opening event), the lead of a
+//! `lead-` stream. `LeadConverted` and `CustomerMerged` link the lead (the merged customer) to
+//! the customer it went into, so erasing that customer erases it too; `CustomerErased` and
+//! `LeadErased` destroy the subject's keys. All of it commits in the append's transaction.
+//!
+//! On read, sealed fields are opened; a field whose key was destroyed reads [`ERASED`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::catalog::personal_fields;
+use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
+use crate::privacy::fields::{
+    field_aad, join, may_hold_sealed, parse_sealed, plain_string, seal_value, split,
+    subject_of_data,
+};
+use crate::privacy::vault::{Cipher, Vault};
+use crate::privacy::{ERASED, PrivacyError};
+use crate::store::keys::{KeyOps, KeyTable, customer_subject, lead_subject};
+use crate::store::{
+    BatchOutcome, Direction, EventStore, Scope, SharedStore, StoreError, StoredEventRef,
+    StreamExpectation, StreamHead, StreamStart,
+};
+
+/// Times an append is prepared again after a key changed under it.
+const KEY_ATTEMPTS: usize = 4;
+/// Streams whose subject is remembered before the memory starts over.
+const STREAM_SUBJECTS: usize = 100_000;
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct PrivateStore {
+    inner: SharedStore,
+    vault: Arc<Vault>,
+    subjects: Arc<Mutex<HashMap<(TenantId, StreamId), String>>>,
+    /// Keep fields that arrive sealed as they are (a restore of a stored-form export).
+    accept_sealed: bool,
+}
+
+impl PrivateStore {
+    pub fn new(inner: SharedStore, vault: Arc<Vault>) -> Self {
+        PrivateStore {
+            inner,
+            vault,
+            subjects: Arc::default(),
+            accept_sealed: false,
+        }
+    }
+
+    /// A handle that stores fields arriving already sealed as they are, for restoring a
+    /// stored-form export (with its keys); emitters' events must never use it, since a
+    /// forged sealed value would not open.
+    pub fn accepting_sealed(mut self) -> Self {
+        self.accept_sealed = true;
+        self
+    }
+
+    /// The backend, as stored (sealed fields sealed).
+    pub fn inner(&self) -> &SharedStore {
+        &self.inner
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// The subject of a case or deal stream, from its opening event.
+    async fn stream_subject(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+    ) -> Result<Option<String>, StoreError> {
+        let key = (tenant.clone(), stream.clone());
+        if let Some(subject) = self.remembered().get(&key) {
+            return Ok(Some(subject.clone()));
+        }
+        let first = self
+            .inner
+            .read_stream(
+                tenant,
+                stream,
+                Direction::Forwards,
+                StreamStart::Boundary,
+                1,
+            )
+            .await?;
+        let subject = first
+            .first()
+            .and_then(|event| subject_of_data(stream, event.data.get()));
+        if let Some(subject) = &subject {
+            self.remember_stream(key, subject.clone());
+        }
+        Ok(subject)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<(TenantId, StreamId), String>> {
+        self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember_stream(&self, key: (TenantId, StreamId), subject: String) {
+        let mut subjects = self.remembered();
+        if subjects.len() >= STREAM_SUBJECTS {
+            subjects.clear();
+        }
+        subjects.insert(key, subject);
+    }
+
+    /// Which subject each event's personal fields are sealed under (`None`: it has none),
+    /// and the links and erasures the batch makes.
+    async fn plan_subjects(
+        &self,
+        tenant: &TenantId,
+        events: &[(StreamId, NewEvent)],
+    ) -> Result<(Vec<Option<String>>, KeyOps), StoreError> {
+        let mut ops = KeyOps::default();
+        let mut subjects = Vec::with_capacity(events.len());
+        let mut in_batch: HashMap<&StreamId, String> = HashMap::new();
+        for (stream, event) in events {
+            let data = event.data.get();
+            match event.event_type.as_str() {
+                "LeadConverted" => {
+                    if let Some(customer) = member_string(data, "customer_id") {
+                        ops.links.push((
+                            lead_subject(stream.entity_id()),
+                            customer_subject(&customer),
+                        ));
+                    }
+                }
+                "CustomerMerged" => {
+                    if let Some(into) = member_string(data, "into_customer_id") {
+                        ops.links.push((
+                            customer_subject(stream.entity_id()),
+                            customer_subject(&into),
+                        ));
+                    }
+                }
+                "CustomerErased" => ops.erase.push(customer_subject(stream.entity_id())),
+                "LeadErased" => ops.erase.push(lead_subject(stream.entity_id())),
+                _ => {}
+            }
+            let subject_here = subject_of_data(stream, data);
+            if let Some(subject) = &subject_here
+                && !matches!(stream.category(), "customer" | "lead")
+            {
+                in_batch.entry(stream).or_insert_with(|| subject.clone());
+            }
+            if !has_personal_values(&event.event_type, data) {
+                subjects.push(None);
+                continue;
+            }
+            let subject = match subject_here {
+                Some(subject) => subject,
+                None => match in_batch.get(stream) {
+                    Some(subject) => subject.clone(),
+                    None => self.stream_subject(tenant, stream).await?.ok_or_else(|| {
+                        StoreError::InvalidInput(format!(
+                            "{} in stream {stream} carries personal fields, but the stream has \
+                             no opening event naming its customer to seal them under",
+                            event.event_type
+                        ))
+                    })?,
+                },
+            };
+            subjects.push(Some(subject));
+        }
+        Ok((subjects, ops))
+    }
+
+    /// Seals the personal fields of one event under `cipher`.
+    fn seal_event(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        event: &NewEvent,
+        key_id: &crate::store::keys::KeyId,
+        cipher: &Cipher,
+    ) -> Result<NewEvent, StoreError> {
+        let personal = personal_fields(&event.event_type);
+        let members = split(event.data.get())
+            .map_err(|e| StoreError::InvalidInput(format!("event data is not an object: {e}")))?;
+        let mut sealed: Vec<(&String, String)> = Vec::with_capacity(members.len());
+        for (name, value) in &members {
+            let text = value.get();
+            let arrived_sealed =
+                self.accept_sealed && plain_string(value).is_some_and(super::is_sealed);
+            if personal.contains(&name.as_str()) && text != "null" && !arrived_sealed {
+                let aad = field_aad(tenant.as_str(), stream.as_str(), &event.event_id, name);
+                let value = seal_value(cipher, key_id, text, &aad)
+                    .map_err(|e| StoreError::Sealing(e.to_string()))?;
+                sealed.push((name, value));
+            } else {
+                sealed.push((name, text.to_owned()));
+            }
+        }
+        let mut out = event.clone();
+        out.data = join(sealed.iter().map(|(k, v)| (*k, v.as_str())));
+        Ok(out)
+    }
+
+    async fn append_once(
+        &self,
+        tenant: &TenantId,
+        expectations: &[StreamExpectation],
+        events: &[(StreamId, NewEvent)],
+    ) -> Result<BatchOutcome, StoreError> {
+        let (subjects, mut ops) = self.plan_subjects(tenant, events).await?;
+        let mut wanted: Vec<String> = subjects.iter().flatten().cloned().collect();
+        wanted.sort();
+        wanted.dedup();
+        let (keys, new) = if wanted.is_empty() {
+            (HashMap::new(), Vec::new())
+        } else {
+            self.vault.keys_for_append(tenant, &wanted).await?
+        };
+        let new_subjects: HashSet<&str> = new.iter().map(|k| k.subject.as_str()).collect();
+        for (subject, (id, _)) in &keys {
+            if !new_subjects.contains(subject.as_str()) {
+                ops.uses.push((subject.clone(), *id));
+            }
+        }
+        ops.new = new;
+        let mut sealed = Vec::with_capacity(events.len());
+        for ((stream, event), subject) in events.iter().zip(&subjects) {
+            match subject.as_ref().and_then(|s| keys.get(s)) {
+                Some((id, cipher)) => sealed.push((
+                    stream.clone(),
+                    self.seal_event(tenant, stream, event, id, cipher)?,
+                )),
+                None => sealed.push((stream.clone(), event.clone())),
+            }
+        }
+        let erases = !ops.erase.is_empty() || !ops.links.is_empty();
+        let outcome = self
+            .inner
+            .append_batch_with_keys(tenant, expectations.to_vec(), sealed, ops)
+            .await?;
+        if erases {
+            self.vault.forget_all();
+        } else {
+            self.vault.remember(tenant, &keys);
+        }
+        Ok(outcome)
+    }
+
+    /// Opens the sealed fields of a batch of stored events.
+    async fn open_events(
+        &self,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut wanted: HashMap<TenantId, Vec<crate::store::keys::KeyId>> = HashMap::new();
+        let mut any = false;
+        for event in &events {
+            if personal_fields(&event.event_type).is_empty() || !may_hold_sealed(event.data.get()) {
+                continue;
+            }
+            let members = split(event.data.get()).map_err(|e| corrupt(event, e.to_string()))?;
+            for (_, value) in members {
+                if let Some((id, _)) = plain_string(value).and_then(parse_sealed) {
+                    any = true;
+                    wanted.entry(event.tenant.clone()).or_default().push(id);
+                }
+            }
+        }
+        if !any {
+            return Ok(events);
+        }
+        self.vault.refresh().await?;
+        let mut ciphers: HashMap<TenantId, HashMap<_, Option<Cipher>>> = HashMap::new();
+        for (tenant, ids) in wanted {
+            let found = self.vault.ciphers_by_id(&tenant, &ids).await?;
+            ciphers.insert(tenant, found);
+        }
+        events
+            .into_iter()
+            .map(|event| open_event(event, &ciphers))
+            .collect()
+    }
+}
+
+/// Opens one event's sealed fields with the ciphers found for its tenant.
+fn open_event(
+    mut event: RecordedEvent,
+    ciphers: &HashMap<TenantId, HashMap<crate::store::keys::KeyId, Option<Cipher>>>,
+) -> Result<RecordedEvent, StoreError> {
+    if personal_fields(&event.event_type).is_empty() || !may_hold_sealed(event.data.get()) {
+        return Ok(event);
+    }
+    let Some(tenant_ciphers) = ciphers.get(&event.tenant) else {
+        return Ok(event);
+    };
+    let data = {
+        let members = split(event.data.get()).map_err(|e| corrupt(&event, e.to_string()))?;
+        let mut opened: Vec<(&String, std::borrow::Cow<'_, str>)> =
+            Vec::with_capacity(members.len());
+        for (name, value) in &members {
+            let Some((id, sealed)) = plain_string(value).and_then(parse_sealed) else {
+                opened.push((name, value.get().into()));
+                continue;
+            };
+            let text = match tenant_ciphers.get(&id) {
+                Some(Some(cipher)) => {
+                    let aad = field_aad(
+                        event.tenant.as_str(),
+                        event.stream_id.as_str(),
+                        &event.event_id,
+                        name,
+                    );
+                    let plain = super::master::open(cipher, &sealed, &aad).map_err(|()| {
+                        corrupt(
+                            &event,
+                            format!(
+                                "the sealed field {name} does not open: it was altered or moved"
+                            ),
+                        )
+                    })?;
+                    String::from_utf8(plain.to_vec()).map_err(|_| {
+                        corrupt(&event, format!("the sealed field {name} is not text"))
+                    })?
+                }
+                _ => format!("\"{ERASED}\""),
+            };
+            opened.push((name, text.into()));
+        }
+        join(opened.iter().map(|(k, v)| (*k, v.as_ref())))
+    };
+    event.data = data;
+    Ok(event)
+}
+
+fn corrupt(event: &RecordedEvent, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        position: event.position,
+        reason,
+    }
+}
+
+/// True when the event type has personal fields and `data` gives one a non-null value.
+fn has_personal_values(event_type: &str, data: &str) -> bool {
+    let personal = personal_fields(event_type);
+    if personal.is_empty() {
+        return false;
+    }
+    split(data).is_ok_and(|members| {
+        members
+            .iter()
+            .any(|(name, value)| personal.contains(&name.as_str()) && value.get() != "null")
+    })
+}
+
+/// A string member of a JSON object.
+fn member_string(data: &str, name: &str) -> Option<String> {
+    let members = split(data).ok()?;
+    serde_json::from_str(members.get(name)?.get()).ok()
+}
+
+impl From<PrivacyError> for StoreError {
+    fn from(error: PrivacyError) -> StoreError {
+        match error {
+            PrivacyError::Store(error) => error,
+            other => StoreError::Sealing(other.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for PrivateStore {
+    async fn append_batch(
+        &self,
+        tenant: &TenantId,
+        expectations: Vec<StreamExpectation>,
+        events: Vec<(StreamId, NewEvent)>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.append_once(tenant, &expectations, &events).await {
+                Err(StoreError::KeyChanged { subject }) if attempt < KEY_ATTEMPTS => {
+                    self.vault.forget(tenant, &subject);
+                }
+                Err(StoreError::SubjectErased { subject }) => {
+                    self.vault.forget(tenant, &subject);
+                    return Err(StoreError::SubjectErased { subject });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        direction: Direction,
+        start: StreamStart,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self
+            .inner
+            .read_stream(tenant, stream, direction, start, limit)
+            .await?;
+        self.open_events(events).await
+    }
+
+    async fn read_all(
+        &self,
+        scope: &Scope,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_all(scope, after, limit).await?;
+        self.open_events(events).await
+    }
+
+    async fn read_positions(
+        &self,
+        tenant: &TenantId,
+        positions: &[Position],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_positions(tenant, positions).await?;
+        self.open_events(events).await
+    }
+
+    async fn find_events(
+        &self,
+        tenant: &TenantId,
+        pairs: &[(StreamId, uuid::Uuid)],
+    ) -> Result<Vec<StoredEventRef>, StoreError> {
+        self.inner.find_events(tenant, pairs).await
+    }
+
+    async fn stream_heads_of(
+        &self,
+        tenant: &TenantId,
+        streams: &[StreamId],
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        self.inner.stream_heads_of(tenant, streams).await
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.inner.head_position().await
+    }
+
+    async fn stream_heads(
+        &self,
+        scope: &Scope,
+        after: Option<(&TenantId, &StreamId)>,
+        limit: usize,
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        self.inner.stream_heads(scope, after, limit).await
+    }
+
+    fn head_changes(&self) -> watch::Receiver<Position> {
+        self.inner.head_changes()
+    }
+
+    fn key_table(&self) -> Option<Arc<dyn KeyTable>> {
+        Some(Arc::clone(self.vault.table()))
+    }
+
+    fn stored(&self) -> Option<SharedStore> {
+        Some(Arc::clone(&self.inner))
+    }
+}
