@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crm_api::app::{Limits, Running, SharedState, router, start};
+use crm_api::app::{Limits, Running, SharedState, router, start_with};
+use crm_core::privacy::KeySource;
 use crm_api::keys::Role;
 use crm_core::envelope::TenantId;
 use crm_core::store::StoreUrl;
@@ -82,7 +83,9 @@ impl App {
         let url = StoreUrl::Postgres {
             url: database.url().to_owned(),
         };
-        Some(App::serve(url, limits, None, Some(database)).await)
+        // The master key of a PostgreSQL store is never beside it: a key file of the test's.
+        let dir = tempfile::tempdir().expect("temp dir");
+        Some(App::serve(url, limits, Some(dir), Some(database)).await)
     }
 
     async fn serve(
@@ -94,7 +97,15 @@ impl App {
         if std::env::var_os("CRM_LOG").is_some() {
             crm_core::telemetry::init(); // logs only when asked for
         }
-        let Running { state, workers } = start(&url, limits).await.expect("start the app");
+        let source = KeySource::file(
+            dir.as_ref()
+                .expect("every app has a directory")
+                .path()
+                .join("master.key"),
+        );
+        let Running { state, workers, .. } = start_with(&url, limits, &source)
+            .await
+            .expect("start the app");
         let mut keys = Vec::new();
         for tenant in [TENANT, OTHER_TENANT] {
             for role in Role::ALL {
