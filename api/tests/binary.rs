@@ -42,6 +42,9 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
+            // A PostgreSQL store's master key lives in the test's directory (a SQLite store's
+            // default key file is there too).
+            .env("CRM_MASTER_KEY_FILE", dir.join("master.key"))
             .env("CRM_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crm_core::catalog::DomainEvent;
 use crm_core::envelope::TenantId;
-use crm_core::store::{ExpectedRevision, StoreUrl, open_store};
+use crm_core::store::{ExpectedRevision, StoreUrl};
 use crm_projections::{ReadDb, customer360};
 use serde_json::json;
 
@@ -15,6 +15,7 @@ use serde_json::json;
 async fn serve_projects_events_from_another_process_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let child = Command::new(env!("CARGO_BIN_EXE_crm-api"))
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("CRM_LOG", "info")
@@ -33,7 +34,9 @@ async fn serve_projects_events_from_another_process_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let store = open_store(&url).await.expect("open the server's store");
+    let store = crm_tests::open_test_store(&url)
+        .await
+        .expect("open the server's store");
     let event = DomainEvent::parse(
         "CustomerRegistered",
         &json!({"customer_id": "c-42", "kind": "person", "name": "Ada Lovelace"}),
@@ -102,13 +105,14 @@ async fn dump_all(db: &ReadDb) -> Vec<(String, Vec<Vec<crm_projections::db::SqlV
 async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = StoreUrl::default_in(dir.path());
-    let store = open_store(&url).await.expect("store");
+    let store = crm_tests::open_test_store(&url).await.expect("store");
     let events = crm_tests::crm_data::history(23, 150, 12_000);
     crm_tests::crm_data::append_all(store.as_ref(), &events).await;
     let head = store.head_position().await.expect("head");
     let db = ReadDb::open(&url).await.expect("read db");
     let serve = || {
         Command::new(env!("CARGO_BIN_EXE_crm-api"))
+            .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -150,6 +154,7 @@ async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
 
     // A last server, run until every projection reports itself live, then stopped cleanly.
     let mut child = Command::new(env!("CARGO_BIN_EXE_crm-api"))
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("CRM_LOG", "info")

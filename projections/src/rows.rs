@@ -128,6 +128,60 @@ async fn ids_of_customers(
     Ok(keys)
 }
 
+/// `customer` and every customer merged into it (transitively), as the customer 360 read
+/// model's links record the merges (`merged:<id>` → survivor). A merge that read model has
+/// not applied yet is missed here; a rebuild from the log, where the merged customer's
+/// personal fields read erased, clears it.
+async fn merged_into(
+    tx: &mut ReadTx,
+    tenant: &str,
+    customer: &str,
+) -> Result<BTreeSet<String>, ProjectionError> {
+    let mut all = BTreeSet::from([customer.to_owned()]);
+    // A store that runs this projection without the customer 360 (some tests, tools) has no
+    // merge links to follow.
+    let exists = match tx.backend() {
+        crate::db::Backend::Sqlite => tx
+            .fetch(
+                "SELECT name FROM sqlite_master WHERE name = 'rm_customer_360_links'",
+                vec![],
+                &[Col::Text],
+            )
+            .await?
+            .len(),
+        crate::db::Backend::Postgres => tx
+            .fetch(
+                "SELECT c.relname::text FROM pg_class c \
+                 WHERE c.relname = 'rm_customer_360_links' AND pg_table_is_visible(c.oid)",
+                vec![],
+                &[Col::Text],
+            )
+            .await?
+            .len(),
+    };
+    if exists == 0 {
+        return Ok(all);
+    }
+    let mut queue = vec![customer.to_owned()];
+    while let Some(survivor) = queue.pop() {
+        let rows = tx
+            .fetch(
+                "SELECT key FROM rm_customer_360_links WHERE tenant = ? AND customer_id = ?",
+                vec![tenant.into(), survivor.as_str().into()],
+                &[Col::Text],
+            )
+            .await?;
+        for key in rows.into_iter().filter_map(|mut r| r.remove(0).into_text()) {
+            if let Some(merged) = key.strip_prefix("merged:")
+                && all.insert(merged.to_owned())
+            {
+                queue.push(merged.to_owned());
+            }
+        }
+    }
+    Ok(all)
+}
+
 /// A document per entity of one stream category (an opportunity, a case), folded from its
 /// own stream, naming the customer it belongs to so that customer's erasure can clear it.
 pub trait EntityDoc: DocRow + Default {
@@ -162,14 +216,29 @@ pub async fn apply_entity_docs<T: EntityDoc>(
     if keys.is_empty() && erased.is_empty() {
         return Ok(());
     }
-    keys.extend(ids_of_customers(tx, table, &erased).await?);
+    // Customers merged into an erased one are erased with it (their keys went with its).
+    let mut with_merged: HashMap<Key, BTreeSet<String>> = HashMap::new();
+    for key in &erased {
+        let merged = merged_into(tx, &key.0, &key.1).await?;
+        with_merged.insert(key.clone(), merged);
+    }
+    let everyone: BTreeSet<Key> = with_merged
+        .iter()
+        .flat_map(|((tenant, _), ids)| ids.iter().map(|id| (tenant.clone(), id.clone())))
+        .collect();
+    keys.extend(ids_of_customers(tx, table, &everyone).await?);
     let mut docs: HashMap<Key, T> = load_docs(tx, table, &keys).await?;
     let mut dirty = BTreeSet::new();
     for event in events {
         let tenant = event.tenant.as_str();
         if let DomainEvent::CustomerErased(e) = &event.event {
+            let key = (tenant.to_owned(), e.customer_id.as_str().to_owned());
+            let erased_ids = with_merged.get(&key);
             for (key, doc) in docs.iter_mut() {
-                if key.0 == tenant && doc.customer_id() == Some(&e.customer_id) {
+                let erased_here = doc
+                    .customer_id()
+                    .is_some_and(|c| erased_ids.is_some_and(|ids| ids.contains(c.as_str())));
+                if key.0 == tenant && erased_here {
                     doc.erase_personal();
                     dirty.insert(key.clone());
                 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crm_core::store::{Scope, StoreUrl, open_store};
+use crm_core::store::{Scope, StoreUrl};
 use crm_tests::crm_data::{append_all, history};
 use serde_json::Value;
 
@@ -15,6 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_crm-replay");
 /// Runs `crm-replay ARGS --store sqlite://PATH`: (exit code, stdout, stderr).
 fn replay(store: &Path, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(BIN)
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .args(args)
         .arg("--store")
         .arg(format!("sqlite://{}", store.display()))
@@ -35,7 +36,7 @@ async fn seeded(dir: &Path) -> (std::path::PathBuf, Vec<crm_core::envelope::Reco
         path: path.clone(),
         durability: crm_core::store::sqlite::Durability::Normal,
     };
-    let store = open_store(&url).await.expect("store");
+    let store = crm_tests::open_test_store(&url).await.expect("store");
     append_all(store.as_ref(), &history(7, 40, 600)).await;
     let events = store
         .read_all(&Scope::AllTenants, 0, 100_000)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use crm_core::catalog::{DomainEvent, EVENT_TYPES};
 use crm_core::envelope::{EventMetadata, RecordedEvent, TenantId};
-use crm_core::store::{ExpectedRevision, Scope, SharedStore, StoreUrl, open_store};
+use crm_core::store::{ExpectedRevision, Scope, SharedStore, StoreUrl};
 use crm_tests::crm_data::{append_all, history};
 use crm_tests::postgres::TestDatabase;
 use serde_json::{Value, json};
@@ -46,6 +46,7 @@ impl Sqlite {
 /// Runs `crm-replay --store <url> <args>`.
 fn replay(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .arg("--store")
         .arg(url)
         .args(args)
@@ -118,7 +119,7 @@ fn comparables(lines: &[String]) -> Vec<Value> {
 }
 
 async fn open(url: &str) -> SharedStore {
-    open_store(&StoreUrl::parse(url).expect("store url"))
+    crm_tests::open_test_store(&StoreUrl::parse(url).expect("store url"))
         .await
         .expect("open store")
 }
@@ -352,6 +353,7 @@ async fn an_export_into_a_closed_pipe_ends_quietly() {
     let store = Sqlite::new();
     seed(&store.url(), 40, 2_000).await;
     let mut child = Command::new(BIN)
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .args(["--store", &store.url(), "export"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -453,6 +455,7 @@ async fn a_killed_import_resumes_without_duplicates() {
     for round in 0..3 {
         // Feed most of the file through stdin and SIGKILL the import while it appends.
         let mut child = Command::new(BIN)
+            .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
             .args(["--store", &target.url(), "import", "-", "--batch", "20"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -729,6 +732,7 @@ async fn ingest_format_lines_import_with_a_tenant_and_again_as_duplicates() {
 
     // From stdin, too.
     let mut child = Command::new(BIN)
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .args(["--store", &target.url(), "--json", "import", "-"])
         .args(["--tenant", "acme"])
         .stdin(Stdio::piped())

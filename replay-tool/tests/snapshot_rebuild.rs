@@ -17,7 +17,7 @@ use crm_core::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crm_core::store::sqlite::Durability;
 use crm_core::store::{
     BatchOutcome, Direction, EventStore, Scope, SharedStore, StoreError, StoreUrl, StoredEventRef,
-    StreamExpectation, StreamHead, StreamStart, open_store,
+    StreamExpectation, StreamHead, StreamStart,
 };
 use crm_projections::bookkeeping::stored_positions;
 use crm_projections::customer360::{self, CustomerFilter};
@@ -46,6 +46,7 @@ async fn replay(store: &str, args: &[&str]) -> Output {
 fn command(store: &str, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
+        .env("CRM_MASTER_KEY", crm_tests::TEST_MASTER_KEY)
         .arg("--store")
         .arg(store)
         .args(args)
@@ -85,7 +86,7 @@ impl SqliteSource {
             path: dir.path().join("events.db"),
             durability: Durability::Normal,
         };
-        let store = open_store(&url).await.expect("open store");
+        let store = crm_tests::open_test_store(&url).await.expect("open store");
         SqliteSource { dir, url, store }
     }
 
@@ -370,7 +371,9 @@ async fn postgres_snapshot_at_a_past_position_equals_a_rebuild_of_the_log_cut_th
         return;
     };
     let url = StoreUrl::parse(database.url()).expect("url");
-    let store = open_store(&url).await.expect("open postgres store");
+    let store = crm_tests::open_test_store(&url)
+        .await
+        .expect("open postgres store");
     append_all(store.as_ref(), &history(8, 60, 3_000)).await;
     let dir = tempfile::tempdir().expect("temp dir");
     snapshot_equals_cut(store.as_ref(), database.url(), dir.path()).await;
@@ -888,7 +891,7 @@ async fn seed_the_timing_store() {
         eprintln!("{} exists; not seeding", path.display());
         return;
     }
-    let store = open_store(&StoreUrl::Sqlite {
+    let store = crm_tests::open_test_store(&StoreUrl::Sqlite {
         path,
         durability: Durability::Normal,
     })

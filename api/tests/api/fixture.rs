@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crm_api::app::{Limits, Running, SharedState, router, start_with};
-use crm_core::privacy::KeySource;
 use crm_api::keys::Role;
 use crm_core::envelope::TenantId;
+use crm_core::privacy::KeySource;
 use crm_core::store::StoreUrl;
 use crm_core::store::sqlite::Durability;
 use crm_projections::RunnerHandle;
@@ -18,6 +18,8 @@ pub const OTHER_TENANT: &str = "globex";
 
 pub struct App {
     pub address: String,
+    /// The store the app serves.
+    pub url: StoreUrl,
     pub state: SharedState,
     pub client: reqwest::Client,
     /// `(tenant, role)` → key.
@@ -125,6 +127,7 @@ impl App {
         tokio::spawn(async move { axum::serve(listener, app).await });
         App {
             address,
+            url,
             state,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -201,6 +204,16 @@ impl App {
 
     pub async fn ingest(&self, events: Value) -> Answer {
         self.ingest_as(TENANT, events).await
+    }
+
+    /// `POST path` (no body) with the key of `tenant` and `role`.
+    pub async fn post_as(&self, tenant: &str, role: Role, path: &str) -> Answer {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(self.key(tenant, role)),
+        )
+        .await
     }
 
     /// The log's head.

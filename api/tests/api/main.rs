@@ -4,6 +4,7 @@
 
 mod fixture;
 mod fuzz;
+mod privacy;
 mod suite;
 
 use fixture::App;
@@ -28,7 +29,22 @@ macro_rules! api {
                 random_and_malformed_requests_never_get_a_5xx,
                 a_writer_beside_the_api_is_seen_before_the_next_check,
             );
+            api!(@private $backend $with:
+                personal_fields_are_sealed_in_the_log_and_read_back_in_plain,
+                erasure_removes_personal_data_from_every_answer_and_every_file,
+                leads_are_erased_alone_only_while_never_converted,
+                a_replayed_id_must_carry_the_same_data,
+            );
         }
+    };
+    (@private $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                privacy::$name(start).await;
+            }
+        )*
     };
     (@tests $backend:ident $with:ident: $($name:ident),* $(,)?) => {
         $(

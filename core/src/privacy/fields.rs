@@ -150,3 +150,34 @@ mod tests {
         }
     }
 }
+
+/// Whether a stored event (opened, as [`super::PrivateStore`] reads it) holds the same data
+/// as an event sent again with its id: `Some(true)` or `Some(false)`, or `None` when the
+/// stored personal fields read [`ERASED`] and cannot be compared (an erased subject's event
+/// replayed is acknowledged as a duplicate without comparison).
+pub fn same_content(event_type: &str, stored_data: &str, new_data: &str) -> Option<bool> {
+    if stored_data == new_data {
+        return Some(true);
+    }
+    let personal = crate::catalog::personal_fields(event_type);
+    let erased = format!("\"{ERASED}\"");
+    let stored = split(stored_data).ok()?;
+    let new = split(new_data).ok()?;
+    let mut unknown = false;
+    let names: std::collections::BTreeSet<&String> = stored.keys().chain(new.keys()).collect();
+    for name in names {
+        let (a, b) = (
+            stored.get(name).map(|v| v.get()),
+            new.get(name).map(|v| v.get()),
+        );
+        if a == b {
+            continue;
+        }
+        if personal.contains(&name.as_str()) && a == Some(erased.as_str()) {
+            unknown = true;
+            continue;
+        }
+        return Some(false);
+    }
+    if unknown { None } else { Some(true) }
+}

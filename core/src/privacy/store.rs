@@ -24,7 +24,7 @@ use crate::privacy::fields::{
 };
 use crate::privacy::vault::{Cipher, Vault};
 use crate::privacy::{ERASED, PrivacyError};
-use crate::store::keys::{KeyOps, KeyTable, customer_subject, lead_subject};
+use crate::store::keys::{KeyId, KeyOps, KeyTable, NewKey, customer_subject, lead_subject};
 use crate::store::{
     BatchOutcome, Direction, EventStore, Scope, SharedStore, StoreError, StoredEventRef,
     StreamExpectation, StreamHead, StreamStart,
@@ -215,11 +215,11 @@ impl PrivateStore {
         let mut wanted: Vec<String> = subjects.iter().flatten().cloned().collect();
         wanted.sort();
         wanted.dedup();
-        let (keys, new) = if wanted.is_empty() {
-            (HashMap::new(), Vec::new())
-        } else {
-            self.vault.keys_for_append(tenant, &wanted).await?
-        };
+        let (keys, new, erased) = self.keys_or_erased(tenant, &wanted).await?;
+        if !erased.is_empty() {
+            self.check_only_replays(tenant, events, &subjects, &erased)
+                .await?;
+        }
         let new_subjects: HashSet<&str> = new.iter().map(|k| k.subject.as_str()).collect();
         for (subject, (id, _)) in &keys {
             if !new_subjects.contains(subject.as_str()) {
@@ -229,6 +229,12 @@ impl PrivateStore {
         ops.new = new;
         let mut sealed = Vec::with_capacity(events.len());
         for ((stream, event), subject) in events.iter().zip(&subjects) {
+            if subject.as_ref().is_some_and(|s| erased.contains(s)) {
+                // A replay of a stored event (checked above): written as erased, which the
+                // store acknowledges as the duplicate it is without storing anything.
+                sealed.push((stream.clone(), erased_copy(event)));
+                continue;
+            }
             match subject.as_ref().and_then(|s| keys.get(s)) {
                 Some((id, cipher)) => sealed.push((
                     stream.clone(),
@@ -248,6 +254,63 @@ impl PrivateStore {
             self.vault.remember(tenant, &keys);
         }
         Ok(outcome)
+    }
+
+    /// The keys of `subjects`, minting what is missing; subjects found erased are returned
+    /// apart instead of failing at once (their events may all be replays).
+    async fn keys_or_erased(
+        &self,
+        tenant: &TenantId,
+        subjects: &[String],
+    ) -> Result<(HashMap<String, (KeyId, Cipher)>, Vec<NewKey>, Vec<String>), StoreError> {
+        let mut wanted = subjects.to_vec();
+        let mut erased = Vec::new();
+        loop {
+            if wanted.is_empty() {
+                return Ok((HashMap::new(), Vec::new(), erased));
+            }
+            match self.vault.keys_for_append(tenant, &wanted).await {
+                Ok((keys, new)) => return Ok((keys, new, erased)),
+                Err(StoreError::SubjectErased { subject }) => {
+                    wanted.retain(|s| *s != subject);
+                    erased.push(subject);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Fails with [`StoreError::SubjectErased`] unless every event carrying personal fields
+    /// of an erased subject is already stored (a replay, acknowledged as a duplicate).
+    async fn check_only_replays(
+        &self,
+        tenant: &TenantId,
+        events: &[(StreamId, NewEvent)],
+        subjects: &[Option<String>],
+        erased: &[String],
+    ) -> Result<(), StoreError> {
+        let wanted: Vec<(StreamId, uuid::Uuid, &String)> = events
+            .iter()
+            .zip(subjects)
+            .filter_map(|((stream, event), subject)| {
+                let subject = subject.as_ref().filter(|s| erased.contains(s))?;
+                Some((stream.clone(), event.event_id, subject))
+            })
+            .collect();
+        let pairs: Vec<(StreamId, uuid::Uuid)> =
+            wanted.iter().map(|(s, id, _)| (s.clone(), *id)).collect();
+        let stored = self.inner.find_events(tenant, &pairs).await?;
+        for (stream, id, subject) in &wanted {
+            if !stored
+                .iter()
+                .any(|s| s.stream_id == *stream && s.event_id == *id)
+            {
+                return Err(StoreError::SubjectErased {
+                    subject: (*subject).clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Opens the sealed fields of a batch of stored events.
@@ -340,6 +403,23 @@ fn corrupt(event: &RecordedEvent, reason: String) -> StoreError {
         position: event.position,
         reason,
     }
+}
+
+/// The event with its personal fields reading [`ERASED`].
+fn erased_copy(event: &NewEvent) -> NewEvent {
+    let personal = personal_fields(&event.event_type);
+    let erased = format!("\"{ERASED}\"");
+    let mut out = event.clone();
+    if let Ok(members) = split(event.data.get()) {
+        out.data = join(members.iter().map(|(name, value)| {
+            if personal.contains(&name.as_str()) && value.get() != "null" {
+                (name, erased.as_str())
+            } else {
+                (name, value.get())
+            }
+        }));
+    }
+    out
 }
 
 /// True when the event type has personal fields and `data` gives one a non-null value.

@@ -150,6 +150,15 @@ impl World {
             // wherever its figures went.
             let customer = self.customer(tenant, &direct, event);
             erase(customer, event.occurred_at);
+            // Customers merged into it are erased with it (their keys went with its).
+            let merged: Vec<String> = customer.merged_ids.iter().cloned().collect();
+            for id in merged {
+                let key = (tenant.to_owned(), id);
+                if let Some(row) = self.customers.get_mut(&key) {
+                    erase(row, event.occurred_at);
+                    self.dirty.insert(key);
+                }
+            }
             return;
         }
         let target = self.links.resolve(tenant, &direct);

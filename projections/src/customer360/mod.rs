@@ -8,6 +8,8 @@ pub mod view;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use crm_core::catalog::DomainEvent;
+
 use crate::attribution::{direct_customer_ref, keys_needed, named_customers};
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
@@ -130,7 +132,29 @@ impl Projection for Customer360Projection {
                 }
             }
         }
-        let customers = load_docs::<Customer360>(tx, tables.get(TABLE), &wanted).await?;
+        let mut customers = load_docs::<Customer360>(tx, tables.get(TABLE), &wanted).await?;
+        // An erasure also clears the rows of the customers merged into the erased one.
+        let mut merged: BTreeSet<(String, String)> = BTreeSet::new();
+        for event in events {
+            if let DomainEvent::CustomerErased(erased) = &event.event {
+                let key = (
+                    event.tenant.as_str().to_owned(),
+                    erased.customer_id.as_str().to_owned(),
+                );
+                if let Some(customer) = customers.get(&key) {
+                    merged.extend(
+                        customer
+                            .merged_ids
+                            .iter()
+                            .map(|id| (key.0.clone(), id.clone()))
+                            .filter(|k| !customers.contains_key(k)),
+                    );
+                }
+            }
+        }
+        if !merged.is_empty() {
+            customers.extend(load_docs::<Customer360>(tx, tables.get(TABLE), &merged).await?);
+        }
         let mut world = World::new(customers, links);
         for event in events {
             world.apply(event);
