@@ -84,7 +84,7 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
         .unwrap_or_default();
     let tenants = ["acme", "globex"];
     let mut people: Vec<Vec<Customer>> = vec![Vec::new(), Vec::new()];
-    let mut opportunities: Vec<Vec<(String, usize)>> = vec![Vec::new(), Vec::new()];
+    let mut opportunities: Vec<Vec<(String, usize, usize)>> = vec![Vec::new(), Vec::new()];
     let mut cases: Vec<Vec<(String, CaseState, u8)>> = vec![Vec::new(), Vec::new()];
     let mut leads: Vec<Vec<(String, bool)>> = vec![Vec::new(), Vec::new()];
     let mut counter = 0u64;
@@ -228,7 +228,8 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                 }),
                 at,
             ),
-            55..=62 => {
+            // An erased customer's new events carry no personal field: those are refused.
+            55..=62 if !erased => {
                 let opp = next_id("op");
                 let minor = 100_000 + rng.below(5_000_000) as i64;
                 emit(
@@ -244,11 +245,12 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                     }),
                     at,
                 );
-                opportunities[t].push((opp, 0));
+                opportunities[t].push((opp, 0, ci));
             }
             63..=74 if !opportunities[t].is_empty() => {
                 let k = rng.below(opportunities[t].len() as u64) as usize;
-                let (opp, stage) = opportunities[t][k].clone();
+                let (opp, stage, owner) = opportunities[t][k].clone();
+                let owner_erased = people[t][owner].erased;
                 match rng.below(10) {
                     0..=4 if stage < 3 => {
                         emit(
@@ -287,14 +289,18 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                             &mut out,
                             t,
                             "OpportunityLost",
-                            json!({"opportunity_id": opp, "reason": "price"}),
+                            if owner_erased {
+                                json!({"opportunity_id": opp})
+                            } else {
+                                json!({"opportunity_id": opp, "reason": "price"})
+                            },
                             at,
                         );
                         opportunities[t].remove(k);
                     }
                 }
             }
-            75..=80 => {
+            75..=80 if !erased => {
                 let case = next_id("k");
                 let priority = rng.below(4) as u8;
                 emit(
