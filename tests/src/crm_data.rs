@@ -51,10 +51,16 @@ pub async fn append_all(store: &dyn EventStore, events: &[Emitted]) {
             batch.push(next);
             j += 1;
         }
-        store
+        let described: Vec<String> = batch
+            .iter()
+            .map(|e| format!("{} {}", e.event_type, e.data.get()))
+            .collect();
+        if let Err(error) = store
             .append(&tenant, &stream, ExpectedRevision::Any, batch)
             .await
-            .expect("append generated events");
+        {
+            panic!("append generated events to {stream}: {error}: {described:?}");
+        }
         i = j;
     }
 }
@@ -63,6 +69,8 @@ pub async fn append_all(store: &dyn EventStore, events: &[Emitted]) {
 struct Customer {
     id: String,
     merged: bool,
+    /// The customer it was merged into.
+    merged_into: Option<usize>,
     erased: bool,
     orders: Vec<(String, i64, i64)>,
 }
@@ -121,6 +129,7 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
         people[t].push(Customer {
             id,
             merged: false,
+            merged_into: None,
             erased: false,
             orders: Vec::new(),
         });
@@ -379,6 +388,10 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                 if !qualified {
                     emit(&mut out, t, "LeadQualified", json!({"lead_id": lead}), at);
                     leads[t][k].1 = true;
+                } else if lead.ends_with('7') {
+                    // Some qualified leads ask to be forgotten before they convert.
+                    emit(&mut out, t, "LeadErased", json!({"lead_id": lead}), at);
+                    leads[t].remove(k);
                 } else {
                     emit(
                         &mut out,
@@ -402,6 +415,16 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                         at,
                     );
                     people[t][ci].merged = true;
+                    people[t][ci].merged_into = Some(other);
+                    // Merged into an erased customer: erased with it at once.
+                    let mut into = Some(other);
+                    while let Some(i) = into {
+                        if people[t][i].erased {
+                            people[t][ci].erased = true;
+                            break;
+                        }
+                        into = people[t][i].merged_into;
+                    }
                 }
             }
             98 if !erased => {
@@ -413,6 +436,23 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                     at,
                 );
                 people[t][ci].erased = true;
+                // Customers merged into it are erased with it (their keys go with its).
+                loop {
+                    let more: Vec<usize> = (0..people[t].len())
+                        .filter(|&i| {
+                            !people[t][i].erased
+                                && people[t][i]
+                                    .merged_into
+                                    .is_some_and(|into| people[t][into].erased)
+                        })
+                        .collect();
+                    if more.is_empty() {
+                        break;
+                    }
+                    for i in more {
+                        people[t][i].erased = true;
+                    }
+                }
             }
             _ => {}
         }
