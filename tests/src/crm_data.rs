@@ -65,6 +65,27 @@ pub async fn append_all(store: &dyn EventStore, events: &[Emitted]) {
     }
 }
 
+/// Customers merged (transitively) into an erased customer are erased with it: their keys go
+/// with its, so they get no new personal fields.
+fn erase_merged(people: &mut [Customer]) {
+    loop {
+        let more: Vec<usize> = (0..people.len())
+            .filter(|&i| {
+                !people[i].erased
+                    && people[i]
+                        .merged_into
+                        .is_some_and(|into| people[into].erased)
+            })
+            .collect();
+        if more.is_empty() {
+            return;
+        }
+        for i in more {
+            people[i].erased = true;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Customer {
     id: String,
@@ -417,14 +438,7 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                     people[t][ci].merged = true;
                     people[t][ci].merged_into = Some(other);
                     // Merged into an erased customer: erased with it at once.
-                    let mut into = Some(other);
-                    while let Some(i) = into {
-                        if people[t][i].erased {
-                            people[t][ci].erased = true;
-                            break;
-                        }
-                        into = people[t][i].merged_into;
-                    }
+                    erase_merged(&mut people[t]);
                 }
             }
             98 if !erased => {
@@ -436,23 +450,7 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                     at,
                 );
                 people[t][ci].erased = true;
-                // Customers merged into it are erased with it (their keys go with its).
-                loop {
-                    let more: Vec<usize> = (0..people[t].len())
-                        .filter(|&i| {
-                            !people[t][i].erased
-                                && people[t][i]
-                                    .merged_into
-                                    .is_some_and(|into| people[t][into].erased)
-                        })
-                        .collect();
-                    if more.is_empty() {
-                        break;
-                    }
-                    for i in more {
-                        people[t][i].erased = true;
-                    }
-                }
+                erase_merged(&mut people[t]);
             }
             _ => {}
         }

@@ -181,3 +181,14 @@ pub fn same_content(event_type: &str, stored_data: &str, new_data: &str) -> Opti
     }
     if unknown { None } else { Some(true) }
 }
+
+/// A personal field's value as read models keep it: `None` for a value that reads
+/// [`ERASED`], so a fold of the log after an erasure and the live erasure agree.
+pub fn readable(value: &str) -> Option<String> {
+    (value != ERASED).then(|| value.to_owned())
+}
+
+/// [`readable`] of an optional value.
+pub fn readable_opt(value: &Option<String>) -> Option<String> {
+    value.as_deref().and_then(readable)
+}

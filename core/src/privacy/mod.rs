@@ -20,7 +20,9 @@ mod master;
 mod store;
 mod vault;
 
-pub use fields::{ERASED, REDACTED, is_sealed, same_content, subject_of_data};
+pub use fields::{
+    ERASED, REDACTED, is_sealed, readable, readable_opt, same_content, subject_of_data,
+};
 pub use master::{MASTER_KEY_ENV, MASTER_KEY_FILE_ENV, MasterKey, default_key_file};
 pub use store::PrivateStore;
 pub use vault::{Vault, VaultStatus};

@@ -94,7 +94,7 @@ pub fn apply(case: &mut Case, event: &ProjectedEvent) {
                 return;
             }
             case.customer_id = Some(data.customer_id.clone());
-            case.subject = Some(data.subject.clone());
+            case.subject = crm_core::privacy::readable(&data.subject);
             case.channel = Some(data.channel);
             case.priority = Some(data.priority);
             case.status = CaseStatus::Open;

@@ -15,6 +15,7 @@ use crm_core::catalog::DomainEvent;
 use crm_core::catalog::values::{CustomerKind, InteractionChannel, Priority, Stage};
 use crm_core::envelope::Position;
 use crm_core::money::Money;
+use crm_core::privacy::{readable, readable_opt};
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::{direct_customer, record_links};
@@ -259,9 +260,9 @@ fn apply_to(customer: &mut Customer360, direct: &str, event: &ProjectedEvent) {
             customer.registered = true;
             customer.kind = Some(e.kind);
             if !erased {
-                customer.name = Some(e.name.clone());
-                customer.email = e.email.clone();
-                customer.phone = e.phone.clone();
+                customer.name = readable(&e.name);
+                customer.email = readable_opt(&e.email);
+                customer.phone = readable_opt(&e.phone);
             }
             customer.segment = e.segment.clone().or(customer.segment.take());
             customer.owner = e
@@ -272,9 +273,9 @@ fn apply_to(customer: &mut Customer360, direct: &str, event: &ProjectedEvent) {
         }
         DomainEvent::CustomerProfileUpdated(e) => {
             if !erased {
-                set_if(&mut customer.name, &e.name);
-                set_if(&mut customer.email, &e.email);
-                set_if(&mut customer.phone, &e.phone);
+                set_if(&mut customer.name, &readable_opt(&e.name));
+                set_if(&mut customer.email, &readable_opt(&e.email));
+                set_if(&mut customer.phone, &readable_opt(&e.phone));
             }
             set_if(&mut customer.segment, &e.segment);
             if let Some(owner) = &e.owner {

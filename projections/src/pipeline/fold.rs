@@ -112,7 +112,7 @@ pub fn apply(opp: &mut Opportunity, event: &ProjectedEvent) {
                 return;
             }
             opp.customer_id = Some(data.customer_id.clone());
-            opp.name = Some(data.name.clone());
+            opp.name = crm_core::privacy::readable(&data.name);
             opp.amount = Some(data.amount);
             opp.stage = Some(data.stage);
             opp.probability = data
@@ -152,7 +152,7 @@ pub fn apply(opp: &mut Opportunity, event: &ProjectedEvent) {
                 return;
             }
             if let Some(name) = &data.name {
-                opp.name = Some(name.clone());
+                opp.name = crm_core::privacy::readable(name);
             }
             if let Some(amount) = data.amount {
                 opp.amount = Some(amount);
@@ -193,7 +193,7 @@ pub fn apply(opp: &mut Opportunity, event: &ProjectedEvent) {
                 ForecastCategory::Omitted,
                 at,
             );
-            opp.lost_reason = data.reason.clone();
+            opp.lost_reason = crm_core::privacy::readable_opt(&data.reason);
         }
         _ => {}
     }
