@@ -43,6 +43,33 @@ impl AsOf {
     }
 }
 
+/// Whether `customer` was merged (directly or through other merges) into a customer erased
+/// since: its keys went with the survivor's, as the live rows record.
+pub async fn erased_with_survivor(
+    db: &ReadDb,
+    tenant: &str,
+    customer: &str,
+) -> Result<bool, ProjectionError> {
+    let mut next = crate::customer360::get(db, tenant, customer)
+        .await?
+        .and_then(|live| live.merged_into);
+    let mut seen = 0;
+    while let Some(survivor) = next {
+        let Some(live) = crate::customer360::get(db, tenant, &survivor).await? else {
+            return Ok(false);
+        };
+        if live.erased_at.is_some() {
+            return Ok(true);
+        }
+        seen += 1;
+        if seen > 64 {
+            return Ok(false);
+        }
+        next = live.merged_into;
+    }
+    Ok(false)
+}
+
 /// The customer's 360 state at `cut`, or `None` if no event of it falls within the cut. The
 /// timeline read model must have reached the cut (for a position cut) or the present.
 /// Personal fields of a customer erased since are blank, as in the live view.
@@ -97,7 +124,8 @@ pub async fn customer_as_of(
             &[Col::Int],
         )
         .await?;
-    if !erased_since.is_empty() {
+    let erased_with_survivor = erased_with_survivor(db, tenant.as_str(), customer).await?;
+    if !erased_since.is_empty() || erased_with_survivor {
         state.name = None;
         state.email = None;
         state.phone = None;

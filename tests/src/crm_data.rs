@@ -426,7 +426,8 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
             }
             96..=97 if active.len() > 2 && !erased => {
                 let other = active[rng.below(active.len() as u64) as usize];
-                if other != ci {
+                // Merging into an erased customer is refused.
+                if other != ci && !people[t][other].erased {
                     let into = people[t][other].id.clone();
                     emit(
                         &mut out,

@@ -136,10 +136,19 @@ impl PrivateStore {
                 }
                 "CustomerMerged" => {
                     if let Some(into) = member_string(data, "into_customer_id") {
-                        ops.links.push((
-                            customer_subject(stream.entity_id()),
-                            customer_subject(&into),
-                        ));
+                        let survivor = customer_subject(&into);
+                        // Merging into an erased customer would erase this one with no
+                        // erasure event of its own: refused (erase it first if that is meant).
+                        let survivor_keys = self
+                            .vault
+                            .table()
+                            .keys_of_subjects(tenant, std::slice::from_ref(&survivor))
+                            .await?;
+                        if survivor_keys.iter().any(|key| key.wrapped.is_none()) {
+                            return Err(StoreError::SubjectErased { subject: survivor });
+                        }
+                        ops.links
+                            .push((customer_subject(stream.entity_id()), survivor));
                     }
                 }
                 "CustomerErased" => ops.erase.push(customer_subject(stream.entity_id())),

@@ -156,7 +156,11 @@ impl World {
             for id in merged {
                 let key = (tenant.to_owned(), id);
                 if let Some(row) = self.customers.get_mut(&key) {
-                    erase(row, event.occurred_at);
+                    // Its profile goes; its own status stays `merged` (the erasure event is
+                    // the survivor's).
+                    row.name = None;
+                    row.email = None;
+                    row.phone = None;
                     self.dirty.insert(key);
                 }
             }
