@@ -117,6 +117,8 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
     let mut cases: Vec<Vec<(String, CaseState, u8)>> = vec![Vec::new(), Vec::new()];
     let mut leads: Vec<Vec<(String, bool)>> = vec![Vec::new(), Vec::new()];
     let mut counter = 0u64;
+    // The first qualified lead that would convert is erased instead (and some others).
+    let mut erased_a_lead = false;
     let mut next_id = |prefix: &str| {
         counter += 1;
         format!("{prefix}-{counter}")
@@ -409,7 +411,8 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                 if !qualified {
                     emit(&mut out, t, "LeadQualified", json!({"lead_id": lead}), at);
                     leads[t][k].1 = true;
-                } else if lead.ends_with('7') {
+                } else if !erased_a_lead || lead.ends_with('7') {
+                    erased_a_lead = true;
                     // Some qualified leads ask to be forgotten before they convert.
                     emit(&mut out, t, "LeadErased", json!({"lead_id": lead}), at);
                     leads[t].remove(k);

@@ -145,7 +145,11 @@ impl PrivateStore {
                             .keys_of_subjects(tenant, std::slice::from_ref(&survivor))
                             .await?;
                         if survivor_keys.iter().any(|key| key.wrapped.is_none()) {
-                            return Err(StoreError::SubjectErased { subject: survivor });
+                            // Unless it is a replay of a merge stored before the erasure.
+                            let pair = [(stream.clone(), event.event_id)];
+                            if self.inner.find_events(tenant, &pair).await?.is_empty() {
+                                return Err(StoreError::SubjectErased { subject: survivor });
+                            }
                         }
                         ops.links
                             .push((customer_subject(stream.entity_id()), survivor));
@@ -161,7 +165,10 @@ impl PrivateStore {
             {
                 in_batch.entry(stream).or_insert_with(|| subject.clone());
             }
-            if !has_personal_values(&event.event_type, data) {
+            if !has_personal_values(&event.event_type, data)
+                || (self.accept_sealed && all_personal_sealed(&event.event_type, data))
+            {
+                // Nothing to seal (a restore brings its fields sealed already).
                 subjects.push(None);
                 continue;
             }
@@ -441,6 +448,18 @@ fn has_personal_values(event_type: &str, data: &str) -> bool {
         members
             .iter()
             .any(|(name, value)| personal.contains(&name.as_str()) && value.get() != "null")
+    })
+}
+
+/// True when every non-null personal field of `data` is sealed already.
+fn all_personal_sealed(event_type: &str, data: &str) -> bool {
+    let personal = personal_fields(event_type);
+    split(data).is_ok_and(|members| {
+        members.iter().all(|(name, value)| {
+            !personal.contains(&name.as_str())
+                || value.get() == "null"
+                || plain_string(value).is_some_and(super::is_sealed)
+        })
     })
 }
 
