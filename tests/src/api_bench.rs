@@ -46,7 +46,15 @@ impl Drop for Server {
 impl Server {
     /// Creates a key of `role` for `tenant` with `crm-api keys create`, then starts `serve` on
     /// the store and waits until it listens.
-    pub fn start(store: &str, data_dir: &Path, tenant: &str, role: &str) -> Result<Server> {
+    /// Starts `crm-api serve` on `store` with the master key in `key_file` (created by the
+    /// server on a new store).
+    pub fn start(
+        store: &str,
+        data_dir: &Path,
+        key_file: &Path,
+        tenant: &str,
+        role: &str,
+    ) -> Result<Server> {
         let binary = api_binary()?;
         let output = Command::new(&binary)
             .args([
@@ -67,6 +75,8 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .arg("--data-dir")
             .arg(data_dir)
+            .env("CRM_MASTER_KEY_FILE", key_file)
+            .env_remove("CRM_MASTER_KEY")
             .env("CRM_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

@@ -80,6 +80,7 @@ pub fn generate(customers: u64, seed: u64) -> Vec<CustomerEvents> {
                         "kind": "person",
                         "name": format!("Customer {n} {}", words(&mut rng, 12)),
                         "email": format!("customer{n}@example.com"),
+                        "phone": format!("+1 555 {:07}", n % 10_000_000),
                         "segment": SEGMENTS[rng.below(4) as usize],
                     }),
                 )

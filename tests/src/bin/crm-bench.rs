@@ -84,11 +84,20 @@ struct Args {
     /// Skip the driver-only baselines.
     #[arg(long)]
     no_baseline: bool,
+    /// Also run W1-W5 through the sealing store (personal fields encrypted on append,
+    /// decrypted on read), each right after its plain twin, as `W2-sealed` and so on. The
+    /// API workloads (Q1, A1) always seal: the server does.
+    #[arg(long)]
+    seal: bool,
 }
 
 /// A fresh store that lives as long as this value.
 struct Fresh {
     store: SharedStore,
+    /// Appended to workload names: `-sealed` when `store` seals personal fields.
+    suffix: &'static str,
+    /// The master-key file of the store (and of a server started on it).
+    key_file: std::path::PathBuf,
     url: StoreUrl,
     /// The store as `crm-api --store` takes it.
     store_arg: String,
@@ -96,7 +105,24 @@ struct Fresh {
     _guard: Box<dyn std::any::Any>,
 }
 
-async fn fresh(backend: Backend) -> Result<Fresh> {
+/// A fresh store; `sealed` puts the sealing store in front of the backend, with a new
+/// master key in a file of its own.
+async fn fresh(backend: Backend, sealed: bool) -> Result<Fresh> {
+    let mut fresh = fresh_plain(backend).await?;
+    if sealed {
+        let source = crm_core::privacy::KeySource::file(&fresh.key_file);
+        let opened =
+            crm_core::privacy::open_private_on(fresh.store.clone(), &fresh.url, &source, true)
+                .await?;
+        fresh.store = Arc::new(opened.store);
+        fresh.suffix = "-sealed";
+    }
+    Ok(fresh)
+}
+
+async fn fresh_plain(backend: Backend) -> Result<Fresh> {
+    let keys = tempfile::tempdir()?;
+    let key_file = keys.path().join("master.key");
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::Builder::new()
@@ -106,13 +132,15 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
             let store = SqliteEventStore::open(&path).await?;
             Ok(Fresh {
                 store: Arc::new(store),
+                suffix: "",
+                key_file,
                 store_arg: format!("sqlite://{}", path.display()),
                 url: StoreUrl::Sqlite {
                     path,
                     durability: Durability::Normal,
                 },
                 durability: "sqlite WAL synchronous=NORMAL",
-                _guard: Box::new(dir),
+                _guard: Box::new((dir, keys)),
             })
         }
         Backend::Postgres => {
@@ -122,12 +150,14 @@ async fn fresh(backend: Backend) -> Result<Fresh> {
             let store = PostgresEventStore::connect(db.url()).await?;
             Ok(Fresh {
                 store: Arc::new(store),
+                suffix: "",
+                key_file,
                 store_arg: db.url().to_owned(),
                 url: StoreUrl::Postgres {
                     url: db.url().to_owned(),
                 },
                 durability: "postgres synchronous_commit=on",
-                _guard: Box::new(db),
+                _guard: Box::new((db, keys)),
             })
         }
     }
@@ -246,7 +276,7 @@ impl Report {
         let seconds = started.elapsed().as_secs_f64();
         let events_per_s = events as f64 / seconds;
         let mut line = json!({
-            "workload": workload,
+            "workload": format!("{workload}{}", fresh.suffix),
             "backend": self.backend_name(),
             "events": events,
             "seconds": round3(seconds),
@@ -269,8 +299,13 @@ fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-async fn w1(out: &mut Report, data: &[CustomerEvents], limit: usize) -> Result<()> {
-    let fresh = fresh(out.backend).await?;
+async fn w1(
+    out: &mut Report,
+    data: &[CustomerEvents],
+    limit: usize,
+    sealed: bool,
+) -> Result<()> {
+    let fresh = fresh(out.backend, sealed).await?;
     out.start();
     let tenant = crm_core::envelope::TenantId::parse("bench")?;
     let started = Instant::now();
@@ -316,6 +351,25 @@ async fn w2(out: &mut Report, fresh: &Fresh, data: Vec<CustomerEvents>) -> Resul
         written += events;
     }
     out.workload("W2", fresh, written, started, "W2-baseline");
+    Ok(written)
+}
+
+/// W2's appends without a figure (the store Q1 reads when W2 itself ran plain).
+async fn fill(fresh: &Fresh, data: Vec<CustomerEvents>) -> Result<usize> {
+    let tenant = crm_core::envelope::TenantId::parse("bench")?;
+    let mut written = 0;
+    for customer in data {
+        written += customer.events.len();
+        fresh
+            .store
+            .append(
+                &tenant,
+                &customer.stream,
+                ExpectedRevision::NoStream,
+                customer.events,
+            )
+            .await?;
+    }
     Ok(written)
 }
 
@@ -447,7 +501,13 @@ async fn baselines(
 /// Q1: the W2 data projected by a real `crm-api`, then random customer reads.
 async fn q1(out: &mut Report, fresh: &Fresh, customers: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = api_bench::Server::start(&fresh.store_arg, dir.path(), "bench", "analyst")?;
+    let server = api_bench::Server::start(
+        &fresh.store_arg,
+        dir.path(),
+        &fresh.key_file,
+        "bench",
+        "analyst",
+    )?;
     let head = fresh.store.head_position().await?;
     server.wait_caught_up(head).await?;
     out.start();
@@ -470,9 +530,15 @@ async fn q1(out: &mut Report, fresh: &Fresh, customers: u64) -> Result<()> {
 
 /// A1: the data set through `POST /v1/events` of a real `crm-api` on a fresh store.
 async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
-    let fresh = fresh(out.backend).await?;
+    let fresh = fresh(out.backend, false).await?;
     let dir = tempfile::tempdir()?;
-    let server = api_bench::Server::start(&fresh.store_arg, dir.path(), "bench", "ingest")?;
+    let server = api_bench::Server::start(
+        &fresh.store_arg,
+        dir.path(),
+        &fresh.key_file,
+        "bench",
+        "ingest",
+    )?;
     out.start();
     let (events, seconds) = api_bench::a1(&server, data, 500, 4).await?;
     let events_per_s = events as f64 / seconds;
@@ -523,7 +589,10 @@ async fn main() -> Result<()> {
             baselines(&mut out, &data, args.w1_events, want).await?;
         }
         if all || w == Workload::W1 {
-            w1(&mut out, &data, args.w1_events).await?;
+            w1(&mut out, &data, args.w1_events, false).await?;
+            if args.seal {
+                w1(&mut out, &data, args.w1_events, true).await?;
+            }
         }
         if all || w == Workload::A1 {
             a1(&mut out, &data).await?;
@@ -531,21 +600,35 @@ async fn main() -> Result<()> {
         if matches!(w, Workload::W1 | Workload::Baseline | Workload::A1) {
             continue;
         }
-        let fresh = fresh(args.backend).await?;
-        // W2 consumes the data set: W3-W5 and Q1 read only the store, so without it in
-        // memory their peak memory is theirs.
-        let written = w2(&mut out, &fresh, data).await?;
-        if all || w == Workload::W3 {
-            w3(&mut out, &fresh, written).await?;
+        // Plain, then sealed (alternating within each run); Q1's server needs a sealed store.
+        let mut variants = vec![false];
+        if args.seal || all || w == Workload::Q1 {
+            variants.push(true);
         }
-        if all || w == Workload::W4 {
-            w4(&mut out, &fresh, written, args.batch).await?;
-        }
-        if all || w == Workload::W5 {
-            w5(&mut out, &fresh, written, args.batch).await?;
-        }
-        if all || w == Workload::Q1 {
-            q1(&mut out, &fresh, customers).await?;
+        let mut data = Some(data);
+        for sealed in variants {
+            let report = !sealed || args.seal;
+            let fresh = fresh(args.backend, sealed).await?;
+            // W2 consumes the data set: W3-W5 and Q1 read only the store, so without it in
+            // memory their peak memory is theirs.
+            let events = data.take().unwrap_or_else(|| generate(customers, 42));
+            let written = if report {
+                w2(&mut out, &fresh, events).await?
+            } else {
+                fill(&fresh, events).await?
+            };
+            if report && (all || w == Workload::W3) {
+                w3(&mut out, &fresh, written).await?;
+            }
+            if report && (all || w == Workload::W4) {
+                w4(&mut out, &fresh, written, args.batch).await?;
+            }
+            if report && (all || w == Workload::W5) {
+                w5(&mut out, &fresh, written, args.batch).await?;
+            }
+            if sealed && (all || w == Workload::Q1) {
+                q1(&mut out, &fresh, customers).await?;
+            }
         }
     }
     if args.runs > 1 {
