@@ -1,6 +1,7 @@
 //! Sealed fields inside an event's canonical JSON data: splitting the object into its members
 //! without parsing their values, the sealed-field text, and the associated data.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use aes_gcm::Aes256Gcm;
@@ -28,12 +29,40 @@ pub fn is_sealed(value: &str) -> bool {
 }
 
 /// The members of a JSON object, values unparsed, in key order (canonical data is sorted).
-pub(crate) fn split(data: &str) -> Result<BTreeMap<String, &RawValue>, serde_json::Error> {
-    serde_json::from_str(data)
+/// Keys borrow from `data` unless they hold escapes (field names never do).
+pub(crate) type Members<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+
+pub(crate) fn split(data: &str) -> Result<Members<'_>, serde_json::Error> {
+    match serde_json::from_str::<BTreeMap<&str, &RawValue>>(data) {
+        Ok(members) => Ok(members
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), v))
+            .collect()),
+        Err(_) => Ok(serde_json::from_str::<BTreeMap<String, &RawValue>>(data)?
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), v))
+            .collect()),
+    }
+}
+
+/// The key ids of the sealed fields in a JSON text, found without parsing it (a sealed
+/// field's text has no escapes, so it appears verbatim).
+pub(crate) fn sealed_key_ids(data: &str, out: &mut Vec<KeyId>) {
+    let mut rest = data;
+    while let Some(at) = rest.find(PREFIX) {
+        let after = &rest[at + PREFIX.len()..];
+        if let Some((key, _)) = after.split_once(':')
+            && let Ok(bytes) = B64.decode(key)
+            && let Ok(id) = <[u8; KEY_ID_LEN]>::try_from(bytes.as_slice())
+        {
+            out.push(id);
+        }
+        rest = after;
+    }
 }
 
 /// Joins members back into canonical JSON: the keys in order, the values as they are.
-pub(crate) fn join<'a>(members: impl Iterator<Item = (&'a String, &'a str)>) -> Box<RawValue> {
+pub(crate) fn join<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> Box<RawValue> {
     let mut out = String::with_capacity(256);
     out.push('{');
     for (i, (key, value)) in members.enumerate() {
@@ -121,7 +150,7 @@ mod tests {
     fn split_and_join_keep_canonical_json() {
         let data = r#"{"a":{"y":[1,2]},"b":"x\"y","c":null}"#;
         let members = split(data).expect("object");
-        let joined = join(members.iter().map(|(k, v)| (k, v.get())));
+        let joined = join(members.iter().map(|(k, v)| (k.as_ref(), v.get())));
         assert_eq!(joined.get(), data);
     }
 
@@ -164,7 +193,11 @@ pub fn same_content(event_type: &str, stored_data: &str, new_data: &str) -> Opti
     let stored = split(stored_data).ok()?;
     let new = split(new_data).ok()?;
     let mut unknown = false;
-    let names: std::collections::BTreeSet<&String> = stored.keys().chain(new.keys()).collect();
+    let names: std::collections::BTreeSet<&str> = stored
+        .keys()
+        .chain(new.keys())
+        .map(|k| k.as_ref())
+        .collect();
     for name in names {
         let (a, b) = (
             stored.get(name).map(|v| v.get()),
@@ -173,7 +206,7 @@ pub fn same_content(event_type: &str, stored_data: &str, new_data: &str) -> Opti
         if a == b {
             continue;
         }
-        if personal.contains(&name.as_str()) && a == Some(erased.as_str()) {
+        if personal.contains(&name) && a == Some(erased.as_str()) {
             unknown = true;
             continue;
         }

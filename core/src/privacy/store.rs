@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use crate::catalog::personal_fields;
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crate::privacy::fields::{
-    field_aad, join, may_hold_sealed, parse_sealed, plain_string, seal_value, split,
-    subject_of_data,
+    field_aad, join, may_hold_sealed, parse_sealed, plain_string, seal_value, sealed_key_ids,
+    split, subject_of_data,
 };
 use crate::privacy::vault::{Cipher, Vault};
 use crate::privacy::{ERASED, PrivacyError};
@@ -202,18 +202,18 @@ impl PrivateStore {
         let personal = personal_fields(&event.event_type);
         let members = split(event.data.get())
             .map_err(|e| StoreError::InvalidInput(format!("event data is not an object: {e}")))?;
-        let mut sealed: Vec<(&String, String)> = Vec::with_capacity(members.len());
+        let mut sealed: Vec<(&str, String)> = Vec::with_capacity(members.len());
         for (name, value) in &members {
             let text = value.get();
             let arrived_sealed =
                 self.accept_sealed && plain_string(value).is_some_and(super::is_sealed);
-            if personal.contains(&name.as_str()) && text != "null" && !arrived_sealed {
+            if personal.contains(&name.as_ref()) && text != "null" && !arrived_sealed {
                 let aad = field_aad(tenant.as_str(), stream.as_str(), &event.event_id, name);
                 let value = seal_value(cipher, key_id, text, &aad)
                     .map_err(|e| StoreError::Sealing(e.to_string()))?;
-                sealed.push((name, value));
+                sealed.push((name.as_ref(), value));
             } else {
-                sealed.push((name, text.to_owned()));
+                sealed.push((name.as_ref(), text.to_owned()));
             }
         }
         let mut out = event.clone();
@@ -340,13 +340,12 @@ impl PrivateStore {
             if personal_fields(&event.event_type).is_empty() || !may_hold_sealed(event.data.get()) {
                 continue;
             }
-            let members = split(event.data.get()).map_err(|e| corrupt(event, e.to_string()))?;
-            for (_, value) in members {
-                if let Some((id, _)) = plain_string(value).and_then(parse_sealed) {
-                    any = true;
-                    wanted.entry(event.tenant.clone()).or_default().push(id);
-                }
-            }
+            any = true;
+            let ids = match wanted.get_mut(&event.tenant) {
+                Some(ids) => ids,
+                None => wanted.entry(event.tenant.clone()).or_default(),
+            };
+            sealed_key_ids(event.data.get(), ids);
         }
         if !any {
             return Ok(events);
@@ -377,11 +376,10 @@ fn open_event(
     };
     let data = {
         let members = split(event.data.get()).map_err(|e| corrupt(&event, e.to_string()))?;
-        let mut opened: Vec<(&String, std::borrow::Cow<'_, str>)> =
-            Vec::with_capacity(members.len());
+        let mut opened: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::with_capacity(members.len());
         for (name, value) in &members {
             let Some((id, sealed)) = plain_string(value).and_then(parse_sealed) else {
-                opened.push((name, value.get().into()));
+                opened.push((name.as_ref(), value.get().into()));
                 continue;
             };
             let text = match tenant_ciphers.get(&id) {
@@ -406,7 +404,7 @@ fn open_event(
                 }
                 _ => format!("\"{ERASED}\""),
             };
-            opened.push((name, text.into()));
+            opened.push((name.as_ref(), text.into()));
         }
         join(opened.iter().map(|(k, v)| (*k, v.as_ref())))
     };
@@ -428,10 +426,10 @@ fn erased_copy(event: &NewEvent) -> NewEvent {
     let mut out = event.clone();
     if let Ok(members) = split(event.data.get()) {
         out.data = join(members.iter().map(|(name, value)| {
-            if personal.contains(&name.as_str()) && value.get() != "null" {
-                (name, erased.as_str())
+            if personal.contains(&name.as_ref()) && value.get() != "null" {
+                (name.as_ref(), erased.as_str())
             } else {
-                (name, value.get())
+                (name.as_ref(), value.get())
             }
         }));
     }
@@ -447,7 +445,7 @@ fn has_personal_values(event_type: &str, data: &str) -> bool {
     split(data).is_ok_and(|members| {
         members
             .iter()
-            .any(|(name, value)| personal.contains(&name.as_str()) && value.get() != "null")
+            .any(|(name, value)| personal.contains(&name.as_ref()) && value.get() != "null")
     })
 }
 
@@ -456,7 +454,7 @@ fn all_personal_sealed(event_type: &str, data: &str) -> bool {
     let personal = personal_fields(event_type);
     split(data).is_ok_and(|members| {
         members.iter().all(|(name, value)| {
-            !personal.contains(&name.as_str())
+            !personal.contains(&name.as_ref())
                 || value.get() == "null"
                 || plain_string(value).is_some_and(super::is_sealed)
         })

@@ -55,14 +55,31 @@ impl std::fmt::Debug for Vault {
 struct Cache {
     /// The erasure count the entries are valid for.
     erasures: Option<u64>,
-    by_id: HashMap<(TenantId, KeyId), Option<Cipher>>,
+    /// Per tenant (looked up without cloning the tenant), key id → cipher.
+    by_id: HashMap<TenantId, HashMap<KeyId, Option<Cipher>>>,
+    by_id_len: usize,
     by_subject: HashMap<(TenantId, String), (KeyId, Cipher)>,
 }
 
 impl Cache {
     fn clear(&mut self) {
         self.by_id.clear();
+        self.by_id_len = 0;
         self.by_subject.clear();
+    }
+
+    fn insert_id(&mut self, tenant: &TenantId, id: KeyId, cipher: Option<Cipher>) {
+        if self.by_id_len >= CACHE_LIMIT {
+            self.by_id.clear();
+            self.by_id_len = 0;
+        }
+        let ids = match self.by_id.get_mut(tenant) {
+            Some(ids) => ids,
+            None => self.by_id.entry(tenant.clone()).or_default(),
+        };
+        if ids.insert(id, cipher).is_none() {
+            self.by_id_len += 1;
+        }
     }
 }
 
@@ -204,15 +221,23 @@ impl Vault {
     ) -> Result<HashMap<KeyId, Option<Cipher>>, StoreError> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
+        let mut asked = std::collections::HashSet::new();
         {
             let cache = self.cache();
+            let known = cache.by_id.get(tenant);
             for id in ids {
-                match cache.by_id.get(&(tenant.clone(), *id)) {
+                if found.contains_key(id) {
+                    continue;
+                }
+                match known.and_then(|known| known.get(id)) {
                     Some(cipher) => {
                         found.insert(*id, cipher.clone());
                     }
-                    None if !missing.contains(id) => missing.push(*id),
-                    None => {}
+                    None => {
+                        if asked.insert(*id) {
+                            missing.push(*id);
+                        }
+                    }
                 }
             }
         }
@@ -221,14 +246,9 @@ impl Vault {
         }
         let rows = self.table.keys_by_id(tenant, &missing).await?;
         let mut cache = self.cache();
-        if cache.by_id.len() + rows.len() > CACHE_LIMIT {
-            cache.by_id.clear();
-        }
         for row in &rows {
             let cipher = self.cipher_of(row)?;
-            cache
-                .by_id
-                .insert((tenant.clone(), row.key_id), cipher.clone());
+            cache.insert_id(tenant, row.key_id, cipher.clone());
             found.insert(row.key_id, cipher);
         }
         if let Some(id) = missing.iter().find(|id| !found.contains_key(*id)) {
@@ -316,9 +336,7 @@ impl Vault {
             cache
                 .by_subject
                 .insert((tenant.clone(), subject.clone()), (*id, Arc::clone(cipher)));
-            cache
-                .by_id
-                .insert((tenant.clone(), *id), Some(Arc::clone(cipher)));
+            cache.insert_id(tenant, *id, Some(Arc::clone(cipher)));
         }
     }
 
@@ -329,7 +347,11 @@ impl Vault {
             .by_subject
             .remove(&(tenant.clone(), subject.to_owned()))
         {
-            cache.by_id.remove(&(tenant.clone(), id));
+            if let Some(ids) = cache.by_id.get_mut(tenant)
+                && ids.remove(&id).is_some()
+            {
+                cache.by_id_len -= 1;
+            }
         }
     }
 

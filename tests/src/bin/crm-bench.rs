@@ -299,12 +299,7 @@ fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-async fn w1(
-    out: &mut Report,
-    data: &[CustomerEvents],
-    limit: usize,
-    sealed: bool,
-) -> Result<()> {
+async fn w1(out: &mut Report, data: &[CustomerEvents], limit: usize, sealed: bool) -> Result<()> {
     let fresh = fresh(out.backend, sealed).await?;
     out.start();
     let tenant = crm_core::envelope::TenantId::parse("bench")?;
