@@ -1,4 +1,4 @@
-//! The API workloads of `shared/design/BENCHMARKS.md`, against the real `crm-api` binary
+//! The API workloads of `docs/benchmark-workloads.md`, against the real `crm-api` binary
 //! started on a free loopback port: Q1 (random `GET /v1/customers/{id}`, 8 connections) and
 //! A1 (`POST /v1/events`, 500 events per request, 4 connections, every answer checked).
 

@@ -1,4 +1,4 @@
-//! The benchmark data set of `shared/design/BENCHMARKS.md`: deterministic (seed 42), customer
+//! The benchmark data set of `docs/benchmark-workloads.md`: deterministic (seed 42), customer
 //! n has stream `customer-<n>` with one `CustomerRegistered` and nine `InteractionLogged`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -58,6 +58,12 @@ pub struct CustomerEvents {
 /// Generates `customers` customers' events. The same seed gives the same events, ids
 /// included.
 pub fn generate(customers: u64, seed: u64) -> Vec<CustomerEvents> {
+    generate_with(customers, seed, false)
+}
+
+/// [`generate`], with `phone` also giving each registration a phone number, so every
+/// personal field of the data set is filled (`crm-bench --seal`).
+pub fn generate_with(customers: u64, seed: u64, phone: bool) -> Vec<CustomerEvents> {
     let mut rng = Rng::new(seed);
     let start: DateTime<Utc> = Utc
         .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
@@ -80,13 +86,19 @@ pub fn generate(customers: u64, seed: u64) -> Vec<CustomerEvents> {
                         "kind": "person",
                         "name": format!("Customer {n} {}", words(&mut rng, 12)),
                         "email": format!("customer{n}@example.com"),
-                        "phone": format!("+1 555 {:07}", n % 10_000_000),
                         "segment": SEGMENTS[rng.below(4) as usize],
                     }),
                 )
                 .with_id(id(&mut rng))
                 .with_occurred_at(at),
             );
+            if phone {
+                let registered = &mut events[0];
+                let mut data: serde_json::Value =
+                    serde_json::from_str(registered.data.get()).unwrap_or_default();
+                data["phone"] = json!(format!("+1 555 {:07}", n % 10_000_000));
+                registered.data = crm_core::envelope::canonical_json(&data);
+            }
             for i in 0..9 {
                 at += Duration::minutes(1 + rng.below(60 * 24 * 20) as i64);
                 events.push(

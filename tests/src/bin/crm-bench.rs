@@ -1,4 +1,4 @@
-//! crm-bench: runs the workloads of `shared/design/BENCHMARKS.md` against a fresh store and
+//! crm-bench: runs the workloads of `docs/benchmark-workloads.md` against a fresh store and
 //! prints one JSON object per line. Run it in release mode:
 //! `cargo run --release -p crm-tests --bin crm-bench -- all --backend sqlite`.
 
@@ -20,7 +20,7 @@ use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
 use crm_tests::api_bench;
 use crm_tests::baseline::{self, BenchEvent, Want};
-use crm_tests::bench_data::{CustomerEvents, generate};
+use crm_tests::bench_data::{CustomerEvents, generate_with};
 use crm_tests::postgres::TestDatabase;
 use serde_json::json;
 
@@ -58,7 +58,7 @@ enum Backend {
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Benchmark workloads W1-W5, Q1, A1 of shared/design/BENCHMARKS.md on a fresh \
+    about = "Benchmark workloads W1-W5, Q1, A1 of docs/benchmark-workloads.md on a fresh \
     store, each beside a driver-only baseline measured in the same run"
 )]
 struct Args {
@@ -85,8 +85,9 @@ struct Args {
     #[arg(long)]
     no_baseline: bool,
     /// Also run W1-W5 through the sealing store (personal fields encrypted on append,
-    /// decrypted on read), each right after its plain twin, as `W2-sealed` and so on. The
-    /// API workloads (Q1, A1) always seal: the server does.
+    /// decrypted on read), each right after its plain twin, as `W2-sealed` and so on; the
+    /// data set then gives each registration a phone number too (every personal field
+    /// filled), for both twins. The API workloads (Q1, A1) always seal: the server does.
     #[arg(long)]
     seal: bool,
 }
@@ -579,7 +580,7 @@ async fn main() -> Result<()> {
     let mut out = Report::new(args.backend);
     for _ in 0..args.runs {
         out.baselines.clear();
-        let data = generate(customers, 42);
+        let data = generate_with(customers, 42, args.seal);
         if (!args.no_baseline && w != Workload::Q1) || w == Workload::Baseline {
             baselines(&mut out, &data, args.w1_events, want).await?;
         }
@@ -606,7 +607,9 @@ async fn main() -> Result<()> {
             let fresh = fresh(args.backend, sealed).await?;
             // W2 consumes the data set: W3-W5 and Q1 read only the store, so without it in
             // memory their peak memory is theirs.
-            let events = data.take().unwrap_or_else(|| generate(customers, 42));
+            let events = data
+                .take()
+                .unwrap_or_else(|| generate_with(customers, 42, args.seal));
             let written = if report {
                 w2(&mut out, &fresh, events).await?
             } else {
