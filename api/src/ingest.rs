@@ -367,6 +367,9 @@ fn parse_event(
         }
         Some(_) => return Err(at("metadata", "must be an object".into())),
     };
+    if let Some(key) = metadata.unknown_key() {
+        return Err(at("metadata", EventMetadata::unknown_key_message(key)));
+    }
     // Which key appended the event, for auditors; never taken from the caller.
     metadata
         .extra

@@ -193,6 +193,28 @@ pub struct EventMetadata {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl EventMetadata {
+    /// The keys an emitter may set. Metadata is stored in the clear (it is not personal
+    /// data by contract), so a key the catalog does not know is refused rather than kept:
+    /// free-form keys are where personal data would slip in unsealed.
+    pub const EMITTER_KEYS: [&'static str; 4] =
+        ["actor", "source", "correlation_id", "causation_id"];
+
+    /// The first key an emitter may not set, if any.
+    pub fn unknown_key(&self) -> Option<&str> {
+        self.extra.keys().next().map(String::as_str)
+    }
+
+    /// The message refusing `key`.
+    pub fn unknown_key_message(key: &str) -> String {
+        format!(
+            "unknown metadata key {key:?}: metadata holds only {}, stored in the clear; \
+             keep personal data out of it",
+            Self::EMITTER_KEYS.join(", ")
+        )
+    }
+}
+
 /// Truncates a timestamp to the microsecond precision both backends store, so that what is
 /// hashed at append time is exactly what is read back.
 pub fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {

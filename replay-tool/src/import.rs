@@ -507,6 +507,12 @@ fn parse_ingest(
         }
         Some(_) => return Err("metadata: must be an object".into()),
     };
+    if let Some(key) = metadata.unknown_key() {
+        return Err(format!(
+            "metadata: {}",
+            EventMetadata::unknown_key_message(key)
+        ));
+    }
     let mut new = event.to_new_event().with_id(id).with_metadata(&metadata);
     if let Some(occurred_at) = occurred_at {
         new = new.with_occurred_at(occurred_at);

@@ -686,7 +686,7 @@ async fn ingest_format_lines_import_with_a_tenant_and_again_as_duplicates() {
             "data": {"customer_id": "c-900", "kind": "person", "name": "Ada Lovelace",
                      "email": "ada@example.com"},
             "occurred_at": "2026-03-02T10:15:00+01:00",
-            "metadata": {"actor": "u-1", "source": "import-test", "batch": "b1"}})
+            "metadata": {"actor": "u-1", "source": "import-test", "correlation_id": "b1"}})
         .to_string(),
         r#"{"type":"InteractionLogged","data":{"customer_id":"c-900","interaction_id":"i-9","channel":"phone","direction":"inbound","subject":"Billing question","summary":"Asked about the March invoice"},"occurred_at":"2026-03-02T10:15:00Z"}"#.to_owned(),
         String::new(),
@@ -712,7 +712,7 @@ async fn ingest_format_lines_import_with_a_tenant_and_again_as_duplicates() {
     assert_eq!(first.occurred_at.to_rfc3339(), "2026-03-02T09:15:00+00:00");
     assert_eq!(
         first.metadata.get(),
-        r#"{"actor":"u-1","batch":"b1","source":"import-test"}"#
+        r#"{"actor":"u-1","correlation_id":"b1","source":"import-test"}"#
     );
     let other = &events[2];
     assert_eq!(other.tenant.as_str(), "globex");

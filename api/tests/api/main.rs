@@ -34,6 +34,7 @@ macro_rules! api {
                 erasure_removes_personal_data_from_every_answer_and_every_file,
                 leads_are_erased_alone_only_while_never_converted,
                 a_replayed_id_must_carry_the_same_data,
+                metadata_keys_outside_the_catalog_are_refused,
             );
         }
     };

@@ -354,3 +354,24 @@ pub async fn a_replayed_id_must_carry_the_same_data<F: Future<Output = Option<Ap
     assert_eq!(replay.status, 200, "{}", replay.body);
     assert_eq!(replay.body["duplicates"], 1);
 }
+
+pub async fn metadata_keys_outside_the_catalog_are_refused<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let refused = app
+        .ingest(json!([{"type": "OrderPlaced", "metadata": {"actor": "u-1", "email": "a@b.c"},
+            "data": {"customer_id": "c-1", "order_id": "o-1", "amount": "1.00",
+                     "currency": "EUR"}}]))
+        .await;
+    refused.problem(422, &["events[0].metadata", "\"email\"", "actor, source"]);
+    assert_eq!(app.head().await, 0, "nothing written");
+    let accepted = app
+        .ingest(json!([{"type": "OrderPlaced",
+            "metadata": {"actor": "u-1", "source": "shop", "correlation_id": "r-1",
+                         "causation_id": "r-0"},
+            "data": {"customer_id": "c-1", "order_id": "o-1", "amount": "1.00",
+                     "currency": "EUR"}}]))
+        .await;
+    assert_eq!(accepted.status, 201, "{}", accepted.body);
+}
