@@ -233,6 +233,16 @@ pub struct NewEvent {
     pub metadata: Box<RawValue>,
     /// Business time from the emitter; defaults to the time it is recorded.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// A restore of an exported event: when it lands at the position it had, it keeps the
+    /// recording time it had, so its hash (and a re-export) is byte-identical.
+    pub restore: Option<Restore>,
+}
+
+/// Where and when an exported event was recorded (see [`NewEvent::restore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restore {
+    pub position: Position,
+    pub recorded_at: DateTime<Utc>,
 }
 
 impl NewEvent {
@@ -246,6 +256,7 @@ impl NewEvent {
             data: canonical_json(data),
             metadata: canonical_json(&serde_json::Value::Object(Default::default())),
             occurred_at: None,
+            restore: None,
         }
     }
 

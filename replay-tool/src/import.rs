@@ -3,8 +3,10 @@
 //!
 //! Two line formats, told apart by their members:
 //! - the export format (`crm-replay export`: `tenant`, `stream_id`, `event_id`, `event_type`,
-//!   `schema_version`, `data`, `metadata`, `occurred_at`; `revision`, `position`,
-//!   `recorded_at` and `hash` are ignored, the store assigns its own). The data is checked
+//!   `schema_version`, `data`, `metadata`, `occurred_at`; `revision` and `hash` are
+//!   ignored, the store assigns its own; an event that lands at its exported `position`
+//!   keeps its `recorded_at`, so restoring a whole export into an empty store gives the
+//!   same chains and a byte-identical re-export). The data is checked
 //!   against the catalog (upcast, then parsed) and must belong to the line's `stream_id`; it
 //!   is stored as it was (canonical JSON), at its schema version.
 //! - the API's ingest format (`{"id"?, "type", "data", "occurred_at"?, "metadata"?}`, the
@@ -34,7 +36,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use crm_core::catalog::{CatalogError, DomainEvent, upcast};
 use crm_core::envelope::{
-    EventMetadata, NewEvent, StreamId, TenantId, canonical_json, to_stored_precision,
+    EventMetadata, NewEvent, Restore, StreamId, TenantId, canonical_json, to_stored_precision,
 };
 use crm_core::store::{MAX_EVENTS_PER_APPEND, StoreError};
 use serde::{Deserialize, Serialize};
@@ -405,6 +407,20 @@ fn parse_exported(mut object: Map<String, Value>) -> Result<Line, String> {
         Some(_) => return Err("occurred_at: must be an RFC 3339 string".into()),
         None => return Err("occurred_at: missing".into()),
     };
+    // Where and when it was recorded: kept when it lands at the same position (a restore
+    // into a store that holds exactly what preceded it), so its hash is the same.
+    let restore = match (object.get("position"), object.get("recorded_at")) {
+        (Some(Value::Number(position)), Some(Value::String(text))) => {
+            match (position.as_u64(), rfc3339(text)) {
+                (Some(position), Ok(recorded_at)) => Some(Restore {
+                    position,
+                    recorded_at,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let metadata = match object.remove("metadata") {
         Some(value @ Value::Object(_)) => {
             EventMetadata::deserialize(&value).map_err(|e| format!("metadata: {e}"))?;
@@ -439,6 +455,7 @@ fn parse_exported(mut object: Map<String, Value>) -> Result<Line, String> {
         data: stored,
         metadata,
         occurred_at: Some(to_stored_precision(occurred_at)),
+        restore,
     };
     check_size(&event)?;
     Ok(Line {

@@ -360,9 +360,11 @@ pub async fn metadata_keys_outside_the_catalog_are_refused<F: Future<Output = Op
 ) {
     let app = app!(start);
     let refused = app
-        .ingest(json!([{"type": "OrderPlaced", "metadata": {"actor": "u-1", "email": "a@b.c"},
+        .ingest(
+            json!([{"type": "OrderPlaced", "metadata": {"actor": "u-1", "email": "a@b.c"},
             "data": {"customer_id": "c-1", "order_id": "o-1", "amount": "1.00",
-                     "currency": "EUR"}}]))
+                     "currency": "EUR"}}]),
+        )
         .await;
     refused.problem(422, &["events[0].metadata", "\"email\"", "actor, source"]);
     assert_eq!(app.head().await, 0, "nothing written");

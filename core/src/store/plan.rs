@@ -115,6 +115,8 @@ pub(crate) struct Row<'a> {
     pub revision: u64,
     pub event: &'a NewEvent,
     pub occurred_at: DateTime<Utc>,
+    /// The batch's recording time, or the restored one (see [`NewEvent::restore`]).
+    pub recorded_at: DateTime<Utc>,
     pub hash: [u8; 32],
 }
 
@@ -277,7 +279,6 @@ pub(crate) fn plan_append<'a>(
             events: Vec::new(),
         })
         .collect();
-    let recorded_micros = recorded_at.timestamp_micros();
     let mut next_position = head_position + 1;
     let mut rows = Vec::new();
     let mut appended = Vec::with_capacity(batch.events.len());
@@ -294,7 +295,13 @@ pub(crate) fn plan_append<'a>(
             chain.events.push(duplicate);
             continue;
         }
-        let occurred_at = event.occurred_at.unwrap_or(recorded_at);
+        let row_recorded_at = match event.restore {
+            Some(restore) if restore.position == next_position => {
+                crate::envelope::to_stored_precision(restore.recorded_at)
+            }
+            _ => recorded_at,
+        };
+        let occurred_at = event.occurred_at.unwrap_or(row_recorded_at);
         let hash = event_hash(
             &chain.previous_hash,
             &ChainFields {
@@ -308,7 +315,7 @@ pub(crate) fn plan_append<'a>(
                 data: event.data.get(),
                 metadata: event.metadata.get(),
                 occurred_at_micros: occurred_at.timestamp_micros(),
-                recorded_at_micros: recorded_micros,
+                recorded_at_micros: row_recorded_at.timestamp_micros(),
             },
         );
         let new = AppendedEvent {
@@ -325,6 +332,7 @@ pub(crate) fn plan_append<'a>(
             revision: chain.next_revision,
             event,
             occurred_at,
+            recorded_at: row_recorded_at,
             hash,
         });
         chain.previous_hash = hash;

@@ -168,7 +168,9 @@ impl Writer {
         // A refused plan may only mean the remembered heads are stale: the transactional
         // path decides.
         // Key changes are read and written under the lock: only the transactional path does.
+        // So are restores, whose rows each keep their own recording time.
         if batch.keys.is_empty()
+            && !batch.events.iter().any(|(_, e)| e.restore.is_some())
             && let Ok(planned) =
                 plan::plan_append(tenant, &batch, log_head, &heads, Vec::new(), recorded_at)
         {

@@ -381,7 +381,9 @@ async fn append_in(
     let mut metadata = Vec::with_capacity(rows.len());
     let mut occurred = Vec::with_capacity(rows.len());
     let mut hashes = Vec::with_capacity(rows.len());
+    let mut recorded = Vec::with_capacity(rows.len());
     for row in rows {
+        recorded.push(row.recorded_at);
         positions.push(row.position as i64);
         streams.push(stream_names[row.stream]);
         revisions.push(row.revision as i64);
@@ -403,11 +405,13 @@ async fn append_in(
              INSERT INTO crm_events (position, tenant, stream_id, revision, event_id, event_type,
                  schema_version, data, metadata, occurred_at, recorded_at, hash)
              SELECT e.position, $1, e.stream_id, e.revision, e.event_id, e.event_type,
-                    e.schema_version, e.data::json, e.metadata::json, e.occurred_at, $2, e.hash
+                    e.schema_version, e.data::json, e.metadata::json, e.occurred_at,
+                    e.recorded_at, e.hash
              FROM UNNEST($3::bigint[], $4::text[], $5::bigint[], $6::uuid[], $7::text[],
-                         $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::bytea[])
+                         $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::bytea[],
+                         $2::timestamptz[])
                   AS e(position, stream_id, revision, event_id, event_type, schema_version,
-                       data, metadata, occurred_at, hash)
+                       data, metadata, occurred_at, hash, recorded_at)
              RETURNING 1
          ), head AS (
              INSERT INTO crm_streams (tenant, stream_id, revision, hash)
@@ -421,7 +425,7 @@ async fn append_in(
                 pg_notify('crm_events', $16)",
     )
     .bind(tenant.as_str())
-    .bind(planned.recorded_at)
+    .bind(&recorded)
     .bind(&positions)
     .bind(&streams)
     .bind(&revisions)

@@ -201,7 +201,7 @@ fn write(
                 row.event.data.get(),
                 row.event.metadata.get(),
                 row.occurred_at.timestamp_micros(),
-                recorded_at,
+                row.recorded_at.timestamp_micros(),
                 row.hash.as_slice(),
             ])?;
         }
