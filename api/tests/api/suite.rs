@@ -442,6 +442,7 @@ pub async fn every_error_class_is_problem_json_naming_what_was_wrong<
         .create(
             &crm_core::envelope::TenantId::parse(TENANT).expect("tenant"),
             Role::Analyst,
+            false,
             None,
         )
         .await
