@@ -1044,6 +1044,8 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
         ("get", "/v1/service/sla-targets"),
         ("put", "/v1/service/sla-targets"),
         ("get", "/v1/projections"),
+        ("get", "/v1/customers/{id}/personal-data"),
+        ("get", "/v1/audit/access"),
         ("get", "/healthz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
