@@ -11,10 +11,16 @@
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
 //! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
-//! | `GET /v1/verify` | auditor |
+//! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
+//! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
 //! | `GET /v1/projections` | analyst, auditor |
 //! | `PUT /v1/service/sla-targets` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
+//!
+//! Personal fields: a key reads them in plain text only if it is an admin key or was created
+//! with `--personal-data`; every other key reads `"[redacted]"` in their place, in every
+//! answer and the live stream, and may not search customers ([`crate::disclosure`]). Every
+//! answer that carried them in plain text is recorded in the access log ([`crate::access`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +41,7 @@ use crate::ingest::StreamCache;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
-use crate::{ingest, log, metrics, openapi, privacy, queries};
+use crate::{access, ingest, log, metrics, openapi, privacy, queries};
 
 /// Limits on what one request may ask for.
 #[derive(Debug, Clone)]
@@ -174,6 +180,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/customers", get(queries::customers))
         .route("/v1/customers/{id}", get(queries::customer))
         .route("/v1/customers/{id}/timeline", get(queries::timeline))
+        .route(
+            "/v1/customers/{id}/personal-data",
+            get(privacy::personal_data),
+        )
         .route("/v1/customers/{id}/erase", post(privacy::erase_customer))
         .route("/v1/leads/{id}/erase", post(privacy::erase_lead))
         .route("/v1/pipeline", get(queries::pipeline))
@@ -184,6 +194,7 @@ pub fn router(state: SharedState) -> Router {
             get(queries::sla_targets).put(queries::set_sla_targets),
         )
         .route("/v1/projections", get(queries::projections))
+        .route("/v1/audit/access", get(access::access_log))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

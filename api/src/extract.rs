@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -21,15 +21,19 @@ use crate::problem::Problem;
 /// The header every read-model answer carries: the log position the read model had reached.
 pub const READ_POSITION: &str = "crm-read-position";
 
-/// The authenticated caller.
+/// The authenticated caller, and the route it called (what the access log records).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller {
+    pub principal: Principal,
+    /// The method and route template, e.g. `GET /v1/customers/{id}` (never the concrete path).
+    pub route: String,
+}
 
 impl Caller {
     /// 403 unless the caller's role is admin or one of `roles`.
     pub fn require(&self, roles: &[Role], what: &str) -> Result<&Principal, Problem> {
-        if self.0.may(roles) {
-            Ok(&self.0)
+        if self.principal.may(roles) {
+            Ok(&self.principal)
         } else {
             let allowed: Vec<&str> = roles
                 .iter()
@@ -38,14 +42,14 @@ impl Caller {
                 .collect();
             Err(Problem::forbidden(format!(
                 "a key with role {} may not {what}; this needs role {}",
-                self.0.role,
+                self.principal.role,
                 allowed.join(" or ")
             )))
         }
     }
 
     pub fn tenant(&self) -> &str {
-        self.0.tenant.as_str()
+        self.principal.tenant.as_str()
     }
 }
 
@@ -69,8 +73,16 @@ impl FromRequestParts<SharedState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must read `Bearer <key>`")
             })?;
+        let route = format!(
+            "{} {}",
+            parts.method,
+            parts
+                .extensions
+                .get::<MatchedPath>()
+                .map_or("?", |path| path.as_str())
+        );
         match state.keys.authenticate(token).await {
-            Ok(Ok(principal)) => Ok(Caller(principal)),
+            Ok(Ok(principal)) => Ok(Caller { principal, route }),
             Ok(Err(Refusal::Malformed)) => Err(Problem::unauthorized(
                 "the API key is malformed: keys read `crm_<16 hex digits>_<64 hex digits>`",
             )),

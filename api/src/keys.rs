@@ -1,6 +1,15 @@
 //! API keys: each is bound to one tenant and one role, stored only as a SHA-256 digest of its
 //! secret, and checked in constant time.
 //!
+//! A key created with `personal_data` (`crm-api keys create --personal-data`) reads personal
+//! fields in plain text; any other key, except admin keys, reads them as
+//! [`crm_core::privacy::REDACTED`] (see [`crate::disclosure`]).
+//!
+//! The same database holds the access log `crm_access_log` (see [`crate::access`]), created
+//! here beside the keys: every answer that carried personal fields in plain text, per data
+//! subject (key id, subject, route, time; never a value), append-only by triggers on both
+//! backends.
+//!
 //! A key reads `crm_<key id>_<secret>`: the key id (16 hex digits) is public and names the row;
 //! the secret (64 hex digits, 256 random bits from the operating system) is shown once, when
 //! the key is created, and never stored. Keys live in the table `crm_api_keys` of the store's
@@ -16,7 +25,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use crm_core::envelope::TenantId;
 use crm_projections::ReadDb;
-use crm_projections::db::{Col, SqlValue};
+use crm_projections::db::{Backend, Col, SqlValue};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -91,6 +100,8 @@ pub struct KeyInfo {
     pub key_id: String,
     pub tenant: String,
     pub role: Role,
+    /// Reads personal fields in plain text (admin keys always do).
+    pub personal_data: bool,
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -110,12 +121,20 @@ pub struct Principal {
     pub key_id: String,
     pub tenant: TenantId,
     pub role: Role,
+    /// The key was created with `--personal-data`.
+    pub personal_data: bool,
 }
 
 impl Principal {
     /// Admin, or one of `roles`.
     pub fn may(&self, roles: &[Role]) -> bool {
         self.role == Role::Admin || roles.contains(&self.role)
+    }
+
+    /// Whether answers to this key carry personal fields in plain text: an admin key, or a
+    /// key created with `--personal-data`.
+    pub fn reads_personal_data(&self) -> bool {
+        self.role == Role::Admin || self.personal_data
     }
 }
 
@@ -132,6 +151,7 @@ pub enum Refusal {
 struct Stored {
     tenant: TenantId,
     role: Role,
+    personal_data: bool,
     digest: [u8; 32],
     revoked: bool,
 }
@@ -144,27 +164,37 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// Opens the key table, creating it if needed.
+    /// Opens the key table and the access log, creating them (or adding what an older
+    /// version lacked) if needed.
     pub async fn open(db: ReadDb) -> Result<KeyStore, KeyError> {
         db.execute(
             "CREATE TABLE IF NOT EXISTS crm_api_keys (\
              key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, \
              secret_sha256 TEXT NOT NULL, label TEXT, created_at BIGINT NOT NULL, \
-             revoked_at BIGINT)",
+             revoked_at BIGINT, personal_data BIGINT NOT NULL DEFAULT 0)",
             vec![],
         )
         .await?;
+        add_personal_data_column(&db).await?;
+        create_access_log(&db).await?;
         Ok(KeyStore {
             db,
             cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Creates a key for `tenant` with `role`.
+    /// The database the keys (and the access log) live in.
+    pub fn db(&self) -> &ReadDb {
+        &self.db
+    }
+
+    /// Creates a key for `tenant` with `role`; with `personal_data` it reads personal fields
+    /// in plain text.
     pub async fn create(
         &self,
         tenant: &TenantId,
         role: Role,
+        personal_data: bool,
         label: Option<&str>,
     ) -> Result<NewKey, KeyError> {
         let mut random = [0u8; 8 + 32];
@@ -175,8 +205,8 @@ impl KeyStore {
         self.db
             .execute(
                 "INSERT INTO crm_api_keys \
-                 (key_id, tenant, role, secret_sha256, label, created_at, revoked_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                 (key_id, tenant, role, secret_sha256, label, created_at, revoked_at, \
+                 personal_data) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
                 vec![
                     key_id.as_str().into(),
                     tenant.as_str().into(),
@@ -184,6 +214,7 @@ impl KeyStore {
                     hex::encode(digest(&secret)).into(),
                     SqlValue::opt_text(label),
                     SqlValue::Int(created_at.timestamp_micros()),
+                    SqlValue::Int(i64::from(personal_data)),
                 ],
             )
             .await?;
@@ -193,6 +224,7 @@ impl KeyStore {
                 key_id,
                 tenant: tenant.as_str().to_owned(),
                 role,
+                personal_data,
                 label: label.map(str::to_owned),
                 created_at,
                 revoked_at: None,
@@ -202,8 +234,8 @@ impl KeyStore {
 
     /// Every key, optionally of one tenant, oldest first.
     pub async fn list(&self, tenant: Option<&TenantId>) -> Result<Vec<KeyInfo>, KeyError> {
-        let mut sql = "SELECT key_id, tenant, role, label, created_at, revoked_at \
-                       FROM crm_api_keys"
+        let mut sql = "SELECT key_id, tenant, role, label, created_at, revoked_at, \
+                       personal_data FROM crm_api_keys"
             .to_owned();
         let mut args = Vec::new();
         if let Some(tenant) = tenant {
@@ -221,6 +253,7 @@ impl KeyStore {
                     Col::Text,
                     Col::Text,
                     Col::Text,
+                    Col::Int,
                     Col::Int,
                     Col::Int,
                 ],
@@ -246,6 +279,7 @@ impl KeyStore {
                         .and_then(DateTime::from_timestamp_micros)
                         .unwrap_or_default(),
                     revoked_at: row[5].as_int().and_then(DateTime::from_timestamp_micros),
+                    personal_data: row[6].as_int().is_some_and(|flag| flag != 0),
                     key_id,
                 })
             })
@@ -296,6 +330,7 @@ impl KeyStore {
                 key_id: key_id.to_owned(),
                 tenant: stored.tenant,
                 role: stored.role,
+                personal_data: stored.personal_data,
             }),
             _ => Err(Refusal::Invalid),
         })
@@ -311,9 +346,10 @@ impl KeyStore {
         let rows = self
             .db
             .fetch(
-                "SELECT tenant, role, secret_sha256, revoked_at FROM crm_api_keys WHERE key_id = ?",
+                "SELECT tenant, role, secret_sha256, revoked_at, personal_data FROM crm_api_keys \
+                 WHERE key_id = ?",
                 vec![key_id.into()],
-                &[Col::Text, Col::Text, Col::Text, Col::Int],
+                &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int],
             )
             .await?;
         let stored = match rows.into_iter().next() {
@@ -338,6 +374,7 @@ impl KeyStore {
                     role,
                     digest,
                     revoked: row[3].as_int().is_some(),
+                    personal_data: row[4].as_int().is_some_and(|flag| flag != 0),
                 })
             }
         };
@@ -349,6 +386,93 @@ impl KeyStore {
         }
         Ok(stored)
     }
+}
+
+/// Adds `crm_api_keys.personal_data` to a key table made before it existed (its keys then
+/// read personal fields redacted, unless they are admin keys). Looks first, so an open of an
+/// upgraded table takes no table lock; safe when another process adds it at the same time.
+async fn add_personal_data_column(db: &ReadDb) -> Result<(), KeyError> {
+    if has_personal_data_column(db).await? {
+        return Ok(());
+    }
+    let add = match db.backend() {
+        Backend::Postgres => {
+            "ALTER TABLE crm_api_keys ADD COLUMN IF NOT EXISTS \
+             personal_data BIGINT NOT NULL DEFAULT 0"
+        }
+        Backend::Sqlite => {
+            "ALTER TABLE crm_api_keys ADD COLUMN personal_data BIGINT NOT NULL DEFAULT 0"
+        }
+    };
+    match db.execute(add, vec![]).await {
+        Ok(_) => Ok(()),
+        // Another process may have added it meanwhile (SQLite has no IF NOT EXISTS here).
+        Err(_) if has_personal_data_column(db).await? => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn has_personal_data_column(db: &ReadDb) -> Result<bool, KeyError> {
+    let sql = match db.backend() {
+        Backend::Postgres => {
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'crm_api_keys' \
+             AND column_name = 'personal_data'"
+        }
+        Backend::Sqlite => {
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pragma_table_info('crm_api_keys') \
+             WHERE name = 'personal_data'"
+        }
+    };
+    let rows = db.fetch(sql, vec![], &[Col::Int]).await?;
+    Ok(rows.first().and_then(|row| row[0].as_int()) == Some(1))
+}
+
+/// Creates the access log (see [`crate::access`]) and the triggers that refuse to change or
+/// remove its rows, on either backend.
+async fn create_access_log(db: &ReadDb) -> Result<(), KeyError> {
+    let statements: &[&str] = match db.backend() {
+        Backend::Sqlite => &[
+            "CREATE TABLE IF NOT EXISTS crm_access_log (\
+             id INTEGER PRIMARY KEY, at BIGINT NOT NULL, tenant TEXT NOT NULL, \
+             key_id TEXT NOT NULL, subject TEXT NOT NULL, route TEXT NOT NULL)",
+            "CREATE TRIGGER IF NOT EXISTS crm_access_log_append_only_update \
+             BEFORE UPDATE ON crm_access_log \
+             BEGIN SELECT RAISE(ABORT, 'crm_access_log is append-only'); END",
+            "CREATE TRIGGER IF NOT EXISTS crm_access_log_append_only_delete \
+             BEFORE DELETE ON crm_access_log \
+             BEGIN SELECT RAISE(ABORT, 'crm_access_log is append-only'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE TABLE IF NOT EXISTS crm_access_log (\
+             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at BIGINT NOT NULL, \
+             tenant TEXT COLLATE \"C\" NOT NULL, key_id TEXT COLLATE \"C\" NOT NULL, \
+             subject TEXT COLLATE \"C\" NOT NULL, route TEXT NOT NULL)",
+            // One statement: the function and the trigger exist together or not at all.
+            "DO $do$ BEGIN \
+             IF NOT EXISTS (SELECT 1 FROM pg_trigger \
+             WHERE tgname = 'crm_access_log_append_only' \
+             AND tgrelid = 'crm_access_log'::regclass) THEN \
+             CREATE OR REPLACE FUNCTION crm_access_log_append_only() RETURNS trigger \
+             LANGUAGE plpgsql AS $f$ BEGIN \
+             RAISE EXCEPTION 'crm_access_log is append-only'; END; $f$; \
+             CREATE TRIGGER crm_access_log_append_only \
+             BEFORE UPDATE OR DELETE OR TRUNCATE ON crm_access_log \
+             FOR EACH STATEMENT EXECUTE FUNCTION crm_access_log_append_only(); \
+             END IF; END $do$",
+        ],
+    };
+    for statement in statements {
+        db.execute(statement, vec![]).await?;
+    }
+    for index in [
+        "CREATE INDEX IF NOT EXISTS crm_access_log_subject ON crm_access_log (tenant, subject, id)",
+        "CREATE INDEX IF NOT EXISTS crm_access_log_key ON crm_access_log (tenant, key_id, id)",
+        "CREATE INDEX IF NOT EXISTS crm_access_log_at ON crm_access_log (tenant, at)",
+    ] {
+        db.execute(index, vec![]).await?;
+    }
+    Ok(())
 }
 
 /// The key id of a key's full text, or the text itself (taken to be an id).
@@ -416,9 +540,17 @@ mod tests {
             key_id: "k".into(),
             tenant: TenantId::parse("t").expect("tenant"),
             role,
+            personal_data: false,
         };
         assert!(principal(Role::Admin).may(&[Role::Ingest]));
         assert!(principal(Role::Ingest).may(&[Role::Ingest]));
         assert!(!principal(Role::Analyst).may(&[Role::Ingest, Role::Auditor]));
+        assert!(principal(Role::Admin).reads_personal_data());
+        assert!(!principal(Role::Analyst).reads_personal_data());
+        let flagged = Principal {
+            personal_data: true,
+            ..principal(Role::Analyst)
+        };
+        assert!(flagged.reads_personal_data());
     }
 }

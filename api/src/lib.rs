@@ -1,8 +1,11 @@
 //! The CRM core's HTTP service: the application ([`app`]), its API keys ([`keys`]), event
-//! ingest ([`ingest`]), read-model queries ([`queries`]), the log ([`log`]), metrics and the
-//! OpenAPI document.
+//! ingest ([`ingest`]), read-model queries ([`queries`]), the log ([`log`]), personal fields in
+//! answers ([`disclosure`]) and the access log ([`access`]), the data subject's rights
+//! ([`privacy`]), metrics and the OpenAPI document.
 
+pub mod access;
 pub mod app;
+pub mod disclosure;
 pub mod extract;
 pub mod ingest;
 pub mod keys;

@@ -15,6 +15,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::app::SharedState;
+use crate::disclosure::disclose_events;
 use crate::extract::{Caller, Params, at_position, reach_head};
 use crate::keys::Role;
 use crate::problem::Problem;
@@ -59,6 +60,7 @@ pub async fn events(
         .await
         .map_err(|e| Problem::internal(&e))?;
     let next_after = events.last().map_or(after, |e| e.position);
+    let events = disclose_events(&state, &caller, events).await?;
     Ok(at_position(
         head_position,
         &EventsPage {
@@ -103,18 +105,34 @@ pub async fn live(
     )
     .with_batch_size(500);
     let mut closing = state.closing.subscribe();
-    let stream = futures::stream::unfold(subscription, |mut subscription| async move {
-        match subscription.next().await {
-            Ok(event) => Some((Ok(sse_event(&event)), subscription)),
-            Err(error) => {
-                tracing::warn!(%error, "live event stream ended by a store error");
-                None
+    // A batch at a time: its personal fields redacted, or its subjects recorded in the access
+    // log (one insert per batch), before any of it is sent.
+    let batches = futures::stream::unfold(
+        (subscription, state.clone(), caller),
+        |(mut subscription, state, caller)| async move {
+            let events = match subscription.next_batch().await {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::warn!(%error, "live event stream ended by a store error");
+                    return None;
+                }
+            };
+            match disclose_events(&state, &caller, events).await {
+                Ok(events) => Some((events, (subscription, state, caller))),
+                Err(problem) => {
+                    tracing::warn!(detail = %problem.detail, "live event stream ended");
+                    None
+                }
             }
-        }
-    })
-    .take_until(async move {
-        let _ = closing.wait_for(|closing| *closing).await;
-    });
+        },
+    );
+    let stream = batches
+        .flat_map(|events| {
+            futures::stream::iter(events.into_iter().map(|event| Ok(sse_event(&event))))
+        })
+        .take_until(async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        });
     Ok(sse(stream).into_response())
 }
 

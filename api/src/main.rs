@@ -56,6 +56,11 @@ enum KeysCommand {
         /// verification) or admin (everything).
         #[arg(long)]
         role: String,
+        /// The key reads personal fields (names, emails, phones, free texts) in plain text,
+        /// may search customers and read a subject's personal data; without it they read
+        /// "[redacted]". Admin keys always read them. Reads are recorded in the access log.
+        #[arg(long)]
+        personal_data: bool,
         /// A note for `keys list`, e.g. who holds the key.
         #[arg(long)]
         label: Option<String>,
@@ -230,7 +235,7 @@ async fn first_start_key(keys: &KeyStore, data_dir: &std::path::Path) -> Result<
     }
     let tenant = TenantId::parse("default").context("tenant id")?;
     let key = keys
-        .create(&tenant, Role::Admin, Some("created on first start"))
+        .create(&tenant, Role::Admin, false, Some("created on first start"))
         .await
         .context("cannot create the first admin key")?;
     std::fs::create_dir_all(data_dir)
@@ -286,15 +291,25 @@ async fn keys(command: KeysCommand) -> Result<()> {
         KeysCommand::Create {
             tenant,
             role,
+            personal_data,
             label,
             ..
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let role: Role = role.parse().map_err(anyhow::Error::msg).context("--role")?;
-            let key = keys.create(&tenant, role, label.as_deref()).await?;
+            let key = keys
+                .create(&tenant, role, personal_data, label.as_deref())
+                .await?;
             eprintln!(
-                "created key {} for tenant {} with role {}; it is shown only now:",
-                key.info.key_id, key.info.tenant, key.info.role
+                "created key {} for tenant {} with role {}{}; it is shown only now:",
+                key.info.key_id,
+                key.info.tenant,
+                key.info.role,
+                match (key.info.personal_data, role) {
+                    (true, _) => ", reading personal data",
+                    (false, Role::Admin) => " (admin keys read personal data)",
+                    (false, _) => ", personal fields redacted",
+                }
             );
             println!("{}", key.token);
         }
@@ -308,10 +323,15 @@ async fn keys(command: KeysCommand) -> Result<()> {
                     println!("{}", serde_json::to_string(&key)?);
                 } else {
                     println!(
-                        "{}  {:<20} {:<8} created {}  {}{}",
+                        "{}  {:<20} {:<8} {:<13} created {}  {}{}",
                         key.key_id,
                         key.tenant,
                         key.role.as_str(),
+                        if key.personal_data || key.role == Role::Admin {
+                            "personal-data"
+                        } else {
+                            "redacted"
+                        },
                         key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
                         key.revoked_at
                             .map(|t| format!("REVOKED {} ", t.format("%Y-%m-%dT%H:%M:%SZ")))

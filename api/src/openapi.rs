@@ -45,7 +45,7 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/v1/events",
         "analyst",
-        "The tenant's events in log order, with full envelopes.",
+        "The tenant's events in log order, with full envelopes. Personal fields read \"[redacted]\" unless the key reads personal data.",
         &[
             ("after", "integer: events above this position (default 0)"),
             ("limit", "integer: page size, 1 to 1000 (default 50)"),
@@ -87,7 +87,7 @@ pub const ROUTES: &[Route] = &[
         &[
             (
                 "search",
-                "string: case-insensitive part of the name, email or id",
+                "string: case-insensitive part of the name, email or id; only for keys that read personal data (403 otherwise)",
             ),
             ("segment", "string"),
             ("owner", "string"),
@@ -132,6 +132,33 @@ pub const ROUTES: &[Route] = &[
             ("limit", "integer: 1 to 1000 (default 50)"),
             ("order", "asc | desc"),
             ("min_position", "integer: read-your-writes"),
+        ],
+    ),
+    (
+        "get",
+        "/v1/customers/{id}/personal-data",
+        "analyst, auditor (key created with --personal-data)",
+        "Subject access and portability: everything held about the customer as one JSON document: its current profile and consents, and each personal field of each event touching it (its own stream, its cases and deals, leads converted to it, customers merged into it) with the event's id, type, stream, position and times. Fields of an erased customer read \"[erased]\". 403 for a key without --personal-data; 404 for an unknown customer. The read is recorded in the access log.",
+        &[("min_position", "integer: read-your-writes")],
+    ),
+    (
+        "get",
+        "/v1/audit/access",
+        "auditor",
+        "The access log: one row per answer and data subject whose personal fields a key received in plain text (key id, subject, route, time; never a value), oldest first. Append-only: the database refuses to change or remove rows.",
+        &[
+            (
+                "subject",
+                "string: customer:<id> or lead:<id> (a bare id is a customer's)",
+            ),
+            (
+                "key_id",
+                "string: 16 hex digits, as `crm-api keys list` shows",
+            ),
+            ("from", "RFC 3339: reads at or after this time"),
+            ("to", "RFC 3339: reads before this time"),
+            ("after", "integer: the next_after of the previous page"),
+            ("limit", "integer: 1 to 1000 (default 50)"),
         ],
     ),
     (
@@ -246,7 +273,9 @@ fn build() -> Value {
             responses.insert("401".into(), problem_response("no key, or not a valid one"));
             responses.insert(
                 "403".into(),
-                problem_response("the key's role may not do this"),
+                problem_response(
+                    "the key's role may not do this, or it needs a key that reads personal data (--personal-data)",
+                ),
             );
             responses.insert("404".into(), problem_response("not found"));
             responses.insert("503".into(), problem_response("min_position not reached in time; the body's position says where the read model is"));
@@ -289,7 +318,7 @@ fn build() -> Value {
         "info": {
             "title": "CRM core",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Event-sourced CRM core: append customer interactions as immutable events, query the read models built from them. Every /v1 route needs `Authorization: Bearer <key>`; a key is bound to one tenant and one role."
+            "description": "Event-sourced CRM core: append customer interactions as immutable events, query the read models built from them. Every /v1 route needs `Authorization: Bearer <key>`; a key is bound to one tenant and one role. Personal fields (names, emails, phones, free texts) read \"[redacted]\" in every answer unless the key is an admin key or was created with --personal-data; answers that carry them in plain text are recorded in the access log (GET /v1/audit/access)."
         },
         "security": [{"bearer": []}],
         "paths": paths,

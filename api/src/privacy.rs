@@ -1,18 +1,33 @@
-//! Erasure routes: `POST /v1/customers/{id}/erase` and `POST /v1/leads/{id}/erase` (admin).
+//! The data subject's rights: erasure (`POST /v1/customers/{id}/erase`,
+//! `POST /v1/leads/{id}/erase`, admin) and access and portability
+//! (`GET /v1/customers/{id}/personal-data`, see [`personal_data`]).
 //!
 //! The decision is [`crm_core::privacy::erase`] (the replay tool calls it too). Once the
 //! erasure event is appended (its keys destroyed in the same transaction), the handler waits
 //! for the read models to apply it, then scrubs the key table and the read models' files,
 //! so the answer means the personal data is gone from the database files.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use crm_core::catalog::personal_fields;
+use crm_core::envelope::Position;
+use crm_core::privacy::ERASED;
 use crm_core::privacy::erase::{EraseError, ErasureTarget, erase, scrub_keys};
+use crm_core::store::MAX_POSITIONS_PER_READ;
+use crm_core::store::keys::customer_subject;
 use crm_projections::all_projections;
+use crm_projections::customer360::{self, fold::Consent};
+use crm_projections::timeline::{self, TimelinePage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::app::SharedState;
-use crate::extract::{Caller, Id, at_position, reach};
+use crate::disclosure::{direct_subject, disclose, require_personal_data};
+use crate::extract::{Caller, Id, Params, at_position, reach};
 use crate::keys::Role;
 use crate::problem::Problem;
 
@@ -69,4 +84,189 @@ async fn run(
     let mut response = at_position(position, &erasure);
     *response.status_mut() = StatusCode::OK;
     Ok(response.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectParams {
+    min_position: Option<Position>,
+}
+
+/// What `GET /v1/customers/{id}/personal-data` answers: everything held about the customer.
+#[derive(Debug, Serialize)]
+pub struct SubjectData {
+    pub customer_id: String,
+    /// When this document was put together.
+    pub generated_at: DateTime<Utc>,
+    /// `active`, `merged` or `erased`.
+    pub status: &'static str,
+    pub profile: Profile,
+    /// `"<channel>:<purpose>"` → the latest decision.
+    pub consents: BTreeMap<String, Consent>,
+    /// Every event touching the customer (its own stream, its cases and deals, leads
+    /// converted to it, customers merged into it) that holds personal fields, oldest first.
+    pub events: Vec<PersonalEvent>,
+}
+
+/// The customer's current profile.
+#[derive(Debug, Serialize)]
+pub struct Profile {
+    pub kind: Option<String>,
+    /// Personal: `"[erased]"` once the customer is erased.
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    /// Customers merged into this one.
+    pub merged_ids: Vec<String>,
+    pub merged_into: Option<String>,
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// The personal fields of one event.
+#[derive(Debug, Serialize)]
+pub struct PersonalEvent {
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub stream_id: String,
+    pub position: Position,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// Whose personal data the fields are: `customer:<id>` (this customer, or one merged into
+    /// it) or `lead:<id>` (a lead converted to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Each personal field the event holds (by the catalog), with its value; `"[erased]"`
+    /// once erased.
+    pub fields: BTreeMap<String, Value>,
+}
+
+/// Page size when reading a customer's whole timeline.
+const TIMELINE_CHUNK: usize = 10_000;
+
+/// `GET /v1/customers/{id}/personal-data` (analyst or auditor with `--personal-data`, or
+/// admin): subject access and portability, as one JSON document. 404 for a customer nothing
+/// is held about.
+pub async fn personal_data(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Id(id): Id,
+    Params(params): Params<SubjectParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(
+        &[Role::Analyst, Role::Auditor],
+        "read a subject's personal data",
+    )?;
+    require_personal_data(principal, "reading a subject's personal data")?;
+    let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
+    let position = reach(&state, &names, params.min_position).await?;
+    let tenant = caller.tenant();
+    let internal = |e: &dyn std::fmt::Display| Problem::internal(&e.to_string());
+    let customer = customer360::get(&state.db, tenant, id.as_str())
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut positions = Vec::new();
+    loop {
+        let page = timeline::page(
+            &state.db,
+            tenant,
+            id.as_str(),
+            TimelinePage {
+                cursor: positions.last().copied(),
+                limit: TIMELINE_CHUNK,
+                newest_first: false,
+            },
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+        let full = page.len() == TIMELINE_CHUNK;
+        positions.extend(page.into_iter().map(|entry| entry.position));
+        if !full {
+            break;
+        }
+    }
+    if customer.is_none() && positions.is_empty() {
+        return Err(Problem::not_found(format!("customer {id} not found")));
+    }
+    let erased = customer.as_ref().is_some_and(|c| c.erased_at.is_some());
+    let mut events = Vec::new();
+    for chunk in positions.chunks(MAX_POSITIONS_PER_READ) {
+        let read = state
+            .store
+            .read_positions(&principal.tenant, chunk)
+            .await
+            .map_err(|e| internal(&e))?;
+        for event in read {
+            let personal = personal_fields(&event.event_type);
+            if personal.is_empty() {
+                continue;
+            }
+            let data: Value = serde_json::from_str(event.data.get()).map_err(|e| internal(&e))?;
+            let fields: BTreeMap<String, Value> = personal
+                .iter()
+                .filter_map(|field| {
+                    let value = data.get(*field).filter(|v| !v.is_null())?;
+                    let value = if erased {
+                        Value::String(ERASED.to_owned())
+                    } else {
+                        value.clone()
+                    };
+                    Some(((*field).to_owned(), value))
+                })
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            events.push(PersonalEvent {
+                subject: direct_subject(event.stream_id.as_str(), &data)
+                    .or_else(|| Some(customer_subject(id.as_str()))),
+                event_id: event.event_id,
+                event_type: event.event_type,
+                stream_id: event.stream_id.as_str().to_owned(),
+                position: event.position,
+                occurred_at: event.occurred_at,
+                recorded_at: event.recorded_at,
+                fields,
+            });
+        }
+    }
+    events.sort_by_key(|e| e.position);
+    let customer = customer.unwrap_or_default();
+    let personal = |value: &Option<String>| match erased {
+        true => Some(ERASED.to_owned()),
+        false => value.clone(),
+    };
+    let status = if customer.merged_into.is_some() {
+        "merged"
+    } else if erased {
+        "erased"
+    } else {
+        "active"
+    };
+    let document = SubjectData {
+        customer_id: id.as_str().to_owned(),
+        generated_at: Utc::now(),
+        status,
+        profile: Profile {
+            kind: customer
+                .kind
+                .and_then(|k| serde_json::to_value(k).ok())
+                .and_then(|k| k.as_str().map(str::to_owned)),
+            name: personal(&customer.name),
+            email: personal(&customer.email),
+            phone: personal(&customer.phone),
+            segment: customer.segment.clone(),
+            owner: customer.owner.clone(),
+            first_seen_at: customer.first_seen_at,
+            merged_ids: customer.merged_ids.iter().cloned().collect(),
+            merged_into: customer.merged_into.clone(),
+            erased_at: customer.erased_at,
+        },
+        consents: customer.consent.clone(),
+        events,
+    };
+    let document = disclose(&state, &caller, document).await?;
+    Ok(at_position(position, &document))
 }

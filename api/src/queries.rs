@@ -17,6 +17,7 @@ use crm_projections::{ProjectionError, all_projections, bookkeeping};
 use serde::{Deserialize, Serialize};
 
 use crate::app::SharedState;
+use crate::disclosure::{disclose, require_personal_data};
 use crate::extract::{Caller, Id, Params, at_position, reach, read_json};
 use crate::keys::Role;
 use crate::problem::Problem;
@@ -121,6 +122,7 @@ pub async fn customer(
         .await
         .map_err(internal)?
         .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
+        let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
     };
     // A past view folds the customer's timeline from the log: the timeline read model must
@@ -155,7 +157,8 @@ pub async fn customer(
         Cut::OccurredBy(t) | Cut::RecordedBy(t) => t,
         Cut::Position(_) => Utc::now(),
     });
-    Ok(at_position(position, &found.view(evaluate_at)))
+    let view = disclose(&state, &caller, found.view(evaluate_at)).await?;
+    Ok(at_position(position, &view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,20 +174,29 @@ pub struct CustomersParams {
 }
 
 #[derive(Serialize)]
-struct Listing<T> {
-    items: Vec<T>,
+pub(crate) struct Listing<T> {
+    pub(crate) items: Vec<T>,
     /// Pass as `after` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_after: Option<String>,
+    pub(crate) next_after: Option<String>,
 }
 
 /// `GET /v1/customers`: filter and search, by id, in pages.
+///
+/// `search` matches names and emails (personal data) as well as ids, so a key that does not
+/// read personal data may not search at all (403 naming `--personal-data`), not even for an
+/// id: whether a search for an email finds a customer would tell that email apart from the
+/// others, even with every name and email redacted. Such keys filter by `segment`, `owner`
+/// and `status` and page by id.
 pub async fn customers(
     State(state): State<SharedState>,
     caller: Caller,
     Params(params): Params<CustomersParams>,
 ) -> Result<Response, Problem> {
-    caller.require(&[Role::Analyst], "read customers")?;
+    let principal = caller.require(&[Role::Analyst], "read customers")?;
+    if params.search.is_some() {
+        require_personal_data(principal, "searching customers (by name, email or id)")?;
+    }
     one_of("status", &params.status, &["active", "merged", "erased"])?;
     let limit = page_size(&state, params.limit)?;
     let position = reach(&state, &[CUSTOMER_360], params.min_position).await?;
@@ -205,7 +217,8 @@ pub async fn customers(
     let next_after = (items.len() == limit)
         .then(|| items.last().map(|c| c.customer_id.clone()))
         .flatten();
-    Ok(at_position(position, &Listing { items, next_after }))
+    let listing = disclose(&state, &caller, Listing { items, next_after }).await?;
+    Ok(at_position(position, &listing))
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,28 +233,28 @@ pub struct TimelineParams {
 }
 
 #[derive(Serialize)]
-struct TimelineLine {
+pub(crate) struct TimelineLine {
     position: Position,
-    stream_id: String,
+    pub(crate) stream_id: String,
     revision: u64,
     event_id: uuid::Uuid,
-    event_type: String,
+    pub(crate) event_type: String,
     occurred_at: DateTime<Utc>,
     recorded_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<String>,
-    data: serde_json::Value,
+    pub(crate) data: serde_json::Value,
     metadata: serde_json::Value,
 }
 
 #[derive(Serialize)]
-struct Timeline {
-    customer_id: String,
+pub(crate) struct Timeline {
+    pub(crate) customer_id: String,
     /// Personal fields of an erased customer's events read `"[erased]"`.
     erased: bool,
-    entries: Vec<TimelineLine>,
+    pub(crate) entries: Vec<TimelineLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<Position>,
 }
@@ -317,15 +330,14 @@ pub async fn timeline(
     let next_after = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.position))
         .flatten();
-    Ok(at_position(
-        position,
-        &Timeline {
-            customer_id: id.as_str().to_owned(),
-            erased,
-            entries: lines,
-            next_after,
-        },
-    ))
+    let timeline = Timeline {
+        customer_id: id.as_str().to_owned(),
+        erased,
+        entries: lines,
+        next_after,
+    };
+    let timeline = disclose(&state, &caller, timeline).await?;
+    Ok(at_position(position, &timeline))
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,7 +415,8 @@ pub async fn opportunities(
             })
         })
         .flatten();
-    Ok(at_position(position, &Listing { items, next_after }))
+    let listing = disclose(&state, &caller, Listing { items, next_after }).await?;
+    Ok(at_position(position, &listing))
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +453,7 @@ pub async fn backlog(
     )
     .await
     .map_err(internal)?;
+    let backlog = disclose(&state, &caller, backlog).await?;
     Ok(at_position(position, &backlog))
 }
 

@@ -1,5 +1,6 @@
 //! The application on a fresh store per test (SQLite file or PostgreSQL database), listening
-//! on a free loopback port, with keys for two tenants and every role, and a small HTTP client.
+//! on a free loopback port, with keys for two tenants and every role (each with and without
+//! `--personal-data`), and a small HTTP client.
 
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ pub struct App {
     pub url: StoreUrl,
     pub state: SharedState,
     pub client: reqwest::Client,
-    /// `(tenant, role)` → key.
-    keys: Vec<(String, Role, String)>,
+    /// `(tenant, role, reads personal data)` → key.
+    keys: Vec<(String, Role, bool, String)>,
     _workers: RunnerHandle,
     _sqlite_dir: Option<tempfile::TempDir>,
     _postgres: Option<TestDatabase>,
@@ -111,12 +112,19 @@ impl App {
         let mut keys = Vec::new();
         for tenant in [TENANT, OTHER_TENANT] {
             for role in Role::ALL {
-                let key = state
-                    .keys
-                    .create(&TenantId::parse(tenant).expect("tenant"), role, None)
-                    .await
-                    .expect("create key");
-                keys.push((tenant.to_owned(), role, key.token));
+                for personal in [false, true] {
+                    let key = state
+                        .keys
+                        .create(
+                            &TenantId::parse(tenant).expect("tenant"),
+                            role,
+                            personal,
+                            None,
+                        )
+                        .await
+                        .expect("create key");
+                    keys.push((tenant.to_owned(), role, personal, key.token));
+                }
             }
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -140,12 +148,31 @@ impl App {
         }
     }
 
+    /// The key of `tenant` and `role` created with `--personal-data`: it reads personal
+    /// fields in plain text.
     pub fn key(&self, tenant: &str, role: Role) -> &str {
+        self.key_with(tenant, role, true)
+    }
+
+    /// The key of `tenant` and `role` created without `--personal-data`: personal fields
+    /// read "[redacted]" (an admin key reads them all the same).
+    pub fn redacted_key(&self, tenant: &str, role: Role) -> &str {
+        self.key_with(tenant, role, false)
+    }
+
+    pub fn key_with(&self, tenant: &str, role: Role, personal: bool) -> &str {
         self.keys
             .iter()
-            .find(|(t, r, _)| t == tenant && *r == role)
-            .map(|(_, _, key)| key.as_str())
+            .find(|(t, r, p, _)| t == tenant && *r == role && *p == personal)
+            .map(|(_, _, _, key)| key.as_str())
             .expect("key")
+    }
+
+    /// The key id (the public part) of a key.
+    pub fn key_id(key: &str) -> &str {
+        key.split('_')
+            .nth(1)
+            .expect("a key reads crm_<id>_<secret>")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -186,7 +213,13 @@ impl App {
         .await
     }
 
-    /// `GET path` as the main tenant's analyst.
+    /// `GET path` with a key.
+    pub async fn get_with(&self, key: &str, path: &str) -> Answer {
+        self.send(self.client.get(self.url(path)).bearer_auth(key))
+            .await
+    }
+
+    /// `GET path` as the main tenant's analyst (reading personal data).
     pub async fn get(&self, path: &str) -> Answer {
         self.get_as(TENANT, Role::Analyst, path).await
     }

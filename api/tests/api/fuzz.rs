@@ -24,6 +24,10 @@ const QUERY_NAMES: &[&str] = &[
     "customer_id",
     "offset",
     "stream",
+    "subject",
+    "key_id",
+    "from",
+    "to",
     "colour",
     "",
     "limit[]",
@@ -39,6 +43,8 @@ const GET_PATHS: &[&str] = &[
     "/v1/events",
     "/v1/verify",
     "/v1/projections",
+    "/v1/customers/c-1/personal-data",
+    "/v1/audit/access",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",

@@ -28,6 +28,9 @@ macro_rules! api {
                 metrics_and_the_openapi_document_describe_the_service,
                 random_and_malformed_requests_never_get_a_5xx,
                 a_writer_beside_the_api_is_seen_before_the_next_check,
+                personal_fields_are_redacted_on_every_get_route_without_the_flag,
+                subject_access_lists_every_personal_field_with_its_event,
+                the_access_log_records_who_read_whose_personal_fields,
             );
             api!(@private $backend $with:
                 personal_fields_are_sealed_in_the_log_and_read_back_in_plain,

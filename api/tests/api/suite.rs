@@ -442,6 +442,7 @@ pub async fn every_error_class_is_problem_json_naming_what_was_wrong<
         .create(
             &crm_core::envelope::TenantId::parse(TENANT).expect("tenant"),
             Role::Analyst,
+            false,
             None,
         )
         .await
@@ -1043,6 +1044,8 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
         ("get", "/v1/service/sla-targets"),
         ("put", "/v1/service/sla-targets"),
         ("get", "/v1/projections"),
+        ("get", "/v1/customers/{id}/personal-data"),
+        ("get", "/v1/audit/access"),
         ("get", "/healthz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
@@ -1129,4 +1132,662 @@ pub async fn a_writer_beside_the_api_is_seen_before_the_next_check<
         .await;
     assert_eq!(next.status, 201, "{}", next.body);
     assert_eq!(next.body["events"][0]["revision"], 2);
+}
+
+/// A customer with every personal field of the catalog filled, each with a value found
+/// nowhere else: profile, consent, an interaction, a refunded order, a lost deal, an
+/// escalated case and a lead converted to it. Returns the events and the plaintext values.
+fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
+    let secrets = vec![
+        "Wilhelmina Quarrington",
+        "w.quarrington@mailbox.example",
+        "+44 20 7946 0958",
+        "Billing muddle of Marchvale",
+        "Wants the Hollowmere invoices resent",
+        "Parcel crushed by Vexley couriers",
+        "Brimwell estate renewal",
+        "Chose the rival Osterfield offer",
+        "Locked out of the Tarrowgate portal",
+        "Reset mails bounce at Pellinore host",
+        "Escalated because Ravensworth complained",
+        "Oswin Fairweather-Lyle",
+        "oswin.fl@leadbox.example",
+        "+1 555 0199 3321",
+        "Fairweather Kettles Ltd",
+    ];
+    let lead = format!("l-{id}");
+    let events = json!([
+        {"type": "CustomerRegistered", "occurred_at": "2026-01-01T09:00:00Z",
+         "data": {"customer_id": id, "kind": "person", "name": secrets[0], "email": secrets[1],
+                  "phone": secrets[2], "segment": "smb", "owner": "u-7"}},
+        {"type": "CustomerConsentChanged", "occurred_at": "2026-01-01T09:05:00Z",
+         "data": {"customer_id": id, "channel": "email", "purpose": "marketing", "granted": true}},
+        {"type": "InteractionLogged", "occurred_at": "2026-01-02T10:00:00Z",
+         "data": {"customer_id": id, "interaction_id": format!("i-{id}"), "channel": "phone",
+                  "direction": "inbound", "subject": secrets[3], "summary": secrets[4]}},
+        {"type": "OrderPlaced", "occurred_at": "2026-01-03T10:00:00Z",
+         "data": {"customer_id": id, "order_id": "o-1", "amount": "80.00", "currency": "EUR"}},
+        {"type": "OrderRefunded", "occurred_at": "2026-01-04T10:00:00Z",
+         "data": {"customer_id": id, "order_id": "o-1", "amount": "20.00", "currency": "EUR",
+                  "reason": secrets[5]}},
+        {"type": "OpportunityOpened", "occurred_at": "2026-01-05T00:00:00Z",
+         "data": {"opportunity_id": format!("op-{id}"), "customer_id": id, "name": secrets[6],
+                  "amount": "900.00", "currency": "EUR", "stage": "Prospecting",
+                  "close_date": "2026-06-30"}},
+        {"type": "OpportunityLost", "occurred_at": "2026-01-20T00:00:00Z",
+         "data": {"opportunity_id": format!("op-{id}"), "reason": secrets[7]}},
+        {"type": "CaseOpened", "occurred_at": "2026-02-01T09:00:00Z",
+         "data": {"case_id": format!("k-{id}"), "customer_id": id, "subject": secrets[8],
+                  "description": secrets[9], "channel": "email", "priority": "normal"}},
+        {"type": "CaseEscalated", "occurred_at": "2026-02-01T12:00:00Z",
+         "data": {"case_id": format!("k-{id}"), "reason": secrets[10], "priority": "high"}},
+        {"type": "LeadCaptured", "occurred_at": "2025-12-01T00:00:00Z",
+         "data": {"lead_id": lead, "name": secrets[11], "email": secrets[12],
+                  "phone": secrets[13], "company": secrets[14], "source": "web_form"}},
+        {"type": "LeadConverted", "occurred_at": "2025-12-20T00:00:00Z",
+         "data": {"lead_id": lead, "customer_id": id}},
+    ]);
+    let mut events = events;
+    for event in events.as_array_mut().into_iter().flatten() {
+        event["id"] = json!(uuid::Uuid::now_v7());
+    }
+    (events, secrets)
+}
+
+/// The plaintext values among `secrets` that `text` holds.
+fn leaked<'a>(text: &str, secrets: &[&'a str]) -> Vec<&'a str> {
+    secrets
+        .iter()
+        .copied()
+        .filter(|s| text.contains(s))
+        .collect()
+}
+
+/// Waits until every read model has applied `position`.
+async fn settle(app: &App, position: u64) {
+    for path in [
+        "/v1/customers",
+        "/v1/customers/c-none/timeline",
+        "/v1/pipeline",
+        "/v1/service/backlog",
+    ] {
+        let answer = app.get(&format!("{path}?min_position={position}")).await;
+        assert!(
+            answer.status == 200 || answer.status == 404,
+            "{path}: {}",
+            answer.body
+        );
+    }
+}
+
+/// Every GET route of `openapi::ROUTES` as concrete requests about customer `id` (the live
+/// stream aside), several per route where its parameters change what it shows. A route this
+/// does not know fails the test: a new route must be walked.
+fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
+    let mut requests = Vec::new();
+    for (method, path, ..) in crm_api::openapi::ROUTES {
+        if *method != "get" {
+            continue;
+        }
+        let variants: Vec<String> = match *path {
+            "/healthz"
+            | "/metrics"
+            | "/openapi.json"
+            | "/v1/verify"
+            | "/v1/pipeline"
+            | "/v1/service/sla-targets"
+            | "/v1/projections"
+            | "/v1/audit/access" => {
+                vec![String::new()]
+            }
+            "/v1/events/live" => continue, // read as a stream below
+            "/v1/events" => vec!["?limit=1000".into()],
+            "/v1/customers" => {
+                let mut v = vec![String::new(), "?status=active".into()];
+                if search {
+                    v.push("?search=quarrington".into());
+                }
+                v
+            }
+            "/v1/customers/{id}" => vec![
+                String::new(),
+                "?as_of=2030-01-01T00:00:00Z".into(),
+                format!("?position={head}"),
+                format!(
+                    "?known_at={}",
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                ),
+            ],
+            "/v1/customers/{id}/timeline" => vec!["?limit=1000".into(), "?order=desc".into()],
+            "/v1/customers/{id}/personal-data" => vec![String::new()],
+            "/v1/opportunities" => vec![String::new(), "?status=lost".into()],
+            "/v1/service/backlog" => vec!["?limit=1000".into()],
+            other => panic!("GET {other} is not walked: add it to walk_requests"),
+        };
+        for variant in variants {
+            requests.push(format!("{}{variant}", path.replace("{id}", id)));
+        }
+    }
+    requests
+}
+
+/// Opens the live stream with `key` and reads `count` events: their raw `data:` text.
+async fn live_text(app: &App, key: &str, count: usize) -> String {
+    let mut response = app
+        .client
+        .get(app.url("/v1/events/live?after=0"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 200);
+    let mut buffer = String::new();
+    let events = read_sse(&mut response, &mut buffer, count).await;
+    assert_eq!(events.len(), count);
+    events
+        .iter()
+        .map(|(_, _, data)| data.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn personal_fields_are_redacted_on_every_get_route_without_the_flag<
+    F: Future<Output = Option<App>>,
+>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let id = "c-pd";
+    let (events, secrets) = personal_history(id);
+    let count = events.as_array().map_or(0, Vec::len);
+    let answer = app.ingest(events).await;
+    let last = last_position(answer.ok());
+    settle(&app, last).await;
+
+    // Without --personal-data (analyst and auditor): no plaintext anywhere, whatever the
+    // route answers.
+    for role in [Role::Analyst, Role::Auditor] {
+        let key = app.redacted_key(TENANT, role);
+        for request in walk_requests(id, last, false) {
+            let answer = app.get_with(key, &request).await;
+            assert!(answer.status < 500, "{role} GET {request}: {}", answer.body);
+            let text = answer.body.to_string();
+            assert_eq!(
+                leaked(&text, &secrets),
+                Vec::<&str>::new(),
+                "{role} without --personal-data read plaintext from GET {request}: {text}"
+            );
+        }
+    }
+    let key = app.redacted_key(TENANT, Role::Analyst);
+    let live = live_text(&app, key, count).await;
+    assert_eq!(leaked(&live, &secrets), Vec::<&str>::new(), "live: {live}");
+    assert!(live.contains("[redacted]"), "{live}");
+    // The values read "[redacted]" in place, where there were any.
+    let view = app.get_with(key, &format!("/v1/customers/{id}")).await;
+    let view = view.ok();
+    for field in ["name", "email", "phone"] {
+        assert_eq!(view[field], "[redacted]", "{field}");
+    }
+    assert_eq!(view["segment"], "smb", "other fields are untouched");
+    let lost = app.get_with(key, "/v1/opportunities?status=lost").await;
+    assert_eq!(lost.ok()["items"][0]["name"], "[redacted]");
+    assert_eq!(lost.body["items"][0]["lost_reason"], "[redacted]");
+    let backlog = app.get_with(key, "/v1/service/backlog").await;
+    assert_eq!(backlog.ok()["open"][0]["subject"], "[redacted]");
+    let timeline = app
+        .get_with(key, &format!("/v1/customers/{id}/timeline?limit=1000"))
+        .await;
+    let entries = timeline.ok()["entries"]
+        .as_array()
+        .expect("entries")
+        .clone();
+    assert_eq!(entries.len(), count);
+    assert_eq!(entries[0]["data"]["name"], "[redacted]");
+    assert_eq!(entries[0]["data"]["customer_id"], id);
+    // Searching matches names and emails: refused, naming the flag.
+    app.get_with(key, "/v1/customers?search=quarrington")
+        .await
+        .problem(403, &["--personal-data"]);
+    app.get_with(key, &format!("/v1/customers?search={id}"))
+        .await
+        .problem(403, &["--personal-data"]);
+    app.get_with(key, &format!("/v1/customers/{id}/personal-data"))
+        .await
+        .problem(403, &["--personal-data"]);
+
+    // With --personal-data: the same walk shows every value.
+    let mut seen: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for role in [Role::Analyst, Role::Auditor] {
+        let key = app.key(TENANT, role);
+        for request in walk_requests(id, last, true) {
+            let answer = app.get_with(key, &request).await;
+            assert!(answer.status < 500, "{role} GET {request}: {}", answer.body);
+            let text = answer.body.to_string();
+            seen.extend(leaked(&text, &secrets));
+        }
+    }
+    assert_eq!(seen.len(), secrets.len(), "only {seen:?} were shown");
+    let key = app.key(TENANT, Role::Analyst);
+    // Route by route: each shows what it holds.
+    let shows = |path: String, wanted: Vec<&'static str>| {
+        let app = &app;
+        async move {
+            let answer = app.get_with(key, &path).await;
+            let text = answer.ok().to_string();
+            assert_eq!(leaked(&text, &wanted), wanted, "GET {path}: {text}");
+        }
+    };
+    shows(format!("/v1/customers/{id}"), secrets[..3].to_vec()).await;
+    shows(
+        format!("/v1/customers/{id}?position={last}"),
+        secrets[..3].to_vec(),
+    )
+    .await;
+    shows("/v1/customers".into(), secrets[..2].to_vec()).await;
+    shows(
+        "/v1/customers?search=QUARRINGTON".into(),
+        secrets[..2].to_vec(),
+    )
+    .await;
+    shows("/v1/opportunities".into(), secrets[6..8].to_vec()).await;
+    shows("/v1/service/backlog".into(), vec![secrets[8]]).await;
+    shows(
+        format!("/v1/customers/{id}/timeline?limit=1000"),
+        secrets.clone(),
+    )
+    .await;
+    shows(format!("/v1/customers/{id}/personal-data"), secrets.clone()).await;
+    shows("/v1/events?limit=1000".into(), secrets.clone()).await;
+    let live = live_text(&app, key, count).await;
+    assert_eq!(leaked(&live, &secrets), secrets, "live: {live}");
+    // An admin key reads them without the flag.
+    let admin = app
+        .get_with(
+            app.redacted_key(TENANT, Role::Admin),
+            &format!("/v1/customers/{id}"),
+        )
+        .await;
+    assert_eq!(admin.ok()["name"], secrets[0]);
+}
+
+pub async fn subject_access_lists_every_personal_field_with_its_event<
+    F: Future<Output = Option<App>>,
+>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let id = "c-pd";
+    let (events, secrets) = personal_history(id);
+    let answer = app.ingest(events.clone()).await;
+    let answer = answer.ok();
+    let last = last_position(answer);
+    app.ingest(json!([registered("c-other", "Someone Unrelated")]))
+        .await
+        .ok();
+    let path = format!("/v1/customers/{id}/personal-data?min_position={last}");
+    let document = app.get(&path).await;
+    let document = document.ok().clone();
+    assert_eq!(document["customer_id"], id);
+    assert_eq!(document["status"], "active");
+    assert_eq!(document["profile"]["name"], secrets[0]);
+    assert_eq!(document["profile"]["email"], secrets[1]);
+    assert_eq!(document["profile"]["phone"], secrets[2]);
+    assert_eq!(document["profile"]["segment"], "smb");
+    assert_eq!(document["consents"]["email:marketing"]["granted"], true);
+    assert!(
+        !document.to_string().contains("Someone Unrelated"),
+        "another customer's data"
+    );
+    let listed = document["events"].as_array().expect("events");
+    // Each sent event with personal fields is there, by id, with its position, times and
+    // every personal field it was sent with.
+    let mut expected = 0;
+    for (index, sent) in events.as_array().expect("events").iter().enumerate() {
+        let kind = sent["type"].as_str().expect("type");
+        let personal = crm_core::catalog::personal_fields(kind);
+        if personal.iter().all(|f| sent["data"].get(*f).is_none()) {
+            continue;
+        }
+        expected += 1;
+        let event_id = &answer["events"][index]["id"];
+        let entry = listed
+            .iter()
+            .find(|e| &e["event_id"] == event_id)
+            .unwrap_or_else(|| panic!("{kind} ({event_id}) is missing: {document}"));
+        assert_eq!(entry["event_type"], kind);
+        assert_eq!(entry["position"], answer["events"][index]["position"]);
+        assert_eq!(entry["stream_id"], answer["events"][index]["stream"]);
+        let sent_at = chrono::DateTime::parse_from_rfc3339(
+            sent["occurred_at"].as_str().expect("occurred_at"),
+        )
+        .expect("time");
+        let listed_at = chrono::DateTime::parse_from_rfc3339(
+            entry["occurred_at"].as_str().expect("occurred_at"),
+        )
+        .expect("time");
+        assert_eq!(sent_at, listed_at);
+        assert!(entry["recorded_at"].is_string());
+        for field in personal {
+            if let Some(value) = sent["data"].get(*field) {
+                assert_eq!(&entry["fields"][*field], value, "{kind}.{field}");
+            }
+        }
+        // Only personal fields.
+        assert!(entry["fields"].get("customer_id").is_none());
+    }
+    assert_eq!(listed.len(), expected, "{document}");
+    let lead = listed
+        .iter()
+        .find(|e| e["event_type"] == "LeadCaptured")
+        .expect("the converted lead's capture");
+    assert_eq!(lead["subject"], format!("lead:l-{id}"));
+    assert_eq!(lead["fields"]["company"], secrets[14]);
+
+    // Who may ask: admin, or analyst/auditor keys with the flag; 403 naming the flag otherwise.
+    app.get_with(app.key(TENANT, Role::Auditor), &path)
+        .await
+        .ok();
+    app.get_with(app.redacted_key(TENANT, Role::Admin), &path)
+        .await
+        .ok();
+    for role in [Role::Analyst, Role::Auditor] {
+        app.get_with(app.redacted_key(TENANT, role), &path)
+            .await
+            .problem(403, &["--personal-data"]);
+    }
+    app.get_with(app.key(TENANT, Role::Ingest), &path)
+        .await
+        .problem(403, &["role ingest"]);
+    app.get("/v1/customers/c-nobody/personal-data")
+        .await
+        .problem(404, &["c-nobody"]);
+    app.get_as(
+        OTHER_TENANT,
+        Role::Admin,
+        &format!("/v1/customers/{id}/personal-data"),
+    )
+    .await
+    .problem(404, &[id]);
+    app.get(&format!("/v1/customers/{id}/personal-data?colour=red"))
+        .await
+        .problem(400, &["colour"]);
+
+    // After erasure every field reads "[erased]", the lead's too.
+    let erased = app
+        .send(
+            app.client
+                .post(app.url(&format!("/v1/customers/{id}/erase")))
+                .bearer_auth(app.redacted_key(TENANT, Role::Admin)),
+        )
+        .await;
+    let position = erased.ok()["position"].as_u64().expect("position");
+    let after = app
+        .get(&format!(
+            "/v1/customers/{id}/personal-data?min_position={position}"
+        ))
+        .await;
+    let after = after.ok();
+    assert_eq!(after["status"], "erased");
+    assert_eq!(
+        leaked(&after.to_string(), &secrets),
+        Vec::<&str>::new(),
+        "{after}"
+    );
+    for field in ["name", "email", "phone"] {
+        assert_eq!(after["profile"][field], "[erased]", "{field}");
+    }
+    let fields: Vec<&Value> = after["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .flat_map(|e| e["fields"].as_object().expect("fields").values())
+        .collect();
+    assert!(fields.len() >= secrets.len(), "{after}");
+    assert!(fields.iter().all(|v| *v == "[erased]"), "{after}");
+}
+
+/// The access log as the auditor reads it with `query`.
+async fn access_rows(app: &App, query: &str) -> Vec<Value> {
+    let answer = app
+        .get_as(TENANT, Role::Auditor, &format!("/v1/audit/access{query}"))
+        .await;
+    answer.ok()["items"].as_array().expect("items").clone()
+}
+
+pub async fn the_access_log_records_who_read_whose_personal_fields<
+    F: Future<Output = Option<App>>,
+>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let answer = app.ingest(history("c-1")).await;
+    app.ingest(json!([registered("c-2", "Grace Hopper")]))
+        .await
+        .ok();
+    let last = last_position(answer.ok()) + 1;
+    settle(&app, last).await;
+    let before = chrono::Utc::now();
+    // `settle` read with a personal-data key: start from a clean slate of ids.
+    let start_id = access_rows(&app, "?limit=1000")
+        .await
+        .last()
+        .map_or(0, |r| r["id"].as_i64().expect("id"));
+    let since = format!("?after={start_id}&limit=1000");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // A redacted read records nothing.
+    let plain = app.redacted_key(TENANT, Role::Analyst);
+    app.get_with(plain, "/v1/customers/c-1").await.ok();
+    app.get_with(plain, "/v1/customers").await.ok();
+    app.get_with(plain, "/v1/events?limit=100").await.ok();
+    assert_eq!(access_rows(&app, &since).await, Vec::<Value>::new());
+    let plain_id = App::key_id(plain);
+    assert!(
+        access_rows(&app, &format!("?key_id={plain_id}"))
+            .await
+            .is_empty()
+    );
+
+    // A read with a personal-data key: key id, subject, route, time.
+    let reader = app.key(TENANT, Role::Analyst);
+    let reader_id = App::key_id(reader);
+    app.get_with(reader, "/v1/customers/c-1").await.ok();
+    let rows = access_rows(&app, &since).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["key_id"], reader_id);
+    assert_eq!(rows[0]["subject"], "customer:c-1");
+    assert_eq!(rows[0]["route"], "GET /v1/customers/{id}");
+    let at =
+        chrono::DateTime::parse_from_rfc3339(rows[0]["at"].as_str().expect("at")).expect("time");
+    assert!(at >= before && at <= chrono::Utc::now(), "{at}");
+    assert!(
+        !rows[0].to_string().contains("Ada"),
+        "no field value is logged"
+    );
+
+    // A list: one row per customer it carried, written together.
+    app.get_with(reader, "/v1/customers").await.ok();
+    let rows = access_rows(&app, &format!("{since}&key_id={reader_id}")).await;
+    let listed: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["route"] == "GET /v1/customers")
+        .collect();
+    let subjects: Vec<&str> = listed
+        .iter()
+        .map(|r| r["subject"].as_str().expect("subject"))
+        .collect();
+    assert_eq!(subjects, vec!["customer:c-1", "customer:c-2"]);
+    assert_eq!(listed[0]["at"], listed[1]["at"], "one insert per answer");
+    // The log: the customers of the events shown (deal and case events name theirs, or
+    // their stream's opening does).
+    app.get_with(reader, "/v1/events?after=6&limit=3")
+        .await
+        .ok();
+    let rows = access_rows(&app, &format!("{since}&key_id={reader_id}")).await;
+    let logged: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["route"] == "GET /v1/events")
+        .map(|r| r["subject"].as_str().expect("subject"))
+        .collect();
+    assert_eq!(logged, vec!["customer:c-1"], "{rows:?}");
+    // The live stream, per batch.
+    live_text(&app, reader, 11).await;
+    let mut live = Vec::new();
+    for _ in 0..100 {
+        live = access_rows(&app, &format!("{since}&key_id={reader_id}"))
+            .await
+            .into_iter()
+            .filter(|r| r["route"] == "GET /v1/events/live")
+            .collect();
+        if !live.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live: Vec<&str> = live
+        .iter()
+        .map(|r| r["subject"].as_str().expect("subject"))
+        .collect();
+    assert!(
+        live.contains(&"customer:c-1") && live.contains(&"customer:c-2"),
+        "{live:?}"
+    );
+
+    // Filters: subject (a bare id is the customer's), key id, from, to.
+    let other = app.key(TENANT, Role::Auditor);
+    app.get_with(other, "/v1/customers/c-2/timeline").await.ok();
+    let by_subject = access_rows(&app, &format!("{since}&subject=customer:c-2")).await;
+    assert!(!by_subject.is_empty());
+    assert!(by_subject.iter().all(|r| r["subject"] == "customer:c-2"));
+    assert_eq!(
+        access_rows(&app, &format!("{since}&subject=c-2")).await,
+        by_subject
+    );
+    let by_key = access_rows(&app, &format!("{since}&key_id={}", App::key_id(other))).await;
+    assert_eq!(by_key.len(), 1, "{by_key:?}");
+    assert_eq!(by_key[0]["route"], "GET /v1/customers/{id}/timeline");
+    let both = access_rows(
+        &app,
+        &format!("{since}&subject=customer:c-2&key_id={reader_id}"),
+    )
+    .await;
+    assert!(both.iter().all(|r| r["key_id"] == reader_id));
+    let time =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let all = access_rows(&app, &since).await;
+    assert_eq!(
+        access_rows(
+            &app,
+            &format!("{since}&from={}&to={}", time(before), time(now))
+        )
+        .await,
+        all
+    );
+    assert!(
+        access_rows(&app, &format!("{since}&from={}", time(now)))
+            .await
+            .is_empty()
+    );
+    assert!(
+        access_rows(&app, &format!("{since}&to={}", time(before)))
+            .await
+            .is_empty()
+    );
+    // Paging by id.
+    let first = access_rows(&app, &format!("?after={start_id}&limit=1")).await;
+    let page = app
+        .get_as(
+            TENANT,
+            Role::Auditor,
+            &format!("/v1/audit/access?after={start_id}&limit=1"),
+        )
+        .await;
+    assert_eq!(page.ok()["next_after"], first[0]["id"]);
+
+    // Bad parameters name themselves; only auditors (and admins) read the log; a tenant sees
+    // only its own.
+    let auditor = |path: &'static str| app.get_as(TENANT, Role::Auditor, path);
+    auditor("/v1/audit/access?from=yesterday")
+        .await
+        .problem(400, &["from", "RFC 3339"]);
+    auditor("/v1/audit/access?to=2026-13-01")
+        .await
+        .problem(400, &["to"]);
+    auditor("/v1/audit/access?subject=case:k-1")
+        .await
+        .problem(400, &["subject"]);
+    auditor("/v1/audit/access?key_id=nope")
+        .await
+        .problem(400, &["key_id"]);
+    auditor("/v1/audit/access?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")
+        .await
+        .problem(400, &["from", "to"]);
+    app.get_with(reader, "/v1/audit/access")
+        .await
+        .problem(403, &["role analyst", "auditor"]);
+    app.get_as(TENANT, Role::Admin, "/v1/audit/access")
+        .await
+        .ok();
+    let theirs = app
+        .get_as(OTHER_TENANT, Role::Auditor, "/v1/audit/access")
+        .await;
+    assert_eq!(theirs.ok()["items"], json!([]));
+
+    // Append-only, by the database itself.
+    let count = |app: &App| {
+        let db = app.state.db.clone();
+        async move {
+            db.fetch(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM crm_access_log",
+                vec![],
+                &[crm_projections::db::Col::Int],
+            )
+            .await
+            .expect("count")[0][0]
+                .as_int()
+                .expect("count")
+        }
+    };
+    let rows_before = count(&app).await;
+    assert!(rows_before > 0);
+    let mut statements = vec![
+        "UPDATE crm_access_log SET subject = 'customer:someone-else'",
+        "UPDATE crm_access_log SET key_id = 'x' WHERE id = 1",
+        "DELETE FROM crm_access_log",
+        "DELETE FROM crm_access_log WHERE id = 1",
+    ];
+    if app.state.db.backend() == crm_projections::db::Backend::Postgres {
+        statements.push("TRUNCATE crm_access_log");
+    }
+    for statement in statements {
+        let refused = app.state.db.execute(statement, vec![]).await;
+        let error = refused.expect_err(statement).to_string();
+        assert!(error.contains("append-only"), "{statement}: {error}");
+    }
+    assert_eq!(count(&app).await, rows_before);
+    assert_eq!(
+        access_rows(&app, &format!("?after={start_id}&limit=1000"))
+            .await
+            .len(),
+        all.len()
+    );
+
+    // A key table made before --personal-data existed gains the column on the next open;
+    // its keys read personal data redacted.
+    app.state
+        .db
+        .execute("ALTER TABLE crm_api_keys DROP COLUMN personal_data", vec![])
+        .await
+        .expect("drop the column");
+    crm_api::keys::KeyStore::open(app.state.db.clone())
+        .await
+        .expect("reopen the key table");
+    crm_api::keys::KeyStore::open(app.state.db.clone())
+        .await
+        .expect("reopening again changes nothing");
+    let keys = app.state.keys.list(None).await.expect("list");
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| !k.personal_data));
 }
