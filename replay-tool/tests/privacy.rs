@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crm_core::envelope::TenantId;
 use crm_core::store::sqlite::Durability;
-use crm_core::store::{EventStore, ExpectedRevision, StoreUrl};
+use crm_core::store::{ExpectedRevision, StoreUrl};
 use crm_tests::raw_bytes::{found_in, stored_bytes};
 use serde_json::json;
 

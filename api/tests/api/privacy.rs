@@ -122,10 +122,7 @@ pub async fn personal_fields_are_sealed_in_the_log_and_read_back_in_plain<
     let events = app.get(&format!("/v1/events?min_position={last}")).await;
     let events = text(events.ok());
     for secret in SECRETS {
-        assert!(
-            events.contains(&secret.replace('\'', "'")),
-            "{secret} missing from {events}"
-        );
+        assert!(events.contains(secret), "{secret} missing from {events}");
     }
     // A case event without customer_id is sealed under its case's customer: erasing the
     // customer makes it unreadable too (checked in the erasure test); here it opens.

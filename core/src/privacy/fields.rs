@@ -142,44 +142,6 @@ pub fn subject_of_data(stream: &crate::envelope::StreamId, data: &str) -> Option
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_and_join_keep_canonical_json() {
-        let data = r#"{"a":{"y":[1,2]},"b":"x\"y","c":null}"#;
-        let members = split(data).expect("object");
-        let joined = join(members.iter().map(|(k, v)| (k.as_ref(), v.get())));
-        assert_eq!(joined.get(), data);
-    }
-
-    #[test]
-    fn sealed_text_round_trips_and_only_opens_in_its_place() {
-        use aes_gcm::aead::KeyInit;
-        let cipher = Aes256Gcm::new_from_slice(&[7u8; 32]).expect("key");
-        let id = [3u8; KEY_ID_LEN];
-        let event = uuid::Uuid::from_u128(9);
-        let aad = field_aad("t", "customer-c-1", &event, "name");
-        let text = seal_value(&cipher, &id, "\"Ada Lovelace\"", &aad).expect("seal");
-        assert!(!text.contains("Ada"), "{text}");
-        let inner = text.trim_matches('"');
-        assert!(is_sealed(inner));
-        let (key_id, sealed) = parse_sealed(inner).expect("parses");
-        assert_eq!(key_id, id);
-        let plain = super::super::master::open(&cipher, &sealed, &aad).expect("opens");
-        assert_eq!(plain.as_slice(), b"\"Ada Lovelace\"");
-        for other in [
-            field_aad("t", "customer-c-1", &event, "email"),
-            field_aad("u", "customer-c-1", &event, "name"),
-            field_aad("t", "customer-c-2", &event, "name"),
-            field_aad("t", "customer-c-1", &uuid::Uuid::from_u128(10), "name"),
-        ] {
-            assert!(super::super::master::open(&cipher, &sealed, &other).is_err());
-        }
-    }
-}
-
 /// Whether a stored event (opened, as [`super::PrivateStore`] reads it) holds the same data
 /// as an event sent again with its id: `Some(true)` or `Some(false)`, or `None` when the
 /// stored personal fields read [`ERASED`] and cannot be compared (an erased subject's event
@@ -224,4 +186,79 @@ pub fn readable(value: &str) -> Option<String> {
 /// [`readable`] of an optional value.
 pub fn readable_opt(value: &Option<String>) -> Option<String> {
     value.as_deref().and_then(readable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_join_keep_canonical_json() {
+        let data = r#"{"a":{"y":[1,2]},"b":"x\"y","c":null}"#;
+        let members = split(data).expect("object");
+        let joined = join(members.iter().map(|(k, v)| (k.as_ref(), v.get())));
+        assert_eq!(joined.get(), data);
+    }
+
+    #[test]
+    fn sealed_text_round_trips_and_only_opens_in_its_place() {
+        use aes_gcm::aead::KeyInit;
+        let cipher = Aes256Gcm::new_from_slice(&[7u8; 32]).expect("key");
+        let id = [3u8; KEY_ID_LEN];
+        let event = uuid::Uuid::from_u128(9);
+        let aad = field_aad("t", "customer-c-1", &event, "name");
+        let text = seal_value(&cipher, &id, "\"Ada Lovelace\"", &aad).expect("seal");
+        assert!(!text.contains("Ada"), "{text}");
+        let inner = text.trim_matches('"');
+        assert!(is_sealed(inner));
+        let (key_id, sealed) = parse_sealed(inner).expect("parses");
+        assert_eq!(key_id, id);
+        let plain = super::super::master::open(&cipher, &sealed, &aad).expect("opens");
+        assert_eq!(plain.as_slice(), b"\"Ada Lovelace\"");
+        for other in [
+            field_aad("t", "customer-c-1", &event, "email"),
+            field_aad("u", "customer-c-1", &event, "name"),
+            field_aad("t", "customer-c-2", &event, "name"),
+            field_aad("t", "customer-c-1", &uuid::Uuid::from_u128(10), "name"),
+        ] {
+            assert!(super::super::master::open(&cipher, &sealed, &other).is_err());
+        }
+    }
+
+    #[test]
+    fn same_content_compares_data_and_gives_up_only_on_erased_fields() {
+        let stored = r#"{"customer_id":"c-1","name":"Ada"}"#;
+        assert_eq!(
+            same_content("CustomerRegistered", stored, stored),
+            Some(true)
+        );
+        let other = r#"{"customer_id":"c-1","name":"Bea"}"#;
+        assert_eq!(
+            same_content("CustomerRegistered", stored, other),
+            Some(false)
+        );
+        let erased = r#"{"customer_id":"c-1","name":"[erased]"}"#;
+        assert_eq!(same_content("CustomerRegistered", erased, stored), None);
+        let moved = r#"{"customer_id":"c-2","name":"[erased]"}"#;
+        assert_eq!(
+            same_content("CustomerRegistered", erased, moved),
+            Some(false),
+            "a non-personal field still decides"
+        );
+    }
+
+    #[test]
+    fn key_ids_are_found_in_the_text_without_a_parse() {
+        use aes_gcm::aead::KeyInit;
+        let cipher = Aes256Gcm::new_from_slice(&[1u8; 32]).expect("key");
+        let aad = field_aad("t", "s-1", &uuid::Uuid::nil(), "name");
+        let a = seal_value(&cipher, &[5u8; KEY_ID_LEN], "\"x\"", &aad).expect("seal");
+        let b = seal_value(&cipher, &[6u8; KEY_ID_LEN], "\"y\"", &aad).expect("seal");
+        let data = format!(r#"{{"a":{a},"b":{b},"c":"crm:v1:bad"}}"#);
+        let mut ids = Vec::new();
+        sealed_key_ids(&data, &mut ids);
+        assert_eq!(ids, vec![[5u8; KEY_ID_LEN], [6u8; KEY_ID_LEN]]);
+        assert_eq!(readable(ERASED), None);
+        assert_eq!(readable("Ada").as_deref(), Some("Ada"));
+    }
 }

@@ -346,12 +346,10 @@ impl Vault {
         if let Some((id, _)) = cache
             .by_subject
             .remove(&(tenant.clone(), subject.to_owned()))
+            && let Some(ids) = cache.by_id.get_mut(tenant)
+            && ids.remove(&id).is_some()
         {
-            if let Some(ids) = cache.by_id.get_mut(tenant)
-                && ids.remove(&id).is_some()
-            {
-                cache.by_id_len -= 1;
-            }
+            cache.by_id_len -= 1;
         }
     }
 

@@ -51,6 +51,9 @@ pub(super) async fn write_transaction<T>(
     let mut writer = writer.lock().await;
     let writer = &mut *writer;
     let result = retry_busy(|| {
+        // Reached through `&mut`: the closure then holds `&mut Writer`, which is `Send`
+        // (a `&Writer` is not: the connection is not `Sync`), so the future may move.
+        #[allow(clippy::deref_addrof)]
         let conn = &*(&mut writer.conn);
         let transaction = Transaction::begin_immediate(conn)?;
         let value = work(conn)?;
