@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use aes_gcm::Aes256Gcm;
 use base64::Engine;
@@ -43,6 +44,118 @@ pub(crate) fn split(data: &str) -> Result<Members<'_>, serde_json::Error> {
             .map(|(k, v)| (Cow::Owned(k), v))
             .collect()),
     }
+}
+
+/// The top-level members of a JSON object text, without parsing or copying anything: each
+/// key (as written, without quotes) and the byte range of its value. `None` for text this
+/// scanner does not take (not an object, a key with escapes, malformed): callers then fall
+/// back to [`split`]. Event data is canonical JSON (serde's compact writer), which it
+/// always takes.
+pub(crate) fn scan(data: &str) -> Option<Vec<(&str, Range<usize>)>> {
+    let b = data.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut out = Vec::with_capacity(8);
+    if *b.get(i)? == b'}' {
+        return (skip_ws(b, i + 1) == b.len()).then_some(out);
+    }
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let key = data.get(i + 1..key_end - 1)?;
+        if key.contains('\\') {
+            return None;
+        }
+        i = skip_ws(b, key_end);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = value_end(b, start)?;
+        out.push((key, start..end));
+        i = skip_ws(b, end);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string starting at `b[i] == '"'`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match *b.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// The index after the value starting at `b[i]`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while let Some(c) = b.get(j) {
+                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// `data` with the given value ranges replaced (ranges in order, not overlapping).
+pub(crate) fn splice(data: &str, replacements: &[(Range<usize>, String)]) -> String {
+    let extra: usize = replacements.iter().map(|(_, r)| r.len()).sum();
+    let mut out = String::with_capacity(data.len() + extra);
+    let mut at = 0;
+    for (range, text) in replacements {
+        out.push_str(&data[at..range.start]);
+        out.push_str(text);
+        at = range.end;
+    }
+    out.push_str(&data[at..]);
+    out
 }
 
 /// The key ids of the sealed fields in a JSON text, found without parsing it (a sealed
@@ -121,7 +234,11 @@ pub(crate) fn parse_sealed(value: &str) -> Option<(KeyId, Vec<u8>)> {
 /// The string inside a raw JSON value, if it is a plain string without escapes (sealed
 /// fields always are).
 pub(crate) fn plain_string(raw: &RawValue) -> Option<&str> {
-    let text = raw.get();
+    unquoted(raw.get())
+}
+
+/// [`plain_string`] of a value's JSON text.
+pub(crate) fn unquoted(text: &str) -> Option<&str> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     (!inner.contains('\\')).then_some(inner)
 }
@@ -191,6 +308,42 @@ pub fn readable_opt(value: &Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scanner_agrees_with_serde_and_refuses_what_it_does_not_take() {
+        for data in [
+            r#"{}"#,
+            r#"{"a":1}"#,
+            r#"{"a":{"y":[1,2,{"z":"]}"}]},"b":"x\"y","c":null,"d":-1.5e3,"e":true}"#,
+            r#" { "a" : "b" , "c" : [ ] } "#,
+        ] {
+            let scanned = scan(data).expect(data);
+            let parsed = split(data).expect(data);
+            assert_eq!(scanned.len(), parsed.len(), "{data}");
+            for (key, range) in scanned {
+                assert_eq!(&data[range], parsed[key].get(), "{data}");
+            }
+        }
+        for bad in [
+            r#"[1]"#,
+            r#"{"a":1"#,
+            r#"{"a\u0041":1}"#,
+            r#"{"a":1}x"#,
+            r#"{"a" 1}"#,
+        ] {
+            assert!(scan(bad).is_none(), "{bad}");
+        }
+        let data = r#"{"a":"x","b":1,"c":"y"}"#;
+        let members = scan(data).expect("object");
+        let out = splice(
+            data,
+            &[
+                (members[0].1.clone(), "\"X\"".into()),
+                (members[2].1.clone(), "null".into()),
+            ],
+        );
+        assert_eq!(out, r#"{"a":"X","b":1,"c":null}"#);
+    }
 
     #[test]
     fn split_and_join_keep_canonical_json() {

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::privacy::{NONCE_LEN, PrivacyError, random_bytes};
+use crate::privacy::{NONCE_LEN, PrivacyError, random_bytes, random_nonce};
 use crate::store::keys::Keyring;
 
 /// The environment variable holding the master key itself.
@@ -160,8 +160,7 @@ pub fn default_key_file(store_path: &Path) -> PathBuf {
 
 /// AES-256-GCM with a random nonce: `nonce ‖ ciphertext ‖ tag`.
 pub(crate) fn seal(cipher: &Aes256Gcm, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, PrivacyError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    random_bytes(&mut nonce)?;
+    let nonce = random_nonce()?;
     let sealed = cipher
         .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
         .map_err(|_| PrivacyError::MasterKey("encryption failed".into()))?;

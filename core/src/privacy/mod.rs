@@ -74,6 +74,35 @@ pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), PrivacyError> {
     getrandom::fill(out).map_err(|e| PrivacyError::MasterKey(format!("no randomness: {e}")))
 }
 
+/// Bytes of operating-system randomness fetched at once for nonces.
+const NONCE_POOL: usize = 4096;
+
+thread_local! {
+    /// Unused OS randomness of this thread (`.1` is how much of `.0` is used): a nonce per
+    /// sealed field would otherwise be a system call per field. Each byte is used once.
+    static NONCES: std::cell::RefCell<(Vec<u8>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// A fresh random nonce.
+pub(crate) fn random_nonce() -> Result<[u8; NONCE_LEN], PrivacyError> {
+    NONCES.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if bytes.len() < NONCE_POOL || *used + NONCE_LEN > bytes.len() {
+            bytes.resize(NONCE_POOL, 0);
+            random_bytes(bytes)?;
+            *used = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&bytes[*used..*used + NONCE_LEN]);
+        // Spent bytes are cleared so no later reader of the buffer sees them.
+        bytes[*used..*used + NONCE_LEN].fill(0);
+        *used += NONCE_LEN;
+        Ok(nonce)
+    })
+}
+
 /// Where the master key comes from: `CRM_MASTER_KEY`, else a key file (`--master-key-file`,
 /// `CRM_MASTER_KEY_FILE`, or for a SQLite store `master.key` beside the store file).
 #[derive(Debug, Clone, Default)]

@@ -14,13 +14,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::catalog::personal_fields;
 use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 use crate::privacy::fields::{
-    field_aad, join, may_hold_sealed, parse_sealed, plain_string, seal_value, sealed_key_ids,
-    split, subject_of_data,
+    field_aad, join, may_hold_sealed, parse_sealed, plain_string, scan, seal_value, sealed_key_ids,
+    splice, split, subject_of_data, unquoted,
 };
 use crate::privacy::vault::{Cipher, Vault};
 use crate::privacy::{ERASED, PrivacyError};
@@ -200,18 +201,35 @@ impl PrivateStore {
         cipher: &Cipher,
     ) -> Result<NewEvent, StoreError> {
         let personal = personal_fields(&event.event_type);
-        let members = split(event.data.get())
+        let data = event.data.get();
+        let seal = |name: &str, text: &str| -> Result<String, StoreError> {
+            let aad = field_aad(tenant.as_str(), stream.as_str(), &event.event_id, name);
+            seal_value(cipher, key_id, text, &aad).map_err(|e| StoreError::Sealing(e.to_string()))
+        };
+        let keep = |text: &str| {
+            text == "null" || (self.accept_sealed && unquoted(text).is_some_and(super::is_sealed))
+        };
+        // The fast path: the values replaced in place, nothing parsed or rebuilt.
+        if let Some(members) = scan(data) {
+            let mut replaced = Vec::new();
+            for (name, range) in members {
+                let text = &data[range.clone()];
+                if personal.contains(&name) && !keep(text) {
+                    replaced.push((range, seal(name, text)?));
+                }
+            }
+            let mut out = event.clone();
+            out.data = RawValue::from_string(splice(data, &replaced))
+                .map_err(|e| StoreError::InvalidInput(format!("event data: {e}")))?;
+            return Ok(out);
+        }
+        let members = split(data)
             .map_err(|e| StoreError::InvalidInput(format!("event data is not an object: {e}")))?;
         let mut sealed: Vec<(&str, String)> = Vec::with_capacity(members.len());
         for (name, value) in &members {
             let text = value.get();
-            let arrived_sealed =
-                self.accept_sealed && plain_string(value).is_some_and(super::is_sealed);
-            if personal.contains(&name.as_ref()) && text != "null" && !arrived_sealed {
-                let aad = field_aad(tenant.as_str(), stream.as_str(), &event.event_id, name);
-                let value = seal_value(cipher, key_id, text, &aad)
-                    .map_err(|e| StoreError::Sealing(e.to_string()))?;
-                sealed.push((name.as_ref(), value));
+            if personal.contains(&name.as_ref()) && !keep(text) {
+                sealed.push((name.as_ref(), seal(name, text)?));
             } else {
                 sealed.push((name.as_ref(), text.to_owned()));
             }
@@ -226,12 +244,13 @@ impl PrivateStore {
         tenant: &TenantId,
         expectations: &[StreamExpectation],
         events: &[(StreamId, NewEvent)],
+        optimistic: bool,
     ) -> Result<BatchOutcome, StoreError> {
         let (subjects, mut ops) = self.plan_subjects(tenant, events).await?;
         let mut wanted: Vec<String> = subjects.iter().flatten().cloned().collect();
         wanted.sort();
         wanted.dedup();
-        let (keys, new, erased) = self.keys_or_erased(tenant, &wanted).await?;
+        let (keys, new, erased) = self.keys_or_erased(tenant, &wanted, optimistic).await?;
         if !erased.is_empty() {
             self.check_only_replays(tenant, events, &subjects, &erased)
                 .await?;
@@ -278,6 +297,7 @@ impl PrivateStore {
         &self,
         tenant: &TenantId,
         subjects: &[String],
+        optimistic: bool,
     ) -> Result<(HashMap<String, (KeyId, Cipher)>, Vec<NewKey>, Vec<String>), StoreError> {
         let mut wanted = subjects.to_vec();
         let mut erased = Vec::new();
@@ -285,7 +305,11 @@ impl PrivateStore {
             if wanted.is_empty() {
                 return Ok((HashMap::new(), Vec::new(), erased));
             }
-            match self.vault.keys_for_append(tenant, &wanted).await {
+            match self
+                .vault
+                .keys_for_append(tenant, &wanted, optimistic)
+                .await
+            {
                 Ok((keys, new)) => return Ok((keys, new, erased)),
                 Err(StoreError::SubjectErased { subject }) => {
                     wanted.retain(|s| *s != subject);
@@ -374,15 +398,14 @@ fn open_event(
     let Some(tenant_ciphers) = ciphers.get(&event.tenant) else {
         return Ok(event);
     };
-    let data = {
-        let members = split(event.data.get()).map_err(|e| corrupt(&event, e.to_string()))?;
-        let mut opened: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::with_capacity(members.len());
-        for (name, value) in &members {
-            let Some((id, sealed)) = plain_string(value).and_then(parse_sealed) else {
-                opened.push((name.as_ref(), value.get().into()));
-                continue;
+    let opened = {
+        let data = event.data.get();
+        let mut replaced: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        let open = |name: &str, text: &str| -> Result<Option<String>, StoreError> {
+            let Some((id, sealed)) = unquoted(text).and_then(parse_sealed) else {
+                return Ok(None);
             };
-            let text = match tenant_ciphers.get(&id) {
+            Ok(Some(match tenant_ciphers.get(&id) {
                 Some(Some(cipher)) => {
                     let aad = field_aad(
                         event.tenant.as_str(),
@@ -403,12 +426,33 @@ fn open_event(
                     })?
                 }
                 _ => format!("\"{ERASED}\""),
-            };
-            opened.push((name.as_ref(), text.into()));
+            }))
+        };
+        match scan(data) {
+            Some(members) => {
+                for (name, range) in members {
+                    if let Some(text) = open(name, &data[range.clone()])? {
+                        replaced.push((range, text));
+                    }
+                }
+                RawValue::from_string(splice(data, &replaced))
+                    .map_err(|e| corrupt(&event, e.to_string()))?
+            }
+            None => {
+                let members = split(data).map_err(|e| corrupt(&event, e.to_string()))?;
+                let mut texts: Vec<(&str, String)> = Vec::with_capacity(members.len());
+                for (name, value) in &members {
+                    let text = match open(name, value.get())? {
+                        Some(text) => text,
+                        None => value.get().to_owned(),
+                    };
+                    texts.push((name.as_ref(), text));
+                }
+                join(texts.iter().map(|(k, v)| (*k, v.as_str())))
+            }
         }
-        join(opened.iter().map(|(k, v)| (*k, v.as_ref())))
     };
-    event.data = data;
+    event.data = opened;
     Ok(event)
 }
 
@@ -441,6 +485,11 @@ fn has_personal_values(event_type: &str, data: &str) -> bool {
     let personal = personal_fields(event_type);
     if personal.is_empty() {
         return false;
+    }
+    if let Some(members) = scan(data) {
+        return members
+            .iter()
+            .any(|(name, range)| personal.contains(name) && &data[range.clone()] != "null");
     }
     split(data).is_ok_and(|members| {
         members
@@ -484,11 +533,21 @@ impl EventStore for PrivateStore {
         expectations: Vec<StreamExpectation>,
         events: Vec<(StreamId, NewEvent)>,
     ) -> Result<BatchOutcome, StoreError> {
+        // The first attempt mints keys for subjects this process has no key of without
+        // reading the key table first (most are new); the append's transaction refuses a
+        // subject that has one, and the next attempt reads the table.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.append_once(tenant, &expectations, &events).await {
+            let optimistic = attempt == 1;
+            match self
+                .append_once(tenant, &expectations, &events, optimistic)
+                .await
+            {
                 Err(StoreError::KeyChanged { subject }) if attempt < KEY_ATTEMPTS => {
+                    self.vault.forget(tenant, &subject);
+                }
+                Err(StoreError::SubjectErased { subject }) if optimistic => {
                     self.vault.forget(tenant, &subject);
                 }
                 Err(StoreError::SubjectErased { subject }) => {

@@ -263,11 +263,13 @@ impl Vault {
 
     /// The keys an append seals under, per subject: live keys from the cache or the table,
     /// and new keys minted (and wrapped) for subjects without one. A tombstoned subject is
-    /// [`StoreError::SubjectErased`].
+    /// [`StoreError::SubjectErased`]. `optimistic` skips the table: a subject not cached gets
+    /// a new key, which the append's transaction refuses if the subject has one.
     pub(crate) async fn keys_for_append(
         &self,
         tenant: &TenantId,
         subjects: &[String],
+        optimistic: bool,
     ) -> Result<(HashMap<String, (KeyId, Cipher)>, Vec<NewKey>), StoreError> {
         let mut keys = HashMap::with_capacity(subjects.len());
         let mut missing = Vec::new();
@@ -286,7 +288,11 @@ impl Vault {
         if missing.is_empty() {
             return Ok((keys, new));
         }
-        let rows = self.table.keys_of_subjects(tenant, &missing).await?;
+        let rows = if optimistic {
+            Vec::new()
+        } else {
+            self.table.keys_of_subjects(tenant, &missing).await?
+        };
         for row in &rows {
             match self.cipher_of(row)? {
                 Some(cipher) => {
