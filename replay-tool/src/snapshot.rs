@@ -306,14 +306,15 @@ pub async fn run(
         Cut::Position(position) => (position, position),
         Cut::RecordedBy(at) => scan_recorded_by(&ctx.store, at, head).await?,
     };
-    match {
+    let created = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(out)
-    } {
+    };
+    match created {
         Ok(_) => {}
         Err(error) if error.kind() == ErrorKind::AlreadyExists => bail!(already_exists(out)),
         Err(error) => {

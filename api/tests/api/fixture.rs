@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crm_api::app::{Limits, Running, SharedState, router, start_with};
-use crm_core::privacy::KeySource;
 use crm_api::keys::Role;
 use crm_core::envelope::TenantId;
+use crm_core::privacy::KeySource;
 use crm_core::store::StoreUrl;
 use crm_core::store::sqlite::Durability;
 use crm_projections::RunnerHandle;

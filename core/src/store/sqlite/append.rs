@@ -51,7 +51,7 @@ pub(super) async fn write_transaction<T>(
     let mut writer = writer.lock().await;
     let writer = &mut *writer;
     let result = retry_busy(|| {
-        let conn = &*(&mut writer.conn);
+        let conn: &Connection = writer.conn_mut();
         let transaction = Transaction::begin_immediate(conn)?;
         let value = work(conn)?;
         transaction.commit()?;

@@ -81,12 +81,15 @@ fn changed(subject: &str) -> StoreError {
     }
 }
 
+/// A subject's key id and wrapped key (`None`: a tombstone).
+type KeyRow = (Vec<u8>, Option<Vec<u8>>);
+
 /// The subject's (key id, wrapped key), if it has a row.
 fn key_row(
     conn: &Connection,
     tenant: &TenantId,
     subject: &str,
-) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+) -> Result<Option<KeyRow>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT key_id, wrapped FROM crm_subject_keys WHERE tenant = ?1 AND subject = ?2",
