@@ -1,12 +1,13 @@
 //! [`PrivateStore`]: an event store that seals personal fields on append and opens them on
 //! read, over a backend that stores what it is given.
 //!
-//! On append, each event with a non-null personal field is sealed under its data subject's
-//! key: the customer of a `customer-` stream (or the `customer_id` of a case or deal; for a
-//! case or deal event without one, the customer of the stream's opening event), the lead of a
-//! `lead-` stream. `LeadConverted` and `CustomerMerged` link the lead (the merged customer) to
-//! the customer it went into, so erasing that customer erases it too; `CustomerErased` and
-//! `LeadErased` destroy the subject's keys. All of it commits in the append's transaction.
+//! On append, each event with a non-null personal field (other than the [`ERASED`] marker) is
+//! sealed under its data subject's key: the customer of a `customer-` stream (or the
+//! `customer_id` of a case or deal; for a case or deal event without one, the customer of the
+//! stream's opening event), the lead of a `lead-` stream. `LeadConverted` and
+//! `CustomerMerged` link the lead (the merged customer) to the customer it went into, so
+//! erasing that customer erases it too; `CustomerErased` and `LeadErased` destroy the
+//! subject's keys. All of it commits in the append's transaction.
 //!
 //! On read, sealed fields are opened; a field whose key was destroyed reads [`ERASED`].
 
@@ -191,7 +192,7 @@ impl PrivateStore {
             let text = value.get();
             let arrived_sealed =
                 self.accept_sealed && plain_string(value).is_some_and(super::is_sealed);
-            if personal.contains(&name.as_str()) && text != "null" && !arrived_sealed {
+            if personal.contains(&name.as_str()) && holds_personal_data(text) && !arrived_sealed {
                 let aad = field_aad(tenant.as_str(), stream.as_str(), &event.event_id, name);
                 let value = seal_value(cipher, key_id, text, &aad)
                     .map_err(|e| StoreError::Sealing(e.to_string()))?;
@@ -349,10 +350,21 @@ fn has_personal_values(event_type: &str, data: &str) -> bool {
         return false;
     }
     split(data).is_ok_and(|members| {
-        members
-            .iter()
-            .any(|(name, value)| personal.contains(&name.as_str()) && value.get() != "null")
+        members.iter().any(|(name, value)| {
+            personal.contains(&name.as_str()) && holds_personal_data(value.get())
+        })
     })
+}
+
+/// True when a personal field's JSON value holds data to seal: not null, and not the
+/// [`ERASED`] marker (a log copied from a plaintext store may carry it where the subject's
+/// data was already removed; it names nobody, so it is stored as it is).
+fn holds_personal_data(value_json: &str) -> bool {
+    value_json != "null"
+        && value_json
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            != Some(ERASED)
 }
 
 /// A string member of a JSON object.
