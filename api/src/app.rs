@@ -15,6 +15,7 @@
 //! | `GET /v1/projections` | analyst, auditor |
 //! | `PUT /v1/service/sla-targets` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
+//! | `GET /v1/privacy/retention`, `PUT /v1/privacy/retention` | admin |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,6 +185,10 @@ pub fn router(state: SharedState) -> Router {
             get(queries::sla_targets).put(queries::set_sla_targets),
         )
         .route("/v1/projections", get(queries::projections))
+        .route(
+            "/v1/privacy/retention",
+            get(crate::retention::get_rule).put(crate::retention::put_rule),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

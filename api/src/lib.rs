@@ -12,3 +12,4 @@ pub mod openapi;
 pub mod privacy;
 pub mod problem;
 pub mod queries;
+pub mod retention;
