@@ -11,6 +11,7 @@ mod keyfile;
 mod migrate;
 mod progress;
 mod rebuild;
+mod retention;
 mod snapshot;
 mod stats;
 mod timeline;
@@ -179,6 +180,15 @@ enum Command {
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
     },
+    /// Apply the tenant's retention rule now (set with `PUT /v1/privacy/retention`): erase
+    /// customers and leads never converted with no event for the rule's years.
+    Retention {
+        #[arg(long)]
+        tenant: String,
+        /// List who is due (entity ids) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Events, streams, types, positions, the store's size and projection positions.
     Stats {
         /// Only this tenant's events, streams and types.
@@ -318,6 +328,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Erase { id, lead, tenant } => erase::run(&ctx, &tenant, &id, lead).await,
         Command::EraseTenant { tenant } => erase::tenant(&ctx, &tenant).await,
         Command::RotateMaster { new_key_file } => erase::rotate(&ctx, &new_key_file).await,
+        Command::Retention { tenant, dry_run } => retention::run(&ctx, &tenant, dry_run).await,
         Command::MigrateEncrypt { .. } => anyhow::bail!("migrate-encrypt opens its own stores"),
         Command::Stats { tenant } => stats::run(&ctx, tenant).await,
     }
