@@ -41,7 +41,7 @@ use crm_core::store::{
     StreamStart, open_store, verify,
 };
 use crm_projections::ReadDb;
-use crm_projections::db::Col;
+use crm_projections::db::{Col, SqliteOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -502,9 +502,37 @@ async fn opening_subject(
 /// Copies the tenants' settings (SLA targets, retention rules and reports) from OLD's read
 /// models to NEW's; returns how many.
 async fn copy_settings(from: &StoreUrl, to: &StoreUrl) -> Result<u64> {
-    let old = ReadDb::open(from)
+    // A SQLite OLD is only read (a store that never served has no settings table).
+    let old = match from {
+        StoreUrl::Sqlite { path, .. } => ReadDb::open_sqlite(
+            path,
+            SqliteOptions {
+                read_only: true,
+                create_if_missing: false,
+                max_connections: 1,
+                ..SqliteOptions::default()
+            },
+        )
         .await
-        .context("cannot open the old store's read models")?;
+        .context("cannot open the old store's read models")?,
+        StoreUrl::Postgres { .. } => ReadDb::open(from)
+            .await
+            .context("cannot open the old store's read models")?,
+    };
+    if let StoreUrl::Sqlite { .. } = from {
+        let tables = old
+            .fetch(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name = 'crm_tenant_settings'",
+                Vec::new(),
+                &[Col::Int],
+            )
+            .await?;
+        if tables.first().and_then(|row| row[0].as_int()) != Some(1) {
+            old.close().await;
+            return Ok(0);
+        }
+    }
     let rows = old
         .fetch(
             "SELECT tenant, setting, value FROM crm_tenant_settings ORDER BY tenant, setting",

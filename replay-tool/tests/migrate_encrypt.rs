@@ -16,6 +16,8 @@ use chrono::{TimeZone, Utc};
 use crm_core::catalog::personal_fields;
 use crm_core::envelope::{NewEvent, RecordedEvent, StreamId, TenantId};
 use crm_core::store::{ExpectedRevision, Scope, SharedStore, StoreUrl, open_store};
+use crm_projections::ReadDb;
+use crm_projections::retention::{self, RetentionRule};
 use crm_tests::crm_data::{append_all, history};
 use crm_tests::postgres::TestDatabase;
 use serde_json::{Value, json};
@@ -417,6 +419,20 @@ async fn a_plaintext_sqlite_store_is_refused_then_migrated_with_its_fields_seale
     let old_url = format!("sqlite://{}", old_path.display());
     let new_url = format!("sqlite://{}", new_path.display());
     let count = write_plaintext(&StoreUrl::parse(&old_url).expect("url")).await;
+    // A tenant setting of the old store (a retention rule) goes along.
+    let old_db = ReadDb::open(&StoreUrl::parse(&old_url).expect("url"))
+        .await
+        .expect("old read models");
+    retention::set_rule(
+        &old_db,
+        "acme",
+        &RetentionRule {
+            erase_after_years: Some(3),
+        },
+    )
+    .await
+    .expect("set a rule");
+    old_db.close().await;
 
     // serve refuses the old store, naming the way out, and writes no key beside it.
     let (code, log) = serve(&old_url, &old_dir, &[]).expect_err("serve refuses");
@@ -452,6 +468,7 @@ async fn a_plaintext_sqlite_store_is_refused_then_migrated_with_its_fields_seale
         "the case subject of erased c-2"
     );
     assert_eq!(summary["source_intact"], true);
+    assert_eq!(summary["settings_copied"], 1);
     assert!(text(&output.stderr).contains("master.key"));
 
     // The new store and its key are the owner's only; nothing readable is in its files.
@@ -509,6 +526,15 @@ async fn a_plaintext_sqlite_store_is_refused_then_migrated_with_its_fields_seale
     assert_eq!(mode(&out), 0o600);
     check_decrypted(&events, count);
     check_fact(&fact(&new_store_url).await, count);
+    let new_db = ReadDb::open(&new_store_url).await.expect("new read models");
+    assert_eq!(
+        retention::rule(&new_db, "acme")
+            .await
+            .expect("rule")
+            .erase_after_years,
+        Some(3)
+    );
+    new_db.close().await;
 
     // Run again: everything is there already.
     let again = replay_ok(
