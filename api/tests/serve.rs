@@ -79,61 +79,6 @@ async fn serve_projects_events_from_another_process_and_stops_on_sigterm() {
     );
 }
 
-/// Appends `events` in order through the sealing store, one append per run of consecutive
-/// events of one stream. The history opens cases and deals for customers it erased before;
-/// the sealing store refuses personal data of an erased subject, so such a run's personal
-/// fields are written as "[erased]" (what they would read anyway).
-async fn append_sealed(
-    store: &dyn crm_core::store::EventStore,
-    events: &[crm_tests::crm_data::Emitted],
-) {
-    let mut i = 0;
-    while i < events.len() {
-        let tenant = TenantId::parse(events[i].tenant).expect("tenant");
-        let (stream, _) = events[i].to_new_event();
-        let mut j = i;
-        while j < events.len()
-            && events[j].tenant == events[i].tenant
-            && events[j].to_new_event().0 == stream
-        {
-            j += 1;
-        }
-        let run = |mask: bool| {
-            events[i..j]
-                .iter()
-                .map(|emitted| {
-                    let (_, mut event) = emitted.to_new_event();
-                    if mask {
-                        let mut data: serde_json::Value =
-                            serde_json::from_str(event.data.get()).expect("data");
-                        for field in crm_core::catalog::personal_fields(&event.event_type) {
-                            if let Some(value) = data.get_mut(*field) {
-                                *value = json!(crm_core::privacy::ERASED);
-                            }
-                        }
-                        event.data = crm_core::envelope::canonical_json(&data);
-                    }
-                    event
-                })
-                .collect::<Vec<_>>()
-        };
-        let appended = store
-            .append(&tenant, &stream, ExpectedRevision::Any, run(false))
-            .await;
-        match appended {
-            Ok(_) => {}
-            Err(crm_core::store::StoreError::SubjectErased { .. }) => {
-                store
-                    .append(&tenant, &stream, ExpectedRevision::Any, run(true))
-                    .await
-                    .expect("append the masked run");
-            }
-            Err(error) => panic!("append generated events: {error}"),
-        }
-        i = j;
-    }
-}
-
 /// Stored positions of every projection, as another process sees them.
 async fn positions(db: &ReadDb) -> Vec<u64> {
     crm_projections::bookkeeping::stored_positions(db)
@@ -165,7 +110,7 @@ async fn sigkilled_servers_restarted_end_in_the_rows_of_a_clean_rebuild() {
             .expect("store");
     let store: crm_core::store::SharedStore = std::sync::Arc::new(opened.store);
     let events = crm_tests::crm_data::history(23, 150, 12_000);
-    append_sealed(store.as_ref(), &events).await;
+    crm_tests::crm_data::append_all_sealed(store.as_ref(), &events).await;
     let head = store.head_position().await.expect("head");
     let db = ReadDb::open(&url).await.expect("read db");
     let serve = || {

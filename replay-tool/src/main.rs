@@ -343,10 +343,10 @@ async fn verify_command(
     let report = match (&tenant, stream) {
         (Some(tenant), Some(stream)) => {
             let stream = StreamId::parse(&stream)?;
-            verify_stream(ctx.store.as_ref(), tenant, &stream).await?
+            verify_stream(ctx.raw.as_ref(), tenant, &stream).await?
         }
-        (Some(tenant), None) => verify(ctx.store.as_ref(), &Scope::Tenant(tenant.clone())).await?,
-        (None, _) => verify(ctx.store.as_ref(), &Scope::AllTenants).await?,
+        (Some(tenant), None) => verify(ctx.raw.as_ref(), &Scope::Tenant(tenant.clone())).await?,
+        (None, _) => verify(ctx.raw.as_ref(), &Scope::AllTenants).await?,
     };
     if ctx.json {
         println!("{}", serde_json::to_string(&report)?);

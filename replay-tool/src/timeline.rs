@@ -128,7 +128,7 @@ pub async fn run(
     for event in &events {
         if !checks.contains_key(event.stream_id.as_str()) {
             let stream = StreamId::parse(event.stream_id.as_str())?;
-            let report = verify_stream(ctx.store.as_ref(), &tenant, &stream).await?;
+            let report = verify_stream(ctx.raw.as_ref(), &tenant, &stream).await?;
             checks.insert(event.stream_id.as_str().to_owned(), report);
         }
     }

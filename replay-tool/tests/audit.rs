@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crm_core::store::{Scope, StoreUrl, open_store};
-use crm_tests::crm_data::{append_all, history};
+use crm_core::privacy::{KeySource, open_private};
+use crm_core::store::{EventStore, Scope, StoreUrl};
+use crm_tests::crm_data::{append_all_sealed, history};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crm-replay");
@@ -28,15 +29,20 @@ fn replay(store: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A store with a generated history; returns its path and the events as stored.
+/// A store with a generated history, written through the sealing store (its master key in
+/// `master.key` beside it, where the binary finds it); returns its path and the events as
+/// read with the key.
 async fn seeded(dir: &Path) -> (std::path::PathBuf, Vec<crm_core::envelope::RecordedEvent>) {
     let path = dir.join("events.db");
     let url = StoreUrl::Sqlite {
         path: path.clone(),
         durability: crm_core::store::sqlite::Durability::Normal,
     };
-    let store = open_store(&url).await.expect("store");
-    append_all(store.as_ref(), &history(7, 40, 600)).await;
+    let store = open_private(&url, &KeySource::default(), true)
+        .await
+        .expect("store")
+        .store;
+    append_all_sealed(&store, &history(7, 40, 600)).await;
     let events = store
         .read_all(&Scope::AllTenants, 0, 100_000)
         .await
