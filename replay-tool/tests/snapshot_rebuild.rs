@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use crm_core::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
+use crm_core::privacy::{KeySource, open_private};
 use crm_core::store::sqlite::Durability;
 use crm_core::store::{
     BatchOutcome, Direction, EventStore, Scope, SharedStore, StoreError, StoreUrl, StoredEventRef,
-    StreamExpectation, StreamHead, StreamStart, open_store,
+    StreamExpectation, StreamHead, StreamStart,
 };
 use crm_projections::bookkeeping::stored_positions;
 use crm_projections::customer360::{self, CustomerFilter};
@@ -25,7 +26,7 @@ use crm_projections::db::SqliteOptions;
 use crm_projections::db::{Col, SqlValue};
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
-use crm_tests::crm_data::{Emitted, append_all, history};
+use crm_tests::crm_data::{Emitted, append_all_sealed, history};
 use crm_tests::postgres::TestDatabase;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -43,6 +44,9 @@ async fn replay(store: &str, args: &[&str]) -> Output {
         .expect("join")
 }
 
+/// The master key of the PostgreSQL stores (a SQLite store's is `master.key` beside it).
+const POSTGRES_KEY: &str = "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c";
+
 fn command(store: &str, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
@@ -51,8 +55,27 @@ fn command(store: &str, args: &[&str]) -> Command {
         .args(args)
         .env_remove("CRM_STORE")
         .env_remove("CRM_DATA_DIR")
+        .env_remove("CRM_MASTER_KEY")
+        .env_remove("CRM_MASTER_KEY_FILE")
         .env("CRM_LOG", "warn");
+    if store.starts_with("postgres") {
+        command.env("CRM_MASTER_KEY", POSTGRES_KEY);
+    }
     command
+}
+
+/// The store at `url` with its master key (created beside a new SQLite store): events
+/// appended through it are sealed, as `crm-api serve` stores them.
+async fn open_sealed(url: &StoreUrl) -> SharedStore {
+    let source = match url {
+        StoreUrl::Sqlite { .. } => KeySource::default(),
+        StoreUrl::Postgres { .. } => KeySource {
+            value: Some(POSTGRES_KEY.to_owned()),
+            file: None,
+        },
+    };
+    let opened = open_private(url, &source, true).await.expect("open store");
+    Arc::new(opened.store)
 }
 
 fn stdout_json(output: &Output) -> Value {
@@ -85,13 +108,13 @@ impl SqliteSource {
             path: dir.path().join("events.db"),
             durability: Durability::Normal,
         };
-        let store = open_store(&url).await.expect("open store");
+        let store = open_sealed(&url).await;
         SqliteSource { dir, url, store }
     }
 
     async fn seeded(events: &[Emitted]) -> SqliteSource {
         let source = SqliteSource::new().await;
-        append_all(source.store.as_ref(), events).await;
+        append_all_sealed(source.store.as_ref(), events).await;
         source
     }
 
@@ -370,8 +393,8 @@ async fn postgres_snapshot_at_a_past_position_equals_a_rebuild_of_the_log_cut_th
         return;
     };
     let url = StoreUrl::parse(database.url()).expect("url");
-    let store = open_store(&url).await.expect("open postgres store");
-    append_all(store.as_ref(), &history(8, 60, 3_000)).await;
+    let store = open_sealed(&url).await;
+    append_all_sealed(store.as_ref(), &history(8, 60, 3_000)).await;
     let dir = tempfile::tempdir().expect("temp dir");
     snapshot_equals_cut(store.as_ref(), database.url(), dir.path()).await;
 }
@@ -385,7 +408,7 @@ async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     let between = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     tokio::time::sleep(Duration::from_millis(30)).await;
-    append_all(source.store.as_ref(), second).await;
+    append_all_sealed(source.store.as_ref(), second).await;
     let head = source.store.head_position().await.expect("head");
     assert!(head > position);
 
@@ -888,12 +911,11 @@ async fn seed_the_timing_store() {
         eprintln!("{} exists; not seeding", path.display());
         return;
     }
-    let store = open_store(&StoreUrl::Sqlite {
+    let store = open_sealed(&StoreUrl::Sqlite {
         path,
         durability: Durability::Normal,
     })
-    .await
-    .expect("open store");
+    .await;
     let tenant = TenantId::parse("default").expect("tenant");
     let customers = crm_tests::bench_data::generate(100_000, 42);
     for chunk in customers.chunks(1_000) {
