@@ -153,7 +153,11 @@ impl PrivateStore {
             {
                 in_batch.entry(stream).or_insert_with(|| subject.clone());
             }
-            if !has_personal_values(&event.event_type, data) {
+            // A restored event whose personal fields all arrived sealed needs no key: it is
+            // stored as it is, also for a subject erased since (its restored tombstone).
+            if !has_personal_values(&event.event_type, data)
+                || (self.accept_sealed && all_personal_sealed(&event.event_type, data))
+            {
                 subjects.push(None);
                 continue;
             }
@@ -352,6 +356,18 @@ fn has_personal_values(event_type: &str, data: &str) -> bool {
     split(data).is_ok_and(|members| {
         members.iter().any(|(name, value)| {
             personal.contains(&name.as_str()) && holds_personal_data(value.get())
+        })
+    })
+}
+
+/// True when every personal field of `data` holding data arrived sealed.
+fn all_personal_sealed(event_type: &str, data: &str) -> bool {
+    let personal = personal_fields(event_type);
+    split(data).is_ok_and(|members| {
+        members.iter().all(|(name, value)| {
+            !personal.contains(&name.as_str())
+                || !holds_personal_data(value.get())
+                || plain_string(value).is_some_and(super::is_sealed)
         })
     })
 }
