@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use crm_core::catalog::{DomainEvent, EVENT_TYPES};
 use crm_core::envelope::{EventMetadata, RecordedEvent, TenantId};
+use crm_core::privacy::{KeySource, open_private};
 use crm_core::store::{ExpectedRevision, Scope, SharedStore, StoreUrl, open_store};
-use crm_tests::crm_data::{append_all, history};
+use crm_tests::crm_data::{append_all_sealed, history};
 use crm_tests::postgres::TestDatabase;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -45,14 +46,39 @@ impl Sqlite {
 
 /// Runs `crm-replay --store <url> <args>`.
 fn replay(url: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("--store")
         .arg(url)
         .args(args)
         .env_remove("CRM_STORE")
         .env_remove("CRM_LOG")
-        .output()
-        .expect("run crm-replay")
+        .env_remove("CRM_MASTER_KEY")
+        .env_remove("CRM_MASTER_KEY_FILE");
+    if url.starts_with("postgres") {
+        command.env("CRM_MASTER_KEY", POSTGRES_KEY);
+    }
+    command.output().expect("run crm-replay")
+}
+
+/// The master key of the PostgreSQL stores (a SQLite store's is `master.key` beside it).
+const POSTGRES_KEY: &str = "4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d";
+
+/// The store at `url` opened with its master key (created beside a new SQLite store), as
+/// `crm-api serve` opens it: what is appended through it is sealed, what is read is opened.
+async fn open_sealed(url: &str) -> SharedStore {
+    let source = if url.starts_with("postgres") {
+        KeySource {
+            value: Some(POSTGRES_KEY.to_owned()),
+            file: None,
+        }
+    } else {
+        KeySource::default()
+    };
+    let opened = open_private(&StoreUrl::parse(url).expect("store url"), &source, true)
+        .await
+        .expect("open the store with its key");
+    std::sync::Arc::new(opened.store)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -153,9 +179,9 @@ async fn assert_exactly_once(store: &SharedStore, expected: usize) {
 /// A realistic history over two tenants, plus the types it lacks (campaigns, a disqualified
 /// lead), some with metadata, so that every catalog type is exported.
 async fn seed(url: &str, customers: usize, steps: usize) -> usize {
-    let store = open(url).await;
+    let store = open_sealed(url).await;
     let events = history(21, customers, steps);
-    append_all(store.as_ref(), &events).await;
+    append_all_sealed(store.as_ref(), &events).await;
     let at = Utc
         .with_ymd_and_hms(2025, 9, 1, 9, 30, 0)
         .single()
@@ -181,6 +207,7 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "lead_id": "l-dq", "response": "clicked"}),
         ),
+        ("LeadErased", json!({"lead_id": "l-dq"})),
     ];
     let mut count = events.len();
     for tenant in ["acme", "globex"] {
@@ -210,8 +237,29 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
     count
 }
 
+/// A stored-form export with its keys (`--keys-out`), restored into a fresh store under the
+/// same master key (`--keys-in`): the same stored events, the same plain text.
 async fn round_trip(source: &str, target: &str, dir: &Path) {
     let exported = dir.join("all.jsonl");
+    let keys = dir.join("keys.jsonl");
+    // A SQLite source's key file, which the target is opened with.
+    let key_args: Vec<String> = if source.starts_with("postgres") {
+        Vec::new()
+    } else {
+        let path = source.trim_start_matches("sqlite://");
+        let file = Path::new(path).with_file_name("master.key");
+        vec![
+            "--master-key-file".into(),
+            file.to_str().expect("utf-8").to_owned(),
+        ]
+    };
+    let with_key = |args: &[&str]| -> Vec<String> {
+        key_args
+            .iter()
+            .cloned()
+            .chain(args.iter().map(|a| (*a).to_owned()))
+            .collect()
+    };
     // To a file with --json: the summary is the one line on stdout.
     let output = replay_ok(
         source,
@@ -220,6 +268,8 @@ async fn round_trip(source: &str, target: &str, dir: &Path) {
             "export",
             "--out",
             exported.to_str().expect("utf-8"),
+            "--keys-out",
+            keys.to_str().expect("utf-8"),
         ],
     );
     let summary: Value = serde_json::from_slice(&output.stdout).expect("export summary");
@@ -249,7 +299,9 @@ async fn round_trip(source: &str, target: &str, dir: &Path) {
         .collect();
     assert_eq!(tenants.len(), 2);
 
-    let (code, summary, stderr) = import(target, &exported, &["--batch", "250"]);
+    let import_args = with_key(&["--batch", "250", "--keys-in", keys.to_str().expect("utf-8")]);
+    let import_args: Vec<&str> = import_args.iter().map(String::as_str).collect();
+    let (code, summary, stderr) = import(target, &exported, &import_args);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(summary["status"], "imported");
     assert_eq!(summary["new"], json!(lines.len()));
@@ -259,6 +311,15 @@ async fn round_trip(source: &str, target: &str, dir: &Path) {
     assert_eq!(comparables(&again), comparables(&lines));
     let verified = replay_ok(target, &["verify"]);
     assert!(text(&verified.stdout).starts_with("intact"));
+    // The keys came along: both read the same plain text, erased subjects erased.
+    let plain = export(source, &["--decrypt"]);
+    assert!(plain.iter().any(|l| l.contains("\"[erased]\"")));
+    assert!(plain.iter().any(|l| l.contains("\"name\":\"Customer ")));
+    let decrypt_args = with_key(&["export", "--decrypt"]);
+    let decrypt_args: Vec<&str> = decrypt_args.iter().map(String::as_str).collect();
+    let restored = replay_ok(target, &decrypt_args);
+    let restored: Vec<String> = text(&restored.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(comparables(&restored), comparables(&plain));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -693,7 +754,14 @@ async fn ingest_format_lines_import_with_a_tenant_and_again_as_duplicates() {
     assert_eq!(summary["new"], json!(5), "{summary}");
     assert_eq!(summary["duplicates"], json!(0));
     let store = open(&target.url()).await;
-    let events = stored(&store).await;
+    // Stored sealed; read with the key the import created beside the store.
+    assert!(
+        stored(&store).await[2]
+            .data
+            .get()
+            .contains("\"email\":\"crm:v1:")
+    );
+    let events = stored(&open_sealed(&target.url()).await).await;
     let first = &events[0];
     assert_eq!(first.event_id, fixed);
     assert_eq!(first.tenant.as_str(), "acme");
@@ -787,11 +855,11 @@ async fn build_the_benchmark_store() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let store = open(&format!("sqlite://{path}")).await;
+    let store = open_sealed(&format!("sqlite://{path}")).await;
     let started = Instant::now();
     let steps = number("CRM_BENCH_HISTORY_STEPS", 0);
     if steps > 0 {
-        append_all(store.as_ref(), &history(42, steps / 20, steps)).await;
+        append_all_sealed(store.as_ref(), &history(42, steps / 20, steps)).await;
     } else {
         let customers = number("CRM_BENCH_CUSTOMERS", 100_000) as u64;
         let tenant = TenantId::parse("bench").expect("tenant");
