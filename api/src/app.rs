@@ -16,6 +16,7 @@
 //! | `GET /v1/projections` | analyst, auditor |
 //! | `PUT /v1/service/sla-targets` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
+//! | `GET /v1/privacy/retention`, `PUT /v1/privacy/retention` | admin |
 //!
 //! Personal fields: a key reads them in plain text only if it is an admin key or was created
 //! with `--personal-data`; every other key reads `"[redacted]"` in their place, in every
@@ -195,6 +196,10 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/projections", get(queries::projections))
         .route("/v1/audit/access", get(access::access_log))
+        .route(
+            "/v1/privacy/retention",
+            get(crate::retention::get_rule).put(crate::retention::put_rule),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

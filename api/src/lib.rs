@@ -15,3 +15,4 @@ pub mod openapi;
 pub mod privacy;
 pub mod problem;
 pub mod queries;
+pub mod retention;

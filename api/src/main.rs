@@ -106,6 +106,9 @@ struct ServeArgs {
     /// new store). `CRM_MASTER_KEY` (the key itself) takes precedence.
     #[arg(long, env = "CRM_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// Seconds after the start before the first daily run of the tenants' retention rules.
+    #[arg(long, env = "CRM_RETENTION_DELAY_SECS", default_value_t = 60)]
+    retention_delay_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +184,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(store = %url.redacted(), head_position = head, "store ready");
     first_start_key(&running.state.keys, &args.store.data_dir).await?;
     let state = running.state.clone();
+    let retention = crm_api::retention::spawn(
+        state.clone(),
+        std::time::Duration::from_secs(args.retention_delay_secs),
+    );
     let app = router(running.state);
     let workers = running.workers;
     let address = listener
@@ -220,6 +227,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
             server.abort();
             let _ = server.await;
         }
+    }
+    // The retention task ends at `closing`; a run in progress stops between tenants, or is
+    // abandoned after the grace period (each erasure is one atomic append; the next run
+    // continues).
+    let mut retention = retention;
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut retention)
+        .await
+        .is_err()
+    {
+        retention.abort();
     }
     workers
         .shutdown()

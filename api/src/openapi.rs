@@ -215,6 +215,20 @@ pub const ROUTES: &[Route] = &[
     ),
     (
         "get",
+        "/v1/privacy/retention",
+        "admin",
+        "The tenant's retention rule ({\"erase_after_years\": N or null when off, the default}) and the last run's report: when it ran, the cutoff, how many customers and leads were due and erased.",
+        &[],
+    ),
+    (
+        "put",
+        "/v1/privacy/retention",
+        "admin",
+        "Set the tenant's retention rule: {\"erase_after_years\": N} (1 to 100) erases customers and leads (never converted) with no event (by business time) for N years, once a day; {\"erase_after_years\": null} turns it off. 422 naming erase_after_years on anything else.",
+        &[],
+    ),
+    (
+        "get",
         "/v1/projections",
         "analyst, auditor",
         "Each read model's position, lag, state and rebuild in progress.",

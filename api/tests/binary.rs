@@ -274,7 +274,11 @@ async fn on_postgresql_the_first_start_key_works_and_reads_its_writes() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start_with(dir.path(), &["--store", database.url()]);
+    // A PostgreSQL store's master key is never beside it: a key file of the test's.
+    let key_file = dir.path().join("master.key");
+    let key_file = key_file.to_str().expect("path");
+    let store = ["--store", database.url(), "--master-key-file", key_file];
+    let server = Server::start_with(dir.path(), &store);
     let key = std::fs::read_to_string(dir.path().join("admin.key"))
         .expect("admin.key")
         .trim()
@@ -307,7 +311,7 @@ async fn on_postgresql_the_first_start_key_works_and_reads_its_writes() {
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
     // A second process on the same database creates no second key.
-    let again = Server::start_with(dir.path(), &["--store", database.url()]);
+    let again = Server::start_with(dir.path(), &store);
     std::thread::sleep(Duration::from_millis(300));
     assert!(again.stdout().iter().all(|l| !l.starts_with("crm_")));
     let (status, log) = again.terminate();

@@ -8,6 +8,7 @@
 //!   one customer at any past moment.
 //! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
 //!   runner's tables; [`lease`]: one runner per projection across processes.
+//! - [`retention`]: the per-tenant retention rule and the decision who is due under it.
 
 pub mod asof;
 pub mod attribution;
@@ -20,6 +21,7 @@ pub mod event;
 mod lease;
 pub mod pipeline;
 pub mod projection;
+pub mod retention;
 pub mod rows;
 pub mod runner;
 #[cfg(test)]

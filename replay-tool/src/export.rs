@@ -112,14 +112,18 @@ pub async fn run(
 
     let sink = match &out {
         Some(path) => Sink::File({
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            // An existing file keeps its mode on open: narrow it before anything is written.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private", path.display()))?;
+            file
         }),
         None => Sink::Stdout(io::stdout()),
     };

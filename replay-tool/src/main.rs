@@ -8,8 +8,10 @@ mod erase;
 mod export;
 mod import;
 mod keyfile;
+mod migrate;
 mod progress;
 mod rebuild;
+mod retention;
 mod snapshot;
 mod stats;
 mod timeline;
@@ -161,6 +163,32 @@ enum Command {
         #[arg(long)]
         new_key_file: PathBuf,
     },
+    /// Copy a store written before personal fields were encrypted at rest (plain text, which
+    /// `crm-api serve` refuses) into a new, empty store with them encrypted: new chains, the
+    /// old store's verification result recorded in the new one. Run again after a kill, it
+    /// continues.
+    MigrateEncrypt {
+        /// The old store's URL (`sqlite://PATH` or `postgres://...`).
+        #[arg(long)]
+        from: String,
+        /// The new store's URL; it must be empty. Its master key follows the usual rules
+        /// (`CRM_MASTER_KEY`, `--master-key-file`, else `master.key` beside a SQLite store,
+        /// created when missing).
+        #[arg(long)]
+        to: String,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+    },
+    /// Apply the tenant's retention rule now (set with `PUT /v1/privacy/retention`): erase
+    /// customers and leads never converted with no event for the rule's years.
+    Retention {
+        #[arg(long)]
+        tenant: String,
+        /// List who is due (entity ids) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Events, streams, types, positions, the store's size and projection positions.
     Stats {
         /// Only this tenant's events, streams and types.
@@ -196,6 +224,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    // It names its two stores itself.
+    if let Command::MigrateEncrypt { from, to, batch } = cli.command {
+        return migrate::run(migrate::Args {
+            from,
+            to,
+            batch,
+            master_key_file: cli.master_key_file,
+            json: cli.json,
+        })
+        .await;
+    }
     let url =
         StoreUrl::resolve(cli.store.as_deref(), &cli.data_dir).context("--store / CRM_STORE")?;
     // Only an import may create the store.
@@ -289,6 +328,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Erase { id, lead, tenant } => erase::run(&ctx, &tenant, &id, lead).await,
         Command::EraseTenant { tenant } => erase::tenant(&ctx, &tenant).await,
         Command::RotateMaster { new_key_file } => erase::rotate(&ctx, &new_key_file).await,
+        Command::Retention { tenant, dry_run } => retention::run(&ctx, &tenant, dry_run).await,
+        Command::MigrateEncrypt { .. } => anyhow::bail!("migrate-encrypt opens its own stores"),
         Command::Stats { tenant } => stats::run(&ctx, tenant).await,
     }
 }
@@ -302,10 +343,10 @@ async fn verify_command(
     let report = match (&tenant, stream) {
         (Some(tenant), Some(stream)) => {
             let stream = StreamId::parse(&stream)?;
-            verify_stream(ctx.store.as_ref(), tenant, &stream).await?
+            verify_stream(ctx.raw.as_ref(), tenant, &stream).await?
         }
-        (Some(tenant), None) => verify(ctx.store.as_ref(), &Scope::Tenant(tenant.clone())).await?,
-        (None, _) => verify(ctx.store.as_ref(), &Scope::AllTenants).await?,
+        (Some(tenant), None) => verify(ctx.raw.as_ref(), &Scope::Tenant(tenant.clone())).await?,
+        (None, _) => verify(ctx.raw.as_ref(), &Scope::AllTenants).await?,
     };
     if ctx.json {
         println!("{}", serde_json::to_string(&report)?);

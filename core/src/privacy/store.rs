@@ -207,7 +207,8 @@ impl PrivateStore {
             seal_value(cipher, key_id, text, &aad).map_err(|e| StoreError::Sealing(e.to_string()))
         };
         let keep = |text: &str| {
-            text == "null" || (self.accept_sealed && unquoted(text).is_some_and(super::is_sealed))
+            !holds_personal_data(text)
+                || (self.accept_sealed && unquoted(text).is_some_and(super::is_sealed))
         };
         // The fast path: the values replaced in place, nothing parsed or rebuilt.
         if let Some(members) = scan(data) {
@@ -487,14 +488,14 @@ fn has_personal_values(event_type: &str, data: &str) -> bool {
         return false;
     }
     if let Some(members) = scan(data) {
-        return members
-            .iter()
-            .any(|(name, range)| personal.contains(name) && &data[range.clone()] != "null");
+        return members.iter().any(|(name, range)| {
+            personal.contains(name) && holds_personal_data(&data[range.clone()])
+        });
     }
     split(data).is_ok_and(|members| {
-        members
-            .iter()
-            .any(|(name, value)| personal.contains(&name.as_ref()) && value.get() != "null")
+        members.iter().any(|(name, value)| {
+            personal.contains(&name.as_ref()) && holds_personal_data(value.get())
+        })
     })
 }
 
@@ -504,10 +505,17 @@ fn all_personal_sealed(event_type: &str, data: &str) -> bool {
     split(data).is_ok_and(|members| {
         members.iter().all(|(name, value)| {
             !personal.contains(&name.as_ref())
-                || value.get() == "null"
+                || !holds_personal_data(value.get())
                 || plain_string(value).is_some_and(super::is_sealed)
         })
     })
+}
+
+/// True when a personal field's JSON value holds data to seal: not null, and not the
+/// [`ERASED`] marker (a log copied from a plaintext store carries it where the subject's data
+/// was already removed; it names nobody, so it is stored as it is).
+fn holds_personal_data(value_json: &str) -> bool {
+    value_json != "null" && unquoted(value_json) != Some(ERASED)
 }
 
 /// A string member of a JSON object.
