@@ -221,6 +221,9 @@ impl ReadDb {
     }
 }
 
+/// Longest a scrub waits for older snapshots to end.
+const SCRUB_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl ReadDb {
     /// After an erasure: leaves no overwritten personal data in the read models' files.
     /// SQLite zeroes freed space itself (`secure_delete` on every connection; the store's
@@ -231,6 +234,30 @@ impl ReadDb {
         let ReadDb::Postgres(pool) = self else {
             return Ok(());
         };
+        // VACUUM FULL copies row versions some open transaction may still see: wait (up to
+        // SCRUB_WAIT) for the transactions of this database that hold a snapshot to end, so
+        // the versions the erasure overwrote are dead to everyone.
+        let deadline = std::time::Instant::now() + SCRUB_WAIT;
+        loop {
+            let holding: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND backend_xmin IS NOT NULL",
+            )
+            .fetch_one(pool)
+            .await?;
+            if holding == 0 || std::time::Instant::now() > deadline {
+                if holding > 0 {
+                    tracing::warn!(
+                        transactions = holding,
+                        "scrub: transactions still hold old snapshots; rows they see survive \
+                         until the next scrub"
+                    );
+                }
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT tablename::text FROM pg_tables \
              WHERE schemaname = current_schema() AND tablename LIKE 'rm\\_%'",
