@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crm_core::catalog::personal_fields;
 use crm_core::envelope::Position;
 use crm_core::privacy::ERASED;
-use crm_core::privacy::erase::{EraseError, ErasureTarget, erase, scrub_keys};
+use crm_core::privacy::erase::{EraseError, ErasureTarget, erase};
 use crm_core::store::MAX_POSITIONS_PER_READ;
 use crm_core::store::keys::customer_subject;
 use crm_projections::all_projections;
@@ -76,10 +76,11 @@ async fn run(
         })?;
     let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
     let position = reach(state, &names, erasure.position).await?;
-    scrub_keys(&state.private)
+    state
+        .db
+        .scrub_after_erasure(&state.private)
         .await
         .map_err(|e| Problem::internal(&e))?;
-    state.db.scrub().await.map_err(|e| Problem::internal(&e))?;
     tracing::info!(tenant = %principal.tenant, "subject erased");
     let mut response = at_position(position, &erasure);
     *response.status_mut() = StatusCode::OK;

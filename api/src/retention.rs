@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use crm_core::envelope::{Position, TenantId};
-use crm_core::privacy::erase::scrub_keys;
 use crm_projections::all_projections;
 use crm_projections::retention::{
     self, PROJECTIONS, RetentionError, RetentionReport, RetentionRule,
@@ -200,12 +199,9 @@ async fn apply(
     if let Some(position) = executed.last_position {
         let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
         wait_for(state, &names, position).await?;
-        scrub_keys(&state.private)
-            .await
-            .map_err(|e| RunError::Other(e.to_string()))?;
         state
             .db
-            .scrub()
+            .scrub_after_erasure(&state.private)
             .await
             .map_err(|e| RunError::Other(e.to_string()))?;
     }

@@ -272,6 +272,19 @@ impl ReadDb {
         Ok(())
     }
 
+    /// After an erasure the read models have applied: the read models' files scrubbed first
+    /// (on PostgreSQL this waits for older snapshots to end), then the key table's, so
+    /// neither keeps what the erasure overwrote. The API's erase route, retention and
+    /// `crm-replay erase` all end with it.
+    pub async fn scrub_after_erasure(
+        &self,
+        store: &crm_core::privacy::PrivateStore,
+    ) -> Result<(), ProjectionError> {
+        self.scrub().await?;
+        crm_core::privacy::erase::scrub_keys(store).await?;
+        Ok(())
+    }
+
     /// Every row of `table` (a read model's view) with every column, integers and text
     /// decoded as such, ordered by the given columns. For comparisons and snapshots.
     pub async fn dump(

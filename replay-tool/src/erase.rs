@@ -89,8 +89,7 @@ async fn apply_and_scrub(ctx: &Ctx, store: &PrivateStore, position: Position) ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     handle.shutdown().await.ok();
-    scrub_keys(store).await?;
-    db.scrub().await?;
+    db.scrub_after_erasure(store).await?;
     db.close().await;
     Ok(())
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use crm_core::envelope::{Position, TenantId};
-use crm_core::privacy::erase::scrub_keys;
 use crm_projections::retention::{self, RetentionReport};
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections, bookkeeping};
@@ -97,8 +96,7 @@ pub async fn run(ctx: &Ctx, tenant: &str, dry_run: bool) -> Result<ExitCode> {
         report.skipped = executed.skipped;
         if let Some(position) = executed.last_position {
             wait_for(&db, position).await?;
-            scrub_keys(store).await?;
-            db.scrub().await?;
+            db.scrub_after_erasure(store).await?;
         }
         retention::record_report(&db, tenant.as_str(), &report).await?;
         Ok((report, None))
