@@ -124,8 +124,14 @@ pub async fn start_with(
     let keys = KeyStore::open(db.clone())
         .await
         .context("cannot open the key table")?;
+    // The runner opens only the personal fields the read models fold.
+    let projection_store: SharedStore = Arc::new(
+        private
+            .clone()
+            .opening_only(crm_projections::PERSONAL_FIELDS_READ),
+    );
     let workers = runner::start(
-        store.clone(),
+        projection_store,
         db.clone(),
         all_projections(),
         RunnerOptions::default(),

@@ -242,7 +242,7 @@ impl ReadDb {
             let holding: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                 AND backend_xmin IS NOT NULL",
+                 AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)",
             )
             .fetch_one(pool)
             .await?;

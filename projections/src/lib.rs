@@ -31,6 +31,27 @@ pub mod timeline;
 use std::sync::Arc;
 
 pub use db::ReadDb;
+
+/// The personal fields the read models fold, as `(event type, field)`: customer profiles, deal
+/// names and lost reasons, case subjects. The runner reads the log through a handle that opens
+/// only these (`PrivateStore::opening_only`); every other personal field (interaction
+/// summaries, case descriptions, refund reasons, lead details) is never decrypted to project.
+/// A projection that starts to read another personal field must be added here (the
+/// replay tool's `a_snapshot_at_a_past_position_equals_a_rebuild_of_the_log_cut_there`, which
+/// compares a snapshot built through this handle with a rebuild that opens every field, fails
+/// otherwise).
+pub const PERSONAL_FIELDS_READ: &[(&str, &str)] = &[
+    ("CustomerRegistered", "name"),
+    ("CustomerRegistered", "email"),
+    ("CustomerRegistered", "phone"),
+    ("CustomerProfileUpdated", "name"),
+    ("CustomerProfileUpdated", "email"),
+    ("CustomerProfileUpdated", "phone"),
+    ("OpportunityOpened", "name"),
+    ("OpportunityUpdated", "name"),
+    ("OpportunityLost", "reason"),
+    ("CaseOpened", "subject"),
+];
 pub use error::ProjectionError;
 pub use event::{ProjectedEvent, TimelineEntry};
 pub use projection::Projection;

@@ -66,7 +66,7 @@ async fn apply_and_scrub(ctx: &Ctx, store: &PrivateStore, position: Position) ->
         .await
         .context("cannot open the read models")?;
     let handle = runner::start(
-        ctx.store.clone(),
+        ctx.projection_store(),
         db.clone(),
         all_projections(),
         RunnerOptions::default(),

@@ -211,6 +211,21 @@ pub struct Ctx {
     pub json: bool,
 }
 
+impl Ctx {
+    /// The log as the projection runner reads it: only the personal fields the read models
+    /// fold are opened (see `crm_projections::PERSONAL_FIELDS_READ`).
+    pub fn projection_store(&self) -> SharedStore {
+        match &self.private {
+            Some(private) => Arc::new(
+                private
+                    .clone()
+                    .opening_only(crm_projections::PERSONAL_FIELDS_READ),
+            ),
+            None => self.store.clone(),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     crm_core::telemetry::init();

@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<Exi
 
     let started = Instant::now();
     let handle = runner::start(
-        ctx.store.clone(),
+        ctx.projection_store(),
         db.clone(),
         projections.clone(),
         RunnerOptions::default(),

@@ -61,7 +61,7 @@ pub async fn run(ctx: &Ctx, tenant: &str, dry_run: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let handle = runner::start(
-        ctx.store.clone(),
+        ctx.projection_store(),
         db.clone(),
         all_projections(),
         RunnerOptions::default(),

@@ -385,7 +385,7 @@ async fn write(
     started: Instant,
 ) -> Result<Summary> {
     let store: SharedStore = Arc::new(CutStore::new(
-        ctx.store.clone(),
+        ctx.projection_store(),
         last,
         match cut {
             Cut::RecordedBy(at) => Some(at),

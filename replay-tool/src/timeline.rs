@@ -261,7 +261,7 @@ async fn catch_up(ctx: &Ctx, db: &ReadDb) -> Result<()> {
         return Ok(());
     }
     let runner = runner::start(
-        ctx.store.clone(),
+        ctx.projection_store(),
         db.clone(),
         select_projections(&names)?,
         RunnerOptions::default(),

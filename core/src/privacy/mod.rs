@@ -24,7 +24,7 @@ pub use fields::{
     ERASED, REDACTED, is_sealed, readable, readable_opt, same_content, subject_of_data,
 };
 pub use master::{MASTER_KEY_ENV, MASTER_KEY_FILE_ENV, MasterKey, default_key_file};
-pub use store::PrivateStore;
+pub use store::{PrivateStore, UNREAD};
 pub use vault::{Vault, VaultStatus};
 
 /// Bytes of an AES-GCM nonce.

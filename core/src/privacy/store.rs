@@ -44,7 +44,14 @@ pub struct PrivateStore {
     subjects: Arc<Mutex<HashMap<(TenantId, StreamId), String>>>,
     /// Keep fields that arrive sealed as they are (a restore of a stored-form export).
     accept_sealed: bool,
+    /// `(event type, field)` pairs this handle opens; other sealed fields read [`UNREAD`]
+    /// without being decrypted. `None`: every field is opened.
+    only: Option<&'static [(&'static str, &'static str)]>,
 }
+
+/// What a sealed field reads through a handle that does not open it
+/// ([`PrivateStore::opening_only`]).
+pub const UNREAD: &str = "[sealed]";
 
 impl PrivateStore {
     pub fn new(inner: SharedStore, vault: Arc<Vault>) -> Self {
@@ -53,7 +60,29 @@ impl PrivateStore {
             vault,
             subjects: Arc::default(),
             accept_sealed: false,
+            only: None,
         }
+    }
+
+    /// A handle that opens only these `(event type, field)` pairs; the other sealed fields
+    /// read [`UNREAD`] and are never decrypted. For readers that use few personal fields
+    /// (the projection runner folds names, deal names, case subjects and lost reasons, never
+    /// interaction summaries), most of the opening work is saved.
+    pub fn opening_only(mut self, fields: &'static [(&'static str, &'static str)]) -> Self {
+        self.only = Some(fields);
+        self
+    }
+
+    /// Whether this handle opens `field` of `event_type`.
+    fn opens(&self, event_type: &str, field: &str) -> bool {
+        self.only
+            .is_none_or(|only| only.iter().any(|(t, f)| *t == event_type && *f == field))
+    }
+
+    /// Whether this handle opens any field of `event_type`.
+    fn opens_any(&self, event_type: &str) -> bool {
+        self.only
+            .is_none_or(|only| only.iter().any(|(t, _)| *t == event_type))
     }
 
     /// A handle that stores fields arriving already sealed as they are, for restoring a
@@ -366,6 +395,9 @@ impl PrivateStore {
                 continue;
             }
             any = true;
+            if !self.opens_any(&event.event_type) {
+                continue;
+            }
             let ids = match wanted.get_mut(&event.tenant) {
                 Some(ids) => ids,
                 None => wanted.entry(event.tenant.clone()).or_default(),
@@ -375,15 +407,21 @@ impl PrivateStore {
         if !any {
             return Ok(events);
         }
-        self.vault.refresh().await?;
+        if !wanted.is_empty() {
+            self.vault.refresh().await?;
+        }
         let mut ciphers: HashMap<TenantId, HashMap<_, Option<Cipher>>> = HashMap::new();
         for (tenant, ids) in wanted {
             let found = self.vault.ciphers_by_id(&tenant, &ids).await?;
             ciphers.insert(tenant, found);
         }
+        let empty = HashMap::new();
         events
             .into_iter()
-            .map(|event| open_event(event, &ciphers))
+            .map(|event| {
+                let tenant_ciphers = ciphers.get(&event.tenant).unwrap_or(&empty);
+                open_event(event, tenant_ciphers, |t, f| self.opens(t, f))
+            })
             .collect()
     }
 }
@@ -391,14 +429,12 @@ impl PrivateStore {
 /// Opens one event's sealed fields with the ciphers found for its tenant.
 fn open_event(
     mut event: RecordedEvent,
-    ciphers: &HashMap<TenantId, HashMap<crate::store::keys::KeyId, Option<Cipher>>>,
+    tenant_ciphers: &HashMap<crate::store::keys::KeyId, Option<Cipher>>,
+    opens: impl Fn(&str, &str) -> bool,
 ) -> Result<RecordedEvent, StoreError> {
     if personal_fields(&event.event_type).is_empty() || !may_hold_sealed(event.data.get()) {
         return Ok(event);
     }
-    let Some(tenant_ciphers) = ciphers.get(&event.tenant) else {
-        return Ok(event);
-    };
     let opened = {
         let data = event.data.get();
         let mut replaced: Vec<(std::ops::Range<usize>, String)> = Vec::new();
@@ -406,6 +442,9 @@ fn open_event(
             let Some((id, sealed)) = unquoted(text).and_then(parse_sealed) else {
                 return Ok(None);
             };
+            if !opens(&event.event_type, name) {
+                return Ok(Some(format!("\"{UNREAD}\"")));
+            }
             Ok(Some(match tenant_ciphers.get(&id) {
                 Some(Some(cipher)) => {
                     let aad = field_aad(

@@ -95,6 +95,9 @@ struct Args {
 /// A fresh store that lives as long as this value.
 struct Fresh {
     store: SharedStore,
+    /// What the projection runner reads (W4, W5): `store`, or for a sealed store the handle
+    /// that opens only the fields the read models fold.
+    projection_store: SharedStore,
     /// Appended to workload names: `-sealed` when `store` seals personal fields.
     suffix: &'static str,
     /// The master-key file of the store (and of a server started on it).
@@ -115,6 +118,13 @@ async fn fresh(backend: Backend, sealed: bool) -> Result<Fresh> {
         let opened =
             crm_core::privacy::open_private_on(fresh.store.clone(), &fresh.url, &source, true)
                 .await?;
+        // The runner reads as `crm-api serve` has it read (only the fields it folds opened).
+        fresh.projection_store = Arc::new(
+            opened
+                .store
+                .clone()
+                .opening_only(crm_projections::PERSONAL_FIELDS_READ),
+        );
         fresh.store = Arc::new(opened.store);
         fresh.suffix = "-sealed";
     }
@@ -131,8 +141,10 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
                 .tempdir_in(std::env::current_dir()?)?;
             let path = dir.path().join("events.db");
             let store = SqliteEventStore::open(&path).await?;
+            let store: SharedStore = Arc::new(store);
             Ok(Fresh {
-                store: Arc::new(store),
+                projection_store: Arc::clone(&store),
+                store,
                 suffix: "",
                 key_file,
                 store_arg: format!("sqlite://{}", path.display()),
@@ -149,8 +161,10 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
                 bail!("PostgreSQL is not reachable; set CRM_TEST_POSTGRES_URL");
             };
             let store = PostgresEventStore::connect(db.url()).await?;
+            let store: SharedStore = Arc::new(store);
             Ok(Fresh {
-                store: Arc::new(store),
+                projection_store: Arc::clone(&store),
+                store,
                 suffix: "",
                 key_file,
                 store_arg: db.url().to_owned(),
@@ -402,7 +416,7 @@ async fn w4(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> R
     };
     let started = Instant::now();
     let statuses = runner::run_until_caught_up(
-        Arc::clone(&fresh.store),
+        Arc::clone(&fresh.projection_store),
         db.clone(),
         vec![Arc::new(Customer360Projection)],
         options,
@@ -439,9 +453,13 @@ async fn w5(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> R
     };
     out.start();
     let started = Instant::now();
-    let statuses =
-        runner::run_until_caught_up(Arc::clone(&fresh.store), db, all_projections(), options)
-            .await?;
+    let statuses = runner::run_until_caught_up(
+        Arc::clone(&fresh.projection_store),
+        db,
+        all_projections(),
+        options,
+    )
+    .await?;
     let head = fresh.store.head_position().await?;
     if statuses.iter().any(|s| s.position != head) {
         bail!("W5 stopped short of the head: {statuses:?}");
