@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crm_core::aggregates::StreamState;
 use crm_core::catalog::{CatalogError, DomainEvent, upcast};
 use crm_core::envelope::{EventMetadata, NewEvent, Position, StreamId, TenantId};
-use crm_core::privacy::same_content;
+use crm_core::privacy::replays::sent_with_other_data;
 use crm_core::store::{Direction, ExpectedRevision, StoreError, StreamExpectation, StreamStart};
 use serde::Serialize;
 use serde_json::Value;
@@ -438,23 +438,23 @@ async fn attempt(
         .into_iter()
         .map(|s| ((s.stream_id.clone(), s.event_id), s))
         .collect();
-    // A stored id sent again must carry the same data: its stored event is read back
-    // (personal fields opened) and compared; an erased subject's cannot be, and is taken as
-    // the duplicate it claims to be.
-    let stored_data: HashMap<u64, String> = if stored.is_empty() {
-        HashMap::new()
-    } else {
-        let mut positions: Vec<Position> = stored.values().map(|s| s.position).collect();
-        positions.sort_unstable();
-        state
-            .store
-            .read_positions(tenant, &positions)
+    // A stored id sent again must carry the same data (the one decision, in core).
+    let candidates: Vec<(usize, &_, &NewEvent)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(index, incoming)| {
+            stored
+                .get(&(incoming.stream.clone(), incoming.new.event_id))
+                .filter(|existing| existing.event_type == incoming.new.event_type)
+                .map(|existing| (index, existing, &incoming.new))
+        })
+        .collect();
+    let other_data: std::collections::HashSet<usize> =
+        sent_with_other_data(state.store.as_ref(), tenant, &candidates)
             .await
             .map_err(store_problem)?
             .into_iter()
-            .map(|event| (event.position, event.data.get().to_owned()))
-            .collect()
-    };
+            .collect();
 
     // Streams this process holds no state of: one look-up tells which exist at all (the
     // others start empty without reading anything).
@@ -498,10 +498,7 @@ async fn attempt(
                 ))
                 .into());
             }
-            let same = stored_data
-                .get(&existing.position)
-                .and_then(|data| same_content(&existing.event_type, data, incoming.new.data.get()));
-            if same == Some(false) {
+            if other_data.contains(&index) {
                 return Err(Problem::conflict(format!(
                     "events[{index}].id: {} is already stored in stream {} with other data; \
                      an event id (or Idempotency-Key) names one event: send a new id for a new \

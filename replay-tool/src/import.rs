@@ -204,6 +204,50 @@ async fn append(
 ) -> Result<(), (Option<u64>, String)> {
     let ids: Vec<Uuid> = batch.events.iter().map(|(_, e)| e.event_id).collect();
     let count = ids.len() as u64;
+    // An id already stored must come back with the same data (as the API decides).
+    let pairs: Vec<(StreamId, Uuid)> = batch
+        .events
+        .iter()
+        .map(|(stream, event)| (stream.clone(), event.event_id))
+        .collect();
+    let failed = |error: StoreError| (None, format!("the store did not answer: {error}"));
+    let stored = ctx
+        .store
+        .find_events(&batch.tenant, &pairs)
+        .await
+        .map_err(failed)?;
+    let candidates: Vec<(usize, &_, &NewEvent)> = batch
+        .events
+        .iter()
+        .enumerate()
+        .filter_map(|(index, (stream, event))| {
+            stored
+                .iter()
+                .find(|s| s.stream_id == *stream && s.event_id == event.event_id)
+                .filter(|s| s.event_type == event.event_type)
+                .map(|s| (index, s, event))
+        })
+        .collect();
+    let other = crm_core::privacy::replays::sent_with_other_data(
+        ctx.store.as_ref(),
+        &batch.tenant,
+        &candidates,
+    )
+    .await
+    .map_err(failed)?;
+    if let Some(&index) = other.first() {
+        let line = batch.lines.get(index).copied();
+        let (stream, event) = &batch.events[index];
+        return Err((
+            line,
+            format!(
+                "line {}: event id {} is already stored in stream {stream} with other data; an \
+                 event id names one event",
+                line.unwrap_or_default(),
+                event.event_id
+            ),
+        ));
+    }
     match ctx
         .store
         .append_batch(&batch.tenant, Vec::new(), batch.events)

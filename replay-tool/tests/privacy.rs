@@ -316,3 +316,41 @@ async fn commands_that_decrypt_refuse_a_missing_or_wrong_key_and_write_nothing()
     assert!(ok(replay_with(&path, None, &["verify"])).starts_with("intact"));
     ok(replay_with(&path, None, &["stats"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_line_reusing_a_stored_id_with_other_data_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    let id = "0195d7a4-0000-7000-8000-00000000abcd";
+    let line = |name: &str| {
+        json!({"id": id, "type": "CustomerRegistered",
+               "data": {"customer_id": "c-7", "kind": "person", "name": name}})
+        .to_string()
+    };
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(&first, format!("{}\n", line("Ada Lovelace"))).expect("write");
+    ok(replay(
+        &path,
+        &["import", first.to_str().expect("utf-8"), "--tenant", "acme"],
+    ));
+    // The same line again: a duplicate.
+    ok(replay(
+        &path,
+        &["import", first.to_str().expect("utf-8"), "--tenant", "acme"],
+    ));
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(&other, format!("{}\n", line("Somebody Else"))).expect("write");
+    let (code, _, stderr) = replay(
+        &path,
+        &["import", other.to_str().expect("utf-8"), "--tenant", "acme"],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("other data"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Ada") && !stderr.contains("Somebody"),
+        "{stderr}"
+    );
+}

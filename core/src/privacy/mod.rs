@@ -17,6 +17,7 @@
 pub mod erase;
 mod fields;
 mod master;
+pub mod replays;
 mod store;
 mod vault;
 
