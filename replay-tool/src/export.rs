@@ -120,9 +120,12 @@ pub async fn run(
                 .mode(0o600)
                 .open(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            // An existing file keeps its mode on open: narrow it before anything is written.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("cannot make {} private", path.display()))?;
+            // An existing file keeps its mode on open: narrow it before anything is written
+            // (a regular file only: never chmod a device such as /dev/null).
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} private", path.display()))?;
+            }
             file
         }),
         None => Sink::Stdout(io::stdout()),
@@ -211,8 +214,11 @@ fn write_events(
     if let Err(error) = writer.flush() {
         return write_failed(error, to_file);
     }
-    if let Sink::File(file) = writer.get_ref() {
-        // Durable before the summary says it is done.
+    if let Sink::File(file) = writer.get_ref()
+        && file.metadata().is_ok_and(|m| m.is_file())
+    {
+        // Durable before the summary says it is done (a device such as /dev/null has no
+        // disk to sync to).
         file.sync_all().context("cannot write the export file")?;
     }
     progress.finish();

@@ -354,3 +354,76 @@ async fn an_import_line_reusing_a_stored_id_with_other_data_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_master_key_rewraps_every_key_and_retires_the_old_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    seeded(&path).await;
+    ok(replay(&path, &["erase", "c-1", "--tenant", "acme"]));
+    let stored_before = ok(replay_with(&path, None, &["export"]));
+    // The wrapped keys as they are before the rotation.
+    let keys_before = dir.path().join("keys-before.jsonl");
+    let log_path = dir.path().join("log.jsonl");
+    ok(replay(
+        &path,
+        &[
+            "export",
+            "--out",
+            log_path.to_str().expect("utf-8"),
+            "--keys-out",
+            keys_before.to_str().expect("utf-8"),
+        ],
+    ));
+    let old_wrapped: Vec<Vec<u8>> = read(&keys_before)
+        .lines()
+        .filter_map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).ok()?;
+            let wrapped = line["wrapped"].as_str()?;
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, wrapped).ok()
+        })
+        .collect();
+    assert_eq!(old_wrapped.len(), 1, "Grace's live key");
+    let new_key = dir.path().join("new.key");
+    let rotated = ok(replay(
+        &path,
+        &[
+            "--json",
+            "rotate-master",
+            "--new-key-file",
+            new_key.to_str().expect("utf-8"),
+        ],
+    ));
+    let rotated: serde_json::Value = serde_json::from_str(rotated.trim()).expect("json");
+    assert_eq!(
+        rotated["rewrapped"], 1,
+        "Grace's key; Ada's is destroyed: {rotated}"
+    );
+    assert_eq!(mode(&new_key), 0o600, "the new key file");
+    // The log is untouched.
+    assert_eq!(ok(replay_with(&path, None, &["export"])), stored_before);
+    // The old key no longer opens the store; the new one reads what the old one did.
+    let (code, _, stderr) = replay(&path, &["export", "--decrypt"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("crm_keyring.key_check"), "{stderr}");
+    let key = std::fs::read_to_string(&new_key).expect("new key");
+    let plain = ok(replay_with(
+        &path,
+        Some(key.trim()),
+        &["export", "--decrypt"],
+    ));
+    assert!(plain.contains("Grace Hopper"), "{plain}");
+    assert!(found_in(plain.as_bytes(), SECRETS).is_empty(), "{plain}");
+    assert!(plain.contains("[erased]"));
+    // The old wrapped key is gone from the store's files (re-wrapped in place with
+    // secure_delete, then the WAL truncated), so the old master key opens nothing there.
+    let bytes = stored_bytes(&url(&path)).await;
+    for wrapped in &old_wrapped {
+        assert!(
+            !bytes
+                .windows(wrapped.len())
+                .any(|w| w == wrapped.as_slice()),
+            "the old wrapped key is still in the store's files"
+        );
+    }
+}
