@@ -47,6 +47,8 @@ struct Stats {
     first_position: Option<i64>,
     last_position: Option<i64>,
     store_bytes: Option<u64>,
+    /// The fingerprint of the master key the store's key ring was made with (no key needed).
+    master_key_fingerprint: Option<String>,
     tenants: Vec<TenantCount>,
     types: Vec<TypeCount>,
     projections: Vec<ProjectionLine>,
@@ -139,7 +141,12 @@ pub async fn run(ctx: &Ctx, tenant: Option<String>) -> Result<ExitCode> {
             .and_then(|row| row[0].as_int())
             .and_then(|bytes| u64::try_from(bytes).ok()),
     };
+    let master_key_fingerprint = match ctx.raw.key_table() {
+        Some(table) => table.keyring().await?.map(|k| k.fingerprint),
+        None => None,
+    };
     let stats = Stats {
+        master_key_fingerprint,
         tenant: tenant.map(|t| t.to_string()),
         events: types.iter().map(|t| t.events).sum(),
         streams,
@@ -176,6 +183,13 @@ fn print_text(stats: &Stats) {
             .store_bytes
             .map(|b| format!("{:.1} MiB", b as f64 / 1_048_576.0))
             .unwrap_or_else(|| "unknown".into()),
+    );
+    println!(
+        "master key fingerprint: {}",
+        stats
+            .master_key_fingerprint
+            .as_deref()
+            .unwrap_or("none (no key ring: a plaintext or empty store)")
     );
     println!("tenants:");
     for tenant in &stats.tenants {

@@ -312,9 +312,14 @@ async fn commands_that_decrypt_refuse_a_missing_or_wrong_key_and_write_nothing()
         ],
     ));
     assert!(read(&plain).contains("Ada Lovelace"));
-    // Tools that need no plaintext work without the key.
+    // Tools that need no plaintext work without the key; stats names the store's key.
     assert!(ok(replay_with(&path, None, &["verify"])).starts_with("intact"));
-    ok(replay_with(&path, None, &["stats"]));
+    let stats = ok(replay_with(&path, None, &["--json", "stats"]));
+    let stats: serde_json::Value = serde_json::from_str(stats.trim()).expect("json");
+    let expected = crm_core::privacy::MasterKey::parse(crm_tests::TEST_MASTER_KEY, "test")
+        .expect("key")
+        .fingerprint();
+    assert_eq!(stats["master_key_fingerprint"], json!(expected));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
