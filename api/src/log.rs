@@ -183,6 +183,13 @@ pub async fn verify_log(
         }
     }
     .map_err(|e| Problem::internal(&e))?;
+    if report.streams_checked == 0
+        && let Some(stream) = &params.stream
+    {
+        return Err(Problem::not_found(format!(
+            "no stream {stream} in this tenant: nothing to verify"
+        )));
+    }
     Ok(at_position(
         head,
         &serde_json::json!({

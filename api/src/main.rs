@@ -106,6 +106,11 @@ struct ServeArgs {
     /// new store). `CRM_MASTER_KEY` (the key itself) takes precedence.
     #[arg(long, env = "CRM_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// Recreate the log's append-only triggers if they were dropped or altered outside this
+    /// program (without it, `serve` refuses such a store, naming them). Run
+    /// `crm-replay verify` first: whoever removed them may have edited the log.
+    #[arg(long)]
+    restore_guards: bool,
     /// Seconds after the start before the first daily run of the tenants' retention rules.
     #[arg(long, env = "CRM_RETENTION_DELAY_SECS", default_value_t = 60)]
     retention_delay_secs: u64,
@@ -165,6 +170,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         value: std::env::var(crm_core::privacy::MASTER_KEY_ENV).ok(),
         file: args.master_key_file.clone(),
     };
+    let restored = crm_core::store::guards::ensure(&url, args.restore_guards)
+        .await
+        .with_context(|| format!("refusing to serve the store at {}", url.redacted()))?;
+    if !restored.is_empty() {
+        tracing::warn!(
+            guards = restored.join(", "),
+            "the log's append-only guards were missing or altered and have been recreated"
+        );
+    }
     let running = crm_api::app::start_with(&url, limits, &source).await?;
     if let Some(path) = &running.created_key_file {
         eprintln!(

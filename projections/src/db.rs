@@ -11,6 +11,7 @@
 pub mod sqlite;
 
 use std::path::Path;
+use std::str::FromStr;
 
 use crm_core::store::StoreUrl;
 use sqlx::postgres::PgRow;
@@ -119,6 +120,44 @@ pub enum ReadTx {
 }
 
 impl ReadDb {
+    /// Opens the database the store URL names for reading only (the tools that only read):
+    /// nothing is created, and every transaction is read-only.
+    pub async fn open_read_only(url: &StoreUrl) -> Result<ReadDb, ProjectionError> {
+        match url {
+            StoreUrl::Sqlite { path, durability } => {
+                ReadDb::open_sqlite(
+                    path,
+                    SqliteOptions {
+                        durability: *durability,
+                        read_only: true,
+                        ..SqliteOptions::default()
+                    },
+                )
+                .await
+            }
+            StoreUrl::Postgres { url } => {
+                let options = sqlx::postgres::PgConnectOptions::from_str(url)?
+                    .options([("default_transaction_read_only", "on")]);
+                let pool = crm_core::store::postgres::pool_options(2)
+                    .connect_with(options)
+                    .await?;
+                Ok(ReadDb::Postgres(pool))
+            }
+        }
+    }
+
+    /// Whether a table exists (a store never served has no read-model tables).
+    pub async fn has_table(&self, table: &str) -> Result<bool, ProjectionError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+            }
+            Backend::Postgres => "SELECT COUNT(*) FROM pg_tables WHERE tablename = ?",
+        };
+        let rows = self.fetch(sql, vec![table.into()], &[Col::Int]).await?;
+        Ok(rows.first().and_then(|row| row[0].as_int()).unwrap_or(0) > 0)
+    }
+
     /// Opens the database the store URL names, creating the projection bookkeeping tables.
     pub async fn open(url: &StoreUrl) -> Result<ReadDb, ProjectionError> {
         match url {

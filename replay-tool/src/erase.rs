@@ -16,6 +16,7 @@ use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections, bookkeeping};
 
 use crate::Ctx;
+use crate::output::outln;
 
 /// Longest the read models may take to apply an erasure.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -42,7 +43,7 @@ pub async fn run(ctx: &Ctx, tenant: &str, id: &str, lead: bool) -> Result<ExitCo
         scrub_keys(store).await?;
     }
     if ctx.json {
-        println!("{}", serde_json::to_string(&erasure)?);
+        outln!("{}", serde_json::to_string(&erasure)?);
     } else if erasure.already_erased {
         eprintln!(
             "{} was already erased; the files were scrubbed again",
@@ -101,7 +102,7 @@ pub async fn tenant(ctx: &Ctx, tenant: &str) -> Result<ExitCode> {
     store.vault().forget_all();
     scrub_keys(store).await?;
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"tenant": tenant.as_str(), "keys_destroyed": destroyed})
         );
@@ -127,7 +128,7 @@ pub async fn rotate(ctx: &Ctx, new_key_file: &Path) -> Result<ExitCode> {
     };
     let count = store.vault().rotate_master(&new_master).await?;
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"rewrapped": count, "fingerprint": new_master.fingerprint()})
         );

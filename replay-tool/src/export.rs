@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::Ctx;
+use crate::output::outln;
 use crate::progress::{Progress, human};
 
 /// Events per `read_all` call.
@@ -81,6 +82,7 @@ pub async fn run(
     to: Option<Position>,
     types: Vec<String>,
     out: Option<PathBuf>,
+    force: bool,
 ) -> Result<ExitCode> {
     let scope = match &tenant {
         Some(tenant) => Scope::Tenant(TenantId::parse(tenant).context("--tenant")?),
@@ -111,23 +113,7 @@ pub async fn run(
     let total = (tenant.is_none() && types.is_empty()).then(|| end.saturating_sub(after));
 
     let sink = match &out {
-        Some(path) => Sink::File({
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            // An existing file keeps its mode on open: narrow it before anything is written
-            // (a regular file only: never chmod a device such as /dev/null).
-            if file.metadata().is_ok_and(|m| m.is_file()) {
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("cannot make {} private", path.display()))?;
-            }
-            file
-        }),
+        Some(path) => Sink::File(crate::outfile::create(path, force, &ctx.url, "--out")?),
         None => Sink::Stdout(io::stdout()),
     };
     let (batches, received) = mpsc::channel::<Vec<RecordedEvent>>(2);
@@ -247,7 +233,7 @@ fn report(ctx: &Ctx, summary: &Summary) -> Result<()> {
         let line = serde_json::to_string(summary)?;
         // stdout is the data unless the export went to a file.
         if summary.out.is_some() {
-            println!("{line}");
+            outln!("{line}");
         } else {
             eprintln!("{line}");
         }

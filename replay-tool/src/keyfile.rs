@@ -39,7 +39,6 @@ fn table(ctx: &Ctx) -> Result<std::sync::Arc<dyn KeyTable>> {
 }
 
 pub async fn write(ctx: &Ctx, tenant: Option<&str>, path: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let tenant = tenant
         .map(TenantId::parse)
         .transpose()
@@ -47,12 +46,7 @@ pub async fn write(ctx: &Ctx, tenant: Option<&str>, path: &Path) -> Result<()> {
     let table = table(ctx)?;
     let keys = table.all_keys(tenant.as_ref()).await?;
     let links = table.all_links(tenant.as_ref()).await?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+    let file = crate::outfile::create(path, false, &ctx.url, "--keys-out")?;
     let mut out = std::io::BufWriter::new(file);
     for key in keys {
         let line = Line::Key {

@@ -9,6 +9,8 @@ mod export;
 mod import;
 mod keyfile;
 mod migrate;
+mod outfile;
+mod output;
 mod progress;
 mod rebuild;
 mod retention;
@@ -20,10 +22,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::output::outln;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crm_core::envelope::{Position, StreamId, TenantId};
-use crm_core::store::{Scope, SharedStore, StoreUrl, open_store, verify, verify_stream};
+use crm_core::store::{
+    Scope, SharedStore, StoreUrl, open_store, open_store_read_only, verify, verify_stream,
+};
 
 /// mimalloc instead of the system allocator: decoding, folding and serialising events
 /// allocate many small, short-lived values, which glibc's allocator serves slowly.
@@ -115,9 +120,13 @@ enum Command {
         /// Only these event types (repeatable).
         #[arg(long = "type")]
         types: Vec<String>,
-        /// Write here instead of stdout (created with mode 0600).
+        /// Write here instead of stdout (created with mode 0600). An existing file is refused
+        /// unless --force; a symbolic link or the store's own files always are.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Overwrite the --out file if it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
         /// Write personal fields in plain text (erased subjects' as "[erased]"), for people
         /// to read; needs the master key. Without it the stored form is written (personal
         /// fields sealed), which `import` restores.
@@ -252,20 +261,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let url =
         StoreUrl::resolve(cli.store.as_deref(), &cli.data_dir).context("--store / CRM_STORE")?;
-    // Only an import may create the store.
+    // Only an import may create the store; the tools that only read open it read-only.
     let creates = matches!(cli.command, Command::Import { .. });
+    let reads_only = matches!(
+        cli.command,
+        Command::Verify { .. }
+            | Command::Stats { .. }
+            | Command::Timeline { .. }
+            | Command::Export { .. }
+    );
     if let StoreUrl::Sqlite { path, .. } = &url
         && !path.exists()
         && !creates
     {
         anyhow::bail!(
-            "no store at {} (start crm-api serve first, or pass --store)",
+            "not a CRM store: no file at {} (start crm-api serve first, or pass --store)",
             path.display()
         );
     }
-    let store = open_store(&url)
-        .await
-        .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
+    let store = if reads_only {
+        open_store_read_only(&url).await
+    } else {
+        open_store(&url).await
+    }
+    .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
     // Only commands that read or write personal fields open the vault (and need the key).
     let private = match &cli.command {
         Command::Verify { .. } | Command::Stats { .. } => None,
@@ -321,13 +340,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             to,
             types,
             out,
+            force,
             decrypt: _,
             keys_out,
         } => {
             if let Some(path) = &keys_out {
                 keyfile::write(&ctx, tenant.as_deref(), path).await?;
             }
-            export::run(&ctx, tenant, from, to, types, out).await
+            export::run(&ctx, tenant, from, to, types, out, force).await
         }
         Command::Import {
             file,
@@ -358,19 +378,24 @@ async fn verify_command(
     let report = match (&tenant, stream) {
         (Some(tenant), Some(stream)) => {
             let stream = StreamId::parse(&stream)?;
-            verify_stream(ctx.raw.as_ref(), tenant, &stream).await?
+            let report = verify_stream(ctx.raw.as_ref(), tenant, &stream).await?;
+            if report.streams_checked == 0 {
+                anyhow::bail!("no stream {stream} in tenant {tenant}: nothing to verify");
+            }
+            report
         }
         (Some(tenant), None) => verify(ctx.raw.as_ref(), &Scope::Tenant(tenant.clone())).await?,
         (None, _) => verify(ctx.raw.as_ref(), &Scope::AllTenants).await?,
     };
     if ctx.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else if let Some(failure) = &report.first_failure {
-        println!("BROKEN: {failure}");
+        outln!("BROKEN: {failure}");
     } else {
-        println!(
+        outln!(
             "intact: {} events in {} streams verify",
-            report.events_checked, report.streams_checked
+            report.events_checked,
+            report.streams_checked
         );
     }
     Ok(if report.is_intact() {

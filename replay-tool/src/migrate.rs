@@ -45,6 +45,7 @@ use crm_projections::db::{Col, SqliteOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::output::outln;
 use crate::progress::{Progress, human};
 
 /// The store fact recording where a store was migrated from.
@@ -569,7 +570,7 @@ async fn copy_settings(from: &StoreUrl, to: &StoreUrl) -> Result<u64> {
 
 fn report_summary(summary: &Summary, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(summary)?);
+        outln!("{}", serde_json::to_string(summary)?);
         return Ok(());
     }
     let verified = match &summary.source_first_failure {

@@ -26,6 +26,7 @@ use crm_projections::{Projection, ReadDb, all_projections, select_projections};
 use serde::Serialize;
 
 use crate::Ctx;
+use crate::output::outln;
 use crate::progress::{Progress, human};
 
 /// How long the stored positions may stay unchanged before the command gives up.
@@ -120,11 +121,11 @@ pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<Exi
         },
     };
     if ctx.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     } else {
         let names: Vec<&str> = summary.projections.iter().map(|p| p.name).collect();
         let elsewhere = summary.projections.iter().any(|p| !p.built_here);
-        println!(
+        outln!(
             "rebuilt {} to position {} in {} ({:.0} events/s){}",
             names.join(", "),
             head,

@@ -20,6 +20,7 @@ use crm_projections::{ReadDb, all_projections, bookkeeping};
 use serde::Serialize;
 
 use crate::Ctx;
+use crate::output::outln;
 
 /// Longest the read models may take to catch up.
 const CATCH_UP: Duration = Duration::from_secs(300);
@@ -47,7 +48,7 @@ pub async fn run(ctx: &Ctx, tenant: &str, dry_run: bool) -> Result<ExitCode> {
     let now = Utc::now();
     let (Some(years), Some(cutoff)) = (rule.erase_after_years, rule.cutoff(now)) else {
         if ctx.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"tenant": tenant.as_str(), "erase_after_years": null})
             );
@@ -111,13 +112,13 @@ pub async fn run(ctx: &Ctx, tenant: &str, dry_run: bool) -> Result<ExitCode> {
             report: &report,
             due: due.as_ref(),
         };
-        println!("{}", serde_json::to_string(&output)?);
+        outln!("{}", serde_json::to_string(&output)?);
     } else if let Some(due) = &due {
         for id in &due.customers {
-            println!("customer {id}");
+            outln!("customer {id}");
         }
         for id in &due.leads {
-            println!("lead {id}");
+            outln!("lead {id}");
         }
         eprintln!(
             "dry run, tenant {tenant}: {} customers and {} leads have no event since {} \

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::Ctx;
+use crate::output::outln;
 use crate::progress::{Progress, human};
 
 /// Events read per call while looking for the end of a time cut.
@@ -326,7 +327,7 @@ pub async fn run(
     let summary = write(ctx, cut, (last, events), head, out, started).await?;
     partial.keep();
     if ctx.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     } else {
         let cut = match cut {
             Cut::Position(_) => format!("at position {}", summary.position),
@@ -334,7 +335,7 @@ pub async fn run(
                 format!("as of {} (position {})", summary.value, summary.position)
             }
         };
-        println!(
+        outln!(
             "snapshot of {} {cut}, {} events, written to {} in {} ({:.0} events/s)",
             summary.read_models.join(", "),
             summary.events,

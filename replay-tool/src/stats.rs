@@ -12,6 +12,7 @@ use crm_projections::{ReadDb, bookkeeping};
 use serde::Serialize;
 
 use crate::Ctx;
+use crate::output::outln;
 
 #[derive(Serialize)]
 struct TypeCount {
@@ -59,7 +60,7 @@ pub async fn run(ctx: &Ctx, tenant: Option<String>) -> Result<ExitCode> {
         .map(|t| TenantId::parse(&t))
         .transpose()
         .context("--tenant")?;
-    let db = ReadDb::open(&ctx.url)
+    let db = ReadDb::open_read_only(&ctx.url)
         .await
         .context("cannot open the store's database")?;
     let (filter, args): (&str, Vec<SqlValue>) = match &tenant {
@@ -110,8 +111,13 @@ pub async fn run(ctx: &Ctx, tenant: Option<String>) -> Result<ExitCode> {
         .and_then(|row| row[0].as_int())
         .unwrap_or(0);
     let head_position = ctx.store.head_position().await?;
-    let projections = bookkeeping::stored_positions(&db)
-        .await?
+    // A store never served (only imported into) has no read models yet.
+    let stored = if db.has_table("crm_projection_checkpoints").await? {
+        bookkeeping::stored_positions(&db).await?
+    } else {
+        Vec::new()
+    };
+    let projections = stored
         .into_iter()
         .map(|s| ProjectionLine {
             lag: head_position.saturating_sub(s.position),
@@ -159,7 +165,7 @@ pub async fn run(ctx: &Ctx, tenant: Option<String>) -> Result<ExitCode> {
         projections,
     };
     if ctx.json {
-        println!("{}", serde_json::to_string(&stats)?);
+        outln!("{}", serde_json::to_string(&stats)?);
     } else {
         print_text(&stats);
     }
@@ -167,7 +173,7 @@ pub async fn run(ctx: &Ctx, tenant: Option<String>) -> Result<ExitCode> {
 }
 
 fn print_text(stats: &Stats) {
-    println!(
+    outln!(
         "{} events in {} streams{}; head position {}; positions {}–{}; store size {}",
         stats.events,
         stats.streams,
@@ -184,27 +190,30 @@ fn print_text(stats: &Stats) {
             .map(|b| format!("{:.1} MiB", b as f64 / 1_048_576.0))
             .unwrap_or_else(|| "unknown".into()),
     );
-    println!(
+    outln!(
         "master key fingerprint: {}",
         stats
             .master_key_fingerprint
             .as_deref()
             .unwrap_or("none (no key ring: a plaintext or empty store)")
     );
-    println!("tenants:");
+    outln!("tenants:");
     for tenant in &stats.tenants {
-        println!("  {:<24} {:>12} events", tenant.tenant, tenant.events);
+        outln!("  {:<24} {:>12} events", tenant.tenant, tenant.events);
     }
-    println!("event types:");
+    outln!("event types:");
     for t in &stats.types {
-        println!(
+        outln!(
             "  {:<28} {:>12} events  positions {}–{}",
-            t.event_type, t.events, t.first_position, t.last_position
+            t.event_type,
+            t.events,
+            t.first_position,
+            t.last_position
         );
     }
-    println!("read models:");
+    outln!("read models:");
     for p in &stats.projections {
-        println!(
+        outln!(
             "  {:<20} generation {:<3} position {:>12}  lag {}{}",
             p.projection,
             p.generation,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::Ctx;
+use crate::output::outln;
 
 const PAGE: usize = 1_000;
 
@@ -154,7 +155,7 @@ pub async fn run(
         events: lines,
     };
     if ctx.json {
-        println!("{}", serde_json::to_string(&timeline)?);
+        outln!("{}", serde_json::to_string(&timeline)?);
     } else {
         print_text(&timeline);
     }
@@ -198,7 +199,7 @@ fn line(
 }
 
 fn print_text(timeline: &Timeline) {
-    println!(
+    outln!(
         "customer {} of tenant {}{}{}: {} events",
         timeline.customer_id,
         timeline.tenant,
@@ -211,15 +212,16 @@ fn print_text(timeline: &Timeline) {
     );
     for stream in &timeline.streams {
         match &stream.first_failure {
-            None => println!(
+            None => outln!(
                 "  chain {}: intact ({} events)",
-                stream.stream_id, stream.events_checked
+                stream.stream_id,
+                stream.events_checked
             ),
-            Some(failure) => println!("  chain {}: BROKEN: {failure}", stream.stream_id),
+            Some(failure) => outln!("  chain {}: BROKEN: {failure}", stream.stream_id),
         }
     }
     for line in &timeline.events {
-        println!(
+        outln!(
             "#{:<8} recorded {}  occurred {}  {:<24} {}@{}{}{}{}",
             line.position,
             line.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
@@ -241,7 +243,7 @@ fn print_text(timeline: &Timeline) {
                 "  CHAIN BROKEN"
             },
         );
-        println!("          {}", line.data);
+        outln!("          {}", line.data);
     }
 }
 

@@ -96,6 +96,7 @@ async fn every_file_crm_replay_writes_is_the_owners_only() {
         &url,
         "export",
         "--decrypt",
+        "--force",
         "--out",
         &text("plain.jsonl"),
     ]);

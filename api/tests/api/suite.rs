@@ -221,6 +221,18 @@ pub async fn ingest_then_every_query_reads_its_writes<F: Future<Output = Option<
         .get_as(TENANT, Role::Auditor, "/v1/verify?stream=customer-c-1")
         .await;
     assert_eq!(one.ok()["events_checked"], 5);
+    // A stream that does not exist is not "intact": there is nothing to verify.
+    let none = app
+        .get_as(TENANT, Role::Auditor, "/v1/verify?stream=customer-nope")
+        .await;
+    assert_eq!(none.status, 404, "{}", none.body);
+    assert!(
+        none.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("customer-nope")),
+        "{}",
+        none.body
+    );
 }
 
 pub async fn replayed_batches_are_acknowledged_as_duplicates_and_write_nothing<

@@ -40,6 +40,21 @@ pub enum StoreError {
     #[error("stored event at position {position} is unreadable: {reason}")]
     Corrupt { position: Position, reason: String },
 
+    /// A store opened read-only is missing, empty or not a CRM event log. Point the tool at
+    /// the right file or database.
+    #[error("not a CRM store: {0}")]
+    NotAStore(String),
+
+    /// The log's append-only triggers were dropped, disabled or altered outside this program.
+    /// Find out who did it and run verification; restore them (`serve --restore-guards`)
+    /// only then.
+    #[error(
+        "the event log's append-only guards are missing or altered: {names} (someone changed \
+         the database outside this program: run `crm-replay verify`, then start with \
+         --restore-guards to recreate them)"
+    )]
+    GuardsMissing { names: String },
+
     /// The store URL or its options are wrong. Fix the configuration.
     #[error("invalid store configuration: {0}")]
     Config(String),

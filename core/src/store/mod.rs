@@ -13,6 +13,7 @@ use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 
 pub mod chain;
 mod error;
+pub mod guards;
 pub mod keys;
 mod migrations;
 mod open;
@@ -23,7 +24,7 @@ mod subscription;
 mod verify;
 
 pub use error::StoreError;
-pub use open::{StoreUrl, open_store};
+pub use open::{StoreUrl, open_store, open_store_read_only};
 pub use subscription::{EventSubscription, subscribe_all};
 pub use verify::{Finding, FindingKind, VerifyReport, verify, verify_stream};
 

@@ -101,6 +101,21 @@ pub async fn open_store(url: &StoreUrl) -> Result<SharedStore, StoreError> {
     })
 }
 
+/// Opens an existing store for reading only (the tools that only read: verify, stats,
+/// timeline, export): nothing is created or migrated, appends fail, and a missing, empty or
+/// foreign file or database is [`StoreError::NotAStore`].
+pub async fn open_store_read_only(url: &StoreUrl) -> Result<SharedStore, StoreError> {
+    Ok(match url {
+        StoreUrl::Sqlite { path, durability } => {
+            let mut options = SqliteOptions::new(path);
+            options.durability = *durability;
+            options.read_only = true;
+            Arc::new(SqliteEventStore::open_with(options).await?)
+        }
+        StoreUrl::Postgres { url } => Arc::new(PostgresEventStore::connect_read_only(url).await?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,8 @@ impl std::fmt::Display for Finding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     pub events_checked: u64,
+    /// Streams whose chain was checked; 0 from [`verify_stream`] when there is no such
+    /// stream (no event and no recorded head).
     pub streams_checked: u64,
     /// `None` when every chain verifies.
     pub first_failure: Option<Finding>,
@@ -381,7 +383,11 @@ pub async fn verify_stream(
     }
     let head = store.stream_head(tenant, stream).await?;
     let problem = match head {
-        None if state.next_revision == 0 => None,
+        None if state.next_revision == 0 => {
+            // No event and no recorded head: there is no such stream, and nothing was checked.
+            report.streams_checked = 0;
+            None
+        }
         None => Some((
             FindingKind::Inserted,
             "the stream has events but no recorded head".to_owned(),

@@ -118,9 +118,45 @@ impl PostgresEventStore {
         Self::from_pool(pool).await
     }
 
+    /// Connects for reading only: every session is `default_transaction_read_only`, no
+    /// schema is created, and a database without a current event log is
+    /// [`StoreError::NotAStore`].
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
+            .options([("default_transaction_read_only", "on")]);
+        let pool = pool_options(4).connect_with(options).await?;
+        let present: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('crm_schema_migrations')::text")
+                .fetch_one(&pool)
+                .await?;
+        if present.is_none() {
+            return Err(StoreError::NotAStore(
+                "the database has no CRM event log".to_owned(),
+            ));
+        }
+        let applied: Vec<(i64, String)> =
+            sqlx::query_as("SELECT version, checksum FROM crm_schema_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await?;
+        let pending = migrations::pending(MIGRATIONS, &applied).map_err(StoreError::Migration)?;
+        if !pending.is_empty() {
+            return Err(StoreError::Migration(
+                "the database was written by an older version: start `crm-api serve` on it once \
+                 to bring its schema up to date"
+                    .to_owned(),
+            ));
+        }
+        Self::following(pool).await
+    }
+
     /// Uses an existing pool and brings the schema up to date.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
         migrate(&pool).await?;
+        Self::following(pool).await
+    }
+
+    async fn following(pool: PgPool) -> Result<Self, StoreError> {
         let head_position = max_position(&pool).await?;
         let head = Arc::new(watch::Sender::new(head_position));
         let listener = PgListener::connect_with(&pool).await?;

@@ -26,11 +26,18 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread on its own connection, syncing as `synchronous` says.
-    pub(super) fn start(path: &Path, synchronous: &str) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+    /// A read-only store never writes, so it is never woken; its connection is read-only.
+    pub(super) fn start(
+        path: &Path,
+        synchronous: &str,
+        read_only: bool,
+    ) -> Result<Self, StoreError> {
+        let access = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(Duration::ZERO)?;
         conn.execute_batch(&format!("PRAGMA synchronous = {synchronous}"))?;
         let (wake, woken) = mpsc::sync_channel::<()>(1);

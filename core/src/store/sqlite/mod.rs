@@ -109,6 +109,9 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// Reader connections (WAL lets them read while the writer writes).
     pub readers: u32,
+    /// Open an existing store without writing to it: no file or schema is created, and
+    /// every append fails. A missing, empty or foreign file is [`StoreError::NotAStore`].
+    pub read_only: bool,
 }
 
 impl SqliteOptions {
@@ -117,6 +120,7 @@ impl SqliteOptions {
             path: path.as_ref().to_path_buf(),
             durability: Durability::Normal,
             readers: 4,
+            read_only: false,
         }
     }
 }
@@ -143,6 +147,9 @@ impl SqliteEventStore {
 
     /// Opens (creating if needed) a store, bringing its schema up to date.
     pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        if options.read_only {
+            return Self::open_read_only(options).await;
+        }
         if let Some(parent) = options.path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -153,7 +160,50 @@ impl SqliteEventStore {
         create_private_file(&options.path)?;
         let mut writer = retry_busy(|| open_writer(&options.path, options.durability)).await?;
         retry_busy(|| migrate(&mut writer)).await?;
-        let checkpointer = Checkpointer::start(&options.path, options.durability.pragma())?;
+        let checkpointer = Checkpointer::start(&options.path, options.durability.pragma(), false)?;
+        Self::with_writer(options, writer, checkpointer).await
+    }
+
+    /// Opens an existing, current store for reading only (see [`SqliteOptions::read_only`]).
+    async fn open_read_only(options: SqliteOptions) -> Result<Self, StoreError> {
+        let not_a_store =
+            |why: &str| StoreError::NotAStore(format!("{}: {why}", options.path.display()));
+        match std::fs::metadata(&options.path) {
+            Err(_) => return Err(not_a_store("no such file")),
+            Ok(meta) if !meta.is_file() => return Err(not_a_store("not a regular file")),
+            Ok(meta) if meta.len() == 0 => return Err(not_a_store("the file is empty")),
+            Ok(_) => {}
+        }
+        let writer = Connection::open_with_flags(
+            &options.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        writer.busy_timeout(Duration::ZERO)?;
+        let applied =
+            retry_busy(|| applied_migrations(&writer))
+                .await
+                .map_err(|error| match error {
+                    StoreError::Sqlite(error) => {
+                        not_a_store(&format!("no event log in it ({error})"))
+                    }
+                    other => other,
+                })?;
+        let pending = migrations::pending(MIGRATIONS, &applied).map_err(StoreError::Migration)?;
+        if !pending.is_empty() {
+            return Err(StoreError::Migration(format!(
+                "{} was written by an older version: open it once with `crm-api serve` to bring its schema up to date",
+                options.path.display()
+            )));
+        }
+        let checkpointer = Checkpointer::start(&options.path, options.durability.pragma(), true)?;
+        Self::with_writer(options, writer, checkpointer).await
+    }
+
+    async fn with_writer(
+        options: SqliteOptions,
+        writer: Connection,
+        checkpointer: Checkpointer,
+    ) -> Result<Self, StoreError> {
         let readers = Arc::new(Readers::new(&options.path, options.readers as usize));
         let head_position = retry_busy(|| readers.with(max_position)).await?;
         let head = Arc::new(watch::Sender::new(head_position));
@@ -279,13 +329,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     result
 }
 
-fn apply_pending(conn: &Connection) -> Result<(), StoreError> {
-    let applied = conn
+fn applied_migrations(conn: &Connection) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(conn
         .prepare("SELECT version, checksum FROM crm_schema_migrations ORDER BY version")?
         .query_map([], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+fn apply_pending(conn: &Connection) -> Result<(), StoreError> {
+    let applied = applied_migrations(conn)?;
     let pending = migrations::pending(MIGRATIONS, &applied).map_err(StoreError::Migration)?;
     for migration in pending {
         conn.execute_batch(migration.sql)
