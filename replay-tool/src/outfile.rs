@@ -29,13 +29,18 @@ pub fn create(path: &Path, force: bool, store: &StoreUrl, option: &str) -> Resul
     }
     let file = match options.open(path) {
         Ok(file) => file,
+        // O_NOFOLLOW on a link as the last component (or O_EXCL on any link).
+        Err(error)
+            if error.raw_os_error() == Some(libc::ELOOP)
+                || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            bail!(
+                "{option} {} is a symbolic link: name the file itself",
+                path.display()
+            )
+        }
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => bail!(
             "{option} {} already exists: pass --force to overwrite it",
-            path.display()
-        ),
-        // O_NOFOLLOW on a link as the last component.
-        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => bail!(
-            "{option} {} is a symbolic link: name the file itself",
             path.display()
         ),
         Err(error) => {
