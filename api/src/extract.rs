@@ -151,8 +151,8 @@ impl FromRequestParts<SharedState> for Id {
 }
 
 /// Reads the whole body (at most the configured size, within the body timeout: 413, 408) and
-/// parses it as a JSON object, after [`json::check`] bounded its depth and the memory its tree
-/// takes (400).
+/// parses it as JSON, after [`json::check`] refused an array (422) and bounded the depth and
+/// the memory of its tree (400).
 pub async fn read_json(
     state: &AppState,
     body: axum::body::Body,
@@ -176,8 +176,13 @@ pub async fn read_json(
     if bytes.is_empty() {
         return Err(Problem::bad_request("the request body is empty; send JSON"));
     }
-    json::check(&bytes, state.limits.json_max_depth)
-        .map_err(|refusal| Problem::bad_request(refusal.to_string()))?;
+    json::check(&bytes, state.limits.json_max_depth).map_err(|refusal| match refusal {
+        // Well-formed, perhaps, but not what any route takes: as the handlers answer it.
+        json::Refusal::NotObject => Problem::unprocessable(refusal.to_string()),
+        json::Refusal::TooDeep(_) | json::Refusal::TooDense(_) => {
+            Problem::bad_request(refusal.to_string())
+        }
+    })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
 }

@@ -1,5 +1,6 @@
 //! A scan of a JSON body before it is parsed into a `serde_json::Value` tree: the body must be
-//! an object, nested at most `--json-max-depth` levels, and its tree must not cost more than
+//! an object (an array is refused at once; a scalar is left to the parser), nested at most
+//! `--json-max-depth` levels, and its tree must not cost more than
 //! [`EXPANSION`] times the body's size in memory. A `Value` costs 32 bytes plus what it owns,
 //! so `[0,0,0,…]` would cost 16 bytes per body byte (more with the array's spare capacity):
 //! 16 MB of it took 580 MB. The scan costs nothing but a pass over the bytes; it does not
@@ -35,9 +36,12 @@ pub enum Refusal {
 /// Checks `body` (see the module's header). Refuses as soon as a limit is passed.
 pub fn check(body: &[u8], max_depth: usize) -> Result<(), Refusal> {
     let budget = body.len().saturating_mul(EXPANSION).max(64 * 1024);
-    let first = body.iter().position(|b| !b.is_ascii_whitespace());
-    if first.is_none_or(|at| body[at] != b'{') {
-        return Err(Refusal::NotObject);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        // An array is refused before it is built: it is the cheapest bomb (`[0,0,…]`).
+        Some(b'[') => return Err(Refusal::NotObject),
+        // A scalar costs about its size; malformed text is the parser's to report.
+        _ => return Ok(()),
     }
     // true: an array; false: an object.
     let mut open: Vec<bool> = Vec::new();
@@ -138,7 +142,17 @@ mod tests {
         assert_eq!(check(deep.as_bytes(), 64), Err(Refusal::TooDeep(64)));
         let text = format!("{{\"a\":\"{}\\\"\"}}", "[".repeat(100));
         assert_eq!(check(text.as_bytes(), 64), Ok(()));
-        assert_eq!(check(b"  ", 64), Err(Refusal::NotObject));
+        assert_eq!(check(b"  [", 64), Err(Refusal::NotObject));
+        assert_eq!(
+            check(b"  ", 64),
+            Ok(()),
+            "the parser says the body is empty"
+        );
+        assert_eq!(
+            check(b"\"text\"", 64),
+            Ok(()),
+            "the handler says it is no object"
+        );
         assert_eq!(
             check(b"{\"unterminated", 64),
             Ok(()),

@@ -51,10 +51,16 @@ impl RateLimiter {
                 buckets.clear();
             }
         }
-        let bucket = buckets.entry(key_id.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
+        if !buckets.contains_key(key_id) {
+            let full = Bucket {
+                tokens: self.burst,
+                at: now,
+            };
+            buckets.insert(key_id.to_owned(), full);
+        }
+        let Some(bucket) = buckets.get_mut(key_id) else {
+            return Ok(());
+        };
         bucket.tokens = self.refilled(bucket, now);
         bucket.at = now;
         if bucket.tokens >= 1.0 {

@@ -185,6 +185,11 @@ impl Connection {
                 Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
             }
         });
+        // Leaves the registry however the task ends (a panicking handler included).
+        let _registered = Registered {
+            registry: Arc::clone(&self.registry),
+            id: self.id,
+        };
         let serving = builder.serve_connection(TokioIo::new(stream), service);
         let mut serving = std::pin::pin!(serving);
         let mut stopping = false;
@@ -213,7 +218,6 @@ impl Connection {
                 }
             }
         }
-        self.registry.remove(self.id);
     }
 
     /// When the connection is to be closed if it stays idle: the header timeout before its
@@ -228,6 +232,18 @@ impl Connection {
         }
         let since = Duration::from_millis(self.conn.idle_since.load(Ordering::Acquire));
         self.registry.epoch + since + limit
+    }
+}
+
+/// A connection's place in the registry, given up when dropped.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
     }
 }
 
