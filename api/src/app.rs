@@ -38,6 +38,7 @@ use crm_projections::{ReadDb, all_projections};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::edge::Guards;
 use crate::ingest::StreamCache;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
@@ -55,6 +56,19 @@ pub struct Limits {
     pub max_wait: Duration,
     /// Largest page any listing returns.
     pub max_page: usize,
+    /// Longest a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
+    /// Deepest nesting of a JSON body (400 beyond).
+    pub json_max_depth: usize,
+    /// Requests per second per key on average (429 beyond); 0: no limit.
+    pub rate_per_second: u32,
+    /// Requests a key may send at once above the average rate.
+    pub rate_burst: u32,
+    /// Live event streams one key may hold open (429 beyond).
+    pub live_streams_per_key: usize,
+    /// How long what was read about a key is trusted: a revocation takes effect, and ends
+    /// the key's live streams, within this time.
+    pub key_cache: Duration,
 }
 
 impl Default for Limits {
@@ -64,6 +78,14 @@ impl Default for Limits {
             max_batch_events: 5_000,
             max_wait: Duration::from_secs(10),
             max_page: 1_000,
+            body_timeout: Duration::from_secs(30),
+            json_max_depth: 64,
+            // A backstop against a runaway client, far above what one key's honest load
+            // needs (the Q1 benchmark sends about 18,000 requests per second with one key).
+            rate_per_second: 50_000,
+            rate_burst: 50_000,
+            live_streams_per_key: 8,
+            key_cache: crate::keys::CACHE_TTL,
         }
     }
 }
@@ -85,6 +107,8 @@ pub struct AppState {
     pub streams: StreamCache,
     /// Set when the server is shutting down: endless answers (live event streams) end.
     pub closing: watch::Sender<bool>,
+    /// Per-key request rates and live-stream slots.
+    pub edge: Guards,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -123,7 +147,8 @@ pub async fn start_with(
         .context("cannot open the read-model tables")?;
     let keys = KeyStore::open(db.clone())
         .await
-        .context("cannot open the key table")?;
+        .context("cannot open the key table")?
+        .with_cache_ttl(limits.key_cache);
     // The runner opens only the personal fields the read models fold.
     let projection_store: SharedStore = Arc::new(
         private
@@ -137,7 +162,9 @@ pub async fn start_with(
         RunnerOptions::default(),
     );
     wait_for_read_models(&db).await?;
+    let edge = Guards::new(&limits);
     let state = Arc::new(AppState {
+        edge,
         store,
         private,
         db,

@@ -1,6 +1,7 @@
 //! What handlers take from a request, with every rejection turned into a [`Problem`] that
 //! says what was wrong: the caller's key ([`Caller`]), query parameters ([`Params`]), a path
-//! id ([`Id`]), the JSON body ([`read_json`]), and read-your-writes ([`reach`], [`at_position`]).
+//! id ([`Id`]), the JSON body ([`read_json`], bounded in time, size, depth and memory; the key's
+//! request rate is checked with the key), and read-your-writes ([`reach`], [`at_position`]).
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use crm_projections::bookkeeping;
 use serde::de::DeserializeOwned;
 
 use crate::app::{AppState, SharedState};
+use crate::edge::json;
+use crate::edge::rate::retry_after_secs;
 use crate::keys::{Principal, Refusal, Role};
 use crate::problem::Problem;
 
@@ -82,7 +85,17 @@ impl FromRequestParts<SharedState> for Caller {
                 .map_or("?", |path| path.as_str())
         );
         match state.keys.authenticate(token).await {
-            Ok(Ok(principal)) => Ok(Caller { principal, route }),
+            Ok(Ok(principal)) => match state.edge.rate.check(&principal.key_id) {
+                Ok(()) => Ok(Caller { principal, route }),
+                Err(wait) => Err(Problem::too_many_requests(
+                    format!(
+                        "this key sent more than {} requests per second (--rate-limit); \
+                         retry later",
+                        state.limits.rate_per_second
+                    ),
+                    retry_after_secs(wait),
+                )),
+            },
             Ok(Err(Refusal::Malformed)) => Err(Problem::unauthorized(
                 "the API key is malformed: keys read `crm_<16 hex digits>_<64 hex digits>`",
             )),
@@ -137,20 +150,39 @@ impl FromRequestParts<SharedState> for Id {
     }
 }
 
-/// Reads the whole body (at most the configured limit) and parses it as JSON.
+/// Reads the whole body (at most the configured size, within the body timeout: 413, 408) and
+/// parses it as JSON, after [`json::check`] refused an array (422) and bounded the depth and
+/// the memory of its tree (400).
 pub async fn read_json(
     state: &AppState,
     body: axum::body::Body,
 ) -> Result<serde_json::Value, Problem> {
     let limit = state.limits.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Problem::too_large(format!(
-            "the request body is larger than {limit} bytes (--max-body-bytes)"
-        ))
-    })?;
+    let timeout = state.limits.body_timeout;
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(Problem::too_large(format!(
+                "the request body is larger than {limit} bytes (--max-body-bytes)"
+            )));
+        }
+        Err(_) => {
+            return Err(Problem::timeout(format!(
+                "the request body did not arrive within {} ms (--body-timeout-ms)",
+                timeout.as_millis()
+            )));
+        }
+    };
     if bytes.is_empty() {
         return Err(Problem::bad_request("the request body is empty; send JSON"));
     }
+    json::check(&bytes, state.limits.json_max_depth).map_err(|refusal| match refusal {
+        // Well-formed, perhaps, but not what any route takes: as the handlers answer it.
+        json::Refusal::NotObject => Problem::unprocessable(refusal.to_string()),
+        json::Refusal::TooDeep(_) | json::Refusal::TooDense(_) => {
+            Problem::bad_request(refusal.to_string())
+        }
+    })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
 }

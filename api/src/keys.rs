@@ -14,7 +14,8 @@
 //! the secret (64 hex digits, 256 random bits from the operating system) is shown once, when
 //! the key is created, and never stored. Keys live in the table `crm_api_keys` of the store's
 //! own database, so `crm-api keys ...` works beside a running server; the server caches what
-//! it read for [`CACHE_TTL`], so a revocation takes effect within that time.
+//! it read for [`CACHE_TTL`] (`serve --key-cache-ms`), so a revocation takes effect within
+//! that time, for live streams too ([`crate::edge::streams`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,7 +30,7 @@ use crm_projections::db::{Backend, Col, SqlValue};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// How long the server trusts what it read about a key.
+/// How long the server trusts what it read about a key, by default.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Keys remembered by the cache before it starts over.
 const CACHE_ENTRIES: usize = 10_000;
@@ -161,6 +162,7 @@ struct Stored {
 pub struct KeyStore {
     db: ReadDb,
     cache: Mutex<HashMap<String, (Instant, Option<Stored>)>>,
+    cache_ttl: Duration,
 }
 
 impl KeyStore {
@@ -180,7 +182,28 @@ impl KeyStore {
         Ok(KeyStore {
             db,
             cache: Mutex::new(HashMap::new()),
+            cache_ttl: CACHE_TTL,
         })
+    }
+
+    /// Trusts what it read about a key for `ttl` (a revocation takes effect within it).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> KeyStore {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// How long what was read about a key is trusted.
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache_ttl
+    }
+
+    /// Whether `key_id` names a key that is not revoked, by what was read at most `max_age`
+    /// ago.
+    pub async fn is_active(&self, key_id: &str, max_age: Duration) -> Result<bool, KeyError> {
+        Ok(self
+            .lookup_within(key_id, max_age)
+            .await?
+            .is_some_and(|stored| !stored.revoked))
     }
 
     /// The database the keys (and the access log) live in.
@@ -337,9 +360,17 @@ impl KeyStore {
     }
 
     async fn lookup(&self, key_id: &str) -> Result<Option<Stored>, KeyError> {
+        self.lookup_within(key_id, self.cache_ttl).await
+    }
+
+    async fn lookup_within(
+        &self,
+        key_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<Stored>, KeyError> {
         if let Ok(cache) = self.cache.lock()
             && let Some((at, stored)) = cache.get(key_id)
-            && at.elapsed() < CACHE_TTL
+            && at.elapsed() < max_age
         {
             return Ok(stored.clone());
         }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::SharedState;
 use crate::disclosure::disclose_events;
+use crate::edge::streams::until_revoked;
 use crate::extract::{Caller, Params, at_position, reach_head};
 use crate::keys::Role;
 use crate::problem::Problem;
@@ -80,7 +81,9 @@ pub struct LiveParams {
 
 /// `GET /v1/events/live?after=N`: server-sent events, one per log event (`id` is its position,
 /// `event` its type, `data` its full envelope as JSON), from `after` on and then live. A client
-/// that reconnects with `Last-Event-ID` resumes exactly after the last event it received.
+/// that reconnects with `Last-Event-ID` resumes exactly after the last event it received. A key
+/// holds at most `--live-streams-per-key` open (429 beyond); a stream ends once its key is
+/// revoked (within the key-cache period) or the server stops.
 pub async fn live(
     State(state): State<SharedState>,
     caller: Caller,
@@ -88,6 +91,8 @@ pub async fn live(
     Params(params): Params<LiveParams>,
 ) -> Result<Response, Problem> {
     let principal = caller.require(&[Role::Analyst], "read the log")?;
+    let slot = state.edge.live.acquire(&principal.key_id)?;
+    let key_id = principal.key_id.clone();
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -105,6 +110,7 @@ pub async fn live(
     )
     .with_batch_size(500);
     let mut closing = state.closing.subscribe();
+    let watched = state.clone();
     // A batch at a time: its personal fields redacted, or its subjects recorded in the access
     // log (one insert per batch), before any of it is sent.
     let batches = futures::stream::unfold(
@@ -131,7 +137,13 @@ pub async fn live(
             futures::stream::iter(events.into_iter().map(|event| Ok(sse_event(&event))))
         })
         .take_until(async move {
-            let _ = closing.wait_for(|closing| *closing).await;
+            // The stream holds its key's slot until it ends; it ends at shutdown or once its
+            // key is revoked.
+            let _slot = slot;
+            tokio::select! {
+                _ = closing.wait_for(|closing| *closing) => {}
+                () = until_revoked(&watched, &key_id) => {}
+            }
         });
     Ok(sse(stream).into_response())
 }

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::future::IntoFuture;
 
 use crm_api::app::{Limits, router};
+use crm_api::edge::server::ServerConfig;
 use crm_api::keys::{KeyStore, Role};
 use crm_core::envelope::TenantId;
 use crm_core::store::StoreUrl;
@@ -114,6 +114,46 @@ struct ServeArgs {
     /// Seconds after the start before the first daily run of the tenants' retention rules.
     #[arg(long, env = "CRM_RETENTION_DELAY_SECS", default_value_t = 60)]
     retention_delay_secs: u64,
+    #[command(flatten)]
+    edge: EdgeArgs,
+}
+
+/// The bounds on what one client, key or connection may cost (docs/architecture.md: "the
+/// edge is bounded").
+#[derive(Debug, clap::Args)]
+struct EdgeArgs {
+    /// A new connection must send a whole request head within this time, in milliseconds.
+    #[arg(long, env = "CRM_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// A request body must arrive within this time, in milliseconds (408 beyond).
+    #[arg(long, env = "CRM_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this time, in
+    /// milliseconds.
+    #[arg(long, env = "CRM_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Most open client connections; lowered to fit the descriptor limit (RLIMIT_NOFILE,
+    /// raised to its hard limit as needed) less 256. At the limit the oldest idle connection
+    /// is closed to make room.
+    #[arg(long, env = "CRM_MAX_CONNECTIONS", default_value_t = 4_096)]
+    max_connections: usize,
+    /// Requests per second per key on average (429 with Retry-After beyond); 0 turns the
+    /// limit off.
+    #[arg(long, env = "CRM_RATE_LIMIT", default_value_t = Limits::default().rate_per_second)]
+    rate_limit: u32,
+    /// Requests a key may send at once above its average rate.
+    #[arg(long, env = "CRM_RATE_BURST", default_value_t = Limits::default().rate_burst)]
+    rate_burst: u32,
+    /// Live event streams one key may hold open at once (429 beyond).
+    #[arg(long, env = "CRM_LIVE_STREAMS_PER_KEY", default_value_t = Limits::default().live_streams_per_key)]
+    live_streams_per_key: usize,
+    /// How long the server trusts what it read about a key, in milliseconds: a revoked key is
+    /// refused, and its live streams end, within this time.
+    #[arg(long, env = "CRM_KEY_CACHE_MS", default_value_t = 2_000)]
+    key_cache_ms: u64,
+    /// Deepest nesting of a JSON request body (400 beyond).
+    #[arg(long, env = "CRM_JSON_MAX_DEPTH", default_value_t = Limits::default().json_max_depth)]
+    json_max_depth: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,11 +197,44 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.max_batch_events == 0 || args.max_body_bytes == 0 {
         anyhow::bail!("--max-batch-events and --max-body-bytes must be above 0");
     }
+    let edge = &args.edge;
+    if edge.header_timeout_ms == 0
+        || edge.body_timeout_ms == 0
+        || edge.idle_timeout_ms == 0
+        || edge.max_connections == 0
+        || edge.live_streams_per_key == 0
+        || edge.json_max_depth == 0
+    {
+        anyhow::bail!(
+            "--header-timeout-ms, --body-timeout-ms, --idle-timeout-ms, --max-connections, \
+             --live-streams-per-key and --json-max-depth must be above 0"
+        );
+    }
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         max_batch_events: args.max_batch_events,
         max_wait: std::time::Duration::from_millis(args.max_wait_ms),
+        body_timeout: std::time::Duration::from_millis(edge.body_timeout_ms),
+        json_max_depth: edge.json_max_depth,
+        rate_per_second: edge.rate_limit,
+        rate_burst: edge.rate_burst.max(1),
+        live_streams_per_key: edge.live_streams_per_key,
+        key_cache: std::time::Duration::from_millis(edge.key_cache_ms),
         ..Limits::default()
+    };
+    let fitted = crm_api::edge::fds::fit(edge.max_connections);
+    if fitted.max_connections < edge.max_connections {
+        tracing::warn!(
+            wanted = edge.max_connections,
+            max_connections = fitted.max_connections,
+            nofile = fitted.nofile,
+            "--max-connections lowered to fit the descriptor limit (RLIMIT_NOFILE)"
+        );
+    }
+    let server_config = ServerConfig {
+        header_timeout: std::time::Duration::from_millis(edge.header_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(edge.idle_timeout_ms),
+        max_connections: fitted.max_connections,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -207,16 +280,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    tracing::info!(%address, "listening");
-    let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let mut stopped = stopped;
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
+    tracing::info!(
+        %address,
+        max_connections = server_config.max_connections,
+        "listening"
     );
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(crm_api::edge::server::serve(
+        listener,
+        app,
+        server_config,
+        stopped,
+    ));
     tokio::select! {
         () = report_progress(workers.subscribe()) => {}
         () = shutdown_signal() => tracing::info!("shutting down"),
@@ -227,8 +302,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let _ = stop.send(true);
     let mut server = server;
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server stopped with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
         Err(_) => {
             // A client that stopped reading (a live stream nobody consumes, say) would hold
@@ -377,7 +451,8 @@ async fn keys(command: KeysCommand) -> Result<()> {
                 anyhow::bail!("no active key with id {:?}", crm_api::keys::key_id_of(&key));
             }
             eprintln!(
-                "revoked; running servers refuse it within {} s",
+                "revoked; running servers refuse it, and end its live streams, within their \
+                 key-cache period (--key-cache-ms, {} s by default)",
                 crm_api::keys::CACHE_TTL.as_secs()
             );
         }

@@ -1,5 +1,6 @@
 //! Prometheus metrics at `GET /metrics`: requests and their latencies by route template (never
-//! the concrete path, which holds customer ids), appended and duplicate events, and each
+//! the concrete path, which holds customer ids; labels come only from the standard methods and
+//! the route templates, so no request adds a label of its own), appended and duplicate events, and each
 //! projection's position and lag. Counters live in memory and start at zero with the process.
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -63,18 +64,37 @@ impl Metrics {
     }
 }
 
+/// The route label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The method label: one of the standard methods, else `other` (a client may send any token
+/// as a method; each distinct one would be a label, and hyper accepts 50 KB methods).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts every request by route template and status, and times it.
 pub async fn track(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
+    // A matched path is one of the router's templates: a fixed, small set.
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
+        .map_or(UNMATCHED, |p| p.as_str())
         .to_owned();
     let response = next.run(request).await;
     state.metrics.observe(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
@@ -190,4 +210,18 @@ pub async fn render(State(state): State<SharedState>) -> Response {
 
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        let odd = Method::from_bytes(&[b'X'; 50_000]).expect("a token");
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(method_label(&Method::CONNECT), "other");
+    }
 }

@@ -67,6 +67,18 @@ impl Problem {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
     }
 
+    /// 429: the key sent more than its rate; retry after `retry_after_secs`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Problem {
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)
+            .with("retry_after_secs", retry_after_secs)
+            .with_header("retry-after", retry_after_secs.to_string())
+    }
+
+    /// 408: the request (its body) did not arrive in time.
+    pub fn timeout(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::REQUEST_TIMEOUT, detail).with_header("connection", "close")
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
