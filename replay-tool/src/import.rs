@@ -9,10 +9,13 @@
 //!   same chains and a byte-identical re-export). The data is checked
 //!   against the catalog (upcast, then parsed) and must belong to the line's `stream_id`; it
 //!   is stored as it was (canonical JSON), at its schema version.
-//! - the API's ingest format (`{"id"?, "type", "data", "occurred_at"?, "metadata"?}`, the
-//!   member rules of `POST /v1/events`), for the tenant given by `--tenant`. A line without
+//! - the API's ingest format (`{"id"?, "type", "data", "occurred_at"?, "metadata"?}`), for
+//!   the tenant given by `--tenant`: parsed, judged and appended by the very decision behind
+//!   `POST /v1/events` (`crm_core::command`), so the same business rules hold (a second
+//!   registration, a refund of an unknown order are refused, the line named). A line without
 //!   an `id` gets one derived from the tenant, its line number and its text, so running the
-//!   same file again finds the same ids.
+//!   same file again finds the same ids. Exported lines are history: stored as recorded,
+//!   without rule checks.
 //!
 //! Event ids are the store's idempotency keys, so an import run again (after it was killed,
 //! or after it stopped at an invalid line that was then fixed) skips what is stored as
@@ -35,6 +38,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use crm_core::catalog::{CatalogError, DomainEvent, upcast};
+use crm_core::command::{self, CommandError, Incoming, ParseOptions, StreamCache};
 use crm_core::envelope::{
     EventMetadata, NewEvent, Restore, StreamId, TenantId, canonical_json, to_stored_precision,
 };
@@ -76,17 +80,82 @@ const INGEST_MEMBERS: &[&str] = &["id", "type", "data", "occurred_at", "metadata
 #[derive(Debug)]
 struct Line {
     tenant: TenantId,
-    stream: StreamId,
-    event: NewEvent,
+    event: Event,
 }
 
-/// Lines for one `append_batch` call: one tenant, distinct ids.
+/// A line's event: history to restore, or a new event to judge as the API does.
+#[derive(Debug)]
+enum Event {
+    Restored(StreamId, NewEvent),
+    New(Box<Incoming>),
+}
+
+impl Event {
+    fn id(&self) -> Uuid {
+        match self {
+            Event::Restored(_, event) => event.event_id,
+            Event::New(incoming) => incoming.new.event_id,
+        }
+    }
+}
+
+/// Lines for one append: one tenant, one kind, distinct ids.
 #[derive(Debug)]
 struct Batch {
     tenant: TenantId,
-    events: Vec<(StreamId, NewEvent)>,
+    events: Events,
     /// The line number of each event.
     lines: Vec<u64>,
+}
+
+/// A batch's events: exported ones (stored as recorded) or the API's (judged).
+#[derive(Debug)]
+enum Events {
+    Restored(Vec<(StreamId, NewEvent)>),
+    New(Vec<Incoming>),
+}
+
+impl Events {
+    fn len(&self) -> usize {
+        match self {
+            Events::Restored(events) => events.len(),
+            Events::New(events) => events.len(),
+        }
+    }
+
+    /// Whether `event` may join this batch (batches hold one kind).
+    fn takes(&self, event: &Event) -> bool {
+        matches!(
+            (self, event),
+            (Events::Restored(_), Event::Restored(..)) | (Events::New(_), Event::New(_))
+        )
+    }
+
+    fn push(&mut self, event: Event) {
+        match (self, event) {
+            (Events::Restored(events), Event::Restored(stream, event)) => {
+                events.push((stream, event))
+            }
+            (Events::New(events), Event::New(incoming)) => events.push(*incoming),
+            // Never: `takes` is asked first.
+            (Events::Restored(_), Event::New(_)) | (Events::New(_), Event::Restored(..)) => {}
+        }
+    }
+
+    fn starting_with(event: Event, capacity: usize) -> Events {
+        match event {
+            Event::Restored(stream, event) => {
+                let mut events = Vec::with_capacity(capacity);
+                events.push((stream, event));
+                Events::Restored(events)
+            }
+            Event::New(incoming) => {
+                let mut events = Vec::with_capacity(capacity);
+                events.push(*incoming);
+                Events::New(events)
+            }
+        }
+    }
 }
 
 /// What the reading thread hands to the appender, in input order.
@@ -148,10 +217,11 @@ pub async fn run(ctx: &Ctx, file: &str, tenant: Option<String>, batch: usize) ->
         ..Summary::default()
     };
     let mut unreadable = None;
+    let cache = StreamCache::default();
     while let Some(item) = received.recv().await {
         match item {
             Item::Batch(batch) => {
-                if let Err((line, error)) = append(ctx, batch, &mut summary).await {
+                if let Err((line, error)) = append(ctx, &cache, batch, &mut summary).await {
                     summary.status = "failed";
                     summary.line = line;
                     summary.error = Some(error);
@@ -199,9 +269,60 @@ pub async fn run(ctx: &Ctx, file: &str, tenant: Option<String>, batch: usize) ->
 /// Appends one batch; on failure, the line to blame (if one can be) and the message.
 async fn append(
     ctx: &Ctx,
+    cache: &StreamCache,
     batch: Batch,
     summary: &mut Summary,
 ) -> Result<(), (Option<u64>, String)> {
+    let events = match batch.events {
+        Events::Restored(events) => events,
+        Events::New(events) => {
+            return match command::append(ctx.store.as_ref(), cache, &batch.tenant, &events).await
+            {
+                Ok(outcome) => {
+                    summary.duplicates += outcome.duplicates as u64;
+                    summary.new += outcome.appended as u64;
+                    Ok(())
+                }
+                Err(error) => Err(refused(&batch.lines, &error)),
+            };
+        }
+    };
+    restore(ctx, batch.tenant, events, &batch.lines, summary).await
+}
+
+/// The line a refusal of the ingest decision names, and the message.
+fn refused(lines: &[u64], error: &CommandError) -> (Option<u64>, String) {
+    match error.refusal() {
+        Some(refusal) => {
+            let line = lines.get(refusal.index).copied();
+            let message = format!("line {}: {}", line.unwrap_or_default(), refusal.detail());
+            (line, message)
+        }
+        None => (
+            None,
+            format!(
+                "the batch of lines {}-{} was refused: {error}",
+                lines.first().copied().unwrap_or_default(),
+                lines.last().copied().unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// Stores exported events as recorded (history: no rule is checked), skipping those already
+/// stored with the same content.
+async fn restore(
+    ctx: &Ctx,
+    tenant: TenantId,
+    events: Vec<(StreamId, NewEvent)>,
+    lines: &[u64],
+    summary: &mut Summary,
+) -> Result<(), (Option<u64>, String)> {
+    let batch = RestoreBatch {
+        tenant,
+        events,
+        lines,
+    };
     let ids: Vec<Uuid> = batch.events.iter().map(|(_, e)| e.event_id).collect();
     let count = ids.len() as u64;
     // An id already stored must come back with the same data (as the API decides).
@@ -280,6 +401,13 @@ async fn append(
     }
 }
 
+/// An exported batch being restored.
+struct RestoreBatch<'a> {
+    tenant: TenantId,
+    events: Vec<(StreamId, NewEvent)>,
+    lines: &'a [u64],
+}
+
 fn report(ctx: &Ctx, summary: &Summary) -> Result<()> {
     if let Some(error) = &summary.error {
         eprintln!("crm-replay: {error}");
@@ -353,7 +481,8 @@ fn read_batches(
         let full = current.as_ref().is_some_and(|batch| {
             batch.tenant != line.tenant
                 || batch.events.len() >= batch_size
-                || ids.contains(&line.event.event_id)
+                || !batch.events.takes(&line.event)
+                || ids.contains(&line.event.id())
         });
         if full && let Some(batch) = current.take() {
             ids.clear();
@@ -361,14 +490,22 @@ fn read_batches(
                 return;
             }
         }
-        let batch = current.get_or_insert_with(|| Batch {
-            tenant: line.tenant,
-            events: Vec::with_capacity(batch_size),
-            lines: Vec::with_capacity(batch_size),
-        });
-        ids.insert(line.event.event_id);
-        batch.events.push((line.stream, line.event));
-        batch.lines.push(number);
+        ids.insert(line.event.id());
+        match current.as_mut() {
+            Some(batch) => {
+                batch.events.push(line.event);
+                batch.lines.push(number);
+            }
+            None => {
+                let mut lines = Vec::with_capacity(batch_size);
+                lines.push(number);
+                current = Some(Batch {
+                    tenant: line.tenant,
+                    events: Events::starting_with(line.event, batch_size),
+                    lines,
+                });
+            }
+        }
     }
     if let Some(batch) = current {
         let _ = items.blocking_send(Item::Batch(batch));
@@ -504,13 +641,12 @@ fn parse_exported(mut object: Map<String, Value>) -> Result<Line, String> {
     check_size(&event)?;
     Ok(Line {
         tenant,
-        stream,
-        event,
+        event: Event::Restored(stream, event),
     })
 }
 
-/// A line in the API's ingest format, with the member rules and messages of
-/// `POST /v1/events` (api/src/ingest.rs `parse_event`), `line N: member: reason` instead of
+/// A line in the API's ingest format, parsed by the API's own parser
+/// (`crm_core::command::parse_event`): `line N: member: reason` where the API says
 /// `events[i].member: reason`.
 fn parse_ingest(
     object: Map<String, Value>,
@@ -534,55 +670,19 @@ fn parse_ingest(
             INGEST_MEMBERS.join(", ")
         ));
     }
-    let event_type = match object.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(_) => return Err("type: must be a string".into()),
-        None => return Err("type: missing".into()),
-    };
-    let data = match object.get("data") {
-        Some(data @ Value::Object(_)) => data,
-        Some(_) => return Err("data: must be an object".into()),
-        None => return Err("data: missing".into()),
-    };
-    let event =
-        DomainEvent::parse(event_type, data).map_err(|e| catalog_error(e, "type", "type"))?;
-    let id = match object.get("id") {
-        None | Some(Value::Null) => Uuid::new_v5(
+    let options = ParseOptions {
+        derived_id: Some(Uuid::new_v5(
             &LINE_NAMESPACE,
             format!("{tenant}\n{number}\n{text}").as_bytes(),
-        ),
-        Some(Value::String(text)) => {
-            Uuid::parse_str(text).map_err(|e| format!("id: {text:?} is not a UUID ({e})"))?
-        }
-        Some(_) => return Err("id: must be a UUID string".into()),
+        )),
+        key_id: None,
     };
-    let occurred_at = match object.get("occurred_at") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(rfc3339(text)?),
-        Some(_) => return Err("occurred_at: must be an RFC 3339 string".into()),
-    };
-    let metadata = match object.get("metadata") {
-        None | Some(Value::Null) => EventMetadata::default(),
-        Some(value @ Value::Object(_)) => {
-            EventMetadata::deserialize(value).map_err(|e| format!("metadata: {e}"))?
-        }
-        Some(_) => return Err("metadata: must be an object".into()),
-    };
-    if let Some(key) = metadata.unknown_key() {
-        return Err(format!(
-            "metadata: {}",
-            EventMetadata::unknown_key_message(key)
-        ));
-    }
-    let mut new = event.to_new_event().with_id(id).with_metadata(&metadata);
-    if let Some(occurred_at) = occurred_at {
-        new = new.with_occurred_at(occurred_at);
-    }
-    check_size(&new)?;
+    let incoming =
+        command::parse_event(&Value::Object(object), &options).map_err(|r| r.detail())?;
+    check_size(&incoming.new)?;
     Ok(Line {
         tenant: tenant.clone(),
-        stream: event.stream(),
-        event: new,
+        event: Event::New(Box::new(incoming)),
     })
 }
 
@@ -647,9 +747,12 @@ mod tests {
         let a = parse_line(7, text.as_bytes(), Some(&acme())).expect("valid");
         let b = parse_line(7, text.as_bytes(), Some(&acme())).expect("valid");
         let c = parse_line(8, text.as_bytes(), Some(&acme())).expect("valid");
-        assert_eq!(a.event.event_id, b.event.event_id);
-        assert_ne!(a.event.event_id, c.event.event_id);
-        assert_eq!(a.stream.as_str(), "lead-l-1");
+        assert_eq!(a.event.id(), b.event.id());
+        assert_ne!(a.event.id(), c.event.id());
+        let Event::New(incoming) = a.event else {
+            panic!("an API-format line is a new event")
+        };
+        assert_eq!(incoming.stream.as_str(), "lead-l-1");
     }
 
     #[test]
