@@ -13,7 +13,7 @@ use crm_projections::backlog::{self, SlaTargets};
 use crm_projections::customer360::{self, CustomerFilter};
 use crm_projections::pipeline::{self, OpportunityFilter};
 use crm_projections::timeline::{self, TimelinePage};
-use crm_projections::{ProjectionError, all_projections, bookkeeping};
+use crm_projections::{all_projections, bookkeeping};
 use serde::{Deserialize, Serialize};
 
 use crate::app::SharedState;
@@ -29,8 +29,33 @@ const BACKLOG: &str = "service_backlog";
 /// Page size when a listing is given no `limit`.
 const DEFAULT_PAGE: usize = 50;
 
-fn internal(error: ProjectionError) -> Problem {
-    Problem::internal(&error)
+/// Read-your-writes against the log's head as the store records it (so every process
+/// agrees): a `min_position` beyond the head can never be reached and is refused at once
+/// (400 naming it); one the log holds but the read models have not applied yet is waited
+/// for, up to the limit, then 503 with `Retry-After`.
+async fn reach_known(
+    state: &SharedState,
+    names: &[&str],
+    min_position: Option<Position>,
+) -> Result<Position, Problem> {
+    within_head(state, min_position).await?;
+    reach(state, names, min_position).await
+}
+
+/// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
+async fn within_head(state: &SharedState, min_position: Option<Position>) -> Result<(), Problem> {
+    let Some(wanted) = min_position else {
+        return Ok(());
+    };
+    let head = state.store.head_position().await?;
+    if wanted > head {
+        return Err(Problem::bad_request(format!(
+            "query string: min_position={wanted} is beyond the log's head ({head}); pass a \
+             position an append answered (last_position)"
+        ))
+        .with("head_position", head));
+    }
+    Ok(())
 }
 
 /// Parses an RFC 3339 query parameter, naming it when it is wrong.
@@ -112,7 +137,7 @@ pub async fn customer(
         params.position.map(Cut::Position)
     };
     let Some(cut) = cut else {
-        let position = reach(&state, &[CUSTOMER_360, TIMELINE], params.min_position).await?;
+        let position = reach_known(&state, &[CUSTOMER_360, TIMELINE], params.min_position).await?;
         let view = customer360::view(
             &state.db,
             caller.tenant(),
@@ -120,7 +145,7 @@ pub async fn customer(
             at.unwrap_or_else(Utc::now),
         )
         .await
-        .map_err(internal)?
+        ?
         .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
@@ -131,7 +156,7 @@ pub async fn customer(
         .store
         .head_position()
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        ?;
     let needed = match cut {
         Cut::Position(position) if position > head => {
             return Err(Problem::bad_request(format!(
@@ -142,7 +167,7 @@ pub async fn customer(
         Cut::OccurredBy(_) | Cut::RecordedBy(_) => head,
     };
     let wanted = needed.max(params.min_position.unwrap_or(0));
-    let position = reach(&state, &[TIMELINE], Some(wanted)).await?;
+    let position = reach_known(&state, &[TIMELINE], Some(wanted)).await?;
     let found = customer_as_of(
         state.store.as_ref(),
         &state.db,
@@ -151,7 +176,7 @@ pub async fn customer(
         cut,
     )
     .await
-    .map_err(internal)?
+    ?
     .ok_or_else(|| Problem::not_found(format!("customer {id} has no event within the cut")))?;
     let evaluate_at = at.unwrap_or(match cut {
         Cut::OccurredBy(t) | Cut::RecordedBy(t) => t,
@@ -199,7 +224,7 @@ pub async fn customers(
     }
     one_of("status", &params.status, &["active", "merged", "erased"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[CUSTOMER_360], params.min_position).await?;
+    let position = reach_known(&state, &[CUSTOMER_360], params.min_position).await?;
     let items = customer360::list(
         &state.db,
         caller.tenant(),
@@ -213,7 +238,7 @@ pub async fn customers(
         },
     )
     .await
-    .map_err(internal)?;
+    ?;
     let next_after = (items.len() == limit)
         .then(|| items.last().map(|c| c.customer_id.clone()))
         .flatten();
@@ -270,7 +295,7 @@ pub async fn timeline(
     let principal = caller.require(&[Role::Analyst, Role::Auditor], "read timelines")?;
     one_of("order", &params.order, &["asc", "desc"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[TIMELINE, CUSTOMER_360], params.min_position).await?;
+    let position = reach_known(&state, &[TIMELINE, CUSTOMER_360], params.min_position).await?;
     let newest_first = params.order.as_deref() == Some("desc");
     let entries = timeline::page(
         &state.db,
@@ -283,10 +308,10 @@ pub async fn timeline(
         },
     )
     .await
-    .map_err(internal)?;
+    ?;
     let customer = customer360::get(&state.db, caller.tenant(), id.as_str())
         .await
-        .map_err(internal)?;
+        ?;
     if entries.is_empty() && customer.is_none() && params.after.is_none() {
         return Err(Problem::not_found(format!("customer {id} not found")));
     }
@@ -296,7 +321,7 @@ pub async fn timeline(
         .store
         .read_positions(&principal.tenant, &positions)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        ?;
     let mut lines = Vec::with_capacity(entries.len());
     for entry in &entries {
         let Some(event) = events.iter().find(|e| e.position == entry.position) else {
@@ -353,10 +378,10 @@ pub async fn pipeline(
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the pipeline")?;
-    let position = reach(&state, &[PIPELINE], params.min_position).await?;
+    let position = reach_known(&state, &[PIPELINE], params.min_position).await?;
     let summary = pipeline::summary(&state.db, caller.tenant())
         .await
-        .map_err(internal)?;
+        ?;
     Ok(at_position(position, &summary))
 }
 
@@ -389,7 +414,7 @@ pub async fn opportunities(
         .map(|t| parse_time("at", t))
         .transpose()?
         .unwrap_or_else(Utc::now);
-    let position = reach(&state, &[PIPELINE], params.min_position).await?;
+    let position = reach_known(&state, &[PIPELINE], params.min_position).await?;
     let items = pipeline::list(
         &state.db,
         caller.tenant(),
@@ -404,7 +429,7 @@ pub async fn opportunities(
         now,
     )
     .await
-    .map_err(internal)?;
+    ?;
     let next_after = (items.len() == limit)
         .then(|| {
             items.last().and_then(|o| {
@@ -443,7 +468,7 @@ pub async fn backlog(
         .transpose()?
         .unwrap_or_else(Utc::now);
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[BACKLOG], params.min_position).await?;
+    let position = reach_known(&state, &[BACKLOG], params.min_position).await?;
     let backlog = backlog::backlog(
         &state.db,
         caller.tenant(),
@@ -452,7 +477,7 @@ pub async fn backlog(
         limit,
     )
     .await
-    .map_err(internal)?;
+    ?;
     let backlog = disclose(&state, &caller, backlog).await?;
     Ok(at_position(position, &backlog))
 }
@@ -466,7 +491,7 @@ pub async fn sla_targets(
     caller.require(&[Role::Analyst], "read SLA targets")?;
     let targets = backlog::sla_targets(&state.db, caller.tenant())
         .await
-        .map_err(internal)?;
+        ?;
     Ok(axum::Json(targets).into_response())
 }
 
@@ -478,11 +503,14 @@ pub async fn set_sla_targets(
 ) -> Result<Response, Problem> {
     caller.require(&[], "change SLA targets")?;
     let value = read_json(&state, body).await?;
-    let targets: SlaTargets = serde_json::from_value(value)
-        .map_err(|e| Problem::unprocessable(format!("SLA targets: {e}")))?;
+    let targets: SlaTargets = serde_path_to_error::deserialize(value).map_err(|e| {
+        // serde's message names the value, not where it is: the path does.
+        Problem::unprocessable(format!("SLA targets: {}: {}", e.path(), e.inner()))
+            .with("field", e.path().to_string())
+    })?;
     backlog::set_sla_targets(&state.db, caller.tenant(), &targets)
         .await
-        .map_err(internal)?
+        ?
         .map_err(|problem| Problem::unprocessable(format!("SLA targets: {problem}")))?;
     Ok(axum::Json(targets).into_response())
 }
@@ -510,15 +538,16 @@ pub async fn projections(
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst, Role::Auditor], "read projection state")?;
+    within_head(&state, params.min_position).await?;
     crate::extract::reach_head(&state, params.min_position).await?;
     let head = state
         .store
         .head_position()
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        ?;
     let stored = bookkeeping::stored_positions(&state.db)
         .await
-        .map_err(internal)?;
+        ?;
     let local = state.projections.borrow().clone();
     let lines: Vec<ProjectionLine> = all_projections()
         .iter()
