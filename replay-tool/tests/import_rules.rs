@@ -73,7 +73,11 @@ async fn the_api_rules_hold(url: &str) {
         url,
         dir,
         "twice.jsonl",
-        &[registered("0195d7a4-0000-7000-8000-000000000003", "c-1", "Ada Again")],
+        &[registered(
+            "0195d7a4-0000-7000-8000-000000000003",
+            "c-1",
+            "Ada Again",
+        )],
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -91,7 +95,10 @@ async fn the_api_rules_hold(url: &str) {
         url,
         dir,
         "refund.jsonl",
-        &[order("0195d7a4-0000-7000-8000-000000000004", "c-1", "o-2"), refund],
+        &[
+            order("0195d7a4-0000-7000-8000-000000000004", "c-1", "o-2"),
+            refund,
+        ],
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(
