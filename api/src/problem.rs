@@ -148,9 +148,7 @@ impl From<ProjectionError> for Problem {
             error @ ProjectionError::TotalOverflow { .. } => Problem::unprocessable(format!(
                 "{error} (92233720368547758.07 in a currency with two decimals)"
             )),
-            error @ ProjectionError::UnknownProjection(..) => {
-                Problem::not_found(error.to_string())
-            }
+            error @ ProjectionError::UnknownProjection(..) => Problem::not_found(error.to_string()),
             error @ (ProjectionError::Database(_)
             | ProjectionError::Sqlite(_)
             | ProjectionError::Locked(_)

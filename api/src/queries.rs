@@ -144,19 +144,14 @@ pub async fn customer(
             id.as_str(),
             at.unwrap_or_else(Utc::now),
         )
-        .await
-        ?
+        .await?
         .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
     };
     // A past view folds the customer's timeline from the log: the timeline read model must
     // hold every event within the cut.
-    let head = state
-        .store
-        .head_position()
-        .await
-        ?;
+    let head = state.store.head_position().await?;
     let needed = match cut {
         Cut::Position(position) if position > head => {
             return Err(Problem::bad_request(format!(
@@ -175,8 +170,7 @@ pub async fn customer(
         id.as_str(),
         cut,
     )
-    .await
-    ?
+    .await?
     .ok_or_else(|| Problem::not_found(format!("customer {id} has no event within the cut")))?;
     let evaluate_at = at.unwrap_or(match cut {
         Cut::OccurredBy(t) | Cut::RecordedBy(t) => t,
@@ -237,8 +231,7 @@ pub async fn customers(
             limit,
         },
     )
-    .await
-    ?;
+    .await?;
     let next_after = (items.len() == limit)
         .then(|| items.last().map(|c| c.customer_id.clone()))
         .flatten();
@@ -307,11 +300,8 @@ pub async fn timeline(
             newest_first,
         },
     )
-    .await
-    ?;
-    let customer = customer360::get(&state.db, caller.tenant(), id.as_str())
-        .await
-        ?;
+    .await?;
+    let customer = customer360::get(&state.db, caller.tenant(), id.as_str()).await?;
     if entries.is_empty() && customer.is_none() && params.after.is_none() {
         return Err(Problem::not_found(format!("customer {id} not found")));
     }
@@ -320,8 +310,7 @@ pub async fn timeline(
     let events = state
         .store
         .read_positions(&principal.tenant, &positions)
-        .await
-        ?;
+        .await?;
     let mut lines = Vec::with_capacity(entries.len());
     for entry in &entries {
         let Some(event) = events.iter().find(|e| e.position == entry.position) else {
@@ -379,9 +368,7 @@ pub async fn pipeline(
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the pipeline")?;
     let position = reach_known(&state, &[PIPELINE], params.min_position).await?;
-    let summary = pipeline::summary(&state.db, caller.tenant())
-        .await
-        ?;
+    let summary = pipeline::summary(&state.db, caller.tenant()).await?;
     Ok(at_position(position, &summary))
 }
 
@@ -428,8 +415,7 @@ pub async fn opportunities(
         },
         now,
     )
-    .await
-    ?;
+    .await?;
     let next_after = (items.len() == limit)
         .then(|| {
             items.last().and_then(|o| {
@@ -476,8 +462,7 @@ pub async fn backlog(
         params.offset.unwrap_or(0),
         limit,
     )
-    .await
-    ?;
+    .await?;
     let backlog = disclose(&state, &caller, backlog).await?;
     Ok(at_position(position, &backlog))
 }
@@ -489,9 +474,7 @@ pub async fn sla_targets(
     Params(_): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read SLA targets")?;
-    let targets = backlog::sla_targets(&state.db, caller.tenant())
-        .await
-        ?;
+    let targets = backlog::sla_targets(&state.db, caller.tenant()).await?;
     Ok(axum::Json(targets).into_response())
 }
 
@@ -509,8 +492,7 @@ pub async fn set_sla_targets(
             .with("field", e.path().to_string())
     })?;
     backlog::set_sla_targets(&state.db, caller.tenant(), &targets)
-        .await
-        ?
+        .await?
         .map_err(|problem| Problem::unprocessable(format!("SLA targets: {problem}")))?;
     Ok(axum::Json(targets).into_response())
 }
@@ -540,14 +522,8 @@ pub async fn projections(
     caller.require(&[Role::Analyst, Role::Auditor], "read projection state")?;
     within_head(&state, params.min_position).await?;
     crate::extract::reach_head(&state, params.min_position).await?;
-    let head = state
-        .store
-        .head_position()
-        .await
-        ?;
-    let stored = bookkeeping::stored_positions(&state.db)
-        .await
-        ?;
+    let head = state.store.head_position().await?;
+    let stored = bookkeeping::stored_positions(&state.db).await?;
     let local = state.projections.borrow().clone();
     let lines: Vec<ProjectionLine> = all_projections()
         .iter()

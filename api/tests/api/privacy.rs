@@ -352,9 +352,7 @@ pub async fn a_replayed_id_must_carry_the_same_data<F: Future<Output = Option<Ap
     assert_eq!(replay.body["duplicates"], 1);
 }
 
-pub async fn a_reused_idempotency_key_must_carry_the_same_body<
-    F: Future<Output = Option<App>>,
->(
+pub async fn a_reused_idempotency_key_must_carry_the_same_body<F: Future<Output = Option<App>>>(
     start: impl Start<F>,
 ) {
     let app = app!(start);

@@ -760,9 +760,7 @@ pub async fn read_your_writes_waits_then_answers_503_with_the_position<
     app.stop_projections();
     let late = app.ingest(json!([registered("c-late", "Late")])).await;
     let late = last_position(late.ok());
-    let answer = app
-        .get(&format!("/v1/customers?min_position={late}"))
-        .await;
+    let answer = app.get(&format!("/v1/customers?min_position={late}")).await;
     answer.problem(503, &["min_position", "retry"]);
     assert_eq!(answer.body["position"], head);
     assert_eq!(answer.read_position, Some(head));
@@ -786,9 +784,7 @@ pub async fn min_position_beyond_the_head_is_a_400_at_once<F: Future<Output = Op
         "/v1/projections",
     ] {
         let began = std::time::Instant::now();
-        let beyond = app
-            .get(&format!("{route}?min_position={}", last + 1))
-            .await;
+        let beyond = app.get(&format!("{route}?min_position={}", last + 1)).await;
         beyond.problem(400, &["min_position", "head"]);
         assert_eq!(beyond.body["head_position"], last, "{route}");
         assert!(
@@ -812,14 +808,24 @@ pub async fn money_totals_never_wrap<F: Future<Output = Option<App>>>(start: imp
     second.problem(422, &["events[0].data.amount", "c-1", "EUR"]);
     assert_eq!(second.body["event_index"], 0);
     let batch = app
-        .ingest(json!([order("c-2", "o-1", MAX, at), order("c-2", "o-2", "0.01", at)]))
+        .ingest(json!([
+            order("c-2", "o-1", MAX, at),
+            order("c-2", "o-2", "0.01", at)
+        ]))
         .await;
     batch.problem(422, &["events[1].data.amount", "c-2"]);
-    assert_eq!(app.head().await, first, "nothing of a refused batch is written");
+    assert_eq!(
+        app.head().await,
+        first,
+        "nothing of a refused batch is written"
+    );
     let view = app
         .get(&format!("/v1/customers/c-1?min_position={first}"))
         .await;
-    assert_eq!(view.ok()["orders"]["by_currency"][0]["gross"]["amount"], MAX);
+    assert_eq!(
+        view.ok()["orders"]["by_currency"][0]["gross"]["amount"],
+        MAX
+    );
 
     // Totals over many streams are computed at query time: refused, never wrapped.
     let deal = |id: &str, customer: &str| {
@@ -831,9 +837,7 @@ pub async fn money_totals_never_wrap<F: Future<Output = Option<App>>>(start: imp
         .ingest(json!([deal("op-1", "c-3"), deal("op-2", "c-3")]))
         .await;
     let deals = last_position(deals.ok());
-    let pipeline = app
-        .get(&format!("/v1/pipeline?min_position={deals}"))
-        .await;
+    let pipeline = app.get(&format!("/v1/pipeline?min_position={deals}")).await;
     pipeline.problem(422, &["stage Prospecting", "EUR"]);
     let customer = app
         .get(&format!("/v1/customers/c-3?min_position={deals}"))

@@ -62,9 +62,7 @@ pub fn parse_batch(
     idempotency_key: Option<&str>,
     max: usize,
 ) -> Result<Vec<Incoming>, CommandError> {
-    let body = |reason: &str| {
-        CommandError::InvalidBatch(reason.to_owned())
-    };
+    let body = |reason: &str| CommandError::InvalidBatch(reason.to_owned());
     let Some(object) = value.as_object() else {
         return Err(body("the body must be an object: {\"events\": [...]}"));
     };
@@ -126,7 +124,10 @@ pub fn parse_event(value: &Value, options: &ParseOptions<'_>) -> Result<Incoming
     if let Some(other) = object.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
         return Err(Refusal::whole(
             0,
-            format!("unknown member {other:?}; an event has {}", MEMBERS.join(", ")),
+            format!(
+                "unknown member {other:?}; an event has {}",
+                MEMBERS.join(", ")
+            ),
         ));
     }
     let event_type = match object.get("type") {

@@ -64,8 +64,8 @@ mod tests {
         let state = StreamState::New;
         assert!(check(&state, &first).is_ok());
         let state = state.evolve(&first);
-        let (member, reason) = check(&state, &order("o-2", "92233720368547758.07"))
-            .expect_err("overflow");
+        let (member, reason) =
+            check(&state, &order("o-2", "92233720368547758.07")).expect_err("overflow");
         assert_eq!(member, "data.amount");
         assert!(reason.contains("c-1"), "{reason}");
         assert!(check(&state, &order("o-3", "0.01")).is_err());

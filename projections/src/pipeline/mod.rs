@@ -193,11 +193,20 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
                  GROUP BY stage, currency ORDER BY stage, currency"
             ),
             vec![tenant.into()],
-            &[Col::Text, Col::Text, Col::Int, Col::Int, Col::Int, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?
     {
-        let (Some(stage), Some(Ok(currency))) = (row[0].as_text(), row[1].as_text().map(Currency::parse))
+        let (Some(stage), Some(Ok(currency))) =
+            (row[0].as_text(), row[1].as_text().map(Currency::parse))
         else {
             continue;
         };
@@ -206,7 +215,12 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
             stage: stage.to_owned(),
             count: row[2].as_int().unwrap_or(0),
             amount: sums::join(&what("amount"), currency, row[3].as_int(), row[4].as_int())?,
-            weighted: sums::join(&what("weighted amount"), currency, row[5].as_int(), row[6].as_int())?,
+            weighted: sums::join(
+                &what("weighted amount"),
+                currency,
+                row[5].as_int(),
+                row[6].as_int(),
+            )?,
         });
     }
     let mut forecast = Vec::new();
@@ -220,13 +234,24 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
                  ORDER BY close_month, forecast_category, currency"
             ),
             vec![tenant.into()],
-            &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Int, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?
     {
-        let (Some(month), Some(category), Some(Ok(currency))) =
-            (row[0].as_text(), row[1].as_text(), row[2].as_text().map(Currency::parse))
-        else {
+        let (Some(month), Some(category), Some(Ok(currency))) = (
+            row[0].as_text(),
+            row[1].as_text(),
+            row[2].as_text().map(Currency::parse),
+        ) else {
             continue;
         };
         let what = |figure: &str| format!("the forecast {figure} of {month} ({category})");
@@ -235,7 +260,12 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
             forecast_category: category.to_owned(),
             count: row[3].as_int().unwrap_or(0),
             amount: sums::join(&what("amount"), currency, row[4].as_int(), row[5].as_int())?,
-            weighted: sums::join(&what("weighted amount"), currency, row[6].as_int(), row[7].as_int())?,
+            weighted: sums::join(
+                &what("weighted amount"),
+                currency,
+                row[6].as_int(),
+                row[7].as_int(),
+            )?,
         });
     }
     let counts = db

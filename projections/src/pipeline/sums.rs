@@ -46,7 +46,9 @@ mod tests {
         let one = join("x", eur, Some(high), Some(low)).expect("fits");
         assert_eq!(one.minor_units, max);
         let two = join("the total", eur, Some(2 * high), Some(2 * low));
-        assert!(matches!(two, Err(ProjectionError::TotalOverflow { what }) if what == "the total in EUR"));
+        assert!(
+            matches!(two, Err(ProjectionError::TotalOverflow { what }) if what == "the total in EUR")
+        );
         let negative = join("x", eur, Some(-1), Some(-5)).expect("fits");
         assert_eq!(negative.minor_units, -SPLIT - 5);
     }
