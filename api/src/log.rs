@@ -49,16 +49,12 @@ pub async fn events(
     let limit = page_size(&state, params.limit)?;
     let after = params.after.unwrap_or(0);
     reach_head(&state, params.min_position).await?;
-    let head_position = state
-        .store
-        .head_position()
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let head_position = state.store.head_position().await.map_err(Problem::from)?;
     let events = state
         .store
         .read_all(&Scope::Tenant(principal.tenant.clone()), after, limit)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     let next_after = events.last().map_or(after, |e| e.position);
     let events = disclose_events(&state, &caller, events).await?;
     Ok(at_position(
@@ -182,7 +178,7 @@ pub async fn verify_log(
             .await
         }
     }
-    .map_err(|e| Problem::internal(&e))?;
+    .map_err(Problem::from)?;
     Ok(at_position(
         head,
         &serde_json::json!({
