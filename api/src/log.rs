@@ -48,6 +48,7 @@ pub async fn events(
     let principal = caller.require(&[Role::Analyst], "read the log")?;
     let limit = page_size(&state, params.limit)?;
     let after = params.after.unwrap_or(0);
+    crate::queries::within_head(&state, params.min_position).await?;
     reach_head(&state, params.min_position).await?;
     let head_position = state.store.head_position().await.map_err(Problem::from)?;
     let events = state
@@ -163,6 +164,7 @@ pub async fn verify_log(
     Params(params): Params<VerifyParams>,
 ) -> Result<Response, Problem> {
     let principal = caller.require(&[Role::Auditor], "verify the log")?;
+    crate::queries::within_head(&state, params.min_position).await?;
     let head = reach_head(&state, params.min_position).await?;
     let report = match &params.stream {
         Some(stream) => {

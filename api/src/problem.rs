@@ -118,8 +118,9 @@ impl From<StoreError> for Problem {
         match &error {
             StoreError::WrongExpectedRevision { .. }
             | StoreError::EventIdReused { .. }
-            | StoreError::SubjectErased { .. }
-            | StoreError::KeyChanged { .. } => Problem::conflict(error.to_string()),
+            | StoreError::SubjectErased { .. } => Problem::conflict(error.to_string()),
+            // Busy (above): another writer minted or erased the key meanwhile.
+            StoreError::KeyChanged { .. } => Problem::unavailable(error.to_string()),
             StoreError::InvalidInput(_) => Problem::unprocessable(error.to_string()),
             StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Task(_) => {
                 tracing::error!(%error, "event store failed");

@@ -40,7 +40,7 @@ const DEFAULT_PAGE: usize = 50;
 /// agrees): a `min_position` beyond the head can never be reached and is refused at once
 /// (400 naming it); one the log holds but the read models have not applied yet is waited
 /// for, up to the limit, then 503 with `Retry-After`.
-async fn reach_known(
+pub(crate) async fn reach_known(
     state: &SharedState,
     names: &[&str],
     min_position: Option<Position>,
@@ -50,7 +50,7 @@ async fn reach_known(
 }
 
 /// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
-async fn within_head(state: &SharedState, min_position: Option<Position>) -> Result<(), Problem> {
+pub(crate) async fn within_head(state: &SharedState, min_position: Option<Position>) -> Result<(), Problem> {
     let Some(wanted) = min_position else {
         return Ok(());
     };

@@ -782,6 +782,8 @@ pub async fn min_position_beyond_the_head_is_a_400_at_once<F: Future<Output = Op
         "/v1/customers/c-1/timeline",
         "/v1/opportunities",
         "/v1/projections",
+        "/v1/events",
+        "/v1/customers/c-1/personal-data",
     ] {
         let began = std::time::Instant::now();
         let beyond = app.get(&format!("{route}?min_position={}", last + 1)).await;
