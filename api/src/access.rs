@@ -185,7 +185,7 @@ pub async fn access_log(
             &[Col::Int, Col::Int, Col::Text, Col::Text, Col::Text],
         )
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     let items: Vec<AccessLine> = rows
         .into_iter()
         .map(|row| {

@@ -246,7 +246,7 @@ async fn event_subjects(
             &[Col::Int, Col::Text],
         )
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     for row in rows {
         let position = row[0].as_int().and_then(|p| u64::try_from(p).ok());
         if let (Some(position), Some(customer)) = (position, row[1].as_text())
@@ -276,7 +276,7 @@ async fn opening_subject(
             1,
         )
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     Ok(first
         .first()
         .and_then(|event| subject_of_data(stream, event.data.get())))

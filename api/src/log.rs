@@ -49,17 +49,14 @@ pub async fn events(
     let principal = caller.require(&[Role::Analyst], "read the log")?;
     let limit = page_size(&state, params.limit)?;
     let after = params.after.unwrap_or(0);
+    crate::queries::within_head(&state, params.min_position).await?;
     reach_head(&state, params.min_position).await?;
-    let head_position = state
-        .store
-        .head_position()
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let head_position = state.store.head_position().await.map_err(Problem::from)?;
     let events = state
         .store
         .read_all(&Scope::Tenant(principal.tenant.clone()), after, limit)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     let next_after = events.last().map_or(after, |e| e.position);
     let events = disclose_events(&state, &caller, events).await?;
     Ok(at_position(
@@ -179,6 +176,7 @@ pub async fn verify_log(
     Params(params): Params<VerifyParams>,
 ) -> Result<Response, Problem> {
     let principal = caller.require(&[Role::Auditor], "verify the log")?;
+    crate::queries::within_head(&state, params.min_position).await?;
     let head = reach_head(&state, params.min_position).await?;
     let report = match &params.stream {
         Some(stream) => {
@@ -194,7 +192,7 @@ pub async fn verify_log(
             .await
         }
     }
-    .map_err(|e| Problem::internal(&e))?;
+    .map_err(Problem::from)?;
     if report.streams_checked == 0
         && let Some(stream) = &params.stream
     {

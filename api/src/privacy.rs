@@ -80,7 +80,7 @@ async fn run(
         .db
         .scrub_after_erasure(&state.private)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     tracing::info!(tenant = %principal.tenant, "subject erased");
     let mut response = at_position(position, &erasure);
     *response.status_mut() = StatusCode::OK;
@@ -162,12 +162,12 @@ pub async fn personal_data(
     )?;
     require_personal_data(principal, "reading a subject's personal data")?;
     let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
-    let position = reach(&state, &names, params.min_position).await?;
+    let position = crate::queries::reach_known(&state, &names, params.min_position).await?;
     let tenant = caller.tenant();
     let internal = |e: &dyn std::fmt::Display| Problem::internal(&e.to_string());
     let customer = customer360::get(&state.db, tenant, id.as_str())
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(Problem::from)?;
     let mut positions = Vec::new();
     loop {
         let page = timeline::page(
@@ -181,7 +181,7 @@ pub async fn personal_data(
             },
         )
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(Problem::from)?;
         let full = page.len() == TIMELINE_CHUNK;
         positions.extend(page.into_iter().map(|entry| entry.position));
         if !full {
@@ -198,7 +198,7 @@ pub async fn personal_data(
             .store
             .read_positions(&principal.tenant, chunk)
             .await
-            .map_err(|e| internal(&e))?;
+            .map_err(Problem::from)?;
         for event in read {
             let personal = personal_fields(&event.event_type);
             if personal.is_empty() {

@@ -2,10 +2,22 @@
 //! that names what was wrong and where (the field, the query parameter, the event's index in
 //! the batch). Every error the service answers goes through [`Problem`]; members beyond the
 //! standard ones (such as `position` on a read-your-writes timeout) go in `extensions`.
+//!
+//! Errors of the layers below become answers here, in one place, by exhaustive `From`
+//! impls: [`StoreError`], [`ProjectionError`] and the ingest decision's [`CommandError`].
+//! A busy or locked database (SQLite `SQLITE_BUSY`/`SQLITE_LOCKED`, PostgreSQL
+//! serialization failures, lock or statement timeouts, an exhausted pool) is 503 with
+//! `Retry-After`; only a fault of this service or its data is 500.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use crm_core::command::CommandError;
+use crm_core::store::StoreError;
+use crm_projections::ProjectionError;
 use serde::Serialize;
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// One error answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -79,8 +91,10 @@ impl Problem {
         Problem::new(StatusCode::REQUEST_TIMEOUT, detail).with_header("connection", "close")
     }
 
+    /// 503 with `Retry-After`: busy now, retrying may succeed.
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .with_header("retry-after", RETRY_AFTER_SECONDS)
     }
 
     /// 500: logs the cause (never shown to the caller, who gets a generic message).
@@ -101,6 +115,82 @@ impl Problem {
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Problem {
         self.headers.push((name, value.into()));
         self
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Problem {
+        if error.is_busy() {
+            tracing::warn!(%error, "event store busy");
+            return Problem::unavailable(
+                "the event store is busy; nothing was decided: retry the request (a batch \
+                 with the same event ids or Idempotency-Key is safe to retry)",
+            );
+        }
+        match &error {
+            StoreError::WrongExpectedRevision { .. }
+            | StoreError::EventIdReused { .. }
+            | StoreError::SubjectErased { .. } => Problem::conflict(error.to_string()),
+            // Busy (above): another writer minted or erased the key meanwhile.
+            StoreError::KeyChanged { .. } => Problem::unavailable(error.to_string()),
+            StoreError::InvalidInput(_) => Problem::unprocessable(error.to_string()),
+            StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Task(_) => {
+                tracing::error!(%error, "event store failed");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the event store did not answer; a batch may or may not be stored: retry \
+                     it with the same event ids (or Idempotency-Key), which is safe",
+                )
+            }
+            StoreError::Corrupt { .. }
+            | StoreError::Config(_)
+            | StoreError::Migration(_)
+            | StoreError::NotAStore(_)
+            | StoreError::GuardsMissing { .. }
+            | StoreError::Sealing(_) => Problem::internal(&error),
+        }
+    }
+}
+
+impl From<ProjectionError> for Problem {
+    fn from(error: ProjectionError) -> Problem {
+        if error.is_busy() {
+            tracing::warn!(%error, "read models busy");
+            return Problem::unavailable("the read models are busy; retry the request");
+        }
+        match error {
+            ProjectionError::Store(store) => Problem::from(store),
+            error @ ProjectionError::TotalOverflow { .. } => Problem::unprocessable(format!(
+                "{error} (92233720368547758.07 in a currency with two decimals)"
+            )),
+            error @ ProjectionError::UnknownProjection(..) => Problem::not_found(error.to_string()),
+            error @ (ProjectionError::Database(_)
+            | ProjectionError::Sqlite(_)
+            | ProjectionError::Locked(_)
+            | ProjectionError::Closed
+            | ProjectionError::Undecodable { .. }
+            | ProjectionError::Corrupt { .. }
+            | ProjectionError::LostLease(_)
+            | ProjectionError::Schema(_)) => Problem::internal(&error),
+        }
+    }
+}
+
+impl From<CommandError> for Problem {
+    fn from(error: CommandError) -> Problem {
+        match error {
+            CommandError::Invalid(refusal) => {
+                Problem::unprocessable(refusal.in_batch()).with("event_index", refusal.index)
+            }
+            CommandError::InvalidBatch(detail) => Problem::unprocessable(detail),
+            CommandError::TooManyEvents { .. } => Problem::too_large(error.to_string()),
+            CommandError::Conflict(refusal) => {
+                Problem::conflict(refusal.in_batch()).with("event_index", refusal.index)
+            }
+            CommandError::Contended { .. } => Problem::conflict(error.to_string()),
+            CommandError::Unreadable { .. } => Problem::internal(&error),
+            CommandError::Store(store) => Problem::from(store),
+        }
     }
 }
 

@@ -1,24 +1,31 @@
 //! Read-model queries: customers (the 360 view, as of any past moment, listings and
 //! timelines), the pipeline, opportunities, the service backlog and its SLA targets, and the
 //! projections' own state. Every query takes `min_position` (read-your-writes) and answers
-//! with the read model's position in the `crm-read-position` header.
+//! with the read model's position in the `crm-read-position` header; a `min_position`
+//! beyond the log's head is refused at once (400). Customers here; the pipeline, the service
+//! desk and the projections' state in the submodules.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use crm_core::catalog::personal_fields;
 use crm_core::envelope::Position;
 use crm_projections::asof::{Cut, customer_as_of};
-use crm_projections::backlog::{self, SlaTargets};
 use crm_projections::customer360::{self, CustomerFilter};
-use crm_projections::pipeline::{self, OpportunityFilter};
 use crm_projections::timeline::{self, TimelinePage};
-use crm_projections::{ProjectionError, all_projections, bookkeeping};
 use serde::{Deserialize, Serialize};
+
+mod pipeline;
+mod projections;
+mod service;
+
+pub use pipeline::{opportunities, pipeline};
+pub use projections::projections;
+pub use service::{backlog, set_sla_targets, sla_targets};
 
 use crate::app::SharedState;
 use crate::disclosure::{disclose, require_personal_data};
-use crate::extract::{Caller, Id, Params, at_position, reach, read_json};
+use crate::extract::{Caller, Id, Params, at_position, reach};
 use crate::keys::Role;
 use crate::problem::Problem;
 
@@ -29,8 +36,36 @@ const BACKLOG: &str = "service_backlog";
 /// Page size when a listing is given no `limit`.
 const DEFAULT_PAGE: usize = 50;
 
-fn internal(error: ProjectionError) -> Problem {
-    Problem::internal(&error)
+/// Read-your-writes against the log's head as the store records it (so every process
+/// agrees): a `min_position` beyond the head can never be reached and is refused at once
+/// (400 naming it); one the log holds but the read models have not applied yet is waited
+/// for, up to the limit, then 503 with `Retry-After`.
+pub(crate) async fn reach_known(
+    state: &SharedState,
+    names: &[&str],
+    min_position: Option<Position>,
+) -> Result<Position, Problem> {
+    within_head(state, min_position).await?;
+    reach(state, names, min_position).await
+}
+
+/// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
+pub(crate) async fn within_head(
+    state: &SharedState,
+    min_position: Option<Position>,
+) -> Result<(), Problem> {
+    let Some(wanted) = min_position else {
+        return Ok(());
+    };
+    let head = state.store.head_position().await?;
+    if wanted > head {
+        return Err(Problem::bad_request(format!(
+            "query string: min_position={wanted} is beyond the log's head ({head}); pass a \
+             position an append answered (last_position)"
+        ))
+        .with("head_position", head));
+    }
+    Ok(())
 }
 
 /// Parses an RFC 3339 query parameter, naming it when it is wrong.
@@ -112,26 +147,21 @@ pub async fn customer(
         params.position.map(Cut::Position)
     };
     let Some(cut) = cut else {
-        let position = reach(&state, &[CUSTOMER_360, TIMELINE], params.min_position).await?;
+        let position = reach_known(&state, &[CUSTOMER_360, TIMELINE], params.min_position).await?;
         let view = customer360::view(
             &state.db,
             caller.tenant(),
             id.as_str(),
             at.unwrap_or_else(Utc::now),
         )
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
     };
     // A past view folds the customer's timeline from the log: the timeline read model must
     // hold every event within the cut.
-    let head = state
-        .store
-        .head_position()
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let head = state.store.head_position().await?;
     let needed = match cut {
         Cut::Position(position) if position > head => {
             return Err(Problem::bad_request(format!(
@@ -142,7 +172,7 @@ pub async fn customer(
         Cut::OccurredBy(_) | Cut::RecordedBy(_) => head,
     };
     let wanted = needed.max(params.min_position.unwrap_or(0));
-    let position = reach(&state, &[TIMELINE], Some(wanted)).await?;
+    let position = reach_known(&state, &[TIMELINE], Some(wanted)).await?;
     let found = customer_as_of(
         state.store.as_ref(),
         &state.db,
@@ -150,8 +180,7 @@ pub async fn customer(
         id.as_str(),
         cut,
     )
-    .await
-    .map_err(internal)?
+    .await?
     .ok_or_else(|| Problem::not_found(format!("customer {id} has no event within the cut")))?;
     let evaluate_at = at.unwrap_or(match cut {
         Cut::OccurredBy(t) | Cut::RecordedBy(t) => t,
@@ -199,7 +228,7 @@ pub async fn customers(
     }
     one_of("status", &params.status, &["active", "merged", "erased"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[CUSTOMER_360], params.min_position).await?;
+    let position = reach_known(&state, &[CUSTOMER_360], params.min_position).await?;
     let items = customer360::list(
         &state.db,
         caller.tenant(),
@@ -212,8 +241,7 @@ pub async fn customers(
             limit,
         },
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     let next_after = (items.len() == limit)
         .then(|| items.last().map(|c| c.customer_id.clone()))
         .flatten();
@@ -270,7 +298,7 @@ pub async fn timeline(
     let principal = caller.require(&[Role::Analyst, Role::Auditor], "read timelines")?;
     one_of("order", &params.order, &["asc", "desc"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[TIMELINE, CUSTOMER_360], params.min_position).await?;
+    let position = reach_known(&state, &[TIMELINE, CUSTOMER_360], params.min_position).await?;
     let newest_first = params.order.as_deref() == Some("desc");
     let entries = timeline::page(
         &state.db,
@@ -282,11 +310,8 @@ pub async fn timeline(
             newest_first,
         },
     )
-    .await
-    .map_err(internal)?;
-    let customer = customer360::get(&state.db, caller.tenant(), id.as_str())
-        .await
-        .map_err(internal)?;
+    .await?;
+    let customer = customer360::get(&state.db, caller.tenant(), id.as_str()).await?;
     if entries.is_empty() && customer.is_none() && params.after.is_none() {
         return Err(Problem::not_found(format!("customer {id} not found")));
     }
@@ -295,8 +320,7 @@ pub async fn timeline(
     let events = state
         .store
         .read_positions(&principal.tenant, &positions)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+        .await?;
     let mut lines = Vec::with_capacity(entries.len());
     for entry in &entries {
         let Some(event) = events.iter().find(|e| e.position == entry.position) else {
@@ -344,214 +368,4 @@ pub async fn timeline(
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
     min_position: Option<Position>,
-}
-
-/// `GET /v1/pipeline`: totals by stage, forecast, win rate and cycle time.
-pub async fn pipeline(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Params(params): Params<ConsistencyParams>,
-) -> Result<Response, Problem> {
-    caller.require(&[Role::Analyst], "read the pipeline")?;
-    let position = reach(&state, &[PIPELINE], params.min_position).await?;
-    let summary = pipeline::summary(&state.db, caller.tenant())
-        .await
-        .map_err(internal)?;
-    Ok(at_position(position, &summary))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpportunitiesParams {
-    status: Option<String>,
-    stage: Option<String>,
-    owner: Option<String>,
-    customer_id: Option<String>,
-    after: Option<String>,
-    limit: Option<usize>,
-    /// Measure time in the current stage up to this time instead of now.
-    at: Option<String>,
-    min_position: Option<Position>,
-}
-
-/// `GET /v1/opportunities`: filtered, by id, in pages.
-pub async fn opportunities(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Params(params): Params<OpportunitiesParams>,
-) -> Result<Response, Problem> {
-    caller.require(&[Role::Analyst], "read opportunities")?;
-    one_of("status", &params.status, &["open", "won", "lost"])?;
-    let limit = page_size(&state, params.limit)?;
-    let now = params
-        .at
-        .as_deref()
-        .map(|t| parse_time("at", t))
-        .transpose()?
-        .unwrap_or_else(Utc::now);
-    let position = reach(&state, &[PIPELINE], params.min_position).await?;
-    let items = pipeline::list(
-        &state.db,
-        caller.tenant(),
-        &OpportunityFilter {
-            status: params.status,
-            stage: params.stage,
-            owner: params.owner,
-            customer_id: params.customer_id,
-            after: params.after,
-            limit,
-        },
-        now,
-    )
-    .await
-    .map_err(internal)?;
-    let next_after = (items.len() == limit)
-        .then(|| {
-            items.last().and_then(|o| {
-                o.opportunity
-                    .opportunity_id
-                    .as_ref()
-                    .map(|id| id.to_string())
-            })
-        })
-        .flatten();
-    let listing = disclose(&state, &caller, Listing { items, next_after }).await?;
-    Ok(at_position(position, &listing))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BacklogParams {
-    /// Evaluate due times and breaches at this time instead of now.
-    at: Option<String>,
-    offset: Option<usize>,
-    limit: Option<usize>,
-    min_position: Option<Position>,
-}
-
-/// `GET /v1/service/backlog`: open cases by due time, breaches, response times.
-pub async fn backlog(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Params(params): Params<BacklogParams>,
-) -> Result<Response, Problem> {
-    caller.require(&[Role::Analyst], "read the service backlog")?;
-    let at = params
-        .at
-        .as_deref()
-        .map(|t| parse_time("at", t))
-        .transpose()?
-        .unwrap_or_else(Utc::now);
-    let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[BACKLOG], params.min_position).await?;
-    let backlog = backlog::backlog(
-        &state.db,
-        caller.tenant(),
-        at,
-        params.offset.unwrap_or(0),
-        limit,
-    )
-    .await
-    .map_err(internal)?;
-    let backlog = disclose(&state, &caller, backlog).await?;
-    Ok(at_position(position, &backlog))
-}
-
-/// `GET /v1/service/sla-targets`: the tenant's targets (the defaults until set).
-pub async fn sla_targets(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Params(_): Params<ConsistencyParams>,
-) -> Result<Response, Problem> {
-    caller.require(&[Role::Analyst], "read SLA targets")?;
-    let targets = backlog::sla_targets(&state.db, caller.tenant())
-        .await
-        .map_err(internal)?;
-    Ok(axum::Json(targets).into_response())
-}
-
-/// `PUT /v1/service/sla-targets`: replaces the tenant's targets; due times follow at once.
-pub async fn set_sla_targets(
-    State(state): State<SharedState>,
-    caller: Caller,
-    body: axum::body::Body,
-) -> Result<Response, Problem> {
-    caller.require(&[], "change SLA targets")?;
-    let value = read_json(&state, body).await?;
-    let targets: SlaTargets = serde_json::from_value(value)
-        .map_err(|e| Problem::unprocessable(format!("SLA targets: {e}")))?;
-    backlog::set_sla_targets(&state.db, caller.tenant(), &targets)
-        .await
-        .map_err(internal)?
-        .map_err(|problem| Problem::unprocessable(format!("SLA targets: {problem}")))?;
-    Ok(axum::Json(targets).into_response())
-}
-
-#[derive(Serialize)]
-struct ProjectionLine {
-    name: String,
-    version: i64,
-    state: String,
-    generation: i64,
-    position: Position,
-    head: Position,
-    lag: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rebuild_position: Option<Position>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// `GET /v1/projections`: each read model's position, lag and state. Positions are global
-/// (the log is shared by every tenant); nothing here is tenant data.
-pub async fn projections(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Params(params): Params<ConsistencyParams>,
-) -> Result<Response, Problem> {
-    caller.require(&[Role::Analyst, Role::Auditor], "read projection state")?;
-    crate::extract::reach_head(&state, params.min_position).await?;
-    let head = state
-        .store
-        .head_position()
-        .await
-        .map_err(|e| Problem::internal(&e))?;
-    let stored = bookkeeping::stored_positions(&state.db)
-        .await
-        .map_err(internal)?;
-    let local = state.projections.borrow().clone();
-    let lines: Vec<ProjectionLine> = all_projections()
-        .iter()
-        .map(|projection| {
-            let name = projection.name();
-            let status = local.iter().find(|s| s.name == name);
-            let saved = stored.iter().find(|s| s.projection == name);
-            let position = status
-                .map(|s| s.position)
-                .max(saved.map(|s| s.position))
-                .unwrap_or(0);
-            ProjectionLine {
-                name: name.to_owned(),
-                version: projection.version(),
-                state: status.map_or("unknown".to_owned(), |s| {
-                    serde_json::to_value(s.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                }),
-                generation: saved.map_or(0, |s| s.generation),
-                position,
-                head,
-                lag: head.saturating_sub(position),
-                rebuild_position: status
-                    .and_then(|s| s.rebuild.map(|r| r.position))
-                    .or(saved.and_then(|s| s.rebuild_position)),
-                error: status.and_then(|s| s.error.clone()),
-            }
-        })
-        .collect();
-    Ok(at_position(
-        head,
-        &serde_json::json!({ "projections": lines }),
-    ))
 }

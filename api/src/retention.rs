@@ -56,7 +56,7 @@ pub async fn put_rule(
         .map_err(|problem| Problem::unprocessable(format!("retention rule: {problem}")))?;
     retention::set_rule(&state.db, caller.tenant(), &rule)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     tracing::info!(
         tenant = caller.tenant(),
         erase_after_years = rule.erase_after_years,
@@ -68,10 +68,10 @@ pub async fn put_rule(
 async fn answer(state: &AppState, tenant: &str) -> Result<Response, Problem> {
     let rule = retention::rule(&state.db, tenant)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     let last_run = retention::last_report(&state.db, tenant)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(Problem::from)?;
     Ok(axum::Json(Answer {
         erase_after_years: rule.erase_after_years,
         last_run,

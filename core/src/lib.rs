@@ -3,6 +3,7 @@
 
 pub mod aggregates;
 pub mod catalog;
+pub mod command;
 pub mod envelope;
 pub mod ids;
 pub mod money;

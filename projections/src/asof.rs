@@ -136,5 +136,8 @@ pub async fn customer_as_of(
         .take(RECENT_ENTRIES)
         .map(|e| e.timeline_entry())
         .collect();
+    if let Some(what) = state.overflowing_total() {
+        return Err(ProjectionError::TotalOverflow { what });
+    }
     Ok(Some(AsOf { state, recent }))
 }

@@ -41,4 +41,27 @@ pub enum ProjectionError {
     /// The read-model schema could not be brought up to date.
     #[error("read-model schema: {0}")]
     Schema(String),
+    /// A money total computed at query time does not fit 64-bit minor units, the amounts an
+    /// answer carries: reported instead of a wrapped or clipped figure.
+    #[error("{what} exceeds the largest amount an answer carries")]
+    TotalOverflow { what: String },
+}
+
+impl ProjectionError {
+    /// True when the read-model database was only busy (locked, contended, out of
+    /// connections): the same call may succeed later (HTTP 503 with `Retry-After`).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            ProjectionError::Store(error) => error.is_busy(),
+            ProjectionError::Database(error) => crm_core::store::sqlx_is_busy(error),
+            ProjectionError::Sqlite(error) => crm_core::store::sqlite_is_busy(error),
+            ProjectionError::Locked(_) | ProjectionError::LostLease(_) => true,
+            ProjectionError::Closed
+            | ProjectionError::Undecodable { .. }
+            | ProjectionError::Corrupt { .. }
+            | ProjectionError::UnknownProjection(..)
+            | ProjectionError::Schema(_)
+            | ProjectionError::TotalOverflow { .. } => false,
+        }
+    }
 }

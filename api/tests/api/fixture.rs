@@ -25,7 +25,7 @@ pub struct App {
     pub client: reqwest::Client,
     /// `(tenant, role, reads personal data)` → key.
     keys: Vec<(String, Role, bool, String)>,
-    _workers: RunnerHandle,
+    workers: Option<RunnerHandle>,
     _sqlite_dir: Option<tempfile::TempDir>,
     _postgres: Option<TestDatabase>,
 }
@@ -36,6 +36,8 @@ pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub read_position: Option<u64>,
+    /// The `Retry-After` header.
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -142,7 +144,7 @@ impl App {
                 .build()
                 .expect("client"),
             keys,
-            _workers: workers,
+            workers: Some(workers),
             _sqlite_dir: dir,
             _postgres: database,
         }
@@ -193,12 +195,18 @@ impl App {
             .get("crm-read-position")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Answer {
             status,
             content_type,
             read_position,
+            retry_after,
             body,
         }
     }
@@ -247,6 +255,13 @@ impl App {
                 .bearer_auth(self.key(tenant, role)),
         )
         .await
+    }
+
+    /// Stops the projection workers: what is appended from now on stays unprojected.
+    pub fn stop_projections(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            workers.abort();
+        }
     }
 
     /// The log's head.

@@ -21,6 +21,8 @@ macro_rules! api {
                 a_tenant_never_reads_or_writes_another_tenants_data,
                 roles_limit_what_each_key_may_do,
                 read_your_writes_waits_then_answers_503_with_the_position,
+                min_position_beyond_the_head_is_a_400_at_once,
+                money_totals_never_wrap,
                 past_views_fold_the_log_at_a_business_time_a_recording_time_or_a_position,
                 the_live_stream_sends_past_events_then_new_ones_and_resumes_by_last_event_id,
                 concurrent_writers_to_one_stream_never_break_its_rules,
@@ -37,6 +39,7 @@ macro_rules! api {
                 erasure_removes_personal_data_from_every_answer_and_every_file,
                 leads_are_erased_alone_only_while_never_converted,
                 a_replayed_id_must_carry_the_same_data,
+                a_reused_idempotency_key_must_carry_the_same_body,
                 metadata_keys_outside_the_catalog_are_refused,
             );
         }

@@ -352,6 +352,33 @@ pub async fn a_replayed_id_must_carry_the_same_data<F: Future<Output = Option<Ap
     assert_eq!(replay.body["duplicates"], 1);
 }
 
+pub async fn a_reused_idempotency_key_must_carry_the_same_body<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let send = |key: &'static str, name: &'static str| {
+        app.send(
+            app.client
+                .post(app.url("/v1/events"))
+                .bearer_auth(app.key(TENANT, Role::Ingest))
+                .header("Idempotency-Key", key)
+                .json(&json!({"events": [{"type": "CustomerRegistered",
+                    "data": {"customer_id": "c-6", "kind": "person", "name": name}}]})),
+        )
+    };
+    assert_eq!(send("req-1", "Ada Lovelace").await.status, 201);
+    let again = send("req-1", "Ada Lovelace").await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["duplicates"], 1);
+    // The same key with another body names the event and writes nothing.
+    let head = app.head().await;
+    let other = send("req-1", "Somebody Else").await;
+    other.problem(409, &["events[0].id", "other data", "Idempotency-Key"]);
+    assert_eq!(other.body["event_index"], 0);
+    assert!(!other.body.to_string().contains("Ada"), "{}", other.body);
+    assert_eq!(app.head().await, head);
+}
+
 pub async fn metadata_keys_outside_the_catalog_are_refused<F: Future<Output = Option<App>>>(
     start: impl Start<F>,
 ) {

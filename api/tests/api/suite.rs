@@ -568,6 +568,21 @@ pub async fn every_error_class_is_problem_json_naming_what_was_wrong<
     )
     .await
     .problem(422, &["SLA targets"]);
+    // A body that does not deserialize names the field, not only the value.
+    let negative = app
+        .send(
+            app.client
+                .put(app.url("/v1/service/sla-targets"))
+                .bearer_auth(app.key(TENANT, Role::Admin))
+                .json(&json!({
+                    "low": {"first_response_minutes": 60, "resolution_minutes": 600},
+                    "normal": {"first_response_minutes": 60, "resolution_minutes": 600},
+                    "high": {"first_response_minutes": -5, "resolution_minutes": 600},
+                    "urgent": {"first_response_minutes": 60, "resolution_minutes": 600}})),
+        )
+        .await;
+    negative.problem(422, &["high.first_response_minutes", "-5"]);
+    assert_eq!(negative.body["field"], "high.first_response_minutes");
 
     // None of it wrote anything, and the server still answers.
     assert_eq!(app.head().await, 0);
@@ -739,7 +754,7 @@ pub async fn read_your_writes_waits_then_answers_503_with_the_position<
         max_wait: Duration::from_secs(3),
         ..Limits::default()
     };
-    let app = app!(start, limits);
+    let mut app = app!(start, limits);
     // Each append is read back at once, by the position it answered.
     for n in 0..20 {
         let id = format!("c-{n}");
@@ -751,13 +766,109 @@ pub async fn read_your_writes_waits_then_answers_503_with_the_position<
         assert_eq!(view.status, 200, "{}", view.body);
         assert!(view.read_position >= Some(last));
     }
+    // A position in the log that the read models have not applied (their workers stopped):
+    // waited for, then 503 with the position reached and Retry-After.
     let head = app.head().await;
-    let answer = app
-        .get(&format!("/v1/customers?min_position={}", head + 1_000))
-        .await;
+    app.stop_projections();
+    let late = app.ingest(json!([registered("c-late", "Late")])).await;
+    let late = last_position(late.ok());
+    let answer = app.get(&format!("/v1/customers?min_position={late}")).await;
     answer.problem(503, &["min_position", "retry"]);
     assert_eq!(answer.body["position"], head);
     assert_eq!(answer.read_position, Some(head));
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+}
+
+pub async fn min_position_beyond_the_head_is_a_400_at_once<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    // The default wait (10 s) would show if the request waited at all.
+    let app = app!(start);
+    let answer = app.ingest(json!([registered("c-1", "Ada")])).await;
+    let last = last_position(answer.ok());
+    for route in [
+        "/v1/customers",
+        "/v1/pipeline",
+        "/v1/service/backlog",
+        "/v1/customers/c-1",
+        "/v1/customers/c-1/timeline",
+        "/v1/opportunities",
+        "/v1/projections",
+        "/v1/events",
+        "/v1/customers/c-1/personal-data",
+    ] {
+        let began = std::time::Instant::now();
+        let beyond = app.get(&format!("{route}?min_position={}", last + 1)).await;
+        beyond.problem(400, &["min_position", "head"]);
+        assert_eq!(beyond.body["head_position"], last, "{route}");
+        assert!(
+            began.elapsed() < Duration::from_secs(3),
+            "{route} waited {:?}",
+            began.elapsed()
+        );
+        // The head itself is reachable.
+        app.get(&format!("{route}?min_position={last}")).await.ok();
+    }
+}
+
+pub async fn money_totals_never_wrap<F: Future<Output = Option<App>>>(start: impl Start<F>) {
+    let app = app!(start);
+    const MAX: &str = "92233720368547758.07";
+    let at = "2026-01-10T10:00:00Z";
+    let first = app.ingest(json!([order("c-1", "o-1", MAX, at)])).await;
+    let first = last_position(first.ok());
+    // A second order would bring c-1's gross in EUR past what the read model holds.
+    let second = app.ingest(json!([order("c-1", "o-2", MAX, at)])).await;
+    second.problem(422, &["events[0].data.amount", "c-1", "EUR"]);
+    assert_eq!(second.body["event_index"], 0);
+    let batch = app
+        .ingest(json!([
+            order("c-2", "o-1", MAX, at),
+            order("c-2", "o-2", "0.01", at)
+        ]))
+        .await;
+    batch.problem(422, &["events[1].data.amount", "c-2"]);
+    assert_eq!(
+        app.head().await,
+        first,
+        "nothing of a refused batch is written"
+    );
+    let view = app
+        .get(&format!("/v1/customers/c-1?min_position={first}"))
+        .await;
+    assert_eq!(
+        view.ok()["orders"]["by_currency"][0]["gross"]["amount"],
+        MAX
+    );
+
+    // Totals over many streams are computed at query time: refused, never wrapped.
+    let deal = |id: &str, customer: &str| {
+        json!({"type": "OpportunityOpened", "data": {"opportunity_id": id,
+            "customer_id": customer, "name": "Huge", "amount": MAX, "currency": "EUR",
+            "stage": "Prospecting", "probability": 50, "close_date": "2026-06-30"}})
+    };
+    let deals = app
+        .ingest(json!([deal("op-1", "c-3"), deal("op-2", "c-3")]))
+        .await;
+    let deals = last_position(deals.ok());
+    let pipeline = app.get(&format!("/v1/pipeline?min_position={deals}")).await;
+    pipeline.problem(422, &["stage Prospecting", "EUR"]);
+    let customer = app
+        .get(&format!("/v1/customers/c-3?min_position={deals}"))
+        .await;
+    customer.problem(422, &["c-3", "open deals", "EUR"]);
+    // A merge adds another customer's orders: the survivor's total is refused too.
+    let merged = app
+        .ingest(json!([
+            order("c-4", "o-1", MAX, at),
+            {"type": "CustomerMerged", "data": {"customer_id": "c-4", "into_customer_id": "c-1"}},
+        ]))
+        .await;
+    let merged = last_position(merged.ok());
+    let survivor = app
+        .get(&format!("/v1/customers/c-1?min_position={merged}"))
+        .await;
+    survivor.problem(422, &["c-1", "orders", "EUR"]);
 }
 
 pub async fn past_views_fold_the_log_at_a_business_time_a_recording_time_or_a_position<

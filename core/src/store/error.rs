@@ -110,3 +110,52 @@ impl StoreError {
         )
     }
 }
+
+/// Whether a database error only means "busy now": SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED`;
+/// PostgreSQL's serialization failures, deadlocks, lock and statement timeouts, too many
+/// connections, a server shutting down; the pool's timeout, or a connection that failed.
+/// Retrying later may succeed (HTTP 503 with `Retry-After`).
+pub fn sqlx_is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // serialization_failure, deadlock_detected, lock_not_available, query_canceled
+            // (statement/lock timeout), too_many_connections, admin/crash shutdown,
+            // cannot_connect_now.
+            Some("40001" | "40P01" | "55P03" | "57014" | "53300" | "57P01" | "57P02" | "57P03")
+        ),
+        _ => false,
+    }
+}
+
+/// Whether a SQLite error is `SQLITE_BUSY` or `SQLITE_LOCKED`.
+pub fn sqlite_is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+impl StoreError {
+    /// True when the store was only busy (locked, contended, out of connections): the same
+    /// call may succeed later (HTTP 503 with `Retry-After`).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Database(error) => sqlx_is_busy(error),
+            StoreError::Sqlite(error) => sqlite_is_busy(error),
+            StoreError::KeyChanged { .. } => true,
+            StoreError::WrongExpectedRevision { .. }
+            | StoreError::EventIdReused { .. }
+            | StoreError::InvalidInput(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::Config(_)
+            | StoreError::Migration(_)
+            | StoreError::NotAStore(_)
+            | StoreError::GuardsMissing { .. }
+            | StoreError::SubjectErased { .. }
+            | StoreError::Sealing(_)
+            | StoreError::Task(_) => false,
+        }
+    }
+}

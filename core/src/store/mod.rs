@@ -23,7 +23,7 @@ pub mod sqlite;
 mod subscription;
 mod verify;
 
-pub use error::StoreError;
+pub use error::{StoreError, sqlite_is_busy, sqlx_is_busy};
 pub use open::{StoreUrl, open_store, open_store_read_only};
 pub use subscription::{EventSubscription, subscribe_all};
 pub use verify::{Finding, FindingKind, VerifyReport, verify, verify_stream};

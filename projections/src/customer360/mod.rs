@@ -216,6 +216,9 @@ pub async fn view(
     let Some(state) = state else {
         return Ok(None);
     };
+    if let Some(what) = state.overflowing_total() {
+        return Err(ProjectionError::TotalOverflow { what });
+    }
     Ok(Some(state.view(at, recent)))
 }
 

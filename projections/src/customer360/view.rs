@@ -259,10 +259,56 @@ pub(crate) fn div_round(numerator: i128, denominator: i128) -> i64 {
     i64::try_from(rounded).unwrap_or(if rounded < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// Sums of `amounts` per currency, exact (128-bit).
+fn wide_sums(amounts: impl Iterator<Item = Money>) -> BTreeMap<Currency, i128> {
+    let mut per: BTreeMap<Currency, i128> = BTreeMap::new();
+    for amount in amounts {
+        *per.entry(amount.currency).or_insert(0) += i128::from(amount.minor_units);
+    }
+    per
+}
+
+impl Customer360 {
+    /// The first money total of the view that would not fit 64-bit minor units, named; the
+    /// query answers an error instead of a clipped figure. Ingest keeps one customer
+    /// stream's orders within range, but a merge adds another customer's, and deal totals
+    /// span many deals.
+    pub fn overflowing_total(&self) -> Option<String> {
+        let fits = |sums: BTreeMap<Currency, i128>| {
+            sums.into_iter()
+                .find(|(_, sum)| i64::try_from(*sum).is_err())
+                .map(|(currency, _)| currency)
+        };
+        let orders = self.orders.values();
+        let deals = |wanted: DealStatus| {
+            self.opportunities
+                .values()
+                .filter(move |d| d.status == wanted)
+                .filter_map(|d| d.amount)
+        };
+        let named = [
+            ("orders", fits(wide_sums(orders.clone().map(|o| o.amount)))),
+            (
+                "refunds",
+                fits(wide_sums(
+                    orders.map(|o| Money::new(o.refunded, o.amount.currency)),
+                )),
+            ),
+            ("open deals", fits(wide_sums(deals(DealStatus::Open)))),
+            ("won deals", fits(wide_sums(deals(DealStatus::Won)))),
+        ];
+        named.into_iter().find_map(|(what, currency)| {
+            currency.map(|c| format!("the total of customer {}'s {what} in {c}", self.customer_id))
+        })
+    }
+}
+
 fn totals(deals: &[DealLine]) -> Vec<Money> {
     let mut per: BTreeMap<Currency, i64> = BTreeMap::new();
     for amount in deals.iter().filter_map(|d| d.amount) {
-        *per.entry(amount.currency).or_insert(0) += amount.minor_units;
+        // Within range: `overflowing_total` is asked before a view is built.
+        let total = per.entry(amount.currency).or_insert(0);
+        *total = total.saturating_add(amount.minor_units);
     }
     per.into_iter()
         .map(|(currency, minor)| Money::new(minor, currency))

@@ -3,6 +3,7 @@
 //! totals by stage, forecast by close month and category, win rate and cycle length.
 
 pub mod fold;
+mod sums;
 
 use std::sync::Arc;
 
@@ -181,55 +182,92 @@ pub struct PipelineSummary {
 
 /// The pipeline figures of `tenant`.
 pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, ProjectionError> {
-    let money = |currency: Option<&str>, minor: Option<i64>| -> Option<Money> {
-        let currency = Currency::parse(currency?).ok()?;
-        Some(Money::new(minor.unwrap_or(0), currency))
-    };
-    let by_stage = db
+    let amount = sums::split_sum("amount_minor");
+    let weighted = sums::split_sum("weighted_minor");
+    let mut by_stage = Vec::new();
+    for row in db
         .fetch(
             &format!(
-                "SELECT stage, currency, COUNT(*), CAST(SUM(amount_minor) AS BIGINT), CAST(SUM(weighted_minor) AS BIGINT) FROM {TABLE} \
+                "SELECT stage, currency, COUNT(*), {amount}, {weighted} FROM {TABLE} \
                  WHERE tenant = ? AND stage IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY stage, currency ORDER BY stage, currency"
             ),
             vec![tenant.into()],
-            &[Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?
-        .into_iter()
-        .filter_map(|row| {
-            Some(StageTotal {
-                stage: row[0].as_text()?.to_owned(),
-                count: row[2].as_int().unwrap_or(0),
-                amount: money(row[1].as_text(), row[3].as_int())?,
-                weighted: money(row[1].as_text(), row[4].as_int())?,
-            })
-        })
-        .collect();
-    let forecast = db
+    {
+        let (Some(stage), Some(Ok(currency))) =
+            (row[0].as_text(), row[1].as_text().map(Currency::parse))
+        else {
+            continue;
+        };
+        let what = |figure: &str| format!("the {figure} of stage {stage}");
+        by_stage.push(StageTotal {
+            stage: stage.to_owned(),
+            count: row[2].as_int().unwrap_or(0),
+            amount: sums::join(&what("amount"), currency, row[3].as_int(), row[4].as_int())?,
+            weighted: sums::join(
+                &what("weighted amount"),
+                currency,
+                row[5].as_int(),
+                row[6].as_int(),
+            )?,
+        });
+    }
+    let mut forecast = Vec::new();
+    for row in db
         .fetch(
             &format!(
-                "SELECT close_month, forecast_category, currency, COUNT(*), CAST(SUM(amount_minor) AS BIGINT), CAST(SUM(weighted_minor) AS BIGINT) \
+                "SELECT close_month, forecast_category, currency, COUNT(*), {amount}, {weighted} \
                  FROM {TABLE} WHERE tenant = ? AND close_month IS NOT NULL \
                  AND forecast_category IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY close_month, forecast_category, currency \
                  ORDER BY close_month, forecast_category, currency"
             ),
             vec![tenant.into()],
-            &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?
-        .into_iter()
-        .filter_map(|row| {
-            Some(ForecastLine {
-                close_month: row[0].as_text()?.to_owned(),
-                forecast_category: row[1].as_text()?.to_owned(),
-                count: row[3].as_int().unwrap_or(0),
-                amount: money(row[2].as_text(), row[4].as_int())?,
-                weighted: money(row[2].as_text(), row[5].as_int())?,
-            })
-        })
-        .collect();
+    {
+        let (Some(month), Some(category), Some(Ok(currency))) = (
+            row[0].as_text(),
+            row[1].as_text(),
+            row[2].as_text().map(Currency::parse),
+        ) else {
+            continue;
+        };
+        let what = |figure: &str| format!("the forecast {figure} of {month} ({category})");
+        forecast.push(ForecastLine {
+            close_month: month.to_owned(),
+            forecast_category: category.to_owned(),
+            count: row[3].as_int().unwrap_or(0),
+            amount: sums::join(&what("amount"), currency, row[4].as_int(), row[5].as_int())?,
+            weighted: sums::join(
+                &what("weighted amount"),
+                currency,
+                row[6].as_int(),
+                row[7].as_int(),
+            )?,
+        });
+    }
     let counts = db
         .fetch(
             &format!(
