@@ -50,7 +50,10 @@ pub(crate) async fn reach_known(
 }
 
 /// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
-pub(crate) async fn within_head(state: &SharedState, min_position: Option<Position>) -> Result<(), Problem> {
+pub(crate) async fn within_head(
+    state: &SharedState,
+    min_position: Option<Position>,
+) -> Result<(), Problem> {
     let Some(wanted) = min_position else {
         return Ok(());
     };
