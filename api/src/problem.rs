@@ -229,3 +229,49 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(problem: &Problem) -> Option<&str> {
+        problem
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "retry-after")
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn busy_databases_are_503_with_retry_after() {
+        let locked = Problem::from(ProjectionError::Locked(std::time::Duration::from_secs(10)));
+        assert_eq!(locked.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&locked), Some("1"));
+        let changed = Problem::from(StoreError::KeyChanged {
+            subject: "customer c-1".into(),
+        });
+        assert_eq!(changed.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&changed), Some("1"));
+    }
+
+    #[test]
+    fn refusals_keep_their_status_and_name_the_event() {
+        use crm_core::command::Refusal;
+        let conflict = Problem::from(CommandError::Conflict(Refusal::at(2, "id", "reused")));
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert_eq!(conflict.detail, "events[2].id: reused");
+        assert_eq!(conflict.extensions["event_index"], 2);
+        let invalid = Problem::from(CommandError::Invalid(Refusal::at(0, "data.amount", "big")));
+        assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let overflow = Problem::from(ProjectionError::TotalOverflow {
+            what: "the amount of stage Won in EUR".into(),
+        });
+        assert_eq!(overflow.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(overflow.detail.contains("stage Won"), "{}", overflow.detail);
+        let corrupt = Problem::from(StoreError::Corrupt {
+            position: 7,
+            reason: "bad".into(),
+        });
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

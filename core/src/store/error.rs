@@ -159,3 +159,30 @@ impl StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_and_locked_are_told_apart_from_failures() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(StoreError::Sqlite(busy).is_busy());
+        let locked = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_LOCKED),
+            None,
+        );
+        assert!(StoreError::Sqlite(locked).is_busy());
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(!StoreError::Sqlite(full).is_busy());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_busy());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_busy());
+        assert!(!StoreError::InvalidInput("x".into()).is_busy());
+    }
+}
