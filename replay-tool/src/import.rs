@@ -44,6 +44,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::Ctx;
+use crate::output::outln;
 use crate::progress::{Progress, human};
 use batches::{Batch, Events, Item, read_batches};
 
@@ -296,7 +297,7 @@ fn report(ctx: &Ctx, summary: &Summary) -> Result<()> {
         eprintln!("crm-replay: {error}");
     }
     if ctx.json {
-        println!("{}", serde_json::to_string(summary)?);
+        outln!("{}", serde_json::to_string(summary)?);
         return Ok(());
     }
     let counts = format!(
