@@ -293,6 +293,12 @@ fn build() -> Value {
             );
             responses.insert("404".into(), problem_response("not found"));
             responses.insert("503".into(), problem_response("min_position not reached in time; the body's position says where the read model is"));
+            responses.insert(
+                "429".into(),
+                problem_response(
+                    "the key sent more than its rate (--rate-limit), or holds its most live streams (--live-streams-per-key); Retry-After says when to retry",
+                ),
+            );
         }
         if *method != "get" {
             responses.insert(
@@ -302,6 +308,10 @@ fn build() -> Value {
                 ),
             );
             responses.insert("413".into(), problem_response("body or batch too large"));
+            responses.insert(
+                "408".into(),
+                problem_response("the body did not arrive within --body-timeout-ms"),
+            );
             responses.insert(
                 "422".into(),
                 problem_response("invalid content; the detail names events[i] and the field"),

@@ -36,12 +36,17 @@ pub enum Refusal {
 /// Checks `body` (see the module's header). Refuses as soon as a limit is passed.
 pub fn check(body: &[u8], max_depth: usize) -> Result<(), Refusal> {
     let budget = body.len().saturating_mul(EXPANSION).max(64 * 1024);
+    scan(body, max_depth, budget).map(|_| ())
+}
+
+/// The estimated memory of `body`'s parsed tree, refused beyond `budget` bytes.
+fn scan(body: &[u8], max_depth: usize, budget: usize) -> Result<usize, Refusal> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
         // An array is refused before it is built: it is the cheapest bomb (`[0,0,…]`).
         Some(b'[') => return Err(Refusal::NotObject),
         // A scalar costs about its size; malformed text is the parser's to report.
-        _ => return Ok(()),
+        _ => return Ok(0),
     }
     // true: an array; false: an object.
     let mut open: Vec<bool> = Vec::new();
@@ -96,7 +101,7 @@ pub fn check(body: &[u8], max_depth: usize) -> Result<(), Refusal> {
             return Err(Refusal::TooDense(EXPANSION));
         }
     }
-    Ok(())
+    Ok(cost)
 }
 
 #[cfg(test)]
@@ -134,6 +139,44 @@ mod tests {
             .collect();
         let body = serde_json::to_vec(&serde_json::json!({ "events": events })).expect("json");
         assert_eq!(check(&body, 64), Ok(()));
+    }
+
+    /// The benchmark's A1 bodies (500 events each) and a history of every event type, as
+    /// emitters send them, are estimated well within the limit.
+    #[test]
+    fn real_event_batches_stay_far_below_the_limit() {
+        let a1 = crm_tests::bench_data::generate(200, 42)
+            .into_iter()
+            .flat_map(|customer| customer.events)
+            .map(|event| {
+                serde_json::json!({
+                    "id": event.event_id, "type": event.event_type,
+                    "data": serde_json::from_str::<serde_json::Value>(event.data.get())
+                        .unwrap_or_default(),
+                    "occurred_at": event.occurred_at,
+                })
+            });
+        let history = crm_tests::crm_data::history(7, 30, 3_000)
+            .into_iter()
+            .map(|event| {
+                serde_json::json!({"id": event.id, "type": event.event_type,
+                                   "data": event.data, "occurred_at": event.occurred_at})
+            });
+        for (name, events) in [
+            ("A1", a1.collect::<Vec<_>>()),
+            ("history", history.collect()),
+        ] {
+            for batch in events.chunks(500) {
+                let body =
+                    serde_json::to_vec(&serde_json::json!({ "events": batch })).expect("json");
+                let cost = scan(&body, 64, usize::MAX).expect("scan");
+                assert!(
+                    cost * 2 < body.len() * EXPANSION,
+                    "{name}: {cost} bytes estimated for {} bytes of JSON",
+                    body.len()
+                );
+            }
+        }
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn a_slow_body_is_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_megabytes_of_tiny_values_are_refused_in_little_memory() {
+async fn sixteen_megabytes_of_tiny_values_are_refused_in_little_memory_eight_at_once_too() {
     let server = Server::start(&[], None);
     let client = reqwest::Client::new();
     let zeros = |open: &str, close: &str| {
@@ -237,4 +237,24 @@ async fn sixteen_megabytes_of_tiny_values_are_refused_in_little_memory() {
         let text = problem["detail"].as_str().unwrap_or_default();
         assert!(text.contains(detail), "{problem}");
     }
+    // Eight at once (1.5 GB before): little more than the eight bodies themselves.
+    let body = zeros("{\"events\":[", "]}");
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            client
+                .post(server.url("/v1/events"))
+                .bearer_auth(&server.key)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+        })
+        .collect();
+    for response in futures::future::join_all(sends).await {
+        assert_eq!(response.expect("post").status(), 400);
+    }
+    let (rss, peak) = server.memory_mib();
+    assert!(
+        peak < 300.0,
+        "eight bodies at once: a peak of {peak} MiB (now {rss})"
+    );
 }
