@@ -370,6 +370,11 @@ fn parse_event(
     if let Some(key) = metadata.unknown_key() {
         return Err(at("metadata", EventMetadata::unknown_key_message(key)));
     }
+    if let Some((path, reason)) = metadata.unstorable_value() {
+        return Err(Problem::unprocessable(format!(
+            "events[{index}].{path}: {reason}"
+        )));
+    }
     // Which key appended the event, for auditors; never taken from the caller.
     metadata
         .extra

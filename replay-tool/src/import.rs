@@ -467,7 +467,11 @@ fn parse_exported(mut object: Map<String, Value>) -> Result<Line, String> {
     };
     let metadata = match object.remove("metadata") {
         Some(value @ Value::Object(_)) => {
-            EventMetadata::deserialize(&value).map_err(|e| format!("metadata: {e}"))?;
+            let parsed =
+                EventMetadata::deserialize(&value).map_err(|e| format!("metadata: {e}"))?;
+            if let Some((path, reason)) = parsed.unstorable_value() {
+                return Err(format!("{path}: {reason}"));
+            }
             canonical_json(&value)
         }
         Some(_) => return Err("metadata: must be an object".into()),
@@ -573,6 +577,9 @@ fn parse_ingest(
             "metadata: {}",
             EventMetadata::unknown_key_message(key)
         ));
+    }
+    if let Some((path, reason)) = metadata.unstorable_value() {
+        return Err(format!("{path}: {reason}"));
     }
     let mut new = event.to_new_event().with_id(id).with_metadata(&metadata);
     if let Some(occurred_at) = occurred_at {

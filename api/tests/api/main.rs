@@ -5,6 +5,7 @@
 mod fixture;
 mod fuzz;
 mod privacy;
+mod storable;
 mod suite;
 
 use fixture::App;
@@ -39,7 +40,17 @@ macro_rules! api {
                 a_replayed_id_must_carry_the_same_data,
                 metadata_keys_outside_the_catalog_are_refused,
             );
+            api!(@storable $backend $with: nul_in_text_is_refused_naming_the_field);
         }
+    };
+    (@storable $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                storable::$name(start).await;
+            }
+        )*
     };
     (@private $backend:ident $with:ident: $($name:ident),* $(,)?) => {
         $(

@@ -161,19 +161,24 @@ impl<'a> FieldReader<'a> {
             .transpose()
     }
 
-    /// A required non-blank text of at most [`MAX_TEXT_CHARS`] characters.
+    /// A required non-blank, storable ([`crate::catalog::text`]) text of at most
+    /// [`MAX_TEXT_CHARS`] characters.
     pub(crate) fn text(&self, field: &str) -> Result<String, CatalogError> {
         self.optional_text(field)?
             .ok_or_else(|| self.error(field, "missing required field"))
     }
 
-    /// An optional non-blank text of at most [`MAX_TEXT_CHARS`] characters.
+    /// An optional non-blank, storable ([`crate::catalog::text`]) text of at most
+    /// [`MAX_TEXT_CHARS`] characters.
     pub(crate) fn optional_text(&self, field: &str) -> Result<Option<String>, CatalogError> {
         let Some(text) = self.optional::<String>(field)? else {
             return Ok(None);
         };
         if text.trim().is_empty() {
             return Err(self.error(field, "must not be blank"));
+        }
+        if let Some(reason) = crate::catalog::text::unstorable(&text) {
+            return Err(self.error(field, reason));
         }
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {

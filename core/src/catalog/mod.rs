@@ -12,6 +12,7 @@ pub mod customer;
 pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
+pub mod text;
 pub mod values;
 
 use serde_json::Value;
