@@ -48,6 +48,28 @@ impl ProjectedEvent {
         })
     }
 
+    /// [`ProjectedEvent::decode`], giving back on failure the tenant and position of the
+    /// event, which the runner parks ([`crate::parking`]).
+    pub(crate) fn try_decode(
+        recorded: RecordedEvent,
+    ) -> Result<ProjectedEvent, (TenantId, Position, ProjectionError)> {
+        match decode_parts(&recorded) {
+            Ok((event, who)) => Ok(ProjectedEvent {
+                tenant: recorded.tenant,
+                stream_id: recorded.stream_id,
+                revision: recorded.revision,
+                position: recorded.position,
+                event_id: recorded.event_id,
+                occurred_at: recorded.occurred_at,
+                recorded_at: recorded.recorded_at,
+                actor: who.actor,
+                source: who.source,
+                event,
+            }),
+            Err(error) => Err((recorded.tenant, recorded.position, error)),
+        }
+    }
+
     /// The entry this event makes in a customer's timeline.
     pub fn timeline_entry(&self) -> TimelineEntry {
         TimelineEntry {

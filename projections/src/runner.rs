@@ -8,7 +8,7 @@
 //! the views to it and drops the old tables. A projection whose code version changed keeps
 //! serving its old tables, frozen, until its rebuild is swapped in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::db::ReadDb;
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::lease::Leases;
+use crate::parking::{self, Batch, IsolateLane, ReplayLane, Undecodable};
 use crate::projection::{Projection, Tables};
 
 /// How a runner behaves.
@@ -223,6 +224,9 @@ struct Lane {
     tables: Tables,
     /// The last read found fewer events than a batch: the lane had reached the head.
     caught_up: bool,
+    /// Tenants parked for this generation ([`crate::parking`]): their events are recorded
+    /// as parked, not applied.
+    parked: BTreeSet<String>,
 }
 
 impl Lane {
@@ -232,7 +236,24 @@ impl Lane {
             position: checkpoint.position,
             tables: Tables::new(projection.tables(), checkpoint.generation),
             caught_up: false,
+            parked: BTreeSet::new(),
         }
+    }
+
+    /// Replays the lane's parked tenants (see [`parking::replay`]); keeps those still failing.
+    async fn replay_parked(
+        &mut self,
+        store: &SharedStore,
+        db: &ReadDb,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
+        let lane = ReplayLane {
+            generation: self.generation,
+            position: self.position,
+            tables: &self.tables,
+        };
+        self.parked = parking::replay(store, db, projection, lane).await?;
+        Ok(())
     }
 }
 
@@ -254,7 +275,7 @@ enum LaneRef {
 }
 
 /// A read of the log, decoded, running on its own thread.
-type PendingRead = JoinHandle<Result<Vec<Arc<ProjectedEvent>>, ProjectionError>>;
+type PendingRead = JoinHandle<Result<Batch, ProjectionError>>;
 
 /// Reads and decodes the batch after `after` on a blocking-pool thread: the runner's own
 /// thread is busy with the current batch's statements (synchronous on SQLite), and a task
@@ -263,15 +284,30 @@ fn read_ahead(store: SharedStore, after: Position, batch: usize) -> PendingRead 
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let recorded = runtime.block_on(store.read_all(&Scope::AllTenants, after, batch))?;
-        decode_all(recorded)
+        Ok(decode_all(recorded))
     })
 }
 
-fn decode_all(recorded: Vec<RecordedEvent>) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
-    recorded
-        .into_iter()
-        .map(|e| ProjectedEvent::decode(e).map(Arc::new))
-        .collect()
+/// Decodes a read; an event this build cannot decode parks its tenant instead of stopping
+/// every tenant.
+fn decode_all(recorded: Vec<RecordedEvent>) -> Batch {
+    let mut batch = Batch {
+        len: recorded.len(),
+        last: recorded.last().map(|e| e.position),
+        events: Vec::with_capacity(recorded.len()),
+        undecodable: Vec::new(),
+    };
+    for event in recorded {
+        match ProjectedEvent::try_decode(event) {
+            Ok(event) => batch.events.push(Arc::new(event)),
+            Err((tenant, position, error)) => batch.undecodable.push(Undecodable {
+                tenant,
+                position,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    batch
 }
 
 struct Runner {
@@ -454,9 +490,22 @@ impl Runner {
             bookkeeping::clear_rebuild_request(&mut tx, name).await?;
         }
         tx.commit().await?;
+        let mut live = Lane::new(projection.as_ref(), live);
+        let mut building = building.map(|b| Lane::new(projection.as_ref(), b));
+        // Parked tenants are replayed before their next events: a restart after a fix
+        // brings them back. A frozen generation is not written; its tenants stay parked.
+        if !frozen {
+            live.replay_parked(&self.store, &self.db, projection.as_ref())
+                .await?;
+        }
+        if let Some(building) = building.as_mut() {
+            building
+                .replay_parked(&self.store, &self.db, projection.as_ref())
+                .await?;
+        }
         Ok(Held {
-            live: Lane::new(projection.as_ref(), live),
-            building: building.map(|b| Lane::new(projection.as_ref(), b)),
+            live,
+            building,
             frozen,
             projection,
             error: None,
@@ -484,22 +533,67 @@ impl Runner {
         for (position, lanes) in groups {
             match self.run_group(position, &lanes).await {
                 Ok(read) => worked |= read,
-                Err(error) if lanes.len() > 1 => {
-                    tracing::debug!(%error, "group batch failed; retrying lane by lane");
+                Err(ProjectionError::LostLease(name)) => {
+                    let error = ProjectionError::LostLease(name);
+                    self.record_error(lanes[0], error).await?;
+                }
+                Err(error) => {
+                    // Find the event: each lane again, one transaction per event; an event
+                    // that fails on its own parks its tenant ([`parking`]).
+                    tracing::debug!(%error, "batch failed; retrying event by event");
                     for lane in lanes {
-                        match self.run_group(position, &[lane]).await {
+                        match self.isolate(position, lane).await {
                             Ok(read) => worked |= read,
-                            Err(error) => self.record_error(lane, error)?,
+                            Err(error) => self.record_error(lane, error).await?,
                         }
                     }
                 }
-                Err(error) => self.record_error(lanes[0], error)?,
             }
         }
         Ok(worked)
     }
 
-    fn record_error(
+    /// One lane through the batch after `position`, one transaction per event.
+    async fn isolate(&mut self, position: Position, lane_ref: LaneRef) -> Result<bool, ProjectionError> {
+        let batch = self.read(position).await?;
+        let caught_up = batch.len < self.options.batch_size.max(1);
+        let Some(held) = self.held.get_mut(&lane_index(lane_ref)) else {
+            return Ok(false);
+        };
+        let projection = Arc::clone(&held.projection);
+        let lane = match lane_ref {
+            LaneRef::Live(_) => &mut held.live,
+            LaneRef::Building(_) => match held.building.as_mut() {
+                Some(lane) => lane,
+                None => return Ok(false),
+            },
+        };
+        if lane.position != position {
+            return Ok(false);
+        }
+        let isolating = IsolateLane {
+            generation: lane.generation,
+            tables: &lane.tables,
+            position: &mut lane.position,
+            parked: &mut lane.parked,
+        };
+        parking::isolate(&self.db, &self.leases, projection.as_ref(), isolating, &batch).await?;
+        lane.caught_up = caught_up;
+        let had_error = held.error.take().is_some();
+        if had_error {
+            self.clear_error(projection.name()).await;
+        }
+        Ok(batch.len > 0)
+    }
+
+    /// Forgets the stored projection-wide error after a batch went through.
+    async fn clear_error(&self, name: &str) {
+        if let Err(error) = parking::set_error(&self.db, name, None).await {
+            tracing::warn!(projection = name, %error, "cannot clear the stored projection error");
+        }
+    }
+
+    async fn record_error(
         &mut self,
         lane: LaneRef,
         error: ProjectionError,
@@ -516,8 +610,14 @@ impl Runner {
             return Ok(());
         }
         if let Some(held) = self.held.get_mut(&index) {
-            tracing::error!(projection = held.projection.name(), %error, "projection batch failed; retrying");
-            held.error = Some(error.to_string());
+            let name = held.projection.name();
+            tracing::error!(projection = name, %error, "projection batch failed; retrying");
+            let message = error.to_string();
+            held.error = Some(message.clone());
+            // Stored, so every process (a standby's /healthz among them) reports it.
+            if let Err(error) = parking::set_error(&self.db, name, Some(&message)).await {
+                tracing::warn!(projection = name, %error, "cannot store the projection error");
+            }
         }
         Ok(())
     }
@@ -539,8 +639,8 @@ impl Runner {
                 self.read(position).await?
             }
         };
-        let caught_up = events.len() < batch;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let caught_up = events.len < batch;
+        let Some(last) = events.last else {
             for &lane in lanes {
                 if let Some(lane) = self.lane_mut(lane) {
                     lane.caught_up = true;
@@ -557,6 +657,7 @@ impl Runner {
             }
         }
         let mut tx = self.db.begin().await?;
+        let mut newly_parked: Vec<(LaneRef, Vec<String>)> = Vec::new();
         for &lane_ref in lanes {
             let Some(held) = self.held.get(&lane_index(lane_ref)) else {
                 continue;
@@ -569,16 +670,39 @@ impl Runner {
                 },
             };
             let name = held.projection.name();
-            held.projection
-                .apply(&mut tx, &lane.tables, &events)
-                .await?;
+            match parking::split(&lane.parked, &events) {
+                None => {
+                    held.projection
+                        .apply(&mut tx, &lane.tables, &events.events)
+                        .await?
+                }
+                Some(split) => {
+                    held.projection
+                        .apply(&mut tx, &lane.tables, &split.apply)
+                        .await?;
+                    parking::record(&mut tx, name, lane.generation, &split).await?;
+                    let tenants = split.failures.into_iter().map(|(t, _, _)| t).collect();
+                    newly_parked.push((lane_ref, tenants));
+                }
+            }
             bookkeeping::advance(&mut tx, name, lane.generation, position, last).await?;
             self.leases.renew(&mut tx, name).await?;
         }
         tx.commit().await?;
+        for (lane_ref, tenants) in newly_parked {
+            if let Some(lane) = self.lane_mut(lane_ref) {
+                lane.parked.extend(tenants);
+            }
+        }
         for &lane_ref in lanes {
-            if let Some(held) = self.held.get_mut(&lane_index(lane_ref)) {
-                held.error = None;
+            let mut cleared = None;
+            if let Some(held) = self.held.get_mut(&lane_index(lane_ref))
+                && held.error.take().is_some()
+            {
+                cleared = Some(held.projection.name());
+            }
+            if let Some(name) = cleared {
+                self.clear_error(name).await;
             }
             if let Some(lane) = self.lane_mut(lane_ref) {
                 lane.position = last;
@@ -588,12 +712,12 @@ impl Runner {
         Ok(true)
     }
 
-    async fn read(&self, after: Position) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
+    async fn read(&self, after: Position) -> Result<Batch, ProjectionError> {
         let recorded = self
             .store
             .read_all(&Scope::AllTenants, after, self.options.batch_size.max(1))
             .await?;
-        decode_all(recorded)
+        Ok(decode_all(recorded))
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {
@@ -648,7 +772,7 @@ impl Runner {
                     if let Some(held) = self.held.get_mut(&index) {
                         held.building = Some(building);
                     }
-                    self.record_error(LaneRef::Building(index), error)?;
+                    self.record_error(LaneRef::Building(index), error).await?;
                 }
             }
         }

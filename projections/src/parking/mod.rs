@@ -1,0 +1,386 @@
+//! Park and replay: a failure stays with its tenant.
+//!
+//! Checkpoints are per projection, not per tenant, so one event a projection cannot apply
+//! would otherwise stop that read model for every tenant. Instead, when a batch fails the
+//! runner retries it event by event, one transaction per event ([`isolate`]); the event that
+//! fails on its own is recorded in `crm_projection_failures` (projection, generation, tenant,
+//! position, error) and its tenant is *parked* for that projection: the event and every
+//! later event of the tenant are recorded in `crm_projection_parked`, in the transaction
+//! that moves the checkpoint past them, and not applied. Every other tenant goes on.
+//!
+//! When the runner next sets a projection up (a restart, a lease takeover, a rebuild
+//! request), [`replay`] applies each parked tenant's events in log order in one transaction
+//! that also deletes its parked rows and its failure and checks the checkpoint has not
+//! moved: the tenant is live again with each event applied exactly once, or stays parked
+//! with the new error. A rebuild builds a new generation from 0 with its own parking.
+//!
+//! Events the projection cannot decode (a damaged row, a newer schema version) are parked
+//! the same way. Errors that say nothing about the event (the database unreachable or
+//! locked, the lease lost) never park a tenant: the batch is retried as before, and the
+//! projection-wide error is stored in `crm_projection_errors` so every process reports it.
+//! What is stored here is what `/healthz`, `/v1/projections` and the queries read
+//! ([`stored_failures`], [`tenant_failure`], [`stored_errors`]), whichever process runs the
+//! projection.
+
+mod isolate;
+mod replay;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crm_core::envelope::{Position, TenantId};
+use serde::Serialize;
+
+use crate::bookkeeping::{from_position, to_position};
+use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::error::ProjectionError;
+use crate::event::ProjectedEvent;
+
+pub(crate) use isolate::{IsolateLane, isolate};
+pub(crate) use replay::{ReplayLane, replay};
+
+/// The tables, created with the runner's own ([`crate::bookkeeping`]).
+pub(crate) const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS crm_projection_failures (
+        projection TEXTKEY NOT NULL,
+        generation BIGINT NOT NULL,
+        tenant TEXTKEY NOT NULL,
+        position BIGINT NOT NULL,
+        error TEXT NOT NULL,
+        PRIMARY KEY (projection, generation, tenant)
+    )",
+    "CREATE TABLE IF NOT EXISTS crm_projection_parked (
+        projection TEXTKEY NOT NULL,
+        generation BIGINT NOT NULL,
+        tenant TEXTKEY NOT NULL,
+        position BIGINT NOT NULL,
+        PRIMARY KEY (projection, generation, tenant, position)
+    )",
+    "CREATE TABLE IF NOT EXISTS crm_projection_errors (
+        projection TEXTKEY PRIMARY KEY,
+        error TEXT NOT NULL
+    )",
+];
+
+/// Longest error text stored.
+const MAX_ERROR_CHARS: usize = 1_000;
+
+/// Parked events replayed per read of the log.
+pub(crate) const REPLAY_CHUNK: usize = 1_000;
+
+/// A tenant parked for a projection, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub projection: String,
+    pub tenant: String,
+    /// The event that failed.
+    pub position: Position,
+    pub error: String,
+    /// Events of the tenant parked so far (the failed one included).
+    pub parked_events: u64,
+}
+
+/// An event of a batch that could not be decoded: it parks its tenant like a failed apply.
+#[derive(Debug)]
+pub(crate) struct Undecodable {
+    pub tenant: TenantId,
+    pub position: Position,
+    pub reason: String,
+}
+
+/// A read of the log, decoded: the events, those that could not be decoded, and the last
+/// position read (the checkpoint's next value).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub events: Vec<Arc<ProjectedEvent>>,
+    pub undecodable: Vec<Undecodable>,
+    pub last: Option<Position>,
+    pub len: usize,
+}
+
+/// One step of a lane through a batch, in log order.
+pub(crate) enum Item<'a> {
+    Event(&'a Arc<ProjectedEvent>),
+    Undecodable(&'a Undecodable),
+}
+
+impl Batch {
+    /// Every item in log order.
+    pub(crate) fn items(&self) -> Vec<(Position, &str, Item<'_>)> {
+        let mut items: Vec<(Position, &str, Item<'_>)> = self
+            .events
+            .iter()
+            .map(|e| (e.position, e.tenant.as_str(), Item::Event(e)))
+            .chain(
+                self.undecodable
+                    .iter()
+                    .map(|u| (u.position, u.tenant.as_str(), Item::Undecodable(u))),
+            )
+            .collect();
+        items.sort_by_key(|(position, _, _)| *position);
+        items
+    }
+}
+
+/// What a lane does with a batch that is not all plain applies.
+#[derive(Debug, Default)]
+pub(crate) struct Split {
+    /// To apply.
+    pub apply: Vec<Arc<ProjectedEvent>>,
+    /// (tenant, position) to record as parked.
+    pub parked: Vec<(String, Position)>,
+    /// (tenant, position, error): new failures (undecodable events).
+    pub failures: Vec<(String, Position, String)>,
+}
+
+/// Splits `batch` for a lane whose parked tenants are `parked`; `None` when every event is
+/// applied (nothing parked, nothing undecodable). An undecodable event parks its tenant
+/// (a new failure in the split) from there on.
+pub(crate) fn split(parked: &BTreeSet<String>, batch: &Batch) -> Option<Split> {
+    if batch.undecodable.is_empty()
+        && (parked.is_empty() || !batch.events.iter().any(|e| parked.contains(e.tenant.as_str())))
+    {
+        return None;
+    }
+    let mut split = Split::default();
+    let mut newly: BTreeSet<&str> = BTreeSet::new();
+    for (position, tenant, item) in batch.items() {
+        let is_parked = parked.contains(tenant) || newly.contains(tenant);
+        match item {
+            Item::Event(event) if !is_parked => split.apply.push(Arc::clone(event)),
+            Item::Event(_) => split.parked.push((tenant.to_owned(), position)),
+            Item::Undecodable(u) => {
+                if !is_parked {
+                    newly.insert(tenant);
+                    split
+                        .failures
+                        .push((tenant.to_owned(), position, u.reason.clone()));
+                }
+                split.parked.push((tenant.to_owned(), position));
+            }
+        }
+    }
+    Some(split)
+}
+
+/// Records a split's parked events and failures in the lane's transaction.
+pub(crate) async fn record(
+    tx: &mut ReadTx,
+    projection: &str,
+    generation: i64,
+    split: &Split,
+) -> Result<(), ProjectionError> {
+    for (tenant, position, error) in &split.failures {
+        tracing::error!(projection, tenant, position, %error, "event cannot be projected; tenant parked");
+        record_failure(tx, projection, generation, tenant, *position, error, false).await?;
+    }
+    let rows = split
+        .parked
+        .iter()
+        .map(|(tenant, position)| {
+            vec![
+                projection.into(),
+                generation.into(),
+                tenant.as_str().into(),
+                from_position(*position),
+            ]
+        })
+        .collect();
+    tx.insert_rows(
+        "crm_projection_parked",
+        &["projection", "generation", "tenant", "position"],
+        rows,
+        "ON CONFLICT DO NOTHING",
+    )
+    .await
+}
+
+pub(crate) async fn record_failure(
+    tx: &mut ReadTx,
+    projection: &str,
+    generation: i64,
+    tenant: &str,
+    position: Position,
+    error: &str,
+    replace: bool,
+) -> Result<(), ProjectionError> {
+    let action = if replace {
+        "DO UPDATE SET error = excluded.error"
+    } else {
+        "DO NOTHING"
+    };
+    tx.execute(
+        &format!(
+            "INSERT INTO crm_projection_failures (projection, generation, tenant, position, error) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (projection, generation, tenant) {action}"
+        ),
+        vec![
+            projection.into(),
+            generation.into(),
+            tenant.into(),
+            from_position(position),
+            storable_error(error).into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Error text as it can be stored on every backend: no NUL, at most [`MAX_ERROR_CHARS`].
+fn storable_error(error: &str) -> String {
+    error
+        .chars()
+        .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+        .take(MAX_ERROR_CHARS)
+        .collect()
+}
+
+/// Whether `error`, met applying one event on its own, is about that event (park its
+/// tenant) rather than about the database or this process (retry the batch later).
+pub(crate) fn is_poison(error: &ProjectionError) -> bool {
+    match error {
+        ProjectionError::Database(sqlx::Error::Database(db)) => {
+            // Connection, transaction-state, serialization, resources, operator and lock
+            // classes say nothing about the event.
+            let class = db.code().map(|c| c.chars().take(2).collect::<String>());
+            !matches!(
+                class.as_deref(),
+                Some("08" | "25" | "40" | "53" | "55" | "57" | "58" | "XX") | None
+            )
+        }
+        ProjectionError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
+            failure.code,
+            rusqlite::ErrorCode::ConstraintViolation
+                | rusqlite::ErrorCode::TooBig
+                | rusqlite::ErrorCode::TypeMismatch
+                | rusqlite::ErrorCode::ParameterOutOfRange
+        ),
+        ProjectionError::Sqlite(
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::ToSqlConversionFailure(..),
+        ) => true,
+        ProjectionError::Undecodable { .. } | ProjectionError::Corrupt { .. } => true,
+        _ => false,
+    }
+}
+
+/// The parked tenants of one generation.
+pub(crate) async fn parked_tenants(
+    tx: &mut ReadTx,
+    projection: &str,
+    generation: i64,
+) -> Result<BTreeSet<String>, ProjectionError> {
+    let rows = tx
+        .fetch(
+            "SELECT tenant FROM crm_projection_failures WHERE projection = ? AND generation = ?",
+            vec![projection.into(), generation.into()],
+            &[Col::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut row| row.remove(0).into_text())
+        .collect())
+}
+
+/// Deletes a generation's failures and parked events (with its tables).
+pub(crate) async fn forget_generation(
+    tx: &mut ReadTx,
+    projection: &str,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    for table in ["crm_projection_failures", "crm_projection_parked"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE projection = ? AND generation = ?"),
+            vec![projection.into(), generation.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores (or with `None` clears) a projection-wide error: a batch that fails for reasons
+/// that are not one tenant's event. Every process reports it from here.
+pub async fn set_error(
+    db: &ReadDb,
+    projection: &str,
+    error: Option<&str>,
+) -> Result<(), ProjectionError> {
+    match error {
+        Some(error) => db
+            .execute(
+                "INSERT INTO crm_projection_errors (projection, error) VALUES (?, ?) \
+                 ON CONFLICT (projection) DO UPDATE SET error = excluded.error",
+                vec![projection.into(), storable_error(error).into()],
+            )
+            .await
+            .map(drop),
+        None => db
+            .execute(
+                "DELETE FROM crm_projection_errors WHERE projection = ?",
+                vec![projection.into()],
+            )
+            .await
+            .map(drop),
+    }
+}
+
+/// Every stored projection-wide error: (projection, error).
+pub async fn stored_errors(db: &ReadDb) -> Result<Vec<(String, String)>, ProjectionError> {
+    let rows = db
+        .fetch(
+            "SELECT projection, error FROM crm_projection_errors ORDER BY projection",
+            vec![],
+            &[Col::Text, Col::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let text = |v: &SqlValue| v.as_text().unwrap_or_default().to_owned();
+            (text(&row[0]), text(&row[1]))
+        })
+        .collect())
+}
+
+const FAILURES: &str = "SELECT f.projection, f.tenant, f.position, f.error, \
+     (SELECT COUNT(*) FROM crm_projection_parked k WHERE k.projection = f.projection \
+      AND k.generation = f.generation AND k.tenant = f.tenant) \
+     FROM crm_projection_failures f JOIN crm_projections p \
+     ON p.projection = f.projection AND p.live_generation = f.generation";
+
+fn failure(row: Vec<SqlValue>) -> Failure {
+    let text = |v: &SqlValue| v.as_text().unwrap_or_default().to_owned();
+    Failure {
+        projection: text(&row[0]),
+        tenant: text(&row[1]),
+        position: to_position(row[2].as_int().unwrap_or(0)),
+        error: text(&row[3]),
+        parked_events: u64::try_from(row[4].as_int().unwrap_or(0)).unwrap_or(0),
+    }
+}
+
+const FAILURE_COLS: &[Col] = &[Col::Text, Col::Text, Col::Int, Col::Text, Col::Int];
+
+/// Every parked tenant of every live generation, as stored.
+pub async fn stored_failures(db: &ReadDb) -> Result<Vec<Failure>, ProjectionError> {
+    let sql = format!("{FAILURES} ORDER BY f.projection, f.tenant");
+    let rows = db.fetch(&sql, vec![], FAILURE_COLS).await?;
+    Ok(rows.into_iter().map(failure).collect())
+}
+
+/// The first of `projections` (live generations) that `tenant` is parked for, if any.
+pub async fn tenant_failure(
+    db: &ReadDb,
+    tenant: &str,
+    projections: &[&str],
+) -> Result<Option<Failure>, ProjectionError> {
+    let sql = format!("{FAILURES} WHERE f.tenant = ? ORDER BY f.projection");
+    let rows = db.fetch(&sql, vec![tenant.into()], FAILURE_COLS).await?;
+    Ok(rows
+        .into_iter()
+        .map(failure)
+        .find(|f| projections.contains(&f.projection.as_str())))
+}
