@@ -23,7 +23,7 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/healthz",
         "",
-        "Process health: the log's head and each projection's state and lag. 503 while a projection fails.",
+        "Process health from the stored state (alike in every process): the log's head, each projection's position, lag and parked-tenant count. 200 `ok`, 200 `degraded` while tenants are parked, 503 `failing` while a projection fails for every tenant.",
         &[],
     ),
     (

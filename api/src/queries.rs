@@ -112,7 +112,13 @@ pub async fn customer(
         params.position.map(Cut::Position)
     };
     let Some(cut) = cut else {
-        let position = reach(&state, &[CUSTOMER_360, TIMELINE], params.min_position).await?;
+        let position = reach(
+            &state,
+            caller.tenant(),
+            &[CUSTOMER_360, TIMELINE],
+            params.min_position,
+        )
+        .await?;
         let view = customer360::view(
             &state.db,
             caller.tenant(),
@@ -142,7 +148,7 @@ pub async fn customer(
         Cut::OccurredBy(_) | Cut::RecordedBy(_) => head,
     };
     let wanted = needed.max(params.min_position.unwrap_or(0));
-    let position = reach(&state, &[TIMELINE], Some(wanted)).await?;
+    let position = reach(&state, caller.tenant(), &[TIMELINE], Some(wanted)).await?;
     let found = customer_as_of(
         state.store.as_ref(),
         &state.db,
@@ -199,7 +205,13 @@ pub async fn customers(
     }
     one_of("status", &params.status, &["active", "merged", "erased"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[CUSTOMER_360], params.min_position).await?;
+    let position = reach(
+        &state,
+        caller.tenant(),
+        &[CUSTOMER_360],
+        params.min_position,
+    )
+    .await?;
     let items = customer360::list(
         &state.db,
         caller.tenant(),
@@ -270,7 +282,13 @@ pub async fn timeline(
     let principal = caller.require(&[Role::Analyst, Role::Auditor], "read timelines")?;
     one_of("order", &params.order, &["asc", "desc"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[TIMELINE, CUSTOMER_360], params.min_position).await?;
+    let position = reach(
+        &state,
+        caller.tenant(),
+        &[TIMELINE, CUSTOMER_360],
+        params.min_position,
+    )
+    .await?;
     let newest_first = params.order.as_deref() == Some("desc");
     let entries = timeline::page(
         &state.db,
@@ -353,7 +371,7 @@ pub async fn pipeline(
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the pipeline")?;
-    let position = reach(&state, &[PIPELINE], params.min_position).await?;
+    let position = reach(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
     let summary = pipeline::summary(&state.db, caller.tenant())
         .await
         .map_err(internal)?;
@@ -389,7 +407,7 @@ pub async fn opportunities(
         .map(|t| parse_time("at", t))
         .transpose()?
         .unwrap_or_else(Utc::now);
-    let position = reach(&state, &[PIPELINE], params.min_position).await?;
+    let position = reach(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
     let items = pipeline::list(
         &state.db,
         caller.tenant(),
@@ -443,7 +461,7 @@ pub async fn backlog(
         .transpose()?
         .unwrap_or_else(Utc::now);
     let limit = page_size(&state, params.limit)?;
-    let position = reach(&state, &[BACKLOG], params.min_position).await?;
+    let position = reach(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
     let backlog = backlog::backlog(
         &state.db,
         caller.tenant(),
@@ -498,12 +516,30 @@ struct ProjectionLine {
     lag: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     rebuild_position: Option<Position>,
+    /// The stored projection-wide error (whichever process runs it), else this process's.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// How many tenants are parked for it.
+    parked_tenants: usize,
+    /// The caller's tenant's failure, when it is parked for this read model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parked: Option<ParkedLine>,
 }
 
-/// `GET /v1/projections`: each read model's position, lag and state. Positions are global
-/// (the log is shared by every tenant); nothing here is tenant data.
+#[derive(Serialize)]
+struct ParkedLine {
+    /// The event that could not be applied.
+    position: Position,
+    error: String,
+    /// The tenant's events waiting (the failed one included), applied in log order once it
+    /// is fixed.
+    parked_events: u64,
+}
+
+/// `GET /v1/projections`: each read model's position, lag and state, from the stored state
+/// (so every process answers alike). Positions are global (the log is shared by every
+/// tenant); of the parked tenants ([`crm_projections::parking`]) only the count is shown,
+/// plus the caller's own tenant's failure.
 pub async fn projections(
     State(state): State<SharedState>,
     caller: Caller,
@@ -517,6 +553,12 @@ pub async fn projections(
         .await
         .map_err(|e| Problem::internal(&e))?;
     let stored = bookkeeping::stored_positions(&state.db)
+        .await
+        .map_err(internal)?;
+    let errors = crm_projections::parking::stored_errors(&state.db)
+        .await
+        .map_err(internal)?;
+    let failures = crm_projections::parking::stored_failures(&state.db)
         .await
         .map_err(internal)?;
     let local = state.projections.borrow().clone();
@@ -546,7 +588,20 @@ pub async fn projections(
                 rebuild_position: status
                     .and_then(|s| s.rebuild.map(|r| r.position))
                     .or(saved.and_then(|s| s.rebuild_position)),
-                error: status.and_then(|s| s.error.clone()),
+                error: errors
+                    .iter()
+                    .find(|(projection, _)| projection == name)
+                    .map(|(_, error)| error.clone())
+                    .or_else(|| status.and_then(|s| s.error.clone())),
+                parked_tenants: failures.iter().filter(|f| f.projection == name).count(),
+                parked: failures
+                    .iter()
+                    .find(|f| f.projection == name && f.tenant == caller.tenant())
+                    .map(|f| ParkedLine {
+                        position: f.position,
+                        error: f.error.clone(),
+                        parked_events: f.parked_events,
+                    }),
             }
         })
         .collect();

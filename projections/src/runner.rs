@@ -503,6 +503,9 @@ impl Runner {
                 .replay_parked(&self.store, &self.db, projection.as_ref())
                 .await?;
         }
+        // A stored error of an earlier holder is cleared here; a batch that fails again
+        // stores it again within a poll.
+        parking::set_error(&self.db, name, None).await?;
         Ok(Held {
             live,
             building,
@@ -554,7 +557,11 @@ impl Runner {
     }
 
     /// One lane through the batch after `position`, one transaction per event.
-    async fn isolate(&mut self, position: Position, lane_ref: LaneRef) -> Result<bool, ProjectionError> {
+    async fn isolate(
+        &mut self,
+        position: Position,
+        lane_ref: LaneRef,
+    ) -> Result<bool, ProjectionError> {
         let batch = self.read(position).await?;
         let caught_up = batch.len < self.options.batch_size.max(1);
         let Some(held) = self.held.get_mut(&lane_index(lane_ref)) else {
@@ -577,7 +584,14 @@ impl Runner {
             position: &mut lane.position,
             parked: &mut lane.parked,
         };
-        parking::isolate(&self.db, &self.leases, projection.as_ref(), isolating, &batch).await?;
+        parking::isolate(
+            &self.db,
+            &self.leases,
+            projection.as_ref(),
+            isolating,
+            &batch,
+        )
+        .await?;
         lane.caught_up = caught_up;
         let had_error = held.error.take().is_some();
         if had_error {

@@ -40,7 +40,10 @@ macro_rules! api {
                 a_replayed_id_must_carry_the_same_data,
                 metadata_keys_outside_the_catalog_are_refused,
             );
-            api!(@storable $backend $with: nul_in_text_is_refused_naming_the_field);
+            api!(@storable $backend $with:
+                nul_in_text_is_refused_naming_the_field,
+                a_failure_stays_with_its_tenant,
+            );
         }
     };
     (@storable $backend:ident $with:ident: $($name:ident),* $(,)?) => {

@@ -23,7 +23,14 @@ mod tests {
     #[test]
     fn only_nul_is_unstorable() {
         assert!(unstorable("evil\u{0}name").is_some_and(|r| r.contains("character 4")));
-        for fine in ["", "plain", "\u{1}\u{7f}\u{202e}rtl", "😀𝄞", "\u{fffe}\u{ffff}", "\t\r\n"] {
+        for fine in [
+            "",
+            "plain",
+            "\u{1}\u{7f}\u{202e}rtl",
+            "😀𝄞",
+            "\u{fffe}\u{ffff}",
+            "\t\r\n",
+        ] {
             assert_eq!(unstorable(fine), None, "{fine:?}");
         }
     }

@@ -47,8 +47,14 @@ pub(crate) async fn isolate(
                     .await
                 {
                     Ok(()) => {
-                        bookkeeping::advance(&mut tx, name, lane.generation, *lane.position, position)
-                            .await?;
+                        bookkeeping::advance(
+                            &mut tx,
+                            name,
+                            lane.generation,
+                            *lane.position,
+                            position,
+                        )
+                        .await?;
                         leases.renew(&mut tx, name).await?;
                         tx.commit().await?;
                         *lane.position = position;

@@ -138,7 +138,11 @@ pub(crate) struct Split {
 /// (a new failure in the split) from there on.
 pub(crate) fn split(parked: &BTreeSet<String>, batch: &Batch) -> Option<Split> {
     if batch.undecodable.is_empty()
-        && (parked.is_empty() || !batch.events.iter().any(|e| parked.contains(e.tenant.as_str())))
+        && (parked.is_empty()
+            || !batch
+                .events
+                .iter()
+                .any(|e| parked.contains(e.tenant.as_str())))
     {
         return None;
     }

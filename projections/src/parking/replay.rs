@@ -40,15 +40,28 @@ pub(crate) async fn replay(
     for tenant in tenants {
         match replay_tenant(store, db, projection, &lane, &tenant).await {
             Ok(count) => {
-                tracing::info!(projection = name, tenant, events = count, "parked events replayed; tenant live again");
+                tracing::info!(
+                    projection = name,
+                    tenant,
+                    events = count,
+                    "parked events replayed; tenant live again"
+                );
             }
             Err(ReplayError::Lost(error)) => return Err(error),
             Err(ReplayError::Failed(position, error)) => {
                 tracing::warn!(projection = name, tenant, position, %error, "parked events still fail; tenant stays parked");
                 let mut tx = db.begin().await?;
                 let message = error.to_string();
-                record_failure(&mut tx, name, lane.generation, &tenant, position, &message, true)
-                    .await?;
+                record_failure(
+                    &mut tx,
+                    name,
+                    lane.generation,
+                    &tenant,
+                    position,
+                    &message,
+                    true,
+                )
+                .await?;
                 tx.commit().await?;
                 still.insert(tenant);
             }
@@ -130,4 +143,3 @@ async fn replay_tenant(
     tx.commit().await.map_err(lost)?;
     Ok(positions.len())
 }
-
