@@ -104,8 +104,8 @@ fn decode_parts(recorded: &RecordedEvent) -> Result<(DomainEvent, Who), Projecti
         serde_json::from_str(recorded.data.get()).map_err(|e| undecodable(e.to_string()))?;
     let value = upcast(&recorded.event_type, recorded.schema_version, value)
         .map_err(|e| undecodable(e.to_string()))?;
-    let event =
-        DomainEvent::parse(&recorded.event_type, &value).map_err(|e| undecodable(e.to_string()))?;
+    let event = DomainEvent::parse_stored(&recorded.event_type, &value)
+        .map_err(|e| undecodable(e.to_string()))?;
     let who: Who = serde_json::from_str(recorded.metadata.get())
         .map_err(|e| undecodable(format!("metadata: {e}")))?;
     Ok((event, who))

@@ -94,6 +94,9 @@ pub(crate) fn at_least_one(names: &[&str], present: &[bool]) -> Result<(), Probl
 pub(crate) struct FieldReader<'a> {
     event_type: &'static str,
     object: &'a Map<String, Value>,
+    /// Reading the log, not judging new input: text stored before the storable-text rule
+    /// ([`crate::catalog::text`]) is read as it is, so no stored event becomes unreadable.
+    stored: bool,
 }
 
 impl<'a> FieldReader<'a> {
@@ -109,7 +112,11 @@ impl<'a> FieldReader<'a> {
                     .into_error(event_type),
             );
         };
-        let reader = FieldReader { event_type, object };
+        let reader = FieldReader {
+            event_type,
+            object,
+            stored: false,
+        };
         if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| f.name == *k)) {
             let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
             return Err(CatalogError::InvalidData {
@@ -125,6 +132,11 @@ impl<'a> FieldReader<'a> {
             return Err(reader.error(missing.name, "missing required field"));
         }
         Ok(reader)
+    }
+
+    /// The same reader for stored data (see `stored`).
+    pub(crate) fn for_stored(self, stored: bool) -> FieldReader<'a> {
+        FieldReader { stored, ..self }
     }
 
     fn error(&self, field: &str, reason: impl ToString) -> CatalogError {
@@ -177,7 +189,7 @@ impl<'a> FieldReader<'a> {
         if text.trim().is_empty() {
             return Err(self.error(field, "must not be blank"));
         }
-        if let Some(reason) = crate::catalog::text::unstorable(&text) {
+        if let Some(reason) = crate::catalog::text::unstorable(&text).filter(|_| !self.stored) {
             return Err(self.error(field, reason));
         }
         let chars = text.chars().count();
