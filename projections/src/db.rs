@@ -475,6 +475,22 @@ fn pg_columns(width: usize, rows: &[Vec<SqlValue>]) -> Option<Vec<PgArray>> {
         .collect()
 }
 
+/// `SUM(column)` of a BIGINT column as two selected columns, the sums of its high and low
+/// 32-bit parts, which cannot overflow on either backend (SQLite's `SUM` fails with
+/// "integer overflow", PostgreSQL's cast back to BIGINT with "out of range", on totals past
+/// i64). [`sum_of_parts`] combines them: the exact total, saturated to i64.
+pub fn split_sum(column: &str) -> String {
+    format!(
+        "CAST(SUM({column} / 4294967296) AS BIGINT), CAST(SUM({column} % 4294967296) AS BIGINT)"
+    )
+}
+
+/// The total of a [`split_sum`], saturated to i64; `None` when the sum was NULL.
+pub fn sum_of_parts(high: Option<i64>, low: Option<i64>) -> Option<i64> {
+    let total = i128::from(high?) * 4_294_967_296 + i128::from(low.unwrap_or(0));
+    Some(i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX }))
+}
+
 /// `column IN (values)` in chunks: on PostgreSQL one `= ANY(?)` with an array (one statement
 /// shape whatever the count), on SQLite placeholder lists under the parameter limit. Each
 /// item is the condition and its arguments.
@@ -575,6 +591,20 @@ fn decode_pg(row: &PgRow, cols: &[Col]) -> Result<Vec<SqlValue>, ProjectionError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_sums_combine_exactly_and_saturate() {
+        let split = |v: i64| (v / 4_294_967_296, v % 4_294_967_296);
+        for v in [0, 1, -1, 4_294_967_297, -4_294_967_297, i64::MAX, i64::MIN] {
+            let (high, low) = split(v);
+            assert_eq!(sum_of_parts(Some(high), Some(low)), Some(v));
+        }
+        let (high, low) = split(i64::MAX);
+        assert_eq!(sum_of_parts(Some(high * 2), Some(low * 2)), Some(i64::MAX));
+        let (high, low) = split(i64::MIN);
+        assert_eq!(sum_of_parts(Some(high * 2), Some(low * 2)), Some(i64::MIN));
+        assert_eq!(sum_of_parts(None, None), None);
+    }
 
     #[test]
     fn postgres_statements_number_their_placeholders_and_sort_keys_bytewise() {

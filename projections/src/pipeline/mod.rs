@@ -12,7 +12,7 @@ use crm_core::money::currency::Currency;
 use serde::Serialize;
 
 use crate::bookkeeping::from_position;
-use crate::db::{Col, MAX_PARAMS, ReadDb, ReadTx, SqlValue, placeholders};
+use crate::db::{Col, MAX_PARAMS, ReadDb, ReadTx, SqlValue, placeholders, split_sum, sum_of_parts};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
@@ -188,12 +188,22 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
     let by_stage = db
         .fetch(
             &format!(
-                "SELECT stage, currency, COUNT(*), CAST(SUM(amount_minor) AS BIGINT), CAST(SUM(weighted_minor) AS BIGINT) FROM {TABLE} \
+                "SELECT stage, currency, COUNT(*), {}, {} FROM {TABLE} \
                  WHERE tenant = ? AND stage IS NOT NULL AND currency IS NOT NULL \
-                 GROUP BY stage, currency ORDER BY stage, currency"
+                 GROUP BY stage, currency ORDER BY stage, currency",
+                split_sum("amount_minor"),
+                split_sum("weighted_minor"),
             ),
             vec![tenant.into()],
-            &[Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?
         .into_iter()
@@ -201,22 +211,39 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
             Some(StageTotal {
                 stage: row[0].as_text()?.to_owned(),
                 count: row[2].as_int().unwrap_or(0),
-                amount: money(row[1].as_text(), row[3].as_int())?,
-                weighted: money(row[1].as_text(), row[4].as_int())?,
+                amount: money(
+                    row[1].as_text(),
+                    sum_of_parts(row[3].as_int(), row[4].as_int()),
+                )?,
+                weighted: money(
+                    row[1].as_text(),
+                    sum_of_parts(row[5].as_int(), row[6].as_int()),
+                )?,
             })
         })
         .collect();
     let forecast = db
         .fetch(
             &format!(
-                "SELECT close_month, forecast_category, currency, COUNT(*), CAST(SUM(amount_minor) AS BIGINT), CAST(SUM(weighted_minor) AS BIGINT) \
+                "SELECT close_month, forecast_category, currency, COUNT(*), {}, {} \
                  FROM {TABLE} WHERE tenant = ? AND close_month IS NOT NULL \
                  AND forecast_category IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY close_month, forecast_category, currency \
-                 ORDER BY close_month, forecast_category, currency"
+                 ORDER BY close_month, forecast_category, currency",
+                split_sum("amount_minor"),
+                split_sum("weighted_minor"),
             ),
             vec![tenant.into()],
-            &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?
         .into_iter()
@@ -225,8 +252,14 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
                 close_month: row[0].as_text()?.to_owned(),
                 forecast_category: row[1].as_text()?.to_owned(),
                 count: row[3].as_int().unwrap_or(0),
-                amount: money(row[2].as_text(), row[4].as_int())?,
-                weighted: money(row[2].as_text(), row[5].as_int())?,
+                amount: money(
+                    row[2].as_text(),
+                    sum_of_parts(row[4].as_int(), row[5].as_int()),
+                )?,
+                weighted: money(
+                    row[2].as_text(),
+                    sum_of_parts(row[6].as_int(), row[7].as_int()),
+                )?,
             })
         })
         .collect();

@@ -309,6 +309,12 @@ async fn check(fixture: &Fixture, case: Case) {
         let view = view.expect("registered customer in the 360 view");
         assert_eq!(view.name, Some(expected), "the name reads back as sent");
     }
+    crm_projections::pipeline::summary(&fixture.db, tenant.as_str())
+        .await
+        .expect("the pipeline summary answers");
+    crm_projections::backlog::backlog(&fixture.db, tenant.as_str(), chrono::Utc::now(), 0, 50)
+        .await
+        .expect("the backlog answers");
     for search in [&case.texts[0], &case.texts[3]] {
         let filter = CustomerFilter {
             search: Some(search.clone()),
