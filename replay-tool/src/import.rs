@@ -678,6 +678,25 @@ mod tests {
     }
 
     #[test]
+    fn text_no_backend_can_store_is_refused_naming_the_field() {
+        let text = r#"{"type":"CustomerRegistered","data":{"customer_id":"c-1","kind":"person","name":"evil\u0000name"}}"#;
+        let error = parse_line(1, text.as_bytes(), Some(&acme())).expect_err("refused");
+        assert!(
+            error.contains("data.name") && error.contains("NUL"),
+            "{error}"
+        );
+        let text = r#"{"type":"CustomerRegistered","metadata":{"actor":"u\u00001"},"data":{"customer_id":"c-1","kind":"person","name":"Ada"}}"#;
+        let error = parse_line(1, text.as_bytes(), Some(&acme())).expect_err("refused");
+        assert!(
+            error.starts_with("metadata.actor: ") && error.contains("NUL"),
+            "{error}"
+        );
+        let exported = r#"{"tenant":"acme","stream_id":"customer-c-1","event_id":"0190a1b2-0000-7000-8000-000000000001","event_type":"CustomerRegistered","schema_version":1,"data":{"customer_id":"c-1","kind":"person","name":"Ada"},"metadata":{"api_key_id":"k\u0000"},"occurred_at":"2026-01-01T00:00:00Z"}"#;
+        let error = parse_line(1, exported.as_bytes(), None).expect_err("refused");
+        assert!(error.starts_with("metadata.api_key_id: "), "{error}");
+    }
+
+    #[test]
     fn line_ends_are_trimmed() {
         assert_eq!(trim_line_end(b"{}\r\n"), b"{}");
         assert_eq!(trim_line_end(b"{}\n"), b"{}");

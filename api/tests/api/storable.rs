@@ -284,3 +284,68 @@ pub async fn a_failure_stays_with_its_tenant<F: Future<Output = Option<App>>>(
     );
     drop(standby);
 }
+
+/// Finding 1's event already in a log (appended before the text rule; here straight into the
+/// store) is read as stored and projected on both backends (PostgreSQL's read-model columns
+/// get U+FFFD for the NUL), parking nothing; an event this build cannot decode (a newer
+/// schema version) parks only its own tenant, for every read model, named in the 503.
+pub async fn events_stored_before_the_rule_still_project<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let append = |tenant: &'static str, stream: &'static str, event: NewEvent| {
+        let store = app.state.store.clone();
+        async move {
+            store
+                .append(
+                    &TenantId::parse(tenant).expect("tenant"),
+                    &StreamId::parse(stream).expect("stream"),
+                    ExpectedRevision::NoStream,
+                    vec![event],
+                )
+                .await
+                .expect("append past the catalog")
+        }
+    };
+    let nul = NewEvent::new(
+        "CustomerRegistered",
+        &json!({"customer_id": "c-nul", "kind": "person", "name": "evil\u{0}name",
+                "segment": "a\u{0}b"}),
+    );
+    append(TENANT, "customer-c-nul", nul).await;
+    let newer = NewEvent::new(
+        "CustomerRegistered",
+        &json!({"customer_id": "c-new", "kind": "person", "name": "Newer"}),
+    )
+    .with_schema_version(99);
+    let newer_position = append(OTHER_TENANT, "customer-c-new", newer)
+        .await
+        .last_position;
+    app.ingest(json!([{"type": "CustomerRegistered",
+        "data": {"customer_id": "c-2", "kind": "person", "name": "Ada"}}]))
+        .await
+        .ok();
+    let head = app.head().await;
+    let view = app
+        .get(&format!("/v1/customers/c-nul?min_position={head}"))
+        .await;
+    let name = view.ok()["name"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        name == "evil\u{0}name" || name == "evil\u{fffd}name",
+        "{name:?}"
+    );
+    let listed = app.get("/v1/customers").await;
+    assert_eq!(listed.ok()["items"].as_array().map(Vec::len), Some(2));
+    for path in ["/v1/customers", "/v1/pipeline", "/v1/service/backlog"] {
+        app.get_as(OTHER_TENANT, Role::Analyst, path).await.problem(
+            503,
+            &[&format!("position {newer_position}"), "schema version 99"],
+        );
+    }
+    let health = app.send(app.client.get(app.url("/healthz"))).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body["status"], "degraded");
+    for projection in health.body["projections"].as_array().expect("projections") {
+        assert_eq!(projection["parked_tenants"], 1, "{projection}");
+    }
+}

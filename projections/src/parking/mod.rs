@@ -388,3 +388,65 @@ pub async fn tenant_failure(
         .map(failure)
         .find(|f| projections.contains(&f.projection.as_str())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn undecodable(tenant: &str, position: Position) -> Undecodable {
+        Undecodable {
+            tenant: TenantId::parse(tenant).expect("tenant"),
+            position,
+            reason: "schema version 9".into(),
+        }
+    }
+
+    #[test]
+    fn an_undecodable_event_parks_its_tenant_from_there_on_and_no_other() {
+        let batch = Batch {
+            undecodable: vec![undecodable("a", 2), undecodable("a", 3)],
+            last: Some(3),
+            len: 2,
+            ..Batch::default()
+        };
+        let split = split(&BTreeSet::new(), &batch).expect("a split");
+        assert!(split.apply.is_empty());
+        assert_eq!(split.failures.len(), 1, "one failure per tenant");
+        assert_eq!(split.failures[0].1, 2);
+        assert_eq!(split.parked, vec![("a".to_owned(), 2), ("a".to_owned(), 3)]);
+        let nothing = Batch::default();
+        assert!(super::split(&BTreeSet::from(["a".to_owned()]), &nothing).is_none());
+    }
+
+    #[test]
+    fn only_errors_about_the_event_park_a_tenant() {
+        assert!(is_poison(&ProjectionError::Undecodable {
+            position: 1,
+            reason: "x".into()
+        }));
+        assert!(!is_poison(&ProjectionError::LostLease("p".into())));
+        assert!(!is_poison(&ProjectionError::Locked(
+            std::time::Duration::from_secs(1)
+        )));
+        assert!(!is_poison(&ProjectionError::Closed));
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(is_poison(&ProjectionError::Sqlite(constraint)));
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!is_poison(&ProjectionError::Sqlite(busy)));
+    }
+
+    #[test]
+    fn stored_errors_hold_no_nul_and_are_bounded() {
+        assert_eq!(storable_error("a\0b"), "a\u{fffd}b");
+        assert_eq!(
+            storable_error(&"x".repeat(5_000)).chars().count(),
+            MAX_ERROR_CHARS
+        );
+    }
+}
