@@ -244,12 +244,14 @@ fn storable_error(error: &str) -> String {
 pub(crate) fn is_poison(error: &ProjectionError) -> bool {
     match error {
         ProjectionError::Database(sqlx::Error::Database(db)) => {
-            // Connection, transaction-state, serialization, resources, operator and lock
-            // classes say nothing about the event.
+            // Connection, transaction-state, serialization, resources, operator, lock and
+            // internal classes say nothing about the event; nor do a statement that does not
+            // fit the schema (42: undefined table or column, a type mismatch in the SQL) or
+            // an unsupported feature (0A), which are bugs that would fail every tenant.
             let class = db.code().map(|c| c.chars().take(2).collect::<String>());
             !matches!(
                 class.as_deref(),
-                Some("08" | "25" | "40" | "53" | "55" | "57" | "58" | "XX") | None
+                Some("08" | "0A" | "25" | "40" | "42" | "53" | "55" | "57" | "58" | "XX") | None
             )
         }
         ProjectionError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
