@@ -410,8 +410,18 @@ impl Runner {
             match self.run_group(position, &lanes).await {
                 Ok(read) => worked |= read,
                 Err(ProjectionError::LostLease(name)) => {
-                    let error = ProjectionError::LostLease(name);
-                    self.record_error(lanes[0], error).await?;
+                    // That projection goes to standby; the group's other lanes run next step.
+                    let lane = lanes
+                        .iter()
+                        .copied()
+                        .find(|l| {
+                            self.held
+                                .get(&lane_index(*l))
+                                .is_some_and(|h| h.projection.name() == name)
+                        })
+                        .unwrap_or(lanes[0]);
+                    self.record_error(lane, ProjectionError::LostLease(name))
+                        .await?;
                 }
                 Err(error) => {
                     // Find the event: each lane again, one transaction per event; an event
