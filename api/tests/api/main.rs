@@ -44,6 +44,7 @@ macro_rules! api {
                 nul_in_text_is_refused_naming_the_field,
                 a_failure_stays_with_its_tenant,
                 events_stored_before_the_rule_still_project,
+                a_rebuild_brings_a_parked_tenant_back,
             );
         }
     };

@@ -349,3 +349,60 @@ pub async fn events_stored_before_the_rule_still_project<F: Future<Output = Opti
         assert_eq!(projection["parked_tenants"], 1, "{projection}");
     }
 }
+
+/// A rebuild after the fix also brings a parked tenant back: the new generation applies
+/// every event from position 0 (here its tables are free of the poison), and once it is
+/// swapped in the old generation's parked state goes with its tables.
+pub async fn a_rebuild_brings_a_parked_tenant_back<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    app.ingest(json!([{"type": "CustomerRegistered",
+        "data": {"customer_id": "c-1", "kind": "person", "name": "Ada"}}]))
+        .await
+        .ok();
+    poison(&app).await;
+    app.ingest(json!([
+        {"type": "CustomerRegistered",
+         "data": {"customer_id": "c-bad", "kind": "person", "name": "Eve", "segment": "poison"}},
+        {"type": "OrderPlaced", "data": {"customer_id": "c-1", "order_id": "o-1",
+         "amount": "10.00", "currency": "EUR"}}]))
+        .await
+        .ok();
+    let head = app.head().await;
+    app.get_as(
+        OTHER_TENANT,
+        Role::Analyst,
+        &format!("/v1/customers?min_position={head}"),
+    )
+    .await
+    .ok();
+    app.get("/v1/customers/c-1")
+        .await
+        .problem(503, &["customer_360", "poisoned segment"]);
+    assert!(
+        crm_projections::bookkeeping::request_rebuild(&app.state.db, "customer_360")
+            .await
+            .expect("request a rebuild")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        let answer = app.get("/v1/customers/c-1").await;
+        if answer.status == 200 {
+            break answer.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never rebuilt: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["orders"]["count"], 1, "{view}");
+    assert_eq!(
+        app.get("/v1/customers/c-bad").await.ok()["segment"],
+        "poison"
+    );
+    let health = app.send(app.client.get(app.url("/healthz"))).await;
+    assert_eq!(health.body["status"], "ok", "{}", health.body);
+}
