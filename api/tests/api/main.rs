@@ -4,6 +4,7 @@
 
 mod fixture;
 mod fuzz;
+mod parking;
 mod privacy;
 mod storable;
 mod suite;
@@ -42,11 +43,22 @@ macro_rules! api {
             );
             api!(@storable $backend $with:
                 nul_in_text_is_refused_naming_the_field,
-                a_failure_stays_with_its_tenant,
                 events_stored_before_the_rule_still_project,
+            );
+            api!(@parking $backend $with:
+                a_failure_stays_with_its_tenant,
                 a_rebuild_brings_a_parked_tenant_back,
             );
         }
+    };
+    (@parking $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                parking::$name(start).await;
+            }
+        )*
     };
     (@storable $backend:ident $with:ident: $($name:ident),* $(,)?) => {
         $(
