@@ -48,6 +48,7 @@ macro_rules! api {
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,
                 a_rebuild_brings_a_parked_tenant_back,
+                a_failing_projection_is_reported_alike_by_every_process,
             );
         }
     };

@@ -289,3 +289,102 @@ pub async fn a_rebuild_brings_a_parked_tenant_back<F: Future<Output = Option<App
     let health = app.send(app.client.get(app.url("/healthz"))).await;
     assert_eq!(health.body["status"], "ok", "{}", health.body);
 }
+
+/// Finding 11: a projection failing for everyone (here its live table is renamed away, an
+/// error about the database, not an event: nobody is parked) is reported by the process
+/// that holds it and by a standby alike, from the stored error: 503 `failing`; both say ok
+/// again once the table is back and a batch went through.
+pub async fn a_failing_projection_is_reported_alike_by_every_process<
+    F: Future<Output = Option<App>>,
+>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    app.ingest(json!([{"type": "CustomerRegistered",
+        "data": {"customer_id": "c-1", "kind": "person", "name": "Ada"}}]))
+        .await
+        .ok();
+    let head = app.head().await;
+    app.get(&format!("/v1/customers/c-1?min_position={head}"))
+        .await
+        .ok();
+    let standby = app.beside().await;
+    let db = &app.state.db;
+    let generation = crm_projections::bookkeeping::stored_positions(db)
+        .await
+        .expect("stored positions")
+        .into_iter()
+        .find(|s| s.projection == "customer_360")
+        .expect("customer_360 started")
+        .generation;
+    let table = format!("rm_customer_360_g{generation}");
+    db.execute(&format!("ALTER TABLE {table} RENAME TO hidden_360"), vec![])
+        .await
+        .expect("hide the table");
+    app.ingest(json!([{"type": "CustomerRegistered",
+        "data": {"customer_id": "c-2", "kind": "person", "name": "Grace"}}]))
+        .await
+        .ok();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (holder, other) = (health(&app).await, health(&standby).await);
+        if holder.status == 503 && other.status == 503 {
+            for answer in [&holder, &other] {
+                assert_eq!(answer.body["status"], "failing", "{}", answer.body);
+                assert_eq!(answer.body["projections"][0]["failing"], true);
+                assert_eq!(answer.body["projections"][0]["parked_tenants"], 0);
+            }
+            assert_eq!(other.body["projections"][0]["state"], "standby");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reported failing alike: {} / {}",
+            holder.body,
+            other.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Retries keep it failing: no process reports ok in between.
+    for _ in 0..15 {
+        assert_eq!(health(&standby).await.status, 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = standby.get("/v1/projections").await;
+    assert!(
+        line.ok()["projections"][0]["error"].as_str().is_some(),
+        "{}",
+        line.body
+    );
+    db.execute(&format!("ALTER TABLE hidden_360 RENAME TO {table}"), vec![])
+        .await
+        .expect("restore the table");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (holder, other) = (health(&app).await, health(&standby).await);
+        if holder.status == 200 && other.status == 200 {
+            assert_eq!(other.body["status"], "ok", "{}", other.body);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recovered: {}",
+            other.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let view = standby
+        .get(&format!(
+            "/v1/customers/c-2?min_position={}",
+            app.head().await
+        ))
+        .await;
+    assert_eq!(view.ok()["name"], "Grace");
+    drop(standby);
+}
+
+async fn health(process: &App) -> crate::fixture::Answer {
+    process
+        .send(process.client.get(process.url("/healthz")))
+        .await
+}

@@ -139,6 +139,9 @@ struct Held {
     frozen: bool,
     building: Option<Lane>,
     error: Option<String>,
+    /// A projection-wide error is stored (by this runner or an earlier holder): cleared at
+    /// the next batch that goes through, so every process reports it until then.
+    stored_error: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -376,15 +379,19 @@ impl Runner {
                 .replay_parked(&self.store, &self.db, projection.as_ref())
                 .await?;
         }
-        // A stored error of an earlier holder is cleared here; a batch that fails again
-        // stores it again within a poll.
-        parking::set_error(&self.db, name, None).await?;
+        // A stored error (ours before this set-up, or an earlier holder's) stays until a
+        // batch goes through, so a retry does not make every process report ok meanwhile.
+        let stored_error = parking::stored_errors(&self.db)
+            .await?
+            .iter()
+            .any(|(projection, _)| projection == name);
         Ok(Held {
             live,
             building,
             frozen,
             projection,
             error: None,
+            stored_error,
         })
     }
 
@@ -476,11 +483,24 @@ impl Runner {
         )
         .await?;
         lane.caught_up = caught_up;
-        let had_error = held.error.take().is_some();
+        let had_error = held.error.take().is_some() | std::mem::take(&mut held.stored_error);
         if had_error {
             self.clear_error(projection.name()).await;
         }
         Ok(batch.len > 0)
+    }
+
+    /// A lane's batch (or its empty read) went through: its projection's error is over.
+    async fn batch_went_through(&mut self, lane: LaneRef) {
+        let mut cleared = None;
+        if let Some(held) = self.held.get_mut(&lane_index(lane))
+            && (held.error.take().is_some() | std::mem::take(&mut held.stored_error))
+        {
+            cleared = Some(held.projection.name());
+        }
+        if let Some(name) = cleared {
+            self.clear_error(name).await;
+        }
     }
 
     /// Forgets the stored projection-wide error after a batch went through.
@@ -511,6 +531,7 @@ impl Runner {
             tracing::error!(projection = name, %error, "projection batch failed; retrying");
             let message = error.to_string();
             held.error = Some(message.clone());
+            held.stored_error = true;
             // Stored, so every process (a standby's /healthz among them) reports it.
             if let Err(error) = parking::set_error(&self.db, name, Some(&message)).await {
                 tracing::warn!(projection = name, %error, "cannot store the projection error");
@@ -539,6 +560,7 @@ impl Runner {
         let caught_up = events.len < batch;
         let Some(last) = events.last else {
             for &lane in lanes {
+                self.batch_went_through(lane).await;
                 if let Some(lane) = self.lane_mut(lane) {
                     lane.caught_up = true;
                 }
@@ -594,15 +616,7 @@ impl Runner {
             }
         }
         for &lane_ref in lanes {
-            let mut cleared = None;
-            if let Some(held) = self.held.get_mut(&lane_index(lane_ref))
-                && held.error.take().is_some()
-            {
-                cleared = Some(held.projection.name());
-            }
-            if let Some(name) = cleared {
-                self.clear_error(name).await;
-            }
+            self.batch_went_through(lane_ref).await;
             if let Some(lane) = self.lane_mut(lane_ref) {
                 lane.position = last;
                 lane.caught_up = caught_up;
