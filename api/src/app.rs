@@ -244,6 +244,8 @@ pub fn router(state: SharedState) -> Router {
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`; `degraded`: some tenants are parked for a projection (the others are served);
+    /// `failing`: a projection fails for every tenant.
     status: &'static str,
     head_position: u64,
     projections: Vec<ProjectionHealth>,
@@ -252,14 +254,23 @@ struct Health {
 #[derive(Serialize)]
 struct ProjectionHealth {
     name: &'static str,
+    /// What this process does with it (`standby` when another process holds it).
     state: RunState,
+    /// The stored checkpoint of its live tables.
     position: u64,
     lag: u64,
+    /// A stored projection-wide error (whichever process runs it).
+    failing: bool,
+    /// How many tenants are parked for it (their queries answer 503; the others are served).
+    parked_tenants: usize,
 }
 
-/// 200 while the store answers and no projection is failing; 503 with the same body
-/// otherwise, so a load balancer can take the instance out. Needs no key and shows nothing
-/// about any tenant.
+/// From the stored state, so every process answers alike, whichever holds the projections
+/// (a standby reports what the process running them stored). 200 `ok`; 200 `degraded` while
+/// tenants are parked (a failure stays with its tenant: taking the instance out would stop
+/// every other tenant too); 503 `failing` while a projection fails for everyone, or when the
+/// store or the read-model database does not answer. Needs no key: it counts parked tenants
+/// but names none and shows no error text (`/v1/projections` does, to the tenant's keys).
 async fn healthz(State(state): State<SharedState>) -> Response {
     let head = match state.store.head_position().await {
         Ok(head) => head,
@@ -268,20 +279,49 @@ async fn healthz(State(state): State<SharedState>) -> Response {
             return Problem::unavailable("the event store does not answer").into_response();
         }
     };
-    let projections: Vec<ProjectionHealth> = state
-        .projections
-        .borrow()
+    let stored = async {
+        let positions = crm_projections::bookkeeping::stored_positions(&state.db).await?;
+        let errors = crm_projections::parking::stored_errors(&state.db).await?;
+        let failures = crm_projections::parking::stored_failures(&state.db).await?;
+        Ok::<_, crm_projections::ProjectionError>((positions, errors, failures))
+    };
+    let (positions, errors, failures) = match stored.await {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(%error, "health check: the read-model database does not answer");
+            return Problem::unavailable("the read-model database does not answer").into_response();
+        }
+    };
+    let local = state.projections.borrow().clone();
+    let projections: Vec<ProjectionHealth> = all_projections()
         .iter()
-        .map(|s| ProjectionHealth {
-            name: s.name,
-            state: s.state,
-            position: s.position,
-            lag: head.saturating_sub(s.position),
+        .map(|p| {
+            let name = p.name();
+            let position = positions
+                .iter()
+                .find(|s| s.projection == name)
+                .map_or(0, |s| s.position);
+            ProjectionHealth {
+                name,
+                state: local
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map_or(RunState::Starting, |s| s.state),
+                position,
+                lag: head.saturating_sub(position),
+                failing: errors.iter().any(|(projection, _)| projection == name),
+                parked_tenants: failures.iter().filter(|f| f.projection == name).count(),
+            }
         })
         .collect();
-    let failing = projections.iter().any(|p| p.state == RunState::Failed);
+    let failing = projections.iter().any(|p| p.failing);
+    let parked = projections.iter().any(|p| p.parked_tenants > 0);
     let body = Health {
-        status: if failing { "degraded" } else { "ok" },
+        status: match (failing, parked) {
+            (true, _) => "failing",
+            (false, true) => "degraded",
+            (false, false) => "ok",
+        },
         head_position: head,
         projections,
     };

@@ -189,12 +189,16 @@ pub async fn read_json(
 
 /// Waits until every named read model has reached `min_position` (when given), for at most
 /// the configured time, and returns the position they have all reached: what the answer's
-/// [`READ_POSITION`] header says. 503 with the current position when the wait runs out.
+/// [`READ_POSITION`] header says. 503 with the current position when the wait runs out, and
+/// 503 naming the failure when `tenant` is parked for one of them (a failure stays with its
+/// tenant: [`crm_projections::parking`]), read from the stored state.
 pub async fn reach(
     state: &AppState,
+    tenant: &str,
     names: &[&str],
     min_position: Option<Position>,
 ) -> Result<Position, Problem> {
+    parked(state, tenant, names).await?;
     let current = local_position(state, names);
     let Some(wanted) = min_position else {
         return Ok(current);
@@ -253,6 +257,26 @@ pub async fn reach_head(
         .with("position", position)
         .with_header(READ_POSITION, position.to_string())
         .with_header("retry-after", "1")),
+    }
+}
+
+/// 503 naming the failure when `tenant` is parked for one of `names`.
+async fn parked(state: &AppState, tenant: &str, names: &[&str]) -> Result<(), Problem> {
+    let failure = crm_projections::parking::tenant_failure(&state.db, tenant, names)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    match failure {
+        None => Ok(()),
+        Some(failure) => Err(Problem::unavailable(format!(
+            "the read model {} is parked for this tenant: the event at position {} could not \
+             be applied ({}); this tenant's later events wait and are applied in log order \
+             once it is fixed (a restart of the projection workers replays them)",
+            failure.projection, failure.position, failure.error
+        ))
+        .with("projection", failure.projection)
+        .with("failed_position", failure.position)
+        .with("parked_events", failure.parked_events)
+        .with_header("retry-after", "60")),
     }
 }
 

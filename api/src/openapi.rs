@@ -23,7 +23,7 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/healthz",
         "",
-        "Process health: the log's head and each projection's state and lag. 503 while a projection fails.",
+        "Process health from the stored state (alike in every process): the log's head, each projection's position, lag and parked-tenant count. 200 `ok`, 200 `degraded` while tenants are parked, 503 `failing` while a projection fails for every tenant.",
         &[],
     ),
     (
@@ -231,7 +231,7 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/v1/projections",
         "analyst, auditor",
-        "Each read model's position, lag, state and rebuild in progress.",
+        "Each read model's position, lag, state and rebuild in progress, from the stored state; its projection-wide error, how many tenants are parked, and the caller's tenant's failure if it is parked.",
         &[],
     ),
 ];
@@ -292,7 +292,7 @@ fn build() -> Value {
                 ),
             );
             responses.insert("404".into(), problem_response("not found"));
-            responses.insert("503".into(), problem_response("min_position not reached in time; the body's position says where the read model is"));
+            responses.insert("503".into(), problem_response("min_position not reached in time (the body's position says where the read model is), or the caller's tenant is parked for a read model this route reads (the detail names the read model, the failed event's position and the error)"));
             responses.insert(
                 "429".into(),
                 problem_response(

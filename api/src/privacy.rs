@@ -75,7 +75,7 @@ async fn run(
             }
         })?;
     let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
-    let position = reach(state, &names, erasure.position).await?;
+    let position = reach(state, principal.tenant.as_str(), &names, erasure.position).await?;
     state
         .db
         .scrub_after_erasure(&state.private)
@@ -162,7 +162,8 @@ pub async fn personal_data(
     )?;
     require_personal_data(principal, "reading a subject's personal data")?;
     let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
-    let position = crate::queries::reach_known(&state, &names, params.min_position).await?;
+    let position =
+        crate::queries::reach_known(&state, caller.tenant(), &names, params.min_position).await?;
     let tenant = caller.tenant();
     let internal = |e: &dyn std::fmt::Display| Problem::internal(&e.to_string());
     let customer = customer360::get(&state.db, tenant, id.as_str())

@@ -42,11 +42,12 @@ const DEFAULT_PAGE: usize = 50;
 /// for, up to the limit, then 503 with `Retry-After`.
 pub(crate) async fn reach_known(
     state: &SharedState,
+    tenant: &str,
     names: &[&str],
     min_position: Option<Position>,
 ) -> Result<Position, Problem> {
     within_head(state, min_position).await?;
-    reach(state, names, min_position).await
+    reach(state, tenant, names, min_position).await
 }
 
 /// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
@@ -147,7 +148,13 @@ pub async fn customer(
         params.position.map(Cut::Position)
     };
     let Some(cut) = cut else {
-        let position = reach_known(&state, &[CUSTOMER_360, TIMELINE], params.min_position).await?;
+        let position = reach_known(
+            &state,
+            caller.tenant(),
+            &[CUSTOMER_360, TIMELINE],
+            params.min_position,
+        )
+        .await?;
         let view = customer360::view(
             &state.db,
             caller.tenant(),
@@ -172,7 +179,7 @@ pub async fn customer(
         Cut::OccurredBy(_) | Cut::RecordedBy(_) => head,
     };
     let wanted = needed.max(params.min_position.unwrap_or(0));
-    let position = reach_known(&state, &[TIMELINE], Some(wanted)).await?;
+    let position = reach_known(&state, caller.tenant(), &[TIMELINE], Some(wanted)).await?;
     let found = customer_as_of(
         state.store.as_ref(),
         &state.db,
@@ -228,7 +235,13 @@ pub async fn customers(
     }
     one_of("status", &params.status, &["active", "merged", "erased"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach_known(&state, &[CUSTOMER_360], params.min_position).await?;
+    let position = reach_known(
+        &state,
+        caller.tenant(),
+        &[CUSTOMER_360],
+        params.min_position,
+    )
+    .await?;
     let items = customer360::list(
         &state.db,
         caller.tenant(),
@@ -298,7 +311,13 @@ pub async fn timeline(
     let principal = caller.require(&[Role::Analyst, Role::Auditor], "read timelines")?;
     one_of("order", &params.order, &["asc", "desc"])?;
     let limit = page_size(&state, params.limit)?;
-    let position = reach_known(&state, &[TIMELINE, CUSTOMER_360], params.min_position).await?;
+    let position = reach_known(
+        &state,
+        caller.tenant(),
+        &[TIMELINE, CUSTOMER_360],
+        params.min_position,
+    )
+    .await?;
     let newest_first = params.order.as_deref() == Some("desc");
     let entries = timeline::page(
         &state.db,

@@ -188,7 +188,7 @@ async fn apply(
         .head_position()
         .await
         .map_err(|e| RunError::Other(e.to_string()))?;
-    wait_for(state, PROJECTIONS, head).await?;
+    wait_for(state, tenant, PROJECTIONS, head).await?;
     let due = retention::due(&state.db, tenant.as_str(), cutoff, head).await?;
     report.customers_due = due.customers.len() as u64;
     report.leads_due = due.leads.len() as u64;
@@ -198,7 +198,7 @@ async fn apply(
     report.skipped = executed.skipped;
     if let Some(position) = executed.last_position {
         let names: Vec<&str> = all_projections().iter().map(|p| p.name()).collect();
-        wait_for(state, &names, position).await?;
+        wait_for(state, tenant, &names, position).await?;
         state
             .db
             .scrub_after_erasure(&state.private)
@@ -209,10 +209,18 @@ async fn apply(
 }
 
 /// Waits (up to [`CATCH_UP`]) until the named read models have applied `position`.
-async fn wait_for(state: &AppState, names: &[&str], position: Position) -> Result<(), RunError> {
+async fn wait_for(
+    state: &AppState,
+    tenant: &TenantId,
+    names: &[&str],
+    position: Position,
+) -> Result<(), RunError> {
     let deadline = tokio::time::Instant::now() + CATCH_UP;
     loop {
-        if reach(state, names, Some(position)).await.is_ok() {
+        if reach(state, tenant.as_str(), names, Some(position))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline || *state.closing.borrow() {

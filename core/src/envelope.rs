@@ -205,6 +205,36 @@ impl EventMetadata {
         self.extra.keys().next().map(String::as_str)
     }
 
+    /// Longest metadata value accepted, in characters: metadata names who and what sent an
+    /// event (an actor, a source system, correlation ids), never free text.
+    pub const MAX_VALUE_CHARS: usize = 1_000;
+
+    /// The first metadata value that cannot be stored and projected on every backend (a NUL
+    /// character, see [`crate::catalog::text`]) or is longer than [`Self::MAX_VALUE_CHARS`],
+    /// as `(path, reason)`, e.g. `("metadata.actor", "contains a NUL character ...")`.
+    /// Every string in the metadata is checked, keys the API adds itself included.
+    pub fn unstorable_value(&self) -> Option<(String, String)> {
+        let named = [
+            ("actor", &self.actor),
+            ("source", &self.source),
+            ("correlation_id", &self.correlation_id),
+            ("causation_id", &self.causation_id),
+        ];
+        let mut found = named
+            .into_iter()
+            .filter_map(|(key, value)| value.as_deref().map(|v| (key.to_owned(), v)))
+            .find_map(|(key, value)| text_problem(value).map(|r| (format!("metadata.{key}"), r)));
+        if found.is_none() {
+            for (key, value) in &self.extra {
+                found = json_text_problem(&format!("metadata.{key}"), value);
+                if found.is_some() {
+                    break;
+                }
+            }
+        }
+        found
+    }
+
     /// The message refusing `key`.
     pub fn unknown_key_message(key: &str) -> String {
         format!(
@@ -212,6 +242,37 @@ impl EventMetadata {
              keep personal data out of it",
             Self::EMITTER_KEYS.join(", ")
         )
+    }
+}
+
+fn text_problem(text: &str) -> Option<String> {
+    if let Some(reason) = crate::catalog::text::unstorable(text) {
+        return Some(reason);
+    }
+    let chars = text.chars().count();
+    (chars > EventMetadata::MAX_VALUE_CHARS).then(|| {
+        format!(
+            "is {chars} characters long, at most {} are allowed",
+            EventMetadata::MAX_VALUE_CHARS
+        )
+    })
+}
+
+/// The first string (member names included) in `value` that [`text_problem`] refuses.
+fn json_text_problem(path: &str, value: &serde_json::Value) -> Option<(String, String)> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text_problem(text).map(|r| (path.to_owned(), r)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| json_text_problem(&format!("{path}[{i}]"), item)),
+        Value::Object(members) => members.iter().find_map(|(key, item)| {
+            crate::catalog::text::unstorable(key)
+                .map(|r| (path.to_owned(), format!("a member name {r}")))
+                .or_else(|| json_text_problem(&format!("{path}.{key}"), item))
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
     }
 }
 

@@ -45,7 +45,7 @@ pub(crate) async fn create(db: &ReadDb) -> Result<(), ProjectionError> {
         tx.execute("SELECT pg_advisory_xact_lock(1668443504, 0)", vec![])
             .await?;
     }
-    for statement in SCHEMA {
+    for statement in SCHEMA.iter().chain(crate::parking::SCHEMA) {
         tx.execute(statement, vec![]).await?;
     }
     tx.commit().await
@@ -121,6 +121,7 @@ pub async fn create_generation(
             tx.execute(&index.replace("{t}", &table), vec![]).await?;
         }
     }
+    crate::parking::forget_generation(tx, projection.name(), generation).await?;
     tx.execute(
         "INSERT INTO crm_projection_checkpoints (projection, generation, version, position) \
          VALUES (?, ?, ?, 0) ON CONFLICT (projection, generation) \
@@ -146,6 +147,7 @@ pub async fn drop_generation(
         tx.execute(&format!("DROP TABLE IF EXISTS {table}"), vec![])
             .await?;
     }
+    crate::parking::forget_generation(tx, projection.name(), generation).await?;
     tx.execute(
         "DELETE FROM crm_projection_checkpoints WHERE projection = ? AND generation = ?",
         vec![projection.name().into(), generation.into()],

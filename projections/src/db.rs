@@ -502,7 +502,11 @@ fn pg_columns(width: usize, rows: &[Vec<SqlValue>]) -> Option<Vec<PgArray>> {
                 )),
                 (false, _) => Some(PgArray::Text(
                     rows.iter()
-                        .map(|row| row.get(j).and_then(|v| v.as_text()).map(str::to_owned))
+                        .map(|row| {
+                            row.get(j)
+                                .and_then(|v| v.as_text())
+                                .map(|t| pg_text(t.to_owned()))
+                        })
                         .collect(),
                 )),
             }
@@ -576,11 +580,23 @@ fn bind_pg(sql: &str, args: Vec<SqlValue>) -> PgQuery<'static> {
             SqlValue::Null => query.bind(None::<String>),
             SqlValue::NullInt => query.bind(None::<i64>),
             SqlValue::Int(v) => query.bind(v),
-            SqlValue::Text(v) => query.bind(v),
-            SqlValue::TextArray(v) => query.bind(v),
+            SqlValue::Text(v) => query.bind(pg_text(v)),
+            SqlValue::TextArray(v) => query.bind(v.into_iter().map(pg_text).collect::<Vec<_>>()),
         };
     }
     query
+}
+
+/// Text as PostgreSQL can store it. The catalog refuses NUL in new events
+/// (`crm_core::catalog::text`), but a log may hold events accepted before that rule: their
+/// NULs are written as U+FFFD in PostgreSQL read models (SQLite keeps them), so every stored
+/// event stays projectable.
+fn pg_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
 }
 
 fn decode_pg(row: &PgRow, cols: &[Col]) -> Result<Vec<SqlValue>, ProjectionError> {

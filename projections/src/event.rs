@@ -48,6 +48,28 @@ impl ProjectedEvent {
         })
     }
 
+    /// [`ProjectedEvent::decode`], giving back on failure the tenant and position of the
+    /// event, which the runner parks ([`crate::parking`]).
+    pub(crate) fn try_decode(
+        recorded: RecordedEvent,
+    ) -> Result<ProjectedEvent, (TenantId, Position, ProjectionError)> {
+        match decode_parts(&recorded) {
+            Ok((event, who)) => Ok(ProjectedEvent {
+                tenant: recorded.tenant,
+                stream_id: recorded.stream_id,
+                revision: recorded.revision,
+                position: recorded.position,
+                event_id: recorded.event_id,
+                occurred_at: recorded.occurred_at,
+                recorded_at: recorded.recorded_at,
+                actor: who.actor,
+                source: who.source,
+                event,
+            }),
+            Err(error) => Err((recorded.tenant, recorded.position, error)),
+        }
+    }
+
     /// The entry this event makes in a customer's timeline.
     pub fn timeline_entry(&self) -> TimelineEntry {
         TimelineEntry {
@@ -82,8 +104,8 @@ fn decode_parts(recorded: &RecordedEvent) -> Result<(DomainEvent, Who), Projecti
         serde_json::from_str(recorded.data.get()).map_err(|e| undecodable(e.to_string()))?;
     let value = upcast(&recorded.event_type, recorded.schema_version, value)
         .map_err(|e| undecodable(e.to_string()))?;
-    let event =
-        DomainEvent::parse(&recorded.event_type, &value).map_err(|e| undecodable(e.to_string()))?;
+    let event = DomainEvent::parse_stored(&recorded.event_type, &value)
+        .map_err(|e| undecodable(e.to_string()))?;
     let who: Who = serde_json::from_str(recorded.metadata.get())
         .map_err(|e| undecodable(format!("metadata: {e}")))?;
     Ok((event, who))

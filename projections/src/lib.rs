@@ -8,6 +8,8 @@
 //!   one customer at any past moment.
 //! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
 //!   runner's tables; [`lease`]: one runner per projection across processes.
+//! - [`parking`]: a failure stays with its tenant: an event a projection cannot apply parks
+//!   its tenant for that projection (recorded, replayed in log order on the next set-up).
 //! - [`retention`]: the per-tenant retention rule and the decision who is due under it.
 
 pub mod asof;
@@ -19,6 +21,7 @@ pub mod db;
 mod error;
 pub mod event;
 mod lease;
+pub mod parking;
 pub mod pipeline;
 pub mod projection;
 pub mod retention;

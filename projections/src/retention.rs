@@ -54,6 +54,16 @@ pub enum RetentionError {
         position: Position,
         head: Position,
     },
+    /// The tenant is parked for a read model ([`crate::parking`]): its events from
+    /// `position` on are not applied, so nothing is decided until they are.
+    #[error(
+        "the read model {projection} is parked for this tenant since position {position}: \
+         retention waits until its events are replayed"
+    )]
+    Parked {
+        projection: String,
+        position: Position,
+    },
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error(transparent)]
@@ -227,6 +237,12 @@ pub async fn due(
                 head,
             });
         }
+    }
+    if let Some(failure) = crate::parking::tenant_failure(db, tenant, PROJECTIONS).await? {
+        return Err(RetentionError::Parked {
+            projection: failure.projection,
+            position: failure.position,
+        });
     }
     let cutoff = cutoff.timestamp_micros();
     Ok(Due {

@@ -11,7 +11,10 @@
 //! Progress comes from the stored checkpoints, which show both cases alike. A projection is
 //! done when its live generation is newer than before, no rebuild of it is in progress, and
 //! its live tables have reached the head read at the start. Nothing moving for
-//! [`STALL_TIMEOUT`] ends the command with an error.
+//! [`STALL_TIMEOUT`] ends the command with an error. A tenant parked in a rebuilt read model
+//! (one of its events could not be applied: `crm_projections::parking`) is listed with its
+//! failure, and the command exits 1; the new generation parks it afresh, so a rebuild after a
+//! fix also brings a parked tenant back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use crm_core::envelope::Position;
 use crm_projections::bookkeeping::{self, StoredPosition};
+use crm_projections::parking::{self, Failure};
 use crm_projections::runner::{self, RunState, RunnerHandle, RunnerOptions};
 use crm_projections::{Projection, ReadDb, all_projections, select_projections};
 use serde::Serialize;
@@ -55,6 +59,9 @@ struct Summary {
     position: Position,
     seconds: f64,
     events_per_second: f64,
+    /// Tenants parked in the rebuilt read models: an event of theirs could not be applied
+    /// (exit 1; their events are replayed when the workers next start).
+    parked: Vec<Failure>,
 }
 
 pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<ExitCode> {
@@ -96,6 +103,12 @@ pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<Exi
     let (positions, built_here) = outcome?;
     shutdown.context("the projection runner failed")?;
 
+    let parked: Vec<Failure> = parking::stored_failures(&db)
+        .await
+        .context("cannot read the parked tenants")?
+        .into_iter()
+        .filter(|f| projections.iter().any(|p| p.name() == f.projection))
+        .collect();
     let seconds = elapsed.as_secs_f64();
     let summary = Summary {
         command: "rebuild",
@@ -119,6 +132,7 @@ pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<Exi
         } else {
             0.0
         },
+        parked,
     };
     if ctx.json {
         outln!("{}", serde_json::to_string(&summary)?);
@@ -137,6 +151,20 @@ pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<Exi
                 ""
             }
         );
+        for failure in &summary.parked {
+            eprintln!(
+                "tenant {} is parked in {}: the event at position {} could not be applied ({}); \
+                 {} of its events wait",
+                failure.tenant,
+                failure.projection,
+                failure.position,
+                failure.error,
+                failure.parked_events
+            );
+        }
+    }
+    if !summary.parked.is_empty() {
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

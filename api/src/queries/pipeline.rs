@@ -22,7 +22,7 @@ pub async fn pipeline(
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the pipeline")?;
-    let position = reach_known(&state, &[PIPELINE], params.min_position).await?;
+    let position = reach_known(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
     let summary = pipeline::summary(&state.db, caller.tenant()).await?;
     Ok(at_position(position, &summary))
 }
@@ -56,7 +56,7 @@ pub async fn opportunities(
         .map(|t| parse_time("at", t))
         .transpose()?
         .unwrap_or_else(Utc::now);
-    let position = reach_known(&state, &[PIPELINE], params.min_position).await?;
+    let position = reach_known(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
     let items = pipeline::list(
         &state.db,
         caller.tenant(),

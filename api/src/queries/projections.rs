@@ -23,12 +23,30 @@ struct ProjectionLine {
     lag: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     rebuild_position: Option<Position>,
+    /// The stored projection-wide error (whichever process runs it), else this process's.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// How many tenants are parked for it.
+    parked_tenants: usize,
+    /// The caller's tenant's failure, when it is parked for this read model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parked: Option<ParkedLine>,
 }
 
-/// `GET /v1/projections`: each read model's position, lag and state. Positions are global
-/// (the log is shared by every tenant); nothing here is tenant data.
+#[derive(Serialize)]
+struct ParkedLine {
+    /// The event that could not be applied.
+    position: Position,
+    error: String,
+    /// The tenant's events waiting (the failed one included), applied in log order once it
+    /// is fixed.
+    parked_events: u64,
+}
+
+/// `GET /v1/projections`: each read model's position, lag and state, from the stored state
+/// (so every process answers alike). Positions are global (the log is shared by every
+/// tenant); of the parked tenants ([`crm_projections::parking`]) only the count is shown,
+/// plus the caller's own tenant's failure.
 pub async fn projections(
     State(state): State<SharedState>,
     caller: Caller,
@@ -39,6 +57,8 @@ pub async fn projections(
     crate::extract::reach_head(&state, params.min_position).await?;
     let head = state.store.head_position().await?;
     let stored = bookkeeping::stored_positions(&state.db).await?;
+    let errors = crm_projections::parking::stored_errors(&state.db).await?;
+    let failures = crm_projections::parking::stored_failures(&state.db).await?;
     let local = state.projections.borrow().clone();
     let lines: Vec<ProjectionLine> = all_projections()
         .iter()
@@ -66,7 +86,20 @@ pub async fn projections(
                 rebuild_position: status
                     .and_then(|s| s.rebuild.map(|r| r.position))
                     .or(saved.and_then(|s| s.rebuild_position)),
-                error: status.and_then(|s| s.error.clone()),
+                error: errors
+                    .iter()
+                    .find(|(projection, _)| projection == name)
+                    .map(|(_, error)| error.clone())
+                    .or_else(|| status.and_then(|s| s.error.clone())),
+                parked_tenants: failures.iter().filter(|f| f.projection == name).count(),
+                parked: failures
+                    .iter()
+                    .find(|f| f.projection == name && f.tenant == caller.tenant())
+                    .map(|f| ParkedLine {
+                        position: f.position,
+                        error: f.error.clone(),
+                        parked_events: f.parked_events,
+                    }),
             }
         })
         .collect();

@@ -39,7 +39,7 @@ pub async fn backlog(
         .transpose()?
         .unwrap_or_else(Utc::now);
     let limit = page_size(&state, params.limit)?;
-    let position = reach_known(&state, &[BACKLOG], params.min_position).await?;
+    let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
     let backlog = backlog::backlog(
         &state.db,
         caller.tenant(),

@@ -25,6 +25,8 @@ pub struct App {
     pub client: reqwest::Client,
     /// `(tenant, role, reads personal data)` → key.
     keys: Vec<(String, Role, bool, String)>,
+    /// The master-key file the app was started with.
+    key_file: std::path::PathBuf,
     workers: Option<RunnerHandle>,
     _sqlite_dir: Option<tempfile::TempDir>,
     _postgres: Option<TestDatabase>,
@@ -102,12 +104,44 @@ impl App {
         if std::env::var_os("CRM_LOG").is_some() {
             crm_core::telemetry::init(); // logs only when asked for
         }
-        let source = KeySource::file(
-            dir.as_ref()
-                .expect("every app has a directory")
-                .path()
-                .join("master.key"),
-        );
+        let key_file = dir
+            .as_ref()
+            .expect("every app has a directory")
+            .path()
+            .join("master.key");
+        App::serve_with_key(url, limits, key_file, dir, database).await
+    }
+
+    /// A second process on the same store, as another `crm-api serve` would be: its own
+    /// store handles, read-model pool and projection runner (on standby while this app's
+    /// runner holds the projections' leases) and its own keys. Drop it before `self`.
+    pub async fn beside(&self) -> App {
+        App::serve_with_key(
+            self.url.clone(),
+            Limits::default(),
+            self.key_file.clone(),
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// Stops this app's projection workers (they give their leases up), as a stopped
+    /// process would; its HTTP routes keep answering.
+    pub async fn stop_workers(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            workers.shutdown().await.expect("the workers stop cleanly");
+        }
+    }
+
+    async fn serve_with_key(
+        url: StoreUrl,
+        limits: Limits,
+        key_file: std::path::PathBuf,
+        dir: Option<tempfile::TempDir>,
+        database: Option<TestDatabase>,
+    ) -> App {
+        let source = KeySource::file(key_file.clone());
         let Running { state, workers, .. } = start_with(&url, limits, &source)
             .await
             .expect("start the app");
@@ -144,6 +178,7 @@ impl App {
                 .build()
                 .expect("client"),
             keys,
+            key_file,
             workers: Some(workers),
             _sqlite_dir: dir,
             _postgres: database,

@@ -4,7 +4,9 @@
 
 mod fixture;
 mod fuzz;
+mod parking;
 mod privacy;
+mod storable;
 mod suite;
 
 use fixture::App;
@@ -42,7 +44,34 @@ macro_rules! api {
                 a_reused_idempotency_key_must_carry_the_same_body,
                 metadata_keys_outside_the_catalog_are_refused,
             );
+            api!(@storable $backend $with:
+                nul_in_text_is_refused_naming_the_field,
+                events_stored_before_the_rule_still_project,
+            );
+            api!(@parking $backend $with:
+                a_failure_stays_with_its_tenant,
+                a_rebuild_brings_a_parked_tenant_back,
+                a_failing_projection_is_reported_alike_by_every_process,
+            );
         }
+    };
+    (@parking $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                parking::$name(start).await;
+            }
+        )*
+    };
+    (@storable $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                storable::$name(start).await;
+            }
+        )*
     };
     (@private $backend:ident $with:ident: $($name:ident),* $(,)?) => {
         $(

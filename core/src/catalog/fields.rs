@@ -94,6 +94,9 @@ pub(crate) fn at_least_one(names: &[&str], present: &[bool]) -> Result<(), Probl
 pub(crate) struct FieldReader<'a> {
     event_type: &'static str,
     object: &'a Map<String, Value>,
+    /// Reading the log, not judging new input: text stored before the storable-text rule
+    /// ([`crate::catalog::text`]) is read as it is, so no stored event becomes unreadable.
+    stored: bool,
 }
 
 impl<'a> FieldReader<'a> {
@@ -109,7 +112,11 @@ impl<'a> FieldReader<'a> {
                     .into_error(event_type),
             );
         };
-        let reader = FieldReader { event_type, object };
+        let reader = FieldReader {
+            event_type,
+            object,
+            stored: false,
+        };
         if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| f.name == *k)) {
             let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
             return Err(CatalogError::InvalidData {
@@ -125,6 +132,11 @@ impl<'a> FieldReader<'a> {
             return Err(reader.error(missing.name, "missing required field"));
         }
         Ok(reader)
+    }
+
+    /// The same reader for stored data (see `stored`).
+    pub(crate) fn for_stored(self, stored: bool) -> FieldReader<'a> {
+        FieldReader { stored, ..self }
     }
 
     fn error(&self, field: &str, reason: impl ToString) -> CatalogError {
@@ -161,19 +173,24 @@ impl<'a> FieldReader<'a> {
             .transpose()
     }
 
-    /// A required non-blank text of at most [`MAX_TEXT_CHARS`] characters.
+    /// A required non-blank, storable ([`crate::catalog::text`]) text of at most
+    /// [`MAX_TEXT_CHARS`] characters.
     pub(crate) fn text(&self, field: &str) -> Result<String, CatalogError> {
         self.optional_text(field)?
             .ok_or_else(|| self.error(field, "missing required field"))
     }
 
-    /// An optional non-blank text of at most [`MAX_TEXT_CHARS`] characters.
+    /// An optional non-blank, storable ([`crate::catalog::text`]) text of at most
+    /// [`MAX_TEXT_CHARS`] characters.
     pub(crate) fn optional_text(&self, field: &str) -> Result<Option<String>, CatalogError> {
         let Some(text) = self.optional::<String>(field)? else {
             return Ok(None);
         };
         if text.trim().is_empty() {
             return Err(self.error(field, "must not be blank"));
+        }
+        if let Some(reason) = crate::catalog::text::unstorable(&text).filter(|_| !self.stored) {
+            return Err(self.error(field, reason));
         }
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {

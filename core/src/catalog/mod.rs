@@ -12,6 +12,7 @@ pub mod customer;
 pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
+pub mod text;
 pub mod values;
 
 use serde_json::Value;
@@ -190,10 +191,10 @@ macro_rules! domain_events {
         ];
 
         impl DomainEvent {
-            fn read(event_type: &str, data: &Value) -> Result<DomainEvent, CatalogError> {
+            fn read(event_type: &str, data: &Value, stored: bool) -> Result<DomainEvent, CatalogError> {
                 $($(if event_type == stringify!($event) {
                     let fields = <$category::$event as EventData>::FIELDS;
-                    let reader = FieldReader::new(stringify!($event), fields, data)?;
+                    let reader = FieldReader::new(stringify!($event), fields, data)?.for_stored(stored);
                     return <$category::$event as EventData>::read(&reader).map(DomainEvent::$event);
                 })+)+
                 Err(CatalogError::unknown_event_type(event_type))
@@ -299,7 +300,17 @@ domain_events! {
 impl DomainEvent {
     /// Reads event data as emitters send it (or as it is stored, after [`upcast`]).
     pub fn parse(event_type: &str, data: &Value) -> Result<DomainEvent, CatalogError> {
-        let event = DomainEvent::read(event_type, data)?;
+        let event = DomainEvent::read(event_type, data, false)?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    /// Reads event data from the log (after [`upcast`]): like [`DomainEvent::parse`], except
+    /// that text accepted before the storable-text rule ([`text`]; a NUL) is read as stored,
+    /// so an event already in a log never becomes unreadable. New input goes through
+    /// `parse`.
+    pub fn parse_stored(event_type: &str, data: &Value) -> Result<DomainEvent, CatalogError> {
+        let event = DomainEvent::read(event_type, data, true)?;
         event.validate()?;
         Ok(event)
     }

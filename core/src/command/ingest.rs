@@ -315,7 +315,7 @@ async fn load(
             let data: Value =
                 serde_json::from_str(recorded.data.get()).map_err(|e| unreadable(e.to_string()))?;
             let decoded = upcast(&recorded.event_type, recorded.schema_version, data)
-                .and_then(|data| DomainEvent::parse(&recorded.event_type, &data));
+                .and_then(|data| DomainEvent::parse_stored(&recorded.event_type, &data));
             match decoded {
                 Ok(event) => folded.state = std::mem::take(&mut folded.state).evolve(&event),
                 // Written outside the catalog (by a tool): no rule depends on it.

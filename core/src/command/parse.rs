@@ -170,6 +170,9 @@ pub fn parse_event(value: &Value, options: &ParseOptions<'_>) -> Result<Incoming
     if let Some(key) = metadata.unknown_key() {
         return Err(at("metadata", EventMetadata::unknown_key_message(key)));
     }
+    if let Some((path, reason)) = metadata.unstorable_value() {
+        return Err(at(&path, reason));
+    }
     if let Some(key_id) = options.key_id {
         // Which key appended the event, for auditors; never taken from the caller.
         metadata

@@ -211,11 +211,12 @@ impl Customer360 {
         let mut days: BTreeMap<Currency, BTreeMap<NaiveDate, i64>> = BTreeMap::new();
         for order in self.orders.values() {
             let net = order.amount.minor_units.saturating_sub(order.refunded);
-            *days
+            let total = days
                 .entry(order.amount.currency)
                 .or_default()
                 .entry(order.placed_at.date_naive())
-                .or_insert(0) += net;
+                .or_insert(0);
+            *total = total.saturating_add(net);
         }
         let evaluation_day = at.date_naive();
         days.into_iter()

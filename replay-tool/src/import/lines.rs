@@ -154,7 +154,11 @@ fn parse_exported(mut object: Map<String, Value>) -> Result<Line, String> {
     };
     let metadata = match object.remove("metadata") {
         Some(value @ Value::Object(_)) => {
-            EventMetadata::deserialize(&value).map_err(|e| format!("metadata: {e}"))?;
+            let parsed =
+                EventMetadata::deserialize(&value).map_err(|e| format!("metadata: {e}"))?;
+            if let Some((path, reason)) = parsed.unstorable_value() {
+                return Err(format!("{path}: {reason}"));
+            }
             canonical_json(&value)
         }
         Some(_) => return Err("metadata: must be an object".into()),
@@ -281,6 +285,25 @@ mod tests {
 
     fn acme() -> TenantId {
         TenantId::parse("acme").expect("tenant")
+    }
+
+    #[test]
+    fn text_no_backend_can_store_is_refused_naming_the_field() {
+        let text = r#"{"type":"CustomerRegistered","data":{"customer_id":"c-1","kind":"person","name":"evil\u0000name"}}"#;
+        let error = parse_line(1, text.as_bytes(), Some(&acme())).expect_err("refused");
+        assert!(
+            error.contains("data.name") && error.contains("NUL"),
+            "{error}"
+        );
+        let text = r#"{"type":"CustomerRegistered","metadata":{"actor":"u\u00001"},"data":{"customer_id":"c-1","kind":"person","name":"Ada"}}"#;
+        let error = parse_line(1, text.as_bytes(), Some(&acme())).expect_err("refused");
+        assert!(
+            error.contains("metadata.actor: ") && error.contains("NUL"),
+            "{error}"
+        );
+        let exported = r#"{"tenant":"acme","stream_id":"customer-c-1","event_id":"0190a1b2-0000-7000-8000-000000000001","event_type":"CustomerRegistered","schema_version":1,"data":{"customer_id":"c-1","kind":"person","name":"Ada"},"metadata":{"api_key_id":"k\u0000"},"occurred_at":"2026-01-01T00:00:00Z"}"#;
+        let error = parse_line(1, exported.as_bytes(), None).expect_err("refused");
+        assert!(error.starts_with("metadata.api_key_id: "), "{error}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! written once in `suite.rs` and run on SQLite and PostgreSQL, each test on a fresh store.
 
 mod fixture;
+mod hostile;
 mod suite;
 
 use fixture::Fixture;
@@ -37,3 +38,31 @@ macro_rules! projections {
 
 projections!(sqlite);
 projections!(postgres);
+
+/// The hostile-text property ([`hostile`]) on each backend, on one store per backend.
+mod hostile_text {
+    use super::*;
+
+    fn run(fixture: impl std::future::Future<Output = Option<Fixture>>) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let Some(fixture) = runtime.block_on(fixture) else {
+            return;
+        };
+        hostile::every_accepted_event_is_projectable(&runtime, &fixture);
+        runtime.block_on(async move { drop(fixture) });
+    }
+
+    #[test]
+    fn sqlite_every_accepted_event_is_projectable() {
+        run(Fixture::sqlite("hostile_text_sqlite"));
+    }
+
+    #[test]
+    fn postgres_every_accepted_event_is_projectable() {
+        run(Fixture::postgres("hostile_text_postgres"));
+    }
+}

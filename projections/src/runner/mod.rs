@@ -8,13 +8,12 @@
 //! the views to it and drops the old tables. A projection whose code version changed keeps
 //! serving its old tables, frozen, until its rebuild is swapped in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crm_core::envelope::{Position, RecordedEvent};
 use crm_core::store::{Scope, SharedStore};
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -23,137 +22,12 @@ use crate::db::ReadDb;
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::lease::Leases;
+use crate::parking::{self, Batch, IsolateLane, ReplayLane, Undecodable};
 use crate::projection::{Projection, Tables};
 
-/// How a runner behaves.
-#[derive(Debug, Clone)]
-pub struct RunnerOptions {
-    /// Events read and applied per transaction.
-    pub batch_size: usize,
-    /// How often leases are tried and renewed and rebuild requests looked for.
-    pub poll_interval: Duration,
-    /// How long a SQLite lease lasts without renewal.
-    pub lease_ttl: Duration,
-    /// Return once every projection is held, live and caught up with the head (for the
-    /// command-line tools and benchmarks) instead of following the log.
-    pub stop_when_caught_up: bool,
-}
+mod status;
 
-impl Default for RunnerOptions {
-    fn default() -> Self {
-        RunnerOptions {
-            batch_size: 2_000,
-            poll_interval: Duration::from_secs(1),
-            lease_ttl: Duration::from_secs(15),
-            stop_when_caught_up: false,
-        }
-    }
-}
-
-/// What a projection is doing in this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Not started yet.
-    Starting,
-    /// Behind the head, reading in batches.
-    CatchingUp,
-    /// Caught up, following new events.
-    Live,
-    /// Its code changed: the old tables answer, frozen, while the new ones are built.
-    Rebuilding,
-    /// Another process holds it.
-    Standby,
-    /// The last batch failed; it is retried.
-    Failed,
-}
-
-/// A projection's progress as this process sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProjectionStatus {
-    pub name: &'static str,
-    pub state: RunState,
-    /// The live generation (the tables readers see).
-    pub generation: i64,
-    /// The live tables' checkpoint: every event up to here is in them.
-    pub position: Position,
-    pub head: Position,
-    /// `head - position`.
-    pub lag: u64,
-    /// A blue/green rebuild in progress: its generation and position.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rebuild: Option<RebuildStatus>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RebuildStatus {
-    pub generation: i64,
-    pub position: Position,
-}
-
-/// A running runner.
-#[derive(Debug)]
-pub struct RunnerHandle {
-    statuses: watch::Receiver<Vec<ProjectionStatus>>,
-    wake: Arc<Notify>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<Result<(), ProjectionError>>,
-}
-
-impl RunnerHandle {
-    /// Every projection's status, in registration order.
-    pub fn status(&self) -> Vec<ProjectionStatus> {
-        self.statuses.borrow().clone()
-    }
-
-    /// A receiver that changes whenever a status does.
-    pub fn subscribe(&self) -> watch::Receiver<Vec<ProjectionStatus>> {
-        self.statuses.clone()
-    }
-
-    /// Makes the runner look for rebuild requests and leases now instead of at its next poll.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Waits until every named projection (all when `names` is empty) has its live tables at
-    /// `position` or beyond. False if `timeout` passed first.
-    pub async fn wait_for(&self, names: &[&str], position: Position, timeout: Duration) -> bool {
-        let mut statuses = self.statuses.clone();
-        let reached = |list: &Vec<ProjectionStatus>| {
-            list.iter()
-                .filter(|s| names.is_empty() || names.contains(&s.name))
-                .all(|s| s.position >= position)
-        };
-        tokio::time::timeout(timeout, statuses.wait_for(reached))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// Stops after the batch in progress and gives the leases up.
-    pub async fn shutdown(self) -> Result<(), ProjectionError> {
-        let _ = self.shutdown.send(true);
-        self.join().await
-    }
-
-    /// Stops the runner at once, as a crash would: the batch in flight is never committed,
-    /// and leases are not given up (SQLite ones expire; PostgreSQL's end with the connection).
-    pub fn abort(self) {
-        self.task.abort();
-    }
-
-    /// Waits for the runner to end (with `stop_when_caught_up`, once caught up).
-    pub async fn join(self) -> Result<(), ProjectionError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(join_error) => Err(ProjectionError::Schema(format!(
-                "the projection runner stopped: {join_error}"
-            ))),
-        }
-    }
-}
+pub use status::{ProjectionStatus, RebuildStatus, RunState, RunnerHandle, RunnerOptions};
 
 /// Starts a runner for `projections` on a tokio task.
 pub fn start(
@@ -223,6 +97,9 @@ struct Lane {
     tables: Tables,
     /// The last read found fewer events than a batch: the lane had reached the head.
     caught_up: bool,
+    /// Tenants parked for this generation ([`crate::parking`]): their events are recorded
+    /// as parked, not applied.
+    parked: BTreeSet<String>,
 }
 
 impl Lane {
@@ -232,7 +109,24 @@ impl Lane {
             position: checkpoint.position,
             tables: Tables::new(projection.tables(), checkpoint.generation),
             caught_up: false,
+            parked: BTreeSet::new(),
         }
+    }
+
+    /// Replays the lane's parked tenants (see [`parking::replay`]); keeps those still failing.
+    async fn replay_parked(
+        &mut self,
+        store: &SharedStore,
+        db: &ReadDb,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
+        let lane = ReplayLane {
+            generation: self.generation,
+            position: self.position,
+            tables: &self.tables,
+        };
+        self.parked = parking::replay(store, db, projection, lane).await?;
+        Ok(())
     }
 }
 
@@ -245,6 +139,9 @@ struct Held {
     frozen: bool,
     building: Option<Lane>,
     error: Option<String>,
+    /// A projection-wide error is stored (by this runner or an earlier holder): cleared at
+    /// the next batch that goes through, so every process reports it until then.
+    stored_error: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -254,7 +151,7 @@ enum LaneRef {
 }
 
 /// A read of the log, decoded, running on its own thread.
-type PendingRead = JoinHandle<Result<Vec<Arc<ProjectedEvent>>, ProjectionError>>;
+type PendingRead = JoinHandle<Result<Batch, ProjectionError>>;
 
 /// Reads and decodes the batch after `after` on a blocking-pool thread: the runner's own
 /// thread is busy with the current batch's statements (synchronous on SQLite), and a task
@@ -263,15 +160,30 @@ fn read_ahead(store: SharedStore, after: Position, batch: usize) -> PendingRead 
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let recorded = runtime.block_on(store.read_all(&Scope::AllTenants, after, batch))?;
-        decode_all(recorded)
+        Ok(decode_all(recorded))
     })
 }
 
-fn decode_all(recorded: Vec<RecordedEvent>) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
-    recorded
-        .into_iter()
-        .map(|e| ProjectedEvent::decode(e).map(Arc::new))
-        .collect()
+/// Decodes a read; an event this build cannot decode parks its tenant instead of stopping
+/// every tenant.
+fn decode_all(recorded: Vec<RecordedEvent>) -> Batch {
+    let mut batch = Batch {
+        len: recorded.len(),
+        last: recorded.last().map(|e| e.position),
+        events: Vec::with_capacity(recorded.len()),
+        undecodable: Vec::new(),
+    };
+    for event in recorded {
+        match ProjectedEvent::try_decode(event) {
+            Ok(event) => batch.events.push(Arc::new(event)),
+            Err((tenant, position, error)) => batch.undecodable.push(Undecodable {
+                tenant,
+                position,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    batch
 }
 
 struct Runner {
@@ -454,12 +366,32 @@ impl Runner {
             bookkeeping::clear_rebuild_request(&mut tx, name).await?;
         }
         tx.commit().await?;
+        let mut live = Lane::new(projection.as_ref(), live);
+        let mut building = building.map(|b| Lane::new(projection.as_ref(), b));
+        // Parked tenants are replayed before their next events: a restart after a fix
+        // brings them back. A frozen generation is not written; its tenants stay parked.
+        if !frozen {
+            live.replay_parked(&self.store, &self.db, projection.as_ref())
+                .await?;
+        }
+        if let Some(building) = building.as_mut() {
+            building
+                .replay_parked(&self.store, &self.db, projection.as_ref())
+                .await?;
+        }
+        // A stored error (ours before this set-up, or an earlier holder's) stays until a
+        // batch goes through, so a retry does not make every process report ok meanwhile.
+        let stored_error = parking::stored_errors(&self.db)
+            .await?
+            .iter()
+            .any(|(projection, _)| projection == name);
         Ok(Held {
-            live: Lane::new(projection.as_ref(), live),
-            building: building.map(|b| Lane::new(projection.as_ref(), b)),
+            live,
+            building,
             frozen,
             projection,
             error: None,
+            stored_error,
         })
     }
 
@@ -484,22 +416,101 @@ impl Runner {
         for (position, lanes) in groups {
             match self.run_group(position, &lanes).await {
                 Ok(read) => worked |= read,
-                Err(error) if lanes.len() > 1 => {
-                    tracing::debug!(%error, "group batch failed; retrying lane by lane");
+                Err(ProjectionError::LostLease(name)) => {
+                    // That projection goes to standby; the group's other lanes run next step.
+                    let lane = lanes
+                        .iter()
+                        .copied()
+                        .find(|l| {
+                            self.held
+                                .get(&lane_index(*l))
+                                .is_some_and(|h| h.projection.name() == name)
+                        })
+                        .unwrap_or(lanes[0]);
+                    self.record_error(lane, ProjectionError::LostLease(name))
+                        .await?;
+                }
+                Err(error) => {
+                    // Find the event: each lane again, one transaction per event; an event
+                    // that fails on its own parks its tenant ([`parking`]).
+                    tracing::debug!(%error, "batch failed; retrying event by event");
                     for lane in lanes {
-                        match self.run_group(position, &[lane]).await {
+                        match self.isolate(position, lane).await {
                             Ok(read) => worked |= read,
-                            Err(error) => self.record_error(lane, error)?,
+                            Err(error) => self.record_error(lane, error).await?,
                         }
                     }
                 }
-                Err(error) => self.record_error(lanes[0], error)?,
             }
         }
         Ok(worked)
     }
 
-    fn record_error(
+    /// One lane through the batch after `position`, one transaction per event.
+    async fn isolate(
+        &mut self,
+        position: Position,
+        lane_ref: LaneRef,
+    ) -> Result<bool, ProjectionError> {
+        let batch = self.read(position).await?;
+        let caught_up = batch.len < self.options.batch_size.max(1);
+        let Some(held) = self.held.get_mut(&lane_index(lane_ref)) else {
+            return Ok(false);
+        };
+        let projection = Arc::clone(&held.projection);
+        let lane = match lane_ref {
+            LaneRef::Live(_) => &mut held.live,
+            LaneRef::Building(_) => match held.building.as_mut() {
+                Some(lane) => lane,
+                None => return Ok(false),
+            },
+        };
+        if lane.position != position {
+            return Ok(false);
+        }
+        let isolating = IsolateLane {
+            generation: lane.generation,
+            tables: &lane.tables,
+            position: &mut lane.position,
+            parked: &mut lane.parked,
+        };
+        parking::isolate(
+            &self.db,
+            &self.leases,
+            projection.as_ref(),
+            isolating,
+            &batch,
+        )
+        .await?;
+        lane.caught_up = caught_up;
+        let had_error = held.error.take().is_some() | std::mem::take(&mut held.stored_error);
+        if had_error {
+            self.clear_error(projection.name()).await;
+        }
+        Ok(batch.len > 0)
+    }
+
+    /// A lane's batch (or its empty read) went through: its projection's error is over.
+    async fn batch_went_through(&mut self, lane: LaneRef) {
+        let mut cleared = None;
+        if let Some(held) = self.held.get_mut(&lane_index(lane))
+            && (held.error.take().is_some() | std::mem::take(&mut held.stored_error))
+        {
+            cleared = Some(held.projection.name());
+        }
+        if let Some(name) = cleared {
+            self.clear_error(name).await;
+        }
+    }
+
+    /// Forgets the stored projection-wide error after a batch went through.
+    async fn clear_error(&self, name: &str) {
+        if let Err(error) = parking::set_error(&self.db, name, None).await {
+            tracing::warn!(projection = name, %error, "cannot clear the stored projection error");
+        }
+    }
+
+    async fn record_error(
         &mut self,
         lane: LaneRef,
         error: ProjectionError,
@@ -516,8 +527,15 @@ impl Runner {
             return Ok(());
         }
         if let Some(held) = self.held.get_mut(&index) {
-            tracing::error!(projection = held.projection.name(), %error, "projection batch failed; retrying");
-            held.error = Some(error.to_string());
+            let name = held.projection.name();
+            tracing::error!(projection = name, %error, "projection batch failed; retrying");
+            let message = error.to_string();
+            held.error = Some(message.clone());
+            held.stored_error = true;
+            // Stored, so every process (a standby's /healthz among them) reports it.
+            if let Err(error) = parking::set_error(&self.db, name, Some(&message)).await {
+                tracing::warn!(projection = name, %error, "cannot store the projection error");
+            }
         }
         Ok(())
     }
@@ -539,9 +557,10 @@ impl Runner {
                 self.read(position).await?
             }
         };
-        let caught_up = events.len() < batch;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let caught_up = events.len < batch;
+        let Some(last) = events.last else {
             for &lane in lanes {
+                self.batch_went_through(lane).await;
                 if let Some(lane) = self.lane_mut(lane) {
                     lane.caught_up = true;
                 }
@@ -557,6 +576,7 @@ impl Runner {
             }
         }
         let mut tx = self.db.begin().await?;
+        let mut newly_parked: Vec<(LaneRef, Vec<String>)> = Vec::new();
         for &lane_ref in lanes {
             let Some(held) = self.held.get(&lane_index(lane_ref)) else {
                 continue;
@@ -569,17 +589,34 @@ impl Runner {
                 },
             };
             let name = held.projection.name();
-            held.projection
-                .apply(&mut tx, &lane.tables, &events)
-                .await?;
+            match parking::split(&lane.parked, &events) {
+                None => {
+                    held.projection
+                        .apply(&mut tx, &lane.tables, &events.events)
+                        .await?
+                }
+                Some(split) => {
+                    if !split.apply.is_empty() {
+                        held.projection
+                            .apply(&mut tx, &lane.tables, &split.apply)
+                            .await?;
+                    }
+                    parking::record(&mut tx, name, lane.generation, &split).await?;
+                    let tenants = split.failures.into_iter().map(|(t, _, _)| t).collect();
+                    newly_parked.push((lane_ref, tenants));
+                }
+            }
             bookkeeping::advance(&mut tx, name, lane.generation, position, last).await?;
             self.leases.renew(&mut tx, name).await?;
         }
         tx.commit().await?;
-        for &lane_ref in lanes {
-            if let Some(held) = self.held.get_mut(&lane_index(lane_ref)) {
-                held.error = None;
+        for (lane_ref, tenants) in newly_parked {
+            if let Some(lane) = self.lane_mut(lane_ref) {
+                lane.parked.extend(tenants);
             }
+        }
+        for &lane_ref in lanes {
+            self.batch_went_through(lane_ref).await;
             if let Some(lane) = self.lane_mut(lane_ref) {
                 lane.position = last;
                 lane.caught_up = caught_up;
@@ -588,12 +625,12 @@ impl Runner {
         Ok(true)
     }
 
-    async fn read(&self, after: Position) -> Result<Vec<Arc<ProjectedEvent>>, ProjectionError> {
+    async fn read(&self, after: Position) -> Result<Batch, ProjectionError> {
         let recorded = self
             .store
             .read_all(&Scope::AllTenants, after, self.options.batch_size.max(1))
             .await?;
-        decode_all(recorded)
+        Ok(decode_all(recorded))
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {
@@ -648,7 +685,7 @@ impl Runner {
                     if let Some(held) = self.held.get_mut(&index) {
                         held.building = Some(building);
                     }
-                    self.record_error(LaneRef::Building(index), error)?;
+                    self.record_error(LaneRef::Building(index), error).await?;
                 }
             }
         }
