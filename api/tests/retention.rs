@@ -152,12 +152,15 @@ async fn retention_erases_only_what_had_no_event_for_the_rules_years(app: App) {
         json!({"erase_after_years": "1"}),
         json!({"erase_after_years": 1000}),
         json!({}),
-        json!(["erase_after_years"]),
     ] {
         put_rule(&app, bad.clone())
             .await
             .problem(422, &["erase_after_years"]);
     }
+    // A body that is no object at all is refused before any field is looked for.
+    put_rule(&app, json!(["erase_after_years"]))
+        .await
+        .problem(422, &["JSON object"]);
     put_rule(&app, json!({"erase_after_years": 1, "other": true}))
         .await
         .problem(422, &["other"]);
