@@ -109,6 +109,8 @@ pub struct AppState {
     pub closing: watch::Sender<bool>,
     /// Per-key request rates and live-stream slots.
     pub edge: Guards,
+    /// Which tenants may be parked, refreshed from the stored state at most every 250 ms.
+    pub parked: crm_projections::parking::ParkedTenants,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -174,6 +176,7 @@ pub async fn start_with(
         metrics: Metrics::default(),
         streams: StreamCache::default(),
         closing: watch::channel(false).0,
+        parked: crm_projections::parking::ParkedTenants::default(),
     });
     Ok(Running {
         state,

@@ -262,7 +262,9 @@ pub async fn reach_head(
 
 /// 503 naming the failure when `tenant` is parked for one of `names`.
 async fn parked(state: &AppState, tenant: &str, names: &[&str]) -> Result<(), Problem> {
-    let failure = crm_projections::parking::tenant_failure(&state.db, tenant, names)
+    let failure = state
+        .parked
+        .failure(&state.db, tenant, names)
         .await
         .map_err(|e| Problem::internal(&e))?;
     match failure {

@@ -25,6 +25,7 @@
 mod isolate;
 mod replay;
 mod stored;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::event::ProjectedEvent;
 pub(crate) use isolate::{IsolateLane, isolate};
 pub(crate) use replay::{ReplayLane, replay};
 pub use stored::{Failure, set_error, stored_errors, stored_failures, tenant_failure};
+pub use watch::ParkedTenants;
 
 /// The tables, created with the runner's own ([`crate::bookkeeping`]).
 pub(crate) const SCHEMA: &[&str] = &[
