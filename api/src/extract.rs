@@ -198,7 +198,18 @@ pub async fn reach(
     names: &[&str],
     min_position: Option<Position>,
 ) -> Result<Position, Problem> {
+    // Asked once the position is reached: a tenant parked while the request waited has its
+    // events up to that position recorded as parked, not applied.
+    let position = reach_position(state, names, min_position).await?;
     parked(state, tenant, names).await?;
+    Ok(position)
+}
+
+async fn reach_position(
+    state: &AppState,
+    names: &[&str],
+    min_position: Option<Position>,
+) -> Result<Position, Problem> {
     let current = local_position(state, names);
     let Some(wanted) = min_position else {
         return Ok(current);
@@ -262,9 +273,13 @@ pub async fn reach_head(
 
 /// 503 naming the failure when `tenant` is parked for one of `names`.
 async fn parked(state: &AppState, tenant: &str, names: &[&str]) -> Result<(), Problem> {
+    // Parks commit with the checkpoint that passes the failed event: the remembered set is
+    // good while this process's read models have not moved. A standby's statuses do not
+    // follow the holder's checkpoints, so it asks the stored state every time.
+    let seen = (!standby(state, names)).then(|| local_position(state, names));
     let failure = state
         .parked
-        .failure(&state.db, tenant, names)
+        .failure(&state.db, tenant, names, seen)
         .await
         .map_err(|e| Problem::internal(&e))?;
     match failure {
