@@ -33,19 +33,7 @@ impl ProjectedEvent {
     /// means the log holds data this build cannot read (a newer schema version, or a damaged
     /// row): projections stop rather than skip it.
     pub fn decode(recorded: RecordedEvent) -> Result<ProjectedEvent, ProjectionError> {
-        let (event, who) = decode_parts(&recorded)?;
-        Ok(ProjectedEvent {
-            tenant: recorded.tenant,
-            stream_id: recorded.stream_id,
-            revision: recorded.revision,
-            position: recorded.position,
-            event_id: recorded.event_id,
-            occurred_at: recorded.occurred_at,
-            recorded_at: recorded.recorded_at,
-            actor: who.actor,
-            source: who.source,
-            event,
-        })
+        Self::try_decode(recorded).map_err(|(_, _, error)| error)
     }
 
     /// [`ProjectedEvent::decode`], giving back on failure the tenant and position of the
