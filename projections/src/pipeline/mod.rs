@@ -180,6 +180,26 @@ pub struct PipelineSummary {
     pub average_cycle_days: Option<f64>,
 }
 
+/// The amount and the weighted amount of a grouped row whose two split sums
+/// ([`sums::split_sum`], two columns each) start at column `at`; `what` names a figure for
+/// the overflow error.
+fn amounts(
+    what: impl Fn(&str) -> String,
+    currency: Currency,
+    row: &[SqlValue],
+    at: usize,
+) -> Result<(Money, Money), ProjectionError> {
+    let figure = |name: &str, first: usize| {
+        sums::join(
+            &what(name),
+            currency,
+            row[first].as_int(),
+            row[first + 1].as_int(),
+        )
+    };
+    Ok((figure("amount", at)?, figure("weighted amount", at + 2)?))
+}
+
 /// The pipeline figures of `tenant`.
 pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, ProjectionError> {
     let amount = sums::split_sum("amount_minor");
@@ -210,17 +230,17 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
         else {
             continue;
         };
-        let what = |figure: &str| format!("the {figure} of stage {stage}");
+        let (amount, weighted) = amounts(
+            |figure| format!("the {figure} of stage {stage}"),
+            currency,
+            &row,
+            3,
+        )?;
         by_stage.push(StageTotal {
             stage: stage.to_owned(),
             count: row[2].as_int().unwrap_or(0),
-            amount: sums::join(&what("amount"), currency, row[3].as_int(), row[4].as_int())?,
-            weighted: sums::join(
-                &what("weighted amount"),
-                currency,
-                row[5].as_int(),
-                row[6].as_int(),
-            )?,
+            amount,
+            weighted,
         });
     }
     let mut forecast = Vec::new();
@@ -255,17 +275,13 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
             continue;
         };
         let what = |figure: &str| format!("the forecast {figure} of {month} ({category})");
+        let (amount, weighted) = amounts(what, currency, &row, 4)?;
         forecast.push(ForecastLine {
             close_month: month.to_owned(),
             forecast_category: category.to_owned(),
             count: row[3].as_int().unwrap_or(0),
-            amount: sums::join(&what("amount"), currency, row[4].as_int(), row[5].as_int())?,
-            weighted: sums::join(
-                &what("weighted amount"),
-                currency,
-                row[6].as_int(),
-                row[7].as_int(),
-            )?,
+            amount,
+            weighted,
         });
     }
     let counts = db
