@@ -92,6 +92,12 @@ pub async fn missing(url: &StoreUrl) -> Result<Vec<String>, StoreError> {
                 return Ok(Vec::new());
             }
             let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            // The last connection to close would fold the WAL into the file: a check writes
+            // nothing (a store refused for another reason stays byte for byte as it was).
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             sqlite_missing(&conn)
         }

@@ -178,6 +178,11 @@ impl SqliteEventStore {
             &options.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        // Closing the last connection would fold the WAL into the file: reading writes nothing.
+        writer.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         writer.busy_timeout(Duration::ZERO)?;
         let applied =
             retry_busy(|| applied_migrations(&writer))
