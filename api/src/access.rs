@@ -65,24 +65,29 @@ pub async fn record(
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AccessParams {
     /// `customer:<id>` or `lead:<id>`; a bare id means the customer.
     subject: Option<String>,
     /// A key id (16 hex digits).
     key_id: Option<String>,
     /// Reads at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Reads before this time (RFC 3339).
+    #[param(format = DateTime)]
     to: Option<String>,
     /// Rows after this id (the `next_after` of the previous page).
     after: Option<i64>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
 /// One recorded read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccessLine {
     /// Increasing in recording order; the cursor of `after`.
     pub id: i64,
@@ -93,7 +98,7 @@ pub struct AccessLine {
     pub route: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AccessPage {
     items: Vec<AccessLine>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -128,6 +133,15 @@ fn parse_key_id(value: &str) -> Result<String, Problem> {
 }
 
 /// `GET /v1/audit/access`: the tenant's access log, oldest first, filtered, in pages.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/access",
+    tag = "audit",
+    summary = "The access log: which key received whose personal fields, through which route, when (role auditor)",
+    description = "One row per answer and data subject whose personal fields a key received in plain text (never a value), oldest first. Append-only: the database refuses to change or remove rows.",
+    params(AccessParams),
+    responses((status = 200, description = "A page of the access log.", body = AccessPage))
+)]
 pub async fn access_log(
     State(state): State<SharedState>,
     caller: Caller,

@@ -29,7 +29,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use crm_core::privacy::{KeySource, PrivateStore, open_private};
 use crm_core::store::{SharedStore, StoreUrl};
@@ -37,6 +36,9 @@ use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerHandle, Ru
 use crm_projections::{ReadDb, all_projections};
 use serde::Serialize;
 use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::edge::Guards;
 use crate::ingest::StreamCache;
@@ -205,37 +207,11 @@ async fn wait_for_read_models(db: &ReadDb) -> anyhow::Result<()> {
     }
 }
 
-/// The service's routes.
+/// The service's routes: the described API ([`api_routes`]), the documentation page, and
+/// the problem answers for everything else.
 pub fn router(state: SharedState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::render))
-        .route("/openapi.json", get(openapi::document))
-        .route("/v1/events", post(ingest::append).get(log::events))
-        .route("/v1/events/live", get(log::live))
-        .route("/v1/verify", get(log::verify_log))
-        .route("/v1/customers", get(queries::customers))
-        .route("/v1/customers/{id}", get(queries::customer))
-        .route("/v1/customers/{id}/timeline", get(queries::timeline))
-        .route(
-            "/v1/customers/{id}/personal-data",
-            get(privacy::personal_data),
-        )
-        .route("/v1/customers/{id}/erase", post(privacy::erase_customer))
-        .route("/v1/leads/{id}/erase", post(privacy::erase_lead))
-        .route("/v1/pipeline", get(queries::pipeline))
-        .route("/v1/opportunities", get(queries::opportunities))
-        .route("/v1/service/backlog", get(queries::backlog))
-        .route(
-            "/v1/service/sla-targets",
-            get(queries::sla_targets).put(queries::set_sla_targets),
-        )
-        .route("/v1/projections", get(queries::projections))
-        .route("/v1/audit/access", get(access::access_log))
-        .route(
-            "/v1/privacy/retention",
-            get(crate::retention::get_rule).put(crate::retention::put_rule),
-        )
+    let (api, _) = api_routes().split_for_parts();
+    api.merge(crate::docs_page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -245,7 +221,38 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-#[derive(Serialize)]
+/// Every API route, each from a handler carrying its `#[utoipa::path]`: the router and the
+/// OpenAPI document ([`crate::openapi`]) come from this one list.
+pub fn api_routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics::render))
+        .routes(routes!(openapi::document))
+        .routes(routes!(ingest::append, log::events))
+        .routes(routes!(log::live))
+        .routes(routes!(log::verify_log))
+        .routes(routes!(queries::customers))
+        .routes(routes!(queries::customer))
+        .routes(routes!(queries::timeline))
+        .routes(routes!(privacy::personal_data))
+        .routes(routes!(privacy::erase_customer))
+        .routes(routes!(privacy::erase_lead))
+        .routes(routes!(queries::pipeline::pipeline))
+        .routes(routes!(queries::pipeline::opportunities))
+        .routes(routes!(queries::service::backlog))
+        .routes(routes!(
+            queries::service::sla_targets,
+            queries::service::set_sla_targets
+        ))
+        .routes(routes!(queries::projections::projections))
+        .routes(routes!(access::access_log))
+        .routes(routes!(
+            crate::retention::get_rule,
+            crate::retention::put_rule
+        ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     /// `ok`; `degraded`: some tenants are parked for a projection (the others are served);
     /// `failing`: a projection fails for every tenant.
@@ -254,7 +261,7 @@ struct Health {
     projections: Vec<ProjectionHealth>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ProjectionHealth {
     name: &'static str,
     /// What this process does with it (`standby` when another process holds it).
@@ -274,6 +281,16 @@ struct ProjectionHealth {
 /// every other tenant too); 503 `failing` while a projection fails for everyone, or when the
 /// store or the read-model database does not answer. Needs no key: it counts parked tenants
 /// but names none and shows no error text (`/v1/projections` does, to the tenant's keys).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ok`, or `degraded` while tenants are parked for a read model (the others are served).", body = Health),
+        (status = 503, description = "`failing`: a projection fails for every tenant (a Health body), or the store or the read-model database does not answer (a problem).",
+            content((Health = "application/json"), (crate::openapi::ProblemDocument = "application/problem+json"))),
+    )
+)]
 async fn healthz(State(state): State<SharedState>) -> Response {
     let head = match state.store.head_position().await {
         Ok(head) => head,

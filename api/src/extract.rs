@@ -134,6 +134,16 @@ impl<T: DeserializeOwned + Send> FromRequestParts<SharedState> for Params<T> {
 #[derive(Debug)]
 pub struct Id(pub EntityId);
 
+/// The `{id}` of a path, as the OpenAPI document describes it.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // described, never built: [`Id`] extracts it
+pub struct IdParam {
+    /// The entity's id: 1 to 128 letters, digits, '.', '_', ':' or '-'.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    id: String,
+}
+
 impl FromRequestParts<SharedState> for Id {
     type Rejection = Problem;
 
@@ -196,7 +206,7 @@ pub async fn reach(
     state: &AppState,
     tenant: &str,
     names: &[&str],
-    min_position: Option<Position>,
+    min_position: Option<u64>,
 ) -> Result<Position, Problem> {
     // Asked once the position is reached: a tenant parked while the request waited has its
     // events up to that position recorded as parked, not applied.
@@ -208,7 +218,7 @@ pub async fn reach(
 async fn reach_position(
     state: &AppState,
     names: &[&str],
-    min_position: Option<Position>,
+    min_position: Option<u64>,
 ) -> Result<Position, Problem> {
     let current = local_position(state, names);
     let Some(wanted) = min_position else {
@@ -248,10 +258,7 @@ async fn reach_position(
 /// Read-your-writes for answers from the log itself: waits until this process has seen the
 /// log's head reach `min_position` (appends by other processes are noticed within about a
 /// second), else 503. Returns the head.
-pub async fn reach_head(
-    state: &AppState,
-    min_position: Option<Position>,
-) -> Result<Position, Problem> {
+pub async fn reach_head(state: &AppState, min_position: Option<u64>) -> Result<Position, Problem> {
     let mut head = state.store.head_changes();
     let wanted = min_position.unwrap_or(0);
     let reached = tokio::time::timeout(state.limits.max_wait, head.wait_for(|h| *h >= wanted))

@@ -23,6 +23,20 @@ use crate::keys::Role;
 use crate::problem::Problem;
 
 /// `POST /v1/events`.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Append a batch of events, validated whole and appended atomically (role ingest)",
+    description = "The stream follows from the type and the entity id in `data`. The batch is judged whole (schema, expected revisions, the entity's rules given the log and the batch so far), then appended in one transaction or not at all. Ids are idempotency keys within a stream: a replayed batch answers 200 with every event `duplicate: true`.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Derives the ids of events sent without one (1 to 200 printable ASCII characters).")),
+    request_body(content = crate::openapi::EventBatch),
+    responses(
+        (status = 201, description = "Appended (the `crm-last-position` header holds `last_position`).", body = Outcome),
+        (status = 200, description = "Every event was a duplicate of one already stored.", body = Outcome),
+        (status = 409, description = "Conflict: an expected revision, a rule of the entity, or an id reused with other content; `event_index` names the event.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn append(
     State(state): State<SharedState>,
     caller: Caller,

@@ -22,16 +22,21 @@ use crate::keys::Role;
 use crate::problem::Problem;
 use crate::queries::page_size;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsParams {
     /// Events with positions above this one (0, the default, is the start of the log).
-    after: Option<Position>,
+    after: Option<u64>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
     limit: Option<usize>,
-    min_position: Option<Position>,
+    /// Wait until the log holds this position (read-your-writes).
+    min_position: Option<u64>,
 }
 
-#[derive(Serialize)]
+/// A page of the log.
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventsPage {
     events: Vec<RecordedEvent>,
     /// Pass as `after` for the next page (the last position returned, or `after` itself).
@@ -41,6 +46,15 @@ struct EventsPage {
 }
 
 /// `GET /v1/events?after=&limit=`: the tenant's events in position order, full envelopes.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "The tenant's events in log order, with full envelopes (role analyst)",
+    description = "Personal fields read \"[redacted]\" unless the key reads personal data.",
+    params(EventsParams),
+    responses((status = 200, description = "A page of the log.", body = EventsPage))
+)]
 pub async fn events(
     State(state): State<SharedState>,
     caller: Caller,
@@ -69,11 +83,25 @@ pub async fn events(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// One message of the live stream, as the OpenAPI document describes it.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // described, never built: [`sse_event`] writes the message
+struct LiveEvent {
+    /// The event's log position (send it back as `Last-Event-ID`).
+    id: String,
+    /// The event's type.
+    event: String,
+    /// The event's envelope (a RecordedEvent) as JSON.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LiveParams {
     /// Start after this position; the `Last-Event-ID` header, when sent, wins.
-    after: Option<Position>,
+    after: Option<u64>,
 }
 
 /// `GET /v1/events/live?after=N`: server-sent events, one per log event (`id` is its position,
@@ -81,6 +109,15 @@ pub struct LiveParams {
 /// that reconnects with `Last-Event-ID` resumes exactly after the last event it received. A key
 /// holds at most `--live-streams-per-key` open (429 beyond); a stream ends once its key is
 /// revoked (within the key-cache period) or the server stops.
+#[utoipa::path(
+    get,
+    path = "/v1/events/live",
+    tag = "events",
+    summary = "Server-sent events: each log event from `after` (or Last-Event-ID), then live (role analyst)",
+    description = "Each event is an SSE message: `id` is its position, `event` its type, `data` its envelope (a RecordedEvent) as JSON. Reconnect with `Last-Event-ID` to resume exactly after the last event received.",
+    params(LiveParams, ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (wins over `after`).")),
+    responses((status = 200, description = "An endless text/event-stream: one message per event, then a comment every 15 s to keep the connection open.", body = LiveEvent, content_type = "text/event-stream"))
+)]
 pub async fn live(
     State(state): State<SharedState>,
     caller: Caller,
@@ -159,17 +196,38 @@ fn sse_event(event: &RecordedEvent) -> Event {
         .data(data)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyParams {
-    /// Check only this stream.
+    /// Check only this stream, e.g. `customer-c-1`.
     stream: Option<String>,
-    min_position: Option<Position>,
+    /// Wait until the log holds this position.
+    min_position: Option<u64>,
+}
+
+/// What `GET /v1/verify` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Verification {
+    /// Every checked chain verifies.
+    intact: bool,
+    events_checked: u64,
+    streams_checked: u64,
+    /// The first broken place, when one is found.
+    first_failure: Option<crm_core::store::Finding>,
 }
 
 /// `GET /v1/verify[?stream=S]`: checks the tenant's hash chains (or one stream's) against the
 /// recorded stream heads; `intact` is false and `first_failure` names the first broken event
 /// otherwise.
+#[utoipa::path(
+    get,
+    path = "/v1/verify",
+    tag = "audit",
+    summary = "Verify the tenant's hash chains, or one stream's; names the first broken event (role auditor)",
+    params(VerifyParams),
+    responses((status = 200, description = "The verification's result.", body = Verification))
+)]
 pub async fn verify_log(
     State(state): State<SharedState>,
     caller: Caller,
@@ -202,11 +260,11 @@ pub async fn verify_log(
     }
     Ok(at_position(
         head,
-        &serde_json::json!({
-            "intact": report.is_intact(),
-            "events_checked": report.events_checked,
-            "streams_checked": report.streams_checked,
-            "first_failure": report.first_failure,
-        }),
+        &Verification {
+            intact: report.is_intact(),
+            events_checked: report.events_checked,
+            streams_checked: report.streams_checked,
+            first_failure: report.first_failure,
+        },
     ))
 }

@@ -103,6 +103,13 @@ pub async fn track(State(state): State<SharedState>, request: Request, next: Nex
 }
 
 /// `GET /metrics`, in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics: requests, latencies, appends, projection lag",
+    responses((status = 200, description = "The Prometheus text exposition format.", body = String, content_type = "text/plain"))
+)]
 pub async fn render(State(state): State<SharedState>) -> Response {
     let metrics = &state.metrics;
     let mut out = String::new();

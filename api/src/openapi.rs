@@ -1,386 +1,308 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 description of every route, built once from the
-//! tables below. A test checks that each route the router answers is described here.
+//! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the code. Each handler
+//! carries a `#[utoipa::path]` (its method, path, parameters, request body and success
+//! answers, typed by the Rust types it serialises), and the router is built from those
+//! handlers ([`crate::app::api_routes`] through `utoipa_axum::routes!`), so a route cannot
+//! be served without being described: a handler without the attribute does not compile.
+//!
+//! What every route shares is added here once, by [`StandardAnswers`]: the bearer scheme, the
+//! problem answers (400 for a bad parameter or body, 401/403 for the key, 429 for its rate,
+//! 503 while a read model has not reached `min_position` or the tenant is parked, 408/413 for
+//! bodies), each as `application/problem+json` with the [`ProblemDocument`] schema.
 
 use std::sync::OnceLock;
 
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
 
-/// A query parameter: `(name, description)`; a description starting with "integer" types it.
-pub type Param = (&'static str, &'static str);
-/// `(method, path, roles, summary, query parameters)`.
-pub type Route = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [Param],
-);
+/// The document's fixed parts; the paths come from the router.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "CRM core",
+        description = "Event-sourced CRM core: append customer interactions as immutable events, \
+query the read models built from them. Every /v1 route needs `Authorization: Bearer <key>`; a \
+key is bound to one tenant and one role (ingest, analyst, auditor, admin; admin may call every \
+route). Personal fields (names, emails, phones, free texts) read \"[redacted]\" in every answer \
+unless the key is an admin key or was created with --personal-data; answers that carry them in \
+plain text are recorded in the access log (GET /v1/audit/access). Read-model answers carry the \
+read model's log position in the `crm-read-position` header; every query takes `min_position` \
+(read-your-writes). Errors are application/problem+json (RFC 9457) naming the parameter, the \
+field or the event index at fault.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(ProblemDocument, BatchError, EventBatch)),
+    tags(
+        (name = "events", description = "The log: append, page, stream live"),
+        (name = "customers", description = "The customer 360 view, listings, timelines"),
+        (name = "sales", description = "The pipeline and opportunities"),
+        (name = "service", description = "Cases, the service backlog and SLA targets"),
+        (name = "audit", description = "Verification and the access log"),
+        (name = "privacy", description = "Subject access, erasure, retention"),
+        (name = "operations", description = "Health, metrics, projections, this document"),
+    )
+)]
+pub struct ApiDoc;
 
-/// Every described route.
-pub const ROUTES: &[Route] = &[
-    (
-        "get",
-        "/healthz",
-        "",
-        "Process health from the stored state (alike in every process): the log's head, each projection's position, lag and parked-tenant count. 200 `ok`, 200 `degraded` while tenants are parked, 503 `failing` while a projection fails for every tenant.",
-        &[],
-    ),
-    (
-        "get",
-        "/metrics",
-        "",
-        "Prometheus metrics: requests, latencies, appends, projection lag.",
-        &[],
-    ),
-    ("get", "/openapi.json", "", "This document.", &[]),
-    (
-        "post",
-        "/v1/events",
-        "ingest",
-        "Append a batch of events, validated whole and appended atomically. Body: {\"events\": [{\"id\"?, \"type\", \"data\", \"occurred_at\"?, \"metadata\"?, \"expected_revision\"?}]}. 201 when something was written, 200 when every event was a duplicate. Header Idempotency-Key derives ids for events sent without one.",
-        &[],
-    ),
-    (
-        "get",
-        "/v1/events",
-        "analyst",
-        "The tenant's events in log order, with full envelopes. Personal fields read \"[redacted]\" unless the key reads personal data.",
-        &[
-            ("after", "integer: events above this position (default 0)"),
-            ("limit", "integer: page size, 1 to 1000 (default 50)"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/events/live",
-        "analyst",
-        "Server-sent events: each log event (id = position, event = type, data = envelope) from `after` (or Last-Event-ID), then live.",
-        &[("after", "integer: start after this position (default 0)")],
-    ),
-    (
-        "post",
-        "/v1/customers/{id}/erase",
-        "admin",
-        "Erase the customer's personal data: destroys its data key (and those of leads converted to it and customers merged into it) and appends CustomerErased in one transaction, waits for the read models, then scrubs the database files. Idempotent (200 each time, one CustomerErased). 404 for an unknown customer.",
-        &[],
-    ),
-    (
-        "post",
-        "/v1/leads/{id}/erase",
-        "admin",
-        "Erase a lead never converted (409 for a converted one: erase its customer). Appends LeadErased; otherwise as the customer erasure.",
-        &[],
-    ),
-    (
-        "get",
-        "/v1/verify",
-        "auditor",
-        "Verify the tenant's hash chains (or one stream's); names the first broken event.",
-        &[("stream", "string: only this stream, e.g. customer-c-1")],
-    ),
-    (
-        "get",
-        "/v1/customers",
-        "analyst",
-        "Customers by id, filtered and searched, in pages.",
-        &[
-            (
-                "search",
-                "string: case-insensitive part of the name, email or id; only for keys that read personal data (403 otherwise)",
-            ),
-            ("segment", "string"),
-            ("owner", "string"),
-            ("status", "active | merged | erased"),
-            ("after", "string: the next_after of the previous page"),
-            ("limit", "integer: 1 to 1000 (default 50)"),
-            ("min_position", "integer: read-your-writes"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/customers/{id}",
-        "analyst",
-        "The customer 360 view, live or as of a past moment (give at most one of as_of, known_at, position).",
-        &[
-            (
-                "as_of",
-                "RFC 3339: fold the events that occurred by then; figures evaluated then",
-            ),
-            ("known_at", "RFC 3339: fold the events recorded by then"),
-            (
-                "position",
-                "integer: fold the events up to this log position",
-            ),
-            (
-                "at",
-                "RFC 3339: evaluate time-based figures (RFM) at this time",
-            ),
-            ("min_position", "integer: read-your-writes"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/customers/{id}/timeline",
-        "analyst, auditor",
-        "Every event touching the customer (its streams, deals, cases, converted leads, merged duplicates) with data from the log; personal fields of an erased customer read \"[erased]\".",
-        &[
-            (
-                "after",
-                "integer: entries after this position (before it with order=desc)",
-            ),
-            ("limit", "integer: 1 to 1000 (default 50)"),
-            ("order", "asc | desc"),
-            ("min_position", "integer: read-your-writes"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/customers/{id}/personal-data",
-        "analyst, auditor (key created with --personal-data)",
-        "Subject access and portability: everything held about the customer as one JSON document: its current profile and consents, and each personal field of each event touching it (its own stream, its cases and deals, leads converted to it, customers merged into it) with the event's id, type, stream, position and times. Fields of an erased customer read \"[erased]\". 403 for a key without --personal-data; 404 for an unknown customer. The read is recorded in the access log.",
-        &[("min_position", "integer: read-your-writes")],
-    ),
-    (
-        "get",
-        "/v1/audit/access",
-        "auditor",
-        "The access log: one row per answer and data subject whose personal fields a key received in plain text (key id, subject, route, time; never a value), oldest first. Append-only: the database refuses to change or remove rows.",
-        &[
-            (
-                "subject",
-                "string: customer:<id> or lead:<id> (a bare id is a customer's)",
-            ),
-            (
-                "key_id",
-                "string: 16 hex digits, as `crm-api keys list` shows",
-            ),
-            ("from", "RFC 3339: reads at or after this time"),
-            ("to", "RFC 3339: reads before this time"),
-            ("after", "integer: the next_after of the previous page"),
-            ("limit", "integer: 1 to 1000 (default 50)"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/pipeline",
-        "analyst",
-        "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time.",
-        &[("min_position", "integer: read-your-writes")],
-    ),
-    (
-        "get",
-        "/v1/opportunities",
-        "analyst",
-        "Opportunities by id, with time in each stage, in pages.",
-        &[
-            ("status", "open | won | lost"),
-            ("stage", "string"),
-            ("owner", "string"),
-            ("customer_id", "string"),
-            ("after", "string: the next_after of the previous page"),
-            ("limit", "integer: 1 to 1000 (default 50)"),
-            ("at", "RFC 3339: measure time in stage up to then"),
-            ("min_position", "integer: read-your-writes"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/service/backlog",
-        "analyst",
-        "Open cases by next due time, SLA breaches at `at`, response-time figures, open cases per agent.",
-        &[
-            (
-                "at",
-                "RFC 3339: evaluate due times and breaches at this time (default now)",
-            ),
-            ("offset", "integer: open cases to skip"),
-            ("limit", "integer: 1 to 1000 (default 50)"),
-            ("min_position", "integer: read-your-writes"),
-        ],
-    ),
-    (
-        "get",
-        "/v1/service/sla-targets",
-        "analyst",
-        "The tenant's SLA targets (minutes to first response and to resolution, per priority).",
-        &[],
-    ),
-    (
-        "put",
-        "/v1/service/sla-targets",
-        "admin",
-        "Replace the tenant's SLA targets; due times follow at once.",
-        &[],
-    ),
-    (
-        "get",
-        "/v1/privacy/retention",
-        "admin",
-        "The tenant's retention rule ({\"erase_after_years\": N or null when off, the default}) and the last run's report: when it ran, the cutoff, how many customers and leads were due and erased.",
-        &[],
-    ),
-    (
-        "put",
-        "/v1/privacy/retention",
-        "admin",
-        "Set the tenant's retention rule: {\"erase_after_years\": N} (1 to 100) erases customers and leads (never converted) with no event (by business time) for N years, once a day; {\"erase_after_years\": null} turns it off. 422 naming erase_after_years on anything else.",
-        &[],
-    ),
-    (
-        "get",
-        "/v1/projections",
-        "analyst, auditor",
-        "Each read model's position, lag, state and rebuild in progress, from the stored state; its projection-wide error, how many tenants are parked, and the caller's tenant's failure if it is parked.",
-        &[],
-    ),
-];
-
-/// The document, built on first use.
-pub fn spec() -> &'static Value {
-    static SPEC: OnceLock<Value> = OnceLock::new();
-    SPEC.get_or_init(build)
+/// A problem answer (RFC 9457), as every error is sent (`application/problem+json`). Members
+/// beyond the standard four appear where they apply.
+#[derive(Debug, ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)] // described, never built: `crate::problem::Problem` writes the answer
+pub struct ProblemDocument {
+    /// Always `about:blank`: the status and the detail say what happened.
+    #[schema(example = "about:blank")]
+    r#type: String,
+    /// The status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What was wrong and where: the query parameter, the field, `events[i].field`.
+    detail: String,
+    /// The query parameter or body field at fault, where one is.
+    field: Option<String>,
+    /// The index in the batch of the (first) event at fault.
+    event_index: Option<u64>,
+    /// Every invalid event of a batch (up to a limit), when more than one is.
+    errors: Option<Vec<BatchError>>,
+    /// On a 503 for `min_position`: the position the read model had reached.
+    position: Option<u64>,
+    /// On a 400 for a `min_position` beyond the log's head: the head.
+    head_position: Option<u64>,
+    /// On a 503 for a parked tenant: the read model, the failed event's position and how
+    /// many of the tenant's events wait.
+    projection: Option<String>,
+    failed_position: Option<u64>,
+    parked_events: Option<u64>,
+    /// On a 429 or 503: seconds to wait (also in `Retry-After`).
+    retry_after_secs: Option<u64>,
 }
 
-/// `GET /openapi.json`.
-pub async fn document() -> Response {
-    axum::Json(spec()).into_response()
+/// The body of `POST /v1/events`: at most `--max-batch-events` (5,000) events, judged whole.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // described, never built: `crm_core::command::parse` reads the body
+pub struct EventBatch {
+    #[schema(min_items = 1)]
+    events: Vec<IncomingEvent>,
 }
 
-fn problem_response(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    })
+/// One event as an emitter sends it. Its stream follows from the type and the entity id in
+/// `data` (e.g. `customer-<customer_id>`).
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // described, never built
+pub struct IncomingEvent {
+    /// The event's id, its idempotency key within its stream (a UUIDv7 is given when absent,
+    /// or one derived from `Idempotency-Key`).
+    id: Option<uuid::Uuid>,
+    /// An event type of the catalog (docs/events.md).
+    #[schema(schema_with = event_type_schema)]
+    r#type: String,
+    /// The type's fields, as docs/events.md lists them: text, exact decimal amounts as
+    /// strings with a `currency`, RFC 3339 times.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+    /// Business time (RFC 3339); the recording time when absent.
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    metadata: Option<IncomingMetadata>,
+    /// Refuse the batch (409) unless the stream is at this revision (a number), has no event
+    /// (`no_stream`), has one (`stream_exists`); `any` (the default) accepts every state.
+    #[schema(schema_with = expected_revision_schema)]
+    expected_revision: Option<serde_json::Value>,
 }
 
-fn build() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (method, path, roles, summary, params) in ROUTES {
-        let mut parameters: Vec<Value> = params
-            .iter()
-            .map(|(name, description)| {
-                json!({
-                    "name": name, "in": "query", "required": false,
-                    "description": description,
-                    "schema": {"type": if description.starts_with("integer") { "integer" } else { "string" }}
-                })
-            })
-            .collect();
-        if path.contains("{id}") {
-            parameters.push(json!({
-                "name": "id", "in": "path", "required": true,
-                "description": "customer id: 1 to 128 letters, digits, '.', '_', ':', '-'",
-                "schema": {"type": "string"}
-            }));
-        }
-        let mut responses = serde_json::Map::new();
-        responses.insert(
-            if *method == "post" { "201" } else { "200" }.into(),
-            json!({"description": "success; read-model answers carry the crm-read-position header"}),
+/// Who sent an event and why; every value at most 1,000 characters.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(dead_code)] // described, never built
+pub struct IncomingMetadata {
+    actor: Option<String>,
+    source: Option<String>,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+}
+
+fn event_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(
+            crm_core::catalog::EVENT_TYPES.iter().map(|info| info.name),
+        ))
+        .description(Some("An event type of the catalog (docs/events.md)."))
+        .build()
+}
+
+fn expected_revision_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["no_stream", "stream_exists", "any"])),
+        )
+        .description(Some(
+            "The stream's revision (0-based) the batch expects, or no_stream, stream_exists, any.",
+        ))
+        .build();
+    Schema::OneOf(one_of)
+}
+
+/// One invalid event of a batch.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // described, never built
+pub struct BatchError {
+    /// The event's index in the batch.
+    event_index: u64,
+    /// The member at fault, e.g. `data.amount`.
+    field: Option<String>,
+    /// Why it is invalid.
+    reason: String,
+}
+
+/// Adds what every operation shares: the bearer scheme (and `security: []` on the routes
+/// that need no key) and the problem answers.
+#[derive(Debug)]
+pub struct StandardAnswers;
+
+/// Routes served without a key.
+const OPEN_PATHS: &[&str] = &["/healthz", "/metrics", "/openapi.json"];
+
+impl Modify for StandardAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
-        responses.insert(
-            "400".into(),
-            problem_response("malformed request: bad JSON, parameter or id"),
-        );
-        if !roles.is_empty() {
-            responses.insert("401".into(), problem_response("no key, or not a valid one"));
-            responses.insert(
-                "403".into(),
-                problem_response(
-                    "the key's role may not do this, or it needs a key that reads personal data (--personal-data)",
-                ),
-            );
-            responses.insert("404".into(), problem_response("not found"));
-            responses.insert("503".into(), problem_response("min_position not reached in time (the body's position says where the read model is), or the caller's tenant is parked for a read model this route reads (the detail names the read model, the failed event's position and the error)"));
-            responses.insert(
-                "429".into(),
-                problem_response(
-                    "the key sent more than its rate (--rate-limit), or holds its most live streams (--live-streams-per-key); Retry-After says when to retry",
-                ),
-            );
-        }
-        if *method != "get" {
-            responses.insert(
-                "409".into(),
-                problem_response(
-                    "conflict: expected revision, a rule of the entity, or an id reused",
-                ),
-            );
-            responses.insert("413".into(), problem_response("body or batch too large"));
-            responses.insert(
-                "408".into(),
-                problem_response("the body did not arrive within --body-timeout-ms"),
-            );
-            responses.insert(
-                "422".into(),
-                problem_response("invalid content; the detail names events[i] and the field"),
-            );
-        }
-        let mut operation = json!({
-            "summary": summary,
-            "parameters": parameters,
-            "responses": responses,
-        });
-        if roles.is_empty() {
-            operation["security"] = json!([]);
-        } else {
-            operation["description"] =
-                json!(format!("Roles: {roles} (admin may call every route)."));
-        }
-        if *path == "/v1/events" && *method == "post" {
-            operation["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}}
-            });
-        }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = operation;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "CRM core",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Event-sourced CRM core: append customer interactions as immutable events, query the read models built from them. Every /v1 route needs `Authorization: Bearer <key>`; a key is bound to one tenant and one role. Personal fields (names, emails, phones, free texts) read \"[redacted]\" in every answer unless the key is an admin key or was created with --personal-data; answers that carry them in plain text are recorded in the access log (GET /v1/audit/access)."
-        },
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "position": {"type": "integer"},
-                        "event_index": {"type": "integer"}
-                    }
-                },
-                "EventBatch": {
-                    "type": "object",
-                    "required": ["events"],
-                    "additionalProperties": false,
-                    "properties": {"events": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/IncomingEvent"}}}
-                },
-                "IncomingEvent": {
-                    "type": "object",
-                    "required": ["type", "data"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "id": {"type": "string", "format": "uuid", "description": "idempotency key within the event's stream"},
-                        "type": {"type": "string", "description": "an event type of the catalog, e.g. OrderPlaced"},
-                        "data": {"type": "object", "description": "the type's fields; the stream follows from the entity id in it"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
-                        "metadata": {"type": "object", "properties": {"actor": {"type": "string"}, "source": {"type": "string"}, "correlation_id": {"type": "string"}, "causation_id": {"type": "string"}}},
-                        "expected_revision": {"oneOf": [{"type": "integer", "minimum": 0}, {"enum": ["no_stream", "stream_exists", "any"]}]}
-                    }
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = OPEN_PATHS.contains(&path.as_str());
+            for (method, operation) in [
+                (HttpMethod::Get, &mut item.get),
+                (HttpMethod::Post, &mut item.post),
+                (HttpMethod::Put, &mut item.put),
+                (HttpMethod::Delete, &mut item.delete),
+                (HttpMethod::Patch, &mut item.patch),
+            ] {
+                if let Some(operation) = operation {
+                    add_answers(path, &method, operation, open);
                 }
             }
         }
+    }
+}
+
+fn add_answers(path: &str, method: &HttpMethod, operation: &mut Operation, open: bool) {
+    if open {
+        operation.security = Some(Vec::new());
+        return;
+    }
+    let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let writes = !matches!(method, HttpMethod::Get);
+    let mut wanted: Vec<(&str, &str)> = vec![
+        ("401", "No key, an unknown, revoked or expired key."),
+        (
+            "403",
+            "The key's role may not do this, or it needs a key that reads personal data \
+             (--personal-data).",
+        ),
+        (
+            "429",
+            "The key sent more than its rate (--rate-limit) or holds its most live streams \
+             (--live-streams-per-key); Retry-After says when to retry.",
+        ),
+        (
+            "503",
+            "A read model has not reached min_position in time (`position` says where it is), \
+             the caller's tenant is parked for a read model this route reads (the detail names \
+             it), or the database is busy; Retry-After says when to retry.",
+        ),
+    ];
+    if has_params || writes {
+        wanted.push((
+            "400",
+            "Malformed: an unknown or invalid query parameter (named in the detail), bad JSON, \
+             a bad id.",
+        ));
+    }
+    if path.contains('{') {
+        wanted.push(("404", "Not found: the detail names what."));
+    }
+    if writes {
+        wanted.push(("408", "The body did not arrive within --body-timeout-ms."));
+        wanted.push(("413", "The body or the batch is too large."));
+        wanted.push((
+            "422",
+            "Invalid content: the detail names the field (and `events[i]`); `errors` lists \
+             every invalid event of a batch.",
+        ));
+    }
+    for (status, description) in wanted {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(problem_answer(description)));
+    }
+}
+
+fn problem_answer(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// The document, built on first use from the router's routes.
+pub fn spec() -> &'static utoipa::openapi::OpenApi {
+    static SPEC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let mut document = crate::app::api_routes().split_for_parts().1;
+        // After the routes: the paths are there only now.
+        StandardAnswers.modify(&mut document);
+        document
     })
+}
+
+/// Every `(method, path)` the document describes, methods in lower case: what the router
+/// serves under /v1 and the open routes.
+pub fn operations() -> Vec<(String, String)> {
+    let value = serde_json::to_value(spec()).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(paths) = value["paths"].as_object() {
+        for (path, item) in paths {
+            if let Some(item) = item.as_object() {
+                for method in item.keys() {
+                    out.push((method.clone(), path.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object))
+)]
+pub async fn document() -> Response {
+    axum::Json(spec()).into_response()
 }

@@ -32,6 +32,18 @@ use crate::keys::Role;
 use crate::problem::Problem;
 
 /// `POST /v1/customers/{id}/erase`.
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}/erase",
+    tag = "privacy",
+    summary = "Erase the customer's personal data (role admin)",
+    description = "Destroys its data key (and those of leads converted to it and customers merged into it) and appends CustomerErased in one transaction, waits for the read models, then scrubs the database files. Idempotent: 200 each time, one CustomerErased.",
+    params(crate::extract::IdParam),
+    responses(
+        (status = 200, description = "Erased (now or before: `already_erased`).", body = crm_core::privacy::erase::Erasure),
+        (status = 409, description = "The subject cannot be erased this way.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn erase_customer(
     State(state): State<SharedState>,
     caller: Caller,
@@ -47,6 +59,18 @@ pub async fn erase_customer(
 }
 
 /// `POST /v1/leads/{id}/erase`.
+#[utoipa::path(
+    post,
+    path = "/v1/leads/{id}/erase",
+    tag = "privacy",
+    summary = "Erase a lead never converted (role admin)",
+    description = "Appends LeadErased with its data key destroyed; otherwise as the customer erasure. A converted lead is erased with its customer (409).",
+    params(crate::extract::IdParam),
+    responses(
+        (status = 200, description = "Erased (now or before: `already_erased`).", body = crm_core::privacy::erase::Erasure),
+        (status = 409, description = "The lead was converted: erase its customer.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn erase_lead(
     State(state): State<SharedState>,
     caller: Caller,
@@ -87,14 +111,16 @@ async fn run(
     Ok(response.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SubjectParams {
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }
 
 /// What `GET /v1/customers/{id}/personal-data` answers: everything held about the customer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubjectData {
     pub customer_id: String,
     /// When this document was put together.
@@ -110,7 +136,7 @@ pub struct SubjectData {
 }
 
 /// The customer's current profile.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub kind: Option<String>,
     /// Personal: `"[erased]"` once the customer is erased.
@@ -127,7 +153,7 @@ pub struct Profile {
 }
 
 /// The personal fields of one event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PersonalEvent {
     pub event_id: uuid::Uuid,
     pub event_type: String,
@@ -150,6 +176,15 @@ const TIMELINE_CHUNK: usize = 10_000;
 /// `GET /v1/customers/{id}/personal-data` (analyst or auditor with `--personal-data`, or
 /// admin): subject access and portability, as one JSON document. 404 for a customer nothing
 /// is held about.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}/personal-data",
+    tag = "privacy",
+    summary = "Subject access and portability: everything held about the customer (analyst or auditor keys created with --personal-data)",
+    description = "Its current profile and consents, and each personal field of each event touching it (its own stream, its cases and deals, leads converted to it, customers merged into it) with the event's id, type, stream, position and times. Fields of an erased customer read \"[erased]\". The read is recorded in the access log.",
+    params(crate::extract::IdParam, SubjectParams),
+    responses((status = 200, description = "The subject's data.", body = SubjectData))
+)]
 pub async fn personal_data(
     State(state): State<SharedState>,
     caller: Caller,

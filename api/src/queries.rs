@@ -15,13 +15,9 @@ use crm_projections::customer360::{self, CustomerFilter};
 use crm_projections::timeline::{self, TimelinePage};
 use serde::{Deserialize, Serialize};
 
-mod pipeline;
-mod projections;
-mod service;
-
-pub use pipeline::{opportunities, pipeline};
-pub use projections::projections;
-pub use service::{backlog, set_sla_targets, sla_targets};
+pub mod pipeline;
+pub mod projections;
+pub mod service;
 
 use crate::app::SharedState;
 use crate::disclosure::{disclose, require_personal_data};
@@ -44,7 +40,7 @@ pub(crate) async fn reach_known(
     state: &SharedState,
     tenant: &str,
     names: &[&str],
-    min_position: Option<Position>,
+    min_position: Option<u64>,
 ) -> Result<Position, Problem> {
     within_head(state, min_position).await?;
     reach(state, tenant, names, min_position).await
@@ -53,7 +49,7 @@ pub(crate) async fn reach_known(
 /// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
 pub(crate) async fn within_head(
     state: &SharedState,
-    min_position: Option<Position>,
+    min_position: Option<u64>,
 ) -> Result<(), Problem> {
     let Some(wanted) = min_position else {
         return Ok(());
@@ -103,21 +99,35 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Pr
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CustomerParams {
-    /// Fold the events that occurred by this time and evaluate time figures at it.
+    /// RFC 3339: fold the events that occurred (business time) by then; figures evaluated
+    /// then. At most one of as_of, known_at and position.
+    #[param(format = DateTime)]
     as_of: Option<String>,
-    /// Fold what had been recorded by this time.
+    /// RFC 3339: fold the events recorded by then.
+    #[param(format = DateTime)]
     known_at: Option<String>,
-    /// Fold up to this log position.
-    position: Option<Position>,
-    /// Evaluate time-based figures (RFM recency) at this time instead of now.
+    /// Fold the events up to this log position.
+    position: Option<u64>,
+    /// RFC 3339: evaluate time-based figures (RFM recency) at this time instead of now.
+    #[param(format = DateTime)]
     at: Option<String>,
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }
 
 /// `GET /v1/customers/{id}`: the 360 view, live or as of a past moment.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}",
+    tag = "customers",
+    summary = "The customer 360 view, live or as of a past moment (role analyst)",
+    params(crate::extract::IdParam, CustomerParams),
+    responses((status = 200, description = "The 360 view.", body = crm_projections::customer360::CustomerView))
+)]
 pub async fn customer(
     State(state): State<SharedState>,
     caller: Caller,
@@ -197,19 +207,40 @@ pub async fn customer(
     Ok(at_position(position, &view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CustomersParams {
+    /// Case-insensitive part of the name, email or id; only for keys that read personal
+    /// data (403 otherwise).
     search: Option<String>,
+    /// Customers of this segment.
     segment: Option<String>,
+    /// Customers of this owner.
     owner: Option<String>,
+    /// `active`, `merged` or `erased`.
+    #[param(inline, value_type = Option<CustomerStatus>)]
     status: Option<String>,
+    /// The `next_after` of the previous page.
     after: Option<String>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
     limit: Option<usize>,
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }
 
-#[derive(Serialize)]
+/// A customer's status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a described value set; the query keeps the text
+pub enum CustomerStatus {
+    Active,
+    Merged,
+    Erased,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Listing<T> {
     pub(crate) items: Vec<T>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -218,6 +249,14 @@ pub(crate) struct Listing<T> {
 }
 
 /// `GET /v1/customers`: filter and search, by id, in pages.
+#[utoipa::path(
+    get,
+    path = "/v1/customers",
+    tag = "customers",
+    summary = "Customers by id, filtered and searched, in pages (role analyst)",
+    params(CustomersParams),
+    responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>))
+)]
 ///
 /// `search` matches names and emails (personal data) as well as ids, so a key that does not
 /// read personal data may not search at all (403 naming `--personal-data`), not even for an
@@ -262,18 +301,32 @@ pub async fn customers(
     Ok(at_position(position, &listing))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TimelineParams {
     /// Entries after this position (before it with `order=desc`).
-    after: Option<Position>,
+    after: Option<u64>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
     limit: Option<usize>,
     /// `asc` (oldest first, the default) or `desc`.
+    #[param(inline, value_type = Option<Order>)]
     order: Option<String>,
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }
 
-#[derive(Serialize)]
+/// A page's order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a described value set; the query keeps the text
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TimelineLine {
     position: Position,
     pub(crate) stream_id: String,
@@ -290,7 +343,7 @@ pub(crate) struct TimelineLine {
     metadata: serde_json::Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Timeline {
     pub(crate) customer_id: String,
     /// Personal fields of an erased customer's events read `"[erased]"`.
@@ -302,6 +355,15 @@ pub(crate) struct Timeline {
 
 /// `GET /v1/customers/{id}/timeline`: every event touching the customer, with its data from
 /// the log, in pages.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}/timeline",
+    tag = "customers",
+    summary = "Every event touching the customer, with its data from the log (roles analyst, auditor)",
+    description = "Its streams, deals, cases, converted leads and merged duplicates; personal fields of an erased customer read \"[erased]\".",
+    params(crate::extract::IdParam, TimelineParams),
+    responses((status = 200, description = "A page of the timeline.", body = Timeline))
+)]
 pub async fn timeline(
     State(state): State<SharedState>,
     caller: Caller,
@@ -383,8 +445,10 @@ pub async fn timeline(
     Ok(at_position(position, &timeline))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyParams {
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }

@@ -28,7 +28,9 @@ pub const INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest a run waits for the read models to catch up with the log.
 const CATCH_UP: Duration = Duration::from_secs(300);
 
-#[derive(Serialize)]
+/// The tenant's retention rule and its last run.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RetentionAnswer)]
 struct Answer {
     erase_after_years: Option<u32>,
     /// The report of the last run, if the rule ever ran.
@@ -36,6 +38,13 @@ struct Answer {
 }
 
 /// `GET /v1/privacy/retention`: the tenant's rule and the last run's report.
+#[utoipa::path(
+    get,
+    path = "/v1/privacy/retention",
+    tag = "privacy",
+    summary = "The tenant's retention rule and the last daily run's report (role admin)",
+    responses((status = 200, description = "The rule (`erase_after_years` null when off, the default) and the last run: when, the cutoff, how many customers and leads were due and erased.", body = Answer))
+)]
 pub async fn get_rule(
     State(state): State<SharedState>,
     caller: Caller,
@@ -45,6 +54,15 @@ pub async fn get_rule(
 }
 
 /// `PUT /v1/privacy/retention`: `{"erase_after_years": N}` (1 to 100) or `null` (off).
+#[utoipa::path(
+    put,
+    path = "/v1/privacy/retention",
+    tag = "privacy",
+    summary = "Set the tenant's retention rule (role admin)",
+    description = "`{\"erase_after_years\": N}` (1 to 100) erases customers and leads (never converted) with no event (by business time) for N years, once a day; `{\"erase_after_years\": null}` turns it off. 422 naming erase_after_years on anything else.",
+    request_body(content = retention::RetentionRule),
+    responses((status = 200, description = "The rule now in force and the last run.", body = Answer))
+)]
 pub async fn put_rule(
     State(state): State<SharedState>,
     caller: Caller,

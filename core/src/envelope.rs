@@ -35,7 +35,7 @@ fn invalid(what: &'static str, value: &str, reason: &'static str) -> InvalidId {
 }
 
 /// A tenant: every event, stream and query belongs to exactly one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct TenantId(String);
 
@@ -90,7 +90,7 @@ impl<'de> Deserialize<'de> for TenantId {
 
 /// A stream: `<category>-<entity id>`, e.g. `customer-c-42`. The category is the part before
 /// the first `-`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct StreamId(String);
 
@@ -350,7 +350,7 @@ pub fn canonical_json(value: &serde_json::Value) -> Box<RawValue> {
 }
 
 /// An event as stored, with its full envelope.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordedEvent {
     pub tenant: TenantId,
     pub stream_id: StreamId,
@@ -361,12 +361,17 @@ pub struct RecordedEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: u32,
+    /// The event's fields, as the catalog defines them for its type.
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
+    /// Actor, source, correlation and causation ids, and the emitter's own keys.
+    #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     /// This event's link in its stream's hash chain.
     #[serde(with = "hex_hash")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub hash: [u8; 32],
 }
 

@@ -72,6 +72,20 @@ impl fmt::Display for EntityId {
     }
 }
 
+/// The OpenAPI form: an id string.
+impl utoipa::PartialSchema for EntityId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "An entity id: 1 to 128 letters, digits, '.', '_', ':' or '-'",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EntityId {}
+
 impl Serialize for EntityId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)

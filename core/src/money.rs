@@ -246,6 +246,30 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// The OpenAPI form of [`Money`]'s JSON.
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some(
+                "An exact amount of money: a decimal string with the currency's minor digits \
+                 (e.g. \"11.70\" USD, \"1200\" JPY) and an ISO 4217 code.",
+            ))
+            .property(
+                "amount",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$")),
+            )
+            .required("amount")
+            .property("currency", <Currency as utoipa::PartialSchema>::schema())
+            .required("currency")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
 /// JSON form: `{"amount": "11.70", "currency": "USD"}`, the amount as an exact decimal string.
 impl serde::Serialize for Money {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -100,7 +100,7 @@ fn decode_parts(recorded: &RecordedEvent) -> Result<(DomainEvent, Who), Projecti
 }
 
 /// One line of a customer's timeline: which event, where and when; the data stays in the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub position: Position,
     pub stream_id: String,

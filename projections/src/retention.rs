@@ -71,8 +71,10 @@ pub enum RetentionError {
 }
 
 /// A tenant's retention rule: erase after this many years without an event, or never.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetentionRule {
+    /// Erase after this many years (1 to 100) without an event; `null`: never (off).
+    #[schema(required = true, minimum = 1, maximum = 100)]
     pub erase_after_years: Option<u32>,
 }
 
@@ -118,7 +120,7 @@ impl RetentionRule {
 }
 
 /// What one run did (or, for a dry run, would do). Counts only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetentionReport {
     pub ran_at: DateTime<Utc>,
     pub erase_after_years: u32,

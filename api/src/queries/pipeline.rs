@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use crm_core::envelope::Position;
 use crm_projections::pipeline::{self, OpportunityFilter};
 use serde::Deserialize;
 
@@ -16,6 +15,14 @@ use crate::keys::Role;
 use crate::problem::Problem;
 
 /// `GET /v1/pipeline`: totals by stage, forecast, win rate and cycle time.
+#[utoipa::path(
+    get,
+    path = "/v1/pipeline",
+    tag = "sales",
+    summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time (role analyst)",
+    params(ConsistencyParams),
+    responses((status = 200, description = "The pipeline.", body = crm_projections::pipeline::PipelineSummary))
+)]
 pub async fn pipeline(
     State(state): State<SharedState>,
     caller: Caller,
@@ -27,21 +34,41 @@ pub async fn pipeline(
     Ok(at_position(position, &summary))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OpportunitiesParams {
+    /// `open`, `won` or `lost`.
+    #[param(inline, value_type = Option<crm_projections::pipeline::OpportunityStatus>)]
     status: Option<String>,
+    /// Opportunities in this stage.
+    #[param(inline, value_type = Option<crm_core::catalog::values::Stage>)]
     stage: Option<String>,
+    /// Opportunities of this owner.
     owner: Option<String>,
+    /// Opportunities with this customer.
     customer_id: Option<String>,
+    /// The `next_after` of the previous page.
     after: Option<String>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
     limit: Option<usize>,
-    /// Measure time in the current stage up to this time instead of now.
+    /// RFC 3339: measure time in the current stage up to this time instead of now.
+    #[param(format = DateTime)]
     at: Option<String>,
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }
 
 /// `GET /v1/opportunities`: filtered, by id, in pages.
+#[utoipa::path(
+    get,
+    path = "/v1/opportunities",
+    tag = "sales",
+    summary = "Opportunities by id, with time in each stage, in pages (role analyst)",
+    params(OpportunitiesParams),
+    responses((status = 200, description = "A page of opportunities.", body = super::Listing<crm_projections::pipeline::OpportunityLine>))
+)]
 pub async fn opportunities(
     State(state): State<SharedState>,
     caller: Caller,

@@ -12,7 +12,7 @@ use crate::extract::{Caller, Params, at_position};
 use crate::keys::Role;
 use crate::problem::Problem;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ProjectionLine {
     name: String,
     version: i64,
@@ -33,7 +33,13 @@ struct ProjectionLine {
     parked: Option<ParkedLine>,
 }
 
-#[derive(Serialize)]
+/// What `GET /v1/projections` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Projections {
+    projections: Vec<ProjectionLine>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct ParkedLine {
     /// The event that could not be applied.
     position: Position,
@@ -47,6 +53,15 @@ struct ParkedLine {
 /// (so every process answers alike). Positions are global (the log is shared by every
 /// tenant); of the parked tenants ([`crm_projections::parking`]) only the count is shown,
 /// plus the caller's own tenant's failure.
+#[utoipa::path(
+    get,
+    path = "/v1/projections",
+    tag = "operations",
+    summary = "Each read model's position, lag and state (roles analyst, auditor)",
+    description = "From the stored state: the rebuild in progress, the projection-wide error, how many tenants are parked, and the caller's tenant's failure if it is parked.",
+    params(ConsistencyParams),
+    responses((status = 200, description = "The read models.", body = Projections))
+)]
 pub async fn projections(
     State(state): State<SharedState>,
     caller: Caller,
@@ -103,8 +118,5 @@ pub async fn projections(
             }
         })
         .collect();
-    Ok(at_position(
-        head,
-        &serde_json::json!({ "projections": lines }),
-    ))
+    Ok(at_position(head, &Projections { projections: lines }))
 }

@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use crm_core::envelope::Position;
 use crm_projections::backlog::{self, SlaTargets};
 use serde::Deserialize;
 
@@ -15,17 +14,31 @@ use crate::extract::{Caller, Params, at_position, read_json};
 use crate::keys::Role;
 use crate::problem::Problem;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BacklogParams {
-    /// Evaluate due times and breaches at this time instead of now.
+    /// RFC 3339: evaluate due times and breaches at this time instead of now.
+    #[param(format = DateTime)]
     at: Option<String>,
+    /// Open cases to skip.
     offset: Option<usize>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
     limit: Option<usize>,
-    min_position: Option<Position>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
 }
 
 /// `GET /v1/service/backlog`: open cases by due time, breaches, response times.
+#[utoipa::path(
+    get,
+    path = "/v1/service/backlog",
+    tag = "service",
+    summary = "Open cases by next due time, SLA breaches at `at`, response-time figures, open cases per agent (role analyst)",
+    params(BacklogParams),
+    responses((status = 200, description = "The backlog.", body = crm_projections::backlog::Backlog))
+)]
 pub async fn backlog(
     State(state): State<SharedState>,
     caller: Caller,
@@ -53,6 +66,14 @@ pub async fn backlog(
 }
 
 /// `GET /v1/service/sla-targets`: the tenant's targets (the defaults until set).
+#[utoipa::path(
+    get,
+    path = "/v1/service/sla-targets",
+    tag = "service",
+    summary = "The tenant's SLA targets: minutes to first response and to resolution, per priority (role analyst)",
+    params(ConsistencyParams),
+    responses((status = 200, description = "The targets (the defaults until set).", body = SlaTargets))
+)]
 pub async fn sla_targets(
     State(state): State<SharedState>,
     caller: Caller,
@@ -64,6 +85,14 @@ pub async fn sla_targets(
 }
 
 /// `PUT /v1/service/sla-targets`: replaces the tenant's targets; due times follow at once.
+#[utoipa::path(
+    put,
+    path = "/v1/service/sla-targets",
+    tag = "service",
+    summary = "Replace the tenant's SLA targets; due times follow at once (role admin)",
+    request_body(content = SlaTargets, description = "Every priority's targets, in minutes (1 or more; the resolution not before the first response)."),
+    responses((status = 200, description = "The targets now in force.", body = SlaTargets))
+)]
 pub async fn set_sla_targets(
     State(state): State<SharedState>,
     caller: Caller,

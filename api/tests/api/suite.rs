@@ -1153,37 +1153,43 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
     let spec = app.send(app.client.get(app.url("/openapi.json"))).await;
     let spec = spec.ok();
     assert_eq!(spec["openapi"], "3.1.0");
-    // Every route the router answers is described, with its methods.
-    for (method, path) in [
-        ("post", "/v1/events"),
-        ("get", "/v1/events"),
-        ("get", "/v1/events/live"),
-        ("get", "/v1/verify"),
-        ("get", "/v1/customers"),
-        ("get", "/v1/customers/{id}"),
-        ("get", "/v1/customers/{id}/timeline"),
-        ("get", "/v1/pipeline"),
-        ("get", "/v1/opportunities"),
-        ("get", "/v1/service/backlog"),
-        ("get", "/v1/service/sla-targets"),
-        ("put", "/v1/service/sla-targets"),
-        ("get", "/v1/projections"),
-        ("get", "/v1/customers/{id}/personal-data"),
-        ("get", "/v1/audit/access"),
-        ("get", "/healthz"),
-        ("get", "/metrics"),
-        ("get", "/openapi.json"),
-    ] {
+    // Every described operation is routed (anything but the router's own 404), and has a
+    // typed success answer and the problem answers of its kind.
+    let operations = crm_api::openapi::operations();
+    assert!(operations.len() >= 20, "{operations:?}");
+    for (method, path) in &operations {
+        let operation = &spec["paths"][path][method];
+        let success = operation["responses"]
+            .as_object()
+            .expect("responses")
+            .iter()
+            .find(|(status, _)| status.starts_with('2'))
+            .map(|(_, answer)| answer.clone())
+            .unwrap_or_else(|| panic!("{method} {path} has no success answer"));
         assert!(
-            spec["paths"][path][method].is_object(),
-            "openapi.json lacks {method} {path}"
+            success["content"]
+                .as_object()
+                .is_some_and(|c| c.values().all(|media| media["schema"].is_object())),
+            "{method} {path}: the success answer has no schema: {success}"
         );
+        if path.starts_with("/v1/") {
+            assert_eq!(
+                operation["responses"]["401"]["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{method} {path} lacks its 401 problem answer"
+            );
+        }
+        if method != "get" {
+            assert!(
+                operation["responses"]["422"].is_object(),
+                "{method} {path} lacks its 422 answer"
+            );
+        }
         if path == "/v1/events/live" {
             continue; // an endless stream; the suite reads it above
         }
-        // And the route exists: anything but the router's own 404.
         let concrete = path.replace("{id}", "c-1");
-        let request = match method {
+        let request = match method.as_str() {
             "post" => app.client.post(app.url(&concrete)),
             "put" => app.client.put(app.url(&concrete)),
             _ => app.client.get(app.url(&concrete)),
@@ -1203,15 +1209,63 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
             "{method} {path} is described but not routed"
         );
     }
-    let paths = spec["paths"].as_object().expect("paths").len();
-    assert_eq!(
-        paths,
-        crm_api::openapi::ROUTES
-            .iter()
-            .map(|r| r.1)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
+    // The bodies that take JSON are described by their schemas.
+    for (method, path, schema) in [
+        ("post", "/v1/events", "EventBatch"),
+        ("put", "/v1/service/sla-targets", "SlaTargets"),
+        ("put", "/v1/privacy/retention", "RetentionRule"),
+    ] {
+        assert_eq!(
+            spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "{method} {path}"
+        );
+    }
+    // The routes under /v1 that exist are all described: a path the document lacks is the
+    // router's 404 ("no route"), and every path the document has answers otherwise.
+    let described: std::collections::BTreeSet<&str> =
+        operations.iter().map(|(_, path)| path.as_str()).collect();
+    for path in [
+        "/v1/events",
+        "/v1/customers",
+        "/v1/pipeline",
+        "/v1/service/backlog",
+    ] {
+        assert!(described.contains(path), "{path} is not described");
+    }
+    let unknown = app.get("/v1/nothing-here").await;
+    assert_eq!(unknown.status, 404);
+    // The documentation page is served from the binary, with a policy that allows no other
+    // origin.
+    let page = app
+        .client
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("docs page");
+    assert_eq!(page.status(), 200);
+    let policy = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    let html = page.text().await.expect("html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
     );
+    for asset in [
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/docs/init.js",
+    ] {
+        assert!(html.contains(asset), "the page loads {asset}");
+        let answer = app.client.get(app.url(asset)).send().await.expect("asset");
+        assert_eq!(answer.status(), 200, "{asset}");
+        assert!(answer.bytes().await.expect("bytes").len() > 100, "{asset}");
+    }
 }
 
 pub async fn random_and_malformed_requests_never_get_a_5xx<F: Future<Output = Option<App>>>(
@@ -1344,16 +1398,16 @@ async fn settle(app: &App, position: u64) {
     }
 }
 
-/// Every GET route of `openapi::ROUTES` as concrete requests about customer `id` (the live
-/// stream aside), several per route where its parameters change what it shows. A route this
-/// does not know fails the test: a new route must be walked.
+/// Every GET route of the OpenAPI document as concrete requests about customer `id` (the
+/// live stream aside), several per route where its parameters change what it shows. A route
+/// this does not know fails the test: a new route must be walked.
 fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
     let mut requests = Vec::new();
-    for (method, path, ..) in crm_api::openapi::ROUTES {
-        if *method != "get" {
+    for (method, path) in crm_api::openapi::operations() {
+        if method != "get" {
             continue;
         }
-        let variants: Vec<String> = match *path {
+        let variants: Vec<String> = match path.as_str() {
             "/healthz"
             | "/metrics"
             | "/openapi.json"

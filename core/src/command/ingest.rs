@@ -28,7 +28,7 @@ const ATTEMPTS: usize = 4;
 const READ_BATCH: usize = 1_000;
 
 /// One event of an appended batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Appended {
     pub index: usize,
     pub id: Uuid,
@@ -42,7 +42,7 @@ pub struct Appended {
 }
 
 /// What an appended batch did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Outcome {
     pub events: Vec<Appended>,
     pub appended: usize,

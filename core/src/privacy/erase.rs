@@ -28,7 +28,7 @@ pub enum ErasureTarget {
 }
 
 /// What an erasure did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Erasure {
     /// `customer:<id>` or `lead:<id>`.
     pub subject: String,

@@ -15,7 +15,7 @@ use crate::store::{Direction, EventStore, Scope, StoreError, StreamStart};
 const PAGE: usize = 2_000;
 
 /// What kind of damage a finding shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// The event's bytes no longer match its hash (or cannot be read at all).
@@ -30,7 +30,7 @@ pub enum FindingKind {
 }
 
 /// The first broken place found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     pub kind: FindingKind,
     pub tenant: Option<String>,
@@ -58,7 +58,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// The result of a verification run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub events_checked: u64,
     /// Streams whose chain was checked; 0 from [`verify_stream`] when there is no such

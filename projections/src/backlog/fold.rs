@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::ProjectedEvent;
 
 /// Where a case is in its life, as far as the folded events tell.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     /// No `CaseOpened` folded yet (only events seen before the open, if any).
@@ -37,7 +37,7 @@ pub enum CaseStatus {
 }
 
 /// One case folded from its stream; `Default` is a case with no event folded yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Case {
     /// The case's id, from the first case event folded.
     pub case_id: Option<EntityId>,
@@ -137,7 +137,7 @@ pub fn apply(case: &mut Case, event: &ProjectedEvent) {
 }
 
 /// The SLA of one priority, in minutes from the open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaTarget {
     /// Minutes within which the first response is due.
     pub first_response_minutes: u32,
@@ -146,7 +146,7 @@ pub struct SlaTarget {
 }
 
 /// The SLA targets of every priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaTargets {
     /// Targets of low-priority cases.
     pub low: SlaTarget,
@@ -223,7 +223,7 @@ impl SlaTargets {
 }
 
 /// Which SLA clocks of a case ran past their due time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Breaches {
     /// The first response came late, or is still missing past its due time.
     pub first_response: bool,

@@ -162,7 +162,7 @@ pub async fn set_sla_targets(
 }
 
 /// One open case with its due times and breaches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BacklogLine {
     #[serde(flatten)]
     pub case: Case,
@@ -174,7 +174,7 @@ pub struct BacklogLine {
 }
 
 /// What `GET /v1/service/backlog` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Backlog {
     pub evaluated_at: DateTime<Utc>,
     pub targets: SlaTargets,

@@ -237,7 +237,7 @@ pub struct CustomerFilter {
 }
 
 /// One line of a customer listing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CustomerLine {
     pub customer_id: String,
     pub status: String,

@@ -21,7 +21,7 @@ use crate::customer360::fold::{CaseState, Consent, Customer360, DealStatus, Inte
 use crate::event::TimelineEntry;
 
 /// What `GET /v1/customers/{id}` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CustomerView {
     pub customer_id: String,
     /// `active`, `merged` or `erased`.
@@ -53,7 +53,7 @@ pub struct CustomerView {
     pub last_position: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderFigures {
     pub count: u64,
     /// Orders refunded in full.
@@ -64,7 +64,7 @@ pub struct OrderFigures {
     pub unmatched_refunds: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CurrencyFigures {
     pub currency: Currency,
     pub count: u64,
@@ -76,7 +76,7 @@ pub struct CurrencyFigures {
     pub average: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rfm {
     pub currency: Currency,
     pub frequency: i64,
@@ -86,14 +86,14 @@ pub struct Rfm {
     pub monetary_value: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DealLine {
     pub opportunity_id: String,
     pub amount: Option<Money>,
     pub stage: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CaseLine {
     pub case_id: String,
     pub priority: Option<&'static str>,

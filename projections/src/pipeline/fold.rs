@@ -29,7 +29,7 @@ const WON_PROBABILITY: u8 = 100;
 const LOST_PROBABILITY: u8 = 0;
 
 /// Where an opportunity is in its life, as far as the folded events tell.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpportunityStatus {
     /// No `OpportunityOpened` folded yet (only events seen before the open, if any).
@@ -44,7 +44,7 @@ pub enum OpportunityStatus {
 }
 
 /// One stay of the deal in a stage: from the event that entered it to the one that left it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageSpan {
     /// The stage the deal was in.
     pub stage: Stage,
@@ -55,7 +55,7 @@ pub struct StageSpan {
 }
 
 /// One opportunity folded from its stream; `Default` is a deal with no event folded yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Opportunity {
     /// The deal's id, from the first opportunity event folded.
     pub opportunity_id: Option<EntityId>,

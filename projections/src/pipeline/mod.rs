@@ -147,7 +147,7 @@ impl Projection for PipelineProjection {
 }
 
 /// Totals of one stage in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StageTotal {
     pub stage: String,
     pub count: i64,
@@ -157,7 +157,7 @@ pub struct StageTotal {
 }
 
 /// Forecast of one close month and category in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ForecastLine {
     pub close_month: String,
     pub forecast_category: String,
@@ -167,7 +167,7 @@ pub struct ForecastLine {
 }
 
 /// What `GET /v1/pipeline` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PipelineSummary {
     pub by_stage: Vec<StageTotal>,
     pub forecast: Vec<ForecastLine>,
@@ -337,7 +337,7 @@ pub struct OpportunityFilter {
 }
 
 /// One opportunity with the time spent in each stage, measured to `now` for the open one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OpportunityLine {
     #[serde(flatten)]
     pub opportunity: Opportunity,

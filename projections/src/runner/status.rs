@@ -37,7 +37,7 @@ impl Default for RunnerOptions {
 }
 
 /// What a projection is doing in this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Not started yet.
