@@ -136,6 +136,7 @@ fn parse_key_id(value: &str) -> Result<String, Problem> {
 #[utoipa::path(
     get,
     path = "/v1/audit/access",
+    operation_id = "listAccessLog",
     tag = "audit",
     summary = "The access log: which key received whose personal fields, through which route, when (role auditor)",
     description = "One row per answer and data subject whose personal fields a key received in plain text (never a value), oldest first. Append-only: the database refuses to change or remove rows.",

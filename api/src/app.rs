@@ -284,6 +284,7 @@ struct ProjectionHealth {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "getHealth",
     tag = "operations",
     responses(
         (status = 200, description = "`ok`, or `degraded` while tenants are parked for a read model (the others are served).", body = Health),

@@ -26,6 +26,7 @@ use crate::problem::Problem;
 #[utoipa::path(
     post,
     path = "/v1/events",
+    operation_id = "appendEvents",
     tag = "events",
     summary = "Append a batch of events, validated whole and appended atomically (role ingest)",
     description = "The stream follows from the type and the entity id in `data`. The batch is judged whole (schema, expected revisions, the entity's rules given the log and the batch so far), then appended in one transaction or not at all. Ids are idempotency keys within a stream: a replayed batch answers 200 with every event `duplicate: true`.",

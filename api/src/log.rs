@@ -49,6 +49,7 @@ struct EventsPage {
 #[utoipa::path(
     get,
     path = "/v1/events",
+    operation_id = "listEvents",
     tag = "events",
     summary = "The tenant's events in log order, with full envelopes (role analyst)",
     description = "Personal fields read \"[redacted]\" unless the key reads personal data.",
@@ -112,6 +113,7 @@ pub struct LiveParams {
 #[utoipa::path(
     get,
     path = "/v1/events/live",
+    operation_id = "streamEvents",
     tag = "events",
     summary = "Server-sent events: each log event from `after` (or Last-Event-ID), then live (role analyst)",
     description = "Each event is an SSE message: `id` is its position, `event` its type, `data` its envelope (a RecordedEvent) as JSON. Reconnect with `Last-Event-ID` to resume exactly after the last event received.",
@@ -223,6 +225,7 @@ struct Verification {
 #[utoipa::path(
     get,
     path = "/v1/verify",
+    operation_id = "verifyLog",
     tag = "audit",
     summary = "Verify the tenant's hash chains, or one stream's; names the first broken event (role auditor)",
     params(VerifyParams),

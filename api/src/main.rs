@@ -43,6 +43,9 @@ enum Command {
     /// Create, list or revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the OpenAPI 3.1 document (the one `GET /openapi.json` serves), e.g. to generate
+    /// a client; needs no store.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +182,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Keys(command) => keys(command).await,
+        Command::Openapi => serde_json::to_string_pretty(crm_api::openapi::spec())
+            .map(|document| println!("{document}"))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

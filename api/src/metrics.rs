@@ -106,6 +106,7 @@ pub async fn track(State(state): State<SharedState>, request: Request, next: Nex
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "getMetrics",
     tag = "operations",
     summary = "Prometheus metrics: requests, latencies, appends, projection lag",
     responses((status = 200, description = "The Prometheus text exposition format.", body = String, content_type = "text/plain"))

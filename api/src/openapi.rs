@@ -300,6 +300,7 @@ pub fn operations() -> Vec<(String, String)> {
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "getOpenApi",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object))
 )]

@@ -35,6 +35,7 @@ use crate::problem::Problem;
 #[utoipa::path(
     post,
     path = "/v1/customers/{id}/erase",
+    operation_id = "eraseCustomer",
     tag = "privacy",
     summary = "Erase the customer's personal data (role admin)",
     description = "Destroys its data key (and those of leads converted to it and customers merged into it) and appends CustomerErased in one transaction, waits for the read models, then scrubs the database files. Idempotent: 200 each time, one CustomerErased.",
@@ -62,6 +63,7 @@ pub async fn erase_customer(
 #[utoipa::path(
     post,
     path = "/v1/leads/{id}/erase",
+    operation_id = "eraseLead",
     tag = "privacy",
     summary = "Erase a lead never converted (role admin)",
     description = "Appends LeadErased with its data key destroyed; otherwise as the customer erasure. A converted lead is erased with its customer (409).",
@@ -179,6 +181,7 @@ const TIMELINE_CHUNK: usize = 10_000;
 #[utoipa::path(
     get,
     path = "/v1/customers/{id}/personal-data",
+    operation_id = "getPersonalData",
     tag = "privacy",
     summary = "Subject access and portability: everything held about the customer (analyst or auditor keys created with --personal-data)",
     description = "Its current profile and consents, and each personal field of each event touching it (its own stream, its cases and deals, leads converted to it, customers merged into it) with the event's id, type, stream, position and times. Fields of an erased customer read \"[erased]\". The read is recorded in the access log.",

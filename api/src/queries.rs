@@ -123,6 +123,7 @@ pub struct CustomerParams {
 #[utoipa::path(
     get,
     path = "/v1/customers/{id}",
+    operation_id = "getCustomer",
     tag = "customers",
     summary = "The customer 360 view, live or as of a past moment (role analyst)",
     params(crate::extract::IdParam, CustomerParams),
@@ -252,6 +253,7 @@ pub(crate) struct Listing<T> {
 #[utoipa::path(
     get,
     path = "/v1/customers",
+    operation_id = "listCustomers",
     tag = "customers",
     summary = "Customers by id, filtered and searched, in pages (role analyst)",
     params(CustomersParams),
@@ -358,6 +360,7 @@ pub(crate) struct Timeline {
 #[utoipa::path(
     get,
     path = "/v1/customers/{id}/timeline",
+    operation_id = "getCustomerTimeline",
     tag = "customers",
     summary = "Every event touching the customer, with its data from the log (roles analyst, auditor)",
     description = "Its streams, deals, cases, converted leads and merged duplicates; personal fields of an erased customer read \"[erased]\".",

@@ -41,6 +41,7 @@ struct Answer {
 #[utoipa::path(
     get,
     path = "/v1/privacy/retention",
+    operation_id = "getRetentionRule",
     tag = "privacy",
     summary = "The tenant's retention rule and the last daily run's report (role admin)",
     responses((status = 200, description = "The rule (`erase_after_years` null when off, the default) and the last run: when, the cutoff, how many customers and leads were due and erased.", body = Answer))
@@ -57,6 +58,7 @@ pub async fn get_rule(
 #[utoipa::path(
     put,
     path = "/v1/privacy/retention",
+    operation_id = "setRetentionRule",
     tag = "privacy",
     summary = "Set the tenant's retention rule (role admin)",
     description = "`{\"erase_after_years\": N}` (1 to 100) erases customers and leads (never converted) with no event (by business time) for N years, once a day; `{\"erase_after_years\": null}` turns it off. 422 naming erase_after_years on anything else.",

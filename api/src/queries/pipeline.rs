@@ -18,6 +18,7 @@ use crate::problem::Problem;
 #[utoipa::path(
     get,
     path = "/v1/pipeline",
+    operation_id = "getPipeline",
     tag = "sales",
     summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time (role analyst)",
     params(ConsistencyParams),
@@ -64,6 +65,7 @@ pub struct OpportunitiesParams {
 #[utoipa::path(
     get,
     path = "/v1/opportunities",
+    operation_id = "listOpportunities",
     tag = "sales",
     summary = "Opportunities by id, with time in each stage, in pages (role analyst)",
     params(OpportunitiesParams),

@@ -56,6 +56,7 @@ struct ParkedLine {
 #[utoipa::path(
     get,
     path = "/v1/projections",
+    operation_id = "listProjections",
     tag = "operations",
     summary = "Each read model's position, lag and state (roles analyst, auditor)",
     description = "From the stored state: the rebuild in progress, the projection-wide error, how many tenants are parked, and the caller's tenant's failure if it is parked.",

@@ -34,6 +34,7 @@ pub struct BacklogParams {
 #[utoipa::path(
     get,
     path = "/v1/service/backlog",
+    operation_id = "getBacklog",
     tag = "service",
     summary = "Open cases by next due time, SLA breaches at `at`, response-time figures, open cases per agent (role analyst)",
     params(BacklogParams),
@@ -69,6 +70,7 @@ pub async fn backlog(
 #[utoipa::path(
     get,
     path = "/v1/service/sla-targets",
+    operation_id = "getSlaTargets",
     tag = "service",
     summary = "The tenant's SLA targets: minutes to first response and to resolution, per priority (role analyst)",
     params(ConsistencyParams),
@@ -88,6 +90,7 @@ pub async fn sla_targets(
 #[utoipa::path(
     put,
     path = "/v1/service/sla-targets",
+    operation_id = "setSlaTargets",
     tag = "service",
     summary = "Replace the tenant's SLA targets; due times follow at once (role admin)",
     request_body(content = SlaTargets, description = "Every priority's targets, in minutes (1 or more; the resolution not before the first response)."),

@@ -342,7 +342,16 @@ pub struct OpportunityLine {
     #[serde(flatten)]
     pub opportunity: Opportunity,
     pub weighted_amount: Option<Money>,
-    pub stage_seconds: Vec<(String, i64)>,
+    /// Seconds spent in each stage, in the order the deal was in them (a stage entered
+    /// twice appears twice).
+    pub stage_seconds: Vec<StageTime>,
+}
+
+/// Time one stay in a stage took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StageTime {
+    pub stage: crm_core::catalog::values::Stage,
+    pub seconds: i64,
 }
 
 /// Opportunities of `tenant` matching `filter`, by id.
@@ -385,7 +394,7 @@ pub async fn list(
                 stage_seconds: opportunity
                     .stage_durations(now)
                     .into_iter()
-                    .map(|(stage, seconds)| (stage.as_str().to_owned(), seconds))
+                    .map(|(stage, seconds)| StageTime { stage, seconds })
                     .collect(),
                 opportunity,
             })
