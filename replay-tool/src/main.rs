@@ -448,7 +448,10 @@ mod tests {
             }
         }
         for sub in command.get_subcommands() {
-            if sub.get_about().is_none_or(|a| a.to_string().trim().is_empty()) {
+            if sub
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+            {
                 out.push(format!("{path} {}: (no about)", sub.get_name()));
             }
             blank_help(sub, &format!("{path} {}", sub.get_name()), out);

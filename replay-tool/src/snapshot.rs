@@ -770,9 +770,13 @@ mod tests {
             (4, 4)
         );
         assert_eq!(
-            scan(&store, Cut::OccurredBy(at(1) - chrono::Duration::days(1)), 4)
-                .await
-                .expect("scan"),
+            scan(
+                &store,
+                Cut::OccurredBy(at(1) - chrono::Duration::days(1)),
+                4
+            )
+            .await
+            .expect("scan"),
             (0, 0)
         );
     }
