@@ -10,7 +10,8 @@
 //!   that curl call's HTTP status, and each quoted `"field":` of the answer in its body.
 //! - `sh illustrative` (any language followed by `illustrative`): shown, not run (placeholders,
 //!   minutes-long benchmarks, a PostgreSQL URL, store-wide changes).
-//! - `json`: must parse as JSON.
+//! - `json`: must parse as JSON; an example event (`type` and `data`) must pass the catalog's
+//!   validation.
 //! - `text` or no info string: prose, diagrams, outputs.
 //!
 //! Any other info string fails the test, so a new block is either run or marked. The test counts
@@ -57,6 +58,9 @@ struct Expected {
     call: usize,
     status: u16,
     fields: Vec<String>,
+    /// `"field": value` pairs with a literal value (not `…`): some object of the answer holds
+    /// each.
+    values: Vec<(String, serde_json::Value)>,
 }
 
 fn kind(info: &str) -> Result<Kind, String> {
@@ -109,7 +113,9 @@ fn blocks(doc: &str, text: &str) -> Vec<Block> {
 fn calls_curl(line: &str) -> bool {
     let code = line.split(" #").next().unwrap_or("");
     !line.trim_start().starts_with('#')
-        && (code.trim_start().starts_with("curl ") || code.contains("$(curl ") || code.contains(" curl "))
+        && (code.trim_start().starts_with("curl ")
+            || code.contains("$(curl ")
+            || code.contains(" curl "))
 }
 
 fn expectations(block_index: usize, block: &Block) -> Vec<Expected> {
@@ -144,9 +150,63 @@ fn expectations(block_index: usize, block: &Block) -> Vec<Expected> {
             call: calls - 1,
             status,
             fields,
+            values: literal_values(answer),
         });
     }
     out
+}
+
+/// The `"field": value` pairs of an answer as the docs show it whose value is a literal: a
+/// number, `true`, `false`, `null`, or a string without `…`.
+fn literal_values(answer: &str) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut rest = answer;
+    while let Some(open) = rest.find('"') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('"') else { break };
+        let name = &after[..close];
+        let tail = &after[close + 1..];
+        let Some(value) = tail.trim_start().strip_prefix(':') else {
+            // A string value, not a field: go on after it.
+            rest = tail;
+            continue;
+        };
+        let value = value.trim_start();
+        if value.starts_with(['[', '{']) {
+            // An object or array: its own fields follow.
+            rest = value;
+            continue;
+        }
+        let literal = if let Some(text) = value.strip_prefix('"') {
+            let end = text.find('"').unwrap_or(text.len());
+            let text = &text[..end];
+            rest = &value[(end + 2).min(value.len())..];
+            (!text.contains('…')).then(|| serde_json::Value::String(text.to_owned()))
+        } else {
+            let end = value
+                .find(|c: char| c == ',' || c == '}' || c == ']' || c.is_whitespace())
+                .unwrap_or(value.len());
+            rest = &value[end..];
+            serde_json::from_str::<serde_json::Value>(&value[..end])
+                .ok()
+                .filter(|v| !v.is_object() && !v.is_array())
+        };
+        if let Some(literal) = literal {
+            out.push((name.to_owned(), literal));
+        }
+    }
+    out
+}
+
+/// Whether some object within `value` holds `name: expected`.
+fn holds(value: &serde_json::Value, name: &str, expected: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.get(name) == Some(expected) || map.values().any(|v| holds(v, name, expected))
+        }
+        serde_json::Value::Array(items) => items.iter().any(|v| holds(v, name, expected)),
+        _ => false,
+    }
 }
 
 /// A `crm-api serve` on a fresh store in `home/crm-data`, stopped when dropped.
@@ -201,8 +261,12 @@ fn start_server(api: &Path, home: &Path) -> Server {
     loop {
         let address = log.lock().expect("log").iter().find_map(|line| {
             let rest = line.split("address=").nth(1)?;
-            line.contains("listening")
-                .then(|| rest.split_whitespace().next().unwrap_or_default().to_owned())
+            line.contains("listening").then(|| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
         });
         if let Some(address) = address
             && home.join("crm-data/admin.key").exists()
@@ -255,6 +319,9 @@ struct Counts {
     json: usize,
     text: usize,
     answers: usize,
+    values: usize,
+    /// JSON blocks that are example events, validated by the catalog.
+    events: usize,
 }
 
 fn walk(doc: &str, text: &str, api: &Path, bin_dir: &Path, counts: &mut Counts) {
@@ -265,9 +332,18 @@ fn walk(doc: &str, text: &str, api: &Path, bin_dir: &Path, counts: &mut Counts) 
             Kind::Illustrative => counts.illustrative += 1,
             Kind::Text => counts.text += 1,
             Kind::Json => {
-                serde_json::from_str::<serde_json::Value>(&block.text).unwrap_or_else(|e| {
-                    panic!("{doc}:{}: the json block does not parse: {e}", block.line)
-                });
+                let value =
+                    serde_json::from_str::<serde_json::Value>(&block.text).unwrap_or_else(|e| {
+                        panic!("{doc}:{}: the json block does not parse: {e}", block.line)
+                    });
+                // An example event must be one the catalog accepts.
+                if let (Some(event_type), Some(data)) = (value["type"].as_str(), value.get("data"))
+                {
+                    crm_core::catalog::DomainEvent::parse(event_type, data).unwrap_or_else(|e| {
+                        panic!("{doc}:{}: the catalog refuses the example: {e}", block.line)
+                    });
+                    counts.events += 1;
+                }
                 counts.json += 1;
             }
         }
@@ -283,9 +359,7 @@ fn walk(doc: &str, text: &str, api: &Path, bin_dir: &Path, counts: &mut Counts) 
     let mut expected = Vec::new();
     for (i, block) in runnable.iter().enumerate() {
         expected.extend(expectations(i, block));
-        let body = block
-            .text
-            .replace("localhost:8080", &server.address);
+        let body = block.text.replace("localhost:8080", &server.address);
         let _ = write!(
             script,
             "\nWALK_BLOCK={i}; echo {i} > \"$WALK_DIR/reached\"\n{body}"
@@ -346,25 +420,41 @@ fn walk(doc: &str, text: &str, api: &Path, bin_dir: &Path, counts: &mut Counts) 
             wrong.push(format!("{doc}:{}: its curl call never ran", answer.line));
             continue;
         };
-        let head = std::fs::read_to_string(walk_dir.path().join(format!("head.{n}")))
-            .unwrap_or_default();
-        let body = std::fs::read_to_string(walk_dir.path().join(format!("body.{n}")))
-            .unwrap_or_default();
+        let head =
+            std::fs::read_to_string(walk_dir.path().join(format!("head.{n}"))).unwrap_or_default();
+        let body =
+            std::fs::read_to_string(walk_dir.path().join(format!("body.{n}"))).unwrap_or_default();
         let status = status_of(&head);
         let missing: Vec<&String> = answer
             .fields
             .iter()
             .filter(|field| !body.contains(&format!("\"{field}\"")))
             .collect();
-        if status != Some(answer.status) || !missing.is_empty() {
+        // Values are checked in JSON answers (a live stream's is not one document).
+        let unlike: Vec<String> = match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(json) => answer
+                .values
+                .iter()
+                .filter(|(name, value)| !holds(&json, name, value))
+                .map(|(name, value)| format!("{name}: {value}"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if status != Some(answer.status) || !missing.is_empty() || !unlike.is_empty() {
             wrong.push(format!(
-                "{doc}:{}: expected {} with {:?}, got {status:?} without {missing:?}: {body}",
+                "{doc}:{}: expected {} with {:?}, got {status:?} without {missing:?}, \
+                 not holding {unlike:?}: {body}",
                 answer.line, answer.status, answer.fields
             ));
         }
+        counts.values += answer.values.len();
         counts.answers += 1;
     }
-    assert!(wrong.is_empty(), "answers unlike the docs':\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "answers unlike the docs':\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -410,6 +500,47 @@ fn every_command_and_code_block_of_the_docs_runs_or_is_marked_illustrative() {
     let ran = |name: &str| per_doc.iter().find(|(n, _)| n == name).map(|(_, r)| *r);
     assert!(ran("README.md").is_some_and(|r| r >= 3), "{per_doc:?}");
     assert!(ran("docs/api.md").is_some_and(|r| r >= 10), "{per_doc:?}");
-    assert!(counts.answers >= 10, "{counts:?}");
-    assert!(counts.json >= 20 && counts.illustrative >= 3, "{counts:?}");
+    assert!(counts.answers >= 10 && counts.values >= 30, "{counts:?}");
+    assert!(
+        counts.json >= 20 && counts.events >= 28 && counts.illustrative >= 3,
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn an_answer_as_the_docs_show_it_yields_its_fields_and_literal_values() {
+    let answer = r#"200 {"events": [{"index": 0, "id": …, "duplicate": false}], "detail": "a: b", "note": "x …", "win_rate": null}"#;
+    let block = Block {
+        line: 10,
+        kind: Kind::Run,
+        text: format!("curl -s localhost:8080/v1/events\n# → {answer}\n"),
+    };
+    let expected = expectations(0, &block);
+    assert_eq!(expected.len(), 1);
+    assert_eq!(expected[0].status, 200);
+    assert_eq!(expected[0].line, 12);
+    assert_eq!(
+        expected[0].fields,
+        [
+            "events",
+            "index",
+            "id",
+            "duplicate",
+            "detail",
+            "note",
+            "win_rate"
+        ]
+    );
+    assert_eq!(
+        expected[0].values,
+        vec![
+            ("index".to_owned(), serde_json::json!(0)),
+            ("duplicate".to_owned(), serde_json::json!(false)),
+            ("detail".to_owned(), serde_json::json!("a: b")),
+            ("win_rate".to_owned(), serde_json::Value::Null),
+        ]
+    );
+    let body = serde_json::json!({"events": [{"index": 0, "duplicate": false}], "detail": "a: b", "win_rate": null});
+    assert!(expected[0].values.iter().all(|(n, v)| holds(&body, n, v)));
+    assert!(!holds(&body, "index", &serde_json::json!(1)));
 }
