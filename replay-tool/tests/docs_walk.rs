@@ -257,9 +257,15 @@ fn start_server(api: &Path, home: &Path) -> Server {
             }
         }
     });
+    // Held from here, so a failed start still stops the process.
+    let mut server = Server {
+        child,
+        address: String::new(),
+        log,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let address = log.lock().expect("log").iter().find_map(|line| {
+        let address = server.log.lock().expect("log").iter().find_map(|line| {
             let rest = line.split("address=").nth(1)?;
             line.contains("listening").then(|| {
                 rest.split_whitespace()
@@ -271,17 +277,13 @@ fn start_server(api: &Path, home: &Path) -> Server {
         if let Some(address) = address
             && home.join("crm-data/admin.key").exists()
         {
-            return Server {
-                child,
-                address,
-                log,
-            };
+            server.address = address;
+            return server;
         }
-        assert!(
-            Instant::now() < deadline,
-            "crm-api did not listen: {:?}",
-            log.lock().expect("log")
-        );
+        if Instant::now() > deadline {
+            let log = server.log.lock().map(|l| l.join("\n")).unwrap_or_default();
+            panic!("crm-api did not listen: {log}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -306,8 +308,7 @@ curl() {
 /// The status of the last response in a `curl -D` header file.
 fn status_of(head: &str) -> Option<u16> {
     head.lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .last()
+        .rfind(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
 }
