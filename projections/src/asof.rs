@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use crm_core::envelope::{Position, TenantId};
+use crm_core::envelope::{Position, RecordedEvent, TenantId};
 use crm_core::store::{EventStore, MAX_POSITIONS_PER_READ};
 
 use crate::bookkeeping::{from_position, to_position};
@@ -25,6 +25,19 @@ pub enum Cut {
     RecordedBy(DateTime<Utc>),
     /// Events up to and including this position.
     Position(Position),
+}
+
+impl Cut {
+    /// Whether `event` falls within the cut. A business-time cut keeps an event recorded late
+    /// (backdated) that happened by then and leaves out one recorded early that happened
+    /// later; a recording-time cut keeps exactly what the CRM knew then.
+    pub fn contains(&self, event: &RecordedEvent) -> bool {
+        match *self {
+            Cut::OccurredBy(at) => event.occurred_at <= at,
+            Cut::RecordedBy(at) => event.recorded_at <= at,
+            Cut::Position(position) => event.position <= position,
+        }
+    }
 }
 
 /// A customer as of a past moment: its folded state and the last entries of its timeline

@@ -81,16 +81,22 @@ enum Command {
         all: bool,
     },
     /// Write every read model as it stood at a past moment into a new SQLite file.
+    ///
+    /// Give exactly one cut. `--as-of` is business time, `--known-at` recording time, as the
+    /// API's `as_of` and `known_at` query parameters. Changed: `--as-of` used to cut by
+    /// recording time; that cut is now `--known-at`.
+    #[command(group(clap::ArgGroup::new("cut").required(true).multiple(false)))]
     Snapshot {
-        /// What had been recorded by this time (RFC 3339).
-        #[arg(
-            long,
-            conflicts_with = "position",
-            required_unless_present = "position"
-        )]
+        /// What had happened by this time (RFC 3339; business time, the events'
+        /// `occurred_at`), including events recorded later with an earlier `occurred_at`.
+        #[arg(long, group = "cut")]
         as_of: Option<String>,
-        /// Everything up to this log position.
-        #[arg(long)]
+        /// What the CRM had recorded by this time (RFC 3339; recording time, the events'
+        /// `recorded_at`). Before this flag existed, `--as-of` made this cut.
+        #[arg(long, group = "cut")]
+        known_at: Option<String>,
+        /// Everything up to and including this log position.
+        #[arg(long, group = "cut")]
         position: Option<Position>,
         /// The SQLite file to create (must not exist).
         #[arg(long)]
@@ -99,12 +105,17 @@ enum Command {
     /// A customer's timeline for auditors: every event with its envelope, data and chain
     /// status.
     Timeline {
+        /// The customer's id (as in `customer_id`, e.g. c-42).
         customer: String,
+        /// The tenant the customer belongs to.
         #[arg(long, default_value = "default")]
         tenant: String,
-        /// Only events that occurred by this time (RFC 3339).
+        /// Only events that occurred by this time (RFC 3339; business time, `occurred_at`).
         #[arg(long)]
         as_of: Option<String>,
+        /// Only events recorded by this time (RFC 3339; recording time, `recorded_at`).
+        #[arg(long)]
+        known_at: Option<String>,
     },
     /// The log as JSON Lines (one event per line, full envelope), in position order.
     Export {
@@ -160,15 +171,20 @@ enum Command {
         /// The id is a lead's.
         #[arg(long)]
         lead: bool,
+        /// The tenant the customer or lead belongs to.
         #[arg(long, default_value = "default")]
         tenant: String,
     },
     /// Destroy every data key of a departing tenant: its log stays verifiable, its personal
     /// fields unreadable for good.
-    EraseTenant { tenant: String },
+    EraseTenant {
+        /// The departing tenant's id.
+        tenant: String,
+    },
     /// Re-wrap every data key under a new master key (the log is not touched); the new key
     /// is read from --new-key-file (created with a fresh key when it does not exist).
     RotateMaster {
+        /// The new master key's file (created with a fresh key, mode 0600, when missing).
         #[arg(long)]
         new_key_file: PathBuf,
     },
@@ -192,6 +208,7 @@ enum Command {
     /// Apply the tenant's retention rule now (set with `PUT /v1/privacy/retention`): erase
     /// customers and leads never converted with no event for the rule's years.
     Retention {
+        /// The tenant whose rule is applied.
         #[arg(long)]
         tenant: String,
         /// List who is due (entity ids) and change nothing.
@@ -326,14 +343,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rebuild { projection, all } => rebuild::run(&ctx, projection, all).await,
         Command::Snapshot {
             as_of,
+            known_at,
             position,
             out,
-        } => snapshot::run(&ctx, as_of, position, &out).await,
+        } => {
+            let cut = snapshot::CutArgs {
+                as_of,
+                known_at,
+                position,
+            };
+            snapshot::run(&ctx, cut, &out).await
+        }
         Command::Timeline {
             customer,
             tenant,
             as_of,
-        } => timeline::run(&ctx, &tenant, &customer, as_of).await,
+            known_at,
+        } => timeline::run(&ctx, &tenant, &customer, as_of, known_at).await,
         Command::Export {
             tenant,
             from,
@@ -403,4 +429,61 @@ async fn verify_command(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument and option of every subcommand (at any depth) without a help text,
+    /// as `command path: argument`.
+    fn blank_help(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let blank = arg
+                .get_help()
+                .is_none_or(|help| help.to_string().trim().is_empty());
+            if blank {
+                out.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+            {
+                out.push(format!("{path} {}: (no about)", sub.get_name()));
+            }
+            blank_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_argument_and_option_has_a_help_text() {
+        let mut command = Cli::command();
+        command.build();
+        let mut blank = Vec::new();
+        blank_help(&command, "crm-replay", &mut blank);
+        assert!(blank.is_empty(), "without help: {blank:#?}");
+        // The walk reached the nested arguments (it cannot pass by finding nothing).
+        let timeline = command.find_subcommand("timeline").expect("timeline");
+        assert!(
+            timeline
+                .get_arguments()
+                .any(|a| a.get_id() == "customer" && a.get_help().is_some())
+        );
+    }
+
+    #[test]
+    fn snapshot_help_tells_the_two_time_cuts_apart() {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("snapshot")
+            .expect("snapshot")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--known-at"), "{help}");
+        assert!(help.contains("business time"), "{help}");
+        assert!(help.contains("used to cut by"), "{help}");
+    }
 }

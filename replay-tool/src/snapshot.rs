@@ -1,13 +1,16 @@
 //! `crm-replay snapshot`: every read model as it stood at a past moment, written into a new
 //! SQLite file that any SQLite tool opens.
 //!
-//! The moment is a cut of the log: `--position N` keeps the events up to and including
-//! position N; `--as-of T` keeps every event recorded by T (`recorded_at <= T`), i.e. what the
-//! CRM knew at T. The read models are not copied from the live tables (they only know the
-//! present): the projection runner replays the cut log into the new file, through a
-//! [`CutStore`] that presents the real store as if the log ended at the cut. The file then
-//! holds the views `rm_*` on their generation tables, the runner's bookkeeping, and a
-//! `crm_snapshot` row saying what it is; its WAL is checkpointed and it is switched to a
+//! The moment is a cut of the log (`crm_projections::asof::Cut`, the same cuts as the API's
+//! `as_of`, `known_at` and `position`): `--position N` keeps the events up to and including
+//! position N; `--as-of T` keeps every event that occurred by T (`occurred_at <= T`, business
+//! time: what had happened by T, including events recorded later with an earlier
+//! `occurred_at`); `--known-at T` keeps every event recorded by T (`recorded_at <= T`: what
+//! the CRM knew at T). The read models are not copied from the live tables (they only know the
+//! present): the projection runner replays the cut log, in log order, into the new file,
+//! through a [`CutStore`] that presents the real store as if the log held only the cut. The
+//! file then holds the views `rm_*` on their generation tables, the runner's bookkeeping, and
+//! a `crm_snapshot` row saying what it is; its WAL is checkpointed and it is switched to a
 //! rollback journal, so the one file is complete on its own.
 
 use std::io::ErrorKind;
@@ -24,6 +27,7 @@ use crm_core::store::{
     BatchOutcome, Direction, EventStore, Scope, SharedStore, StoreError, StoreUrl, StoredEventRef,
     StreamExpectation, StreamHead, StreamStart,
 };
+use crm_projections::asof::Cut;
 use crm_projections::db::{Col, SqliteOptions};
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
@@ -38,27 +42,20 @@ use crate::progress::{Progress, human};
 /// Events read per call while looking for the end of a time cut.
 const SCAN_BATCH: usize = 5_000;
 
-/// Where the log is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cut {
-    /// Every event up to and including this position.
-    Position(Position),
-    /// Every event recorded at or before this time.
-    RecordedBy(DateTime<Utc>),
+/// The cut's name in the summary and the `crm_snapshot` table: the flag that asked for it.
+fn kind(cut: &Cut) -> &'static str {
+    match cut {
+        Cut::Position(_) => "position",
+        Cut::OccurredBy(_) => "as_of",
+        Cut::RecordedBy(_) => "known_at",
+    }
 }
 
-impl Cut {
-    fn kind(&self) -> &'static str {
-        match self {
-            Cut::Position(_) => "position",
-            Cut::RecordedBy(_) => "as_of",
-        }
-    }
-
-    fn value(&self) -> String {
-        match self {
-            Cut::Position(position) => position.to_string(),
-            Cut::RecordedBy(at) => at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+fn value(cut: &Cut) -> String {
+    match cut {
+        Cut::Position(position) => position.to_string(),
+        Cut::OccurredBy(at) | Cut::RecordedBy(at) => {
+            at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
         }
     }
 }
@@ -75,27 +72,27 @@ pub struct CutStore {
     inner: SharedStore,
     /// The highest position within the cut (0: the cut is empty).
     last: Position,
-    /// For a time cut: events recorded after this are left out even below `last` (a clock
-    /// that stepped back).
-    recorded_by: Option<DateTime<Utc>>,
+    /// For a time cut: the events below `last` it leaves out (those that occurred later, or
+    /// were recorded later after a clock stepped back).
+    cut: Option<Cut>,
     /// Kept so that `head_changes` receivers stay open (and never fire).
     head: watch::Sender<Position>,
 }
 
 impl CutStore {
-    /// A store cut at `last`, with a time filter for `--as-of` cuts.
-    pub fn new(inner: SharedStore, last: Position, recorded_by: Option<DateTime<Utc>>) -> CutStore {
+    /// A store cut at `last`, with the time cut that also filters the events below it.
+    pub fn new(inner: SharedStore, last: Position, cut: Option<Cut>) -> CutStore {
         let (head, _) = watch::channel(last);
         CutStore {
             inner,
             last,
-            recorded_by,
+            cut,
             head,
         }
     }
 
     fn contains(&self, event: &RecordedEvent) -> bool {
-        event.position <= self.last && self.recorded_by.is_none_or(|t| event.recorded_at <= t)
+        event.position <= self.last && self.cut.is_none_or(|cut| cut.contains(event))
     }
 
     fn refuse<T>(&self) -> Result<T, StoreError> {
@@ -269,23 +266,34 @@ struct Summary {
     events_per_second: f64,
 }
 
-pub async fn run(
-    ctx: &Ctx,
-    as_of: Option<String>,
-    position: Option<Position>,
-    out: &Path,
-) -> Result<ExitCode> {
-    let cut = match (as_of, position) {
-        (Some(text), None) => Cut::RecordedBy(
-            DateTime::parse_from_rfc3339(&text)
+/// Where to cut, as the command line gives it: exactly one of the three.
+#[derive(Debug, Default)]
+pub struct CutArgs {
+    pub as_of: Option<String>,
+    pub known_at: Option<String>,
+    pub position: Option<Position>,
+}
+
+impl CutArgs {
+    fn cut(self) -> Result<Cut> {
+        let time = |flag: &str, text: String| -> Result<DateTime<Utc>> {
+            Ok(DateTime::parse_from_rfc3339(&text)
                 .with_context(|| {
-                    format!("--as-of {text:?} is not an RFC 3339 time (e.g. 2025-03-01T12:00:00Z)")
+                    format!("{flag} {text:?} is not an RFC 3339 time (e.g. 2025-03-01T12:00:00Z)")
                 })?
-                .with_timezone(&Utc),
-        ),
-        (None, Some(position)) => Cut::Position(position),
-        _ => bail!("give exactly one of --as-of and --position"),
-    };
+                .with_timezone(&Utc))
+        };
+        Ok(match (self.as_of, self.known_at, self.position) {
+            (Some(text), None, None) => Cut::OccurredBy(time("--as-of", text)?),
+            (None, Some(text), None) => Cut::RecordedBy(time("--known-at", text)?),
+            (None, None, Some(position)) => Cut::Position(position),
+            _ => bail!("give exactly one of --as-of, --known-at and --position"),
+        })
+    }
+}
+
+pub async fn run(ctx: &Ctx, cut: CutArgs, out: &Path) -> Result<ExitCode> {
+    let cut = cut.cut()?;
     let started = Instant::now();
     let head = ctx
         .store
@@ -305,7 +313,7 @@ pub async fn run(
     let (last, events) = match cut {
         // Positions have no gaps: the cut holds events 1..=N.
         Cut::Position(position) => (position, position),
-        Cut::RecordedBy(at) => scan_recorded_by(&ctx.store, at, head).await?,
+        Cut::OccurredBy(_) | Cut::RecordedBy(_) => scan(&ctx.store, cut, head).await?,
     };
     // Readable by its owner only: it holds the read models' personal fields.
     let created = {
@@ -331,8 +339,12 @@ pub async fn run(
     } else {
         let cut = match cut {
             Cut::Position(_) => format!("at position {}", summary.position),
+            Cut::OccurredBy(_) => format!(
+                "as of {} (business time; last position {})",
+                summary.value, summary.position
+            ),
             Cut::RecordedBy(_) => {
-                format!("as of {} (position {})", summary.value, summary.position)
+                format!("known at {} (position {})", summary.value, summary.position)
             }
         };
         outln!(
@@ -389,7 +401,7 @@ async fn write(
         ctx.projection_store(),
         last,
         match cut {
-            Cut::RecordedBy(at) => Some(at),
+            Cut::OccurredBy(_) | Cut::RecordedBy(_) => Some(cut),
             Cut::Position(_) => None,
         },
     ));
@@ -466,8 +478,8 @@ async fn write(
     db.execute(
         "INSERT INTO crm_snapshot VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
-            cut.kind().into(),
-            cut.value().into(),
+            kind(&cut).into(),
+            value(&cut).into(),
             to_i64(last).into(),
             to_i64(events).into(),
             to_i64(head).into(),
@@ -484,8 +496,8 @@ async fn write(
     Ok(Summary {
         command: "snapshot",
         out: out.display().to_string(),
-        cut: cut.kind(),
-        value: cut.value(),
+        cut: kind(&cut),
+        value: value(&cut),
         position: last,
         events,
         source_head: head,
@@ -499,14 +511,11 @@ async fn write(
     })
 }
 
-/// The last position recorded by `at`, and how many events were, among positions up to
-/// `head`. Recording times follow positions unless a clock stepped back, so the whole log up
-/// to `head` is read rather than stopping at the first later event.
-async fn scan_recorded_by(
-    store: &SharedStore,
-    at: DateTime<Utc>,
-    head: Position,
-) -> Result<(Position, u64)> {
+/// The last position within a time cut, and how many events it holds, among positions up to
+/// `head`. Business times follow no order in the log (a backdated event is recorded late), and
+/// recording times follow positions only until a clock steps back, so the whole log up to
+/// `head` is read rather than stopping at the first event beyond the cut.
+async fn scan(store: &SharedStore, cut: Cut, head: Position) -> Result<(Position, u64)> {
     let mut progress = Progress::new("scan", Some(head));
     let mut after = 0;
     let mut last = 0;
@@ -520,7 +529,7 @@ async fn scan_recorded_by(
             break;
         };
         for event in page.iter().filter(|e| e.position <= head) {
-            if event.recorded_at <= at {
+            if cut.contains(event) {
                 last = event.position;
                 count += 1;
             }
@@ -688,11 +697,11 @@ mod tests {
     async fn a_time_cut_keeps_what_was_recorded_by_then_and_reads_full_batches() {
         let dir = tempfile::tempdir().expect("dir");
         let (store, between) = store_with(dir.path(), &[7, 5]).await;
-        let (last, count) = scan_recorded_by(&store, between[0], 12)
+        let (last, count) = scan(&store, Cut::RecordedBy(between[0]), 12)
             .await
             .expect("scan");
         assert_eq!((last, count), (7, 7));
-        let cut = CutStore::new(store.clone(), last, Some(between[0]));
+        let cut = CutStore::new(store.clone(), last, Some(Cut::RecordedBy(between[0])));
         let all = &Scope::AllTenants;
         assert_eq!(
             positions(&cut.read_all(all, 0, 3).await.expect("read")),
@@ -705,7 +714,69 @@ mod tests {
         // Before the first event: an empty cut.
         let early = between[0] - chrono::Duration::days(1);
         assert_eq!(
-            scan_recorded_by(&store, early, 12).await.expect("scan"),
+            scan(&store, Cut::RecordedBy(early), 12)
+                .await
+                .expect("scan"),
+            (0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_business_time_cut_keeps_a_backdated_event_recorded_after_later_ones() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = crm_core::store::open_store(&StoreUrl::Sqlite {
+            path: dir.path().join("events.db"),
+            durability: Durability::Normal,
+        })
+        .await
+        .expect("open store");
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let stream = StreamId::parse("customer-c-1").expect("stream");
+        let at = |day: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 3, day)
+                .and_then(|d| d.and_hms_opt(12, 0, 0))
+                .expect("date")
+                .and_utc()
+        };
+        // Positions 1..=4 occurred on days 1, 10, 20 and (backdated) 5.
+        for (n, day) in [1, 10, 20, 5].into_iter().enumerate() {
+            store
+                .append(
+                    &tenant,
+                    &stream,
+                    ExpectedRevision::Any,
+                    vec![NewEvent::new("Noted", &json!({ "n": n })).with_occurred_at(at(day))],
+                )
+                .await
+                .expect("append");
+        }
+        let cut = Cut::OccurredBy(at(6));
+        assert_eq!(scan(&store, cut, 4).await.expect("scan"), (4, 2));
+        let cut_store = CutStore::new(store.clone(), 4, Some(cut));
+        assert_eq!(
+            positions(
+                &cut_store
+                    .read_all(&Scope::AllTenants, 0, 100)
+                    .await
+                    .expect("read")
+            ),
+            vec![1, 4]
+        );
+        // Recorded just now, all four are known; none had happened by day 0.
+        assert_eq!(
+            scan(&store, Cut::RecordedBy(Utc::now()), 4)
+                .await
+                .expect("scan"),
+            (4, 4)
+        );
+        assert_eq!(
+            scan(
+                &store,
+                Cut::OccurredBy(at(1) - chrono::Duration::days(1)),
+                4
+            )
+            .await
+            .expect("scan"),
             (0, 0)
         );
     }

@@ -1,5 +1,6 @@
-//! `crm-replay timeline CUSTOMER [--tenant T] [--as-of TIME]`: a customer's timeline for
-//! auditors. Every event touching the customer (its own stream, its deals and cases, converted
+//! `crm-replay timeline CUSTOMER [--tenant T] [--as-of TIME] [--known-at TIME]`: a customer's
+//! timeline for auditors (`--as-of` cuts by business time, `--known-at` by recording time,
+//! both as `crm_projections::asof::Cut` and the API's query parameters do). Every event touching the customer (its own stream, its deals and cases, converted
 //! leads, merged duplicates), in log order, with position, recording and business times, type,
 //! actor and source, the data (personal fields read `[erased]` when the customer was erased),
 //! and whether each stream's hash chain verifies.
@@ -17,6 +18,7 @@ use crm_core::catalog::personal_fields;
 use crm_core::envelope::{Position, RecordedEvent, StreamId, TenantId};
 use crm_core::ids::EntityId;
 use crm_core::store::{VerifyReport, verify_stream};
+use crm_projections::asof::Cut;
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::timeline::{self, TimelinePage};
 use crm_projections::{ReadDb, bookkeeping, customer360, select_projections};
@@ -63,6 +65,8 @@ struct Timeline {
     erased: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_at: Option<DateTime<Utc>>,
     streams: Vec<StreamCheck>,
     events: Vec<Line>,
 }
@@ -72,17 +76,21 @@ pub async fn run(
     tenant: &str,
     customer: &str,
     as_of: Option<String>,
+    known_at: Option<String>,
 ) -> Result<ExitCode> {
     let tenant = TenantId::parse(tenant).context("--tenant")?;
     let customer = EntityId::parse(customer)
         .map_err(|e| anyhow::anyhow!("customer id {customer:?} is invalid: {e}"))?;
-    let as_of = as_of
-        .map(|t| {
+    let time = |flag: &str, text: Option<String>| {
+        text.map(|t| {
             DateTime::parse_from_rfc3339(&t)
                 .map(|t| t.with_timezone(&Utc))
-                .with_context(|| format!("--as-of {t:?} is not an RFC 3339 time"))
+                .with_context(|| format!("{flag} {t:?} is not an RFC 3339 time"))
         })
-        .transpose()?;
+        .transpose()
+    };
+    let as_of = time("--as-of", as_of)?;
+    let known_at = time("--known-at", known_at)?;
     let db = ReadDb::open(&ctx.url)
         .await
         .context("cannot open the read models")?;
@@ -121,9 +129,11 @@ pub async fn run(
     for chunk in positions.chunks(crm_core::store::MAX_POSITIONS_PER_READ) {
         events.extend(ctx.store.read_positions(&tenant, chunk).await?);
     }
-    if let Some(at) = as_of {
-        events.retain(|e| e.occurred_at <= at);
-    }
+    let cuts: Vec<Cut> = [as_of.map(Cut::OccurredBy), known_at.map(Cut::RecordedBy)]
+        .into_iter()
+        .flatten()
+        .collect();
+    events.retain(|e| cuts.iter().all(|cut| cut.contains(e)));
 
     let mut checks: BTreeMap<String, VerifyReport> = BTreeMap::new();
     for event in &events {
@@ -143,6 +153,7 @@ pub async fn run(
         customer_id: customer.to_string(),
         erased,
         as_of,
+        known_at,
         streams: checks
             .iter()
             .map(|(stream, report)| StreamCheck {
@@ -200,13 +211,17 @@ fn line(
 
 fn print_text(timeline: &Timeline) {
     outln!(
-        "customer {} of tenant {}{}{}: {} events",
+        "customer {} of tenant {}{}{}{}: {} events",
         timeline.customer_id,
         timeline.tenant,
         if timeline.erased { " (erased)" } else { "" },
         timeline
             .as_of
             .map(|t| format!(", as of {}", t.to_rfc3339()))
+            .unwrap_or_default(),
+        timeline
+            .known_at
+            .map(|t| format!(", known at {}", t.to_rfc3339()))
             .unwrap_or_default(),
         timeline.events.len()
     );

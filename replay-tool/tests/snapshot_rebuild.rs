@@ -380,7 +380,7 @@ async fn postgres_snapshot_at_a_past_position_equals_a_rebuild_of_the_log_cut_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
+async fn a_known_at_time_between_two_appends_cuts_where_the_position_does() {
     let events = history(9, 40, 2_000);
     let (first, second) = events.split_at(events.len() / 2);
     let source = SqliteSource::seeded(first).await;
@@ -392,12 +392,12 @@ async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
     let head = source.store.head_position().await.expect("head");
     assert!(head > position);
 
-    let by_time = source.file("as-of.db");
+    let by_time = source.file("known-at.db");
     let output = replay(
         &source.arg(),
         &[
             "snapshot",
-            "--as-of",
+            "--known-at",
             &between,
             "--out",
             by_time.to_str().expect("utf-8"),
@@ -406,7 +406,7 @@ async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
     )
     .await;
     let summary = stdout_json(&output);
-    assert_eq!(summary["cut"], "as_of", "{summary}");
+    assert_eq!(summary["cut"], "known_at", "{summary}");
     assert_eq!(summary["position"], position, "{summary}");
     assert_eq!(summary["events"], position, "{summary}");
 
@@ -432,11 +432,11 @@ async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
 
     let time_cut = dump(&open_snapshot(&by_time).await).await;
     let position_cut = dump(&open_snapshot(&by_position).await).await;
-    assert_same(&time_cut, &position_cut, "--as-of vs --position");
+    assert_same(&time_cut, &position_cut, "--known-at vs --position");
     assert_same(
         &time_cut,
         &reference(read_log(source.store.as_ref(), position).await).await,
-        "--as-of vs the cut log",
+        "--known-at vs the cut log",
     );
 
     // Before the first event: empty read models, and the file says so.
@@ -445,7 +445,7 @@ async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
         &source.arg(),
         &[
             "snapshot",
-            "--as-of",
+            "--known-at",
             "2000-01-01T00:00:00Z",
             "--out",
             early.to_str().expect("utf-8"),
@@ -456,6 +456,159 @@ async fn an_as_of_time_between_two_appends_cuts_where_the_position_does() {
     assert_eq!(stdout_json(&output)["position"], 0);
     let empty = dump(&open_snapshot(&early).await).await;
     assert!(empty.values().all(Vec::is_empty), "{empty:?}");
+}
+
+fn at(day: u32) -> chrono::DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(2026, 3, day)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .expect("date")
+        .and_utc()
+}
+
+fn order(n: u128, order_id: &str, amount: &str, day: u32) -> Emitted {
+    Emitted {
+        tenant: "acme",
+        event_type: "OrderPlaced",
+        data: serde_json::json!({
+            "customer_id": "c-1", "order_id": order_id, "amount": amount, "currency": "EUR"
+        }),
+        occurred_at: at(day),
+        id: uuid::Uuid::from_u128(n),
+    }
+}
+
+/// `c-1`'s order count and last order time (microseconds) in a snapshot file.
+async fn orders_of_c1(path: &Path) -> Vec<SqlValue> {
+    let rows = open_snapshot(path)
+        .await
+        .fetch(
+            "SELECT orders, last_order_at FROM rm_customer_360 WHERE tenant = 'acme' AND id = 'c-1'",
+            vec![],
+            &[Col::Int, Col::Int],
+        )
+        .await
+        .expect("query");
+    rows.into_iter().next().expect("c-1 in the snapshot")
+}
+
+/// A backdated event (recorded last, occurred before an event recorded earlier) is where the
+/// two time cuts part: `--as-of` (business time) keeps it and leaves out the later order,
+/// `--known-at` (recording time) the other way round; in `snapshot` and in `timeline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_cuts_by_business_time_and_known_at_by_recording_time() {
+    let registered = Emitted {
+        tenant: "acme",
+        event_type: "CustomerRegistered",
+        data: serde_json::json!({"customer_id": "c-1", "kind": "person", "name": "Ada"}),
+        occurred_at: at(1),
+        id: uuid::Uuid::from_u128(1),
+    };
+    let source = SqliteSource::seeded(&[registered, order(2, "o-1", "10.00", 20)]).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let between = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Recorded now, occurred on 5 March: before o-1 in business time, after it in the log.
+    append_all(source.store.as_ref(), &[order(3, "o-2", "5.00", 5)]).await;
+    let log = read_log(source.store.as_ref(), 3).await;
+    assert_eq!(log.len(), 3);
+
+    let snapshot = |flag: &'static str, value: String, name: &'static str| {
+        let path = source.file(name);
+        let store = source.arg();
+        async move {
+            let output = replay(
+                &store,
+                &[
+                    "snapshot",
+                    flag,
+                    &value,
+                    "--out",
+                    path.to_str().expect("utf-8"),
+                    "--json",
+                ],
+            )
+            .await;
+            (stdout_json(&output), path)
+        }
+    };
+    let (business, business_file) =
+        snapshot("--as-of", "2026-03-10T00:00:00Z".to_owned(), "as-of.db").await;
+    assert_eq!(business["cut"], "as_of", "{business}");
+    // Positions 1 and 3: the cut's last position is the backdated event's.
+    assert_eq!(
+        (business["events"].as_u64(), business["position"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let (recorded, recorded_file) = snapshot("--known-at", between.clone(), "known-at.db").await;
+    assert_eq!(recorded["cut"], "known_at", "{recorded}");
+    assert_eq!(
+        (recorded["events"].as_u64(), recorded["position"].as_u64()),
+        (Some(2), Some(2))
+    );
+
+    // One order each, but not the same one.
+    assert_eq!(
+        orders_of_c1(&business_file).await,
+        vec![SqlValue::Int(1), SqlValue::Int(at(5).timestamp_micros())]
+    );
+    assert_eq!(
+        orders_of_c1(&recorded_file).await,
+        vec![SqlValue::Int(1), SqlValue::Int(at(20).timestamp_micros())]
+    );
+    // Every read model equals a rebuild from exactly the events of its cut.
+    let by_business = dump(&open_snapshot(&business_file).await).await;
+    let by_recording = dump(&open_snapshot(&recorded_file).await).await;
+    assert_ne!(by_business, by_recording);
+    let occurred: Vec<RecordedEvent> = log
+        .iter()
+        .filter(|e| e.occurred_at <= at(10))
+        .cloned()
+        .collect();
+    assert_eq!(
+        occurred.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_same(
+        &by_business,
+        &reference(occurred).await,
+        "--as-of vs occurred_at cut",
+    );
+    assert_same(
+        &by_recording,
+        &reference(log[..2].to_vec()).await,
+        "--known-at vs recorded cut",
+    );
+
+    // The timeline: the same two cuts over c-1's events.
+    let orders_in = |output: Output| -> Vec<String> {
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout_json(&output)["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["data"]["order_id"].as_str().unwrap_or("-").to_owned())
+            .collect()
+    };
+    let timeline = |flag: &'static str, value: String| {
+        let store = source.arg();
+        async move {
+            replay(
+                &store,
+                &[
+                    "timeline", "c-1", "--tenant", "acme", flag, &value, "--json",
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        orders_in(timeline("--as-of", "2026-03-10T00:00:00Z".to_owned()).await),
+        vec!["-", "o-2"]
+    );
+    assert_eq!(
+        orders_in(timeline("--known-at", between).await),
+        vec!["-", "o-1"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

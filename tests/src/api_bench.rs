@@ -1,5 +1,5 @@
-//! The API workloads of `docs/benchmark-workloads.md`, against the real `crm-api` binary
-//! started on a free loopback port: Q1 (random `GET /v1/customers/{id}`, 8 connections) and
+//! The API workloads of `docs/benchmarks.md` ("The workloads"), against the real `crm-api`
+//! binary started on a free loopback port: Q1 (random `GET /v1/customers/{id}`, 8 connections) and
 //! A1 (`POST /v1/events`, 500 events per request, 4 connections, every answer checked).
 
 use std::path::{Path, PathBuf};

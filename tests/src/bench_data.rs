@@ -1,5 +1,5 @@
-//! The benchmark data set of `docs/benchmark-workloads.md`: deterministic (seed 42), customer
-//! n has stream `customer-<n>` with one `CustomerRegistered` and nine `InteractionLogged`.
+//! The benchmark data set of `docs/benchmarks.md` ("The workloads"): deterministic (seed 42),
+//! customer n has stream `customer-<n>` with one `CustomerRegistered` and nine `InteractionLogged`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crm_core::envelope::{NewEvent, StreamId};

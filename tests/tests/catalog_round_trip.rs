@@ -1,5 +1,5 @@
-//! The catalog and the store together: the events of DIRECTION.md, as emitters send them,
-//! are validated, appended, read back and parsed again to the same values.
+//! The catalog and the store together: the emitters' example events (as `docs/events.md`
+//! shows them) are validated, appended, read back and parsed again to the same values.
 
 use crm_core::catalog::DomainEvent;
 use crm_core::envelope::TenantId;

@@ -1,5 +1,5 @@
-//! crm-bench: runs the workloads of `docs/benchmark-workloads.md` against a fresh store and
-//! prints one JSON object per line. Run it in release mode:
+//! crm-bench: runs the workloads of `docs/benchmarks.md` ("The workloads") against a fresh
+//! store and prints one JSON object per line. Run it in release mode:
 //! `cargo run --release -p crm-tests --bin crm-bench -- all --backend sqlite`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,7 +58,7 @@ enum Backend {
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Benchmark workloads W1-W5, Q1, A1 of docs/benchmark-workloads.md on a fresh \
+    about = "Benchmark workloads W1-W5, Q1, A1 of docs/benchmarks.md on a fresh \
     store, each beside a driver-only baseline measured in the same run"
 )]
 struct Args {
