@@ -216,6 +216,8 @@ pub struct KeyStore {
     cache_ttl: Duration,
     /// When this process last wrote each key's `last_used_at`.
     used: Mutex<HashMap<String, Instant>>,
+    /// Those writes still running (see [`KeyStore::settle`]).
+    writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl KeyStore {
@@ -238,6 +240,7 @@ impl KeyStore {
             cache: Mutex::new(HashMap::new()),
             cache_ttl: CACHE_TTL,
             used: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Vec::new()),
         })
     }
 
@@ -538,7 +541,7 @@ impl KeyStore {
         };
         let db = self.db.clone();
         let args = vec![SqlValue::Int(Utc::now().timestamp_micros()), key_id.into()];
-        runtime.spawn(async move {
+        let write = runtime.spawn(async move {
             if let Err(error) = db
                 .execute(
                     "UPDATE crm_api_keys SET last_used_at = ? WHERE key_id = ?",
@@ -549,6 +552,23 @@ impl KeyStore {
                 tracing::warn!(%error, "could not record when a key was last used");
             }
         });
+        if let Ok(mut writes) = self.writes.lock() {
+            writes.retain(|write| !write.is_finished());
+            writes.push(write);
+        }
+    }
+
+    /// Waits for the `last_used_at` writes still running: a stopping server calls it once
+    /// no request is answered any more, so none is cut off by the process's exit (which
+    /// would leave the SQLite store's write-ahead log with a commit the file never folded).
+    pub async fn settle(&self) {
+        let writes = match self.writes.lock() {
+            Ok(mut writes) => std::mem::take(&mut *writes),
+            Err(_) => return,
+        };
+        for write in writes {
+            let _ = write.await;
+        }
     }
 
     async fn lookup(&self, key_id: &str) -> Result<Option<Stored>, KeyError> {

@@ -378,6 +378,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             let _ = server.await;
         }
     }
+    // No request is answered any more: the last `last_used_at` writes finish.
+    state.keys.settle().await;
     // The retention task ends at `closing`; a run in progress stops between tenants, or is
     // abandoned after the grace period (each erasure is one atomic append; the next run
     // continues).
