@@ -108,7 +108,8 @@ enum KeysCommand {
 /// lifetime).
 #[derive(Debug, clap::Args)]
 struct ExpiryArgs {
-    /// The key expires this long after now, e.g. 90d, 12h, 30m, 45s.
+    /// The key expires this long after now, e.g. 90d, 12h, 30m, 45s (without it or
+    /// --expires-at: never; for `keys rotate`, after the old key's lifetime).
     #[arg(long, value_parser = lifetime, conflicts_with = "expires_at")]
     expires_in: Option<std::time::Duration>,
     /// The key expires at this RFC 3339 time, e.g. 2027-01-01T00:00:00Z.
