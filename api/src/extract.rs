@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::app::{AppState, SharedState};
 use crate::edge::json;
 use crate::edge::rate::retry_after_secs;
-use crate::keys::{Principal, Refusal, Role};
+use crate::keys::{Principal, Role};
 use crate::problem::Problem;
 
 /// The header every read-model answer carries: the log position the read model had reached.
@@ -96,12 +96,7 @@ impl FromRequestParts<SharedState> for Caller {
                     retry_after_secs(wait),
                 )),
             },
-            Ok(Err(Refusal::Malformed)) => Err(Problem::unauthorized(
-                "the API key is malformed: keys read `crm_<16 hex digits>_<64 hex digits>`",
-            )),
-            Ok(Err(Refusal::Invalid)) => Err(Problem::unauthorized(
-                "the API key is not valid (unknown or revoked)",
-            )),
+            Ok(Err(refusal)) => Err(Problem::from(refusal)),
             Err(error) => Err(Problem::internal(&error)),
         }
     }

@@ -16,6 +16,13 @@
 //! own database, so `crm-api keys ...` works beside a running server; the server caches what
 //! it read for [`CACHE_TTL`] (`serve --key-cache-ms`), so a revocation takes effect within
 //! that time, for live streams too ([`crate::edge::streams`]).
+//!
+//! A key may expire (`keys create --expires-in 90d` or `--expires-at`): from then on it is
+//! refused, the caller told only that it expired. `keys rotate` creates a new key (a new id,
+//! `rotated_from` naming the old one) with the old key's tenant, role, personal-data flag and
+//! label, and lets the old one expire after a grace period. When a key was last used
+//! (`last_used_at`) is written at most once a minute per key per server, by a task of its
+//! own, so answering a request never waits for it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +41,10 @@ use sha2::{Digest, Sha256};
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Keys remembered by the cache before it starts over.
 const CACHE_ENTRIES: usize = 10_000;
+/// `last_used_at` is written at most this often per key (by one server).
+pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+/// How long a rotated key stays valid, by default.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 const KEY_PREFIX: &str = "crm_";
 const KEY_ID_HEX: usize = 16;
@@ -93,6 +104,12 @@ pub enum KeyError {
     Random(String),
     #[error("stored key {key_id} is unreadable: {reason}")]
     Corrupt { key_id: String, reason: String },
+    /// The key cannot be rotated: unknown, revoked or expired.
+    #[error("key {key_id}: {reason}")]
+    NotRotatable { key_id: String, reason: String },
+    /// A time the key table cannot hold (past year 262143).
+    #[error("{0}: out of range")]
+    OutOfRange(&'static str),
 }
 
 /// A key as stored (no secret).
@@ -106,6 +123,19 @@ pub struct KeyInfo {
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// From this time on the key is refused (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When a server last accepted the key (written at most once a minute per server).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The key this one replaced (`keys rotate`).
+    pub rotated_from: Option<String>,
+}
+
+impl KeyInfo {
+    /// Whether the key is expired at `now`.
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// A freshly created key: the only time its full text exists.
@@ -146,6 +176,18 @@ pub enum Refusal {
     Malformed,
     /// Unknown id, wrong secret or revoked: the caller is told only that the key is not valid.
     Invalid,
+    /// The right secret of a key past its `expires_at` (a rotated key past its grace period):
+    /// the caller is told only that it expired.
+    Expired,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    /// The new key, shown once.
+    pub new: NewKey,
+    /// The old key is refused from this time on.
+    pub old_valid_until: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +197,15 @@ struct Stored {
     personal_data: bool,
     digest: [u8; 32],
     revoked: bool,
+    /// Microseconds since the epoch.
+    expires_at: Option<i64>,
+}
+
+impl Stored {
+    fn expired(&self) -> bool {
+        self.expires_at
+            .is_some_and(|at| at <= Utc::now().timestamp_micros())
+    }
 }
 
 /// The key table and the server's short-lived cache of it.
@@ -163,6 +214,10 @@ pub struct KeyStore {
     db: ReadDb,
     cache: Mutex<HashMap<String, (Instant, Option<Stored>)>>,
     cache_ttl: Duration,
+    /// When this process last wrote each key's `last_used_at`.
+    used: Mutex<HashMap<String, Instant>>,
+    /// Those writes still running (see [`KeyStore::settle`]).
+    writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl KeyStore {
@@ -173,16 +228,19 @@ impl KeyStore {
             "CREATE TABLE IF NOT EXISTS crm_api_keys (\
              key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, \
              secret_sha256 TEXT NOT NULL, label TEXT, created_at BIGINT NOT NULL, \
-             revoked_at BIGINT, personal_data BIGINT NOT NULL DEFAULT 0)",
+             revoked_at BIGINT, personal_data BIGINT NOT NULL DEFAULT 0, \
+             expires_at BIGINT, last_used_at BIGINT, rotated_from TEXT)",
             vec![],
         )
         .await?;
-        add_personal_data_column(&db).await?;
+        add_missing_columns(&db).await?;
         create_access_log(&db).await?;
         Ok(KeyStore {
             db,
             cache: Mutex::new(HashMap::new()),
             cache_ttl: CACHE_TTL,
+            used: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Vec::new()),
         })
     }
 
@@ -197,13 +255,13 @@ impl KeyStore {
         self.cache_ttl
     }
 
-    /// Whether `key_id` names a key that is not revoked, by what was read at most `max_age`
-    /// ago.
+    /// Whether `key_id` names a key that is neither revoked nor expired, by what was read at
+    /// most `max_age` ago.
     pub async fn is_active(&self, key_id: &str, max_age: Duration) -> Result<bool, KeyError> {
         Ok(self
             .lookup_within(key_id, max_age)
             .await?
-            .is_some_and(|stored| !stored.revoked))
+            .is_some_and(|stored| !stored.revoked && !stored.expired()))
     }
 
     /// The database the keys (and the access log) live in.
@@ -220,50 +278,139 @@ impl KeyStore {
         personal_data: bool,
         label: Option<&str>,
     ) -> Result<NewKey, KeyError> {
-        let mut random = [0u8; 8 + 32];
-        getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
-        let key_id = hex::encode(&random[..8]);
-        let secret = hex::encode(&random[8..]);
-        let created_at = crm_core::envelope::to_stored_precision(Utc::now());
-        self.db
+        self.create_until(tenant, role, personal_data, label, None)
+            .await
+    }
+
+    /// [`KeyStore::create`], refused from `expires_at` on (never when `None`).
+    pub async fn create_until(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+        personal_data: bool,
+        label: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<NewKey, KeyError> {
+        let (key, args) = new_key(tenant, role, personal_data, label, expires_at, None)?;
+        self.db.execute(INSERT_KEY, args).await?;
+        Ok(key)
+    }
+
+    /// Replaces `key` (its id or full text): a new key with its tenant, role, personal-data
+    /// flag and label, `rotated_from` naming it, expiring at `expires_at` (by default after
+    /// the old key's lifetime from now, or never if the old key never expired); the old key
+    /// stays valid for `grace` (or until it expired anyway), then is refused. Both in one
+    /// transaction. A revoked, expired or unknown key is not rotated.
+    pub async fn rotate(
+        &self,
+        key: &str,
+        grace: Duration,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Rotated, KeyError> {
+        let key_id = key_id_of(key);
+        let refused = |reason: &str| KeyError::NotRotatable {
+            key_id: key_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let now = crm_core::envelope::to_stored_precision(Utc::now());
+        let old = self
+            .list_where(Some(("key_id", key_id)))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| refused("no such key"))?;
+        if old.revoked_at.is_some() {
+            return Err(refused("revoked; create a new key instead"));
+        }
+        if old.expired_at(now) {
+            return Err(refused("expired; create a new key instead"));
+        }
+        let tenant = TenantId::parse(&old.tenant).map_err(|e| KeyError::Corrupt {
+            key_id: key_id.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let expires_at = match (expires_at, old.expires_at) {
+            (Some(at), _) => Some(at),
+            (None, Some(old_expiry)) => Some(now + (old_expiry - old.created_at)),
+            (None, None) => None,
+        };
+        let grace_end = chrono::Duration::from_std(grace)
+            .ok()
+            .and_then(|grace| now.checked_add_signed(grace))
+            .ok_or(KeyError::OutOfRange("--grace"))?;
+        let old_valid_until = old.expires_at.map_or(grace_end, |at| at.min(grace_end));
+        let (new, args) = new_key(
+            &tenant,
+            old.role,
+            old.personal_data,
+            old.label.as_deref(),
+            expires_at,
+            Some(key_id),
+        )?;
+        let mut tx = self.db.begin().await?;
+        let moved = tx
             .execute(
-                "INSERT INTO crm_api_keys \
-                 (key_id, tenant, role, secret_sha256, label, created_at, revoked_at, \
-                 personal_data) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                "UPDATE crm_api_keys SET expires_at = ? WHERE key_id = ? AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > ?)",
                 vec![
-                    key_id.as_str().into(),
-                    tenant.as_str().into(),
-                    role.as_str().into(),
-                    hex::encode(digest(&secret)).into(),
-                    SqlValue::opt_text(label),
-                    SqlValue::Int(created_at.timestamp_micros()),
-                    SqlValue::Int(i64::from(personal_data)),
+                    SqlValue::Int(old_valid_until.timestamp_micros()),
+                    key_id.into(),
+                    SqlValue::Int(now.timestamp_micros()),
                 ],
             )
             .await?;
-        Ok(NewKey {
-            token: format!("{KEY_PREFIX}{key_id}_{secret}"),
-            info: KeyInfo {
-                key_id,
-                tenant: tenant.as_str().to_owned(),
-                role,
-                personal_data,
-                label: label.map(str::to_owned),
-                created_at,
-                revoked_at: None,
-            },
+        if moved != 1 {
+            tx.rollback().await?;
+            return Err(refused("revoked or expired meanwhile"));
+        }
+        tx.execute(INSERT_KEY, args).await?;
+        tx.commit().await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(key_id);
+        }
+        Ok(Rotated {
+            new,
+            old_valid_until,
         })
+    }
+
+    /// Sets when `key` (id or full text) expires (`None`: never). False if no such key.
+    pub async fn set_expiry(
+        &self,
+        key: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, KeyError> {
+        let key_id = key_id_of(key);
+        let changed = self
+            .db
+            .execute(
+                "UPDATE crm_api_keys SET expires_at = ? WHERE key_id = ?",
+                vec![
+                    SqlValue::opt_int(expires_at.map(|at| at.timestamp_micros())),
+                    key_id.into(),
+                ],
+            )
+            .await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(key_id);
+        }
+        Ok(changed > 0)
     }
 
     /// Every key, optionally of one tenant, oldest first.
     pub async fn list(&self, tenant: Option<&TenantId>) -> Result<Vec<KeyInfo>, KeyError> {
+        self.list_where(tenant.map(|t| ("tenant", t.as_str())))
+            .await
+    }
+
+    async fn list_where(&self, filter: Option<(&str, &str)>) -> Result<Vec<KeyInfo>, KeyError> {
         let mut sql = "SELECT key_id, tenant, role, label, created_at, revoked_at, \
-                       personal_data FROM crm_api_keys"
+                       personal_data, expires_at, last_used_at, rotated_from FROM crm_api_keys"
             .to_owned();
         let mut args = Vec::new();
-        if let Some(tenant) = tenant {
-            sql.push_str(" WHERE tenant = ?");
-            args.push(tenant.as_str().into());
+        if let Some((column, value)) = filter {
+            sql.push_str(&format!(" WHERE {column} = ?"));
+            args.push(value.into());
         }
         sql.push_str(" ORDER BY created_at, key_id");
         let rows = self
@@ -279,9 +426,13 @@ impl KeyStore {
                     Col::Int,
                     Col::Int,
                     Col::Int,
+                    Col::Int,
+                    Col::Int,
+                    Col::Text,
                 ],
             )
             .await?;
+        let time = |value: &SqlValue| value.as_int().and_then(DateTime::from_timestamp_micros);
         rows.into_iter()
             .map(|row| {
                 let key_id = row[0].as_text().unwrap_or_default().to_owned();
@@ -297,12 +448,12 @@ impl KeyStore {
                     tenant: row[1].as_text().unwrap_or_default().to_owned(),
                     role,
                     label: row[3].as_text().map(str::to_owned),
-                    created_at: row[4]
-                        .as_int()
-                        .and_then(DateTime::from_timestamp_micros)
-                        .unwrap_or_default(),
-                    revoked_at: row[5].as_int().and_then(DateTime::from_timestamp_micros),
+                    created_at: time(&row[4]).unwrap_or_default(),
+                    revoked_at: time(&row[5]),
                     personal_data: row[6].as_int().is_some_and(|flag| flag != 0),
+                    expires_at: time(&row[7]),
+                    last_used_at: time(&row[8]),
+                    rotated_from: row[9].as_text().map(str::to_owned),
                     key_id,
                 })
             })
@@ -349,14 +500,75 @@ impl KeyStore {
         let expected = stored.as_ref().map_or([0xa5; 32], |s| s.digest);
         let matches = constant_time_eq(&presented, &expected);
         Ok(match stored {
-            Some(stored) if matches && !stored.revoked => Ok(Principal {
-                key_id: key_id.to_owned(),
-                tenant: stored.tenant,
-                role: stored.role,
-                personal_data: stored.personal_data,
-            }),
+            // Only the holder of the secret learns that the key expired.
+            Some(stored) if matches && !stored.revoked && stored.expired() => Err(Refusal::Expired),
+            Some(stored) if matches && !stored.revoked => {
+                self.mark_used(key_id);
+                Ok(Principal {
+                    key_id: key_id.to_owned(),
+                    tenant: stored.tenant,
+                    role: stored.role,
+                    personal_data: stored.personal_data,
+                })
+            }
             _ => Err(Refusal::Invalid),
         })
+    }
+
+    /// Records that `key_id` was accepted now, unless this process did so within
+    /// [`LAST_USED_EVERY`]: the write runs on a task of its own (a failure is logged, the
+    /// request never waits for it).
+    fn mark_used(&self, key_id: &str) {
+        let now = Instant::now();
+        {
+            let Ok(mut used) = self.used.lock() else {
+                return;
+            };
+            if let Some(at) = used.get_mut(key_id) {
+                if now.duration_since(*at) < LAST_USED_EVERY {
+                    return;
+                }
+                *at = now;
+            } else {
+                if used.len() >= CACHE_ENTRIES {
+                    used.clear();
+                }
+                used.insert(key_id.to_owned(), now);
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let db = self.db.clone();
+        let args = vec![SqlValue::Int(Utc::now().timestamp_micros()), key_id.into()];
+        let write = runtime.spawn(async move {
+            if let Err(error) = db
+                .execute(
+                    "UPDATE crm_api_keys SET last_used_at = ? WHERE key_id = ?",
+                    args,
+                )
+                .await
+            {
+                tracing::warn!(%error, "could not record when a key was last used");
+            }
+        });
+        if let Ok(mut writes) = self.writes.lock() {
+            writes.retain(|write| !write.is_finished());
+            writes.push(write);
+        }
+    }
+
+    /// Waits for the `last_used_at` writes still running: a stopping server calls it once
+    /// no request is answered any more, so none is cut off by the process's exit (which
+    /// would leave the SQLite store's write-ahead log with a commit the file never folded).
+    pub async fn settle(&self) {
+        let writes = match self.writes.lock() {
+            Ok(mut writes) => std::mem::take(&mut *writes),
+            Err(_) => return,
+        };
+        for write in writes {
+            let _ = write.await;
+        }
     }
 
     async fn lookup(&self, key_id: &str) -> Result<Option<Stored>, KeyError> {
@@ -377,10 +589,17 @@ impl KeyStore {
         let rows = self
             .db
             .fetch(
-                "SELECT tenant, role, secret_sha256, revoked_at, personal_data FROM crm_api_keys \
-                 WHERE key_id = ?",
+                "SELECT tenant, role, secret_sha256, revoked_at, personal_data, expires_at \
+                 FROM crm_api_keys WHERE key_id = ?",
                 vec![key_id.into()],
-                &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int],
+                &[
+                    Col::Text,
+                    Col::Text,
+                    Col::Text,
+                    Col::Int,
+                    Col::Int,
+                    Col::Int,
+                ],
             )
             .await?;
         let stored = match rows.into_iter().next() {
@@ -406,6 +625,7 @@ impl KeyStore {
                     digest,
                     revoked: row[3].as_int().is_some(),
                     personal_data: row[4].as_int().is_some_and(|flag| flag != 0),
+                    expires_at: row[5].as_int(),
                 })
             }
         };
@@ -419,44 +639,55 @@ impl KeyStore {
     }
 }
 
-/// Adds `crm_api_keys.personal_data` to a key table made before it existed (its keys then
-/// read personal fields redacted, unless they are admin keys). Looks first, so an open of an
-/// upgraded table takes no table lock; safe when another process adds it at the same time.
-async fn add_personal_data_column(db: &ReadDb) -> Result<(), KeyError> {
-    if has_personal_data_column(db).await? {
-        return Ok(());
-    }
-    let add = match db.backend() {
-        Backend::Postgres => {
-            "ALTER TABLE crm_api_keys ADD COLUMN IF NOT EXISTS \
-             personal_data BIGINT NOT NULL DEFAULT 0"
+/// Columns added to `crm_api_keys` after its first release, with their definitions.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    // Keys made before it read personal fields redacted, unless they are admin keys.
+    ("personal_data", "BIGINT NOT NULL DEFAULT 0"),
+    // Keys made before these never expire, were never rotated, were not seen in use.
+    ("expires_at", "BIGINT"),
+    ("last_used_at", "BIGINT"),
+    ("rotated_from", "TEXT"),
+];
+
+/// Adds to a key table made by an older version the columns it lacks ([`ADDED_COLUMNS`]).
+/// Looks first, so an open of an upgraded table takes no table lock; safe when another
+/// process adds them at the same time.
+async fn add_missing_columns(db: &ReadDb) -> Result<(), KeyError> {
+    let present = key_columns(db).await?;
+    for (column, definition) in ADDED_COLUMNS {
+        if present.iter().any(|name| name == column) {
+            continue;
         }
-        Backend::Sqlite => {
-            "ALTER TABLE crm_api_keys ADD COLUMN personal_data BIGINT NOT NULL DEFAULT 0"
+        let add = match db.backend() {
+            Backend::Postgres => {
+                format!("ALTER TABLE crm_api_keys ADD COLUMN IF NOT EXISTS {column} {definition}")
+            }
+            Backend::Sqlite => format!("ALTER TABLE crm_api_keys ADD COLUMN {column} {definition}"),
+        };
+        match db.execute(&add, vec![]).await {
+            Ok(_) => {}
+            // Another process may have added it meanwhile (SQLite has no IF NOT EXISTS here).
+            Err(_) if key_columns(db).await?.iter().any(|name| name == column) => {}
+            Err(error) => return Err(error.into()),
         }
-    };
-    match db.execute(add, vec![]).await {
-        Ok(_) => Ok(()),
-        // Another process may have added it meanwhile (SQLite has no IF NOT EXISTS here).
-        Err(_) if has_personal_data_column(db).await? => Ok(()),
-        Err(error) => Err(error.into()),
     }
+    Ok(())
 }
 
-async fn has_personal_data_column(db: &ReadDb) -> Result<bool, KeyError> {
+/// The names of `crm_api_keys`' columns.
+async fn key_columns(db: &ReadDb) -> Result<Vec<String>, KeyError> {
     let sql = match db.backend() {
         Backend::Postgres => {
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = 'crm_api_keys' \
-             AND column_name = 'personal_data'"
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'crm_api_keys'"
         }
-        Backend::Sqlite => {
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM pragma_table_info('crm_api_keys') \
-             WHERE name = 'personal_data'"
-        }
+        Backend::Sqlite => "SELECT name FROM pragma_table_info('crm_api_keys')",
     };
-    let rows = db.fetch(sql, vec![], &[Col::Int]).await?;
-    Ok(rows.first().and_then(|row| row[0].as_int()) == Some(1))
+    let rows = db.fetch(sql, vec![], &[Col::Text]).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| row.into_iter().next().and_then(SqlValue::into_text))
+        .collect())
 }
 
 /// Creates the access log (see [`crate::access`]) and the triggers that refuse to change or
@@ -511,6 +742,85 @@ pub fn key_id_of(key: &str) -> &str {
     split_token(key).map_or(key, |(id, _)| id)
 }
 
+const INSERT_KEY: &str = "INSERT INTO crm_api_keys \
+     (key_id, tenant, role, secret_sha256, label, created_at, revoked_at, personal_data, \
+     expires_at, last_used_at, rotated_from) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?)";
+
+/// A new key's text and the arguments of [`INSERT_KEY`] that store it (hashed).
+fn new_key(
+    tenant: &TenantId,
+    role: Role,
+    personal_data: bool,
+    label: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+    rotated_from: Option<&str>,
+) -> Result<(NewKey, Vec<SqlValue>), KeyError> {
+    let mut random = [0u8; 8 + 32];
+    getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
+    let key_id = hex::encode(&random[..8]);
+    let secret = hex::encode(&random[8..]);
+    let created_at = crm_core::envelope::to_stored_precision(Utc::now());
+    let expires_at = expires_at.map(crm_core::envelope::to_stored_precision);
+    let args = vec![
+        key_id.as_str().into(),
+        tenant.as_str().into(),
+        role.as_str().into(),
+        hex::encode(digest(&secret)).into(),
+        SqlValue::opt_text(label),
+        SqlValue::Int(created_at.timestamp_micros()),
+        SqlValue::Int(i64::from(personal_data)),
+        SqlValue::opt_int(expires_at.map(|at| at.timestamp_micros())),
+        SqlValue::opt_text(rotated_from),
+    ];
+    Ok((
+        NewKey {
+            token: format!("{KEY_PREFIX}{key_id}_{secret}"),
+            info: KeyInfo {
+                key_id,
+                tenant: tenant.as_str().to_owned(),
+                role,
+                personal_data,
+                label: label.map(str::to_owned),
+                created_at,
+                revoked_at: None,
+                expires_at,
+                last_used_at: None,
+                rotated_from: rotated_from.map(str::to_owned),
+            },
+        },
+        args,
+    ))
+}
+
+/// A lifetime such as `90d`, `12h`, `30m` or `45s` (a whole number and one unit).
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration: give a whole number and a unit, s, m, h or d \
+                 (e.g. 90d, 12h)"
+            ));
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: it must start with a whole number"))?;
+    number
+        .checked_mul(seconds_per)
+        .filter(|seconds| *seconds <= 1_000 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is longer than 1000 years"))
+}
+
 /// `(key id, secret)` of a well-formed key.
 fn split_token(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix(KEY_PREFIX)?;
@@ -551,6 +861,26 @@ mod tests {
             format!("crm_0123_{secret}"),
         ] {
             assert_eq!(split_token(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifetimes_read_a_number_and_a_unit() {
+        assert_eq!(parse_lifetime("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_lifetime("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(parse_lifetime("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_lifetime("1s"), Ok(Duration::from_secs(1)));
+        for bad in [
+            "",
+            "d",
+            "12",
+            "1.5h",
+            "3w",
+            "-1d",
+            "99999999999999999999d",
+            "400000d",
+        ] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
     }
 

@@ -2,8 +2,8 @@
 //! projection workers, which follow the log into the read models, and listens for HTTP
 //! (`--listen`, default 127.0.0.1:8080) until SIGTERM or Ctrl-C. On the first start of a
 //! store it creates an admin key for the tenant `default`, prints it once and writes it to
-//! `<data-dir>/admin.key` (mode 0600). `keys create|list|revoke` manage keys, also while a
-//! server runs on the same store.
+//! `<data-dir>/admin.key` (mode 0600). `keys create|list|rotate|revoke` manage keys, also
+//! while a server runs on the same store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +40,7 @@ struct Cli {
 enum Command {
     /// Open the store and serve until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
-    /// Create, list or revoke API keys.
+    /// Create, list, rotate or revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Print the OpenAPI 3.1 document (the one `GET /openapi.json` serves), e.g. to generate
@@ -68,6 +68,8 @@ enum KeysCommand {
         #[arg(long)]
         label: Option<String>,
         #[command(flatten)]
+        expiry: ExpiryArgs,
+        #[command(flatten)]
         store: StoreArgs,
     },
     /// List keys (never their secrets).
@@ -81,12 +83,73 @@ enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Replace a key by a new one (a new id and secret, printed once, with the same tenant,
+    /// role, personal-data flag and label); the old key keeps working for the grace period,
+    /// then is refused.
+    Rotate {
+        /// The key to replace: its id (as `keys list` shows it) or its full text.
+        key: String,
+        /// How long the old key stays valid, e.g. 24h, 30m, 7d (0s ends it at once; a key
+        /// due to expire sooner keeps its own expiry).
+        #[arg(long, default_value = "24h", value_parser = lifetime)]
+        grace: std::time::Duration,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Revoke a key by its id (or its full text); a running server refuses it within seconds.
     Revoke {
+        /// The key to revoke: its id (as `keys list` shows it) or its full text.
         key: String,
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// When a new key expires (by default never; for `keys rotate`, after the old key's
+/// lifetime).
+#[derive(Debug, clap::Args)]
+struct ExpiryArgs {
+    /// The key expires this long after now, e.g. 90d, 12h, 30m, 45s (without it or
+    /// --expires-at: never; for `keys rotate`, after the old key's lifetime).
+    #[arg(long, value_parser = lifetime, conflicts_with = "expires_at")]
+    expires_in: Option<std::time::Duration>,
+    /// The key expires at this RFC 3339 time, e.g. 2027-01-01T00:00:00Z.
+    #[arg(long, value_parser = rfc3339)]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ExpiryArgs {
+    /// The expiry asked for, if any; refused when not in the future.
+    fn expires_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let now = chrono::Utc::now();
+        let at = match (self.expires_in, self.expires_at) {
+            (Some(lifetime), _) => Some(
+                chrono::Duration::from_std(lifetime)
+                    .ok()
+                    .and_then(|lifetime| now.checked_add_signed(lifetime))
+                    .context("--expires-in: too far in the future")?,
+            ),
+            (None, at) => at,
+        };
+        if let Some(at) = at
+            && at <= now
+        {
+            anyhow::bail!("--expires-at: {} is not in the future", at.to_rfc3339());
+        }
+        Ok(at)
+    }
+}
+
+fn lifetime(text: &str) -> Result<std::time::Duration, String> {
+    crm_api::keys::parse_lifetime(text)
+}
+
+fn rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e})"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -322,6 +385,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             let _ = server.await;
         }
     }
+    // No request is answered any more: the last `last_used_at` writes finish.
+    state.keys.settle().await;
     // The retention task ends at `closing`; a run in progress stops between tenants, or is
     // abandoned after the grace period (each erasure is one atomic append; the next run
     // continues).
@@ -389,6 +454,7 @@ async fn keys(command: KeysCommand) -> Result<()> {
     let store = match &command {
         KeysCommand::Create { store, .. }
         | KeysCommand::List { store, .. }
+        | KeysCommand::Rotate { store, .. }
         | KeysCommand::Revoke { store, .. } => store,
     };
     let url = store.store_url()?;
@@ -404,15 +470,17 @@ async fn keys(command: KeysCommand) -> Result<()> {
             role,
             personal_data,
             label,
+            expiry,
             ..
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let role: Role = role.parse().map_err(anyhow::Error::msg).context("--role")?;
+            let expires_at = expiry.expires_at()?;
             let key = keys
-                .create(&tenant, role, personal_data, label.as_deref())
+                .create_until(&tenant, role, personal_data, label.as_deref(), expires_at)
                 .await?;
             eprintln!(
-                "created key {} for tenant {} with role {}{}; it is shown only now:",
+                "created key {} for tenant {} with role {}{}{}; it is shown only now:",
                 key.info.key_id,
                 key.info.tenant,
                 key.info.role,
@@ -420,21 +488,41 @@ async fn keys(command: KeysCommand) -> Result<()> {
                     (true, _) => ", reading personal data",
                     (false, Role::Admin) => " (admin keys read personal data)",
                     (false, _) => ", personal fields redacted",
-                }
+                },
+                expiry_note(key.info.expires_at),
             );
             println!("{}", key.token);
+        }
+        KeysCommand::Rotate {
+            key, grace, expiry, ..
+        } => {
+            let rotated = keys.rotate(&key, grace, expiry.expires_at()?).await?;
+            let new = &rotated.new.info;
+            eprintln!(
+                "created key {} replacing {} (tenant {}, role {}){}; the old key is refused \
+                 from {} on (running servers within their --key-cache-ms). The new key is \
+                 shown only now:",
+                new.key_id,
+                new.rotated_from.as_deref().unwrap_or_default(),
+                new.tenant,
+                new.role,
+                expiry_note(new.expires_at),
+                time(rotated.old_valid_until),
+            );
+            println!("{}", rotated.new.token);
         }
         KeysCommand::List { tenant, json, .. } => {
             let tenant = tenant
                 .map(|t| TenantId::parse(&t))
                 .transpose()
                 .context("--tenant")?;
+            let now = chrono::Utc::now();
             for key in keys.list(tenant.as_ref()).await? {
                 if json {
                     println!("{}", serde_json::to_string(&key)?);
                 } else {
                     println!(
-                        "{}  {:<20} {:<8} {:<13} created {}  {}{}",
+                        "{}  {:<20} {:<8} {:<13} created {}  {} {}  last used {}  {}{}{}",
                         key.key_id,
                         key.tenant,
                         key.role.as_str(),
@@ -443,9 +531,20 @@ async fn keys(command: KeysCommand) -> Result<()> {
                         } else {
                             "redacted"
                         },
-                        key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        time(key.created_at),
+                        if key.expired_at(now) {
+                            "EXPIRED"
+                        } else {
+                            "expires"
+                        },
+                        key.expires_at.map_or("never".to_owned(), time),
+                        key.last_used_at.map_or("never".to_owned(), time),
                         key.revoked_at
-                            .map(|t| format!("REVOKED {} ", t.format("%Y-%m-%dT%H:%M:%SZ")))
+                            .map(|t| format!("REVOKED {} ", time(t)))
+                            .unwrap_or_default(),
+                        key.rotated_from
+                            .as_ref()
+                            .map(|id| format!("rotated from {id} "))
                             .unwrap_or_default(),
                         key.label.unwrap_or_default()
                     );
@@ -464,6 +563,18 @@ async fn keys(command: KeysCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A time as `keys` prints it.
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn expiry_note(expires_at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    expires_at.map_or_else(
+        || ", never expiring".to_owned(),
+        |at| format!(", expiring at {}", time(at)),
+    )
 }
 
 /// Logs each projection's state whenever it changes (not every position it reaches).
@@ -520,5 +631,36 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_a_help_text() {
+        fn walk(command: &clap::Command, path: &str, blank: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() {
+                blank.push(format!("{path} (the command)"));
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    blank.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &path, blank);
+            }
+        }
+        let mut blank = Vec::new();
+        walk(&super::Cli::command(), "", &mut blank);
+        assert!(blank.is_empty(), "arguments without a help text: {blank:?}");
     }
 }

@@ -2,6 +2,9 @@
 //! that names what was wrong and where (the field, the query parameter, the event's index in
 //! the batch). Every error the service answers goes through [`Problem`]; members beyond the
 //! standard ones (such as `position` on a read-your-writes timeout) go in `extensions`.
+//! A refused batch carries `errors` (`[{event_index, field, reason}]`, every invalid event
+//! up to 100, `errors_not_listed` counting the rest), `invalid_events`, and the first
+//! one's `event_index`.
 //!
 //! Errors of the layers below become answers here, in one place, by exhaustive `From`
 //! impls: [`StoreError`], [`ProjectionError`] and the ingest decision's [`CommandError`].
@@ -11,7 +14,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crm_core::command::CommandError;
+use crm_core::command::{CommandError, Refusal};
 use crm_core::store::StoreError;
 use crm_projections::ProjectionError;
 use serde::Serialize;
@@ -146,6 +149,7 @@ impl From<StoreError> for Problem {
             | StoreError::Config(_)
             | StoreError::Migration(_)
             | StoreError::NotAStore(_)
+            | StoreError::NoDatabase { .. }
             | StoreError::GuardsMissing { .. }
             | StoreError::Sealing(_) => Problem::internal(&error),
         }
@@ -179,18 +183,51 @@ impl From<ProjectionError> for Problem {
 impl From<CommandError> for Problem {
     fn from(error: CommandError) -> Problem {
         match error {
-            CommandError::Invalid(refusal) => {
-                Problem::unprocessable(refusal.in_batch()).with("event_index", refusal.index)
+            CommandError::Invalid(refusals) => {
+                let errors: Vec<serde_json::Value> =
+                    refusals.listed().iter().map(event_error).collect();
+                let mut problem = Problem::unprocessable(refusals.summary())
+                    .with("event_index", refusals.first().index)
+                    .with("invalid_events", refusals.invalid())
+                    .with("errors", errors);
+                if refusals.not_listed() > 0 {
+                    problem = problem.with("errors_not_listed", refusals.not_listed());
+                }
+                problem
             }
             CommandError::InvalidBatch(detail) => Problem::unprocessable(detail),
             CommandError::TooManyEvents { .. } => Problem::too_large(error.to_string()),
-            CommandError::Conflict(refusal) => {
-                Problem::conflict(refusal.in_batch()).with("event_index", refusal.index)
-            }
+            CommandError::Conflict(refusal) => Problem::conflict(refusal.in_batch())
+                .with("event_index", refusal.index)
+                .with("errors", vec![event_error(&refusal)]),
             CommandError::Contended { .. } => Problem::conflict(error.to_string()),
             CommandError::Unreadable { .. } => Problem::internal(&error),
             CommandError::Store(store) => Problem::from(store),
         }
+    }
+}
+
+/// One entry of a refused batch's `errors`: the event's index, the member at fault (`null`
+/// when the event as a whole is), and why.
+fn event_error(refusal: &Refusal) -> serde_json::Value {
+    serde_json::json!({
+        "event_index": refusal.index,
+        "field": refusal.member,
+        "reason": refusal.reason,
+    })
+}
+
+impl From<crate::keys::Refusal> for Problem {
+    /// A refused key: 401, telling the caller no more than which of the three it is.
+    fn from(refusal: crate::keys::Refusal) -> Problem {
+        use crate::keys::Refusal;
+        Problem::unauthorized(match refusal {
+            Refusal::Malformed => {
+                "the API key is malformed: keys read `crm_<16 hex digits>_<64 hex digits>`"
+            }
+            Refusal::Invalid => "the API key is not valid (unknown or revoked)",
+            Refusal::Expired => "the API key has expired; ask for a new one",
+        })
     }
 }
 
@@ -256,13 +293,22 @@ mod tests {
 
     #[test]
     fn refusals_keep_their_status_and_name_the_event() {
-        use crm_core::command::Refusal;
+        use crm_core::command::Refusals;
         let conflict = Problem::from(CommandError::Conflict(Refusal::at(2, "id", "reused")));
         assert_eq!(conflict.status, StatusCode::CONFLICT);
         assert_eq!(conflict.detail, "events[2].id: reused");
         assert_eq!(conflict.extensions["event_index"], 2);
-        let invalid = Problem::from(CommandError::Invalid(Refusal::at(0, "data.amount", "big")));
+        assert_eq!(conflict.extensions["errors"][0]["field"], "id");
+        let invalid = Problem::from(CommandError::Invalid(Refusals::one(
+            Refusal::at(0, "data.amount", "big"),
+            3,
+        )));
         assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(invalid.detail, "events[0].data.amount: big");
+        assert_eq!(
+            invalid.extensions["errors"],
+            serde_json::json!([{"event_index": 0, "field": "data.amount", "reason": "big"}])
+        );
         let overflow = Problem::from(ProjectionError::TotalOverflow {
             what: "the amount of stage Won in EUR".into(),
         });

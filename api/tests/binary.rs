@@ -413,3 +413,49 @@ async fn sigterm_during_appends_loses_no_acknowledged_event() {
     }
     assert_eq!(stored.len() % 50, 0, "batches are whole: {}", stored.len());
 }
+
+/// `serve` and `keys` on a PostgreSQL database that does not exist yet: one sentence naming
+/// the database and how to create it (never the driver's message twice), and a failure
+/// exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgres_database_is_named_once_with_how_to_create_it() {
+    let Some(database) =
+        crm_tests::postgres::TestDatabase::create("api_missing_postgres_database").await
+    else {
+        return;
+    };
+    let missing = format!("{}_missing", database.name());
+    let url = database.url().replace(database.name(), &missing);
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0"],
+        vec!["keys", "list"],
+        vec!["keys", "create", "--tenant", "acme", "--role", "analyst"],
+    ] {
+        let output = Command::new(BIN)
+            .args(&args)
+            .args(["--store", url.as_str(), "--data-dir"])
+            .arg(dir.path())
+            .env("CRM_MASTER_KEY_FILE", dir.path().join("master.key"))
+            .env_remove("CRM_LOG")
+            .output()
+            .expect("run crm-api");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let text = stderr.trim();
+        assert!(!output.status.success(), "{args:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "{args:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the PostgreSQL database \"{missing}\" does not exist"
+            )),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains("createdb "), "{text}");
+        assert!(
+            text.contains(&format!("CREATE DATABASE \"{missing}\"")),
+            "{text}"
+        );
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        assert!(!text.contains("at line"), "{text}");
+    }
+}

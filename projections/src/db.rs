@@ -11,7 +11,6 @@
 pub mod sqlite;
 
 use std::path::Path;
-use std::str::FromStr;
 
 use crm_core::store::StoreUrl;
 use sqlx::postgres::PgRow;
@@ -136,11 +135,10 @@ impl ReadDb {
                 .await
             }
             StoreUrl::Postgres { url } => {
-                let options = sqlx::postgres::PgConnectOptions::from_str(url)?
-                    .options([("default_transaction_read_only", "on")]);
-                let pool = crm_core::store::postgres::pool_options(2)
-                    .connect_with(options)
-                    .await?;
+                use crm_core::store::postgres::{connect_options, connect_pool, pool_options};
+                let options =
+                    connect_options(url)?.options([("default_transaction_read_only", "on")]);
+                let pool = connect_pool(pool_options(2), options).await?;
                 Ok(ReadDb::Postgres(pool))
             }
         }
@@ -172,9 +170,8 @@ impl ReadDb {
                 .await
             }
             StoreUrl::Postgres { url } => {
-                let pool = crm_core::store::postgres::pool_options(8)
-                    .connect(url)
-                    .await?;
+                use crm_core::store::postgres::{connect_options, connect_pool, pool_options};
+                let pool = connect_pool(pool_options(8), connect_options(url)?).await?;
                 let db = ReadDb::Postgres(pool);
                 crate::bookkeeping::create(&db).await?;
                 Ok(db)

@@ -8,12 +8,13 @@ pub enum ProjectionError {
     /// The log could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A read-model statement failed (PostgreSQL).
+    /// A read-model statement failed (PostgreSQL). (Its message holds the driver's, which is
+    /// not also given as the source: a report of the error chain would say it twice.)
     #[error("read-model database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A read-model statement failed (SQLite).
     #[error("read-model database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// Another connection held the SQLite write lock for longer than the lock wait.
     #[error("read-model database: still locked by another writer after {0:?}")]
     Locked(std::time::Duration),
@@ -63,5 +64,17 @@ impl ProjectionError {
             | ProjectionError::Schema(_)
             | ProjectionError::TotalOverflow { .. } => false,
         }
+    }
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(error: sqlx::Error) -> ProjectionError {
+        ProjectionError::Database(error)
+    }
+}
+
+impl From<rusqlite::Error> for ProjectionError {
+    fn from(error: rusqlite::Error) -> ProjectionError {
+        ProjectionError::Sqlite(error)
     }
 }

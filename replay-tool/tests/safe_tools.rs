@@ -179,3 +179,42 @@ async fn export_out_never_overwrites_follows_a_link_or_writes_over_the_store() {
     assert!(lines.lines().count() > 100, "{}", lines.len());
     assert!(!lines.contains("yesterday"));
 }
+
+/// A PostgreSQL database that does not exist yet is one sentence naming it and how to
+/// create it (never the driver's message twice), and a failure exit, for reading and
+/// writing commands alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgres_database_is_named_once_with_how_to_create_it() {
+    let Some(database) =
+        crm_tests::postgres::TestDatabase::create("replay_missing_postgres_database").await
+    else {
+        return;
+    };
+    let missing = format!("{}_missing", database.name());
+    let url = database.url().replace(database.name(), &missing);
+    let input = tempfile::NamedTempFile::new().expect("input");
+    let input = input.path().to_str().expect("utf-8 path").to_owned();
+    for args in [
+        vec!["verify"],
+        vec!["stats"],
+        vec!["import", "--tenant", "acme", input.as_str()],
+    ] {
+        let (code, _, stderr) = replay(&url, &args);
+        assert_ne!(code, 0, "{args:?}: {stderr}");
+        let text = stderr.trim();
+        assert_eq!(text.lines().count(), 1, "{args:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the PostgreSQL database \"{missing}\" does not exist"
+            )),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains("createdb "), "{text}");
+        assert!(
+            text.contains(&format!("CREATE DATABASE \"{missing}\"")),
+            "{text}"
+        );
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        assert!(!text.contains("at line"), "{text}");
+    }
+}

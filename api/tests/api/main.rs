@@ -2,8 +2,10 @@
 //! port, over real HTTP. One suite, written once in `suite.rs`, run on a fresh SQLite store
 //! and on a fresh PostgreSQL database; `fuzz.rs` sends random and malformed requests.
 
+mod errors;
 mod fixture;
 mod fuzz;
+mod keys;
 mod parking;
 mod privacy;
 mod storable;
@@ -48,12 +50,29 @@ macro_rules! api {
                 nul_in_text_is_refused_naming_the_field,
                 events_stored_before_the_rule_still_project,
             );
+            api!(@in errors $backend $with:
+                a_batch_lists_every_invalid_event_and_writes_nothing,
+            );
+            api!(@in keys $backend $with:
+                an_expired_key_is_refused_saying_so,
+                a_rotated_key_works_until_its_grace_period_ends,
+                last_use_is_recorded_and_listed,
+            );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,
                 a_rebuild_brings_a_parked_tenant_back,
                 a_failing_projection_is_reported_alike_by_every_process,
             );
         }
+    };
+    (@in $module:ident $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                $module::$name(start).await;
+            }
+        )*
     };
     (@parking $backend:ident $with:ident: $($name:ident),* $(,)?) => {
         $(

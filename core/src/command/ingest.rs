@@ -6,6 +6,10 @@
 //! to, so a concurrent writer (another request, another process) can never slip an event
 //! between the check and the write: the append fails, the stale stream is re-read, and the
 //! batch is checked again.
+//!
+//! These checks depend on the state folded so far, so the first refusal stops the batch (the
+//! events after it would be judged against a state it never reaches); what can be judged
+//! from an event alone was judged for every event by [`crate::command::parse`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +19,7 @@ use uuid::Uuid;
 
 use crate::catalog::{CatalogError, DomainEvent, upcast};
 use crate::command::cache::{Folded, StreamCache};
-use crate::command::{CommandError, Incoming, Refusal, totals};
+use crate::command::{CommandError, Incoming, Refusal, Refusals, totals};
 use crate::envelope::{NewEvent, Position, StreamId, TenantId};
 use crate::privacy::replays::sent_with_other_data;
 use crate::store::{
@@ -197,7 +201,10 @@ async fn attempt(
             ));
         }
         totals::check(&stream_state.state, &incoming.event).map_err(|(member, reason)| {
-            Failed::Refused(CommandError::Invalid(Refusal::at(index, member, reason)))
+            Failed::Refused(CommandError::Invalid(Refusals::one(
+                Refusal::at(index, member, reason),
+                batch.len(),
+            )))
         })?;
         stream_state
             .state

@@ -8,16 +8,20 @@
 //!
 //! No HTTP here: a refusal is a [`CommandError`] carrying the index of the event at fault
 //! and the member it names; the API renders it `events[i].member: reason` (with a status),
-//! import renders it `line N: member: reason`.
+//! import renders it `line N: member: reason`. An invalid batch lists every invalid event
+//! ([`Refusals`], up to [`refusals::MAX_LISTED`]); a refusal that depends on the state
+//! folded so far (a conflict, a money total) is the first one met.
 
 pub mod cache;
 pub mod ingest;
 pub mod parse;
+pub mod refusals;
 pub mod totals;
 
 pub use cache::StreamCache;
 pub use ingest::{Appended, Outcome, append};
 pub use parse::{Incoming, ParseOptions, parse_event};
+pub use refusals::Refusals;
 
 use crate::store::StoreError;
 
@@ -31,7 +35,8 @@ pub struct Refusal {
     pub member: Option<String>,
     /// Why, without the location.
     pub reason: String,
-    /// The type of an event its entity's rules refuse.
+    /// The type of an event its entity's rules refuse, or whose data its catalog entry
+    /// refuses (then `member` is the data's path).
     pub event_type: Option<&'static str>,
 }
 
@@ -66,10 +71,29 @@ impl Refusal {
         }
     }
 
+    /// A refusal of event `index`, of type `event_type`, by its catalog entry: `path` (such
+    /// as `data.amount`) breaks the type's schema.
+    pub fn in_data(
+        index: usize,
+        event_type: &'static str,
+        path: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Refusal {
+        Refusal {
+            index,
+            member: Some(path.into()),
+            reason: reason.into(),
+            event_type: Some(event_type),
+        }
+    }
+
     /// `member: reason`, or the reason alone: what follows a location such as `line 3: `.
     pub fn detail(&self) -> String {
         match (&self.member, self.event_type) {
-            (Some(member), _) => format!("{member}: {}", self.reason),
+            (Some(member), Some(event_type)) => {
+                format!("{event_type}: {member}: {}", self.reason)
+            }
+            (Some(member), None) => format!("{member}: {}", self.reason),
             (None, Some(event_type)) => format!("{event_type}: {}", self.reason),
             (None, None) => self.reason.clone(),
         }
@@ -78,7 +102,13 @@ impl Refusal {
     /// The refusal located as the API names events: `events[i].member: reason`.
     pub fn in_batch(&self) -> String {
         match (&self.member, self.event_type) {
-            (Some(member), _) => format!("events[{}].{member}: {}", self.index, self.reason),
+            (Some(member), Some(event_type)) => {
+                format!(
+                    "events[{}]: {event_type}: {member}: {}",
+                    self.index, self.reason
+                )
+            }
+            (Some(member), None) => format!("events[{}].{member}: {}", self.index, self.reason),
             (None, Some(event_type)) => {
                 format!("events[{}] ({event_type}): {}", self.index, self.reason)
             }
@@ -96,10 +126,11 @@ impl std::fmt::Display for Refusal {
 /// Why a batch was not appended. Nothing of a refused batch is written.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// An event is malformed, breaks the catalog, or carries an amount a read model's total
-    /// could not hold: fix the event (HTTP 422).
+    /// Events are malformed, break the catalog, or carry an amount a read model's total
+    /// could not hold: fix them (HTTP 422). Lists every event invalid on its own; an amount
+    /// refused for the total so far is the first one met.
     #[error("{0}")]
-    Invalid(Refusal),
+    Invalid(Refusals),
     /// The batch itself is not `{"events": [...]}` with at least one event (HTTP 422).
     #[error("{0}")]
     InvalidBatch(String),
@@ -129,10 +160,12 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// The refusal of one event, for refusals that have one.
+    /// The refusal of one event (the first, when several are invalid), for refusals that
+    /// have one.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
-            CommandError::Invalid(refusal) | CommandError::Conflict(refusal) => Some(refusal),
+            CommandError::Invalid(refusals) => Some(refusals.first()),
+            CommandError::Conflict(refusal) => Some(refusal),
             CommandError::InvalidBatch(_)
             | CommandError::TooManyEvents { .. }
             | CommandError::Contended { .. }

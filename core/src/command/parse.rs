@@ -10,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::catalog::{CatalogError, DomainEvent};
+use crate::command::refusals::Collector;
 use crate::command::{CommandError, Refusal};
 use crate::envelope::{EventMetadata, NewEvent, StreamId, TenantId};
 use crate::store::ExpectedRevision;
@@ -54,7 +55,8 @@ pub fn idempotency_id(tenant: &TenantId, key: &str, index: usize) -> Uuid {
     )
 }
 
-/// Checks a batch (`{"events": [...]}`, at most `max` events) and every event in it.
+/// Checks a batch (`{"events": [...]}`, at most `max` events) and every event in it: a
+/// refusal lists every invalid event (up to [`crate::command::refusals::MAX_LISTED`]).
 pub fn parse_batch(
     value: &Value,
     tenant: &TenantId,
@@ -85,28 +87,38 @@ pub fn parse_batch(
             max,
         });
     }
+    // Every event is checked, so one answer lists all that are invalid.
     let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(events.len());
     let mut batch = Vec::with_capacity(events.len());
+    let mut refused = Collector::new();
     for (index, value) in events.iter().enumerate() {
         let options = ParseOptions {
             derived_id: idempotency_key.map(|key| idempotency_id(tenant, key, index)),
             key_id: Some(key_id),
         };
-        let incoming = parse_event(value, &options).map_err(|mut refusal| {
-            refusal.index = index;
-            CommandError::Invalid(refusal)
-        })?;
+        let incoming = match parse_event(value, &options) {
+            Ok(incoming) => incoming,
+            Err(mut refusal) => {
+                refusal.index = index;
+                refused.push(refusal);
+                continue;
+            }
+        };
         if let Some(first) = seen.insert(incoming.new.event_id, index) {
-            return Err(CommandError::Invalid(Refusal::at(
+            refused.push(Refusal::at(
                 index,
                 "id",
                 format!(
                     "{} is also the id of events[{first}]; ids must be unique within a batch",
                     incoming.new.event_id
                 ),
-            )));
+            ));
+            continue;
         }
         batch.push(incoming);
+    }
+    if let Some(refusals) = refused.finish(events.len()) {
+        return Err(CommandError::Invalid(refusals));
     }
     Ok(batch)
 }
@@ -144,9 +156,14 @@ pub fn parse_event(value: &Value, options: &ParseOptions<'_>) -> Result<Incoming
         CatalogError::UnknownEventType { .. } => {
             at("type", format!("{error}; the catalog is in docs/events.md"))
         }
-        CatalogError::UnsupportedSchemaVersion { .. }
-        | CatalogError::MissingUpcaster { .. }
-        | CatalogError::InvalidData { .. } => Refusal::whole(0, error.to_string()),
+        CatalogError::UnsupportedSchemaVersion { .. } | CatalogError::MissingUpcaster { .. } => {
+            Refusal::whole(0, error.to_string())
+        }
+        CatalogError::InvalidData {
+            event_type,
+            path,
+            reason,
+        } => Refusal::in_data(0, event_type, path, reason),
     })?;
     let id = match object.get("id") {
         None | Some(Value::Null) => options.derived_id.unwrap_or_else(Uuid::now_v7),
@@ -244,5 +261,56 @@ mod tests {
         let refusal = error.refusal().expect("refusal");
         assert_eq!(refusal.index, 1);
         assert_eq!(refusal.member.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn a_batch_lists_every_invalid_event() {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let good = |id: &str| {
+            json!({"type": "LeadCaptured",
+                "data": {"lead_id": id, "email": "a@b.c", "source": "referral"}})
+        };
+        let twice = json!({"id": "0195d7a4-0000-7000-8000-00000000abcd", "type": "LeadCaptured",
+            "data": {"lead_id": "l-9", "email": "a@b.c", "source": "referral"}});
+        let events = json!([
+            good("l-1"),
+            {"data": {}},
+            twice,
+            {"type": "LeadCaptured", "data": {"lead_id": "l-3", "email": "a@b.c",
+                "source": "referral", "colour": "red"}},
+            good("l-4"),
+            {"type": "LeadCaptured", "data": {"lead_id": "l-5", "email": "a@b.c",
+                "source": "referral"}, "metadata": {"actor": "a\u{0}b"}},
+            twice,
+        ]);
+        let error =
+            parse_batch(&json!({ "events": events }), &tenant, "k", None, 10).expect_err("invalid");
+        let CommandError::Invalid(refusals) = &error else {
+            panic!("not invalid: {error}");
+        };
+        let found: Vec<(usize, Option<&str>)> = refusals
+            .listed()
+            .iter()
+            .map(|r| (r.index, r.member.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (1, Some("type")),
+                (3, Some("data.colour")),
+                (5, Some("metadata.actor")),
+                (6, Some("id")),
+            ]
+        );
+        assert_eq!(refusals.invalid(), 4);
+        assert_eq!(refusals.events(), 7);
+        assert_eq!(refusals.listed()[1].event_type, Some("LeadCaptured"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("4 of 7 events are invalid; the first: events[1].type: missing"),
+            "{error}"
+        );
+        assert_eq!(error.refusal().map(|r| r.index), Some(1));
     }
 }

@@ -63,14 +63,24 @@ pub enum StoreError {
     #[error("store migration failed: {0}")]
     Migration(String),
 
+    /// The PostgreSQL database the URL names does not exist: it is not created here (the
+    /// URL's user may not be allowed to), the message says how to create it.
+    #[error(
+        "the PostgreSQL database \"{database}\" does not exist: create it first (`{createdb}`, \
+         or `CREATE DATABASE \"{database}\";` in psql), then try again"
+    )]
+    NoDatabase { database: String, createdb: String },
+
     /// The database failed or could not be reached. Retrying may help; report HTTP 503/500.
+    /// (Its message holds the driver's, which is not also given as the source: a report of
+    /// the error chain would say it twice.)
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
 
     /// The SQLite store failed, or another connection held its write lock for longer than the
     /// store waits (`database is locked`). Retrying may help; report HTTP 503/500.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
 
     /// The subject's personal data was erased: no new personal field may be stored for it
     /// (HTTP 409). Events without personal fields are still accepted.
@@ -137,6 +147,18 @@ pub fn sqlite_is_busy(error: &rusqlite::Error) -> bool {
     )
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        StoreError::Database(error)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(error)
+    }
+}
+
 impl StoreError {
     /// True when the store was only busy (locked, contended, out of connections): the same
     /// call may succeed later (HTTP 503 with `Retry-After`).
@@ -152,6 +174,7 @@ impl StoreError {
             | StoreError::Config(_)
             | StoreError::Migration(_)
             | StoreError::NotAStore(_)
+            | StoreError::NoDatabase { .. }
             | StoreError::GuardsMissing { .. }
             | StoreError::SubjectErased { .. }
             | StoreError::Sealing(_)

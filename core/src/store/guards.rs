@@ -8,7 +8,7 @@
 use rusqlite::{Connection, OpenFlags};
 use sqlx::Connection as _;
 
-use crate::store::{StoreError, StoreUrl};
+use crate::store::{StoreError, StoreUrl, postgres};
 
 /// SQLite's guards, as `0001_event_log.sql` creates them (compared with whitespace folded).
 const SQLITE_GUARDS: &[(&str, &str)] = &[
@@ -65,7 +65,7 @@ pub async fn ensure(url: &StoreUrl, restore: bool) -> Result<Vec<String>, StoreE
             conn.execute_batch(&script)?;
         }
         StoreUrl::Postgres { url } => {
-            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let mut conn = postgres::connect_one(&postgres::connect_options(url)?).await?;
             let mut tx = conn.begin().await?;
             sqlx::raw_sql(PG_FUNCTION).execute(&mut *tx).await?;
             sqlx::raw_sql("DROP TRIGGER IF EXISTS crm_events_append_only ON crm_events")
@@ -102,7 +102,7 @@ pub async fn missing(url: &StoreUrl) -> Result<Vec<String>, StoreError> {
             sqlite_missing(&conn)
         }
         StoreUrl::Postgres { url } => {
-            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let mut conn = postgres::connect_one(&postgres::connect_options(url)?).await?;
             let found = pg_missing(&mut conn).await;
             let _ = conn.close().await;
             found

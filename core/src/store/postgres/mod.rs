@@ -109,12 +109,57 @@ pub fn pool_options(max: u32) -> PgPoolOptions {
         })
 }
 
+/// The connection options of a `postgres://` URL.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))
+}
+
+/// Opens a pool on `options`: the way in of every opener of a PostgreSQL store (the store,
+/// the read models, the key table, the guard check), so a database that does not exist is
+/// one [`StoreError::NoDatabase`] wherever it is met.
+pub async fn connect_pool(
+    pool: PgPoolOptions,
+    options: PgConnectOptions,
+) -> Result<PgPool, StoreError> {
+    pool.connect_with(options.clone())
+        .await
+        .map_err(|error| connect_error(&options, error))
+}
+
+/// One connection on `options`, as [`connect_pool`].
+pub async fn connect_one(options: &PgConnectOptions) -> Result<sqlx::PgConnection, StoreError> {
+    sqlx::PgConnection::connect_with(options)
+        .await
+        .map_err(|error| connect_error(options, error))
+}
+
+/// A failed connection as the store reports it: `invalid_catalog_name` (3D000, the database
+/// does not exist) names the database and how to create it.
+fn connect_error(options: &PgConnectOptions, error: sqlx::Error) -> StoreError {
+    let missing =
+        matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
+    if !missing {
+        return StoreError::Database(error);
+    }
+    let database = options
+        .get_database()
+        .unwrap_or_else(|| options.get_username())
+        .to_owned();
+    let createdb = format!(
+        "createdb -h {} -p {} -U {} {}",
+        options.get_host(),
+        options.get_port(),
+        options.get_username(),
+        database
+    );
+    StoreError::NoDatabase { database, createdb }
+}
+
 impl PostgresEventStore {
     /// Connects with a `postgres://` URL and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool = pool_options(16).connect_with(options).await?;
+        let pool = connect_pool(pool_options(16), connect_options(url)?).await?;
         Self::from_pool(pool).await
     }
 
@@ -122,10 +167,8 @@ impl PostgresEventStore {
     /// schema is created, and a database without a current event log is
     /// [`StoreError::NotAStore`].
     pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
-            .options([("default_transaction_read_only", "on")]);
-        let pool = pool_options(4).connect_with(options).await?;
+        let options = connect_options(url)?.options([("default_transaction_read_only", "on")]);
+        let pool = connect_pool(pool_options(4), options).await?;
         let present: Option<String> =
             sqlx::query_scalar("SELECT to_regclass('crm_schema_migrations')::text")
                 .fetch_one(&pool)
