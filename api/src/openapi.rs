@@ -65,8 +65,13 @@ pub struct ProblemDocument {
     field: Option<String>,
     /// The index in the batch of the (first) event at fault.
     event_index: Option<u64>,
-    /// Every invalid event of a batch (up to a limit), when more than one is.
+    /// A refused batch: every invalid event (up to 100; state-dependent refusals, 409,
+    /// list the first only).
     errors: Option<Vec<BatchError>>,
+    /// A refused batch: how many events are invalid.
+    invalid_events: Option<u64>,
+    /// A refused batch: invalid events beyond the 100 listed.
+    errors_not_listed: Option<u64>,
     /// On a 503 for `min_position`: the position the read model had reached.
     position: Option<u64>,
     /// On a 400 for a `min_position` beyond the log's head: the head.
@@ -160,7 +165,7 @@ fn expected_revision_schema() -> utoipa::openapi::schema::Schema {
 pub struct BatchError {
     /// The event's index in the batch.
     event_index: u64,
-    /// The member at fault, e.g. `data.amount`.
+    /// The member at fault, e.g. `data.amount`; `null` when the whole event is.
     field: Option<String>,
     /// Why it is invalid.
     reason: String,
