@@ -9,7 +9,7 @@
 //! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | no key |
 //! | `POST /v1/events` | ingest |
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
-//! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
+//! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/cases`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -225,6 +225,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/leads/{id}/erase", post(privacy::erase_lead))
         .route("/v1/pipeline", get(queries::pipeline))
         .route("/v1/opportunities", get(queries::opportunities))
+        .route("/v1/cases", get(queries::cases))
         .route("/v1/service/backlog", get(queries::backlog))
         .route(
             "/v1/service/sla-targets",

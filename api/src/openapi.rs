@@ -87,7 +87,7 @@ pub const ROUTES: &[Route] = &[
         &[
             (
                 "search",
-                "string: case-insensitive part of the name, email or id; only for keys that read personal data (403 otherwise)",
+                "string: case-insensitive part of the name, email or id, or at least 5 digits of the phone number (spaces, dashes, dots, parentheses and a leading + ignored); only for keys that read personal data (403 otherwise)",
             ),
             ("segment", "string"),
             ("owner", "string"),
@@ -165,8 +165,15 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/v1/pipeline",
         "analyst",
-        "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time.",
-        &[("min_position", "integer: read-your-writes")],
+        "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time; of one owner's deals, as they stood at a past business time.",
+        &[
+            ("owner", "string: only this sales rep's opportunities"),
+            (
+                "as_of",
+                "RFC 3339: the pipeline as it stood then (each deal's stage then from its stage history; deals opened later absent; won or lost only if closed by then)",
+            ),
+            ("min_position", "integer: read-your-writes"),
+        ],
     ),
     (
         "get",
@@ -175,12 +182,34 @@ pub const ROUTES: &[Route] = &[
         "Opportunities by id, with time in each stage, in pages.",
         &[
             ("status", "open | won | lost"),
-            ("stage", "string"),
+            (
+                "stage",
+                "Prospecting | Qualification | Proposal | Negotiation | Closed Won | Closed Lost",
+            ),
             ("owner", "string"),
             ("customer_id", "string"),
             ("after", "string: the next_after of the previous page"),
             ("limit", "integer: 1 to 1000 (default 50)"),
             ("at", "RFC 3339: measure time in stage up to then"),
+            ("min_position", "integer: read-your-writes"),
+        ],
+    ),
+    (
+        "get",
+        "/v1/cases",
+        "analyst",
+        "Cases, open and closed, by id, with due times, in pages.",
+        &[
+            ("status", "unknown | open | resolved | closed"),
+            ("customer_id", "string"),
+            ("agent", "string: the assignee (or first responder)"),
+            ("priority", "low | normal | high | urgent"),
+            ("opened_from", "RFC 3339: opened at or after"),
+            ("opened_to", "RFC 3339: opened before"),
+            ("closed_from", "RFC 3339: closed at or after"),
+            ("closed_to", "RFC 3339: closed before"),
+            ("after", "string: the next_after of the previous page"),
+            ("limit", "integer: 1 to 1000 (default 50)"),
             ("min_position", "integer: read-your-writes"),
         ],
     ),

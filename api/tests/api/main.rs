@@ -4,6 +4,7 @@
 
 mod fixture;
 mod fuzz;
+mod lists;
 mod parking;
 mod privacy;
 mod storable;
@@ -48,12 +49,27 @@ macro_rules! api {
                 nul_in_text_is_refused_naming_the_field,
                 events_stored_before_the_rule_still_project,
             );
+            api!(@lists $backend $with:
+                the_case_list_filters_pages_and_names_bad_parameters,
+                the_pipeline_by_owner_and_as_of_a_past_time,
+                customers_are_found_by_the_digits_of_their_phone,
+                small_fixes_unassigned_partial_refunds_and_enum_values,
+            );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,
                 a_rebuild_brings_a_parked_tenant_back,
                 a_failing_projection_is_reported_alike_by_every_process,
             );
         }
+    };
+    (@lists $backend:ident $with:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let start = |limits| App::$with(stringify!($name), limits);
+                lists::$name(start).await;
+            }
+        )*
     };
     (@parking $backend:ident $with:ident: $($name:ident),* $(,)?) => {
         $(
