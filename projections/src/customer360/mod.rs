@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crm_core::catalog::DomainEvent;
 
 use crate::attribution::{direct_customer_ref, keys_needed, named_customers};
+use crate::bookkeeping;
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
@@ -105,9 +106,9 @@ impl Projection for Customer360Projection {
         "customer_360"
     }
 
-    /// 2: the `phone_key` column (phone search).
+    /// [`PHONE_KEY_VERSION`]: the `phone_key` column (phone search).
     fn version(&self) -> i64 {
-        2
+        PHONE_KEY_VERSION
     }
 
     fn tables(&self) -> &'static [TableDef] {
@@ -277,7 +278,18 @@ pub async fn list(
             pattern.clone().into(),
             pattern.into(),
         ]);
-        if let Some(digits) = phone_search(search) {
+        // Tables of an older version (answering while their rebuild runs) have no phone_key:
+        // a phone search matches names, emails and ids only until the rebuild is live.
+        let phone = match phone_search(search) {
+            Some(digits) => {
+                let version = bookkeeping::live_version(db, "customer_360").await?;
+                version
+                    .is_some_and(|v| v >= PHONE_KEY_VERSION)
+                    .then_some(digits)
+            }
+            None => None,
+        };
+        if let Some(digits) = phone {
             // Digits only: nothing to escape.
             sql.push_str(" OR phone_key LIKE ?");
             args.push(format!("%{digits}%").into());
@@ -343,6 +355,9 @@ pub async fn list(
         })
         .collect()
 }
+
+/// The version whose tables hold `phone_key`.
+pub const PHONE_KEY_VERSION: i64 = 2;
 
 /// Fewest digits a search must carry to match phone numbers (fewer would match most of them).
 pub const PHONE_SEARCH_MIN_DIGITS: usize = 5;
