@@ -1,9 +1,10 @@
 //! Read-model queries: customers (the 360 view, as of any past moment, listings and
-//! timelines), the pipeline, opportunities, the service backlog and its SLA targets, and the
-//! projections' own state. Every query takes `min_position` (read-your-writes) and answers
-//! with the read model's position in the `crm-read-position` header; a `min_position`
-//! beyond the log's head is refused at once (400). Customers here; the pipeline, the service
-//! desk and the projections' state in the submodules.
+//! timelines), the pipeline, opportunities, cases, the service backlog and its SLA targets,
+//! and the projections' own state. Every query takes `min_position` (read-your-writes) and
+//! answers with the read model's position in the `crm-read-position` header; a
+//! `min_position` beyond the log's head is refused at once (400). Enum-like values are
+//! checked by `one_of` everywhere. Customers here; the pipeline, cases, the service desk
+//! and the projections' state in the submodules.
 
 use axum::extract::State;
 use axum::response::Response;
