@@ -9,7 +9,7 @@
 //! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | no key |
 //! | `POST /v1/events` | ingest |
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
-//! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
+//! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/cases`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -239,6 +239,7 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(privacy::erase_lead))
         .routes(routes!(queries::pipeline::pipeline))
         .routes(routes!(queries::pipeline::opportunities))
+        .routes(routes!(queries::cases::cases))
         .routes(routes!(queries::service::backlog))
         .routes(routes!(
             queries::service::sla_targets,

@@ -15,10 +15,10 @@
 //! (each [`Personal`] implementation below names them): the 360 view's `name`, `email` and
 //! `phone` (live and as of a past moment; its recent timeline holds no data), the customer
 //! list's `name` and `email`, an opportunity's `name` and `lost_reason`, a backlog case's
-//! `subject` (the backlog keeps no description or reasons), the customer timeline's event
+//! and a case list line's `subject` (the backlog keeps no description or reasons), the customer timeline's event
 //! data, and the subject-access document. The pipeline summary, SLA targets, projections,
-//! verification and the access log hold none. A search of the customer list matches names
-//! and emails, so [`require_personal_data`] refuses it to other keys (see
+//! verification and the access log hold none. A search of the customer list matches names,
+//! emails and phone numbers, so [`require_personal_data`] refuses it to other keys (see
 //! [`crate::queries::customers`]).
 //!
 //! Null stays null and [`ERASED`] stays as it is: neither is personal data, and neither is
@@ -31,7 +31,7 @@ use crm_core::envelope::{Position, RecordedEvent, StreamId, TenantId};
 use crm_core::privacy::{ERASED, REDACTED, subject_of_data};
 use crm_core::store::keys::{customer_subject, lead_subject};
 use crm_core::store::{Direction, StreamStart};
-use crm_projections::backlog::Backlog;
+use crm_projections::backlog::{Backlog, Case, CaseLine};
 use crm_projections::customer360::{CustomerLine, CustomerView};
 use crm_projections::db::{Col, SqlValue};
 use crm_projections::pipeline::OpportunityLine;
@@ -372,25 +372,46 @@ impl Personal for OpportunityLine {
     }
 }
 
+/// A case's subject, in the backlog and the case list.
+impl Personal for Case {
+    fn redact(&mut self) {
+        redact_text(&mut self.subject);
+    }
+
+    fn subjects(&self, out: &mut BTreeSet<String>) {
+        if plain_text(&self.subject) {
+            out.insert(match (&self.customer_id, &self.case_id) {
+                (Some(customer), _) => customer_subject(customer.as_str()),
+                (None, Some(id)) => format!("case:{id}"),
+                (None, None) => "case:?".to_owned(),
+            });
+        }
+    }
+}
+
 /// `GET /v1/service/backlog`.
 impl Personal for Backlog {
     fn redact(&mut self) {
         for line in &mut self.open {
-            redact_text(&mut line.case.subject);
+            line.case.redact();
         }
     }
 
     fn subjects(&self, out: &mut BTreeSet<String>) {
         for line in &self.open {
-            let case = &line.case;
-            if plain_text(&case.subject) {
-                out.insert(match (&case.customer_id, &case.case_id) {
-                    (Some(customer), _) => customer_subject(customer.as_str()),
-                    (None, Some(id)) => format!("case:{id}"),
-                    (None, None) => "case:?".to_owned(),
-                });
-            }
+            line.case.subjects(out);
         }
+    }
+}
+
+/// `GET /v1/cases`.
+impl Personal for CaseLine {
+    fn redact(&mut self) {
+        self.case.redact();
+    }
+
+    fn subjects(&self, out: &mut BTreeSet<String>) {
+        self.case.subjects(out);
     }
 }
 

@@ -61,8 +61,11 @@ pub struct ProblemDocument {
     status: u16,
     /// What was wrong and where: the query parameter, the field, `events[i].field`.
     detail: String,
-    /// The query parameter or body field at fault, where one is.
+    /// The body field at fault, where one is.
     field: Option<String>,
+    /// An enum-like query parameter given a value outside its set, and the values allowed.
+    parameter: Option<String>,
+    allowed: Option<Vec<String>>,
     /// The index in the batch of the (first) event at fault.
     event_index: Option<u64>,
     /// A refused batch: every invalid event (up to 100; state-dependent refusals, 409,

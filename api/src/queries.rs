@@ -1,9 +1,10 @@
 //! Read-model queries: customers (the 360 view, as of any past moment, listings and
-//! timelines), the pipeline, opportunities, the service backlog and its SLA targets, and the
-//! projections' own state. Every query takes `min_position` (read-your-writes) and answers
-//! with the read model's position in the `crm-read-position` header; a `min_position`
-//! beyond the log's head is refused at once (400). Customers here; the pipeline, the service
-//! desk and the projections' state in the submodules.
+//! timelines), the pipeline, opportunities, cases, the service backlog and its SLA targets,
+//! and the projections' own state. Every query takes `min_position` (read-your-writes) and
+//! answers with the read model's position in the `crm-read-position` header; a
+//! `min_position` beyond the log's head is refused at once (400). Enum-like values are
+//! checked by `one_of` everywhere. Customers here; the pipeline, cases, the service desk
+//! and the projections' state in the submodules.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -15,6 +16,7 @@ use crm_projections::customer360::{self, CustomerFilter};
 use crm_projections::timeline::{self, TimelinePage};
 use serde::{Deserialize, Serialize};
 
+pub mod cases;
 pub mod pipeline;
 pub mod projections;
 pub mod service;
@@ -89,14 +91,38 @@ pub fn page_size(state: &SharedState, limit: Option<usize>) -> Result<usize, Pro
     }
 }
 
+/// Refuses a value of an enum-like parameter that is not one of `allowed` (compared
+/// exactly, case included): 400 naming the parameter and listing the allowed values, also as
+/// the members `parameter` and `allowed`. Every enum-like query value is checked this way.
 fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Problem> {
     match value {
         Some(value) if !allowed.contains(&value.as_str()) => Err(Problem::bad_request(format!(
             "query string: {name}={value:?} is not one of {}",
-            allowed.join(", ")
-        ))),
+            allowed
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with("parameter", name)
+        .with("allowed", allowed.to_vec())),
         _ => Ok(()),
     }
+}
+
+/// The value of an enum-like parameter from a closed set the domain defines (`all`, each
+/// written `text(value)`): `None` when absent, 400 as [`one_of`] when it is none of them.
+fn closed_value<T: Copy>(
+    name: &str,
+    value: &Option<String>,
+    all: &[T],
+    text: fn(T) -> &'static str,
+) -> Result<Option<T>, Problem> {
+    let allowed: Vec<&str> = all.iter().map(|v| text(*v)).collect();
+    one_of(name, value, &allowed)?;
+    Ok(value
+        .as_deref()
+        .and_then(|value| all.iter().copied().find(|v| text(*v) == value)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -260,10 +286,13 @@ pub(crate) struct Listing<T> {
     responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>))
 )]
 ///
-/// `search` matches names and emails (personal data) as well as ids, so a key that does not
-/// read personal data may not search at all (403 naming `--personal-data`), not even for an
-/// id: whether a search for an email finds a customer would tell that email apart from the
-/// others, even with every name and email redacted. Such keys filter by `segment`, `owner`
+/// `search` matches names, emails and phone numbers (personal data) as well as ids, so a key
+/// that does not read personal data may not search at all (403 naming `--personal-data`), not
+/// even for an id: whether a search for an email finds a customer would tell that email apart
+/// from the others, even with every name and email redacted. A search that reads as a phone
+/// number (at least 5 digits once spaces, dashes, dots, parentheses and a leading `+` are
+/// taken out) also matches the customers whose phone's digits contain those digits
+/// ([`customer360::phone_search`]). Such keys filter by `segment`, `owner`
 /// and `status` and page by id.
 pub async fn customers(
     State(state): State<SharedState>,
@@ -272,7 +301,10 @@ pub async fn customers(
 ) -> Result<Response, Problem> {
     let principal = caller.require(&[Role::Analyst], "read customers")?;
     if params.search.is_some() {
-        require_personal_data(principal, "searching customers (by name, email or id)")?;
+        require_personal_data(
+            principal,
+            "searching customers (by name, email, phone or id)",
+        )?;
     }
     one_of("status", &params.status, &["active", "merged", "erased"])?;
     let limit = page_size(&state, params.limit)?;

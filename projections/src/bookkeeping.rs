@@ -264,6 +264,21 @@ pub async fn stored_positions(db: &ReadDb) -> Result<Vec<StoredPosition>, Projec
         .collect())
 }
 
+/// The code version of `projection`'s live generation (the tables its view shows), if it
+/// has one. While a rebuild to a new version runs, the live generation is still the old one.
+pub async fn live_version(db: &ReadDb, projection: &str) -> Result<Option<i64>, ProjectionError> {
+    let rows = db
+        .fetch(
+            "SELECT c.version FROM crm_projections p JOIN crm_projection_checkpoints c \
+             ON c.projection = p.projection AND c.generation = p.live_generation \
+             WHERE p.projection = ?",
+            vec![projection.into()],
+            &[Col::Int],
+        )
+        .await?;
+    Ok(rows.first().and_then(|row| row[0].as_int()))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredPosition {
     pub projection: String,

@@ -1,38 +1,75 @@
-//! `GET /v1/pipeline` (totals by stage, forecast, win rate, cycle time) and
-//! `GET /v1/opportunities`.
+//! `GET /v1/pipeline` (totals by stage, forecast, win rate, cycle time; for one owner, as of
+//! a past business time) and `GET /v1/opportunities`.
 
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use crm_projections::pipeline::{self, OpportunityFilter};
+use crm_core::catalog::values::Stage;
+use crm_projections::pipeline::{self, OpportunityFilter, PipelineFilter};
 use serde::Deserialize;
 
-use super::{ConsistencyParams, Listing, PIPELINE, one_of, page_size, parse_time, reach_known};
+use super::{Listing, PIPELINE, closed_value, one_of, page_size, parse_time, reach_known};
 use crate::app::SharedState;
 use crate::disclosure::disclose;
 use crate::extract::{Caller, Params, at_position};
 use crate::keys::Role;
 use crate::problem::Problem;
 
-/// `GET /v1/pipeline`: totals by stage, forecast, win rate and cycle time.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PipelineParams {
+    /// Only this sales rep's opportunities.
+    owner: Option<String>,
+    /// RFC 3339: the pipeline as it stood at this business time (each deal's stage then,
+    /// from its stage history; deals opened later absent; won or lost only if closed by
+    /// then; amounts, close dates and owners are today's).
+    #[param(format = DateTime)]
+    as_of: Option<String>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/pipeline`: totals by stage, forecast, win rate and cycle time; of one owner's
+/// deals with `owner`, as they stood at a past business time with `as_of`
+/// ([`PipelineFilter`]).
 #[utoipa::path(
     get,
     path = "/v1/pipeline",
     operation_id = "getPipeline",
     tag = "sales",
-    summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time (role analyst)",
-    params(ConsistencyParams),
+    summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time; of one owner, as of a past time (role analyst)",
+    params(PipelineParams),
     responses((status = 200, description = "The pipeline.", body = crm_projections::pipeline::PipelineSummary))
 )]
 pub async fn pipeline(
     State(state): State<SharedState>,
     caller: Caller,
-    Params(params): Params<ConsistencyParams>,
+    Params(params): Params<PipelineParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the pipeline")?;
+    let as_of = params
+        .as_of
+        .as_deref()
+        .map(|t| parse_time("as_of", t))
+        .transpose()?;
     let position = reach_known(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
-    let summary = pipeline::summary(&state.db, caller.tenant()).await?;
+    let filter = PipelineFilter {
+        owner: params.owner,
+        as_of,
+    };
+    let summary = pipeline::summary_of(&state.db, caller.tenant(), &filter).await?;
     Ok(at_position(position, &summary))
+}
+
+/// The statuses opportunities are listed by.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a described value set; the query keeps the text
+pub enum DealStatus {
+    Open,
+    Won,
+    Lost,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -40,7 +77,7 @@ pub async fn pipeline(
 #[into_params(parameter_in = Query)]
 pub struct OpportunitiesParams {
     /// `open`, `won` or `lost`.
-    #[param(inline, value_type = Option<crm_projections::pipeline::OpportunityStatus>)]
+    #[param(inline, value_type = Option<DealStatus>)]
     status: Option<String>,
     /// Opportunities in this stage.
     #[param(inline, value_type = Option<crm_core::catalog::values::Stage>)]
@@ -78,6 +115,7 @@ pub async fn opportunities(
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read opportunities")?;
     one_of("status", &params.status, &["open", "won", "lost"])?;
+    closed_value("stage", &params.stage, Stage::ALL, Stage::as_str)?;
     let limit = page_size(&state, params.limit)?;
     let now = params
         .at

@@ -6,6 +6,7 @@ mod errors;
 mod fixture;
 mod fuzz;
 mod keys;
+mod lists;
 mod parking;
 mod privacy;
 mod storable;
@@ -57,6 +58,12 @@ macro_rules! api {
                 an_expired_key_is_refused_saying_so,
                 a_rotated_key_works_until_its_grace_period_ends,
                 last_use_is_recorded_and_listed,
+            );
+            api!(@in lists $backend $with:
+                the_case_list_filters_pages_and_names_bad_parameters,
+                the_pipeline_by_owner_and_as_of_a_past_time,
+                customers_are_found_by_the_digits_of_their_phone,
+                small_fixes_unassigned_partial_refunds_and_enum_values,
             );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,

@@ -150,6 +150,9 @@ pub async fn erasure_removes_personal_data_from_every_answer_and_every_file<
         .await;
     let before = figures(before.ok());
     let pipeline_before = app.get("/v1/pipeline").await.ok().clone();
+    // The phone is searchable by its digits (kept in the read model) until the erasure.
+    let by_phone = app.get("/v1/customers?search=7946%200000").await;
+    assert_eq!(by_phone.ok()["items"][0]["customer_id"], "c-1");
 
     let unknown = erase(&app, "/v1/customers/nobody/erase").await;
     unknown.problem(404, &["unknown"]);
@@ -178,6 +181,7 @@ pub async fn erasure_removes_personal_data_from_every_answer_and_every_file<
         "/v1/opportunities".to_owned(),
         "/v1/pipeline".to_owned(),
         "/v1/service/backlog".to_owned(),
+        "/v1/cases".to_owned(),
         "/v1/customers/c-1?as_of=2099-01-01T00:00:00Z".to_owned(),
         format!("/v1/customers/c-1?position={last}"),
     ] {
@@ -210,6 +214,12 @@ pub async fn erasure_removes_personal_data_from_every_answer_and_every_file<
         Some(0),
         "{}",
         search.body
+    );
+    let by_phone = app.get("/v1/customers?search=7946%200000").await;
+    assert_eq!(
+        by_phone.ok()["items"],
+        json!([]),
+        "the phone's digits are gone"
     );
 
     // What is not personal stays as it was.
@@ -251,6 +261,11 @@ pub async fn erasure_removes_personal_data_from_every_answer_and_every_file<
     assert!(
         leaked.is_empty(),
         "the database files still hold {leaked:?}"
+    );
+    let digits = found_in(&bytes, &["442079460000"]);
+    assert!(
+        digits.is_empty(),
+        "the database files still hold the phone's digits"
     );
     assert!(
         !found_in(&bytes, KEPT).is_empty(),

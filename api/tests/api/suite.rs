@@ -709,6 +709,7 @@ pub async fn roles_limit_what_each_key_may_do<F: Future<Output = Option<App>>>(
         ),
         ("/v1/pipeline", &[Role::Analyst, Role::Admin]),
         ("/v1/opportunities", &[Role::Analyst, Role::Admin]),
+        ("/v1/cases", &[Role::Analyst, Role::Admin]),
         ("/v1/service/backlog", &[Role::Analyst, Role::Admin]),
         ("/v1/events", &[Role::Analyst, Role::Admin]),
         ("/v1/verify", &[Role::Auditor, Role::Admin]),
@@ -1229,6 +1230,7 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
         "/v1/events",
         "/v1/customers",
         "/v1/pipeline",
+        "/v1/cases",
         "/v1/service/backlog",
     ] {
         assert!(described.contains(path), "{path} is not described");
@@ -1412,7 +1414,6 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             | "/metrics"
             | "/openapi.json"
             | "/v1/verify"
-            | "/v1/pipeline"
             | "/v1/service/sla-targets"
             | "/v1/projections"
             | "/v1/audit/access" => {
@@ -1420,6 +1421,11 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             }
             "/v1/events/live" => continue, // read as a stream below
             "/v1/events" => vec!["?limit=1000".into()],
+            "/v1/pipeline" => vec![
+                String::new(),
+                "?owner=u-7".into(),
+                "?as_of=2030-01-01T00:00:00Z".into(),
+            ],
             "/v1/customers" => {
                 let mut v = vec![String::new(), "?status=active".into()];
                 if search {
@@ -1439,6 +1445,7 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/customers/{id}/timeline" => vec!["?limit=1000".into(), "?order=desc".into()],
             "/v1/customers/{id}/personal-data" => vec![String::new()],
             "/v1/opportunities" => vec![String::new(), "?status=lost".into()],
+            "/v1/cases" => vec![String::new(), "?status=open&limit=1000".into()],
             "/v1/service/backlog" => vec!["?limit=1000".into()],
             // A tenant setting and its last run's counts: nothing personal to redact.
             "/v1/privacy/retention" => vec![String::new()],
@@ -1515,6 +1522,11 @@ pub async fn personal_fields_are_redacted_on_every_get_route_without_the_flag<
     assert_eq!(lost.body["items"][0]["lost_reason"], "[redacted]");
     let backlog = app.get_with(key, "/v1/service/backlog").await;
     assert_eq!(backlog.ok()["open"][0]["subject"], "[redacted]");
+    let cases = app.get_with(key, "/v1/cases").await;
+    assert_eq!(cases.ok()["items"][0]["subject"], "[redacted]");
+    app.get_with(key, "/v1/customers?search=%2B44%2020%207946")
+        .await
+        .problem(403, &["--personal-data"]);
     let timeline = app
         .get_with(key, &format!("/v1/customers/{id}/timeline?limit=1000"))
         .await;
@@ -1572,6 +1584,12 @@ pub async fn personal_fields_are_redacted_on_every_get_route_without_the_flag<
     .await;
     shows("/v1/opportunities".into(), secrets[6..8].to_vec()).await;
     shows("/v1/service/backlog".into(), vec![secrets[8]]).await;
+    shows("/v1/cases".into(), vec![secrets[8]]).await;
+    shows(
+        "/v1/customers?search=%2B44%2020%207946".into(),
+        secrets[..2].to_vec(),
+    )
+    .await;
     shows(
         format!("/v1/customers/{id}/timeline?limit=1000"),
         secrets.clone(),

@@ -3,6 +3,7 @@
 //! targets at query time, so changing a target needs no rebuild, and breaches are judged
 //! against a time the caller gives.
 
+pub mod cases;
 pub mod fold;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::projection::{Projection, TableDef, Tables};
 use crate::rows::{DocRow, EntityDoc, apply_entity_docs, decode_doc};
 use crm_core::ids::EntityId;
 
+pub use cases::{CaseFilter, CaseLine, Window};
 pub use fold::{Breaches, Case, CaseStatus, SlaTarget, SlaTargets};
 
 pub const TABLE: &str = "rm_cases";
@@ -187,8 +189,11 @@ pub struct Backlog {
     pub resolution_breaches: i64,
     pub first_response_median_seconds: Option<f64>,
     pub first_response_p90_seconds: Option<f64>,
-    /// Open cases per agent (`""` for unassigned).
+    /// Open cases per agent (the assignee, or the first responder of a case never
+    /// assigned); open cases with neither are counted in `unassigned` instead.
     pub open_per_agent: BTreeMap<String, i64>,
+    /// Open cases with no agent (neither assigned nor answered).
+    pub unassigned: i64,
 }
 
 /// The backlog of `tenant` evaluated at `at`: `limit` open cases from `offset`, by due time.
@@ -286,7 +291,9 @@ pub async fn backlog(
                 .collect::<BTreeMap<_, _>>(),
         );
     }
-    let open_per_agent = counts.pop().unwrap_or_default();
+    let mut open_per_agent = counts.pop().unwrap_or_default();
+    // No agent id is empty (ids are 1 to 128 characters): `""` is the NULL of unassigned cases.
+    let unassigned = open_per_agent.remove("").unwrap_or(0);
     let by_status = counts.pop().unwrap_or_default();
     let by_priority = counts.pop().unwrap_or_default();
 
@@ -327,6 +334,7 @@ pub async fn backlog(
         first_response_median_seconds: percentile(db, tenant, 0.5).await?,
         first_response_p90_seconds: percentile(db, tenant, 0.9).await?,
         open_per_agent,
+        unassigned,
     })
 }
 

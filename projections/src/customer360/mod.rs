@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crm_core::catalog::DomainEvent;
 
 use crate::attribution::{direct_customer_ref, keys_needed, named_customers};
+use crate::bookkeeping;
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
@@ -32,6 +33,7 @@ const TABLES: &[TableDef] = &[
             status TEXT NOT NULL,
             name_key TEXT,
             email_key TEXT,
+            phone_key TEXT,
             segment TEXT,
             owner TEXT,
             interactions BIGINT NOT NULL,
@@ -59,6 +61,7 @@ impl DocRow for Customer360 {
         "status",
         "name_key",
         "email_key",
+        "phone_key",
         "segment",
         "owner",
         "interactions",
@@ -81,6 +84,7 @@ impl DocRow for Customer360 {
             status.into(),
             SqlValue::opt_text(self.name.as_ref().map(|n| n.to_lowercase())),
             SqlValue::opt_text(self.email.as_ref().map(|e| e.to_lowercase())),
+            SqlValue::opt_text(self.phone.as_deref().and_then(phone_key)),
             SqlValue::opt_text(self.segment.clone()),
             SqlValue::opt_text(self.owner.clone()),
             SqlValue::Int(i64::try_from(self.interactions.total).unwrap_or(i64::MAX)),
@@ -102,8 +106,9 @@ impl Projection for Customer360Projection {
         "customer_360"
     }
 
+    /// [`PHONE_KEY_VERSION`]: the `phone_key` column (phone search).
     fn version(&self) -> i64 {
-        1
+        PHONE_KEY_VERSION
     }
 
     fn tables(&self) -> &'static [TableDef] {
@@ -225,7 +230,8 @@ pub async fn view(
 /// What to list customers by.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerFilter {
-    /// Case-insensitive substring of the name, email or id.
+    /// Case-insensitive substring of the name, email or id; also a phone number's digits
+    /// when it reads as one ([`phone_search`]).
     pub search: Option<String>,
     pub segment: Option<String>,
     pub owner: Option<String>,
@@ -265,13 +271,30 @@ pub async fn list(
     if let Some(search) = &filter.search {
         let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
         sql.push_str(
-            " AND (name_key LIKE ? ESCAPE '\\' OR email_key LIKE ? ESCAPE '\\' OR LOWER(id) LIKE ? ESCAPE '\\')",
+            " AND (name_key LIKE ? ESCAPE '\\' OR email_key LIKE ? ESCAPE '\\' OR LOWER(id) LIKE ? ESCAPE '\\'",
         );
         args.extend([
             pattern.clone().into(),
             pattern.clone().into(),
             pattern.into(),
         ]);
+        // Tables of an older version (answering while their rebuild runs) have no phone_key:
+        // a phone search matches names, emails and ids only until the rebuild is live.
+        let phone = match phone_search(search) {
+            Some(digits) => {
+                let version = bookkeeping::live_version(db, "customer_360").await?;
+                version
+                    .is_some_and(|v| v >= PHONE_KEY_VERSION)
+                    .then_some(digits)
+            }
+            None => None,
+        };
+        if let Some(digits) = phone {
+            // Digits only: nothing to escape.
+            sql.push_str(" OR phone_key LIKE ?");
+            args.push(format!("%{digits}%").into());
+        }
+        sql.push(')');
     }
     for (column, value) in [
         ("segment", &filter.segment),
@@ -333,6 +356,34 @@ pub async fn list(
         .collect()
 }
 
+/// The version whose tables hold `phone_key`.
+pub const PHONE_KEY_VERSION: i64 = 2;
+
+/// Fewest digits a search must carry to match phone numbers (fewer would match most of them).
+pub const PHONE_SEARCH_MIN_DIGITS: usize = 5;
+
+/// What a phone number is searched by: its ASCII digits only (`+44 (20) 7946-0958` →
+/// `442079460958`); `None` without any digit.
+pub fn phone_key(phone: &str) -> Option<String> {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+/// The digits a search matches phone numbers by: the search with spaces, dashes, dots,
+/// parentheses and one leading `+` taken out, when what is left is only digits, at least
+/// [`PHONE_SEARCH_MIN_DIGITS`] of them; `None` otherwise (the search is not a phone number).
+/// A customer matches when its phone's digits ([`phone_key`]) contain them.
+pub fn phone_search(search: &str) -> Option<String> {
+    let trimmed = search.trim();
+    let trimmed = trimmed.strip_prefix('+').unwrap_or(trimmed);
+    let kept: String = trimmed
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    (kept.len() >= PHONE_SEARCH_MIN_DIGITS && kept.chars().all(|c| c.is_ascii_digit()))
+        .then_some(kept)
+}
+
 /// `text` with LIKE's wildcards escaped by `\`.
 pub(crate) fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -343,4 +394,33 @@ pub(crate) fn escape_like(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_keys_keep_the_digits_only() {
+        assert_eq!(
+            phone_key("+44 (20) 7946-0958").as_deref(),
+            Some("442079460958")
+        );
+        assert_eq!(phone_key("555.0199").as_deref(), Some("5550199"));
+        assert_eq!(phone_key("n/a"), None);
+    }
+
+    #[test]
+    fn a_search_reads_as_a_phone_number_with_five_digits_or_more() {
+        assert_eq!(phone_search("7946 0958").as_deref(), Some("79460958"));
+        assert_eq!(phone_search("+44-20.79").as_deref(), Some("442079"));
+        assert_eq!(phone_search(" (020) 7946 ").as_deref(), Some("0207946"));
+        assert_eq!(phone_search("12345").as_deref(), Some("12345"));
+        assert_eq!(phone_search("1234"), None, "too few digits");
+        assert_eq!(phone_search("+1 234"), None, "too few digits");
+        assert_eq!(phone_search("c-12345"), None, "an id, not a number");
+        assert_eq!(phone_search("12345x"), None);
+        assert_eq!(phone_search("++12345"), None, "one leading + only");
+        assert_eq!(phone_search("１２３４５"), None, "ASCII digits only");
+    }
 }

@@ -56,8 +56,11 @@ pub struct CustomerView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderFigures {
     pub count: u64,
-    /// Orders refunded in full.
+    /// Orders refunded in full: their refunds add up to at least their amount. Orders
+    /// refunded in part are not counted here but in `partially_refunded_count`.
     pub refunded_count: u64,
+    /// Orders refunded in part: some refund, adding up to less than their amount.
+    pub partially_refunded_count: u64,
     pub first_at: Option<DateTime<Utc>>,
     pub last_at: Option<DateTime<Utc>>,
     pub by_currency: Vec<CurrencyFigures>,
@@ -173,6 +176,8 @@ impl Customer360 {
             figures.count += 1;
             if order.refunded >= order.amount.minor_units {
                 figures.refunded_count += 1;
+            } else if order.refunded > 0 {
+                figures.partially_refunded_count += 1;
             }
             figures.first_at = Some(
                 figures

@@ -244,6 +244,40 @@ impl Opportunity {
             .collect()
     }
 
+    /// The deal as it stood at business time `t`, as far as the stage history tells; `None`
+    /// if it was not opened (nor closed) by `t`.
+    ///
+    /// A deal won or lost by `t` is as it is now (nothing changes a closed deal). A deal
+    /// still open at `t` is in the stage of its last stay entered by `t`, with the stays
+    /// after `t` dropped and the one it was in left open; its probability and forecast
+    /// category are today's if that is still its stage, else the stage's defaults. The
+    /// history keeps stages only: the amount, close date and owner are today's.
+    pub fn as_of(&self, t: DateTime<Utc>) -> Option<Opportunity> {
+        let since = self.opened_at.or(self.closed_at)?;
+        if since > t {
+            return None;
+        }
+        if self.closed_at.is_some_and(|closed| closed <= t) {
+            return Some(self.clone());
+        }
+        let mut past = self.clone();
+        past.status = OpportunityStatus::Open;
+        past.closed_at = None;
+        past.lost_reason = None;
+        past.stage_history.retain(|span| span.entered_at <= t);
+        if let Some(last) = past.stage_history.last_mut() {
+            if last.left_at.is_some_and(|left| left > t) {
+                last.left_at = None;
+            }
+            if Some(last.stage) != self.stage || self.closed_at.is_some() {
+                past.probability = last.stage.default_probability();
+                past.forecast_category = Some(last.stage.default_forecast_category());
+            }
+            past.stage = Some(last.stage);
+        }
+        Some(past)
+    }
+
     /// Clears the personal fields (the name and the lost reason), for when the customer is
     /// erased. Amounts, stages and dates stay: they are not personal data.
     pub fn erase_personal(&mut self) {
@@ -806,5 +840,78 @@ mod tests {
         let empty: Opportunity =
             serde_json::from_str(&serde_json::to_string(&Opportunity::default()).unwrap()).unwrap();
         assert_eq!(empty, Opportunity::default());
+    }
+
+    #[test]
+    fn as_of_gives_the_stage_of_the_moment_and_hides_later_facts() {
+        let opp = fold(&[
+            opened(1, at(9, 0)),
+            ev(
+                2,
+                at(10, 0),
+                "OpportunityStageChanged",
+                json!({"opportunity_id": "op-5", "stage": "Proposal", "probability": 60,
+                       "forecast_category": "Commit"}),
+            ),
+            ev(
+                3,
+                at(11, 0),
+                "OpportunityLost",
+                json!({"opportunity_id": "op-5", "reason": "price"}),
+            ),
+        ]);
+        assert_eq!(opp.as_of(at(8, 59)), None, "not opened yet");
+
+        let first = opp.as_of(at(9, 0)).expect("opened at 9:00");
+        assert_eq!(first.stage, Some(Stage::Prospecting));
+        assert_eq!(first.status, OpportunityStatus::Open);
+        assert_eq!((first.closed_at, first.lost_reason.clone()), (None, None));
+        assert_eq!(first.probability, 10, "the stage's default");
+        assert_eq!(first.forecast_category, Some(ForecastCategory::Pipeline));
+        assert_eq!(
+            first.stage_history,
+            vec![span(Stage::Prospecting, at(9, 0), None)]
+        );
+        assert_eq!(first.cycle_seconds(), None);
+        assert_eq!(first.amount, Some(eur("12000.00")));
+
+        let second = opp.as_of(at(10, 59)).expect("open");
+        assert_eq!(second.stage, Some(Stage::Proposal));
+        assert_eq!(second.status, OpportunityStatus::Open);
+        assert_eq!(second.probability, 50, "today's stage differs: the default");
+        assert_eq!(
+            second.stage_history,
+            vec![
+                span(Stage::Prospecting, at(9, 0), Some(at(10, 0))),
+                span(Stage::Proposal, at(10, 0), None),
+            ]
+        );
+
+        assert_eq!(opp.as_of(at(11, 0)).as_ref(), Some(&opp), "lost by then");
+        assert_eq!(opp.as_of(at(23, 0)).as_ref(), Some(&opp));
+    }
+
+    #[test]
+    fn as_of_keeps_todays_figures_while_the_stage_is_the_same() {
+        let opp = fold(&[
+            opened(1, at(9, 0)),
+            ev(
+                2,
+                at(10, 0),
+                "OpportunityStageChanged",
+                json!({"opportunity_id": "op-5", "stage": "Proposal", "probability": 60,
+                       "forecast_category": "Commit"}),
+            ),
+        ]);
+        let past = opp.as_of(at(10, 30)).expect("open");
+        assert_eq!(past, opp, "nothing happened after 10:30");
+        let no_open = fold(&[ev(
+            1,
+            at(12, 0),
+            "OpportunityWon",
+            json!({"opportunity_id": "op-5"}),
+        )]);
+        assert_eq!(no_open.as_of(at(11, 0)), None);
+        assert_eq!(no_open.as_of(at(12, 0)).as_ref(), Some(&no_open));
     }
 }

@@ -3,6 +3,7 @@
 //! totals by stage, forecast by close month and category, win rate and cycle length.
 
 pub mod fold;
+mod past;
 mod sums;
 
 use std::sync::Arc;
@@ -200,8 +201,36 @@ fn amounts(
     Ok((figure("amount", at)?, figure("weighted amount", at + 2)?))
 }
 
+/// What to restrict the pipeline figures to; the default restricts nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineFilter {
+    /// Only the opportunities this sales rep owns (today's owner).
+    pub owner: Option<String>,
+    /// The pipeline as it stood at this business time: each deal as
+    /// [`Opportunity::as_of`] gives it (its stage then, absent if opened later, won or lost
+    /// only if closed by then).
+    pub as_of: Option<DateTime<Utc>>,
+}
+
 /// The pipeline figures of `tenant`.
 pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, ProjectionError> {
+    summary_of(db, tenant, &PipelineFilter::default()).await
+}
+
+/// The pipeline figures of `tenant` restricted by `filter`.
+pub async fn summary_of(
+    db: &ReadDb,
+    tenant: &str,
+    filter: &PipelineFilter,
+) -> Result<PipelineSummary, ProjectionError> {
+    if let Some(t) = filter.as_of {
+        return past::summary_at(db, tenant, filter.owner.as_deref(), t).await;
+    }
+    // `WHERE tenant = ?` and, for one owner, `AND owner = ?`.
+    let (owner, args) = match &filter.owner {
+        Some(owner) => (" AND owner = ?", vec![tenant.into(), owner.as_str().into()]),
+        None => ("", vec![SqlValue::from(tenant)]),
+    };
     let amount = sums::split_sum("amount_minor");
     let weighted = sums::split_sum("weighted_minor");
     let mut by_stage = Vec::new();
@@ -209,10 +238,10 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
         .fetch(
             &format!(
                 "SELECT stage, currency, COUNT(*), {amount}, {weighted} FROM {TABLE} \
-                 WHERE tenant = ? AND stage IS NOT NULL AND currency IS NOT NULL \
+                 WHERE tenant = ?{owner} AND stage IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY stage, currency ORDER BY stage, currency"
             ),
-            vec![tenant.into()],
+            args.clone(),
             &[
                 Col::Text,
                 Col::Text,
@@ -248,12 +277,12 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
         .fetch(
             &format!(
                 "SELECT close_month, forecast_category, currency, COUNT(*), {amount}, {weighted} \
-                 FROM {TABLE} WHERE tenant = ? AND close_month IS NOT NULL \
+                 FROM {TABLE} WHERE tenant = ?{owner} AND close_month IS NOT NULL \
                  AND forecast_category IS NOT NULL AND currency IS NOT NULL \
                  GROUP BY close_month, forecast_category, currency \
                  ORDER BY close_month, forecast_category, currency"
             ),
-            vec![tenant.into()],
+            args.clone(),
             &[
                 Col::Text,
                 Col::Text,
@@ -288,9 +317,9 @@ pub async fn summary(db: &ReadDb, tenant: &str) -> Result<PipelineSummary, Proje
         .fetch(
             &format!(
                 "SELECT status, COUNT(*), CAST(SUM(cycle_seconds) AS BIGINT), COUNT(cycle_seconds) FROM {TABLE} \
-                 WHERE tenant = ? GROUP BY status"
+                 WHERE tenant = ?{owner} GROUP BY status"
             ),
-            vec![tenant.into()],
+            args,
             &[Col::Text, Col::Int, Col::Int, Col::Int],
         )
         .await?;

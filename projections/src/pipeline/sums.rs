@@ -27,6 +27,15 @@ pub(crate) fn join(
     low: Option<i64>,
 ) -> Result<Money, ProjectionError> {
     let total = i128::from(high.unwrap_or(0)) * i128::from(SPLIT) + i128::from(low.unwrap_or(0));
+    total_of(what, currency, total)
+}
+
+/// A total summed exactly in 128 bits, or an error naming `what` when it does not fit.
+pub(crate) fn total_of(
+    what: &str,
+    currency: Currency,
+    total: i128,
+) -> Result<Money, ProjectionError> {
     i64::try_from(total)
         .map(|minor| Money::new(minor, currency))
         .map_err(|_| ProjectionError::TotalOverflow {

@@ -15,6 +15,8 @@ macro_rules! projections {
                 customer_360_figures_with_same_day_purchases_refunds_and_merges_are_right,
                 the_timeline_spans_streams_converted_leads_and_merges,
                 pipeline_and_backlog_figures_are_right,
+                the_case_list_and_the_pipeline_by_owner_and_as_of_are_right,
+                a_phone_search_matches_digits_once_the_tables_hold_them,
                 a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answering,
                 killing_the_runner_at_random_points_ends_in_the_rows_of_a_clean_rebuild,
                 as_of_folds_agree_with_the_read_model_at_the_same_moment,
