@@ -238,8 +238,9 @@ pub async fn customer(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CustomersParams {
-    /// Case-insensitive part of the name, email or id; only for keys that read personal
-    /// data (403 otherwise).
+    /// Case-insensitive part of the name, email or id, or of the phone number's digits (a
+    /// search of 5 digits or more, once spaces, dashes, dots, parentheses and a leading `+`
+    /// are taken out); only for keys that read personal data (403 otherwise).
     search: Option<String>,
     /// Customers of this segment.
     segment: Option<String>,
@@ -276,15 +277,6 @@ pub(crate) struct Listing<T> {
 }
 
 /// `GET /v1/customers`: filter and search, by id, in pages.
-#[utoipa::path(
-    get,
-    path = "/v1/customers",
-    operation_id = "listCustomers",
-    tag = "customers",
-    summary = "Customers by id, filtered and searched, in pages (role analyst)",
-    params(CustomersParams),
-    responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>))
-)]
 ///
 /// `search` matches names, emails and phone numbers (personal data) as well as ids, so a key
 /// that does not read personal data may not search at all (403 naming `--personal-data`), not
@@ -294,6 +286,15 @@ pub(crate) struct Listing<T> {
 /// taken out) also matches the customers whose phone's digits contain those digits
 /// ([`customer360::phone_search`]). Such keys filter by `segment`, `owner`
 /// and `status` and page by id.
+#[utoipa::path(
+    get,
+    path = "/v1/customers",
+    operation_id = "listCustomers",
+    tag = "customers",
+    summary = "Customers by id, filtered and searched, in pages (role analyst)",
+    params(CustomersParams),
+    responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>))
+)]
 pub async fn customers(
     State(state): State<SharedState>,
     caller: Caller,
