@@ -400,7 +400,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     workers
         .shutdown()
         .await
-        .context("the projection workers stopped with an error")
+        .context("the projection workers stopped with an error")?;
+    // Nothing writes any more: the store file alone holds every commit.
+    if let Err(error) = state.db.fold_wal().await {
+        tracing::warn!(%error, "could not fold the write-ahead log into the store file");
+    }
+    Ok(())
 }
 
 /// On a store without any key: an admin key for the tenant `default`, printed once (stdout,

@@ -201,6 +201,19 @@ impl ReadDb {
         }
     }
 
+    /// On SQLite, folds the write-ahead log into the database file and empties it (the
+    /// whole file: the store's log and the read models share it); PostgreSQL has nothing to
+    /// fold. `crm-api serve` calls it last on a clean stop, whichever of its connections
+    /// closes last (a read-only one folds nothing), so the file alone holds every commit and
+    /// a later process that only opens the store (a refused start, a read-only tool) finds
+    /// nothing to fold and leaves the file as it was.
+    pub async fn fold_wal(&self) -> Result<(), ProjectionError> {
+        match self {
+            ReadDb::Sqlite(pool) => pool.fold_wal().await,
+            ReadDb::Postgres(_) => Ok(()),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             ReadDb::Sqlite(_) => Backend::Sqlite,

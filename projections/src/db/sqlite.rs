@@ -140,6 +140,26 @@ impl SqlitePool {
         drop(all);
     }
 
+    /// Folds the write-ahead log into the database file and empties it (`wal_checkpoint
+    /// (TRUNCATE)`), retried while a reader still holds old frames.
+    pub(crate) async fn fold_wal(&self) -> Result<(), ProjectionError> {
+        self.acquire()
+            .await?
+            .run(|conn| {
+                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    row.get(0)
+                })?;
+                if busy != 0 {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("a reader holds the WAL; the checkpoint is retried".into()),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+    }
+
     /// Runs one statement on a pooled connection.
     pub(crate) async fn execute(
         &self,
