@@ -17,7 +17,7 @@ from crm_client.api.customers import get_customer, get_customer_timeline, list_c
 from crm_client.api.events import append_events, list_events
 from crm_client.api.privacy import erase_customer, get_personal_data
 from crm_client.api.sales import get_pipeline, list_opportunities
-from crm_client.api.service import get_backlog, get_sla_targets, set_sla_targets
+from crm_client.api.service import get_backlog, get_sla_targets, list_cases, set_sla_targets
 from crm_client.models import (
     CustomerView,
     EventBatch,
@@ -119,6 +119,8 @@ deals = expect(list_opportunities.sync_detailed(client=analyst, status=Opportuni
 assert deals.items[0].opportunity_id == "op-7"
 backlog = expect(get_backlog.sync_detailed(client=analyst, min_position=last, at=march(4)), 200)
 assert [c.case_id for c in backlog.open_] == ["k-7"] and backlog.first_response_breaches == 1, backlog
+cases = expect(list_cases.sync_detailed(client=analyst, opened_from=march(1), min_position=last), 200)
+assert [(c.case_id, c.subject) for c in cases.items] == [("k-7", "Invoice")], cases.items
 log = expect(list_events.sync_detailed(client=analyst, after=0, limit=100), 200)
 assert [e.event_type for e in log.events][:2] == ["CustomerRegistered", "OrderPlaced"]
 

@@ -41,6 +41,7 @@ pub struct CaseFilter {
 
 /// One case of the list, with its due times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ListedCase)] // the 360 view's `CaseLine` is another shape
 pub struct CaseLine {
     #[serde(flatten)]
     pub case: Case,
