@@ -121,3 +121,28 @@ mod tests {
         );
     }
 }
+
+/// Asserts that `stderr` of a command refused for a database that does not exist is the one
+/// sentence the binaries give: naming `database` once and how to create it, without the
+/// driver's error repeated (`at line …`).
+pub fn assert_names_the_missing_database(stderr: &str, database: &str, command: &str) {
+    let text = stderr.trim();
+    assert_eq!(text.lines().count(), 1, "{command}: {text}");
+    assert!(
+        text.contains(&format!(
+            "the PostgreSQL database \"{database}\" does not exist"
+        )),
+        "{command}: {text}"
+    );
+    assert!(text.contains("createdb "), "{command}: {text}");
+    assert!(
+        text.contains(&format!("CREATE DATABASE \"{database}\"")),
+        "{command}: {text}"
+    );
+    assert_eq!(
+        text.matches("does not exist").count(),
+        1,
+        "{command}: {text}"
+    );
+    assert!(!text.contains("at line"), "{command}: {text}");
+}
