@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod command;
 pub mod envelope;
 pub mod ids;
+pub mod merkle;
 pub mod money;
 pub mod privacy;
 pub mod store;
