@@ -276,21 +276,68 @@ fn problem_answer(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
-/// The document, built on first use from the router's routes.
-pub fn spec() -> &'static utoipa::openapi::OpenApi {
-    static SPEC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+/// The document as served, built on first use from the router's routes.
+pub fn spec() -> &'static serde_json::Value {
+    static SPEC: OnceLock<serde_json::Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let mut document = crate::app::api_routes().split_for_parts().1;
         // After the routes: the paths are there only now.
         StandardAnswers.modify(&mut document);
-        document
+        let mut value = serde_json::to_value(&document).unwrap_or_default();
+        name_positions(&mut value);
+        value
     })
+}
+
+/// `Position` is an alias of `u64`, which utoipa files as a schema named `u64`: the document
+/// names it `Position` and says what it is.
+fn name_positions(document: &mut serde_json::Value) {
+    let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    else {
+        return;
+    };
+    let Some(mut position) = schemas.remove("u64") else {
+        return;
+    };
+    position["description"] = serde_json::Value::String(
+        "A global log position: 1, 2, ... in commit order, shared by every tenant; 0 is \
+         before the first event."
+            .into(),
+    );
+    schemas.insert("Position".into(), position);
+    rename_refs(
+        document,
+        "#/components/schemas/u64",
+        "#/components/schemas/Position",
+    );
+}
+
+fn rename_refs(value: &mut serde_json::Value, from: &str, to: &str) {
+    match value {
+        serde_json::Value::Object(members) => {
+            for (key, member) in members.iter_mut() {
+                if key == "$ref" && member.as_str() == Some(from) {
+                    *member = serde_json::Value::String(to.to_owned());
+                } else {
+                    rename_refs(member, from, to);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                rename_refs(item, from, to);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Every `(method, path)` the document describes, methods in lower case: what the router
 /// serves under /v1 and the open routes.
 pub fn operations() -> Vec<(String, String)> {
-    let value = serde_json::to_value(spec()).unwrap_or_default();
+    let value = spec();
     let mut out = Vec::new();
     if let Some(paths) = value["paths"].as_object() {
         for (path, item) in paths {
