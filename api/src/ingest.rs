@@ -33,7 +33,7 @@ use crate::problem::Problem;
     params(("Idempotency-Key" = Option<String>, Header, description = "Derives the ids of events sent without one (1 to 200 printable ASCII characters).")),
     request_body(content = crate::openapi::EventBatch),
     responses(
-        (status = 201, description = "Appended (the `crm-last-position` header holds `last_position`).", body = Outcome),
+        (status = 201, description = "Appended.", body = Outcome, headers(("crm-last-position" = u64, description = "`last_position`: pass it as `min_position` to read your writes"))),
         (status = 200, description = "Every event was a duplicate of one already stored.", body = Outcome),
         (status = 409, description = "Conflict: an expected revision, a rule of the entity, or an id reused with other content; `event_index` names the event.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )

@@ -54,7 +54,7 @@ struct EventsPage {
     summary = "The tenant's events in log order, with full envelopes (role analyst)",
     description = "Personal fields read \"[redacted]\" unless the key reads personal data.",
     params(EventsParams),
-    responses((status = 200, description = "A page of the log.", body = EventsPage))
+    responses((status = 200, description = "A page of the log.", body = EventsPage, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn events(
     State(state): State<SharedState>,
@@ -229,7 +229,7 @@ struct Verification {
     tag = "audit",
     summary = "Verify the tenant's hash chains, or one stream's; names the first broken event (role auditor)",
     params(VerifyParams),
-    responses((status = 200, description = "The verification's result.", body = Verification))
+    responses((status = 200, description = "The verification's result.", body = Verification, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn verify_log(
     State(state): State<SharedState>,

@@ -41,7 +41,7 @@ use crate::problem::Problem;
     description = "Destroys its data key (and those of leads converted to it and customers merged into it) and appends CustomerErased in one transaction, waits for the read models, then scrubs the database files. Idempotent: 200 each time, one CustomerErased.",
     params(crate::extract::IdParam),
     responses(
-        (status = 200, description = "Erased (now or before: `already_erased`).", body = crm_core::privacy::erase::Erasure),
+        (status = 200, description = "Erased (now or before: `already_erased`).", body = crm_core::privacy::erase::Erasure, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))),
         (status = 409, description = "The subject cannot be erased this way.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
@@ -69,7 +69,7 @@ pub async fn erase_customer(
     description = "Appends LeadErased with its data key destroyed; otherwise as the customer erasure. A converted lead is erased with its customer (409).",
     params(crate::extract::IdParam),
     responses(
-        (status = 200, description = "Erased (now or before: `already_erased`).", body = crm_core::privacy::erase::Erasure),
+        (status = 200, description = "Erased (now or before: `already_erased`).", body = crm_core::privacy::erase::Erasure, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))),
         (status = 409, description = "The lead was converted: erase its customer.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
@@ -186,7 +186,7 @@ const TIMELINE_CHUNK: usize = 10_000;
     summary = "Subject access and portability: everything held about the customer (analyst or auditor keys created with --personal-data)",
     description = "Its current profile and consents, and each personal field of each event touching it (its own stream, its cases and deals, leads converted to it, customers merged into it) with the event's id, type, stream, position and times. Fields of an erased customer read \"[erased]\". The read is recorded in the access log.",
     params(crate::extract::IdParam, SubjectParams),
-    responses((status = 200, description = "The subject's data.", body = SubjectData))
+    responses((status = 200, description = "The subject's data.", body = SubjectData, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn personal_data(
     State(state): State<SharedState>,

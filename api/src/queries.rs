@@ -153,7 +153,7 @@ pub struct CustomerParams {
     tag = "customers",
     summary = "The customer 360 view, live or as of a past moment (role analyst)",
     params(crate::extract::IdParam, CustomerParams),
-    responses((status = 200, description = "The 360 view.", body = crm_projections::customer360::CustomerView))
+    responses((status = 200, description = "The 360 view.", body = crm_projections::customer360::CustomerView, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn customer(
     State(state): State<SharedState>,
@@ -293,7 +293,7 @@ pub(crate) struct Listing<T> {
     tag = "customers",
     summary = "Customers by id, filtered and searched, in pages (role analyst)",
     params(CustomersParams),
-    responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>))
+    responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn customers(
     State(state): State<SharedState>,
@@ -398,7 +398,7 @@ pub(crate) struct Timeline {
     summary = "Every event touching the customer, with its data from the log (roles analyst, auditor)",
     description = "Its streams, deals, cases, converted leads and merged duplicates; personal fields of an erased customer read \"[erased]\".",
     params(crate::extract::IdParam, TimelineParams),
-    responses((status = 200, description = "A page of the timeline.", body = Timeline))
+    responses((status = 200, description = "A page of the timeline.", body = Timeline, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn timeline(
     State(state): State<SharedState>,

@@ -84,7 +84,7 @@ fn window(what: &str, from: &Option<String>, to: &Option<String>) -> Result<Wind
     tag = "service",
     summary = "Every case, open and closed, by id: filtered by status, customer, agent, priority, when opened or closed, in pages (role analyst)",
     params(CasesParams),
-    responses((status = 200, description = "A page of cases with their SLA due times.", body = super::Listing<crm_projections::backlog::CaseLine>))
+    responses((status = 200, description = "A page of cases with their SLA due times.", body = super::Listing<crm_projections::backlog::CaseLine>, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn cases(
     State(state): State<SharedState>,

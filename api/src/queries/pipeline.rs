@@ -40,7 +40,7 @@ pub struct PipelineParams {
     tag = "sales",
     summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time; of one owner, as of a past time (role analyst)",
     params(PipelineParams),
-    responses((status = 200, description = "The pipeline.", body = crm_projections::pipeline::PipelineSummary))
+    responses((status = 200, description = "The pipeline.", body = crm_projections::pipeline::PipelineSummary, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn pipeline(
     State(state): State<SharedState>,
@@ -106,7 +106,7 @@ pub struct OpportunitiesParams {
     tag = "sales",
     summary = "Opportunities by id, with time in each stage, in pages (role analyst)",
     params(OpportunitiesParams),
-    responses((status = 200, description = "A page of opportunities.", body = super::Listing<crm_projections::pipeline::OpportunityLine>))
+    responses((status = 200, description = "A page of opportunities.", body = super::Listing<crm_projections::pipeline::OpportunityLine>, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn opportunities(
     State(state): State<SharedState>,

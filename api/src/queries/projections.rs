@@ -61,7 +61,7 @@ struct ParkedLine {
     summary = "Each read model's position, lag and state (roles analyst, auditor)",
     description = "From the stored state: the rebuild in progress, the projection-wide error, how many tenants are parked, and the caller's tenant's failure if it is parked.",
     params(ConsistencyParams),
-    responses((status = 200, description = "The read models.", body = Projections))
+    responses((status = 200, description = "The read models.", body = Projections, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn projections(
     State(state): State<SharedState>,

@@ -38,7 +38,7 @@ pub struct BacklogParams {
     tag = "service",
     summary = "Open cases by next due time, SLA breaches at `at`, response-time figures, open cases per agent (role analyst)",
     params(BacklogParams),
-    responses((status = 200, description = "The backlog.", body = crm_projections::backlog::Backlog))
+    responses((status = 200, description = "The backlog.", body = crm_projections::backlog::Backlog, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn backlog(
     State(state): State<SharedState>,

@@ -1209,6 +1209,18 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
                 .starts_with("no route"),
             "{method} {path} is described but not routed"
         );
+        // A success the document says carries the read position carries it.
+        let documents_position = operation["responses"][answer.status.to_string()]["headers"]
+            ["crm-read-position"]
+            .is_object();
+        if method == "get" && answer.status == 200 {
+            assert_eq!(
+                answer.read_position.is_some(),
+                documents_position,
+                "{method} {path}: crm-read-position sent {:?}, documented {documents_position}",
+                answer.read_position
+            );
+        }
     }
     // The bodies that take JSON are described by their schemas.
     for (method, path, schema) in [
