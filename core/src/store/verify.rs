@@ -466,3 +466,44 @@ pub async fn verify_stream(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stream: &str, revision: u64) -> RecordedEvent {
+        RecordedEvent {
+            tenant: TenantId::parse("acme").expect("tenant"),
+            stream_id: StreamId::parse(stream).expect("stream"),
+            revision,
+            position: 10 + revision,
+            event_id: Uuid::nil(),
+            event_type: "CustomerRegistered".into(),
+            schema_version: 1,
+            data: serde_json::value::RawValue::from_string("{}".into()).expect("raw"),
+            metadata: serde_json::value::RawValue::from_string("{}".into()).expect("raw"),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            hash: GENESIS,
+        }
+    }
+
+    #[test]
+    fn a_break_marks_its_stream_from_its_revision_on() {
+        let broken = event("customer-1", 2);
+        let failure = finding(FindingKind::Changed, &broken, "changed".into());
+        let marked: Vec<bool> = (0..5)
+            .map(|r| at_or_after_break(&failure, &event("customer-1", r)))
+            .collect();
+        assert_eq!(marked, [false, false, true, true, true]);
+        assert!(!at_or_after_break(&failure, &event("customer-2", 4)));
+        // An unreadable row names no stream: it marks every event.
+        let unreadable = Finding {
+            tenant: None,
+            stream_id: None,
+            revision: None,
+            ..failure
+        };
+        assert!(at_or_after_break(&unreadable, &event("customer-2", 0)));
+    }
+}
