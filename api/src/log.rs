@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use crm_core::envelope::{Position, RecordedEvent, StreamId};
-use crm_core::store::{Scope, subscribe_all, verify, verify_stream};
+use crm_core::store::{self, Scope, subscribe_all};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -239,20 +239,18 @@ pub async fn verify_log(
     let principal = caller.require(&[Role::Auditor], "verify the log")?;
     crate::queries::within_head(&state, params.min_position).await?;
     let head = reach_head(&state, params.min_position).await?;
-    let report = match &params.stream {
-        Some(stream) => {
-            let stream = StreamId::parse(stream)
-                .map_err(|e| Problem::bad_request(format!("query string: stream: {e}")))?;
-            verify_stream(state.private.inner().as_ref(), &principal.tenant, &stream).await
-        }
-        None => {
-            verify(
-                state.private.inner().as_ref(),
-                &Scope::Tenant(principal.tenant.clone()),
-            )
-            .await
-        }
-    }
+    let stream = params
+        .stream
+        .as_deref()
+        .map(StreamId::parse)
+        .transpose()
+        .map_err(|e| Problem::bad_request(format!("query string: stream: {e}")))?;
+    let report = store::verify_log(
+        state.private.inner().as_ref(),
+        &Scope::Tenant(principal.tenant.clone()),
+        stream.as_ref(),
+    )
+    .await
     .map_err(Problem::from)?;
     if report.streams_checked == 0
         && let Some(stream) = &params.stream

@@ -26,9 +26,7 @@ use crate::output::outln;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crm_core::envelope::{Position, StreamId, TenantId};
-use crm_core::store::{
-    Scope, SharedStore, StoreUrl, open_store, open_store_read_only, verify, verify_stream,
-};
+use crm_core::store::{Scope, SharedStore, StoreUrl, open_store, open_store_read_only, verify_log};
 
 /// mimalloc instead of the system allocator: decoding, folding and serialising events
 /// allocate many small, short-lived values, which glibc's allocator serves slowly.
@@ -401,18 +399,14 @@ async fn verify_command(
     stream: Option<String>,
 ) -> Result<ExitCode> {
     let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
-    let report = match (&tenant, stream) {
-        (Some(tenant), Some(stream)) => {
-            let stream = StreamId::parse(&stream)?;
-            let report = verify_stream(ctx.raw.as_ref(), tenant, &stream).await?;
-            if report.streams_checked == 0 {
-                anyhow::bail!("no stream {stream} in tenant {tenant}: nothing to verify");
-            }
-            report
-        }
-        (Some(tenant), None) => verify(ctx.raw.as_ref(), &Scope::Tenant(tenant.clone())).await?,
-        (None, _) => verify(ctx.raw.as_ref(), &Scope::AllTenants).await?,
-    };
+    let stream = stream.map(|s| StreamId::parse(&s)).transpose()?;
+    let scope = tenant.map_or(Scope::AllTenants, Scope::Tenant);
+    let report = verify_log(ctx.raw.as_ref(), &scope, stream.as_ref()).await?;
+    if let (Some(stream), Scope::Tenant(tenant)) = (&stream, &scope)
+        && report.streams_checked == 0
+    {
+        anyhow::bail!("no stream {stream} in tenant {tenant}: nothing to verify");
+    }
     if ctx.json {
         outln!("{}", serde_json::to_string(&report)?);
     } else if let Some(failure) = &report.first_failure {

@@ -15,6 +15,11 @@
 //! (one of its events could not be applied: `crm_projections::parking`) is listed with its
 //! failure, and the command exits 1; the new generation parks it afresh, so a rebuild after a
 //! fix also brings a parked tenant back.
+//!
+//! A read model is never rebuilt from a log that fails its chain: every chain is verified
+//! first (`crm_core::store::verify_log`, as `crm-replay verify` runs it). On a break nothing is
+//! requested, the command names the break and exits 1, and the live generations keep
+//! answering. Events appended after that check come through the store's guarded append.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use crm_core::envelope::Position;
+use crm_core::store::{Scope, verify_log};
 use crm_projections::bookkeeping::{self, StoredPosition};
 use crm_projections::parking::{self, Failure};
 use crm_projections::runner::{self, RunState, RunnerHandle, RunnerOptions};
@@ -82,6 +88,22 @@ pub async fn run(ctx: &Ctx, projection: Option<String>, all: bool) -> Result<Exi
         .head_position()
         .await
         .context("cannot read the log's head")?;
+    let report = verify_log(ctx.raw.as_ref(), &Scope::AllTenants, None)
+        .await
+        .context("cannot verify the log before rebuilding")?;
+    if let Some(failure) = &report.first_failure {
+        if ctx.json {
+            outln!(
+                "{}",
+                serde_json::json!({"command": "rebuild", "rebuilt": false, "first_failure": failure})
+            );
+        }
+        eprintln!(
+            "crm-replay: rebuild refused, the log fails its chain: BROKEN: {failure}; the live \
+             read models are unchanged"
+        );
+        return Ok(ExitCode::from(1));
+    }
     let before = stored(&db).await?;
     for projection in &projections {
         // False when the projection was never started here: the runner below creates it.

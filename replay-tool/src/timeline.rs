@@ -3,7 +3,9 @@
 //! both as `crm_projections::asof::Cut` and the API's query parameters do). Every event touching the customer (its own stream, its deals and cases, converted
 //! leads, merged duplicates), in log order, with position, recording and business times, type,
 //! actor and source, the data (personal fields read `[erased]` when the customer was erased),
-//! and whether each stream's hash chain verifies.
+//! and whether each stream's hash chain verifies. Per event, a break marks that event and the
+//! ones after it in its stream, never the ones before it: those still chain back to the
+//! stream's start.
 //!
 //! The event list comes from the timeline read model: the tool first makes sure it has reached
 //! the log's head (a serving process keeps it current; otherwise this process catches it up).
@@ -17,7 +19,7 @@ use chrono::{DateTime, Utc};
 use crm_core::catalog::personal_fields;
 use crm_core::envelope::{Position, RecordedEvent, StreamId, TenantId};
 use crm_core::ids::EntityId;
-use crm_core::store::{VerifyReport, verify_stream};
+use crm_core::store::{Scope, VerifyReport, at_or_after_break, verify_log};
 use crm_projections::asof::Cut;
 use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::timeline::{self, TimelinePage};
@@ -45,8 +47,12 @@ struct Line {
     source: Option<String>,
     data: Value,
     metadata: Value,
-    /// Whether the event's stream verifies up to its recorded head.
+    /// Whether the event's chain verifies from its stream's start up to it: false for the
+    /// events at and after its stream's first break.
     chain_intact: bool,
+    /// The break that marks this event, when `chain_intact` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain_break: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -139,7 +145,12 @@ pub async fn run(
     for event in &events {
         if !checks.contains_key(event.stream_id.as_str()) {
             let stream = StreamId::parse(event.stream_id.as_str())?;
-            let report = verify_stream(ctx.raw.as_ref(), &tenant, &stream).await?;
+            let report = verify_log(
+                ctx.raw.as_ref(),
+                &Scope::Tenant(tenant.clone()),
+                Some(&stream),
+            )
+            .await?;
             checks.insert(event.stream_id.as_str().to_owned(), report);
         }
     }
@@ -191,15 +202,19 @@ fn line(
         }
     }
     let metadata: Value = serde_json::from_str(event.metadata.get())?;
+    let chain_break = checks
+        .get(event.stream_id.as_str())
+        .and_then(|report| report.first_failure.as_ref())
+        .filter(|failure| at_or_after_break(failure, &event))
+        .map(ToString::to_string);
     Ok(Line {
         position: event.position,
         recorded_at: event.recorded_at,
         occurred_at: event.occurred_at,
         actor: metadata["actor"].as_str().map(str::to_owned),
         source: metadata["source"].as_str().map(str::to_owned),
-        chain_intact: checks
-            .get(event.stream_id.as_str())
-            .is_some_and(VerifyReport::is_intact),
+        chain_intact: checks.contains_key(event.stream_id.as_str()) && chain_break.is_none(),
+        chain_break,
         stream_id: event.stream_id.as_str().to_owned(),
         revision: event.revision,
         event_id: event.event_id,
@@ -252,11 +267,10 @@ fn print_text(timeline: &Timeline) {
                 .as_deref()
                 .map(|s| format!("  source={s}"))
                 .unwrap_or_default(),
-            if line.chain_intact {
-                ""
-            } else {
-                "  CHAIN BROKEN"
-            },
+            line.chain_break
+                .as_deref()
+                .map(|b| format!("  CHAIN BROKEN ({b})"))
+                .unwrap_or_default(),
         );
         outln!("          {}", line.data);
     }

@@ -26,7 +26,9 @@ mod verify;
 pub use error::{StoreError, sqlite_is_busy, sqlx_is_busy};
 pub use open::{StoreUrl, open_store, open_store_read_only};
 pub use subscription::{EventSubscription, subscribe_all};
-pub use verify::{Finding, FindingKind, VerifyReport, verify, verify_stream};
+pub use verify::{
+    Finding, FindingKind, VerifyReport, at_or_after_break, verify, verify_log, verify_stream,
+};
 
 /// What the caller believes about the stream before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,9 +204,46 @@ fn unreadable(error: StoreError) -> Result<Finding, StoreError> {
     }
 }
 
+/// The one verification every caller runs (`GET /v1/verify`, `crm-replay verify`, the
+/// rebuild's check): one stream's chain when `stream` is given, else every chain of `scope`.
+/// A tenant's break is named alike whoever asks and whatever the scope: the same stream,
+/// revision and position.
+pub async fn verify_log(
+    store: &dyn EventStore,
+    scope: &Scope,
+    stream: Option<&StreamId>,
+) -> Result<VerifyReport, StoreError> {
+    match (scope, stream) {
+        (Scope::Tenant(tenant), Some(stream)) => verify_stream(store, tenant, stream).await,
+        _ => verify(store, scope).await,
+    }
+}
+
+/// Whether `event` lies at or after the place `failure` names in its stream: an event before
+/// a break still verifies (its hash chains back to the stream's start), the events from the
+/// break on do not. A failure that names no revision (an unreadable row) covers every event.
+pub fn at_or_after_break(failure: &Finding, event: &RecordedEvent) -> bool {
+    if failure
+        .stream_id
+        .as_deref()
+        .is_some_and(|s| s != event.stream_id.as_str())
+        || failure
+            .tenant
+            .as_deref()
+            .is_some_and(|t| t != event.tenant.as_str())
+    {
+        return false;
+    }
+    failure
+        .revision
+        .is_none_or(|revision| event.revision >= revision)
+}
+
 /// Verifies every stream of `scope` in one pass over the log (memory grows with the number
 /// of streams, not events). With [`Scope::AllTenants`] it also checks that positions run
-/// from 1 without gaps, which notices whole streams removed.
+/// from 1 without gaps, which notices whole streams removed; a gap is reported only when no
+/// stream's chain or head names the break, so that an event removed from a stream is named
+/// at its stream's revision, as a verification of its tenant alone names it.
 pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyReport, StoreError> {
     // Chains cover the stored bytes: a handle that opens sealed fields is verified as stored.
     if let Some(stored) = store.stored() {
@@ -219,6 +256,7 @@ pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyRepor
         first_failure: None,
     };
     let check_positions = *scope == Scope::AllTenants;
+    let mut gap: Option<Finding> = None;
     let mut after: Position = 0;
     loop {
         let events = match store.read_all(scope, after, PAGE).await {
@@ -231,17 +269,16 @@ pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyRepor
         let Some(last) = events.last() else { break };
         let last_position = last.position;
         for event in &events {
-            if check_positions && event.position != after + 1 {
-                report.first_failure = Some(finding(
+            if check_positions && gap.is_none() && event.position != after + 1 {
+                gap = Some(finding(
                     FindingKind::Removed,
-                    &event.clone(),
+                    event,
                     format!(
                         "log positions {}..{} are missing before this event",
                         after + 1,
                         event.position - 1
                     ),
                 ));
-                return Ok(report);
             }
             after = event.position;
             let state = chains
@@ -330,6 +367,9 @@ pub async fn verify(store: &dyn EventStore, scope: &Scope) -> Result<VerifyRepor
             event_id: None,
             detail: "the stream has events but no recorded head".into(),
         });
+    }
+    if report.first_failure.is_none() {
+        report.first_failure = gap;
     }
     Ok(report)
 }
@@ -425,4 +465,45 @@ pub async fn verify_stream(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stream: &str, revision: u64) -> RecordedEvent {
+        RecordedEvent {
+            tenant: TenantId::parse("acme").expect("tenant"),
+            stream_id: StreamId::parse(stream).expect("stream"),
+            revision,
+            position: 10 + revision,
+            event_id: Uuid::nil(),
+            event_type: "CustomerRegistered".into(),
+            schema_version: 1,
+            data: serde_json::value::RawValue::from_string("{}".into()).expect("raw"),
+            metadata: serde_json::value::RawValue::from_string("{}".into()).expect("raw"),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            hash: GENESIS,
+        }
+    }
+
+    #[test]
+    fn a_break_marks_its_stream_from_its_revision_on() {
+        let broken = event("customer-1", 2);
+        let failure = finding(FindingKind::Changed, &broken, "changed".into());
+        let marked: Vec<bool> = (0..5)
+            .map(|r| at_or_after_break(&failure, &event("customer-1", r)))
+            .collect();
+        assert_eq!(marked, [false, false, true, true, true]);
+        assert!(!at_or_after_break(&failure, &event("customer-2", 4)));
+        // An unreadable row names no stream: it marks every event.
+        let unreadable = Finding {
+            tenant: None,
+            stream_id: None,
+            revision: None,
+            ..failure
+        };
+        assert!(at_or_after_break(&unreadable, &event("customer-2", 0)));
+    }
 }

@@ -31,6 +31,7 @@ macro_rules! contract {
                 an_intact_log_verifies,
                 verify_names_an_event_whose_data_was_changed,
                 verify_names_the_gap_where_an_event_was_removed,
+                verify_names_a_gap_that_no_chain_shows,
                 verify_notices_a_removed_last_event,
                 verify_names_events_whose_order_was_swapped,
                 verify_names_an_event_inserted_past_the_stream_head,

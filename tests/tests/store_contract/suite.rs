@@ -848,17 +848,40 @@ pub async fn verify_names_the_gap_where_an_event_was_removed(f: &Fixture) {
     let failure = report.first_failure.expect("removal is found");
     assert_eq!(failure.kind, FindingKind::Removed);
     assert_eq!(failure.position, Some(3));
-    assert!(failure.detail.contains("positions 2..2"), "{failure}");
-    let one = verify_stream(f.store.as_ref(), &tenant("t1"), &stream("customer-0"))
-        .await
-        .expect("verify stream");
-    let failure = one.first_failure.expect("gap in stream");
-    assert_eq!(failure.kind, FindingKind::Removed);
+    assert_eq!(failure.stream_id.as_deref(), Some("customer-0"));
     assert_eq!(failure.revision, Some(2));
     assert!(
         failure.detail.contains("revision 1 is missing"),
         "{failure}"
     );
+    // The tenant's and the stream's own checks name the same break, word for word.
+    let tenant_only = verify(f.store.as_ref(), &Scope::Tenant(tenant("t1")))
+        .await
+        .expect("verify tenant");
+    assert_eq!(tenant_only.first_failure.as_ref(), Some(&failure));
+    let one = verify_stream(f.store.as_ref(), &tenant("t1"), &stream("customer-0"))
+        .await
+        .expect("verify stream");
+    assert_eq!(one.first_failure.as_ref(), Some(&failure));
+}
+
+pub async fn verify_names_a_gap_that_no_chain_shows(f: &Fixture) {
+    seed_three_streams(f).await;
+    // A whole stream removed with its recorded head: only the log's positions show it.
+    f.raw_sql(
+        "DELETE FROM crm_events WHERE stream_id = 'customer-1'; \
+         DELETE FROM crm_streams WHERE stream_id = 'customer-1';",
+        true,
+    )
+    .await
+    .expect("tamper");
+    let report = verify(f.store.as_ref(), &Scope::AllTenants)
+        .await
+        .expect("verify");
+    let failure = report.first_failure.expect("removal is found");
+    assert_eq!(failure.kind, FindingKind::Removed);
+    assert_eq!(failure.position, Some(9));
+    assert!(failure.detail.contains("positions 5..8"), "{failure}");
 }
 
 pub async fn verify_notices_a_removed_last_event(f: &Fixture) {
