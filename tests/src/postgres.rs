@@ -101,27 +101,6 @@ impl Drop for TestDatabase {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::options_to_url;
-
-    #[test]
-    fn the_database_part_of_a_url_is_replaced() {
-        assert_eq!(
-            options_to_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            options_to_url("postgres://u:p@h/db?sslmode=disable", "x"),
-            "postgres://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            options_to_url("postgres://h:5432", "x"),
-            "postgres://h:5432/x"
-        );
-    }
-}
-
 /// Asserts that `stderr` of a command refused for a database that does not exist is the one
 /// sentence the binaries give: naming `database` once and how to create it, without the
 /// driver's error repeated (`at line …`).
@@ -145,4 +124,25 @@ pub fn assert_names_the_missing_database(stderr: &str, database: &str, command: 
         "{command}: {text}"
     );
     assert!(!text.contains("at line"), "{command}: {text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::options_to_url;
+
+    #[test]
+    fn the_database_part_of_a_url_is_replaced() {
+        assert_eq!(
+            options_to_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            options_to_url("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            options_to_url("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+    }
 }

@@ -1210,9 +1210,9 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
             "{method} {path} is described but not routed"
         );
         // A success the document says carries the read position carries it.
-        let documents_position = operation["responses"][answer.status.to_string()]["headers"]
-            ["crm-read-position"]
-            .is_object();
+        let documents_position =
+            operation["responses"][answer.status.to_string()]["headers"]["crm-read-position"]
+                .is_object();
         if method == "get" && answer.status == 200 {
             assert_eq!(
                 answer.read_position.is_some(),
