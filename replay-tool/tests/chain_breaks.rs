@@ -4,11 +4,8 @@
 //! `crm-api serve` name the same first failure; the timeline marks only the events from the
 //! break on; a rebuild refuses a broken log and leaves the live read models as they were.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use crm_core::envelope::RecordedEvent;
 use crm_core::store::{Scope, StoreUrl};
@@ -17,6 +14,7 @@ use crm_projections::bookkeeping::stored_positions;
 use crm_projections::customer360;
 use crm_tests::crm_data::{append_all, history};
 use crm_tests::postgres::TestDatabase;
+use crm_tests::served::Served;
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -156,19 +154,10 @@ impl Seeded {
 }
 
 /// A `crm-api serve` on the store, stopped when dropped.
+/// The real API on the seeded store, with an auditor key of tenant `acme`.
 struct Server {
-    child: Child,
-    address: String,
+    served: Served,
     key: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 fn api_binary() -> PathBuf {
@@ -199,47 +188,10 @@ fn start_server(seeded: &Seeded) -> Server {
         .args(["serve", "--listen", "127.0.0.1:0", "--store"])
         .arg(seeded.arg())
         .arg("--data-dir")
-        .arg(&data_dir)
-        .env("CRM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = serve.spawn().expect("start crm-api serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut lines) = sink.lock() {
-                lines.push(line);
-            }
-        }
-    });
-    let mut server = Server {
-        child,
-        address: String::new(),
+        .arg(&data_dir);
+    Server {
+        served: Served::start(&mut serve, || true),
         key,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let address = log.lock().expect("log").iter().find_map(|line| {
-            let rest = line.split("address=").nth(1)?;
-            line.contains("listening").then(|| {
-                rest.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-        });
-        if let Some(address) = address {
-            server.address = address;
-            return server;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "crm-api did not listen: {:?}",
-            log.lock().map(|l| l.join("\n"))
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -250,7 +202,7 @@ impl Server {
         command
             .args(["-s", "-w", "\n%{http_code}", "-H"])
             .arg(format!("Authorization: Bearer {}", self.key))
-            .arg(format!("http://{}{path}", self.address));
+            .arg(format!("http://{}{path}", self.served.address));
         let output = tokio::task::spawn_blocking(move || command.output().expect("curl"))
             .await
             .expect("join");

@@ -22,11 +22,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use crm_tests::served::Served;
 
 const REPLAY: &str = env!("CARGO_BIN_EXE_crm-replay");
 /// A document's blocks together may take this long.
@@ -210,21 +209,6 @@ fn holds(value: &serde_json::Value, name: &str, expected: &serde_json::Value) ->
 }
 
 /// A `crm-api serve` on a fresh store in `home/crm-data`, stopped when dropped.
-struct Server {
-    child: Child,
-    address: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn clean_env(command: &mut Command) -> &mut Command {
     for name in [
         "CRM_STORE",
@@ -239,53 +223,12 @@ fn clean_env(command: &mut Command) -> &mut Command {
     command.env("NO_COLOR", "1")
 }
 
-fn start_server(api: &Path, home: &Path) -> Server {
-    let mut child = clean_env(Command::new(api).args(["serve", "--listen", "127.0.0.1:0"]))
-        .current_dir(home)
-        .env("CRM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start crm-api serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut lines) = sink.lock() {
-                lines.push(line);
-            }
-        }
-    });
-    // Held from here, so a failed start still stops the process.
-    let mut server = Server {
-        child,
-        address: String::new(),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let address = server.log.lock().expect("log").iter().find_map(|line| {
-            let rest = line.split("address=").nth(1)?;
-            line.contains("listening").then(|| {
-                rest.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-        });
-        if let Some(address) = address
-            && home.join("crm-data/admin.key").exists()
-        {
-            server.address = address;
-            return server;
-        }
-        if Instant::now() > deadline {
-            let log = server.log.lock().map(|l| l.join("\n")).unwrap_or_default();
-            panic!("crm-api did not listen: {log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn start_server(api: &Path, home: &Path) -> Served {
+    let admin_key = home.join("crm-data/admin.key");
+    Served::start(
+        clean_env(Command::new(api).args(["serve", "--listen", "127.0.0.1:0"])).current_dir(home),
+        || admin_key.exists(),
+    )
 }
 
 /// The shell every document's blocks run in, in order: a curl that records each call's
@@ -390,7 +333,7 @@ fn walk(doc: &str, text: &str, api: &Path, bin_dir: &Path, counts: &mut Counts) 
             .parse::<usize>()
             .ok()
             .and_then(|i| runnable.get(i));
-        let server_log = server.log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        let server_log = server.log();
         panic!(
             "{doc}: the block at line {} failed ({}):\n{}\n--- stdout:\n{}\n--- stderr:\n{}\n--- server:\n{}",
             block.map_or(0, |b| b.line),
