@@ -2,6 +2,7 @@
 //! store with its SQLite and PostgreSQL backends. Nothing here knows about HTTP.
 
 pub mod aggregates;
+pub mod audit;
 pub mod catalog;
 pub mod command;
 pub mod envelope;

@@ -100,6 +100,9 @@ pub enum ProofError {
     /// A consistency proof from a size larger than the target, or from the empty tree.
     #[error("no consistency proof from a tree of {from} leaves to one of {to}")]
     NoSuchRange { from: u64, to: u64 },
+    /// A stored subtree hash a proof needs was not found (`nodes`).
+    #[error("the tree's node at level {level}, index {index} is not stored")]
+    MissingNode { level: u32, index: u64 },
 }
 
 /// PATH(m, D[n]): the audit path of leaf `index` in the tree of `leaves`, from the leaf's
@@ -304,6 +307,8 @@ impl Frontier {
         peaks.fold(*last, |right, left| node_hash(left, &right))
     }
 }
+
+pub mod nodes;
 
 #[cfg(test)]
 mod tests;
