@@ -14,6 +14,7 @@
 
 pub mod asof;
 pub mod attribution;
+pub mod audit;
 pub mod backlog;
 pub mod bookkeeping;
 pub mod customer360;
