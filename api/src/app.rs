@@ -13,6 +13,7 @@
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
+//! | `GET /v1/audit/head`, `/v1/audit/public-key`, `/v1/audit/inclusion`, `/v1/audit/consistency` | auditor |
 //! | `GET /v1/projections` | analyst, auditor |
 //! | `PUT /v1/service/sla-targets` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
@@ -30,8 +31,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use crm_core::audit::{HeadSigner, SigningKeySource};
 use crm_core::privacy::{KeySource, PrivateStore, open_private};
 use crm_core::store::{SharedStore, StoreUrl};
+use crm_projections::audit::TreeWorker;
 use crm_projections::runner::{self, ProjectionStatus, RunState, RunnerHandle, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
 use serde::Serialize;
@@ -45,7 +48,7 @@ use crate::ingest::StreamCache;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
-use crate::{access, ingest, log, metrics, openapi, privacy, queries};
+use crate::{access, ingest, log, metrics, openapi, privacy, proofs, queries};
 
 /// Limits on what one request may ask for.
 #[derive(Debug, Clone)]
@@ -113,6 +116,9 @@ pub struct AppState {
     pub edge: Guards,
     /// Which tenants may be parked, refreshed from the stored state at most every 250 ms.
     pub parked: crm_projections::parking::ParkedTenants,
+    /// The key that signs tree heads; `None` on PostgreSQL when none was given (the head
+    /// routes answer 503 saying so).
+    pub signer: Option<Arc<HeadSigner>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -124,6 +130,10 @@ pub struct Running {
     pub workers: RunnerHandle,
     /// The master-key file created by this start (a new store), to be announced.
     pub created_key_file: Option<std::path::PathBuf>,
+    /// The audit tree worker (`crm_projections::audit`): dropping it stops it.
+    pub tree: TreeWorker,
+    /// The head-signing key file created by this start, to be announced.
+    pub created_signing_key: Option<std::path::PathBuf>,
 }
 
 /// [`start_with`] the master key the environment names (`CRM_MASTER_KEY`,
@@ -140,7 +150,25 @@ pub async fn start_with(
     limits: Limits,
     source: &KeySource,
 ) -> anyhow::Result<Running> {
+    start_with_signing(url, limits, source, &SigningKeySource::from_env()).await
+}
+
+/// [`start_with`] a head-signing key from `signing` (for SQLite, `signing.key` beside the
+/// store is created when missing; PostgreSQL without a key serves no signed heads).
+pub async fn start_with_signing(
+    url: &StoreUrl,
+    limits: Limits,
+    source: &KeySource,
+    signing: &SigningKeySource,
+) -> anyhow::Result<Running> {
     use anyhow::Context;
+    let (signer, created_signing_key) = match signing
+        .resolve(url, true)
+        .context("cannot load the head-signing key")?
+    {
+        Some((signer, created)) => (Some(Arc::new(signer)), created),
+        None => (None, None),
+    };
     let opened = open_private(url, source, true)
         .await
         .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
@@ -166,6 +194,11 @@ pub async fn start_with(
         RunnerOptions::default(),
     );
     wait_for_read_models(&db).await?;
+    crm_projections::audit::create(&db)
+        .await
+        .context("cannot create the audit tree's tables")?;
+    // The tree commits to the bytes as stored: it reads the raw log, never the opened one.
+    let tree = crm_projections::audit::spawn(private.inner().clone(), db.clone());
     let edge = Guards::new(&limits);
     let state = Arc::new(AppState {
         edge,
@@ -179,11 +212,14 @@ pub async fn start_with(
         streams: StreamCache::default(),
         closing: watch::channel(false).0,
         parked: crm_projections::parking::ParkedTenants::default(),
+        signer,
     });
     Ok(Running {
         state,
         workers,
         created_key_file: opened.created_key_file,
+        tree,
+        created_signing_key,
     })
 }
 
@@ -247,6 +283,10 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         ))
         .routes(routes!(queries::projections::projections))
         .routes(routes!(access::access_log))
+        .routes(routes!(proofs::head))
+        .routes(routes!(proofs::public_key))
+        .routes(routes!(proofs::inclusion))
+        .routes(routes!(proofs::consistency))
         .routes(routes!(
             crate::retention::get_rule,
             crate::retention::put_rule

@@ -172,6 +172,18 @@ struct ServeArgs {
     /// new store). `CRM_MASTER_KEY` (the key itself) takes precedence.
     #[arg(long, env = "CRM_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// The Ed25519 key file that signs tree heads (default for SQLite: `signing.key` beside the
+    /// store, created on first start; PostgreSQL serves no signed heads without one).
+    /// `CRM_SIGNING_KEY` (the key itself) takes precedence.
+    #[arg(long, env = "CRM_SIGNING_KEY_FILE")]
+    signing_key_file: Option<PathBuf>,
+    /// Write each tenant's signed tree head to DIR/<tenant>/head-<size>.json at the start and
+    /// then every --every (new files only; keep DIR on write-once storage).
+    #[arg(long, env = "CRM_PUBLISH_HEADS")]
+    publish_heads: Option<PathBuf>,
+    /// How often --publish-heads writes, e.g. 10m, 1h, 30s.
+    #[arg(long, env = "CRM_PUBLISH_EVERY", value_parser = lifetime, default_value = "10m", requires = "publish_heads")]
+    every: std::time::Duration,
     /// Recreate the log's append-only triggers if they were dropped or altered outside this
     /// program (without it, `serve` refuses such a store, naming them). Run
     /// `crm-replay verify` first: whoever removed them may have edited the log.
@@ -266,6 +278,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.max_batch_events == 0 || args.max_body_bytes == 0 {
         anyhow::bail!("--max-batch-events and --max-body-bytes must be above 0");
     }
+    if args.publish_heads.is_some() && args.every.is_zero() {
+        anyhow::bail!("--every must be at least 1s");
+    }
     let edge = &args.edge;
     if edge.header_timeout_ms == 0
         || edge.body_timeout_ms == 0
@@ -321,7 +336,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
             "the log's append-only guards were missing or altered and have been recreated"
         );
     }
-    let running = crm_api::app::start_with(&url, limits, &source).await?;
+    let signing = crm_core::audit::SigningKeySource {
+        value: std::env::var(crm_core::audit::SIGNING_KEY_ENV).ok(),
+        file: args.signing_key_file.clone(),
+    };
+    let running = crm_api::app::start_with_signing(&url, limits, &source, &signing).await?;
+    if let Some(path) = &running.created_signing_key {
+        eprintln!(
+            "\n*** A new head-signing key was written to {} (mode 0600). It signs the tree \
+             heads auditors keep: back it up apart from the store. Anyone holding it can sign \
+             heads in this server's name. ***\n",
+            path.display()
+        );
+    }
+    match &running.state.signer {
+        Some(signer) => tracing::info!(key_id = %signer.public().key_id(), "tree heads are signed"),
+        None => tracing::warn!(
+            "no head-signing key (--signing-key-file or CRM_SIGNING_KEY): GET /v1/audit/head \
+             answers 503 until the server is started with one"
+        ),
+    }
     if let Some(path) = &running.created_key_file {
         eprintln!(
             "\n*** A new master key was written to {} (mode 0600). It encrypts every \
@@ -344,8 +378,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
         state.clone(),
         std::time::Duration::from_secs(args.retention_delay_secs),
     );
+    let publisher = match (&args.publish_heads, &state.signer) {
+        (Some(dir), Some(signer)) => Some(crm_api::heads::spawn(
+            state.clone(),
+            signer.clone(),
+            dir.clone(),
+            args.every,
+        )),
+        (Some(_), None) => anyhow::bail!(
+            "--publish-heads needs a head-signing key (--signing-key-file or CRM_SIGNING_KEY)"
+        ),
+        (None, _) => None,
+    };
     let app = router(running.state);
     let workers = running.workers;
+    let tree = running.tree;
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
@@ -397,10 +444,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
     {
         retention.abort();
     }
+    if let Some(publisher) = publisher {
+        publisher.abort();
+        let _ = publisher.await;
+    }
     workers
         .shutdown()
         .await
         .context("the projection workers stopped with an error")?;
+    tree.shutdown().await;
     // Nothing writes any more: the store file alone holds every commit.
     if let Err(error) = state.db.fold_wal().await {
         tracing::warn!(%error, "could not fold the write-ahead log into the store file");

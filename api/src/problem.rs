@@ -180,6 +180,33 @@ impl From<ProjectionError> for Problem {
     }
 }
 
+impl From<crm_projections::audit::TreeError> for Problem {
+    fn from(error: crm_projections::audit::TreeError) -> Problem {
+        use crm_projections::audit::TreeError;
+        match error {
+            TreeError::Db(error) => Problem::from(error),
+            TreeError::Store(error) => Problem::from(error),
+            error @ TreeError::NoSuchEvent { .. } => Problem::not_found(error.to_string()),
+            error @ TreeError::NotYetInTree { size, .. } => {
+                Problem::unavailable(error.to_string()).with("tree_size", size)
+            }
+            error @ TreeError::SizeBeyond {
+                parameter, size, ..
+            } => Problem::bad_request(format!("query string: {error}"))
+                .with("parameter", parameter)
+                .with("tree_size", size),
+            error @ TreeError::LeafBeyond { .. } => {
+                Problem::bad_request(format!("query string: {error}"))
+                    .with("parameter", "tree_size")
+            }
+            error @ TreeError::BadRange { .. } => {
+                Problem::bad_request(format!("query string: {error}")).with("parameter", "from")
+            }
+            error @ TreeError::Proof(_) => Problem::internal(&error),
+        }
+    }
+}
+
 impl From<CommandError> for Problem {
     fn from(error: CommandError) -> Problem {
         match error {

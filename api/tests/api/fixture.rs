@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crm_api::app::{Limits, Running, SharedState, router, start_with};
+use crm_api::app::{Limits, Running, SharedState, router, start_with_signing};
 use crm_api::keys::Role;
 use crm_core::envelope::TenantId;
 use crm_core::privacy::KeySource;
@@ -28,6 +28,8 @@ pub struct App {
     /// The master-key file the app was started with.
     key_file: std::path::PathBuf,
     workers: Option<RunnerHandle>,
+    /// The audit tree worker (stops when dropped).
+    _tree: crm_projections::audit::TreeWorker,
     _sqlite_dir: Option<tempfile::TempDir>,
     _postgres: Option<TestDatabase>,
 }
@@ -142,7 +144,24 @@ impl App {
         database: Option<TestDatabase>,
     ) -> App {
         let source = KeySource::file(key_file.clone());
-        let Running { state, workers, .. } = start_with(&url, limits, &source)
+        // One head-signing key per store, beside the master key, shared by `beside`.
+        let signing_file = key_file.with_file_name("signing.key");
+        if !signing_file.exists() {
+            crm_core::audit::HeadSigner::generate()
+                .expect("signing key")
+                .write_new_file(&signing_file)
+                .expect("write the signing key");
+        }
+        let signing = crm_core::audit::SigningKeySource {
+            value: None,
+            file: Some(signing_file),
+        };
+        let Running {
+            state,
+            workers,
+            tree,
+            ..
+        } = start_with_signing(&url, limits, &source, &signing)
             .await
             .expect("start the app");
         let mut keys = Vec::new();
@@ -180,6 +199,7 @@ impl App {
             keys,
             key_file,
             workers: Some(workers),
+            _tree: tree,
             _sqlite_dir: dir,
             _postgres: database,
         }

@@ -9,6 +9,7 @@ mod keys;
 mod lists;
 mod parking;
 mod privacy;
+mod proofs;
 mod storable;
 mod suite;
 
@@ -64,6 +65,10 @@ macro_rules! api {
                 the_pipeline_by_owner_and_as_of_a_past_time,
                 customers_are_found_by_the_digits_of_their_phone,
                 small_fixes_unassigned_partial_refunds_and_enum_values,
+            );
+            api!(@in proofs $backend $with:
+                heads_and_proofs_verify_for_every_event_and_size,
+                bad_proof_requests_name_the_parameter,
             );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,

@@ -37,13 +37,20 @@ pub enum TreeError {
         size: u64,
     },
     /// A tree size larger than the tenant's tree.
-    #[error("tree_size {asked} is beyond the tenant's tree, which holds {size} events")]
-    SizeBeyond { asked: u64, size: u64 },
+    #[error("{parameter}={asked} is beyond the tenant's tree, which holds {size} events")]
+    SizeBeyond {
+        parameter: &'static str,
+        asked: u64,
+        size: u64,
+    },
     /// The event is a leaf beyond the tree size asked for.
-    #[error("the event is leaf {leaf_index}, outside a tree of {tree_size} leaves")]
+    #[error(
+        "tree_size={tree_size}: the event is leaf {leaf_index}, outside the tree of the \
+         tenant's first {tree_size} events"
+    )]
     LeafBeyond { leaf_index: u64, tree_size: u64 },
     /// A consistency range that has no proof.
-    #[error("no consistency proof from tree size {from} to {to} (0 < from <= to)")]
+    #[error("from={from}, to={to}: no consistency proof (0 < from <= to)")]
     BadRange { from: u64, to: u64 },
     /// The stored tree lacks a node a proof needs (damaged tables).
     #[error("the stored audit tree is damaged: {0}")]
@@ -140,7 +147,7 @@ pub async fn inclusion(
     };
     let leaf_index = row[0].as_int().unwrap_or(0).max(0) as u64;
     let position = row[1].as_int().unwrap_or(0).max(0) as u64;
-    let size = sized(tree_size, &current)?;
+    let size = sized(tree_size, &current, "tree_size")?;
     if leaf_index >= size {
         return Err(TreeError::LeafBeyond {
             leaf_index,
@@ -185,7 +192,7 @@ pub async fn consistency(
     to: Option<u64>,
 ) -> Result<ConsistencyProof, TreeError> {
     let current = tree(db, tenant.as_str()).await?;
-    let to = sized(to, &current)?;
+    let to = sized(to, &current, "to")?;
     if from == 0 || from > to {
         return Err(TreeError::BadRange { from, to });
     }
@@ -206,10 +213,11 @@ pub async fn consistency(
     })
 }
 
-fn sized(asked: Option<u64>, current: &Tree) -> Result<u64, TreeError> {
+fn sized(asked: Option<u64>, current: &Tree, parameter: &'static str) -> Result<u64, TreeError> {
     match asked {
         None => Ok(current.size),
         Some(asked) if asked > current.size => Err(TreeError::SizeBeyond {
+            parameter,
             asked,
             size: current.size,
         }),
