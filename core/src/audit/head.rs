@@ -153,7 +153,8 @@ mod tests {
         assert_eq!(head.verify(&key).expect("verifies"), [7u8; 32]);
         let json = serde_json::to_string(&head).expect("json");
         assert_eq!(SignedHead::from_json(&json).expect("parse"), head);
-        let changes: Vec<Box<dyn Fn(&mut SignedHead)>> = vec![
+        type Change = Box<dyn Fn(&mut SignedHead)>;
+        let changes: Vec<Change> = vec![
             Box::new(|h| h.tenant = "acmf".into()),
             Box::new(|h| h.tree_size = 43),
             Box::new(|h| h.root_hash = hex::encode([8u8; 32])),

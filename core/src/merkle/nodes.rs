@@ -40,7 +40,7 @@ fn range_root(
     if len == 0 {
         return Ok(empty_root());
     }
-    if len.is_power_of_two() && start % len == 0 {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros();
         return node((level, start >> level)).ok_or(ProofError::MissingNode {
             level,
