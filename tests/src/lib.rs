@@ -8,6 +8,7 @@ pub mod crm_data;
 pub mod postgres;
 pub mod raw_bytes;
 pub mod served;
+pub mod tree_bench;
 
 /// The master key the end-to-end tests give the stores they fill and the binaries they run
 /// (`CRM_MASTER_KEY`): a fixed test value, never used outside tests.

@@ -22,6 +22,7 @@ use crm_tests::api_bench;
 use crm_tests::baseline::{self, BenchEvent, Want};
 use crm_tests::bench_data::{CustomerEvents, generate_with};
 use crm_tests::postgres::TestDatabase;
+use crm_tests::tree_bench;
 use serde_json::json;
 
 /// mimalloc instead of the system allocator: decoding, folding and serialising events
@@ -47,6 +48,10 @@ enum Workload {
     Q1,
     /// API ingest: POST /v1/events to the real crm-api, 500 events a request, 4 connections.
     A1,
+    /// The audit tree worker's own rate: after W2's appends, from position 0 to the head.
+    T1,
+    /// After T1: 100 inclusion proofs of random events and 100 consistency proofs.
+    P1,
     All,
 }
 
@@ -90,6 +95,11 @@ struct Args {
     /// filled), for both twins. The API workloads (Q1, A1) always seal: the server does.
     #[arg(long)]
     seal: bool,
+    /// Also run W1 and W2 with the audit tree worker following the store as they append, each
+    /// right after its plain twin, as `W1+tree` and `W2+tree` (issue 16: the tree is built
+    /// beside the appends, not in them).
+    #[arg(long)]
+    tree: bool,
 }
 
 /// A fresh store that lives as long as this value.
@@ -314,8 +324,18 @@ fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-async fn w1(out: &mut Report, data: &[CustomerEvents], limit: usize, sealed: bool) -> Result<()> {
+async fn w1(
+    out: &mut Report,
+    data: &[CustomerEvents],
+    limit: usize,
+    sealed: bool,
+    tree: bool,
+) -> Result<()> {
     let fresh = fresh(out.backend, sealed).await?;
+    let worker = match tree {
+        true => Some(tree_bench::start(&fresh.store, &fresh.url).await?),
+        false => None,
+    };
     out.start();
     let tenant = crm_core::envelope::TenantId::parse("bench")?;
     let started = Instant::now();
@@ -336,14 +356,27 @@ async fn w1(out: &mut Report, data: &[CustomerEvents], limit: usize, sealed: boo
             written += 1;
         }
     }
-    out.workload("W1", &fresh, written, started, "W1-baseline");
+    let name = if tree { "W1+tree" } else { "W1" };
+    out.workload(name, &fresh, written, started, "W1-baseline");
+    if let Some(worker) = worker {
+        worker.worker.shutdown().await;
+    }
     Ok(())
 }
 
 /// W2 takes the data set: each customer's events move into their append, as a caller's
 /// freshly built events would (the baselines bind the same values by reference).
-async fn w2(out: &mut Report, fresh: &Fresh, data: Vec<CustomerEvents>) -> Result<usize> {
+async fn w2(
+    out: &mut Report,
+    fresh: &Fresh,
+    data: Vec<CustomerEvents>,
+    tree: bool,
+) -> Result<usize> {
     let tenant = crm_core::envelope::TenantId::parse("bench")?;
+    let worker = match tree {
+        true => Some(tree_bench::start(&fresh.store, &fresh.url).await?),
+        false => None,
+    };
     out.start();
     let started = Instant::now();
     let mut written = 0;
@@ -360,8 +393,56 @@ async fn w2(out: &mut Report, fresh: &Fresh, data: Vec<CustomerEvents>) -> Resul
             .await?;
         written += events;
     }
-    out.workload("W2", fresh, written, started, "W2-baseline");
+    let name = if tree { "W2+tree" } else { "W2" };
+    out.workload(name, fresh, written, started, "W2-baseline");
+    if let Some(worker) = worker {
+        worker.worker.shutdown().await;
+    }
     Ok(written)
+}
+
+/// T1 and P1: the tree worker from position 0 to the head of a filled store, then (P1) 100
+/// inclusion and 100 consistency proofs, each verified.
+async fn t1_p1(
+    out: &mut Report,
+    fresh: &Fresh,
+    written: usize,
+    customers: u64,
+    proofs: bool,
+) -> Result<()> {
+    let head = fresh.store.head_position().await?;
+    out.start();
+    let started = Instant::now();
+    let running = tree_bench::start(&fresh.store, &fresh.url).await?;
+    tree_bench::wait_for(&running, head).await?;
+    out.workload("T1", fresh, written, started, "W2-baseline");
+    if proofs {
+        let tenant = crm_core::envelope::TenantId::parse("bench")?;
+        for (name, figures) in [
+            (
+                "P1-inclusion",
+                tree_bench::inclusion_proofs(&running, &fresh.store, &tenant, customers, 100, 42)
+                    .await?,
+            ),
+            (
+                "P1-consistency",
+                tree_bench::consistency_proofs(&running, &tenant, 100, 42).await?,
+            ),
+        ] {
+            out.print(json!({
+                "workload": name,
+                "backend": out.backend_name(),
+                "events": written,
+                "proofs": figures.count,
+                "seconds": round3(figures.total_ms / 1_000.0),
+                "p50_ms": round3(figures.p50_ms),
+                "p99_ms": round3(figures.p99_ms),
+                "durability": fresh.durability,
+            }));
+        }
+    }
+    running.worker.shutdown().await;
+    Ok(())
 }
 
 /// W2's appends without a figure (the store Q1 reads when W2 itself ran plain).
@@ -603,10 +684,19 @@ async fn main() -> Result<()> {
             baselines(&mut out, &data, args.w1_events, want).await?;
         }
         if all || w == Workload::W1 {
-            w1(&mut out, &data, args.w1_events, false).await?;
-            if args.seal {
-                w1(&mut out, &data, args.w1_events, true).await?;
+            w1(&mut out, &data, args.w1_events, false, false).await?;
+            if args.tree {
+                w1(&mut out, &data, args.w1_events, false, true).await?;
             }
+            if args.seal {
+                w1(&mut out, &data, args.w1_events, true, false).await?;
+            }
+        }
+        if matches!(w, Workload::T1 | Workload::P1) {
+            let fresh = fresh(args.backend, false).await?;
+            let written = fill(&fresh, data).await?;
+            t1_p1(&mut out, &fresh, written, customers, w == Workload::P1).await?;
+            continue;
         }
         if all || w == Workload::A1 {
             a1(&mut out, &data).await?;
@@ -629,7 +719,18 @@ async fn main() -> Result<()> {
                 .take()
                 .unwrap_or_else(|| generate_with(customers, 42, args.seal));
             let written = if report {
-                w2(&mut out, &fresh, events).await?
+                if args.tree && !sealed {
+                    // The twin with the tree worker, on a fresh store of its own, first.
+                    let twin = fresh_plain(args.backend).await?;
+                    w2(
+                        &mut out,
+                        &twin,
+                        generate_with(customers, 42, args.seal),
+                        true,
+                    )
+                    .await?;
+                }
+                w2(&mut out, &fresh, events, false).await?
             } else {
                 fill(&fresh, events).await?
             };
