@@ -71,7 +71,7 @@ pub enum AuditCommand {
         /// The public key the heads were signed with: a file or the key itself (PEM, base64,
         /// hex, or the JSON of `audit public-key --json`). Without it, the local signing key's
         /// public half is used.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         public_key: Option<String>,
     },
     /// Check an inclusion or consistency proof (the JSON of `GET /v1/audit/inclusion` or
@@ -85,7 +85,7 @@ pub enum AuditCommand {
         head: PathBuf,
         /// The public key the head was signed with: a file or the key itself (PEM, base64,
         /// hex, or the JSON of `audit public-key --json`).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         public_key: String,
     },
 }

@@ -703,6 +703,14 @@ async fn postgres_a_changed_amount_with_recomputed_chains_is_named() {
     else {
         return;
     };
+    // A PostgreSQL store has no default key file: the key must be given.
+    let output = replay(&["audit", "public-key", "--store", &store_arg(&fixture.url)]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("no default key file"),
+        "{}",
+        text(&output.stderr)
+    );
     changed_amount(fixture).await;
 }
 
@@ -1077,4 +1085,161 @@ async fn the_public_key_comes_from_the_key_beside_the_store_and_is_never_made_up
         "{shown}"
     );
     assert!(shown.contains("-----BEGIN PUBLIC KEY-----"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_head_is_signed_over_a_broken_chain_or_an_empty_tenant() {
+    let fixture = Fixture::sqlite().await;
+    let victim = fixture.victim("OrderPlaced", false).clone();
+    // Changed without recomputing the chain: the chain names it, and no head is signed.
+    let mut intruder = fixture.intruder().await;
+    intruder
+        .exec(
+            "UPDATE crm_events SET data = json_set(data, '$.amount', '1.00') WHERE position = ?",
+            "",
+            vec![Arg::Int(victim.position as i64)],
+        )
+        .await;
+    intruder.close().await;
+    let out = fixture.dir.path().join("refused-head.json");
+    let out_arg = out.display().to_string();
+    let output = fixture
+        .audit(
+            &["head", "--tenant", "acme", "--out", &out_arg],
+            &fixture.key_args(),
+        )
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with(&format!(
+            "BROKEN: Changed in stream {} at revision {}",
+            victim.stream_id, victim.revision
+        )),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(!out.exists(), "no head written");
+    // audit verify reports the heads' finding and the chain's.
+    let output = fixture.verify_heads(true).await;
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        report["chains"]["first_failure"]["position"], victim.position,
+        "{report}"
+    );
+    let output = fixture.verify_heads(false).await;
+    let shown = text(&output.stdout);
+    assert!(shown.contains("hash_chain: Changed in stream"), "{shown}");
+    // A tenant without events has nothing to sign.
+    let output = fixture
+        .audit(&["head", "--tenant", "initech"], &fixture.key_args())
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("tenant initech has no events"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_audit_tree_a_change_is_named_by_the_size_it_breaks() {
+    // A store never served has no tree tables: heads are taken from the log alone.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = StoreUrl::Sqlite {
+        path: dir.path().join("events.db"),
+        durability: crm_core::store::sqlite::Durability::Normal,
+    };
+    let store = crm_tests::open_test_store(&url).await.expect("store");
+    append_all(store.as_ref(), &history(3, 10, 80)).await;
+    drop(store);
+    let key = dir.path().join("signing.key");
+    let signer = HeadSigner::generate().expect("key");
+    signer.write_new_file(&key).expect("write");
+    let store_arg = store_arg(&url);
+    let head = dir.path().join("head.json");
+    let head_arg = head.display().to_string();
+    // The key beside the store is the default; CRM_SIGNING_KEY (the key itself) overrides it.
+    let output = replay(&[
+        "audit", "head", "--tenant", "acme", "--out", &head_arg, "--store", &store_arg,
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let db = ReadDb::open_read_only(&url).await.expect("db");
+    assert!(!db.has_table("crm_audit_trees").await.expect("tables"));
+    db.close().await;
+    let size = head_size(&head);
+    let public = signer.public().pem().expect("pem");
+    let check = || async {
+        replay(&[
+            "audit",
+            "verify",
+            "--tenant",
+            "acme",
+            "--head",
+            &head_arg,
+            "--public-key",
+            &public,
+            "--store",
+            &store_arg,
+        ])
+        .await
+    };
+    let output = check().await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+
+    let raw = open_store(&url).await.expect("raw");
+    let events = raw
+        .read_all(&Scope::Tenant(acme()), 0, 10_000)
+        .await
+        .expect("read");
+    drop(raw);
+    let victim = events[events.len() / 2].clone();
+    let mut intruder = Intruder::connect(&url).await;
+    intruder
+        .exec(
+            "UPDATE crm_events SET metadata = json_set(metadata, '$.actor', 'mallory') \
+             WHERE position = ?",
+            "",
+            vec![Arg::Int(victim.position as i64)],
+        )
+        .await;
+    intruder.rechain(&acme(), &victim.stream_id).await;
+    intruder.close().await;
+    let output = check().await;
+    let shown = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.starts_with(&format!("BROKEN: root_differs: the first {size} events")),
+        "{shown}"
+    );
+
+    // CRM_SIGNING_KEY takes precedence over the file beside the store.
+    let mut command = Command::new(BIN);
+    command
+        .env_remove("CRM_SIGNING_KEY_FILE")
+        .env("CRM_SIGNING_KEY", "0f".repeat(32))
+        .args(["audit", "public-key", "--json", "--store", &store_arg]);
+    let output = command.output().expect("run");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let given: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let expected = HeadSigner::parse(&"0f".repeat(32), "test")
+        .expect("key")
+        .public();
+    assert_eq!(given["key_id"], expected.key_id());
+    assert_ne!(given["key_id"], signer.public().key_id());
+}
+
+/// A head file's tree size.
+fn head_size(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).expect("head");
+    crm_core::audit::SignedHead::from_json(&text)
+        .expect("head")
+        .tree_size
 }
