@@ -161,7 +161,8 @@ pub async fn head(
     force: bool,
 ) -> Result<ExitCode> {
     let tenant = TenantId::parse(tenant).context("--tenant")?;
-    let signer = signer(&signing_source(key_file), &ctx.url)?;
+    let source = signing_source(key_file);
+    let signer = signer(&source, &ctx.url)?;
     // A head certifies the log as it stands: never sign over a broken chain.
     let chains = verify_log(ctx.raw.as_ref(), &Scope::Tenant(tenant.clone()), None).await?;
     if let Some(failure) = &chains.first_failure {
@@ -184,7 +185,9 @@ pub async fn head(
     match out {
         Some(path) => {
             use std::io::Write;
-            let mut file = crate::outfile::create(&path, force, &ctx.url, "--out")?;
+            let guarded: Vec<PathBuf> = source.key_file(&ctx.url).into_iter().collect();
+            let mut file =
+                crate::outfile::create_guarding(&path, force, &ctx.url, "--out", &guarded)?;
             file.write_all(format!("{text}\n").as_bytes())
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("cannot write {}", path.display()))?;

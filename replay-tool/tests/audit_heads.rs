@@ -673,6 +673,26 @@ async fn heads_under_another_key_or_with_a_flipped_signature_are_refused() {
         text(&output.stderr)
     );
     assert_eq!(std::fs::read(&fixture.head1).expect("head"), before);
+    // Never over the signing key, even forced: the one named, or the default beside the store.
+    let beside = fixture.dir.path().join("signing.key");
+    std::fs::copy(&fixture.key_file, &beside).expect("copy");
+    let key_before = std::fs::read(&fixture.key_file).expect("key");
+    for target in [&fixture.key_file, &beside] {
+        let target_arg = target.display().to_string();
+        let output = fixture
+            .audit(
+                &["head", "--tenant", "acme", "--force", "--out", &target_arg],
+                &fixture.key_args(),
+            )
+            .await;
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+        assert!(
+            text(&output.stderr).contains("store's own file"),
+            "{}",
+            text(&output.stderr)
+        );
+        assert_eq!(std::fs::read(target).expect("key"), key_before);
+    }
 }
 
 /// One bit of the first decoded byte flipped, re-encoded.
