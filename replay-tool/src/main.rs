@@ -4,6 +4,7 @@
 //! summary. Exit codes: 0 done, 1 the check failed (a broken chain, an invalid import line),
 //! 2 the command could not run (bad arguments, an unreachable store).
 
+mod audit_heads;
 mod erase;
 mod export;
 mod import;
@@ -213,6 +214,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Signed tree heads for auditors: the public key, a head signed now, the log checked
+    /// against heads kept elsewhere, a proof checked against a head.
+    Audit {
+        /// The head-signing key's file (default for SQLite: `signing.key` beside the store).
+        /// `CRM_SIGNING_KEY` (the key itself) takes precedence. Never created here.
+        #[arg(long, global = true, env = "CRM_SIGNING_KEY_FILE")]
+        signing_key_file: Option<PathBuf>,
+        #[command(subcommand)]
+        command: audit_heads::AuditCommand,
+    },
     /// Events, streams, types, positions, the store's size and projection positions.
     Stats {
         /// Only this tenant's events, streams and types.
@@ -274,8 +285,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         })
         .await;
     }
+    // A proof is checked against a head alone: no store is opened.
+    if let Command::Audit {
+        command:
+            audit_heads::AuditCommand::CheckProof {
+                proof,
+                head,
+                public_key,
+            },
+        ..
+    } = &cli.command
+    {
+        return audit_heads::check_proof(proof, head, public_key, cli.json);
+    }
     let url =
         StoreUrl::resolve(cli.store.as_deref(), &cli.data_dir).context("--store / CRM_STORE")?;
+    // The public key needs the store's URL only to find the default key file.
+    if let Command::Audit {
+        signing_key_file,
+        command: audit_heads::AuditCommand::PublicKey,
+    } = &cli.command
+    {
+        return audit_heads::public_key(&url, signing_key_file.clone(), cli.json);
+    }
     // Only an import may create the store; the tools that only read open it read-only.
     let creates = matches!(cli.command, Command::Import { .. });
     let reads_only = matches!(
@@ -284,6 +316,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Stats { .. }
             | Command::Timeline { .. }
             | Command::Export { .. }
+            | Command::Audit { .. }
     );
     if let StoreUrl::Sqlite { path, .. } = &url
         && !path.exists()
@@ -302,7 +335,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     .with_context(|| format!("cannot open the store at {}", url.redacted()))?;
     // Only commands that read or write personal fields open the vault (and need the key).
     let private = match &cli.command {
-        Command::Verify { .. } | Command::Stats { .. } => None,
+        Command::Verify { .. } | Command::Stats { .. } | Command::Audit { .. } => None,
         Command::Export { decrypt, .. } if !decrypt => None,
         _ => {
             let source = crm_core::privacy::KeySource {
@@ -390,6 +423,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Retention { tenant, dry_run } => retention::run(&ctx, &tenant, dry_run).await,
         Command::MigrateEncrypt { .. } => anyhow::bail!("migrate-encrypt opens its own stores"),
         Command::Stats { tenant } => stats::run(&ctx, tenant).await,
+        Command::Audit {
+            signing_key_file,
+            command,
+        } => match command {
+            audit_heads::AuditCommand::Head { tenant, out, force } => {
+                audit_heads::head(&ctx, signing_key_file, &tenant, out, force).await
+            }
+            audit_heads::AuditCommand::Verify {
+                tenant,
+                heads,
+                public_key,
+            } => {
+                audit_heads::verify(
+                    &ctx,
+                    signing_key_file,
+                    &tenant,
+                    &heads,
+                    public_key.as_deref(),
+                )
+                .await
+            }
+            audit_heads::AuditCommand::PublicKey | audit_heads::AuditCommand::CheckProof { .. } => {
+                anyhow::bail!("audit public-key and check-proof open no store")
+            }
+        },
     }
 }
 

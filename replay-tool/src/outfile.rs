@@ -1,6 +1,7 @@
 //! Files the tools write (`export --out`): never over an existing file unless `--force`, never
 //! through a symbolic link, and never over the store's own files (the database, its WAL and
-//! shared-memory files, the master key), whatever the path that names them.
+//! shared-memory files, the master key, the head-signing key), whatever the path that names
+//! them.
 //!
 //! The checks are made on the opened file, not on the path before opening it, so a link
 //! swapped in between cannot redirect the write: the open refuses a link as the last
@@ -17,6 +18,18 @@ use crm_core::store::StoreUrl;
 /// Creates `path` for writing with mode 0600. An existing file is refused unless `force`; a
 /// symbolic link, a directory, or one of the store's own files is always refused.
 pub fn create(path: &Path, force: bool, store: &StoreUrl, option: &str) -> Result<File> {
+    create_guarding(path, force, store, option, &[])
+}
+
+/// As [`create`], also refusing `guarded` (key files named elsewhere, such as
+/// `--signing-key-file`).
+pub fn create_guarding(
+    path: &Path,
+    force: bool,
+    store: &StoreUrl,
+    option: &str,
+    guarded: &[PathBuf],
+) -> Result<File> {
     let mut options = OpenOptions::new();
     options
         .write(true)
@@ -53,7 +66,10 @@ pub fn create(path: &Path, force: bool, store: &StoreUrl, option: &str) -> Resul
     if meta.is_dir() {
         bail!("{option} {} is a directory", path.display());
     }
-    for own in store_files(store) {
+    for own in store_files(store)
+        .into_iter()
+        .chain(guarded.iter().cloned())
+    {
         if let Ok(theirs) = std::fs::metadata(&own)
             && theirs.dev() == meta.dev()
             && theirs.ino() == meta.ino()
@@ -89,6 +105,7 @@ fn store_files(store: &StoreUrl) -> Vec<PathBuf> {
             let mut files = vec![path.clone(), with("-wal"), with("-shm"), with("-journal")];
             if let Some(dir) = path.parent() {
                 files.push(dir.join("master.key"));
+                files.push(crm_core::audit::default_signing_key_file(path));
             }
             files
         }
