@@ -110,7 +110,6 @@ pub async fn inclusion(
     revision: u64,
     tree_size: Option<u64>,
 ) -> Result<InclusionProof, TreeError> {
-    let current = tree(db, tenant.as_str()).await?;
     let rows = db
         .fetch(
             "SELECT leaf_index, position FROM crm_audit_leaves \
@@ -137,7 +136,7 @@ pub async fn inclusion(
             Some(event) if event.revision == revision => TreeError::NotYetInTree {
                 stream: stream.to_string(),
                 revision,
-                size: current.size,
+                size: tree(db, tenant.as_str()).await?.size,
             },
             _ => TreeError::NoSuchEvent {
                 stream: stream.to_string(),
@@ -147,6 +146,8 @@ pub async fn inclusion(
     };
     let leaf_index = row[0].as_int().unwrap_or(0).max(0) as u64;
     let position = row[1].as_int().unwrap_or(0).max(0) as u64;
+    // Read after the leaf: the batch that stored it stored the tree that holds it.
+    let current = tree(db, tenant.as_str()).await?;
     let size = sized(tree_size, &current, "tree_size")?;
     if leaf_index >= size {
         return Err(TreeError::LeafBeyond {
