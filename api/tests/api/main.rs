@@ -69,6 +69,7 @@ macro_rules! api {
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,
                 bad_proof_requests_name_the_parameter,
+                two_processes_build_one_tree,
             );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,

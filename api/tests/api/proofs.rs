@@ -285,3 +285,37 @@ pub async fn bad_proof_requests_name_the_parameter<F: Future<Output = Option<App
         .await
         .problem(400, &["min_position"]);
 }
+
+/// Two processes on one store (each with its tree worker): one tree, every event once, the
+/// same signed root from either.
+pub async fn two_processes_build_one_tree<F: Future<Output = Option<App>>>(start: impl Start<F>) {
+    let app = app!(start);
+    let other = app.beside().await;
+    let served = other
+        .get_as(TENANT, Role::Auditor, "/v1/audit/public-key")
+        .await;
+    let key = PublicKey::parse(served.ok()["public_key"].as_str().expect("public_key"))
+        .expect("a public key");
+    let mut expected = 0;
+    let mut at = 0;
+    for round in 0..6u32 {
+        let writer = if round % 2 == 0 { &app } else { &other };
+        let (last, events) = append(writer, TENANT, &format!("c-{round}"), 3 + round).await;
+        expected += events.len() as u64;
+        at = last;
+    }
+    let (one, one_root) = head(&app, TENANT, at, &key).await;
+    let (two, two_root) = head(&other, TENANT, at, &key).await;
+    assert_eq!(one.tree_size, expected);
+    assert_eq!((two.tree_size, two_root), (one.tree_size, one_root));
+    // Every event is exactly one leaf: the last one's index is the count less one.
+    let answer = app
+        .get_as(
+            TENANT,
+            Role::Auditor,
+            "/v1/audit/inclusion?stream=customer-c-5&revision=7",
+        )
+        .await;
+    assert_eq!(answer.ok()["leaf_index"], json!(expected - 1));
+    drop(other);
+}

@@ -62,6 +62,8 @@ const SCHEMA: &[&str] = &[
 /// Creates the audit tables if they are missing (concurrent starters on PostgreSQL are
 /// serialised by a transaction-scoped advisory lock).
 pub async fn create(db: &ReadDb) -> Result<(), ProjectionError> {
+    // The lease table the worker shares with the projections.
+    crate::bookkeeping::create(db).await?;
     let mut tx = db.begin().await?;
     if tx.backend() == Backend::Postgres {
         tx.execute("SELECT pg_advisory_xact_lock(1668443504, 16)", vec![])

@@ -4,7 +4,10 @@
 //! perfect subtrees they complete and each touched tenant's size and root; a worker that
 //! finds the checkpoint moved (another process's worker got there first) rolls back, reloads
 //! and goes on from the stored state. A failure is logged and retried after a pause, from
-//! the stored state: nothing is ever skipped or added twice.
+//! the stored state: nothing is ever skipped or added twice. Of several processes on one
+//! database one builds the tree at a time (the projections' lease, `audit_tree`); the
+//! others wait on standby and take over when it stops or dies. Correctness rests on the
+//! compare-and-set, not on the lease.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +23,10 @@ use tokio::task::JoinHandle;
 use super::{checkpoint_in, create, fetch_nodes, tree};
 use crate::db::{ReadDb, SqlValue};
 use crate::error::ProjectionError;
+use crate::lease::Leases;
+
+/// The worker's lease name (beside the projections' own).
+const LEASE: &str = "audit_tree";
 
 /// Events read and added per transaction.
 const BATCH: usize = 2_000;
@@ -52,24 +59,30 @@ pub fn spawn(store: SharedStore, db: ReadDb) -> TreeWorker {
     let (position_tx, position) = watch::channel(0);
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
+        let mut leases = Leases::new(Duration::from_secs(15));
         let mut pause = Duration::from_millis(100);
         loop {
-            let run = run(&store, &db, &position_tx);
+            let run = run(&store, &db, &position_tx, &mut leases);
             tokio::select! {
                 result = run => match result {
-                    Ok(()) => return,
+                    Ok(()) => break,
+                    Err(ProjectionError::LostLease(_)) => {
+                        tracing::info!("another process builds the audit tree now; on standby");
+                        pause = Duration::from_millis(100);
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "the audit tree worker failed; retrying from its checkpoint");
+                        pause = (pause * 2).min(Duration::from_secs(5));
                     }
                 },
-                _ = stopped.wait_for(|stop| *stop) => return,
+                _ = stopped.wait_for(|stop| *stop) => break,
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                _ = stopped.wait_for(|stop| *stop) => return,
+                _ = stopped.wait_for(|stop| *stop) => break,
             }
-            pause = (pause * 2).min(Duration::from_secs(5));
         }
+        leases.release_all(&db).await;
     });
     TreeWorker {
         position,
@@ -83,8 +96,13 @@ async fn run(
     store: &SharedStore,
     db: &ReadDb,
     position: &watch::Sender<Position>,
+    leases: &mut Leases,
 ) -> Result<(), ProjectionError> {
     create(db).await?;
+    // On standby until this process holds the lease.
+    while !leases.try_acquire(db, LEASE).await? {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let mut at = {
         let mut tx = db.begin_read().await?;
         let at = checkpoint_in(&mut tx).await?;
@@ -132,7 +150,11 @@ async fn run(
                 SqlValue::Int(event.position as i64),
             ]);
         }
+        if !leases.alive().await {
+            return Err(ProjectionError::LostLease(LEASE.into()));
+        }
         let mut tx = db.begin().await?;
+        leases.renew(&mut tx, LEASE).await?;
         let moved = tx
             .execute(
                 "UPDATE crm_audit_checkpoint SET position = ? WHERE id = 1 AND position = ?",
