@@ -300,6 +300,15 @@ struct Health {
     status: &'static str,
     head_position: u64,
     projections: Vec<ProjectionHealth>,
+    /// The audit tree worker (docs/audit.md): signed heads cover the log up to `position`.
+    audit_tree: TreeHealth,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct TreeHealth {
+    /// The stored checkpoint of the tenants' Merkle trees.
+    position: u64,
+    lag: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -345,9 +354,10 @@ async fn healthz(State(state): State<SharedState>) -> Response {
         let positions = crm_projections::bookkeeping::stored_positions(&state.db).await?;
         let errors = crm_projections::parking::stored_errors(&state.db).await?;
         let failures = crm_projections::parking::stored_failures(&state.db).await?;
-        Ok::<_, crm_projections::ProjectionError>((positions, errors, failures))
+        let tree = crm_projections::audit::covered(&state.db).await?;
+        Ok::<_, crm_projections::ProjectionError>((positions, errors, failures, tree))
     };
-    let (positions, errors, failures) = match stored.await {
+    let (positions, errors, failures, tree) = match stored.await {
         Ok(stored) => stored,
         Err(error) => {
             tracing::warn!(%error, "health check: the read-model database does not answer");
@@ -386,6 +396,10 @@ async fn healthz(State(state): State<SharedState>) -> Response {
         },
         head_position: head,
         projections,
+        audit_tree: TreeHealth {
+            position: tree,
+            lag: head.saturating_sub(tree),
+        },
     };
     let status = if failing {
         StatusCode::SERVICE_UNAVAILABLE

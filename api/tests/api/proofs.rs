@@ -317,5 +317,20 @@ pub async fn two_processes_build_one_tree<F: Future<Output = Option<App>>>(start
         )
         .await;
     assert_eq!(answer.ok()["leaf_index"], json!(expected - 1));
+    // /healthz (no key) shows where the tree is.
+    let health: Value = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        health["audit_tree"]["position"].as_u64() >= Some(at),
+        "{health}"
+    );
+    assert_eq!(health["audit_tree"]["lag"], json!(0), "{health}");
     drop(other);
 }
