@@ -7,12 +7,14 @@
 use base64::Engine;
 use crm_core::audit::{HeadSigner, SignedHead};
 use crm_core::envelope::{RecordedEvent, StreamId, TenantId};
-use crm_core::merkle::nodes::{consistency_path, inclusion_path, lookup, needed, root_at};
+use crm_core::merkle::nodes::{
+    NodeId, consistency_path, inclusion_path, lookup, needed, root_at, sparse,
+};
 use crm_core::merkle::{Hash, ProofError, leaf_data, leaf_hash};
 use crm_core::store::{Direction, SharedStore, StoreError, StreamStart};
 use serde::{Deserialize, Serialize};
 
-use super::{Tree, fetch_nodes, tree};
+use super::{STRIDE, Tree, fetch_nodes, tree};
 use crate::db::{Col, ReadDb, SqlValue};
 use crate::error::ProjectionError;
 
@@ -226,14 +228,15 @@ fn sized(asked: Option<u64>, current: &Tree, parameter: &'static str) -> Result<
     }
 }
 
-/// Runs `compute` over the stored nodes it needs: a first pass lists them, one read fetches
-/// them, a second pass computes.
-async fn with_nodes<T>(
+/// Runs `compute` over the stored nodes it needs (levels not stored computed from those
+/// below, `STRIDE`): a first pass lists them, one read fetches them, a second pass computes.
+pub(crate) async fn with_nodes<T>(
     db: &ReadDb,
     tenant: &str,
-    compute: impl Fn(&mut dyn FnMut((u32, u64)) -> Option<Hash>) -> Result<T, ProofError>,
+    compute: impl Fn(&mut dyn FnMut(NodeId) -> Option<Hash>) -> Result<T, ProofError>,
 ) -> Result<T, TreeError> {
-    let ids = needed(|node| compute(node));
+    let ids = needed(|node| compute(&mut |id| sparse(&mut *node, STRIDE, id)));
     let fetched = fetch_nodes(db, tenant, &ids).await?;
-    Ok(compute(&mut lookup(&fetched))?)
+    let mut read = lookup(&fetched);
+    Ok(compute(&mut |id| sparse(&mut read, STRIDE, id))?)
 }

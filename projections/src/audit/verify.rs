@@ -9,13 +9,13 @@
 
 use crm_core::audit::{PublicKey, SignedHead};
 use crm_core::envelope::TenantId;
-use crm_core::merkle::nodes::{lookup, needed, root_at};
+use crm_core::merkle::nodes::root_at;
 use crm_core::merkle::{Frontier, Hash, leaf_data, leaf_hash};
 use crm_core::store::{Scope, SharedStore};
 use serde::Serialize;
 
-use super::proofs::TreeError;
-use super::{fetch_nodes, stored_leaves, tree};
+use super::proofs::{TreeError, with_nodes};
+use super::{stored_leaves, tree};
 use crate::db::{Col, ReadDb, SqlValue};
 
 /// What a check found.
@@ -257,9 +257,8 @@ async fn name_first_difference(
     if recorded.size < size {
         return Ok(Vec::new());
     }
-    let ids = needed(|node| root_at(size, node));
-    let nodes = fetch_nodes(db, tenant.as_str(), &ids).await?;
-    if root_at(size, &mut lookup(&nodes)).ok().as_ref() != Some(head_root) {
+    let recorded_root = with_nodes(db, tenant.as_str(), |node| root_at(size, node)).await;
+    if recorded_root.ok().as_ref() != Some(head_root) {
         let mut finding = HeadFinding::new(
             "tree_rewritten",
             format!(

@@ -13,23 +13,26 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crm_core::envelope::Position;
-use crm_core::merkle::nodes::peaks_of;
+use crm_core::merkle::nodes::{lookup, needed, peaks_of, sparse};
 use crm_core::merkle::{Frontier, leaf_data, leaf_hash};
 use crm_core::store::subscribe_all;
 use crm_core::store::{Scope, SharedStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{checkpoint_in, create, fetch_nodes, tree};
-use crate::db::{ReadDb, SqlValue};
+use super::{STRIDE, checkpoint_in, create, fetch_nodes, tree};
+use crate::db::{Backend, ReadDb, SqlValue};
 use crate::error::ProjectionError;
 use crate::lease::Leases;
 
 /// The worker's lease name (beside the projections' own).
 const LEASE: &str = "audit_tree";
 
-/// Events read and added per transaction.
+/// Events read and added per transaction at most.
 const BATCH: usize = 2_000;
+/// After a batch smaller than [`BATCH`], the worker waits this long for more events, so a
+/// trickle of single appends costs one tree transaction per interval, not one per append.
+const GATHER: Duration = Duration::from_millis(100);
 
 /// The running worker.
 #[derive(Debug)]
@@ -117,6 +120,7 @@ async fn run(
         let Some(last) = batch.last().map(|e| e.position) else {
             continue;
         };
+        let batch_len = batch.len();
         // Each touched tenant's frontier, loaded once from its stored peaks.
         for event in &batch {
             let tenant = event.tenant.as_str();
@@ -135,6 +139,9 @@ async fn run(
                 .or_insert_with(|| frontiers[tenant].clone());
             let index = frontier.size();
             for ((level, idx), hash) in frontier.push_nodes(leaf_hash(&leaf_data(event))) {
+                if !level.is_multiple_of(STRIDE) {
+                    continue;
+                }
                 nodes.push(vec![
                     tenant.into(),
                     SqlValue::Int(i64::from(level)),
@@ -154,6 +161,14 @@ async fn run(
             return Err(ProjectionError::LostLease(LEASE.into()));
         }
         let mut tx = db.begin().await?;
+        if tx.backend() == Backend::Postgres {
+            // The tree is derived from the log and its checkpoint commits with it: a crash
+            // that loses the last tree commits loses their checkpoint too, and the worker
+            // redoes them. So its commits need not wait for the WAL flush the appends wait
+            // for (they would double the flushes of a trickle of single appends).
+            tx.execute("SET LOCAL synchronous_commit = off", vec![])
+                .await?;
+        }
         leases.renew(&mut tx, LEASE).await?;
         let moved = tx
             .execute(
@@ -205,6 +220,9 @@ async fn run(
         }
         at = last;
         let _ = position.send(at);
+        if batch_len < BATCH {
+            tokio::time::sleep(GATHER).await;
+        }
     }
 }
 
@@ -212,18 +230,17 @@ async fn run(
 async fn load_frontier(db: &ReadDb, tenant: &str) -> Result<Frontier, ProjectionError> {
     let stored = tree(db, tenant).await?;
     let ids = peaks_of(stored.size);
-    let found = fetch_nodes(db, tenant, &ids).await?;
-    let mut peaks = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let Some(hash) = found.get(id) else {
-            return Err(ProjectionError::Corrupt {
-                table: "crm_audit_nodes".into(),
-                key: format!("{tenant}/{}/{}", id.0, id.1),
-                reason: "a peak of the stored tree is missing".into(),
-            });
-        };
-        peaks.push(*hash);
-    }
+    let peaks_from = |node: &mut dyn FnMut((u32, u64)) -> Option<[u8; 32]>| {
+        ids.iter()
+            .map(|id| sparse(&mut *node, STRIDE, *id).ok_or(*id))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let found = fetch_nodes(db, tenant, &needed(peaks_from)).await?;
+    let peaks = peaks_from(&mut lookup(&found)).map_err(|id| ProjectionError::Corrupt {
+        table: "crm_audit_nodes".into(),
+        key: format!("{tenant}/{}/{}", id.0, id.1),
+        reason: "a peak of the stored tree is missing".into(),
+    })?;
     let frontier = Frontier::from_parts(stored.size, peaks).ok_or(ProjectionError::Corrupt {
         table: "crm_audit_trees".into(),
         key: tenant.into(),
