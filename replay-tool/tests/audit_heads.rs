@@ -966,12 +966,7 @@ async fn check_proof_accepts_good_proofs_and_refuses_flipped_ones_without_a_stor
 
     // The inclusion proof at size1 against the head at size2: cannot be checked there.
     let output = check(good_inclusion.clone(), head2.clone(), public.clone()).await;
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("cannot be checked against this head"),
-        "{}",
-        text(&output.stdout)
-    );
+    refused(&output, "cannot be checked against this head");
 
     // One hash flipped in each proof.
     let mut flipped = inclusion_json.clone();
@@ -986,12 +981,7 @@ async fn check_proof_accepts_good_proofs_and_refuses_flipped_ones_without_a_stor
         public.clone(),
     )
     .await;
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-    assert!(
-        text(&output.stdout).contains("audit path does not lead"),
-        "{}",
-        text(&output.stdout)
-    );
+    refused(&output, "audit path does not lead");
     let mut flipped = consistency_json.clone();
     let node = flipped["proof"][0]
         .as_str()
@@ -1004,12 +994,7 @@ async fn check_proof_accepts_good_proofs_and_refuses_flipped_ones_without_a_stor
         public.clone(),
     )
     .await;
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-    assert!(
-        text(&output.stdout).contains("does not show"),
-        "{}",
-        text(&output.stdout)
-    );
+    refused(&output, "does not show");
     // The event's amount changed in the proof: its leaf no longer matches.
     let forged_text = std::fs::read_to_string(&good_inclusion)
         .expect("read")
@@ -1022,12 +1007,7 @@ async fn check_proof_accepts_good_proofs_and_refuses_flipped_ones_without_a_stor
         public.clone(),
     )
     .await;
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-    assert!(
-        text(&output.stdout).contains("leaf_data is not"),
-        "{}",
-        text(&output.stdout)
-    );
+    refused(&output, "leaf_data is not");
 
     // A head with a flipped signature, and a head checked under another key.
     let mut head: Value =
@@ -1041,12 +1021,7 @@ async fn check_proof_accepts_good_proofs_and_refuses_flipped_ones_without_a_stor
         public.clone(),
     )
     .await;
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-    assert!(
-        text(&output.stdout).contains("the head does not verify"),
-        "{}",
-        text(&output.stdout)
-    );
+    refused(&output, "the head does not verify");
     let other = HeadSigner::generate().expect("key").public();
     let output = check(good_inclusion.clone(), head1.clone(), other.base64()).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
@@ -1262,4 +1237,12 @@ fn head_size(path: &Path) -> u64 {
     crm_core::audit::SignedHead::from_json(&text)
         .expect("head")
         .tree_size
+}
+
+/// The command exited 1 and its output says `says`.
+#[track_caller]
+fn refused(output: &std::process::Output, says: &str) {
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(says), "{stdout}");
 }
