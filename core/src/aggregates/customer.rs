@@ -5,8 +5,9 @@
 //! - A customer may receive events before it is registered; it then exists with an empty
 //!   profile, and a later registration fills it in. Registering twice is rejected.
 //! - An interaction id is logged once per customer, and an order id placed once.
-//! - Order and refund amounts are positive. A refund needs an order of this customer, in the
-//!   same currency, and all refunds of an order together may not exceed its amount.
+//! - Order amounts are zero or more, refund amounts positive. A refund needs an order of this
+//!   customer, in the same currency, and all refunds of an order together may not exceed its
+//!   amount (so a zero-value order cannot be refunded).
 //! - A customer cannot be merged into itself. A merged-away customer accepts no further
 //!   events, except erasure: a duplicate's personal data must still be erasable.
 //! - An erased customer accepts no further events carrying personal data (registration,

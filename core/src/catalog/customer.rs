@@ -224,7 +224,8 @@ impl EventData for InteractionLogged {
     }
 }
 
-/// The customer placed an order; the amount is positive.
+/// The customer placed an order; the amount is zero or more (a free sample, a full discount
+/// or a replacement is a real order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderPlaced {
     pub customer_id: EntityId,
@@ -266,7 +267,7 @@ impl EventData for OrderPlaced {
 
     fn validate(&self) -> Result<(), Problem> {
         self.amount
-            .ensure_positive()
+            .ensure_not_negative()
             .map(drop)
             .map_err(|e| Problem::field("amount", e))
     }

@@ -248,8 +248,8 @@ macro_rules! domain_events {
                 data.into_value()
             }
 
-            /// Checks the value rules that hold however the event was built: positive order
-            /// amounts, "at least one field" updates, probabilities up to 100.
+            /// Checks the value rules that hold however the event was built: order amounts not
+            /// negative, refund amounts positive, "at least one field" updates, probabilities up to 100.
             pub fn validate(&self) -> Result<(), CatalogError> {
                 let problem = match self {
                     $($(DomainEvent::$event(event) => event.validate(),)+)+

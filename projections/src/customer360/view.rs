@@ -3,8 +3,9 @@
 //! the clock.
 //!
 //! RFM follows the BTYD convention of `lifetimes.utils.summary_data_from_transaction_data`
-//! with daily periods, per currency: a purchase day is a UTC day whose orders, net of their
-//! refunds, add up to more than zero; `frequency` = purchase days − 1; `recency` = days from
+//! with daily periods, per currency: a purchase day is a UTC day with at least one order not
+//! fully refunded (a free order cannot be refunded, so it counts), worth the day's orders net
+//! of their refunds (0 for a free order); `frequency` = purchase days − 1; `recency` = days from
 //! the first to the last purchase day; `t` = days from the first purchase day to the
 //! evaluation day; `monetary_value` = mean of the day totals over the purchase days after
 //! the first (0 when frequency is 0), rounded half away from zero to the currency's minor
@@ -174,7 +175,8 @@ impl Customer360 {
         let mut per: BTreeMap<Currency, (u64, i64, i64)> = BTreeMap::new();
         for order in self.orders.values() {
             figures.count += 1;
-            if order.refunded >= order.amount.minor_units {
+            // A free order cannot be refunded: it is never counted as refunded.
+            if order.amount.minor_units > 0 && order.refunded >= order.amount.minor_units {
                 figures.refunded_count += 1;
             } else if order.refunded > 0 {
                 figures.partially_refunded_count += 1;
@@ -211,23 +213,32 @@ impl Customer360 {
         figures
     }
 
-    /// Recency, frequency, T and monetary value per currency, evaluated at `at`.
+    /// Recency, frequency, T and monetary value per currency, evaluated at `at`. A day is a
+    /// purchase day when it has at least one order not fully refunded (a free order cannot be
+    /// refunded, so it counts); its value is the day's net amount (0 for a free order). Where
+    /// nothing is refunded this is how `lifetimes` summarises transactions.
     pub fn rfm(&self, at: DateTime<Utc>) -> Vec<Rfm> {
-        let mut days: BTreeMap<Currency, BTreeMap<NaiveDate, i64>> = BTreeMap::new();
+        // Per currency and day: (an order not fully refunded, the day's net amount).
+        let mut days: BTreeMap<Currency, BTreeMap<NaiveDate, (bool, i64)>> = BTreeMap::new();
         for order in self.orders.values() {
             let net = order.amount.minor_units.saturating_sub(order.refunded);
-            let total = days
+            let kept = order.amount.minor_units == 0 || order.refunded < order.amount.minor_units;
+            let day = days
                 .entry(order.amount.currency)
                 .or_default()
                 .entry(order.placed_at.date_naive())
-                .or_insert(0);
-            *total = total.saturating_add(net);
+                .or_insert((false, 0));
+            day.0 |= kept;
+            day.1 = day.1.saturating_add(net);
         }
         let evaluation_day = at.date_naive();
         days.into_iter()
             .filter_map(|(currency, days)| {
-                let purchase: Vec<(NaiveDate, i64)> =
-                    days.into_iter().filter(|(_, total)| *total > 0).collect();
+                let purchase: Vec<(NaiveDate, i64)> = days
+                    .into_iter()
+                    .filter(|(_, (kept, _))| *kept)
+                    .map(|(day, (_, total))| (day, total))
+                    .collect();
                 let (first, _) = *purchase.first()?;
                 let (last, _) = *purchase.last()?;
                 let repeat = &purchase[1..];
@@ -319,4 +330,59 @@ fn totals(deals: &[DealLine]) -> Vec<Money> {
     per.into_iter()
         .map(|(currency, minor)| Money::new(minor, currency))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer360::fold::Order;
+
+    fn order(id: &str, day: &str, amount: &str, refunded: i64) -> (String, Order) {
+        let placed_at = DateTime::parse_from_rfc3339(&format!("{day}T10:00:00Z"))
+            .expect("time")
+            .with_timezone(&Utc);
+        let order = Order {
+            order_id: id.to_owned(),
+            placed_at,
+            amount: Money::parse(amount, "EUR").expect("amount"),
+            refunded,
+        };
+        (id.to_owned(), order)
+    }
+
+    /// Issue 17's correction: a free order is a purchase day worth 0 and is never counted as
+    /// refunded; a day whose only order was refunded in full is not a purchase day; a day with
+    /// one order refunded in full and another kept is, worth their net sum.
+    #[test]
+    fn free_orders_are_purchase_days_and_fully_refunded_days_are_not() {
+        let view = Customer360 {
+            orders: [
+                order("o-1", "2026-01-01", "10.00", 0),
+                order("o-2", "2026-01-05", "0.00", 0),
+                order("o-3", "2026-01-09", "8.00", 800),
+                order("o-4", "2026-01-12", "6.00", 600),
+                order("o-5", "2026-01-12", "4.00", 100),
+            ]
+            .into_iter()
+            .collect(),
+            ..Customer360::default()
+        };
+        let at = DateTime::parse_from_rfc3339("2026-01-31T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let rfm = view.rfm(at);
+        assert_eq!(rfm.len(), 1);
+        // Purchase days: Jan 1 (10.00), Jan 5 (0.00, free), Jan 12 (0.00 + 3.00); not Jan 9.
+        assert_eq!(rfm[0].frequency, 2);
+        assert_eq!(rfm[0].recency, 11);
+        assert_eq!(rfm[0].t, 30);
+        assert_eq!(
+            rfm[0].monetary_value,
+            Money::parse("1.50", "EUR").expect("m")
+        );
+        let figures = view.order_figures();
+        assert_eq!(figures.count, 5);
+        assert_eq!(figures.refunded_count, 2, "o-3 and o-4; never the free o-2");
+        assert_eq!(figures.partially_refunded_count, 1);
+    }
 }

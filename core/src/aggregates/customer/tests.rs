@@ -132,10 +132,16 @@ fn an_order_id_is_placed_only_once_per_customer() {
 }
 
 #[test]
-fn an_order_amount_must_be_positive_even_when_built_in_code() {
+fn an_order_may_be_free_but_not_negative_and_a_free_order_cannot_be_refunded() {
+    given(vec![])
+        .when(Command::PlaceOrder(order("o-1", "-1", "USD")))
+        .then_rejected("negative");
     given(vec![])
         .when(Command::PlaceOrder(order("o-1", "0", "USD")))
-        .then_rejected("amount must be greater than zero, got 0.00 USD");
+        .then(vec![DomainEvent::OrderPlaced(order("o-1", "0", "USD"))]);
+    given(vec![DomainEvent::OrderPlaced(order("o-1", "0", "USD"))])
+        .when(Command::RefundOrder(refund("o-1", "0.01", "USD")))
+        .then_rejected("refunds would total 0.01 USD, more than the order's 0.00 USD");
     given(vec![DomainEvent::OrderPlaced(order("o-1", "5", "USD"))])
         .when(Command::RefundOrder(refund("o-1", "-1", "USD")))
         .then_rejected("amount must be greater than zero");
