@@ -51,7 +51,7 @@ pub enum MoneyError {
     /// Two amounts in different currencies were combined: convert explicitly first.
     #[error("cannot combine {left} with {right}: the currencies differ")]
     CurrencyMismatch { left: Money, right: Money },
-    /// An order or refund amount was zero or negative: the sender must send a positive amount.
+    /// A refund amount was zero or negative: the sender must send a positive amount.
     #[error("amount must be greater than zero, got {amount}")]
     NotPositive { amount: Money },
     /// An amount that may be zero was negative: the sender must send zero or more.
@@ -154,7 +154,7 @@ impl Money {
         }
     }
 
-    /// Order and refund amounts must be greater than zero.
+    /// Refund amounts must be greater than zero.
     pub fn ensure_positive(self) -> Result<Money, MoneyError> {
         if self.is_positive() {
             Ok(self)
