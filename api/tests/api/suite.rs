@@ -1461,6 +1461,10 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/service/backlog" => vec!["?limit=1000".into()],
             // A tenant setting and its last run's counts: nothing personal to redact.
             "/v1/privacy/retention" => vec![String::new()],
+            // Hashes, and the event as stored: personal fields sealed, never plain.
+            "/v1/audit/head" | "/v1/audit/public-key" => vec![String::new()],
+            "/v1/audit/consistency" => vec!["?from=1".into()],
+            "/v1/audit/inclusion" => vec![format!("?stream=customer-{id}&revision=0")],
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {
@@ -1502,6 +1506,14 @@ pub async fn personal_fields_are_redacted_on_every_get_route_without_the_flag<
     let answer = app.ingest(events).await;
     let last = last_position(answer.ok());
     settle(&app, last).await;
+    // The audit tree too, so the inclusion proof of the walk is there.
+    app.get_as(
+        TENANT,
+        Role::Auditor,
+        &format!("/v1/audit/head?min_position={last}"),
+    )
+    .await
+    .ok();
 
     // Without --personal-data (analyst and auditor): no plaintext anywhere, whatever the
     // route answers.
