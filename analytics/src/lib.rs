@@ -1,0 +1,21 @@
+//! Customer analytics math for the CRM (issue 17): pure functions, no I/O, no clock,
+//! deterministic. Time is measured in days throughout.
+//!
+//! - [`summary`]: the per-customer BTYD summary (frequency, recency, T, monetary value).
+//! - [`rfm`]: RFM quintile scores, the three-digit code and named segments.
+//! - [`bgnbd`]: the BG/NBD purchase model (fit, P(alive), expected purchases, churn risk).
+//! - [`gamma_gamma`]: the Gamma-Gamma spend model and customer lifetime value.
+//! - [`simulate`]: seeded generation of customers from known parameters, for tests and benchmarks.
+//! - [`special`], [`optimize`]: the numerics underneath (log-gamma, 2F1, Nelder-Mead).
+
+pub mod bgnbd;
+pub mod error;
+pub mod gamma_gamma;
+pub mod optimize;
+pub mod rfm;
+pub mod simulate;
+pub mod special;
+pub mod summary;
+
+pub use error::AnalyticsError;
+pub use summary::Summary;
