@@ -37,6 +37,7 @@
 
 use crate::AnalyticsError;
 use crate::optimize::nelder_mead;
+use crate::parallel::chunked_sum;
 use crate::special::{expit, hyp2f1, ln_gamma, log_add_exp};
 use crate::summary::{Summary, validate_all};
 
@@ -275,18 +276,23 @@ impl Prepared {
             .zip(&per_x)
             .map(|(&(_, count), &(head, _))| count * (base + head))
             .sum();
-        total += self
-            .zero_t
-            .iter()
-            .map(|&t| -r * (alpha + t).ln())
-            .sum::<f64>();
-        for &(i, tx, t) in &self.repeat {
-            let (x, _) = self.freqs[i];
-            let a4c = per_x[i].1;
-            let a3 = -(r + x) * (alpha + t).ln();
-            let a4 = a4c - (r + x) * (alpha + tx).ln();
-            total += log_add_exp(a3, a4);
-        }
+        total += chunked_sum(self.zero_t.len(), |range| {
+            self.zero_t[range]
+                .iter()
+                .map(|&t| -r * (alpha + t).ln())
+                .sum::<f64>()
+        });
+        total += chunked_sum(self.repeat.len(), |range| {
+            self.repeat[range]
+                .iter()
+                .map(|&(i, tx, t)| {
+                    let x = self.freqs[i].0;
+                    let a3 = -(r + x) * (alpha + t).ln();
+                    let a4 = per_x[i].1 - (r + x) * (alpha + tx).ln();
+                    log_add_exp(a3, a4)
+                })
+                .sum::<f64>()
+        });
         total
     }
 }

@@ -8,8 +8,12 @@
 //! ln L = ln Γ(px+q) − ln Γ(px) − ln Γ(q) + q ln v + (px−1) ln m + px ln x − (px+q) ln(xm+v)
 //! ```
 //! **Fit** on the customers with x > 0 and m > 0: minimise `−(Σ ln L)/n + penalizer ·
-//! (p² + q² + v²)` over ln-parameters with Nelder-Mead (tol 1e-7, at most 2000 iterations,
-//! start ln-parameters all 0.1, as lifetimes' default; no time scaling).
+//! (p² + q² + v²)` over ln-parameters with Nelder-Mead (tol 1e-7, at most 2000 iterations;
+//! no scaling). Two starts, the lower objective kept: ln-parameters all 0.1 (lifetimes'
+//! default), and (p, q, v) = (1, 3, 2 m̄) whose population mean v p/(q−1) is the sample mean
+//! m̄. From lifetimes' start alone the simplex can drift along the flat ridge p → ∞, v → 0
+//! (every transaction of a customer equal) and stop there: it did on a 100,000-customer
+//! simulation where lifetimes' gradient-based fit did not.
 //!
 //! **E[value | x, m]** = (1 − w) · v p/(q−1) + w · m, with w = px/(px+q−1), for x > 0 and
 //! m > 0; every other customer gets the population mean v p/(q−1) (lifetimes applies the
@@ -22,6 +26,7 @@
 use crate::AnalyticsError;
 use crate::bgnbd::{BgNbdParams, FitOptions};
 use crate::optimize::nelder_mead;
+use crate::parallel::chunked_sum;
 use crate::special::ln_gamma;
 use crate::summary::{Summary, validate_all};
 
@@ -131,7 +136,17 @@ pub fn fit(summaries: &[Summary], options: &FitOptions) -> Result<GammaGammaFit,
         }
         -data.sum_ll(&g) / data.n + pen * (g.p * g.p + g.q * g.q + g.v * g.v)
     };
-    let m = nelder_mead(objective, &[0.1; 3], options.tol, options.max_iter);
+    // Two starts (module docs): lifetimes' default, and one matching the population mean
+    // to the sample mean; the lower objective wins (ties go to lifetimes' start).
+    let mean_m = used.iter().map(|u| u.1).sum::<f64>() / used.len() as f64;
+    let data_start = [0.0, 3f64.ln(), (2.0 * mean_m).ln()];
+    let first = nelder_mead(objective, &[0.1; 3], options.tol, options.max_iter);
+    let second = nelder_mead(objective, &data_start, options.tol, options.max_iter);
+    let m = if second.value < first.value {
+        second
+    } else {
+        first
+    };
     let params = GammaGammaParams {
         p: m.x[0].exp(),
         q: m.x[1].exp(),
@@ -198,10 +213,13 @@ impl Prepared {
                 + (px - 1.0) * sum_ln_m;
             exps.push(px + q);
         }
-        for &(i, xm) in &self.rows {
-            total -= exps[i] * (xm + v).ln();
-        }
         total
+            - chunked_sum(self.rows.len(), |range| {
+                self.rows[range]
+                    .iter()
+                    .map(|&(i, xm)| exps[i] * (xm + v).ln())
+                    .sum::<f64>()
+            })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod bgnbd;
 pub mod error;
 pub mod gamma_gamma;
 pub mod optimize;
+mod parallel;
 pub mod rfm;
 pub mod simulate;
 pub mod special;
