@@ -1,7 +1,7 @@
 //! Fits BG/NBD and Gamma-Gamma on a CSV of summaries (frequency,recency,T,monetary_value)
 //! and writes the parameters and per-customer P(alive), expected purchases over 90 days,
 //! churn risk over 90 days and CLV over 12 months at d = 0.01 as JSON:
-//! `cargo run -p crm-analytics --example fit_csv -- in.csv out.json`.
+//! `cargo run -p crm-analytics --example fit_csv -- in.csv out.json [PENALIZER]`.
 
 use anyhow::Context;
 use crm_analytics::Summary;
@@ -11,8 +11,14 @@ use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, input, output] = args.as_slice() else {
-        anyhow::bail!("usage: fit_csv in.csv out.json");
+    let (input, output, penalizer) = match args.as_slice() {
+        [_, i, o] => (i, o, 0.0),
+        [_, i, o, p] => (i, o, p.parse::<f64>().context("PENALIZER")?),
+        _ => anyhow::bail!("usage: fit_csv in.csv out.json [PENALIZER]"),
+    };
+    let options = FitOptions {
+        penalizer_coef: penalizer,
+        ..FitOptions::default()
     };
     let text = std::fs::read_to_string(input).context("read input")?;
     let mut summaries = Vec::new();
@@ -28,8 +34,8 @@ fn main() -> anyhow::Result<()> {
         summaries.push(Summary::new(*x, *tx, *t, *m).with_context(|| format!("line {}", i + 1))?);
     }
     let started = std::time::Instant::now();
-    let bg = bgnbd::fit(&summaries, &FitOptions::default())?;
-    let gg = gamma_gamma::fit(&summaries, &FitOptions::default())?;
+    let bg = bgnbd::fit(&summaries, &options)?;
+    let gg = gamma_gamma::fit(&summaries, &options)?;
     let fit_seconds = started.elapsed().as_secs_f64();
     let (mut p_alive, mut expected, mut churn, mut clv) = (vec![], vec![], vec![], vec![]);
     for s in &summaries {
@@ -46,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         "gamma_gamma": {"p": gg.params.p, "q": gg.params.q, "v": gg.params.v,
                         "log_likelihood": gg.log_likelihood, "iterations": gg.iterations, "converged": gg.converged},
         "fit_seconds": fit_seconds,
+        "penalizer_coef": penalizer,
         "p_alive": p_alive, "expected_90": expected, "churn_90": churn, "clv_12": clv,
     });
     std::fs::write(output, serde_json::to_vec(&out)?).context("write output")?;
