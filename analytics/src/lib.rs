@@ -5,6 +5,7 @@
 //! - [`rfm`]: RFM quintile scores, the three-digit code and named segments.
 //! - [`bgnbd`]: the BG/NBD purchase model (fit, P(alive), expected purchases, churn risk).
 //! - [`gamma_gamma`]: the Gamma-Gamma spend model and customer lifetime value.
+//! - [`score`]: all of a customer's figures in one call, with the churn bucket.
 //! - [`simulate`]: seeded generation of customers from known parameters, for tests and benchmarks.
 //! - [`special`], [`optimize`]: the numerics underneath (log-gamma, 2F1, Nelder-Mead).
 //!
@@ -19,6 +20,7 @@ pub mod gamma_gamma;
 pub mod optimize;
 mod parallel;
 pub mod rfm;
+pub mod score;
 pub mod simulate;
 pub mod special;
 pub mod summary;
