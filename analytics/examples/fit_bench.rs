@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
     };
     let bg = BgNbdParams::new(0.24, 4.41, 0.79, 2.43)?;
     let gg = GammaGammaParams::new(6.25, 3.74, 15.44)?;
-    let summaries: Vec<_> = simulate(&bg, &gg, n, (365.0, 730.0), 0.0, 42)
+    let summaries: Vec<_> = simulate(&bg, &gg, n, (365.0, 730.0), 0.0, 42)?
         .into_iter()
         .map(|c| c.summary)
         .collect();

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let gg = GammaGammaParams::new(6.25, 3.74, 15.44)?;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out).context("create output")?);
     writeln!(w, "frequency,recency,T,monetary_value")?;
-    for c in simulate(&bg, &gg, n, (365.0, 730.0), 0.0, seed) {
+    for c in simulate(&bg, &gg, n, (365.0, 730.0), 0.0, seed)? {
         let s = c.summary;
         writeln!(
             w,

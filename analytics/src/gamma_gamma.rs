@@ -83,7 +83,7 @@ impl GammaGammaParams {
                 "Gamma-Gamma mean value needs q > 1",
             ));
         }
-        Ok(self.v * self.p / (self.q - 1.0))
+        finite(self.v * self.p / (self.q - 1.0))
     }
 
     /// E[average transaction value | x, m] (lifetimes `conditional_expected_average_profit`).
@@ -92,9 +92,9 @@ impl GammaGammaParams {
             .map_err(|reason| AnalyticsError::InvalidSummary { index: 0, reason })?;
         let mean = self.population_mean()?;
         if s.frequency > 0.0 && s.monetary_value > 0.0 {
-            let px = self.p * s.frequency;
-            let w = px / (px + self.q - 1.0);
-            Ok((1.0 - w) * mean + w * s.monetary_value)
+            // w = px / (px + q − 1), written so px = inf gives 1 rather than NaN.
+            let w = 1.0 / (1.0 + (self.q - 1.0) / (self.p * s.frequency));
+            finite((1.0 - w) * mean + w * s.monetary_value)
         } else {
             Ok(mean)
         }
@@ -256,6 +256,14 @@ impl Prepared {
     }
 }
 
+fn finite(v: f64) -> Result<f64, AnalyticsError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(AnalyticsError::Numerical("Gamma-Gamma value not finite"))
+    }
+}
+
 /// Customers in the warm-start sample of a large fit.
 const WARM_START_SAMPLE: usize = 10_000;
 
@@ -345,6 +353,7 @@ mod tests {
         assert!((ll + 2.0 * 3f64.ln()).abs() < 1e-12, "{ll}");
         let bg = BgNbdParams::new(0.5, 4.0, 0.8, 2.5).expect("valid");
         let data: Vec<Summary> = crate::simulate::simulate(&bg, &GG, 400, (100.0, 200.0), 0.0, 7)
+            .expect("valid simulation")
             .into_iter()
             .map(|c| c.summary)
             .filter(|s| s.frequency > 0.0)

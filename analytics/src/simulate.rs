@@ -8,6 +8,7 @@
 //! `beta_geometric_nbd_model`). Spend: ν ~ Gamma(q, rate v), each transaction ~ Gamma(p, rate ν).
 //! The process runs on for `horizon_days` after T, to count what happened next.
 
+use crate::AnalyticsError;
 use crate::bgnbd::BgNbdParams;
 use crate::gamma_gamma::GammaGammaParams;
 use crate::summary::Summary;
@@ -62,8 +63,12 @@ impl Rng {
         -self.uniform().ln() / rate
     }
 
-    /// Gamma(shape, rate) by Marsaglia & Tsang (2000), boosted for shape < 1.
+    /// Gamma(shape, rate) by Marsaglia & Tsang (2000), boosted for shape < 1; NaN unless
+    /// shape is finite and > 0.
     pub fn gamma(&mut self, shape: f64, rate: f64) -> f64 {
+        if !(shape.is_finite() && shape > 0.0) {
+            return f64::NAN;
+        }
         if shape < 1.0 {
             let u = self.uniform();
             return self.gamma(shape + 1.0, rate) * u.powf(1.0 / shape);
@@ -97,7 +102,8 @@ pub struct SimulatedCustomer {
     pub future_purchases: u32,
 }
 
-/// Simulates `n` customers (module docs). `t_min <= t_max` days.
+/// Simulates `n` customers (module docs); refuses invalid parameters, a T range other than
+/// 0 <= t_min <= t_max < inf, and a horizon that is not finite and >= 0.
 pub fn simulate(
     bg: &BgNbdParams,
     gg: &GammaGammaParams,
@@ -105,9 +111,23 @@ pub fn simulate(
     (t_min, t_max): (f64, f64),
     horizon_days: f64,
     seed: u64,
-) -> Vec<SimulatedCustomer> {
+) -> Result<Vec<SimulatedCustomer>, AnalyticsError> {
+    let bg = BgNbdParams::new(bg.r, bg.alpha, bg.a, bg.b)?;
+    let gg = GammaGammaParams::new(gg.p, gg.q, gg.v)?;
+    if !(0.0 <= t_min && t_min <= t_max && t_max.is_finite()) {
+        return Err(AnalyticsError::InvalidArgument {
+            name: "T range",
+            reason: "need 0 <= t_min <= t_max < inf",
+        });
+    }
+    if !(horizon_days.is_finite() && horizon_days >= 0.0) {
+        return Err(AnalyticsError::InvalidArgument {
+            name: "horizon_days",
+            reason: "must be finite and >= 0",
+        });
+    }
     let mut rng = Rng::new(seed);
-    (0..n)
+    Ok((0..n)
         .map(|_| {
             let big_t = t_min + (t_max - t_min) * rng.uniform();
             let lambda = rng.gamma(bg.r, bg.alpha);
@@ -142,5 +162,5 @@ pub fn simulate(
                 future_purchases: future,
             }
         })
-        .collect()
+        .collect())
 }

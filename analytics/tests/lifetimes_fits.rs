@@ -44,6 +44,7 @@ fn same_optimum_as_lifetimes_with_and_without_penalizer() {
     ];
     for (seed, pen, want_bg, want_gg) in cases {
         let data: Vec<_> = simulate(&bg, &gg, 20_000, (365.0, 730.0), 0.0, seed)
+            .expect("valid simulation")
             .into_iter()
             .map(|c| c.summary)
             .collect();

@@ -31,6 +31,7 @@ fn fitted_parameters_recover_the_generating_ones() {
     let (bg, gg) = truth();
     for seed in [1u64, 2] {
         let summaries: Vec<_> = simulate(&bg, &gg, 20_000, (365.0, 730.0), 0.0, seed)
+            .expect("valid simulation")
             .into_iter()
             .map(|c| c.summary)
             .collect();
@@ -58,7 +59,7 @@ fn fitted_parameters_recover_the_generating_ones() {
 #[test]
 fn churn_risk_and_expected_purchases_match_what_happened_next() {
     let (bg, gg) = truth();
-    let customers = simulate(&bg, &gg, 60_000, (30.0, 730.0), 90.0, 99);
+    let customers = simulate(&bg, &gg, 60_000, (30.0, 730.0), 90.0, 99).expect("valid simulation");
     let mut rows: Vec<(f64, bool, f64, f64)> = customers
         .iter()
         .map(|c| {
