@@ -1,0 +1,120 @@
+//! One customer's analytics under fitted models, in one call: P(alive), expected purchases
+//! over a horizon, churn risk and its bucket, expected average value and CLV (the formulas
+//! are in [`crate::bgnbd`] and [`crate::gamma_gamma`]).
+//!
+//! Churn buckets (issue 17): high when risk ≥ 0.7, medium when 0.3 ≤ risk < 0.7, low below 0.3.
+
+use crate::AnalyticsError;
+use crate::bgnbd::BgNbdParams;
+use crate::gamma_gamma::{GammaGammaParams, customer_lifetime_value};
+use crate::summary::Summary;
+
+/// Horizon and CLV settings; the defaults are 90 days, 12 months, 1 % a month.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreOptions {
+    /// Horizon of the expected purchases and of the churn risk, in days.
+    pub horizon_days: f64,
+    pub months: u32,
+    /// Monthly discount rate of the CLV.
+    pub discount: f64,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions {
+            horizon_days: 90.0,
+            months: 12,
+            discount: 0.01,
+        }
+    }
+}
+
+/// Churn-risk bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChurnBucket {
+    Low,
+    Medium,
+    High,
+}
+
+impl ChurnBucket {
+    /// The bucket of a churn risk; NaN (never produced by this crate) counts as high.
+    pub fn of(risk: f64) -> ChurnBucket {
+        if risk < 0.3 {
+            ChurnBucket::Low
+        } else if risk < 0.7 {
+            ChurnBucket::Medium
+        } else {
+            ChurnBucket::High
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChurnBucket::Low => "low",
+            ChurnBucket::Medium => "medium",
+            ChurnBucket::High => "high",
+        }
+    }
+}
+
+/// Everything the models say about one customer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CustomerScore {
+    pub p_alive: f64,
+    pub expected_purchases: f64,
+    pub churn_risk: f64,
+    pub churn_bucket: ChurnBucket,
+    pub expected_average_value: f64,
+    pub clv: f64,
+}
+
+/// Scores one customer (module docs).
+pub fn score(
+    bg: &BgNbdParams,
+    gg: &GammaGammaParams,
+    s: &Summary,
+    options: &ScoreOptions,
+) -> Result<CustomerScore, AnalyticsError> {
+    let churn_risk = bg.churn_risk(options.horizon_days, s)?;
+    Ok(CustomerScore {
+        p_alive: bg.p_alive(s)?,
+        expected_purchases: bg.conditional_expected_purchases(options.horizon_days, s)?,
+        churn_risk,
+        churn_bucket: ChurnBucket::of(churn_risk),
+        expected_average_value: gg.conditional_expected_average_value(s)?,
+        clv: customer_lifetime_value(bg, gg, s, options.months, options.discount)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_at_the_documented_edges() {
+        assert_eq!(ChurnBucket::of(0.0), ChurnBucket::Low);
+        assert_eq!(ChurnBucket::of(0.2999), ChurnBucket::Low);
+        assert_eq!(ChurnBucket::of(0.3), ChurnBucket::Medium);
+        assert_eq!(ChurnBucket::of(0.6999), ChurnBucket::Medium);
+        assert_eq!(ChurnBucket::of(0.7), ChurnBucket::High);
+        assert_eq!(ChurnBucket::of(f64::NAN), ChurnBucket::High);
+    }
+
+    #[test]
+    fn score_agrees_with_the_single_functions() {
+        let bg = BgNbdParams::new(0.243, 4.414, 0.793, 2.426).expect("valid");
+        let gg = GammaGammaParams::new(6.25, 3.74, 15.44).expect("valid");
+        let s = Summary::new(2.0, 30.43, 38.86, 30.0).expect("valid");
+        let got = score(&bg, &gg, &s, &ScoreOptions::default()).expect("defined");
+        // lifetimes 0.11.3 CLV for this customer (see gamma_gamma's tests).
+        assert!((got.clv - 175.77392400173167).abs() < 1e-8);
+        assert_eq!(got.p_alive, bg.p_alive(&s).expect("defined"));
+        assert_eq!(got.churn_bucket, ChurnBucket::of(got.churn_risk));
+        let bad = ScoreOptions {
+            horizon_days: f64::NAN,
+            ..ScoreOptions::default()
+        };
+        assert!(score(&bg, &gg, &s, &bad).is_err());
+    }
+}
