@@ -87,6 +87,10 @@ pub enum AuditCommand {
         /// hex, or the JSON of `audit public-key --json`).
         #[arg(long, allow_hyphen_values = true)]
         public_key: String,
+        /// For a consistency proof: the earlier signed head you hold (tree size `from`); its
+        /// signature, size and root must match the proof's `from` side.
+        #[arg(long)]
+        from_head: Option<PathBuf>,
     },
 }
 
@@ -536,15 +540,58 @@ fn check_consistency(
     ))
 }
 
+/// The checks of a consistency proof's `from` side against the earlier head held.
+fn check_from_head(proof: &ConsistencyProof, earlier: &SignedHead, key: &PublicKey) -> Vec<String> {
+    let mut failures = Vec::new();
+    if let Err(error) = earlier.verify(key) {
+        failures.push(format!(
+            "the earlier head (--from-head) does not verify: {error}"
+        ));
+    }
+    if earlier.tenant != proof.tenant {
+        failures.push(format!(
+            "the earlier head is tenant {}'s, the proof tenant {}'s",
+            earlier.tenant, proof.tenant
+        ));
+    }
+    if earlier.tree_size != proof.from {
+        failures.push(format!(
+            "the earlier head signs the tree of {} events and the proof starts from {} (ask for \
+             the proof from={})",
+            earlier.tree_size, proof.from, earlier.tree_size
+        ));
+    } else if earlier.root_hash != proof.from_root {
+        failures.push(format!(
+            "the proof's from_root {} is not the root {} of the earlier head signed {}: the \
+             tree of {} events was changed",
+            proof.from_root, earlier.root_hash, earlier.timestamp, proof.from
+        ));
+    }
+    failures
+}
+
 /// `audit check-proof`: no store is opened.
-pub fn check_proof(proof: &Path, head: &Path, public_key: &str, json: bool) -> Result<ExitCode> {
+pub fn check_proof(
+    proof: &Path,
+    head: &Path,
+    public_key: &str,
+    from_head: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
     let key = read_public_key(public_key)?;
     let head = read_head(head)?;
+    let earlier = from_head.map(read_head).transpose()?;
     let text = std::fs::read_to_string(proof)
         .with_context(|| format!("cannot read --proof {}", proof.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("--proof {} is not JSON", proof.display()))?;
     let inclusion = value.get("leaf_index").is_some();
+    if inclusion && earlier.is_some() {
+        bail!(
+            "--from-head is for consistency proofs; --proof {} is an inclusion proof",
+            proof.display()
+        );
+    }
     let kind = if inclusion {
         "inclusion"
     } else if value.get("from").is_some() && value.get("to").is_some() {
@@ -569,7 +616,29 @@ pub fn check_proof(proof: &Path, head: &Path, public_key: &str, json: bool) -> R
             let parsed: ConsistencyProof = serde_json::from_str(&text).with_context(|| {
                 format!("--proof {} is not a consistency proof", proof.display())
             })?;
-            check_consistency(&parsed, &head, &root)
+            let earlier_failures = earlier
+                .as_ref()
+                .map(|earlier| check_from_head(&parsed, earlier, &key))
+                .unwrap_or_default();
+            match check_consistency(&parsed, &head, &root) {
+                Ok(proved) if earlier_failures.is_empty() => Ok(match &earlier {
+                    Some(earlier) => format!(
+                        "tenant {}'s tree of {} events signed {} extends, unchanged, its tree of \
+                         {} events signed {}",
+                        head.tenant,
+                        head.tree_size,
+                        head.timestamp,
+                        earlier.tree_size,
+                        earlier.timestamp
+                    ),
+                    None => proved,
+                }),
+                Ok(_) => Err(earlier_failures),
+                Err(mut failures) => {
+                    failures.extend(earlier_failures);
+                    Err(failures)
+                }
+            }
         }
     };
     if json {

@@ -292,11 +292,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 proof,
                 head,
                 public_key,
+                from_head,
             },
         ..
     } = &cli.command
     {
-        return audit_heads::check_proof(proof, head, public_key, cli.json);
+        return audit_heads::check_proof(proof, head, public_key, from_head.as_deref(), cli.json);
     }
     let url =
         StoreUrl::resolve(cli.store.as_deref(), &cli.data_dir).context("--store / CRM_STORE")?;

@@ -964,6 +964,45 @@ async fn check_proof_accepts_good_proofs_and_refuses_flipped_ones_without_a_stor
         text(&output.stdout)
     );
 
+    // With the earlier head held: its signature, size and root must match the proof's start.
+    let with_from = |from_head: String| {
+        let (proof, head, key) = (good_consistency.clone(), head2.clone(), public.clone());
+        async move {
+            replay(&[
+                "audit",
+                "check-proof",
+                "--proof",
+                &proof,
+                "--head",
+                &head,
+                "--from-head",
+                &from_head,
+                "--public-key",
+                &key,
+                "--store",
+                "sqlite:///nonexistent/events.db",
+            ])
+            .await
+        }
+    };
+    let output = with_from(head1.clone()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("extends, unchanged, its tree of"),
+        "{}",
+        text(&output.stdout)
+    );
+    refused(&with_from(head2.clone()).await, "ask for the proof from=");
+    let mut forged: Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture.head1).expect("read head"))
+            .expect("head json");
+    forged["root_hash"] = Value::from(consistency.to_root.clone());
+    let forged = write("forged-head1.json", &forged);
+    refused(
+        &with_from(forged).await,
+        "earlier head (--from-head) does not verify",
+    );
+
     // The inclusion proof at size1 against the head at size2: cannot be checked there.
     let output = check(good_inclusion.clone(), head2.clone(), public.clone()).await;
     refused(&output, "cannot be checked against this head");
