@@ -12,6 +12,7 @@
 //!   its tenant for that projection (recorded, replayed in log order on the next set-up).
 //! - [`retention`]: the per-tenant retention rule and the decision who is due under it.
 
+pub mod analytics;
 pub mod asof;
 pub mod attribution;
 pub mod audit;

@@ -4,6 +4,7 @@
 //! summary. Exit codes: 0 done, 1 the check failed (a broken chain, an invalid import line),
 //! 2 the command could not run (bad arguments, an unreachable store).
 
+mod analytics;
 mod audit_heads;
 mod erase;
 mod export;
@@ -224,6 +225,12 @@ enum Command {
         #[command(subcommand)]
         command: audit_heads::AuditCommand,
     },
+    /// Customer analytics from the log as of a business time: RFM segments, and lifetime
+    /// value with churn risk (BG/NBD + Gamma-Gamma). Needs the master key, as `timeline`.
+    Analytics {
+        #[command(subcommand)]
+        command: analytics::AnalyticsCommand,
+    },
     /// Events, streams, types, positions, the store's size and projection positions.
     Stats {
         /// Only this tenant's events, streams and types.
@@ -318,6 +325,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Timeline { .. }
             | Command::Export { .. }
             | Command::Audit { .. }
+            | Command::Analytics { .. }
     );
     if let StoreUrl::Sqlite { path, .. } = &url
         && !path.exists()
@@ -424,6 +432,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Retention { tenant, dry_run } => retention::run(&ctx, &tenant, dry_run).await,
         Command::MigrateEncrypt { .. } => anyhow::bail!("migrate-encrypt opens its own stores"),
         Command::Stats { tenant } => stats::run(&ctx, tenant).await,
+        Command::Analytics { command } => analytics::run(&ctx, command)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Audit {
             signing_key_file,
             command,

@@ -1,0 +1,313 @@
+//! Analytics from the log (issue 17, first slice): every customer's BTYD summary in one
+//! currency as of a business time, folded from the tenant's log by the 360 view's own fold
+//! (so the figures are the 360's `rfm` figures, merges and refunds included), and the reports
+//! built on them with `crm-analytics`: RFM scores and segments, and the BG/NBD + Gamma-Gamma
+//! fit with each customer's P(alive), expected purchases, churn risk and CLV. Every report
+//! states what it was computed from: tenant, currency, evaluation time, the last log position
+//! read and the number of customers. The replay tool calls these; the API will call the same.
+
+use chrono::{DateTime, Utc};
+use crm_analytics::bgnbd::{self, FitOptions};
+use crm_analytics::score::{ScoreOptions, score};
+use crm_analytics::{AnalyticsError, Summary, gamma_gamma, rfm};
+use crm_core::envelope::{Position, TenantId};
+use crm_core::money::currency::Currency;
+use crm_core::store::{Scope, SharedStore};
+use serde::Serialize;
+
+use crate::asof::Cut;
+use crate::customer360::World;
+use crate::error::ProjectionError;
+use crate::event::ProjectedEvent;
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Read(#[from] ProjectionError),
+    #[error("analytics: {0}")]
+    Analytics(#[from] AnalyticsError),
+    /// Too few customers with purchases for the model.
+    #[error("{0}")]
+    TooFew(String),
+}
+
+/// What a report was computed from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Basis {
+    pub tenant: String,
+    pub currency: String,
+    /// The evaluation time: the events that occurred by then are counted (business time).
+    pub as_of: DateTime<Utc>,
+    /// The last log position read (the tenant's head when the report was made).
+    pub position: Position,
+    /// Customers with at least one purchase day in the currency by `as_of`.
+    pub customers: usize,
+}
+
+/// One customer's summary (time unit: days; money in the currency's units).
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerSummary {
+    pub customer_id: String,
+    pub frequency: f64,
+    pub recency: f64,
+    #[serde(rename = "T")]
+    pub t: f64,
+    pub monetary_value: f64,
+}
+
+/// Every customer's summary in `currency` as of `as_of`, from `tenant`'s log in `store` (a
+/// store that opens at least no personal field is enough: orders carry none).
+pub async fn summaries(
+    store: &SharedStore,
+    tenant: &TenantId,
+    currency: Currency,
+    as_of: DateTime<Utc>,
+) -> Result<(Basis, Vec<CustomerSummary>), ReportError> {
+    let cut = Cut::OccurredBy(as_of);
+    let scope = Scope::Tenant(tenant.clone());
+    let mut world = World::default();
+    let mut after = 0;
+    loop {
+        let batch = store
+            .read_all(&scope, after, 5_000)
+            .await
+            .map_err(ProjectionError::from)?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = last.position;
+        for event in batch {
+            if cut.contains(&event) {
+                world.apply(&ProjectedEvent::decode(event)?);
+            }
+        }
+    }
+    let digits = i32::from(currency.minor_digits());
+    let unit = 10f64.powi(digits);
+    let mut customers: Vec<CustomerSummary> = world
+        .customers
+        .values()
+        .filter(|customer| customer.merged_into.is_none())
+        .filter_map(|customer| {
+            let rfm = customer
+                .rfm(as_of)
+                .into_iter()
+                .find(|r| r.currency == currency)?;
+            Some(CustomerSummary {
+                customer_id: customer.customer_id.clone(),
+                frequency: rfm.frequency as f64,
+                recency: rfm.recency as f64,
+                t: rfm.t as f64,
+                monetary_value: rfm.monetary_value.minor_units as f64 / unit,
+            })
+        })
+        // A first purchase after the evaluation day cannot happen (the cut), but a clock
+        // skew between occurred_at and the day boundary could give T < 0: left out.
+        .filter(|s| s.t >= 0.0)
+        .collect();
+    customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let basis = Basis {
+        tenant: tenant.as_str().to_owned(),
+        currency: currency.code().to_owned(),
+        as_of,
+        position: after,
+        customers: customers.len(),
+    };
+    Ok((basis, customers))
+}
+
+fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
+    customers
+        .iter()
+        .map(|c| Summary::new(c.frequency, c.recency, c.t, c.monetary_value))
+        .collect::<Result<_, _>>()
+        .map_err(ReportError::from)
+}
+
+/// RFM: counts per segment and each customer's scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct RfmReport {
+    #[serde(flatten)]
+    pub basis: Basis,
+    pub segments: Vec<SegmentCount>,
+    pub scores: Vec<CustomerRfm>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentCount {
+    pub segment: &'static str,
+    pub customers: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerRfm {
+    pub customer_id: String,
+    pub r: u8,
+    pub f: u8,
+    pub m: u8,
+    pub code: u16,
+    pub segment: &'static str,
+}
+
+/// RFM scores by quintile over the customers with a purchase in `currency` by `as_of`.
+pub async fn rfm_report(
+    store: &SharedStore,
+    tenant: &TenantId,
+    currency: Currency,
+    as_of: DateTime<Utc>,
+) -> Result<RfmReport, ReportError> {
+    let (basis, customers) = summaries(store, tenant, currency, as_of).await?;
+    let scored = rfm::rfm(&model_input(&customers)?)?;
+    Ok(RfmReport {
+        basis,
+        segments: scored
+            .counts
+            .iter()
+            .map(|(segment, count)| SegmentCount {
+                segment: segment.name(),
+                customers: *count,
+            })
+            .collect(),
+        scores: customers
+            .iter()
+            .zip(&scored.scores)
+            .map(|(customer, score)| CustomerRfm {
+                customer_id: customer.customer_id.clone(),
+                r: score.r,
+                f: score.f,
+                m: score.m,
+                code: score.code(),
+                segment: score.segment().name(),
+            })
+            .collect(),
+    })
+}
+
+/// The fitted models, each customer's figures, and the options they were computed with.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClvReport {
+    #[serde(flatten)]
+    pub basis: Basis,
+    pub model: Model,
+    pub horizon_days: f64,
+    pub months: u32,
+    pub discount: f64,
+    pub scores: Vec<CustomerClv>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub bg_nbd: BgNbdModel,
+    pub gamma_gamma: GammaGammaModel,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BgNbdModel {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    pub log_likelihood: f64,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GammaGammaModel {
+    pub p: f64,
+    pub q: f64,
+    pub v: f64,
+    pub log_likelihood: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    /// Repeat buyers with a positive average value, the customers it was fitted on.
+    pub customers: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerClv {
+    pub customer_id: String,
+    pub p_alive: f64,
+    pub expected_purchases: f64,
+    pub churn_risk: f64,
+    pub churn_bucket: &'static str,
+    pub expected_average_value: f64,
+    pub clv: f64,
+}
+
+/// Customers a fit needs at least (BG/NBD has four parameters, Gamma-Gamma three).
+const MIN_CUSTOMERS: usize = 10;
+
+/// BG/NBD and Gamma-Gamma fitted by maximum likelihood (no penalizer) on the customers with a
+/// purchase in `currency` by `as_of`, and each customer's figures over `horizon_days` and a
+/// CLV over `months` at the monthly `discount`.
+pub async fn clv_report(
+    store: &SharedStore,
+    tenant: &TenantId,
+    currency: Currency,
+    as_of: DateTime<Utc>,
+    options: ScoreOptions,
+) -> Result<ClvReport, ReportError> {
+    let (basis, customers) = summaries(store, tenant, currency, as_of).await?;
+    let input = model_input(&customers)?;
+    let repeat = input
+        .iter()
+        .filter(|s| s.frequency > 0.0 && s.monetary_value > 0.0)
+        .count();
+    if input.len() < MIN_CUSTOMERS || repeat < MIN_CUSTOMERS {
+        return Err(ReportError::TooFew(format!(
+            "{} customers bought in {} by {} ({repeat} of them more than once): the models need \
+             at least {MIN_CUSTOMERS} of each",
+            input.len(),
+            basis.currency,
+            as_of.to_rfc3339()
+        )));
+    }
+    let fit_options = FitOptions::default();
+    let bg = bgnbd::fit(&input, &fit_options)?;
+    let gg = gamma_gamma::fit(&input, &fit_options)?;
+    let scores = customers
+        .iter()
+        .zip(&input)
+        .map(|(customer, summary)| {
+            let figures = score(&bg.params, &gg.params, summary, &options)?;
+            Ok(CustomerClv {
+                customer_id: customer.customer_id.clone(),
+                p_alive: figures.p_alive,
+                expected_purchases: figures.expected_purchases,
+                churn_risk: figures.churn_risk,
+                churn_bucket: figures.churn_bucket.name(),
+                expected_average_value: figures.expected_average_value,
+                clv: figures.clv,
+            })
+        })
+        .collect::<Result<Vec<_>, AnalyticsError>>()?;
+    Ok(ClvReport {
+        basis,
+        model: Model {
+            bg_nbd: BgNbdModel {
+                r: bg.params.r,
+                alpha: bg.params.alpha,
+                a: bg.params.a,
+                b: bg.params.b,
+                log_likelihood: bg.log_likelihood,
+                iterations: bg.iterations,
+                converged: bg.converged,
+            },
+            gamma_gamma: GammaGammaModel {
+                p: gg.params.p,
+                q: gg.params.q,
+                v: gg.params.v,
+                log_likelihood: gg.log_likelihood,
+                iterations: gg.iterations,
+                converged: gg.converged,
+                customers: gg.customers,
+            },
+        },
+        horizon_days: options.horizon_days,
+        months: options.months,
+        discount: options.discount,
+        scores,
+    })
+}
