@@ -194,18 +194,26 @@ impl Fixture {
     async fn verify_heads(&self, json: bool) -> Output {
         let heads = self.heads.display().to_string();
         let public = self.public_key.display().to_string();
+        let json: &[&str] = if json { &["--json"] } else { &[] };
+        self.verify_against_with(&heads, &public, json).await
+    }
+
+    /// `audit verify --tenant acme --head HEAD --public-key KEY`.
+    async fn verify_against(&self, head: &str, key: &str) -> Output {
+        self.verify_against_with(head, key, &[]).await
+    }
+
+    async fn verify_against_with(&self, head: &str, key: &str, more: &[&str]) -> Output {
         let mut args = vec![
             "verify",
             "--tenant",
             "acme",
             "--head",
-            &heads,
+            head,
             "--public-key",
-            &public,
+            key,
         ];
-        if json {
-            args.push("--json");
-        }
+        args.extend_from_slice(more);
         self.audit(&args, &[]).await
     }
 
@@ -610,20 +618,7 @@ async fn heads_under_another_key_or_with_a_flipped_signature_are_refused() {
         .await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let public = fixture.public_key.display().to_string();
-    let output = fixture
-        .audit(
-            &[
-                "verify",
-                "--tenant",
-                "acme",
-                "--head",
-                &out,
-                "--public-key",
-                &public,
-            ],
-            &[],
-        )
-        .await;
+    let output = fixture.verify_against(&out, &public).await;
     let shown = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{shown}");
     assert!(shown.starts_with("BROKEN: signature: "), "{shown}");
@@ -639,20 +634,7 @@ async fn heads_under_another_key_or_with_a_flipped_signature_are_refused() {
     let forged = fixture.dir.path().join("forged-head.json");
     std::fs::write(&forged, head.to_string()).expect("write");
     let forged_arg = forged.display().to_string();
-    let output = fixture
-        .audit(
-            &[
-                "verify",
-                "--tenant",
-                "acme",
-                "--head",
-                &forged_arg,
-                "--public-key",
-                &public,
-            ],
-            &[],
-        )
-        .await;
+    let output = fixture.verify_against(&forged_arg, &public).await;
     let shown = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{shown}");
     assert!(shown.contains("does not verify"), "{shown}");
