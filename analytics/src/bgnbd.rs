@@ -42,7 +42,7 @@
 use crate::AnalyticsError;
 use crate::optimize::nelder_mead;
 use crate::parallel::chunked_sum;
-use crate::special::{expit, hyp2f1, ln_gamma, log_add_exp};
+use crate::special::{expit, hyp2f1_scaled, ln_gamma, log_add_exp};
 use crate::summary::{Summary, validate_all};
 
 /// BG/NBD parameters (α in days).
@@ -183,8 +183,10 @@ impl BgNbdParams {
         let z = t / (alpha + big_t + t);
         let ln_one_minus_z = ((alpha + big_t) / (alpha + big_t + t)).ln();
         let c = a + b + x - 1.0;
-        let f = hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)?;
-        let second = 1.0 - ((a - 1.0) * ln_one_minus_z).exp() * f;
+        // (1 − z)^(a−1) · 2F1(…), in log space: the series may be huge where the factor is
+        // tiny.
+        let (f, scale) = hyp2f1_scaled(a + b - 1.0 - r, a - 1.0, c, z)?;
+        let second = 1.0 - ((a - 1.0) * ln_one_minus_z + scale).exp() * f;
         let v = c / (a - 1.0) * second;
         if v.is_finite() {
             Ok(v)

@@ -40,7 +40,7 @@ const MAX_TERMS: usize = 2_000_000;
 
 /// Gauss's hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1 and c not a
 /// non-positive integer.
-pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64, AnalyticsError> {
+pub fn hyp2f1_scaled(a: f64, b: f64, c: f64, z: f64) -> Result<(f64, f64), AnalyticsError> {
     if !(a.is_finite() && b.is_finite() && c.is_finite() && z.is_finite()) {
         return Err(AnalyticsError::InvalidArgument {
             name: "hyp2f1",
@@ -61,6 +61,10 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64, AnalyticsError> {
     }
     let mut sum = 1.0_f64;
     let mut term = 1.0_f64;
+    // The value is `sum · e^scale`: the partial sums are rescaled before they overflow, so a
+    // series whose terms grow huge before they fall still sums (its caller multiplies by a
+    // tiny factor, in log space).
+    let mut scale = 0.0_f64;
     // Past this index every factor of the term ratio keeps its sign.
     let settled = (-a).max(-b).max(-c).max(0.0).ceil() as usize + 1;
     for n in 0..MAX_TERMS {
@@ -68,10 +72,15 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64, AnalyticsError> {
         let ratio = (a + nf) * (b + nf) / ((c + nf) * (nf + 1.0)) * z;
         term *= ratio;
         if term == 0.0 {
-            return Ok(sum);
+            return Ok((sum, scale));
         }
         sum += term;
-        if !sum.is_finite() {
+        if sum.abs() > RESCALE || term.abs() > RESCALE {
+            sum /= RESCALE;
+            term /= RESCALE;
+            scale += RESCALE.ln();
+        }
+        if !sum.is_finite() || !term.is_finite() {
             return Err(AnalyticsError::Numerical("hyp2f1 series overflowed"));
         }
         // Past `settled` the ratios approach z monotonically, so none exceeds max(ρ_n, z).
@@ -79,13 +88,28 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64, AnalyticsError> {
         if n >= settled && bound < 1.0 {
             let tail = term.abs() * bound / (1.0 - bound);
             if 2.0 * tail <= 1e-16 * sum.abs() {
-                return Ok(sum);
+                return Ok((sum, scale));
             }
         }
     }
     Err(AnalyticsError::Numerical(
         "hyp2f1 series did not converge (z too close to 1)",
     ))
+}
+
+/// Partial sums are divided by this (and the scale raised) before they overflow.
+const RESCALE: f64 = 1e200;
+
+/// The Gauss hypergeometric function 2F1(a, b; c; z), as [`hyp2f1_scaled`] sums it; an error
+/// when the value itself does not fit an `f64`.
+pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64, AnalyticsError> {
+    let (sum, scale) = hyp2f1_scaled(a, b, c, z)?;
+    let value = sum * scale.exp();
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(AnalyticsError::Numerical("hyp2f1 exceeds the f64 range"))
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +132,22 @@ mod tests {
         let got = hyp2f1(0.7, 2.5, 2.5, 0.6).expect("converges");
         assert!(close(got, 0.4_f64.powf(-0.7), 1e-12));
         assert_eq!(hyp2f1(1.0, 1.0, 2.0, 0.0), Ok(1.0));
+    }
+
+    #[test]
+    fn a_series_that_grows_past_f64_before_it_falls_is_summed_scaled() {
+        // 2F1(a, b; b; z) = (1 - z)^-a: with a = 800, z = 0.9 the value is 10^800.
+        let (sum, scale) = hyp2f1_scaled(800.0, 2.5, 2.5, 0.9).expect("sums");
+        let ln_value = sum.ln() + scale;
+        let want = -800.0 * 0.1_f64.ln();
+        assert!(
+            (ln_value - want).abs() <= 1e-9 * want,
+            "{ln_value} vs {want}"
+        );
+        assert!(
+            hyp2f1(800.0, 2.5, 2.5, 0.9).is_err(),
+            "the value itself overflows"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `POST /v1/events` | ingest |
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
 //! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/cases`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
+//! | `GET /v1/analytics/rfm`, `/v1/analytics/clv` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -119,6 +120,8 @@ pub struct AppState {
     /// The key that signs tree heads; `None` on PostgreSQL when none was given (the head
     /// routes answer 503 saying so).
     pub signer: Option<Arc<HeadSigner>>,
+    /// Analytics reports kept until the tenant's log moves (`queries::analytics`).
+    pub analytics: crate::queries::analytics::Cache,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -213,6 +216,7 @@ pub async fn start_with_signing(
         closing: watch::channel(false).0,
         parked: crm_projections::parking::ParkedTenants::default(),
         signer,
+        analytics: Default::default(),
     });
     Ok(Running {
         state,
@@ -276,6 +280,8 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(queries::pipeline::pipeline))
         .routes(routes!(queries::pipeline::opportunities))
         .routes(routes!(queries::cases::cases))
+        .routes(routes!(queries::analytics::rfm))
+        .routes(routes!(queries::analytics::clv))
         .routes(routes!(queries::service::backlog))
         .routes(routes!(
             queries::service::sla_targets,

@@ -16,6 +16,7 @@ use crm_projections::customer360::{self, CustomerFilter};
 use crm_projections::timeline::{self, TimelinePage};
 use serde::{Deserialize, Serialize};
 
+pub mod analytics;
 pub mod cases;
 pub mod pipeline;
 pub mod projections;

@@ -33,7 +33,7 @@ pub enum ReportError {
 }
 
 /// What a report was computed from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Basis {
     pub tenant: String,
     pub currency: String,
@@ -134,13 +134,13 @@ pub struct RfmReport {
     pub scores: Vec<CustomerRfm>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SegmentCount {
     pub segment: &'static str,
     pub customers: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CustomerRfm {
     pub customer_id: String,
     pub r: u8,
@@ -196,13 +196,13 @@ pub struct ClvReport {
     pub scores: Vec<CustomerClv>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Model {
     pub bg_nbd: BgNbdModel,
     pub gamma_gamma: GammaGammaModel,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BgNbdModel {
     pub r: f64,
     pub alpha: f64,
@@ -213,7 +213,7 @@ pub struct BgNbdModel {
     pub converged: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GammaGammaModel {
     pub p: f64,
     pub q: f64,
@@ -225,7 +225,7 @@ pub struct GammaGammaModel {
     pub customers: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CustomerClv {
     pub customer_id: String,
     pub p_alive: f64,

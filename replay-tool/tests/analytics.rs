@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use crm_analytics::score::ScoreOptions;
 use crm_core::envelope::TenantId;
 use crm_core::money::currency::Currency;
@@ -41,73 +41,12 @@ fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
-fn day(n: i64) -> String {
-    let start = DateTime::parse_from_rfc3339("2025-01-01T10:00:00Z")
-        .expect("time")
-        .with_timezone(&Utc);
-    (start + Duration::days(n)).to_rfc3339()
-}
-
-fn order(customer: &str, order: &str, amount: &str, at: i64) -> Value {
-    json!({"type": "OrderPlaced", "occurred_at": day(at),
-           "data": {"customer_id": customer, "order_id": order, "amount": amount,
-                    "currency": "EUR"}})
-}
-
-/// 60 customers with varied histories (deterministic), plus the cases named in the tests.
-fn history() -> Vec<Value> {
-    let mut lines = Vec::new();
-    let mut seed = 42u64;
-    let mut next = move |modulo: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % modulo
-    };
-    for n in 0..60 {
-        let customer = format!("c-{n:02}");
-        lines.push(json!({"type": "CustomerRegistered", "occurred_at": day(0),
-            "data": {"customer_id": customer, "kind": "person", "name": format!("Customer {n}")}}));
-        let first = next(200) as i64;
-        let orders = 1 + next(8);
-        for k in 0..orders {
-            let at = first + (k as i64) * (1 + next(40) as i64);
-            let amount = format!("{}.{:02}", 5 + next(200), next(100));
-            lines.push(order(&customer, &format!("o-{k}"), &amount, at));
-        }
-    }
-    // The champion: bought every week of the year, much, and lately.
-    lines.push(json!({"type": "CustomerRegistered", "occurred_at": day(0),
-        "data": {"customer_id": "champion", "kind": "company", "name": "Big Buyer"}}));
-    for k in 0..52 {
-        lines.push(order("champion", &format!("o-{k}"), "950.00", 7 * k));
-    }
-    // The lost one: one small purchase long ago.
-    lines.push(json!({"type": "CustomerRegistered", "occurred_at": day(0),
-        "data": {"customer_id": "gone", "kind": "person", "name": "Once"}}));
-    lines.push(order("gone", "o-1", "5.00", 1));
-    // Free orders, a refund in full, and a merge: c-free's summary is hand-checked below.
-    lines.push(json!({"type": "CustomerRegistered", "occurred_at": day(0),
-        "data": {"customer_id": "c-free", "kind": "person", "name": "Sample"}}));
-    lines.push(order("c-free", "o-1", "40.00", 10));
-    lines.push(order("c-free", "o-2", "0.00", 20));
-    lines.push(order("c-free", "o-3", "30.00", 30));
-    lines.push(json!({"type": "OrderRefunded", "occurred_at": day(31),
-        "data": {"customer_id": "c-free", "order_id": "o-3", "amount": "30.00", "currency": "EUR"}}));
-    lines.push(json!({"type": "CustomerRegistered", "occurred_at": day(0),
-        "data": {"customer_id": "c-dup", "kind": "person", "name": "Sample again"}}));
-    lines.push(order("c-dup", "o-9", "12.00", 40));
-    lines.push(json!({"type": "CustomerMerged", "occurred_at": day(41),
-        "data": {"customer_id": "c-dup", "into_customer_id": "c-free"}}));
-    // Another currency never mixes in.
-    lines.push(json!({"type": "OrderPlaced", "occurred_at": day(50),
-        "data": {"customer_id": "c-free", "order_id": "o-usd", "amount": "999.00", "currency": "USD"}}));
-    lines
-}
-
 fn import(store: &str, dir: &Path) {
     let file = dir.join("history.jsonl");
-    let text: String = history().iter().map(|l| format!("{l}\n")).collect();
+    let text: String = crm_tests::analytics_data::history()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&file, text).expect("write");
     let output = replay(
         store,
@@ -291,7 +230,7 @@ async fn rfm_and_clv_come_from_the_log_and_equal_the_domain_decision() {
             "--currency",
             "EUR",
             "--as-of",
-            &day(15),
+            &crm_tests::analytics_data::day(15),
         ],
     ));
     assert!(

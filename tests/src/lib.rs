@@ -1,6 +1,7 @@
 //! crm-tests: helpers shared by the end-to-end and contract tests (fresh SQLite files, fresh
 //! PostgreSQL databases), the benchmark data set, and the `crm-bench` binary.
 
+pub mod analytics_data;
 pub mod api_bench;
 pub mod baseline;
 pub mod bench_data;

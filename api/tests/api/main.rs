@@ -2,6 +2,7 @@
 //! port, over real HTTP. One suite, written once in `suite.rs`, run on a fresh SQLite store
 //! and on a fresh PostgreSQL database; `fuzz.rs` sends random and malformed requests.
 
+mod analytics;
 mod errors;
 mod fixture;
 mod fuzz;
@@ -65,6 +66,9 @@ macro_rules! api {
                 the_pipeline_by_owner_and_as_of_a_past_time,
                 customers_are_found_by_the_digits_of_their_phone,
                 small_fixes_unassigned_partial_refunds_and_enum_values,
+            );
+            api!(@in analytics $backend $with:
+                analytics_answer_the_domain_decision_in_pages,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

@@ -1,0 +1,322 @@
+//! `GET /v1/analytics/rfm` and `GET /v1/analytics/clv` (analyst): the reports of
+//! `crm_projections::analytics` (the decision `crm-replay analytics` prints), in pages of
+//! customers by id. A report is kept per (tenant, report, currency, evaluation time) and served
+//! again until the tenant's log moves past the position it was computed at; a request without
+//! `as_of` is evaluated at the start of the current UTC day, so one fit serves a day.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use crm_analytics::score::ScoreOptions;
+use crm_core::envelope::TenantId;
+use crm_core::money::currency::Currency;
+use crm_core::store::{Scope, SharedStore};
+use crm_projections::analytics::{
+    Basis, ClvReport, CustomerClv, CustomerRfm, Model, ReportError, RfmReport, SegmentCount,
+    clv_report, rfm_report,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{page_size, parse_time};
+use crate::app::{AppState, SharedState};
+use crate::extract::{Caller, Params};
+use crate::keys::Role;
+use crate::problem::Problem;
+
+/// Reports kept at most (a full cache is emptied, then refilled by use).
+const KEPT: usize = 64;
+
+#[derive(Debug, Clone)]
+enum Kept {
+    Rfm(Arc<RfmReport>),
+    Clv(Arc<ClvReport>),
+}
+
+/// Reports computed, by (tenant, report and its options, currency, evaluation time).
+#[derive(Debug, Default)]
+pub struct Cache {
+    reports: Mutex<HashMap<(String, String, String, i64), Kept>>,
+}
+
+impl Cache {
+    fn get(&self, key: &(String, String, String, i64)) -> Option<Kept> {
+        self.reports.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: (String, String, String, i64), report: Kept) {
+        if let Ok(mut reports) = self.reports.lock() {
+            if reports.len() >= KEPT {
+                reports.clear();
+            }
+            reports.insert(key, report);
+        }
+    }
+}
+
+/// Whether `tenant` has an event after `position` (a kept report is then stale).
+async fn moved(store: &SharedStore, tenant: &TenantId, position: u64) -> Result<bool, Problem> {
+    let next = store
+        .read_all(&Scope::Tenant(tenant.clone()), position, 1)
+        .await?;
+    Ok(!next.is_empty())
+}
+
+/// The log as the read models read it: orders carry no personal field, none is opened.
+fn reader(state: &AppState) -> SharedStore {
+    Arc::new(
+        state
+            .private
+            .clone()
+            .opening_only(crm_projections::PERSONAL_FIELDS_READ),
+    )
+}
+
+impl From<ReportError> for Problem {
+    fn from(error: ReportError) -> Problem {
+        match error {
+            ReportError::Read(error) => Problem::from(error),
+            error @ (ReportError::TooFew(_) | ReportError::Analytics(_)) => {
+                Problem::unprocessable(error.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RfmParams {
+    /// The currency (ISO 4217): money is never summed across currencies.
+    currency: String,
+    /// RFC 3339: evaluate as of this time (business time); the start of the current UTC day
+    /// when absent.
+    #[param(format = DateTime)]
+    as_of: Option<String>,
+    /// The `next_after` of the previous page (a customer id).
+    after: Option<String>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ClvParams {
+    /// The currency (ISO 4217).
+    currency: String,
+    /// RFC 3339: evaluate and fit as of this time (business time); the start of the current
+    /// UTC day when absent.
+    #[param(format = DateTime)]
+    as_of: Option<String>,
+    /// Horizon of the expected purchases and the churn risk, in days (default 90).
+    #[param(minimum = 1, maximum = 36500)]
+    horizon_days: Option<u32>,
+    /// Months the CLV covers (default 12).
+    #[param(minimum = 1, maximum = 600)]
+    months: Option<u32>,
+    /// Monthly discount rate of the CLV, at least 0 and below 1 (default 0.01).
+    #[param(minimum = 0)]
+    discount: Option<f64>,
+    /// The `next_after` of the previous page (a customer id).
+    after: Option<String>,
+    /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+}
+
+fn currency(value: &str) -> Result<Currency, Problem> {
+    Currency::parse(value).map_err(|e| {
+        Problem::bad_request(format!("query string: currency={value:?}: {e}"))
+            .with("parameter", "currency")
+    })
+}
+
+fn as_of(value: &Option<String>) -> Result<DateTime<Utc>, Problem> {
+    match value {
+        Some(text) => parse_time("as_of", text),
+        None => Ok(Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()),
+    }
+}
+
+/// One page of `items` (sorted by customer id) after `after`.
+fn page<T: Clone>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+    after: &Option<String>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    let start = match after {
+        Some(after) => items.partition_point(|item| id(item) <= after.as_str()),
+        None => 0,
+    };
+    let end = (start + limit).min(items.len());
+    let next = (end < items.len() && end > start).then(|| id(&items[end - 1]).to_owned());
+    (items[start..end].to_vec(), next)
+}
+
+/// RFM over the tenant's customers with a purchase in the currency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RfmPage {
+    #[serde(flatten)]
+    basis: Basis,
+    /// Every segment with its number of customers (all pages).
+    segments: Vec<SegmentCount>,
+    /// This page's customers, by id.
+    items: Vec<CustomerRfm>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+}
+
+/// `GET /v1/analytics/rfm`.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/rfm",
+    operation_id = "getRfm",
+    tag = "analytics",
+    summary = "RFM scores and segments from the log, as of any time (role analyst)",
+    description = "R, F and M scored 1-5 by rank-based quintile over the customers with a purchase in the currency by `as_of`, the three-digit code and the named segment (docs/analytics.md), with the count per segment. The answer states its basis: tenant, currency, `as_of`, the last log position read and the number of customers.",
+    params(RfmParams),
+    responses(
+        (status = 200, description = "The segments and a page of customers.", body = RfmPage),
+        (status = 422, description = "The report cannot be computed from these customers.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn rfm(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<RfmParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Analyst], "read analytics")?;
+    let currency = currency(&params.currency)?;
+    let as_of = as_of(&params.as_of)?;
+    let limit = page_size(&state, params.limit)?;
+    let tenant = principal.tenant.clone();
+    let key = (
+        tenant.as_str().to_owned(),
+        "rfm".to_owned(),
+        currency.code().to_owned(),
+        as_of.timestamp_micros(),
+    );
+    let store = reader(&state);
+    let report = match state.analytics.get(&key) {
+        Some(Kept::Rfm(report)) if !moved(&store, &tenant, report.basis.position).await? => report,
+        _ => {
+            let report = Arc::new(rfm_report(&store, &tenant, currency, as_of).await?);
+            state.analytics.put(key, Kept::Rfm(report.clone()));
+            report
+        }
+    };
+    let (items, next_after) = page(&report.scores, |s| &s.customer_id, &params.after, limit);
+    Ok(Json(RfmPage {
+        basis: report.basis.clone(),
+        segments: report.segments.clone(),
+        items,
+        next_after,
+    })
+    .into_response())
+}
+
+/// The fitted models and a page of customers' figures.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClvPage {
+    #[serde(flatten)]
+    basis: Basis,
+    model: Model,
+    horizon_days: f64,
+    months: u32,
+    discount: f64,
+    /// This page's customers, by id.
+    items: Vec<CustomerClv>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+}
+
+/// `GET /v1/analytics/clv`.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/clv",
+    operation_id = "getClv",
+    tag = "analytics",
+    summary = "Lifetime value and churn risk: BG/NBD + Gamma-Gamma fitted on the log as of any time (role analyst)",
+    description = "BG/NBD and Gamma-Gamma fitted by maximum likelihood on the customers with a purchase in the currency by `as_of` (docs/analytics.md), and each customer's P(alive), expected purchases and churn risk over `horizon_days`, expected average value and CLV over `months` at the monthly `discount`. The fit is kept per tenant, currency and `as_of` until the tenant's log moves. 422 when fewer than 10 customers, or 10 repeat buyers, bought in the currency.",
+    params(ClvParams),
+    responses(
+        (status = 200, description = "The models and a page of customers.", body = ClvPage),
+        (status = 422, description = "Too few customers for the models, or a fit that cannot be made.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn clv(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<ClvParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Analyst], "read analytics")?;
+    let currency = currency(&params.currency)?;
+    let as_of = as_of(&params.as_of)?;
+    let limit = page_size(&state, params.limit)?;
+    let horizon_days = params.horizon_days.unwrap_or(90);
+    if !(1..=36_500).contains(&horizon_days) {
+        return Err(Problem::bad_request(format!(
+            "query string: horizon_days={horizon_days} is out of range; it must be 1 to 36500"
+        ))
+        .with("parameter", "horizon_days"));
+    }
+    let months = params.months.unwrap_or(12);
+    if !(1..=600).contains(&months) {
+        return Err(Problem::bad_request(format!(
+            "query string: months={months} is out of range; it must be 1 to 600"
+        ))
+        .with("parameter", "months"));
+    }
+    let discount = params.discount.unwrap_or(0.01);
+    if !(discount.is_finite() && (0.0..1.0).contains(&discount)) {
+        return Err(Problem::bad_request(format!(
+            "query string: discount={discount} is out of range; a monthly rate at least 0 and \
+             below 1"
+        ))
+        .with("parameter", "discount"));
+    }
+    let tenant = principal.tenant.clone();
+    let key = (
+        tenant.as_str().to_owned(),
+        format!("clv:{horizon_days}:{months}:{discount}"),
+        currency.code().to_owned(),
+        as_of.timestamp_micros(),
+    );
+    let store = reader(&state);
+    let report = match state.analytics.get(&key) {
+        Some(Kept::Clv(report)) if !moved(&store, &tenant, report.basis.position).await? => report,
+        _ => {
+            let options = ScoreOptions {
+                horizon_days: f64::from(horizon_days),
+                months,
+                discount,
+            };
+            let report = Arc::new(clv_report(&store, &tenant, currency, as_of, options).await?);
+            state.analytics.put(key, Kept::Clv(report.clone()));
+            report
+        }
+    };
+    let (items, next_after) = page(&report.scores, |s| &s.customer_id, &params.after, limit);
+    Ok(Json(ClvPage {
+        basis: report.basis.clone(),
+        model: report.model.clone(),
+        horizon_days: report.horizon_days,
+        months: report.months,
+        discount: report.discount,
+        items,
+        next_after,
+    })
+    .into_response())
+}
