@@ -2,15 +2,20 @@
 //! currency as of a business time, folded from the tenant's log by the 360 view's own fold
 //! (so the figures are the 360's `rfm` figures, merges and refunds included), and the reports
 //! built on them with `crm-analytics`: RFM scores and segments, and the BG/NBD + Gamma-Gamma
-//! fit with each customer's P(alive), expected purchases, churn risk and CLV. Every report
+//! fit with each customer's P(alive), expected purchases, churn risk and CLV; customer
+//! profitability by revenue decile (the 80/20 curve); cohorts by first-purchase month with
+//! retention and revenue month by month. Every report
 //! states what it was computed from: tenant, currency, evaluation time, the last log position
 //! read and the number of customers. The replay tool calls these; the API will call the same.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use crm_analytics::bgnbd::{self, FitOptions};
 use crm_analytics::score::{ScoreOptions, score};
 use crm_analytics::{AnalyticsError, Summary, gamma_gamma, rfm};
 use crm_core::envelope::{Position, TenantId};
+use crm_core::money::Money;
 use crm_core::money::currency::Currency;
 use crm_core::store::{Scope, SharedStore};
 use serde::Serialize;
@@ -30,6 +35,9 @@ pub enum ReportError {
     /// Too few customers with purchases for the model.
     #[error("{0}")]
     TooFew(String),
+    /// A total does not fit the amounts an answer carries (64-bit minor units).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// What a report was computed from.
@@ -64,25 +72,7 @@ pub async fn summaries(
     currency: Currency,
     as_of: DateTime<Utc>,
 ) -> Result<(Basis, Vec<CustomerSummary>), ReportError> {
-    let cut = Cut::OccurredBy(as_of);
-    let scope = Scope::Tenant(tenant.clone());
-    let mut world = World::default();
-    let mut after = 0;
-    loop {
-        let batch = store
-            .read_all(&scope, after, 5_000)
-            .await
-            .map_err(ProjectionError::from)?;
-        let Some(last) = batch.last() else {
-            break;
-        };
-        after = last.position;
-        for event in batch {
-            if cut.contains(&event) {
-                world.apply(&ProjectedEvent::decode(event)?);
-            }
-        }
-    }
+    let (world, after) = fold(store, tenant, as_of).await?;
     let digits = i32::from(currency.minor_digits());
     let unit = 10f64.powi(digits);
     let mut customers: Vec<CustomerSummary> = world
@@ -115,6 +105,35 @@ pub async fn summaries(
         customers: customers.len(),
     };
     Ok((basis, customers))
+}
+
+/// The tenant's customers folded from its log cut at `as_of` (business time), and the last
+/// position read.
+async fn fold(
+    store: &SharedStore,
+    tenant: &TenantId,
+    as_of: DateTime<Utc>,
+) -> Result<(World, Position), ReportError> {
+    let cut = Cut::OccurredBy(as_of);
+    let scope = Scope::Tenant(tenant.clone());
+    let mut world = World::default();
+    let mut after = 0;
+    loop {
+        let batch = store
+            .read_all(&scope, after, 5_000)
+            .await
+            .map_err(ProjectionError::from)?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = last.position;
+        for event in batch {
+            if cut.contains(&event) {
+                world.apply(&ProjectedEvent::decode(event)?);
+            }
+        }
+    }
+    Ok((world, after))
 }
 
 fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
@@ -309,5 +328,215 @@ pub async fn clv_report(
         months: options.months,
         discount: options.discount,
         scores,
+    })
+}
+
+/// Each customer's purchase days in `currency` (net value in minor units), merged customers
+/// under their survivor, sorted by customer id.
+async fn purchase_days(
+    store: &SharedStore,
+    tenant: &TenantId,
+    currency: Currency,
+    as_of: DateTime<Utc>,
+) -> Result<(Basis, Vec<(String, Vec<(NaiveDate, i64)>)>), ReportError> {
+    let (world, after) = fold(store, tenant, as_of).await?;
+    let mut customers: Vec<(String, Vec<(NaiveDate, i64)>)> = world
+        .customers
+        .values()
+        .filter(|customer| customer.merged_into.is_none())
+        .filter_map(|customer| {
+            let days = customer.purchase_days().remove(&currency)?;
+            (!days.is_empty()).then(|| (customer.customer_id.clone(), days))
+        })
+        .collect();
+    customers.sort_by(|a, b| a.0.cmp(&b.0));
+    let basis = Basis {
+        tenant: tenant.as_str().to_owned(),
+        currency: currency.code().to_owned(),
+        as_of,
+        position: after,
+        customers: customers.len(),
+    };
+    Ok((basis, customers))
+}
+
+/// An exact sum of minor units as a decimal amount of `currency`; an error past 64 bits.
+fn amount(sum: i128, currency: Currency) -> Result<String, ReportError> {
+    i64::try_from(sum)
+        .map(|minor| Money::new(minor, currency).to_decimal_string())
+        .map_err(|_| {
+            ReportError::TooLarge(format!(
+                "a revenue total exceeds the largest {} amount an answer carries",
+                currency.code()
+            ))
+        })
+}
+
+/// Customer profitability: the share of revenue by customer decile (the 80/20 curve).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProfitabilityReport {
+    #[serde(flatten)]
+    pub basis: Basis,
+    /// Net revenue of every customer counted (orders by `as_of`, net of their refunds).
+    pub revenue: String,
+    /// The share of revenue of the top 20% of customers by revenue.
+    pub top_20_percent_share: f64,
+    /// Deciles 1 (the top tenth of customers by revenue) to 10.
+    pub deciles: Vec<Decile>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Decile {
+    pub decile: u8,
+    pub customers: usize,
+    pub revenue: String,
+    /// Of the total revenue (0 when there is none).
+    pub share: f64,
+    /// Of the total, this decile and those above it.
+    pub cumulative_share: f64,
+}
+
+/// Customers ranked by net revenue in `currency` by `as_of` (ties by id), split into ten
+/// groups of as equal a size as the count allows (customers `⌊i n/10⌋ ..< ⌊(i+1) n/10⌋`).
+pub async fn profitability_report(
+    store: &SharedStore,
+    tenant: &TenantId,
+    currency: Currency,
+    as_of: DateTime<Utc>,
+) -> Result<ProfitabilityReport, ReportError> {
+    let (basis, customers) = purchase_days(store, tenant, currency, as_of).await?;
+    let mut revenues: Vec<(i128, &str)> = customers
+        .iter()
+        .map(|(id, days)| (days.iter().map(|(_, v)| i128::from(*v)).sum(), id.as_str()))
+        .collect();
+    revenues.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let total: i128 = revenues.iter().map(|(r, _)| r).sum();
+    let n = revenues.len();
+    let share = |part: i128| {
+        if total > 0 {
+            part as f64 / total as f64
+        } else {
+            0.0
+        }
+    };
+    let mut deciles = Vec::with_capacity(10);
+    let mut cumulative = 0i128;
+    for i in 0..10 {
+        let (from, to) = (i * n / 10, (i + 1) * n / 10);
+        let revenue: i128 = revenues[from..to].iter().map(|(r, _)| r).sum();
+        cumulative += revenue;
+        deciles.push(Decile {
+            decile: i as u8 + 1,
+            customers: to - from,
+            revenue: amount(revenue, currency)?,
+            share: share(revenue),
+            cumulative_share: share(cumulative),
+        });
+    }
+    let top = revenues[..(n * 2).div_ceil(10).min(n)]
+        .iter()
+        .map(|(r, _)| r)
+        .sum();
+    Ok(ProfitabilityReport {
+        basis,
+        revenue: amount(total, currency)?,
+        top_20_percent_share: share(top),
+        deciles,
+    })
+}
+
+/// Cohorts: customers by the month of their first purchase, and for each month since,
+/// how many bought again and what they spent.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CohortsReport {
+    #[serde(flatten)]
+    pub basis: Basis,
+    pub cohorts: Vec<Cohort>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Cohort {
+    /// The month of the first purchase, `YYYY-MM` (UTC).
+    pub cohort: String,
+    pub customers: usize,
+    /// Month 0 is the cohort's own month; one entry per month up to `as_of`'s.
+    pub months: Vec<CohortMonth>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CohortMonth {
+    pub months_since: u32,
+    /// Customers of the cohort with a purchase day in that month.
+    pub active: usize,
+    /// `active / customers`.
+    pub retention: f64,
+    /// Their purchase days' net value in that month.
+    pub revenue: String,
+}
+
+fn month_index(day: NaiveDate) -> i64 {
+    i64::from(day.year()) * 12 + i64::from(day.month0())
+}
+
+/// Cohorts by first-purchase month in `currency`, each followed month by month to `as_of`.
+pub async fn cohorts_report(
+    store: &SharedStore,
+    tenant: &TenantId,
+    currency: Currency,
+    as_of: DateTime<Utc>,
+) -> Result<CohortsReport, ReportError> {
+    let (basis, customers) = purchase_days(store, tenant, currency, as_of).await?;
+    let last = month_index(as_of.date_naive());
+    // cohort month → (customers, per month since: (active, revenue))
+    let mut cohorts: BTreeMap<i64, (usize, Vec<(usize, i128)>)> = BTreeMap::new();
+    for (_, days) in &customers {
+        let Some((first, _)) = days.first() else {
+            continue;
+        };
+        let start = month_index(*first);
+        let span = usize::try_from(last - start + 1).unwrap_or(0);
+        let cohort = cohorts
+            .entry(start)
+            .or_insert_with(|| (0, vec![(0, 0); span]));
+        cohort.0 += 1;
+        let mut seen = std::collections::BTreeSet::new();
+        for (day, value) in days {
+            let Ok(since) = usize::try_from(month_index(*day) - start) else {
+                continue;
+            };
+            let Some(month) = cohort.1.get_mut(since) else {
+                continue;
+            };
+            if seen.insert(since) {
+                month.0 += 1;
+            }
+            month.1 += i128::from(*value);
+        }
+    }
+    let mut out = Vec::with_capacity(cohorts.len());
+    for (start, (count, months)) in cohorts {
+        let year = start.div_euclid(12);
+        let month = start.rem_euclid(12) + 1;
+        let months = months
+            .into_iter()
+            .enumerate()
+            .map(|(since, (active, revenue))| {
+                Ok(CohortMonth {
+                    months_since: since as u32,
+                    active,
+                    retention: active as f64 / count as f64,
+                    revenue: amount(revenue, currency)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ReportError>>()?;
+        out.push(Cohort {
+            cohort: format!("{year:04}-{month:02}"),
+            customers: count,
+            months,
+        });
+    }
+    Ok(CohortsReport {
+        basis,
+        cohorts: out,
     })
 }

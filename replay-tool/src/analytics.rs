@@ -1,5 +1,6 @@
-//! `crm-replay analytics rfm|clv`: RFM segments, and the BG/NBD + Gamma-Gamma fit with each
-//! customer's P(alive), expected purchases, churn risk and CLV, computed from the log as of a
+//! `crm-replay analytics rfm|clv|profitability|cohorts`: RFM segments; the BG/NBD +
+//! Gamma-Gamma fit with each customer's P(alive), expected purchases, churn risk and CLV;
+//! revenue by customer decile; cohorts by first-purchase month; computed from the log as of a
 //! business time by `crm_projections::analytics` (the decision the API will serve too). The
 //! evaluation time defaults to the start of the current UTC day; every answer states its
 //! tenant, currency, evaluation time, last log position and number of customers.
@@ -10,7 +11,9 @@ use clap::Subcommand;
 use crm_analytics::score::ScoreOptions;
 use crm_core::envelope::TenantId;
 use crm_core::money::currency::Currency;
-use crm_projections::analytics::{Basis, clv_report, rfm_report};
+use crm_projections::analytics::{
+    Basis, clv_report, cohorts_report, profitability_report, rfm_report,
+};
 
 use crate::Ctx;
 use crate::output::outln;
@@ -40,6 +43,16 @@ pub enum AnalyticsCommand {
     },
     /// Fit BG/NBD and Gamma-Gamma by maximum likelihood and give each customer's P(alive),
     /// expected purchases and churn risk over the horizon, expected average value and CLV.
+    /// The share of revenue by customer decile (the 80/20 curve).
+    Profitability {
+        #[command(flatten)]
+        on: On,
+    },
+    /// Customers by month of first purchase: retention and revenue month by month.
+    Cohorts {
+        #[command(flatten)]
+        on: On,
+    },
     Clv {
         #[command(flatten)]
         on: On,
@@ -85,6 +98,53 @@ fn basis_line(what: &str, basis: &Basis) -> String {
 pub async fn run(ctx: &Ctx, command: AnalyticsCommand) -> Result<()> {
     let store = ctx.projection_store();
     match command {
+        AnalyticsCommand::Profitability { on } => {
+            let (tenant, currency, as_of) = resolve(&on)?;
+            let report = profitability_report(&store, &tenant, currency, as_of).await?;
+            if ctx.json {
+                outln!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            outln!("{}", basis_line("Profitability", &report.basis));
+            outln!(
+                "  revenue {} {}; the top 20% of customers bring {:.1}%",
+                report.revenue,
+                currency.code(),
+                report.top_20_percent_share * 100.0
+            );
+            for decile in &report.deciles {
+                outln!(
+                    "  decile {:>2}: {:>6} customers, {:>14} ({:.1}%, cumulative {:.1}%)",
+                    decile.decile,
+                    decile.customers,
+                    decile.revenue,
+                    decile.share * 100.0,
+                    decile.cumulative_share * 100.0
+                );
+            }
+        }
+        AnalyticsCommand::Cohorts { on } => {
+            let (tenant, currency, as_of) = resolve(&on)?;
+            let report = cohorts_report(&store, &tenant, currency, as_of).await?;
+            if ctx.json {
+                outln!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            outln!("{}", basis_line("Cohorts", &report.basis));
+            for cohort in &report.cohorts {
+                let retention: Vec<String> = cohort
+                    .months
+                    .iter()
+                    .map(|m| format!("{:.0}%", m.retention * 100.0))
+                    .collect();
+                outln!(
+                    "  {} ({} customers): {}",
+                    cohort.cohort,
+                    cohort.customers,
+                    retention.join(" ")
+                );
+            }
+        }
         AnalyticsCommand::Rfm { on } => {
             let (tenant, currency, as_of) = resolve(&on)?;
             let report = rfm_report(&store, &tenant, currency, as_of).await?;

@@ -240,6 +240,44 @@ async fn rfm_and_clv_come_from_the_log_and_equal_the_domain_decision() {
     );
     assert!(early["customers"].as_u64() > Some(0));
 
+    // Profitability and cohorts: the CLI's answers are the domain's.
+    for (report, expected) in [
+        (
+            "profitability",
+            serde_json::to_string(
+                &crm_projections::analytics::profitability_report(&reader, &tenant, eur, as_of)
+                    .await
+                    .expect("report"),
+            )
+            .expect("json"),
+        ),
+        (
+            "cohorts",
+            serde_json::to_string(
+                &crm_projections::analytics::cohorts_report(&reader, &tenant, eur, as_of)
+                    .await
+                    .expect("report"),
+            )
+            .expect("json"),
+        ),
+    ] {
+        let shown = json_of(&replay(
+            &store,
+            &[
+                "--json",
+                "analytics",
+                report,
+                "--currency",
+                "EUR",
+                "--as-of",
+                AS_OF,
+            ],
+        ));
+        let expected: Value = serde_json::from_str(&expected).expect("json");
+        assert!(shown == expected, "{report}: {shown}");
+        assert_eq!(shown["customers"], json!(63), "{report}");
+    }
+
     // Bad flags: exit 2 naming them.
     for (args, says) in [
         (vec!["analytics", "rfm", "--currency", "XYZ"], "--currency"),

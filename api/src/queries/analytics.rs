@@ -1,4 +1,4 @@
-//! `GET /v1/analytics/rfm` and `GET /v1/analytics/clv` (analyst): the reports of
+//! `GET /v1/analytics/rfm`, `/clv`, `/profitability` and `/cohorts` (analyst): the reports of
 //! `crm_projections::analytics` (the decision `crm-replay analytics` prints), in pages of
 //! customers by id. A report is kept per (tenant, report, currency, evaluation time) and served
 //! again until the tenant's log moves past the position it was computed at; a request without
@@ -16,8 +16,9 @@ use crm_core::envelope::TenantId;
 use crm_core::money::currency::Currency;
 use crm_core::store::{Scope, SharedStore};
 use crm_projections::analytics::{
-    Basis, ClvReport, CustomerClv, CustomerRfm, Model, ReportError, RfmReport, SegmentCount,
-    clv_report, rfm_report,
+    Basis, ClvReport, CohortsReport, CustomerClv, CustomerRfm, Model, ProfitabilityReport,
+    ReportError, RfmReport, SegmentCount, clv_report, cohorts_report, profitability_report,
+    rfm_report,
 };
 use serde::{Deserialize, Serialize};
 
@@ -79,9 +80,9 @@ impl From<ReportError> for Problem {
     fn from(error: ReportError) -> Problem {
         match error {
             ReportError::Read(error) => Problem::from(error),
-            error @ (ReportError::TooFew(_) | ReportError::Analytics(_)) => {
-                Problem::unprocessable(error.to_string())
-            }
+            error @ (ReportError::TooFew(_)
+            | ReportError::TooLarge(_)
+            | ReportError::Analytics(_)) => Problem::unprocessable(error.to_string()),
         }
     }
 }
@@ -319,4 +320,68 @@ pub async fn clv(
         next_after,
     })
     .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BasisParams {
+    /// The currency (ISO 4217): money is never summed across currencies.
+    currency: String,
+    /// RFC 3339: evaluate as of this time (business time); the start of the current UTC day
+    /// when absent.
+    #[param(format = DateTime)]
+    as_of: Option<String>,
+}
+
+/// `GET /v1/analytics/profitability`.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/profitability",
+    operation_id = "getProfitability",
+    tag = "analytics",
+    summary = "Customer profitability: the share of revenue by customer decile, the 80/20 curve (role analyst)",
+    description = "Customers with a purchase in the currency by `as_of`, ranked by net revenue (orders net of their refunds) and split into ten groups: each decile's customers, revenue, share and cumulative share, and the top 20%'s share.",
+    params(BasisParams),
+    responses(
+        (status = 200, description = "The deciles.", body = ProfitabilityReport),
+        (status = 422, description = "A total exceeds the amounts an answer carries.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn profitability(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<BasisParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Analyst], "read analytics")?;
+    let currency = currency(&params.currency)?;
+    let as_of = as_of(&params.as_of)?;
+    let report = profitability_report(&reader(&state), &principal.tenant, currency, as_of).await?;
+    Ok(Json(report).into_response())
+}
+
+/// `GET /v1/analytics/cohorts`.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/cohorts",
+    operation_id = "getCohorts",
+    tag = "analytics",
+    summary = "Cohorts by month of first purchase: retention and revenue month by month (role analyst)",
+    description = "Customers grouped by the UTC month of their first purchase day in the currency; for each month since, up to `as_of`'s month, how many of them had a purchase day (retention) and the net value of those days.",
+    params(BasisParams),
+    responses(
+        (status = 200, description = "The cohorts.", body = CohortsReport),
+        (status = 422, description = "A total exceeds the amounts an answer carries.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn cohorts(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<BasisParams>,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[Role::Analyst], "read analytics")?;
+    let currency = currency(&params.currency)?;
+    let as_of = as_of(&params.as_of)?;
+    let report = cohorts_report(&reader(&state), &principal.tenant, currency, as_of).await?;
+    Ok(Json(report).into_response())
 }

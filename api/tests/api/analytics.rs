@@ -175,3 +175,109 @@ pub async fn analytics_answer_the_domain_decision_in_pages<F: Future<Output = Op
         .await
         .problem(422, &["at least 10"]);
 }
+
+/// Ten customers with 100.00 to 1,000.00 of revenue: one per decile, exact shares; cohorts by
+/// first-purchase month with their retention and revenue month by month.
+pub async fn profitability_and_cohorts_are_exact<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let mut events = Vec::new();
+    for n in 1..=10u32 {
+        let customer = format!("p-{n:02}");
+        events.push(json!({"type": "CustomerRegistered",
+            "data": {"customer_id": customer, "kind": "company", "name": format!("P{n}")}}));
+        // p-01..p-05 first buy in January 2025, p-06..p-10 in February.
+        let first = if n <= 5 {
+            "2025-01-10T10:00:00Z"
+        } else {
+            "2025-02-10T10:00:00Z"
+        };
+        events.push(json!({"type": "OrderPlaced", "occurred_at": first,
+            "data": {"customer_id": customer, "order_id": "o-1",
+                     "amount": format!("{}.00", n * 100 - 10), "currency": "EUR"}}));
+        // Every even customer buys 10.00 more in March 2025.
+        if n % 2 == 0 {
+            events.push(
+                json!({"type": "OrderPlaced", "occurred_at": "2025-03-05T10:00:00Z",
+                "data": {"customer_id": customer, "order_id": "o-2", "amount": "10.00",
+                         "currency": "EUR"}}),
+            );
+        }
+        // Every odd one's 10.00 March order is refunded in full: not a purchase day.
+        if n % 2 == 1 {
+            events.push(
+                json!({"type": "OrderPlaced", "occurred_at": "2025-03-06T10:00:00Z",
+                "data": {"customer_id": customer, "order_id": "o-2", "amount": "10.00",
+                         "currency": "EUR"}}),
+            );
+            events.push(
+                json!({"type": "OrderRefunded", "occurred_at": "2025-03-07T10:00:00Z",
+                "data": {"customer_id": customer, "order_id": "o-2", "amount": "10.00",
+                         "currency": "EUR"}}),
+            );
+        }
+    }
+    app.ingest(Value::Array(events)).await.ok();
+    let as_of = "2025-03-31T00:00:00Z";
+
+    let answer = app
+        .get(&format!(
+            "/v1/analytics/profitability?currency=EUR&as_of={as_of}"
+        ))
+        .await;
+    let report = answer.ok();
+    assert_eq!(report["customers"], json!(10));
+    // Revenues: even n: n·100 − 10 + 10 = n·100; odd n: n·100 − 10. Total 5,500 − 50.
+    assert_eq!(report["revenue"], json!("5450.00"));
+    let deciles = report["deciles"].as_array().expect("deciles");
+    assert_eq!(deciles.len(), 10);
+    assert_eq!(deciles[0]["revenue"], json!("1000.00"), "p-10 first");
+    assert_eq!(deciles[1]["revenue"], json!("890.00"), "p-09");
+    assert_eq!(deciles[9]["revenue"], json!("90.00"), "p-01 last");
+    assert!(deciles.iter().all(|d| d["customers"] == json!(1)));
+    let top = report["top_20_percent_share"].as_f64().expect("share");
+    assert!((top - 1890.0 / 5450.0).abs() < 1e-12, "{top}");
+    let last = deciles[9]["cumulative_share"].as_f64().expect("cumulative");
+    assert!((last - 1.0).abs() < 1e-12);
+
+    let answer = app
+        .get(&format!("/v1/analytics/cohorts?currency=EUR&as_of={as_of}"))
+        .await;
+    let cohorts = answer.ok()["cohorts"].as_array().expect("cohorts").clone();
+    assert_eq!(cohorts.len(), 2);
+    let january = &cohorts[0];
+    assert_eq!(january["cohort"], json!("2025-01"));
+    assert_eq!(january["customers"], json!(5));
+    let months = january["months"].as_array().expect("months");
+    assert_eq!(months.len(), 3, "January, February, March");
+    assert_eq!(
+        (months[0]["active"].clone(), months[0]["retention"].clone()),
+        (json!(5), json!(1.0))
+    );
+    assert_eq!(months[1]["active"], json!(0));
+    // March: p-02 and p-04 bought again; p-01, p-03 and p-05 were refunded in full.
+    assert_eq!(months[2]["active"], json!(2));
+    assert_eq!(months[2]["retention"], json!(0.4));
+    assert_eq!(months[2]["revenue"], json!("20.00"));
+    let february = &cohorts[1];
+    assert_eq!(february["cohort"], json!("2025-02"));
+    let months = february["months"].as_array().expect("months");
+    assert_eq!(months.len(), 2);
+    assert_eq!(
+        months[0]["revenue"],
+        json!("3950.00"),
+        "590 + 690 + 790 + 890 + 990"
+    );
+    assert_eq!(months[1]["active"], json!(3), "p-06, p-08, p-10");
+    app.get("/v1/analytics/cohorts")
+        .await
+        .problem(400, &["currency"]);
+    app.get_as(
+        TENANT,
+        Role::Ingest,
+        "/v1/analytics/profitability?currency=EUR",
+    )
+    .await
+    .problem(403, &[]);
+}

@@ -69,6 +69,7 @@ macro_rules! api {
             );
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,
+                profitability_and_cohorts_are_exact,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

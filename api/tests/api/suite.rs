@@ -1467,7 +1467,9 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/audit/inclusion" => vec![format!("?stream=customer-{id}&revision=0")],
             // Customer ids and figures: nothing personal.
             "/v1/analytics/rfm" => vec!["?currency=EUR".into()],
-            "/v1/analytics/clv" => vec!["?currency=EUR".into()],
+            "/v1/analytics/clv" | "/v1/analytics/profitability" | "/v1/analytics/cohorts" => {
+                vec!["?currency=EUR".into()]
+            }
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {

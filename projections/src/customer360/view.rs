@@ -213,11 +213,10 @@ impl Customer360 {
         figures
     }
 
-    /// Recency, frequency, T and monetary value per currency, evaluated at `at`. A day is a
-    /// purchase day when it has at least one order not fully refunded (a free order cannot be
-    /// refunded, so it counts); its value is the day's net amount (0 for a free order). Where
-    /// nothing is refunded this is how `lifetimes` summarises transactions.
-    pub fn rfm(&self, at: DateTime<Utc>) -> Vec<Rfm> {
+    /// Per currency, the purchase days in order with their net value (minor units): a day
+    /// with at least one order not fully refunded (a free order cannot be refunded, so it
+    /// counts), worth the day's orders net of their refunds.
+    pub fn purchase_days(&self) -> BTreeMap<Currency, Vec<(NaiveDate, i64)>> {
         // Per currency and day: (an order not fully refunded, the day's net amount).
         let mut days: BTreeMap<Currency, BTreeMap<NaiveDate, (bool, i64)>> = BTreeMap::new();
         for order in self.orders.values() {
@@ -231,14 +230,27 @@ impl Customer360 {
             day.0 |= kept;
             day.1 = day.1.saturating_add(net);
         }
-        let evaluation_day = at.date_naive();
         days.into_iter()
-            .filter_map(|(currency, days)| {
-                let purchase: Vec<(NaiveDate, i64)> = days
+            .map(|(currency, days)| {
+                let purchase = days
                     .into_iter()
                     .filter(|(_, (kept, _))| *kept)
                     .map(|(day, (_, total))| (day, total))
                     .collect();
+                (currency, purchase)
+            })
+            .collect()
+    }
+
+    /// Recency, frequency, T and monetary value per currency, evaluated at `at`. A day is a
+    /// purchase day when it has at least one order not fully refunded (a free order cannot be
+    /// refunded, so it counts); its value is the day's net amount (0 for a free order). Where
+    /// nothing is refunded this is how `lifetimes` summarises transactions.
+    pub fn rfm(&self, at: DateTime<Utc>) -> Vec<Rfm> {
+        let evaluation_day = at.date_naive();
+        self.purchase_days()
+            .into_iter()
+            .filter_map(|(currency, purchase)| {
                 let (first, _) = *purchase.first()?;
                 let (last, _) = *purchase.last()?;
                 let repeat = &purchase[1..];
