@@ -19,6 +19,50 @@ pub struct ScoreOptions {
     pub discount: f64,
 }
 
+/// A score option outside its range: which one, the value given and the range allowed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{parameter}={value} is out of range; it must be {rule}")]
+pub struct OutOfRange {
+    /// `horizon_days`, `months` or `discount`.
+    pub parameter: &'static str,
+    pub value: String,
+    pub rule: &'static str,
+}
+
+impl ScoreOptions {
+    /// The options if each is in range: a horizon above 0 and at most 36,500 days, 1 to 600
+    /// months, a monthly discount at least 0 and below 1. The one decision behind the API's
+    /// parameters and the replay tool's flags.
+    pub fn checked(horizon_days: f64, months: u32, discount: f64) -> Result<Self, OutOfRange> {
+        if !(horizon_days.is_finite() && horizon_days > 0.0 && horizon_days <= 36_500.0) {
+            return Err(OutOfRange {
+                parameter: "horizon_days",
+                value: horizon_days.to_string(),
+                rule: "above 0 and at most 36500 (days)",
+            });
+        }
+        if !(1..=600).contains(&months) {
+            return Err(OutOfRange {
+                parameter: "months",
+                value: months.to_string(),
+                rule: "1 to 600",
+            });
+        }
+        if !(discount.is_finite() && (0.0..1.0).contains(&discount)) {
+            return Err(OutOfRange {
+                parameter: "discount",
+                value: discount.to_string(),
+                rule: "at least 0 and below 1 (a monthly rate)",
+            });
+        }
+        Ok(ScoreOptions {
+            horizon_days,
+            months,
+            discount,
+        })
+    }
+}
+
 impl Default for ScoreOptions {
     fn default() -> Self {
         ScoreOptions {
@@ -90,6 +134,26 @@ pub fn score(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_out_of_range_are_named() {
+        assert_eq!(
+            ScoreOptions::checked(90.0, 12, 0.01),
+            Ok(ScoreOptions::default())
+        );
+        for (h, m, d, name) in [
+            (0.0, 12, 0.01, "horizon_days"),
+            (f64::NAN, 12, 0.01, "horizon_days"),
+            (36_501.0, 12, 0.01, "horizon_days"),
+            (90.0, 0, 0.01, "months"),
+            (90.0, 601, 0.01, "months"),
+            (90.0, 12, 1.0, "discount"),
+            (90.0, 12, -0.1, "discount"),
+        ] {
+            let error = ScoreOptions::checked(h, m, d).expect_err(name);
+            assert_eq!(error.parameter, name);
+        }
+    }
 
     #[test]
     fn buckets_at_the_documented_edges() {

@@ -5,7 +5,7 @@
 //! evaluation time defaults to the start of the current UTC day; every answer states its
 //! tenant, currency, evaluation time, last log position and number of customers.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use crm_analytics::score::ScoreOptions;
@@ -163,21 +163,15 @@ pub async fn run(ctx: &Ctx, command: AnalyticsCommand) -> Result<()> {
             months,
             discount,
         } => {
-            if !(horizon_days.is_finite() && horizon_days > 0.0 && horizon_days <= 36_500.0) {
-                bail!("--horizon-days must be above 0 and at most 36500, got {horizon_days}");
-            }
-            if !(1..=600).contains(&months) {
-                bail!("--months must be 1 to 600, got {months}");
-            }
-            if !(discount.is_finite() && (0.0..1.0).contains(&discount)) {
-                bail!("--discount must be at least 0 and below 1 (a monthly rate), got {discount}");
-            }
+            let options = ScoreOptions::checked(horizon_days, months, discount).map_err(|e| {
+                anyhow::anyhow!(
+                    "--{} must be {}, got {}",
+                    e.parameter.replace('_', "-"),
+                    e.rule,
+                    e.value
+                )
+            })?;
             let (tenant, currency, as_of) = resolve(&on)?;
-            let options = ScoreOptions {
-                horizon_days,
-                months,
-                discount,
-            };
             let report = clv_report(&store, &tenant, currency, as_of, options).await?;
             if ctx.json {
                 outln!("{}", serde_json::to_string(&report)?);

@@ -43,9 +43,29 @@ pub struct Cache {
     reports: Mutex<HashMap<(String, String, String, i64), Kept>>,
 }
 
+impl Kept {
+    /// The log position the report was computed at.
+    fn position(&self) -> u64 {
+        match self {
+            Kept::Rfm(report) => report.basis.position,
+            Kept::Clv(report) => report.basis.position,
+        }
+    }
+}
+
 impl Cache {
-    fn get(&self, key: &(String, String, String, i64)) -> Option<Kept> {
-        self.reports.lock().ok()?.get(key).cloned()
+    /// The report kept for `key`, unless the tenant's log has moved past it.
+    async fn fresh(
+        &self,
+        key: &(String, String, String, i64),
+        store: &SharedStore,
+        tenant: &TenantId,
+    ) -> Result<Option<Kept>, Problem> {
+        let kept = self.reports.lock().ok().and_then(|r| r.get(key).cloned());
+        match kept {
+            Some(kept) if !moved(store, tenant, kept.position()).await? => Ok(Some(kept)),
+            _ => Ok(None),
+        }
     }
 
     fn put(&self, key: (String, String, String, i64), report: Kept) {
@@ -209,8 +229,8 @@ pub async fn rfm(
         as_of.timestamp_micros(),
     );
     let store = reader(&state);
-    let report = match state.analytics.get(&key) {
-        Some(Kept::Rfm(report)) if !moved(&store, &tenant, report.basis.position).await? => report,
+    let report = match state.analytics.fresh(&key, &store, &tenant).await? {
+        Some(Kept::Rfm(report)) => report,
         _ => {
             let report = Arc::new(rfm_report(&store, &tenant, currency, as_of).await?);
             state.analytics.put(key, Kept::Rfm(report.clone()));
@@ -266,44 +286,29 @@ pub async fn clv(
     let currency = currency(&params.currency)?;
     let as_of = as_of(&params.as_of)?;
     let limit = page_size(&state, params.limit)?;
-    let horizon_days = params.horizon_days.unwrap_or(90);
-    if !(1..=36_500).contains(&horizon_days) {
-        return Err(Problem::bad_request(format!(
-            "query string: horizon_days={horizon_days} is out of range; it must be 1 to 36500"
-        ))
-        .with("parameter", "horizon_days"));
-    }
-    let months = params.months.unwrap_or(12);
-    if !(1..=600).contains(&months) {
-        return Err(Problem::bad_request(format!(
-            "query string: months={months} is out of range; it must be 1 to 600"
-        ))
-        .with("parameter", "months"));
-    }
-    let discount = params.discount.unwrap_or(0.01);
-    if !(discount.is_finite() && (0.0..1.0).contains(&discount)) {
-        return Err(Problem::bad_request(format!(
-            "query string: discount={discount} is out of range; a monthly rate at least 0 and \
-             below 1"
-        ))
-        .with("parameter", "discount"));
-    }
+    let defaults = ScoreOptions::default();
+    let options = ScoreOptions::checked(
+        params.horizon_days.map_or(defaults.horizon_days, f64::from),
+        params.months.unwrap_or(defaults.months),
+        params.discount.unwrap_or(defaults.discount),
+    )
+    .map_err(|e| {
+        Problem::bad_request(format!("query string: {e}")).with("parameter", e.parameter)
+    })?;
     let tenant = principal.tenant.clone();
     let key = (
         tenant.as_str().to_owned(),
-        format!("clv:{horizon_days}:{months}:{discount}"),
+        format!(
+            "clv:{}:{}:{}",
+            options.horizon_days, options.months, options.discount
+        ),
         currency.code().to_owned(),
         as_of.timestamp_micros(),
     );
     let store = reader(&state);
-    let report = match state.analytics.get(&key) {
-        Some(Kept::Clv(report)) if !moved(&store, &tenant, report.basis.position).await? => report,
+    let report = match state.analytics.fresh(&key, &store, &tenant).await? {
+        Some(Kept::Clv(report)) => report,
         _ => {
-            let options = ScoreOptions {
-                horizon_days: f64::from(horizon_days),
-                months,
-                discount,
-            };
             let report = Arc::new(clv_report(&store, &tenant, currency, as_of, options).await?);
             state.analytics.put(key, Kept::Clv(report.clone()));
             report
