@@ -178,6 +178,56 @@ pub fn rfm(summaries: &[Summary]) -> Result<Rfm, AnalyticsError> {
     Ok(Rfm { scores, counts })
 }
 
+/// The R, F and M values of a population, sorted, to score any customer against it: a
+/// member gets exactly the score [`rfm`] gives it; a customer evaluated later than the
+/// population (the 360 view scored with the day's population) is ranked among its members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Population {
+    r: Vec<f64>,
+    f: Vec<f64>,
+    m: Vec<f64>,
+}
+
+impl Population {
+    /// The population of `summaries` (validated; it may be empty, then every score is 1).
+    pub fn new(summaries: &[Summary]) -> Result<Self, AnalyticsError> {
+        validate_all(summaries)?;
+        let sorted = |key: fn(&Summary) -> f64| {
+            let mut values: Vec<f64> = summaries.iter().map(key).collect();
+            values.sort_by(f64::total_cmp);
+            values
+        };
+        Ok(Population {
+            r: sorted(|s| s.recency - s.t),
+            f: sorted(|s| s.frequency),
+            m: sorted(|s| s.monetary_value),
+        })
+    }
+
+    /// Customers in the population.
+    pub fn len(&self) -> usize {
+        self.r.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.r.is_empty()
+    }
+
+    /// `s` scored by rank among the population: 1 + ⌊5 L / n⌋ with L the members strictly
+    /// worse, at most 5.
+    pub fn score(&self, s: &Summary) -> RfmScore {
+        let rank = |sorted: &[f64], v: f64| {
+            let below = sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+            (1 + (5 * below) / sorted.len().max(1)).min(5) as u8
+        };
+        RfmScore {
+            r: rank(&self.r, s.recency - s.t),
+            f: rank(&self.f, s.frequency),
+            m: rank(&self.m, s.monetary_value),
+        }
+    }
+}
+
 /// 1 + ⌊5 L / n⌋ with L the number of strictly smaller values (values must be finite).
 pub fn quintile_scores(values: &[f64]) -> Vec<u8> {
     let mut sorted = values.to_vec();
@@ -238,6 +288,45 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), Segment::ALL.len(), "every segment is reachable");
+    }
+
+    #[test]
+    fn a_population_scores_its_members_as_rfm_does_and_ranks_newcomers() {
+        let s = |x: f64, tx: f64, t: f64, m: f64| Summary::new(x, tx, t, m).expect("valid");
+        let customers: Vec<Summary> = (0..37)
+            .map(|i| {
+                let i = f64::from(i);
+                s(
+                    i % 7.0,
+                    (i * 3.0) % 50.0 + i % 7.0,
+                    60.0 + (i * 5.0) % 40.0,
+                    (i * 11.0) % 23.0,
+                )
+            })
+            .map(|c| {
+                if c.frequency == 0.0 {
+                    s(0.0, 0.0, c.t, 0.0)
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let population = Population::new(&customers).expect("valid");
+        let scored = rfm(&customers).expect("valid");
+        for (customer, expected) in customers.iter().zip(&scored.scores) {
+            assert_eq!(population.score(customer), *expected);
+        }
+        assert_eq!(population.len(), 37);
+        // Better than everyone on every measure: 555; worse than everyone: 111.
+        assert_eq!(population.score(&s(100.0, 999.0, 999.0, 1e6)).code(), 555);
+        assert_eq!(population.score(&s(0.0, 0.0, 1e5, 0.0)).code(), 111);
+        assert_eq!(
+            Population::new(&[])
+                .expect("empty")
+                .score(&customers[0])
+                .code(),
+            111
+        );
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct AppState {
     pub signer: Option<Arc<HeadSigner>>,
     /// Analytics reports kept until the tenant's log moves (`queries::analytics`).
     pub analytics: crate::queries::analytics::Cache,
+    /// The day's BG/NBD + Gamma-Gamma fits and RFM populations per tenant and currency, for
+    /// the 360 view's analytics and the churn filter (`crm_projections::analytics::fit`).
+    pub fits: Arc<crm_projections::analytics::fit::Fits>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -217,6 +220,7 @@ pub async fn start_with_signing(
         parked: crm_projections::parking::ParkedTenants::default(),
         signer,
         analytics: Default::default(),
+        fits: Default::default(),
     });
     Ok(Running {
         state,

@@ -9,8 +9,10 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use crm_analytics::score::{ChurnBucket, ScoreOptions};
 use crm_core::catalog::personal_fields;
 use crm_core::envelope::Position;
+use crm_projections::analytics::fit::{self, CustomerAnalytics};
 use crm_projections::asof::{Cut, customer_as_of};
 use crm_projections::customer360::{self, CustomerFilter};
 use crm_projections::timeline::{self, TimelinePage};
@@ -153,6 +155,7 @@ pub struct CustomerParams {
     operation_id = "getCustomer",
     tag = "customers",
     summary = "The customer 360 view, live or as of a past moment (role analyst)",
+    description = "With `analytics`: per currency the customer bought in, its RFM code and segment, P(alive), expected purchases and churn risk over 90 days, expected average value and CLV over 12 months at 1% a month, evaluated at the view's time under the fit of that time's UTC day (docs/analytics.md), and the fit used.",
     params(crate::extract::IdParam, CustomerParams),
     responses((status = 200, description = "The 360 view.", body = crm_projections::customer360::CustomerView, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
@@ -193,14 +196,16 @@ pub async fn customer(
             params.min_position,
         )
         .await?;
-        let view = customer360::view(
-            &state.db,
-            caller.tenant(),
-            id.as_str(),
-            at.unwrap_or_else(Utc::now),
-        )
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
+        let evaluate_at = at.unwrap_or_else(Utc::now);
+        let mut view = customer360::view(&state.db, caller.tenant(), id.as_str(), evaluate_at)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
+        if let Some(live) = customer360::get(&state.db, caller.tenant(), id.as_str()).await? {
+            view.analytics = Some(
+                customer_analytics(&state, &principal.tenant, &live, evaluate_at, at.is_none())
+                    .await?,
+            );
+        }
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
     };
@@ -231,8 +236,42 @@ pub async fn customer(
         Cut::OccurredBy(t) | Cut::RecordedBy(t) => t,
         Cut::Position(_) => Utc::now(),
     });
-    let view = disclose(&state, &caller, found.view(evaluate_at)).await?;
+    let mut view = found.view(evaluate_at);
+    view.analytics = Some(
+        customer_analytics(&state, &principal.tenant, &found.state, evaluate_at, false).await?,
+    );
+    let view = disclose(&state, &caller, view).await?;
     Ok(at_position(position, &view))
+}
+
+/// The 360 view's analytics member: the customer at `at` under the day's fits, with the
+/// default horizon, months and discount (90 days, 12 months, 1% a month). `latest`: `at` is
+/// the present, so yesterday's fit may answer while today's is made.
+async fn customer_analytics(
+    state: &SharedState,
+    tenant: &crm_core::envelope::TenantId,
+    customer: &customer360::Customer360,
+    at: DateTime<Utc>,
+    latest: bool,
+) -> Result<CustomerAnalytics, Problem> {
+    if customer.merged_into.is_some() {
+        // Its purchases are its survivor's.
+        return Ok(CustomerAnalytics {
+            as_of: at,
+            currencies: Vec::new(),
+        });
+    }
+    Ok(fit::customer_analytics(
+        &state.fits,
+        &analytics::reader(state),
+        &state.db,
+        tenant,
+        customer,
+        at,
+        latest,
+        &ScoreOptions::default(),
+    )
+    .await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -250,6 +289,12 @@ pub struct CustomersParams {
     /// `active`, `merged` or `erased`.
     #[param(inline, value_type = Option<CustomerStatus>)]
     status: Option<String>,
+    /// Customers whose churn risk in `currency` (required with it), evaluated now under the
+    /// day's fit, is `low` (< 0.3), `medium` (0.3 to 0.7) or `high` (≥ 0.7).
+    #[param(inline, value_type = Option<ChurnRisk>)]
+    churn_risk: Option<String>,
+    /// The currency (ISO 4217) of `churn_risk`.
+    currency: Option<String>,
     /// The `next_after` of the previous page.
     after: Option<String>,
     /// Page size, 1 to the server's maximum (1,000 by default); 50 when absent.
@@ -257,6 +302,16 @@ pub struct CustomersParams {
     limit: Option<usize>,
     /// Read-your-writes: wait until the read model has applied this position.
     min_position: Option<u64>,
+}
+
+/// A churn-risk bucket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a described value set; the query keeps the text
+pub enum ChurnRisk {
+    Low,
+    Medium,
+    High,
 }
 
 /// A customer's status.
@@ -294,7 +349,10 @@ pub(crate) struct Listing<T> {
     tag = "customers",
     summary = "Customers by id, filtered and searched, in pages (role analyst)",
     params(CustomersParams),
-    responses((status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
+    responses(
+        (status = 200, description = "A page of customers.", body = Listing<crm_projections::customer360::CustomerLine>, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))),
+        (status = 422, description = "`churn_risk` in a currency whose fit has no model (too few customers).", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
 )]
 pub async fn customers(
     State(state): State<SharedState>,
@@ -317,22 +375,70 @@ pub async fn customers(
         params.min_position,
     )
     .await?;
-    let items = customer360::list(
-        &state.db,
-        caller.tenant(),
-        &CustomerFilter {
-            search: params.search,
-            segment: params.segment,
-            owner: params.owner,
-            status: params.status,
-            after: params.after,
-            limit,
-        },
-    )
-    .await?;
-    let next_after = (items.len() == limit)
-        .then(|| items.last().map(|c| c.customer_id.clone()))
-        .flatten();
+    let bucket = closed_value(
+        "churn_risk",
+        &params.churn_risk,
+        &[ChurnBucket::Low, ChurnBucket::Medium, ChurnBucket::High],
+        ChurnBucket::name,
+    )?;
+    let churn = match (bucket, &params.currency) {
+        (Some(bucket), Some(code)) => Some((bucket, analytics::currency(code)?)),
+        (Some(_), None) => {
+            return Err(Problem::bad_request(
+                "query string: churn_risk needs currency (the churn risk is per currency)",
+            )
+            .with("parameter", "currency"));
+        }
+        (None, Some(_)) => {
+            return Err(Problem::bad_request(
+                "query string: currency is only for churn_risk; give churn_risk too",
+            )
+            .with("parameter", "currency"));
+        }
+        (None, None) => None,
+    };
+    let filter = CustomerFilter {
+        search: params.search,
+        segment: params.segment,
+        owner: params.owner,
+        status: params.status,
+        after: params.after,
+        limit,
+    };
+    let (items, next_after) = match churn {
+        None => {
+            let items = customer360::list(&state.db, caller.tenant(), &filter).await?;
+            let next_after = (items.len() == limit)
+                .then(|| items.last().map(|c| c.customer_id.clone()))
+                .flatten();
+            (items, next_after)
+        }
+        Some((bucket, currency)) => {
+            let now = Utc::now();
+            let fit = state
+                .fits
+                .get(
+                    &analytics::reader(&state),
+                    &state.db,
+                    &principal.tenant,
+                    currency,
+                    now,
+                    true,
+                )
+                .await?;
+            fit::list_by_churn(
+                &state.db,
+                &principal.tenant,
+                &filter,
+                currency,
+                bucket,
+                now,
+                &fit,
+                &ScoreOptions::default(),
+            )
+            .await?
+        }
+    };
     let listing = disclose(&state, &caller, Listing { items, next_after }).await?;
     Ok(at_position(position, &listing))
 }

@@ -87,7 +87,7 @@ async fn moved(store: &SharedStore, tenant: &TenantId, position: u64) -> Result<
 }
 
 /// The log as the read models read it: orders carry no personal field, none is opened.
-fn reader(state: &AppState) -> SharedStore {
+pub(crate) fn reader(state: &AppState) -> SharedStore {
     Arc::new(
         state
             .private
@@ -103,6 +103,9 @@ impl From<ReportError> for Problem {
             error @ (ReportError::TooFew(_)
             | ReportError::TooLarge(_)
             | ReportError::Analytics(_)) => Problem::unprocessable(error.to_string()),
+            error @ (ReportError::NotReady | ReportError::Interrupted) => {
+                Problem::unavailable(error.to_string())
+            }
         }
     }
 }
@@ -150,7 +153,7 @@ pub struct ClvParams {
     limit: Option<usize>,
 }
 
-fn currency(value: &str) -> Result<Currency, Problem> {
+pub(crate) fn currency(value: &str) -> Result<Currency, Problem> {
     Currency::parse(value).map_err(|e| {
         Problem::bad_request(format!("query string: currency={value:?}: {e}"))
             .with("parameter", "currency")

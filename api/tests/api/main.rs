@@ -3,6 +3,7 @@
 //! and on a fresh PostgreSQL database; `fuzz.rs` sends random and malformed requests.
 
 mod analytics;
+mod customer_analytics;
 mod errors;
 mod fixture;
 mod fuzz;
@@ -70,6 +71,10 @@ macro_rules! api {
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,
                 profitability_and_cohorts_are_exact,
+            );
+            api!(@in customer_analytics $backend $with:
+                the_360_analytics_agree_with_the_reports_now_and_in_the_past,
+                customers_filter_by_churn_risk_and_refit_when_enough_changed,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

@@ -8,6 +8,8 @@
 //! states what it was computed from: tenant, currency, evaluation time, the last log position
 //! read and the number of customers. The replay tool calls these; the API will call the same.
 
+pub mod fit;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -38,6 +40,13 @@ pub enum ReportError {
     /// A total does not fit the amounts an answer carries (64-bit minor units).
     #[error("{0}")]
     TooLarge(String),
+    /// The stored summaries are not live yet (the 360 read model is being rebuilt to the
+    /// version that has them).
+    #[error("the stored customer summaries are being built; retry shortly")]
+    NotReady,
+    /// The work was cancelled (the server is shutting down).
+    #[error("the analytics computation was cancelled")]
+    Interrupted,
 }
 
 /// What a report was computed from.
@@ -109,7 +118,7 @@ pub async fn summaries(
 
 /// The tenant's customers folded from its log cut at `as_of` (business time), and the last
 /// position read.
-async fn fold(
+pub(crate) async fn fold(
     store: &SharedStore,
     tenant: &TenantId,
     as_of: DateTime<Utc>,
@@ -136,7 +145,7 @@ async fn fold(
     Ok((world, after))
 }
 
-fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
+pub(crate) fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
     customers
         .iter()
         .map(|c| Summary::new(c.frequency, c.recency, c.t, c.monetary_value))
@@ -215,13 +224,13 @@ pub struct ClvReport {
     pub scores: Vec<CustomerClv>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Model {
     pub bg_nbd: BgNbdModel,
     pub gamma_gamma: GammaGammaModel,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BgNbdModel {
     pub r: f64,
     pub alpha: f64,
@@ -232,7 +241,7 @@ pub struct BgNbdModel {
     pub converged: bool,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GammaGammaModel {
     pub p: f64,
     pub q: f64,
@@ -256,7 +265,7 @@ pub struct CustomerClv {
 }
 
 /// Customers a fit needs at least (BG/NBD has four parameters, Gamma-Gamma three).
-const MIN_CUSTOMERS: usize = 10;
+pub const MIN_CUSTOMERS: usize = 10;
 
 /// BG/NBD and Gamma-Gamma fitted by maximum likelihood (no penalizer) on the customers with a
 /// purchase in `currency` by `as_of`, and each customer's figures over `horizon_days` and a
@@ -270,22 +279,7 @@ pub async fn clv_report(
 ) -> Result<ClvReport, ReportError> {
     let (basis, customers) = summaries(store, tenant, currency, as_of).await?;
     let input = model_input(&customers)?;
-    let repeat = input
-        .iter()
-        .filter(|s| s.frequency > 0.0 && s.monetary_value > 0.0)
-        .count();
-    if input.len() < MIN_CUSTOMERS || repeat < MIN_CUSTOMERS {
-        return Err(ReportError::TooFew(format!(
-            "{} customers bought in {} by {} ({repeat} of them more than once): the models need \
-             at least {MIN_CUSTOMERS} of each",
-            input.len(),
-            basis.currency,
-            as_of.to_rfc3339()
-        )));
-    }
-    let fit_options = FitOptions::default();
-    let bg = bgnbd::fit(&input, &fit_options)?;
-    let gg = gamma_gamma::fit(&input, &fit_options)?;
+    let Fitted { bg, gg, model } = fit_models(&input, &basis)?;
     let scores = customers
         .iter()
         .zip(&input)
@@ -304,31 +298,64 @@ pub async fn clv_report(
         .collect::<Result<Vec<_>, AnalyticsError>>()?;
     Ok(ClvReport {
         basis,
-        model: Model {
-            bg_nbd: BgNbdModel {
-                r: bg.params.r,
-                alpha: bg.params.alpha,
-                a: bg.params.a,
-                b: bg.params.b,
-                log_likelihood: bg.log_likelihood,
-                iterations: bg.iterations,
-                converged: bg.converged,
-            },
-            gamma_gamma: GammaGammaModel {
-                p: gg.params.p,
-                q: gg.params.q,
-                v: gg.params.v,
-                log_likelihood: gg.log_likelihood,
-                iterations: gg.iterations,
-                converged: gg.converged,
-                customers: gg.customers,
-            },
-        },
+        model,
         horizon_days: options.horizon_days,
         months: options.months,
         discount: options.discount,
         scores,
     })
+}
+
+/// Both models fitted on one population.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub bg: bgnbd::BgNbdFit,
+    pub gg: gamma_gamma::GammaGammaFit,
+    /// The two fits as answers show them.
+    pub model: Model,
+}
+
+/// BG/NBD and Gamma-Gamma fitted by maximum likelihood (no penalizer) on `input`, the
+/// population `basis` describes; [`ReportError::TooFew`] below [`MIN_CUSTOMERS`] customers or
+/// repeat buyers.
+pub fn fit_models(input: &[Summary], basis: &Basis) -> Result<Fitted, ReportError> {
+    let repeat = input
+        .iter()
+        .filter(|s| s.frequency > 0.0 && s.monetary_value > 0.0)
+        .count();
+    if input.len() < MIN_CUSTOMERS || repeat < MIN_CUSTOMERS {
+        return Err(ReportError::TooFew(format!(
+            "{} customers bought in {} by {} ({repeat} of them more than once): the models need \
+             at least {MIN_CUSTOMERS} of each",
+            input.len(),
+            basis.currency,
+            basis.as_of.to_rfc3339()
+        )));
+    }
+    let fit_options = FitOptions::default();
+    let bg = bgnbd::fit(input, &fit_options)?;
+    let gg = gamma_gamma::fit(input, &fit_options)?;
+    let model = Model {
+        bg_nbd: BgNbdModel {
+            r: bg.params.r,
+            alpha: bg.params.alpha,
+            a: bg.params.a,
+            b: bg.params.b,
+            log_likelihood: bg.log_likelihood,
+            iterations: bg.iterations,
+            converged: bg.converged,
+        },
+        gamma_gamma: GammaGammaModel {
+            p: gg.params.p,
+            q: gg.params.q,
+            v: gg.params.v,
+            log_likelihood: gg.log_likelihood,
+            iterations: gg.iterations,
+            converged: gg.converged,
+            customers: gg.customers,
+        },
+    };
+    Ok(Fitted { bg, gg, model })
 }
 
 /// Each customer's purchase days in `currency` (net value in minor units), merged customers

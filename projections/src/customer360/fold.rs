@@ -52,6 +52,14 @@ pub struct Customer360 {
     pub first_seen_at: Option<DateTime<Utc>>,
     /// Position of the last event applied.
     pub last_position: Position,
+    /// The latest business time of an event that changed this customer's purchases (an
+    /// order, a refund of one of its orders, a merge that brought orders): the stored
+    /// purchase summary equals the fold at any time from then on.
+    #[serde(default)]
+    pub purchases_changed_at: Option<DateTime<Utc>>,
+    /// The position of that event.
+    #[serde(default)]
+    pub purchases_position: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -217,6 +225,9 @@ impl World {
         let source = self.customer(tenant, from, event).clone();
         let survivor = self.customer(tenant, &target, event);
         absorb(survivor, &source);
+        if !source.orders.is_empty() {
+            purchases_changed(survivor, event);
+        }
         if let Some(merged) = self
             .customers
             .get_mut(&(tenant.to_owned(), from.to_owned()))
@@ -244,6 +255,16 @@ pub fn fold_customer(
         world.apply(event);
     }
     world.get(tenant, customer).cloned()
+}
+
+/// Records that `event` changed the customer's purchases.
+fn purchases_changed(customer: &mut Customer360, event: &ProjectedEvent) {
+    customer.purchases_changed_at = Some(
+        customer
+            .purchases_changed_at
+            .map_or(event.occurred_at, |at| at.max(event.occurred_at)),
+    );
+    customer.purchases_position = customer.purchases_position.max(event.position);
 }
 
 fn erase(customer: &mut Customer360, at: DateTime<Utc>) {
@@ -307,20 +328,22 @@ fn apply_to(customer: &mut Customer360, direct: &str, event: &ProjectedEvent) {
             i.last_at = Some(i.last_at.map_or(at, |l| l.max(at)));
         }
         DomainEvent::OrderPlaced(e) => {
-            customer
-                .orders
-                .entry(format!("{direct}/{}", e.order_id))
-                .or_insert_with(|| Order {
+            let key = format!("{direct}/{}", e.order_id);
+            if let std::collections::btree_map::Entry::Vacant(slot) = customer.orders.entry(key) {
+                slot.insert(Order {
                     order_id: e.order_id.as_str().to_owned(),
                     placed_at: at,
                     amount: e.amount,
                     refunded: 0,
                 });
+                purchases_changed(customer, event);
+            }
         }
         DomainEvent::OrderRefunded(e) => {
             match customer.orders.get_mut(&format!("{direct}/{}", e.order_id)) {
                 Some(order) if order.amount.currency == e.amount.currency => {
                     order.refunded = order.refunded.saturating_add(e.amount.minor_units);
+                    purchases_changed(customer, event);
                 }
                 _ => customer.unmatched_refunds += 1,
             }

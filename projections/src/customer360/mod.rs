@@ -3,6 +3,7 @@
 //! served through [`view`].
 
 pub mod fold;
+pub mod summary;
 pub mod view;
 
 use std::collections::{BTreeSet, HashSet};
@@ -22,6 +23,8 @@ pub use fold::{Customer360, World, fold_customer};
 pub use view::CustomerView;
 
 pub const TABLE: &str = "rm_customer_360";
+/// The projection's name (its checkpoint's key).
+pub const NAME: &str = "customer_360";
 pub const LINKS: &str = "rm_customer_360_links";
 
 const TABLES: &[TableDef] = &[
@@ -54,6 +57,7 @@ const TABLES: &[TableDef] = &[
         create: LINKS_TABLE,
         indexes: &[],
     },
+    summary::DEF,
 ];
 
 impl DocRow for Customer360 {
@@ -103,12 +107,13 @@ pub struct Customer360Projection;
 #[async_trait::async_trait]
 impl Projection for Customer360Projection {
     fn name(&self) -> &'static str {
-        "customer_360"
+        NAME
     }
 
-    /// [`PHONE_KEY_VERSION`]: the `phone_key` column (phone search).
+    /// [`SUMMARY_VERSION`]: the stored purchase summaries (before it, [`PHONE_KEY_VERSION`]:
+    /// the `phone_key` column).
     fn version(&self) -> i64 {
-        PHONE_KEY_VERSION
+        SUMMARY_VERSION
     }
 
     fn tables(&self) -> &'static [TableDef] {
@@ -168,7 +173,8 @@ impl Projection for Customer360Projection {
             .dirty
             .iter()
             .filter_map(|key| world.customers.get_key_value(key));
-        upsert_docs(tx, tables.get(TABLE), changed).await?;
+        upsert_docs(tx, tables.get(TABLE), changed.clone()).await?;
+        summary::write(tx, tables.get(summary::TABLE), changed).await?;
         world.links.flush(tx, tables.get(LINKS)).await
     }
 }
@@ -358,6 +364,9 @@ pub async fn list(
 
 /// The version whose tables hold `phone_key`.
 pub const PHONE_KEY_VERSION: i64 = 2;
+
+/// The version whose tables include the stored purchase summaries ([`summary`]).
+pub const SUMMARY_VERSION: i64 = 3;
 
 /// Fewest digits a search must carry to match phone numbers (fewer would match most of them).
 pub const PHONE_SEARCH_MIN_DIGITS: usize = 5;

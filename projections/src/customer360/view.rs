@@ -22,7 +22,7 @@ use crate::customer360::fold::{CaseState, Consent, Customer360, DealStatus, Inte
 use crate::event::TimelineEntry;
 
 /// What `GET /v1/customers/{id}` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CustomerView {
     pub customer_id: String,
     /// `active`, `merged` or `erased`.
@@ -52,6 +52,10 @@ pub struct CustomerView {
     pub evaluated_at: DateTime<Utc>,
     /// The last event folded into this view.
     pub last_position: u64,
+    /// RFM segment, P(alive), churn risk and CLV per currency under the day's fit (issue 17);
+    /// filled in by the query that serves the view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<crate::analytics::fit::CustomerAnalytics>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -163,6 +167,7 @@ impl Customer360 {
             recent_timeline: recent,
             evaluated_at: at,
             last_position: self.last_position,
+            analytics: None,
         }
     }
 
@@ -248,29 +253,55 @@ impl Customer360 {
     /// nothing is refunded this is how `lifetimes` summarises transactions.
     pub fn rfm(&self, at: DateTime<Utc>) -> Vec<Rfm> {
         let evaluation_day = at.date_naive();
+        self.rfm_days()
+            .into_iter()
+            .map(|days| Rfm {
+                currency: days.currency,
+                frequency: days.frequency,
+                recency: (days.last_day - days.first_day).num_days(),
+                t: (evaluation_day - days.first_day).num_days(),
+                monetary_value: Money::new(days.monetary_minor, days.currency),
+            })
+            .collect()
+    }
+
+    /// The part of [`Customer360::rfm`] that does not depend on the evaluation time, per
+    /// currency with at least one purchase day: what the stored summaries hold.
+    pub fn rfm_days(&self) -> Vec<RfmDays> {
         self.purchase_days()
             .into_iter()
             .filter_map(|(currency, purchase)| {
-                let (first, _) = *purchase.first()?;
-                let (last, _) = *purchase.last()?;
+                let (first_day, _) = *purchase.first()?;
+                let (last_day, _) = *purchase.last()?;
                 let repeat = &purchase[1..];
                 let frequency = i64::try_from(repeat.len()).unwrap_or(i64::MAX);
-                let monetary = if repeat.is_empty() {
+                let monetary_minor = if repeat.is_empty() {
                     0
                 } else {
                     let sum: i128 = repeat.iter().map(|(_, total)| i128::from(*total)).sum();
                     div_round(sum, i128::from(frequency))
                 };
-                Some(Rfm {
+                Some(RfmDays {
                     currency,
+                    first_day,
+                    last_day,
                     frequency,
-                    recency: (last - first).num_days(),
-                    t: (evaluation_day - first).num_days(),
-                    monetary_value: Money::new(monetary, currency),
+                    monetary_minor,
                 })
             })
             .collect()
     }
+}
+
+/// A customer's purchase days in one currency, summarised: first and last day, repeat days
+/// and their mean value in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RfmDays {
+    pub currency: Currency,
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub frequency: i64,
+    pub monetary_minor: i64,
 }
 
 /// `numerator / denominator` rounded half away from zero; 0 for a zero denominator.
