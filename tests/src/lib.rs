@@ -8,6 +8,7 @@ pub mod bench_data;
 pub mod crm_data;
 pub mod postgres;
 pub mod raw_bytes;
+pub mod score_bench;
 pub mod served;
 pub mod tree_bench;
 

@@ -145,7 +145,7 @@ pub(crate) async fn fold(
     Ok((world, after))
 }
 
-pub(crate) fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
+pub fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
     customers
         .iter()
         .map(|c| Summary::new(c.frequency, c.recency, c.t, c.monetary_value))

@@ -52,6 +52,10 @@ enum Workload {
     T1,
     /// After T1: 100 inclusion proofs of random events and 100 consistency proofs.
     P1,
+    /// Analytics (issue 17): customers with orders (simulated BG/NBD + Gamma-Gamma) projected
+    /// into the 360 and its stored summaries, then the day's fit from the stored summaries and
+    /// every customer scored from them. `--customers` sets how many (default 100,000).
+    S1,
     All,
 }
 
@@ -663,12 +667,23 @@ async fn main() -> Result<()> {
     let customers = match (args.events, args.customers) {
         (Some(events), _) => events.div_ceil(10),
         (None, Some(customers)) => customers,
+        (None, None) if args.workload == Workload::S1 => 100_000,
         (None, None) => 10_000,
     };
     if customers == 0 {
         bail!("the data set needs at least one customer (--events 10 or more)");
     }
     let w = args.workload;
+    if w == Workload::S1 {
+        for _ in 0..args.runs {
+            let fresh = fresh_plain(args.backend).await?;
+            let written = crm_tests::score_bench::fill(&fresh.store, customers).await?;
+            let mut line = crm_tests::score_bench::s1(&fresh.store, &fresh.url, written).await?;
+            line["backend"] = json!(format!("{:?}", args.backend).to_lowercase());
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let all = w == Workload::All;
     let want = Want {
         w1: all || matches!(w, Workload::W1 | Workload::Baseline),
