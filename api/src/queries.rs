@@ -17,6 +17,7 @@ use crm_projections::timeline::{self, TimelinePage};
 use serde::{Deserialize, Serialize};
 
 pub mod analytics;
+pub mod analytics_sales;
 pub mod cases;
 pub mod pipeline;
 pub mod projections;

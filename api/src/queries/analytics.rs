@@ -87,7 +87,7 @@ async fn moved(store: &SharedStore, tenant: &TenantId, position: u64) -> Result<
 }
 
 /// The log as the read models read it: orders carry no personal field, none is opened.
-fn reader(state: &AppState) -> SharedStore {
+pub(crate) fn reader(state: &AppState) -> SharedStore {
     Arc::new(
         state
             .private
@@ -157,7 +157,7 @@ fn currency(value: &str) -> Result<Currency, Problem> {
     })
 }
 
-fn as_of(value: &Option<String>) -> Result<DateTime<Utc>, Problem> {
+pub(crate) fn as_of(value: &Option<String>) -> Result<DateTime<Utc>, Problem> {
     match value {
         Some(text) => parse_time("as_of", text),
         None => Ok(Utc::now()

@@ -3,6 +3,7 @@
 //! and on a fresh PostgreSQL database; `fuzz.rs` sends random and malformed requests.
 
 mod analytics;
+mod analytics_sales;
 mod errors;
 mod fixture;
 mod fuzz;
@@ -70,6 +71,10 @@ macro_rules! api {
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,
                 profitability_and_cohorts_are_exact,
+            );
+            api!(@in analytics_sales $backend $with:
+                lifecycle_counts_stages_and_moves_exactly,
+                the_funnel_of_a_period_is_exact,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

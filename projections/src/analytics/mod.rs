@@ -8,6 +8,9 @@
 //! states what it was computed from: tenant, currency, evaluation time, the last log position
 //! read and the number of customers. The replay tool calls these; the API will call the same.
 
+pub mod funnel;
+pub mod lifecycle;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
