@@ -93,7 +93,7 @@ pub enum AnalyticsCommand {
         /// The deals opened from this time (RFC 3339, included).
         #[arg(long)]
         from: String,
-        /// ... up to this time (RFC 3339, excluded); what became of them by then.
+        /// Up to this time (RFC 3339, excluded), and what had become of the deals by then.
         #[arg(long)]
         to: String,
         /// Only this sales rep's deals (the owner at --to).
