@@ -19,6 +19,7 @@ use crm_projections::timeline::{self, TimelinePage};
 use serde::{Deserialize, Serialize};
 
 pub mod analytics;
+pub mod analytics_sales;
 pub mod cases;
 pub mod pipeline;
 pub mod projections;
@@ -258,6 +259,7 @@ async fn customer_analytics(
         // Its purchases are its survivor's.
         return Ok(CustomerAnalytics {
             as_of: at,
+            lifecycle_stage: crm_projections::analytics::lifecycle::stage(customer, at).name(),
             currencies: Vec::new(),
         });
     }

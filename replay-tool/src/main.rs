@@ -225,8 +225,9 @@ enum Command {
         #[command(subcommand)]
         command: audit_heads::AuditCommand,
     },
-    /// Customer analytics from the log as of a business time: RFM segments, and lifetime
-    /// value with churn risk (BG/NBD + Gamma-Gamma). Needs the master key, as `timeline`.
+    /// Customer analytics from the log as of a business time: RFM segments, lifetime value
+    /// with churn risk (BG/NBD + Gamma-Gamma), profitability, cohorts, lifecycle stages and
+    /// the sales funnel. Needs the master key, as `timeline`.
     Analytics {
         #[command(subcommand)]
         command: analytics::AnalyticsCommand,

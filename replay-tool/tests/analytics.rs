@@ -313,3 +313,264 @@ async fn rfm_and_clv_come_from_the_log_and_equal_the_domain_decision() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// `lines` imported into a fresh store, as the API's import format.
+fn import_lines(store: &str, dir: &Path, lines: &[Value]) {
+    let file = dir.join("lines.jsonl");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).expect("write");
+    let output = replay(
+        store,
+        &[
+            "import",
+            file.to_str().expect("utf-8"),
+            "--tenant",
+            "default",
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The log as the read models read it, opened beside the CLI.
+async fn reader_of(store: &str) -> SharedStore {
+    let opened = open_private(
+        &StoreUrl::parse(store).expect("url"),
+        &KeySource {
+            value: Some(crm_tests::TEST_MASTER_KEY.into()),
+            file: None,
+        },
+        false,
+    )
+    .await
+    .expect("vault");
+    Arc::new(
+        opened
+            .store
+            .clone()
+            .opening_only(crm_projections::PERSONAL_FIELDS_READ),
+    )
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_and_funnel_come_from_the_log_and_equal_the_domain_decision() {
+    use crm_tests::analytics_data::{
+        FUNNEL_FROM, FUNNEL_TO, LIFECYCLE_AS_OF, LIFECYCLE_SINCE, lifecycle_history,
+        pipeline_history,
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite://{}", dir.path().join("events.db").display());
+    let mut lines = lifecycle_history();
+    lines.extend(pipeline_history());
+    import_lines(&store, dir.path(), &lines);
+    let reader = reader_of(&store).await;
+    let tenant = TenantId::parse("default").expect("tenant");
+
+    // Lifecycle: the hand-computed counts and moves (see lifecycle_history), p-cust (the
+    // deals' customer, registered before since, no order) a lead at both ends.
+    let lifecycle = json_of(&replay(
+        &store,
+        &[
+            "--json",
+            "analytics",
+            "lifecycle",
+            "--as-of",
+            LIFECYCLE_AS_OF,
+            "--since",
+            LIFECYCLE_SINCE,
+        ],
+    ));
+    assert_eq!(lifecycle["customers"], json!(14), "{lifecycle}");
+    let counts: Vec<(String, u64)> = lifecycle["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().expect("stage").to_owned(),
+                s["customers"].as_u64().expect("count"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = [
+        ("lead", 4),
+        ("new", 3),
+        ("active", 1),
+        ("at_risk", 2),
+        ("lapsed", 2),
+        ("won_back", 2),
+    ]
+    .iter()
+    .map(|(s, n)| ((*s).to_owned(), *n))
+    .collect();
+    assert_eq!(counts, expected);
+    let lead_to_lead = lifecycle["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .find(|t| t["from"] == json!("lead") && t["to"] == json!("lead"))
+        .expect("lead -> lead")
+        .clone();
+    assert_eq!(
+        lead_to_lead["customers"],
+        json!(3),
+        "l-lead, l-future, p-cust"
+    );
+    assert_eq!(
+        lifecycle["transitions"][0],
+        json!({"from": "none", "to": "lead", "customers": 1})
+    );
+    let in_process = crm_projections::analytics::lifecycle::lifecycle_report(
+        &reader,
+        &tenant,
+        at(LIFECYCLE_AS_OF),
+        Some(at(LIFECYCLE_SINCE)),
+    )
+    .await
+    .expect("report");
+    let in_process: Value =
+        serde_json::from_str(&serde_json::to_string(&in_process).expect("json")).expect("json");
+    assert_eq!(
+        lifecycle, in_process,
+        "the CLI answers what the domain decides"
+    );
+
+    // Funnel: the CLI's answer is the domain's, and the hand-computed figures.
+    for owner in [None, Some("u-bob")] {
+        let mut args = vec![
+            "--json",
+            "analytics",
+            "funnel",
+            "--from",
+            FUNNEL_FROM,
+            "--to",
+            FUNNEL_TO,
+        ];
+        if let Some(owner) = owner {
+            args.extend(["--owner", owner]);
+        }
+        let funnel = json_of(&replay(&store, &args));
+        let in_process = crm_projections::analytics::funnel::funnel_report(
+            &reader,
+            &tenant,
+            at(FUNNEL_FROM),
+            at(FUNNEL_TO),
+            owner,
+        )
+        .await
+        .expect("report");
+        let in_process: Value =
+            serde_json::from_str(&serde_json::to_string(&in_process).expect("json")).expect("json");
+        assert_eq!(funnel, in_process, "{owner:?}");
+        let (opened, won, lost) = match owner {
+            None => (8, 4, 2),
+            Some(_) => (5, 2, 1),
+        };
+        assert_eq!(
+            (
+                funnel["opened"].clone(),
+                funnel["won"].clone(),
+                funnel["lost"].clone()
+            ),
+            (json!(opened), json!(won), json!(lost)),
+            "{funnel}"
+        );
+    }
+    let funnel = json_of(&replay(
+        &store,
+        &[
+            "--json",
+            "analytics",
+            "funnel",
+            "--from",
+            FUNNEL_FROM,
+            "--to",
+            FUNNEL_TO,
+        ],
+    ));
+    assert_eq!(funnel["cycle_days"], json!({"median": 15.0, "mean": 16.0}));
+    assert_eq!(
+        funnel["won_amount"],
+        json!([{"currency": "EUR", "amount": "1600.00"}, {"currency": "USD", "amount": "700.00"}])
+    );
+    assert_eq!(funnel["steps"][0]["conversion"], json!(0.625));
+
+    // The text forms say what they were computed from.
+    let text = replay(
+        &store,
+        &["analytics", "lifecycle", "--as-of", LIFECYCLE_AS_OF],
+    );
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown.contains("14 customers") && shown.contains("won_back"),
+        "{shown}"
+    );
+    let text = replay(
+        &store,
+        &[
+            "analytics",
+            "funnel",
+            "--from",
+            FUNNEL_FROM,
+            "--to",
+            FUNNEL_TO,
+        ],
+    );
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown.contains("8 opened: 4 won, 2 lost, 2 open") && shown.contains("owner u-bob"),
+        "{shown}"
+    );
+
+    // Bad flags: exit 2 naming them.
+    for (args, says) in [
+        (
+            vec![
+                "analytics",
+                "lifecycle",
+                "--as-of",
+                LIFECYCLE_SINCE,
+                "--since",
+                LIFECYCLE_AS_OF,
+            ],
+            "--since",
+        ),
+        (
+            vec!["analytics", "lifecycle", "--since", "last week"],
+            "--since",
+        ),
+        (
+            vec![
+                "analytics",
+                "funnel",
+                "--from",
+                FUNNEL_TO,
+                "--to",
+                FUNNEL_FROM,
+            ],
+            "--from",
+        ),
+        (
+            vec!["analytics", "funnel", "--from", "soon", "--to", FUNNEL_TO],
+            "--from",
+        ),
+    ] {
+        let output = replay(&store, &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let missing = replay(&store, &["analytics", "funnel", "--from", FUNNEL_FROM]);
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--to"));
+}

@@ -160,7 +160,7 @@ pub(crate) fn currency(value: &str) -> Result<Currency, Problem> {
     })
 }
 
-fn as_of(value: &Option<String>) -> Result<DateTime<Utc>, Problem> {
+pub(crate) fn as_of(value: &Option<String>) -> Result<DateTime<Utc>, Problem> {
     match value {
         Some(text) => parse_time("as_of", text),
         None => Ok(Utc::now()

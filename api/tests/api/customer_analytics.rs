@@ -174,6 +174,22 @@ pub async fn the_360_analytics_agree_with_the_reports_now_and_in_the_past<
         compared += agree_at(&app, as_of, &customers).await;
     }
     assert!(compared >= 15, "{compared} comparisons");
+    // The lifecycle stage beside them (analytics::lifecycle's rules).
+    for (customer, as_of, stage) in [
+        ("champion", "2026-01-01T00:00:00Z", "active"),
+        ("gone", "2026-01-01T00:00:00Z", "lapsed"),
+        ("gone", "2025-02-11T00:00:00Z", "new"),
+        ("champion", "2025-01-01T12:00:00Z", "new"),
+    ] {
+        let answer = app
+            .get(&format!("/v1/customers/{customer}?as_of={as_of}"))
+            .await;
+        assert_eq!(
+            answer.ok()["analytics"]["lifecycle_stage"],
+            json!(stage),
+            "{customer} at {as_of}"
+        );
+    }
 
     // The live view, evaluated now, under today's fit: the report as of today's start.
     let today = today();
@@ -184,6 +200,11 @@ pub async fn the_360_analytics_agree_with_the_reports_now_and_in_the_past<
     .await;
     let answer = app.get("/v1/customers/champion").await;
     let view = answer.ok();
+    assert_eq!(
+        view["analytics"]["lifecycle_stage"],
+        json!("lapsed"),
+        "no order since 2025"
+    );
     let figures = &view["analytics"]["currencies"][0];
     assert_eq!(figures["currency"], json!("EUR"));
     let fit_as_of = figures["fit"]["as_of"].as_str().expect("as_of");
@@ -207,6 +228,7 @@ pub async fn the_360_analytics_agree_with_the_reports_now_and_in_the_past<
         .get(&format!("/v1/customers/no-orders?min_position={at}"))
         .await;
     assert_eq!(view.ok()["analytics"]["currencies"], json!([]));
+    assert_eq!(view.body["analytics"]["lifecycle_stage"], json!("lead"));
 }
 
 pub async fn customers_filter_by_churn_risk_and_refit_when_enough_changed<

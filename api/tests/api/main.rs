@@ -3,6 +3,7 @@
 //! and on a fresh PostgreSQL database; `fuzz.rs` sends random and malformed requests.
 
 mod analytics;
+mod analytics_sales;
 mod customer_analytics;
 mod errors;
 mod fixture;
@@ -75,6 +76,10 @@ macro_rules! api {
             api!(@in customer_analytics $backend $with:
                 the_360_analytics_agree_with_the_reports_now_and_in_the_past,
                 customers_filter_by_churn_risk_and_refit_when_enough_changed,
+            );
+            api!(@in analytics_sales $backend $with:
+                lifecycle_counts_stages_and_moves_exactly,
+                the_funnel_of_a_period_is_exact,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

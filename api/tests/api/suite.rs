@@ -1470,6 +1470,13 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/analytics/clv" | "/v1/analytics/profitability" | "/v1/analytics/cohorts" => {
                 vec!["?currency=EUR".into()]
             }
+            "/v1/analytics/lifecycle" => {
+                vec![String::new(), "?since=2020-01-01T00:00:00Z".into()]
+            }
+            "/v1/analytics/funnel" => vec![
+                "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into(),
+                "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&owner=u-7".into(),
+            ],
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {

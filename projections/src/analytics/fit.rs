@@ -328,6 +328,9 @@ pub fn customer_figures(
 pub struct CustomerAnalytics {
     /// The evaluation time.
     pub as_of: DateTime<Utc>,
+    /// `lead`, `new`, `active`, `at_risk`, `lapsed` or `won_back` at `as_of`
+    /// (`analytics::lifecycle`).
+    pub lifecycle_stage: &'static str,
     /// One entry per currency with a purchase day by `as_of`.
     pub currencies: Vec<CurrencyAnalytics>,
 }
@@ -358,6 +361,7 @@ pub async fn customer_analytics(
     }
     Ok(CustomerAnalytics {
         as_of: at,
+        lifecycle_stage: super::lifecycle::stage(customer, at).name(),
         currencies,
     })
 }

@@ -9,6 +9,8 @@
 //! read and the number of customers. The replay tool calls these; the API will call the same.
 
 pub mod fit;
+pub mod funnel;
+pub mod lifecycle;
 
 use std::collections::BTreeMap;
 

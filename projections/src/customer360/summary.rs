@@ -113,6 +113,10 @@ pub(super) async fn write<'a>(
     let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut rows = Vec::new();
     for ((tenant, id), customer) in customers {
+        // Orders are never removed from a document, so a customer without any has no row.
+        if customer.orders.is_empty() {
+            continue;
+        }
         by_tenant.entry(tenant).or_default().push(id);
         if customer.merged_into.is_some() {
             continue;
@@ -181,25 +185,6 @@ pub(super) async fn write<'a>(
         "",
     )
     .await
-}
-
-/// The latest `changed_at` of `tenant`'s rows in `currency` (`None` without rows).
-pub async fn latest_change(
-    tx: &mut ReadTx,
-    tenant: &str,
-    currency: Currency,
-) -> Result<Option<DateTime<Utc>>, ProjectionError> {
-    let rows = tx
-        .fetch(
-            &format!("SELECT MAX(changed_at) FROM {TABLE} WHERE tenant = ? AND currency = ?"),
-            vec![tenant.into(), currency.code().into()],
-            &[Col::Int],
-        )
-        .await?;
-    Ok(rows
-        .first()
-        .and_then(|row| row[0].as_int())
-        .and_then(DateTime::from_timestamp_micros))
 }
 
 /// Up to `limit` rows of `tenant` in `currency` after customer id `after`, by id.
