@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from lifetimes import BetaGeoFitter, GammaGammaFitter  # noqa: E402
 from lifetimes.utils import summary_data_from_transaction_data  # noqa: E402
+from scipy.special import gammaln  # noqa: E402
 
 GENERATING = {"r": 1.0, "alpha": 100.0, "a": 0.8, "b": 2.5, "p": 6.0, "q": 4.0, "v": 15.0}
 EVALUATION_DAY = dt.date(2026, 6, 30)
@@ -144,6 +145,32 @@ def load(api, tx):
     return len(events), appended
 
 
+def api_monetary(tx, index):
+    """The monetary values as the server keeps them: the mean of the repeat days in cents,
+    rounded half away from zero (exact, in integers)."""
+    cents = np.rint(tx["amount"].to_numpy() * 100).astype(np.int64)
+    repeat = tx.groupby("customer_id").cumcount().to_numpy() > 0
+    frame = pd.DataFrame({"customer_id": tx["customer_id"], "cents": np.where(repeat, cents, 0),
+                          "x": repeat.astype(np.int64)})
+    sums = frame.groupby("customer_id")[["cents", "x"]].sum().reindex(index)
+    total, x = sums["cents"].to_numpy(), sums["x"].to_numpy()
+    rounded = np.where(x > 0, (2 * total + x) // np.maximum(2 * x, 1), 0)
+    return pd.Series(rounded / 100.0, index=index)
+
+
+def gamma_gamma_ll(p, q, v, x, m):
+    """Sum of the Gamma-Gamma log-likelihood (lifetimes' formula) written without the
+    cancellation of terms of order px: ln G(px+q) - ln G(px) by Stirling's series for large
+    px, and (px-1) ln m + px ln x - (px+q) ln(xm+v) = -px ln(1+v/(xm)) - ln m - q ln(xm+v)."""
+    z = p * x
+    with np.errstate(all="ignore"):
+        ratio = np.where(
+            z < 1e5, gammaln(z + q) - gammaln(z),
+            (z - 0.5) * np.log1p(q / z) + q * np.log(z + q) - q + 1 / (12 * (z + q)) - 1 / (12 * z))
+    return float((ratio - gammaln(q) + q * np.log(v) - np.log(m) - q * np.log(x * m + v)
+                  - z * np.log1p(v / (x * m))).sum())
+
+
 def relative(mine, theirs):
     mine, theirs = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
     return np.abs(mine - theirs) / np.maximum(np.abs(theirs), 1e-9)
@@ -206,6 +233,28 @@ def main(base, ingest, analyst, n=50000, seed=17, out_dir="."):
             rel = relative(model[group][k], fitted[k])
             row(f"{group}.{k}: API vs lifetimes", f"{rel:.2e}", "1 %", rel <= 0.01,
                 f"API {model[group][k]:.6g}, lifetimes {fitted[k]:.6g}")
+    ours = model["bg_nbd"]
+    ll = -BetaGeoFitter._negative_log_likelihood(
+        np.log([ours["r"], ours["alpha"], ours["a"], ours["b"]]), x.values, tx_.values,
+        T.values, np.ones(len(s)), 0.0) * len(s)
+    rel = relative(ours["log_likelihood"], ll)
+    row("bg_nbd log-likelihood at the API's params", f"{rel:.2e}", "1e-9", rel <= 1e-9,
+        f"API {ours['log_likelihood']:.10g}, lifetimes {ll:.10g}")
+    # The Gamma-Gamma log-likelihood on the server's own monetary values (cents), evaluated
+    # without cancellation: the API's figure, and where lifetimes' optimum stands.
+    m_api = api_monetary(tx, s.index)
+    used = (x > 0) & (m_api > 0)
+    xs, ms = x[used].to_numpy(), m_api[used].to_numpy()
+    ours = model["gamma_gamma"]
+    at_ours = gamma_gamma_ll(ours["p"], ours["q"], ours["v"], xs, ms)
+    at_theirs = gamma_gamma_ll(gg.params_["p"], gg.params_["q"], gg.params_["v"], xs, ms)
+    rel = relative(ours["log_likelihood"], at_ours)
+    row("gamma_gamma log-likelihood at the API's params", f"{rel:.2e}", "1e-9", rel <= 1e-9,
+        f"API {ours['log_likelihood']:.10g}, evaluated {at_ours:.10g} "
+        f"(at lifetimes' params {at_theirs:.10g})")
+    differs = np.abs(m_api - m).max()
+    print(f"monetary values: the API's (mean in cents) and lifetimes' differ by at most "
+          f"{differs:.4f}", flush=True)
     for group, fitted in [("bg_nbd", bg.params_), ("gamma_gamma", gg.params_)]:
         for k in fitted.index:
             rel = relative(fitted[k], GENERATING[k])
