@@ -131,6 +131,49 @@ pub fn score(
     })
 }
 
+/// Below this many customers [`score_many`] scores on the calling thread.
+const PARALLEL_FROM: usize = 2_000;
+
+/// [`score`] for every summary, on the machine's cores (each result is exactly what
+/// [`score`] gives; the order is the input's). The first error stops it.
+pub fn score_many(
+    bg: &BgNbdParams,
+    gg: &GammaGammaParams,
+    summaries: &[Summary],
+    options: &ScoreOptions,
+) -> Result<Vec<CustomerScore>, AnalyticsError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || summaries.len() < PARALLEL_FROM {
+        return summaries
+            .iter()
+            .map(|s| score(bg, gg, s, options))
+            .collect();
+    }
+    let size = summaries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = summaries
+            .chunks(size)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|s| score(bg, gg, s, options))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(summaries.len());
+        for handle in handles {
+            match handle.join() {
+                Ok(scores) => out.extend(scores?),
+                // The scores are arithmetic and do not panic.
+                Err(_) => return Err(AnalyticsError::Numerical("a scoring thread failed")),
+            }
+        }
+        Ok(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +206,35 @@ mod tests {
         assert_eq!(ChurnBucket::of(0.6999), ChurnBucket::Medium);
         assert_eq!(ChurnBucket::of(0.7), ChurnBucket::High);
         assert_eq!(ChurnBucket::of(f64::NAN), ChurnBucket::High);
+    }
+
+    #[test]
+    fn score_many_is_score_for_each_in_order() {
+        let bg = BgNbdParams::new(0.243, 4.414, 0.793, 2.426).expect("valid");
+        let gg = GammaGammaParams::new(6.25, 3.74, 15.44).expect("valid");
+        let summaries: Vec<Summary> = (0..5_003)
+            .map(|i| {
+                let x = f64::from(i % 9);
+                let t = 40.0 + f64::from(i % 300);
+                if x == 0.0 {
+                    Summary::new(0.0, 0.0, t, 0.0)
+                } else {
+                    Summary::new(x, t * 0.5, t, 10.0 + f64::from(i % 50))
+                }
+                .expect("valid")
+            })
+            .collect();
+        let options = ScoreOptions::default();
+        let many = score_many(&bg, &gg, &summaries, &options).expect("defined");
+        assert_eq!(many.len(), summaries.len());
+        for (s, got) in summaries.iter().zip(&many) {
+            assert_eq!(*got, score(&bg, &gg, s, &options).expect("defined"));
+        }
+        assert!(
+            score_many(&bg, &gg, &[], &options)
+                .expect("empty")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -45,8 +45,6 @@ pub enum AnalyticsCommand {
         #[command(flatten)]
         on: On,
     },
-    /// Fit BG/NBD and Gamma-Gamma by maximum likelihood and give each customer's P(alive),
-    /// expected purchases and churn risk over the horizon, expected average value and CLV.
     /// The share of revenue by customer decile (the 80/20 curve).
     Profitability {
         #[command(flatten)]
@@ -57,6 +55,8 @@ pub enum AnalyticsCommand {
         #[command(flatten)]
         on: On,
     },
+    /// Fit BG/NBD and Gamma-Gamma by maximum likelihood and give each customer's P(alive),
+    /// expected purchases and churn risk over the horizon, expected average value and CLV.
     Clv {
         #[command(flatten)]
         on: On,

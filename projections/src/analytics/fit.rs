@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crm_analytics::rfm::Population;
-use crm_analytics::score::{ScoreOptions, score};
+use crm_analytics::score::{ScoreOptions, score, score_many};
 use crm_core::envelope::TenantId;
 use crm_core::money::currency::Currency;
 use crm_core::store::SharedStore;
@@ -397,13 +397,22 @@ pub async fn score_stored(
             break;
         };
         after = Some(last.customer_id.clone());
-        for row in &page {
-            if let Some(input) = stored_input(row, at, unit)? {
-                let figures = score(&fitted.bg.params, &fitted.gg.params, &input, options)?;
-                visit(&row.customer_id, &figures);
-                scored += 1;
+        let mut ids = Vec::with_capacity(page.len());
+        let mut inputs = Vec::with_capacity(page.len());
+        for row in page {
+            if let Some(input) = stored_input(&row, at, unit)? {
+                ids.push(row.customer_id);
+                inputs.push(input);
             }
         }
+        let (bg, gg, options) = (fitted.bg.params, fitted.gg.params, *options);
+        let figures = tokio::task::spawn_blocking(move || score_many(&bg, &gg, &inputs, &options))
+            .await
+            .map_err(|_| ReportError::Interrupted)??;
+        for (id, figures) in ids.iter().zip(&figures) {
+            visit(id, figures);
+        }
+        scored += figures.len();
     }
     tx.rollback().await?;
     Ok(scored)

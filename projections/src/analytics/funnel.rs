@@ -13,13 +13,12 @@ use chrono::{DateTime, Utc};
 use crm_core::catalog::values::Stage;
 use crm_core::envelope::{Position, TenantId};
 use crm_core::money::currency::Currency;
-use crm_core::store::{Scope, SharedStore};
+use crm_core::store::SharedStore;
 use serde::Serialize;
 
 use super::lifecycle::PeriodError;
 use super::{ReportError, amount};
 use crate::asof::Cut;
-use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::pipeline::fold::{self, Opportunity, OpportunityStatus};
 
@@ -271,31 +270,20 @@ async fn fold_deals(
     to: DateTime<Utc>,
 ) -> Result<(HashMap<String, Opportunity>, Position), ReportError> {
     let cut = Cut::OccurredBy(to);
-    let scope = Scope::Tenant(tenant.clone());
     let mut deals: HashMap<String, Opportunity> = HashMap::new();
-    let mut after = 0;
-    loop {
-        let batch = store
-            .read_all(&scope, after, 5_000)
-            .await
-            .map_err(ProjectionError::from)?;
-        let Some(last) = batch.last() else {
-            break;
-        };
-        after = last.position;
-        for event in batch {
-            // Only opportunity events are decoded.
-            if !event.event_type.starts_with("Opportunity") || !cut.contains(&event) {
-                continue;
-            }
-            let event = ProjectedEvent::decode(event)?;
-            if event.event.category() != "opportunity" {
-                continue;
-            }
+    let after = super::read_log(store, tenant, |event| {
+        // Only opportunity events are decoded.
+        if !event.event_type.starts_with("Opportunity") || !cut.contains(&event) {
+            return Ok(());
+        }
+        let event = ProjectedEvent::decode(event)?;
+        if event.event.category() == "opportunity" {
             let id = event.event.entity_id().as_str().to_owned();
             fold::apply(deals.entry(id).or_default(), &event);
         }
-    }
+        Ok(())
+    })
+    .await?;
     Ok((deals, after))
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crm_core::envelope::{Position, TenantId};
-use crm_core::store::{Scope, SharedStore};
+use crm_core::store::SharedStore;
 use serde::{Deserialize, Serialize};
 
 use super::ReportError;
@@ -272,31 +272,21 @@ async fn fold_two(
     since: Option<DateTime<Utc>>,
 ) -> Result<(World, Option<World>, Position), ReportError> {
     let (now_cut, then_cut) = (Cut::OccurredBy(as_of), since.map(Cut::OccurredBy));
-    let scope = Scope::Tenant(tenant.clone());
     let mut now = World::default();
     let mut then = since.map(|_| World::default());
-    let mut after = 0;
-    loop {
-        let batch = store
-            .read_all(&scope, after, 5_000)
-            .await
-            .map_err(ProjectionError::from)?;
-        let Some(last) = batch.last() else {
-            break;
-        };
-        after = last.position;
-        for event in batch {
-            if !now_cut.contains(&event) {
-                continue;
-            }
-            let earlier = then_cut.is_some_and(|cut| cut.contains(&event));
-            let event = ProjectedEvent::decode(event)?;
-            if earlier && let Some(then) = then.as_mut() {
-                then.apply(&event);
-            }
-            now.apply(&event);
+    let after = super::read_log(store, tenant, |event| {
+        if !now_cut.contains(&event) {
+            return Ok(());
         }
-    }
+        let earlier = then_cut.is_some_and(|cut| cut.contains(&event));
+        let event = ProjectedEvent::decode(event)?;
+        if earlier && let Some(then) = then.as_mut() {
+            then.apply(&event);
+        }
+        now.apply(&event);
+        Ok(())
+    })
+    .await?;
     Ok((now, then, after))
 }
 

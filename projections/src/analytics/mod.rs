@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use crm_analytics::bgnbd::{self, FitOptions};
-use crm_analytics::score::{ScoreOptions, score};
+use crm_analytics::score::{ScoreOptions, score_many};
 use crm_analytics::{AnalyticsError, Summary, gamma_gamma, rfm};
-use crm_core::envelope::{Position, TenantId};
+use crm_core::envelope::{Position, RecordedEvent, TenantId};
 use crm_core::money::Money;
 use crm_core::money::currency::Currency;
 use crm_core::store::{Scope, SharedStore};
@@ -126,8 +126,25 @@ pub(crate) async fn fold(
     as_of: DateTime<Utc>,
 ) -> Result<(World, Position), ReportError> {
     let cut = Cut::OccurredBy(as_of);
-    let scope = Scope::Tenant(tenant.clone());
     let mut world = World::default();
+    let after = read_log(store, tenant, |event| {
+        if cut.contains(&event) {
+            world.apply(&ProjectedEvent::decode(event)?);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((world, after))
+}
+
+/// Reads `tenant`'s whole log in position order, 5,000 events at a time, handing each event
+/// to `visit`; the last position read.
+pub(crate) async fn read_log(
+    store: &SharedStore,
+    tenant: &TenantId,
+    mut visit: impl FnMut(RecordedEvent) -> Result<(), ReportError>,
+) -> Result<Position, ReportError> {
+    let scope = Scope::Tenant(tenant.clone());
     let mut after = 0;
     loop {
         let batch = store
@@ -135,16 +152,13 @@ pub(crate) async fn fold(
             .await
             .map_err(ProjectionError::from)?;
         let Some(last) = batch.last() else {
-            break;
+            return Ok(after);
         };
         after = last.position;
         for event in batch {
-            if cut.contains(&event) {
-                world.apply(&ProjectedEvent::decode(event)?);
-            }
+            visit(event)?;
         }
     }
-    Ok((world, after))
 }
 
 pub fn model_input(customers: &[CustomerSummary]) -> Result<Vec<Summary>, ReportError> {
@@ -282,22 +296,20 @@ pub async fn clv_report(
     let (basis, customers) = summaries(store, tenant, currency, as_of).await?;
     let input = model_input(&customers)?;
     let Fitted { bg, gg, model } = fit_models(&input, &basis)?;
+    let figures = score_many(&bg.params, &gg.params, &input, &options)?;
     let scores = customers
         .iter()
-        .zip(&input)
-        .map(|(customer, summary)| {
-            let figures = score(&bg.params, &gg.params, summary, &options)?;
-            Ok(CustomerClv {
-                customer_id: customer.customer_id.clone(),
-                p_alive: figures.p_alive,
-                expected_purchases: figures.expected_purchases,
-                churn_risk: figures.churn_risk,
-                churn_bucket: figures.churn_bucket.name(),
-                expected_average_value: figures.expected_average_value,
-                clv: figures.clv,
-            })
+        .zip(figures)
+        .map(|(customer, figures)| CustomerClv {
+            customer_id: customer.customer_id.clone(),
+            p_alive: figures.p_alive,
+            expected_purchases: figures.expected_purchases,
+            churn_risk: figures.churn_risk,
+            churn_bucket: figures.churn_bucket.name(),
+            expected_average_value: figures.expected_average_value,
+            clv: figures.clv,
         })
-        .collect::<Result<Vec<_>, AnalyticsError>>()?;
+        .collect();
     Ok(ClvReport {
         basis,
         model,
