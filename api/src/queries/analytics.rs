@@ -1,8 +1,9 @@
 //! `GET /v1/analytics/rfm`, `/clv`, `/profitability` and `/cohorts` (analyst): the reports of
 //! `crm_projections::analytics` (the decision `crm-replay analytics` prints), in pages of
 //! customers by id. A report is kept per (tenant, report, currency, evaluation time) and served
-//! again until the tenant's log moves past the position it was computed at; a request without
-//! `as_of` is evaluated at the start of the current UTC day, so one fit serves a day.
+//! again while `fit::still_fresh` (nothing appended since, or at most 1% of its customers
+//! changed purchases; it states the position it was computed at); a request without `as_of` is
+//! evaluated at the start of the current UTC day, so one fit serves a day.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,8 @@ use chrono::{DateTime, Utc};
 use crm_analytics::score::ScoreOptions;
 use crm_core::envelope::TenantId;
 use crm_core::money::currency::Currency;
-use crm_core::store::{Scope, SharedStore};
+use crm_core::store::SharedStore;
+use crm_projections::analytics::fit;
 use crm_projections::analytics::{
     Basis, ClvReport, CohortsReport, CustomerClv, CustomerRfm, Model, ProfitabilityReport,
     ReportError, RfmReport, SegmentCount, clv_report, cohorts_report, profitability_report,
@@ -44,28 +46,40 @@ pub struct Cache {
 }
 
 impl Kept {
-    /// The log position the report was computed at.
-    fn position(&self) -> u64 {
+    /// The log position the report was computed at and its customers.
+    fn basis(&self) -> &Basis {
         match self {
-            Kept::Rfm(report) => report.basis.position,
-            Kept::Clv(report) => report.basis.position,
+            Kept::Rfm(report) => &report.basis,
+            Kept::Clv(report) => &report.basis,
         }
     }
 }
 
 impl Cache {
-    /// The report kept for `key`, unless the tenant's log has moved past it.
+    /// The report kept for `key`, while it is still fresh (`fit::still_fresh`: nothing
+    /// appended since, or at most 1% of its customers changed purchases).
     async fn fresh(
         &self,
         key: &(String, String, String, i64),
-        store: &SharedStore,
+        state: &AppState,
         tenant: &TenantId,
+        currency: Currency,
     ) -> Result<Option<Kept>, Problem> {
         let kept = self.reports.lock().ok().and_then(|r| r.get(key).cloned());
-        match kept {
-            Some(kept) if !moved(store, tenant, kept.position()).await? => Ok(Some(kept)),
-            _ => Ok(None),
-        }
+        let Some(kept) = kept else {
+            return Ok(None);
+        };
+        let basis = kept.basis();
+        let fresh = fit::still_fresh(
+            &reader(state),
+            &state.db,
+            tenant,
+            currency,
+            basis.position,
+            basis.customers,
+        )
+        .await?;
+        Ok(fresh.then_some(kept))
     }
 
     fn put(&self, key: (String, String, String, i64), report: Kept) {
@@ -76,14 +90,6 @@ impl Cache {
             reports.insert(key, report);
         }
     }
-}
-
-/// Whether `tenant` has an event after `position` (a kept report is then stale).
-async fn moved(store: &SharedStore, tenant: &TenantId, position: u64) -> Result<bool, Problem> {
-    let next = store
-        .read_all(&Scope::Tenant(tenant.clone()), position, 1)
-        .await?;
-    Ok(!next.is_empty())
 }
 
 /// The log as the read models read it: orders carry no personal field, none is opened.
@@ -232,7 +238,11 @@ pub async fn rfm(
         as_of.timestamp_micros(),
     );
     let store = reader(&state);
-    let report = match state.analytics.fresh(&key, &store, &tenant).await? {
+    let report = match state
+        .analytics
+        .fresh(&key, &state, &tenant, currency)
+        .await?
+    {
         Some(Kept::Rfm(report)) => report,
         _ => {
             let report = Arc::new(rfm_report(&store, &tenant, currency, as_of).await?);
@@ -309,7 +319,11 @@ pub async fn clv(
         as_of.timestamp_micros(),
     );
     let store = reader(&state);
-    let report = match state.analytics.fresh(&key, &store, &tenant).await? {
+    let report = match state
+        .analytics
+        .fresh(&key, &state, &tenant, currency)
+        .await?
+    {
         Some(Kept::Clv(report)) => report,
         _ => {
             let report = Arc::new(clv_report(&store, &tenant, currency, as_of, options).await?);

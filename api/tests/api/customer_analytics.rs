@@ -339,6 +339,23 @@ pub async fn customers_filter_by_churn_risk_and_refit_when_enough_changed<
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let refitted = refitted.expect("refitted within 10 s");
+
+    // A kept report answers while no purchase changed: an interaction moves the log, not it.
+    let path = "/v1/analytics/clv?currency=EUR&as_of=2026-01-01T00:00:00Z&limit=1";
+    let kept = app.get(path).await.ok().clone();
+    let logged = app
+        .ingest(json!([{"type": "InteractionLogged",
+            "data": {"customer_id": "c-05", "interaction_id": "i-kept", "channel": "email",
+                     "direction": "inbound", "subject": "hello", "summary": "a question"}}]))
+        .await;
+    let logged_at = logged.ok()["last_position"].as_u64().expect("position");
+    app.get(&format!("/v1/customers?min_position={logged_at}"))
+        .await
+        .ok();
+    let again = app.get(path).await;
+    assert_eq!(again.ok()["position"], kept["position"], "kept");
+    assert!(kept["position"].as_u64().expect("position") < logged_at);
+    assert_eq!(again.body["model"], kept["model"]);
     assert_ne!(
         refitted["model"], before["model"],
         "the new orders changed the fit"

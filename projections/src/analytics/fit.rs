@@ -11,8 +11,9 @@
 //! folded instead, as the reports do.
 //!
 //! **Refit.** A kept fit is refitted (in the background, the old one answering meanwhile)
-//! when more than [`REFIT_SHARE`] of its population's customers changed purchases since the
-//! position it was made at, checked at most every [`CHECK_EVERY`]. When a new day starts, the
+//! when it is no longer [`still_fresh`]: more than [`REFIT_SHARE`] of its population's
+//! customers changed purchases since the position it was made at (or events are not projected
+//! yet), checked at most every [`CHECK_EVERY`]. When a new day starts, the
 //! previous day's fit answers while the new day's is made, so only the very first request of
 //! a tenant and currency waits for a fit.
 
@@ -67,6 +68,47 @@ pub struct DayFit {
     pub rfm: Population,
     /// The models, or why there are none (too few customers, a fit that cannot be made).
     pub models: Result<Fitted, String>,
+}
+
+/// Whether a fit or report of `tenant` in `currency` made at log `position` over `customers`
+/// customers may still answer: nothing of the tenant was appended since, or the 360 read model
+/// has projected everything appended and at most [`REFIT_SHARE`] of the customers changed
+/// purchases since `position` (events that change no purchase change no fit).
+pub async fn still_fresh(
+    store: &SharedStore,
+    db: &ReadDb,
+    tenant: &TenantId,
+    currency: Currency,
+    position: u64,
+    customers: usize,
+) -> Result<bool, ReportError> {
+    if !appended_after(store, tenant, position).await? {
+        return Ok(true);
+    }
+    let Some((mut tx, checkpoint)) = summary::snapshot(db).await? else {
+        return Ok(false);
+    };
+    if appended_after(store, tenant, checkpoint).await? {
+        // Not projected yet: what changed cannot be told.
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let changed = summary::changed_since(&mut tx, tenant.as_str(), currency, position).await?;
+    tx.rollback().await?;
+    Ok(changed as f64 <= REFIT_SHARE * customers.max(1) as f64)
+}
+
+/// Whether `tenant` has an event after `position`.
+async fn appended_after(
+    store: &SharedStore,
+    tenant: &TenantId,
+    position: u64,
+) -> Result<bool, ReportError> {
+    let next = store
+        .read_all(&crm_core::store::Scope::Tenant(tenant.clone()), position, 1)
+        .await
+        .map_err(crate::error::ProjectionError::from)?;
+    Ok(!next.is_empty())
 }
 
 /// Which fit an answer used.
@@ -630,13 +672,16 @@ impl Fits {
         if !due || slot.refitting.load(Ordering::Acquire) {
             return Ok(());
         }
-        let Some((mut tx, _)) = summary::snapshot(db).await? else {
-            return Ok(());
-        };
-        let changed =
-            summary::changed_since(&mut tx, tenant.as_str(), currency, fit.basis.position).await?;
-        tx.rollback().await?;
-        if changed as f64 > REFIT_SHARE * fit.basis.customers.max(1) as f64 {
+        let fresh = still_fresh(
+            store,
+            db,
+            tenant,
+            currency,
+            fit.basis.position,
+            fit.basis.customers,
+        )
+        .await?;
+        if !fresh {
             self.spawn_fit(slot.clone(), store, db, tenant, currency, fit.basis.as_of);
         }
         Ok(())
