@@ -243,13 +243,7 @@ async fn stored_population(
     }
     customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
     customers.dedup_by(|a, b| a.customer_id == b.customer_id);
-    let basis = Basis {
-        tenant: tenant.as_str().to_owned(),
-        currency: currency.code().to_owned(),
-        as_of: at,
-        position,
-        customers: customers.len(),
-    };
+    let basis = Basis::new(tenant, currency, at, position, customers.len());
     Ok(Some((basis, customers)))
 }
 

@@ -64,6 +64,24 @@ pub struct Basis {
     pub customers: usize,
 }
 
+impl Basis {
+    pub fn new(
+        tenant: &TenantId,
+        currency: Currency,
+        as_of: DateTime<Utc>,
+        position: Position,
+        customers: usize,
+    ) -> Basis {
+        Basis {
+            tenant: tenant.as_str().to_owned(),
+            currency: currency.code().to_owned(),
+            as_of,
+            position,
+            customers,
+        }
+    }
+}
+
 /// One customer's summary (time unit: days; money in the currency's units).
 #[derive(Debug, Clone, Serialize)]
 pub struct CustomerSummary {
@@ -108,13 +126,7 @@ pub async fn summaries(
         .filter(|s| s.t >= 0.0)
         .collect();
     customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    let basis = Basis {
-        tenant: tenant.as_str().to_owned(),
-        currency: currency.code().to_owned(),
-        as_of,
-        position: after,
-        customers: customers.len(),
-    };
+    let basis = Basis::new(tenant, currency, as_of, after, customers.len());
     Ok((basis, customers))
 }
 
@@ -391,13 +403,7 @@ async fn purchase_days(
         })
         .collect();
     customers.sort_by(|a, b| a.0.cmp(&b.0));
-    let basis = Basis {
-        tenant: tenant.as_str().to_owned(),
-        currency: currency.code().to_owned(),
-        as_of,
-        position: after,
-        customers: customers.len(),
-    };
+    let basis = Basis::new(tenant, currency, as_of, after, customers.len());
     Ok((basis, customers))
 }
 

@@ -58,6 +58,19 @@ fn day_from(number: i64) -> Option<NaiveDate> {
         .and_then(NaiveDate::from_num_days_from_ce_opt)
 }
 
+/// What [`page`] and [`of_customers`] read, decoded by `decode`.
+const SELECT: &str = "SELECT id, first_day, last_day, frequency, monetary_minor, changed_at, \
+                      position FROM rm_customer_summary";
+const COLUMNS: [Col; 7] = [
+    Col::Text,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+];
+
 /// The `frequency` of a row whose orders in the currency give no purchase day.
 const NO_PURCHASE_DAY: i64 = -1;
 
@@ -195,10 +208,7 @@ pub async fn page(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<StoredSummary>, ProjectionError> {
-    let mut sql = format!(
-        "SELECT id, first_day, last_day, frequency, monetary_minor, changed_at, position \
-         FROM {TABLE} WHERE tenant = ? AND currency = ?"
-    );
+    let mut sql = format!("{SELECT} WHERE tenant = ? AND currency = ?");
     let mut args: Vec<SqlValue> = vec![tenant.into(), currency.code().into()];
     if let Some(after) = after {
         sql.push_str(" AND id > ?");
@@ -206,21 +216,7 @@ pub async fn page(
     }
     sql.push_str(" ORDER BY id LIMIT ?");
     args.push(SqlValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
-    let rows = tx
-        .fetch(
-            &sql,
-            args,
-            &[
-                Col::Text,
-                Col::Int,
-                Col::Int,
-                Col::Int,
-                Col::Int,
-                Col::Int,
-                Col::Int,
-            ],
-        )
-        .await?;
+    let rows = tx.fetch(&sql, args, &COLUMNS).await?;
     rows.into_iter().map(|row| decode(tenant, &row)).collect()
 }
 
@@ -246,20 +242,9 @@ pub async fn of_customers(
         args.insert(1, currency.code().into());
         let rows = tx
             .fetch(
-                &format!(
-                    "SELECT id, first_day, last_day, frequency, monetary_minor, changed_at, \
-                     position FROM {TABLE} WHERE tenant = ? AND currency = ? AND {condition}"
-                ),
+                &format!("{SELECT} WHERE tenant = ? AND currency = ? AND {condition}"),
                 args,
-                &[
-                    Col::Text,
-                    Col::Int,
-                    Col::Int,
-                    Col::Int,
-                    Col::Int,
-                    Col::Int,
-                    Col::Int,
-                ],
+                &COLUMNS,
             )
             .await?;
         for row in rows {
