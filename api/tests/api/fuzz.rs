@@ -33,6 +33,8 @@ const QUERY_NAMES: &[&str] = &[
     "from",
     "to",
     "colour",
+    "source",
+    "campaign_id",
     "",
     "limit[]",
 ];
@@ -50,6 +52,8 @@ const GET_PATHS: &[&str] = &[
     "/v1/projections",
     "/v1/customers/c-1/personal-data",
     "/v1/audit/access",
+    "/v1/leads",
+    "/v1/leads/funnel",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -63,6 +67,8 @@ const TYPES: &[&str] = &[
     "CustomerMerged",
     "CustomerErased",
     "LeadCaptured",
+    "LeadQualified",
+    "LeadDisqualified",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

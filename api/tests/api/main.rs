@@ -9,6 +9,7 @@ mod errors;
 mod fixture;
 mod fuzz;
 mod keys;
+mod leads;
 mod lists;
 mod parking;
 mod privacy;
@@ -68,6 +69,10 @@ macro_rules! api {
                 the_pipeline_by_owner_and_as_of_a_past_time,
                 customers_are_found_by_the_digits_of_their_phone,
                 small_fixes_unassigned_partial_refunds_and_enum_values,
+            );
+            api!(@in leads $backend $with:
+                leads_list_filters_pages_and_names_bad_parameters,
+                the_lead_funnel_is_exact_by_source_and_campaign,
             );
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,

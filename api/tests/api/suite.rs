@@ -1477,6 +1477,8 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
                 "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into(),
                 "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&owner=u-7".into(),
             ],
+            "/v1/leads" => vec![String::new(), "?status=converted".into()],
+            "/v1/leads/funnel" => vec![String::new(), "?from=2020-01-01T00:00:00Z".into()],
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {
