@@ -106,6 +106,10 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "lead_id": "l-1", "response": "unsubscribed"}),
         ),
+        (
+            "CampaignCostRecorded",
+            json!({"campaign_id": "cmp-1", "amount": "2500.00", "currency": "EUR"}),
+        ),
     ]
 }
 
@@ -190,6 +194,10 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
         (
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "customer_id": "c-42", "response": "opened"}),
+        ),
+        (
+            "CampaignCostRecorded",
+            json!({"campaign_id": "cmp-1", "amount": "0.01", "currency": "USD"}),
         ),
     ]
 }
