@@ -4,7 +4,7 @@
 //!   and moves the checkpoint in one transaction, follows the log live, rebuilds blue/green.
 //! - [`projection`]: the [`Projection`] trait and the generation-suffixed tables behind the
 //!   views readers query.
-//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`], [`leads`]; [`asof`] folds
+//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`], [`leads`], [`campaigns`]; [`asof`] folds
 //!   one customer at any past moment.
 //! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
 //!   runner's tables; [`lease`]: one runner per projection across processes.
@@ -18,6 +18,7 @@ pub mod attribution;
 pub mod audit;
 pub mod backlog;
 pub mod bookkeeping;
+pub mod campaigns;
 pub mod customer360;
 pub mod db;
 mod error;
@@ -72,6 +73,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(backlog::BacklogProjection),
         Arc::new(timeline::TimelineProjection),
         Arc::new(leads::LeadsProjection),
+        Arc::new(campaigns::CampaignsProjection),
     ]
 }
 

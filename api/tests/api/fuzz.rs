@@ -54,6 +54,8 @@ const GET_PATHS: &[&str] = &[
     "/v1/audit/access",
     "/v1/leads",
     "/v1/leads/funnel",
+    "/v1/campaigns",
+    "/v1/campaigns/cmp-1",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -69,6 +71,7 @@ const TYPES: &[&str] = &[
     "LeadCaptured",
     "LeadQualified",
     "LeadDisqualified",
+    "CampaignCostRecorded",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

@@ -4,6 +4,7 @@
 
 mod analytics;
 mod analytics_sales;
+mod campaigns;
 mod customer_analytics;
 mod errors;
 mod fixture;
@@ -73,6 +74,9 @@ macro_rules! api {
             api!(@in leads $backend $with:
                 leads_list_filters_pages_and_names_bad_parameters,
                 the_lead_funnel_is_exact_by_source_and_campaign,
+            );
+            api!(@in campaigns $backend $with:
+                campaign_results_and_attribution_are_exact,
             );
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,
