@@ -606,7 +606,9 @@ async fn counted_totals(fixture: &Fixture) -> (i64, i64) {
 pub async fn a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answering(
     fixture: &Fixture,
 ) {
-    let events = history(7, 60, 2_500);
+    let mut events = history(7, 60, 2_500);
+    // Campaign events too, so every read model has rows.
+    events.extend(campaign_events(&events));
     let (first, second) = events.split_at(events.len() / 2);
     append_all(fixture.store.as_ref(), first).await;
     let handle = fixture.start_runner().await;
@@ -1454,4 +1456,155 @@ pub async fn leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_o
         compared += usize::try_from(expected.overall.captured).unwrap_or(0);
     }
     assert!(compared > 10, "compared {compared} leads");
+}
+
+/// Two campaigns per tenant over the customers `events` registers: every third customer a
+/// member of `cmp-1`, every fifth of `cmp-2`, some responses, spends in two currencies;
+/// dated before the history, so later wins are attributed.
+fn campaign_events(events: &[Emitted]) -> Vec<Emitted> {
+    let start = events.first().map(|e| e.occurred_at).expect("events") - chrono::Duration::days(3);
+    let mut out = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let t = |minutes: i64| (start + chrono::Duration::minutes(minutes)).to_rfc3339();
+        let at_tenant = |event_type, data, at: String| Emitted {
+            tenant,
+            ..ev(event_type, data, &at)
+        };
+        for (campaign, channel) in [("cmp-1", "email"), ("cmp-2", "event")] {
+            out.push(at_tenant(
+                "CampaignLaunched",
+                json!({"campaign_id": campaign, "name": campaign, "channel": channel}),
+                t(0),
+            ));
+            out.push(at_tenant(
+                "CampaignCostRecorded",
+                json!({"campaign_id": campaign, "amount": "120.50", "currency": "EUR"}),
+                t(1),
+            ));
+            out.push(at_tenant(
+                "CampaignCostRecorded",
+                json!({"campaign_id": campaign, "amount": "30", "currency": "USD"}),
+                t(2),
+            ));
+        }
+        let customers: Vec<&str> = events
+            .iter()
+            .filter(|e| e.tenant == tenant && e.event_type == "CustomerRegistered")
+            .filter_map(|e| e.data["customer_id"].as_str())
+            .collect();
+        for (i, customer) in customers.iter().enumerate() {
+            let minute = 10 + i as i64;
+            if i % 3 == 0 {
+                out.push(at_tenant(
+                    "CampaignMemberAdded",
+                    json!({"campaign_id": "cmp-1", "customer_id": customer}),
+                    t(minute),
+                ));
+                if i % 2 == 0 {
+                    out.push(at_tenant(
+                        "CampaignMemberResponded",
+                        json!({"campaign_id": "cmp-1", "customer_id": customer, "response": "clicked"}),
+                        t(minute + 1),
+                    ));
+                }
+            }
+            if i % 5 == 0 {
+                out.push(at_tenant(
+                    "CampaignMemberAdded",
+                    json!({"campaign_id": "cmp-2", "customer_id": customer}),
+                    t(minute + 2),
+                ));
+            }
+        }
+        out.push(at_tenant(
+            "CampaignMemberAdded",
+            json!({"campaign_id": "cmp-2", "lead_id": "l-x"}),
+            t(5),
+        ));
+    }
+    out
+}
+
+pub async fn campaigns_rebuild_equals_live_and_figures_follow_the_log(fixture: &Fixture) {
+    use crm_projections::campaigns;
+
+    let mut events = history(17, 40, 1_600);
+    let extra = campaign_events(&events);
+    let members = |campaign: &str| {
+        extra
+            .iter()
+            .filter(|e| {
+                e.tenant == "acme"
+                    && e.event_type == "CampaignMemberAdded"
+                    && e.data["campaign_id"] == campaign
+            })
+            .count() as i64
+    };
+    let (expected_1, expected_2) = (members("cmp-1"), members("cmp-2"));
+    let (first, second) = events.split_at(events.len() / 3);
+    let mut ordered: Vec<Emitted> = first.to_vec();
+    ordered.extend(extra.iter().cloned());
+    ordered.extend(second.iter().cloned());
+    events = ordered;
+    let (first, second) = events.split_at(events.len() / 2);
+    append_all(fixture.store.as_ref(), first).await;
+    fixture.catch_up().await;
+    append_all(fixture.store.as_ref(), second).await;
+    fixture.catch_up().await;
+
+    let reports = campaigns::reports(&fixture.db, "acme", None, 10)
+        .await
+        .expect("reports");
+    assert_eq!(reports.len(), 2);
+    let (one, two) = (&reports[0], &reports[1]);
+    assert_eq!(one.campaign_id, "cmp-1");
+    assert_eq!(one.members, expected_1);
+    assert_eq!(two.members, expected_2);
+    assert_eq!(two.lead_members, 1);
+    assert!(
+        expected_1 > 3 && expected_2 > 2,
+        "{expected_1} {expected_2}"
+    );
+    assert_eq!(
+        serde_json::to_value(&one.cost).expect("json"),
+        json!([{"amount": "120.50", "currency": "EUR"}, {"amount": "30.00", "currency": "USD"}])
+    );
+    // The touches are dated before every deal, so the history's deals are influenced.
+    assert!(one.opportunities_influenced + two.opportunities_influenced > 0);
+
+    // Rebuild = live, reports included.
+    let live = (
+        fixture
+            .db
+            .dump(campaigns::TABLE, "1, 2")
+            .await
+            .expect("dump"),
+        fixture
+            .db
+            .dump(campaigns::TOUCHES, "1, 2")
+            .await
+            .expect("dump"),
+    );
+    assert!(!live.0.is_empty() && !live.1.is_empty());
+    request_rebuild(&fixture.db, "campaigns")
+        .await
+        .expect("request");
+    fixture.catch_up().await;
+    let rebuilt = (
+        fixture
+            .db
+            .dump(campaigns::TABLE, "1, 2")
+            .await
+            .expect("dump"),
+        fixture
+            .db
+            .dump(campaigns::TOUCHES, "1, 2")
+            .await
+            .expect("dump"),
+    );
+    assert_eq!(live, rebuilt, "a rebuild gives the rows of the live run");
+    let again = campaigns::reports(&fixture.db, "acme", None, 10)
+        .await
+        .expect("reports");
+    assert_eq!(again, reports);
 }
