@@ -11,6 +11,8 @@
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
 //! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/cases`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
 //! | `GET /v1/analytics/rfm`, `/clv`, `/profitability`, `/cohorts`, `/lifecycle`, `/funnel` | analyst |
+//! | `GET /v1/leads`, `/v1/leads/funnel` | analyst |
+//! | `GET /v1/campaigns`, `/v1/campaigns/{id}` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -284,6 +286,10 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(queries::pipeline::pipeline))
         .routes(routes!(queries::pipeline::opportunities))
         .routes(routes!(queries::cases::cases))
+        .routes(routes!(queries::leads::leads))
+        .routes(routes!(queries::leads::lead_funnel))
+        .routes(routes!(queries::campaigns::campaigns))
+        .routes(routes!(queries::campaigns::campaign))
         .routes(routes!(queries::analytics::rfm))
         .routes(routes!(queries::analytics::clv))
         .routes(routes!(queries::analytics::profitability))

@@ -34,6 +34,7 @@ use crm_core::store::{Direction, StreamStart};
 use crm_projections::backlog::{Backlog, Case, CaseLine};
 use crm_projections::customer360::{CustomerLine, CustomerView};
 use crm_projections::db::{Col, SqlValue};
+use crm_projections::leads::{LeadFunnel, LeadLine};
 use crm_projections::pipeline::OpportunityLine;
 use serde_json::Value;
 
@@ -412,6 +413,46 @@ impl Personal for CaseLine {
 
     fn subjects(&self, out: &mut BTreeSet<String>) {
         self.case.subjects(out);
+    }
+}
+
+/// `GET /v1/leads`: the disqualification reason; its subject is the lead.
+impl Personal for LeadLine {
+    fn redact(&mut self) {
+        redact_text(&mut self.lead.disqualified_reason);
+    }
+
+    fn subjects(&self, out: &mut BTreeSet<String>) {
+        if plain_text(&self.lead.disqualified_reason)
+            && let Some(id) = &self.lead.lead_id
+        {
+            out.insert(lead_subject(id.as_str()));
+        }
+    }
+}
+
+/// `GET /v1/leads/funnel`: the disqualification reasons of every group; their subjects are
+/// the leads that gave them.
+impl Personal for LeadFunnel {
+    fn redact(&mut self) {
+        for counts in std::iter::once(&mut self.overall)
+            .chain(self.by_source.values_mut())
+            .chain(self.by_campaign.values_mut())
+        {
+            for reason in &mut counts.disqualified_reasons {
+                if reason.reason != ERASED {
+                    reason.reason = REDACTED.to_owned();
+                }
+            }
+        }
+    }
+
+    fn subjects(&self, out: &mut BTreeSet<String>) {
+        for reason in &self.overall.disqualified_reasons {
+            if reason.reason != ERASED && reason.reason != REDACTED {
+                out.extend(reason.leads.iter().map(|id| lead_subject(id)));
+            }
+        }
     }
 }
 

@@ -37,7 +37,7 @@ field or the event index at fault.",
     tags(
         (name = "events", description = "The log: append, page, stream live"),
         (name = "customers", description = "The customer 360 view, listings, timelines"),
-        (name = "sales", description = "The pipeline and opportunities"),
+        (name = "sales", description = "The pipeline and opportunities, leads and their funnel"),
         (name = "service", description = "Cases, the service backlog and SLA targets"),
         (name = "audit", description = "Verification and the access log"),
         (name = "privacy", description = "Subject access, erasure, retention"),

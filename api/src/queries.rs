@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod analytics;
 pub mod analytics_sales;
+pub mod campaigns;
 pub mod cases;
+pub mod leads;
 pub mod pipeline;
 pub mod projections;
 pub mod service;
@@ -35,6 +37,8 @@ const CUSTOMER_360: &str = "customer_360";
 const TIMELINE: &str = "customer_timeline";
 const PIPELINE: &str = "pipeline";
 const BACKLOG: &str = "service_backlog";
+const LEADS: &str = "leads";
+const CAMPAIGNS: &str = "campaigns";
 /// Page size when a listing is given no `limit`.
 const DEFAULT_PAGE: usize = 50;
 

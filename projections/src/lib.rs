@@ -4,7 +4,7 @@
 //!   and moves the checkpoint in one transaction, follows the log live, rebuilds blue/green.
 //! - [`projection`]: the [`Projection`] trait and the generation-suffixed tables behind the
 //!   views readers query.
-//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`]; [`asof`] folds
+//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`], [`leads`], [`campaigns`]; [`asof`] folds
 //!   one customer at any past moment.
 //! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
 //!   runner's tables; [`lease`]: one runner per projection across processes.
@@ -18,10 +18,12 @@ pub mod attribution;
 pub mod audit;
 pub mod backlog;
 pub mod bookkeeping;
+pub mod campaigns;
 pub mod customer360;
 pub mod db;
 mod error;
 pub mod event;
+pub mod leads;
 mod lease;
 pub mod parking;
 pub mod pipeline;
@@ -38,7 +40,7 @@ use std::sync::Arc;
 pub use db::ReadDb;
 
 /// The personal fields the read models fold, as `(event type, field)`: customer profiles, deal
-/// names and lost reasons, case subjects. The runner reads the log through a handle that opens
+/// names and lost reasons, case subjects, lead disqualification reasons. The runner reads the log through a handle that opens
 /// only these (`PrivateStore::opening_only`); every other personal field (interaction
 /// summaries, case descriptions, refund reasons, lead details) is never decrypted to project.
 /// A projection that starts to read another personal field must be added here (the
@@ -56,6 +58,7 @@ pub const PERSONAL_FIELDS_READ: &[(&str, &str)] = &[
     ("OpportunityUpdated", "name"),
     ("OpportunityLost", "reason"),
     ("CaseOpened", "subject"),
+    ("LeadDisqualified", "reason"),
 ];
 pub use error::ProjectionError;
 pub use event::{ProjectedEvent, TimelineEntry};
@@ -69,6 +72,8 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(pipeline::PipelineProjection),
         Arc::new(backlog::BacklogProjection),
         Arc::new(timeline::TimelineProjection),
+        Arc::new(leads::LeadsProjection),
+        Arc::new(campaigns::CampaignsProjection),
     ]
 }
 

@@ -105,7 +105,7 @@ pub async fn upsert_docs<'a, T: DocRow + 'a>(
 
 /// Ids of the rows of `table` (a document table with a `customer_id` column) that belong to
 /// `customers`: the rows an erasure must clear.
-async fn ids_of_customers(
+pub(crate) async fn ids_of_customers(
     tx: &mut ReadTx,
     table: &str,
     customers: &BTreeSet<Key>,
@@ -132,7 +132,7 @@ async fn ids_of_customers(
 /// model's links record the merges (`merged:<id>` → survivor). A merge that read model has
 /// not applied yet is missed here; a rebuild from the log, where the merged customer's
 /// personal fields read erased, clears it.
-async fn merged_into(
+pub(crate) async fn merged_into(
     tx: &mut ReadTx,
     tenant: &str,
     customer: &str,

@@ -190,6 +190,10 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "lead_id": "l-dq", "response": "clicked"}),
         ),
+        (
+            "CampaignCostRecorded",
+            json!({"campaign_id": "cmp-1", "amount": "99.95", "currency": "EUR"}),
+        ),
     ];
     let mut count = events.len();
     for tenant in ["acme", "globex"] {

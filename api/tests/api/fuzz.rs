@@ -33,6 +33,8 @@ const QUERY_NAMES: &[&str] = &[
     "from",
     "to",
     "colour",
+    "source",
+    "campaign_id",
     "",
     "limit[]",
 ];
@@ -50,6 +52,10 @@ const GET_PATHS: &[&str] = &[
     "/v1/projections",
     "/v1/customers/c-1/personal-data",
     "/v1/audit/access",
+    "/v1/leads",
+    "/v1/leads/funnel",
+    "/v1/campaigns",
+    "/v1/campaigns/cmp-1",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -63,6 +69,9 @@ const TYPES: &[&str] = &[
     "CustomerMerged",
     "CustomerErased",
     "LeadCaptured",
+    "LeadQualified",
+    "LeadDisqualified",
+    "CampaignCostRecorded",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

@@ -4,11 +4,13 @@
 
 mod analytics;
 mod analytics_sales;
+mod campaigns;
 mod customer_analytics;
 mod errors;
 mod fixture;
 mod fuzz;
 mod keys;
+mod leads;
 mod lists;
 mod parking;
 mod privacy;
@@ -68,6 +70,13 @@ macro_rules! api {
                 the_pipeline_by_owner_and_as_of_a_past_time,
                 customers_are_found_by_the_digits_of_their_phone,
                 small_fixes_unassigned_partial_refunds_and_enum_values,
+            );
+            api!(@in leads $backend $with:
+                leads_list_filters_pages_and_names_bad_parameters,
+                the_lead_funnel_is_exact_by_source_and_campaign,
+            );
+            api!(@in campaigns $backend $with:
+                campaign_results_and_attribution_are_exact,
             );
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,

@@ -182,6 +182,8 @@ pub async fn erasure_removes_personal_data_from_every_answer_and_every_file<
         "/v1/pipeline".to_owned(),
         "/v1/service/backlog".to_owned(),
         "/v1/cases".to_owned(),
+        "/v1/leads".to_owned(),
+        "/v1/leads/funnel".to_owned(),
         "/v1/customers/c-1?as_of=2099-01-01T00:00:00Z".to_owned(),
         format!("/v1/customers/c-1?position={last}"),
     ] {
@@ -208,6 +210,11 @@ pub async fn erasure_removes_personal_data_from_every_answer_and_every_file<
     }
     let count = log.matches("\"CustomerErased\"").count();
     assert_eq!(count, 1, "one CustomerErased: {log}");
+    // The lead converted to the erased customer is in no answer.
+    let leads = app.get("/v1/leads").await;
+    assert_eq!(leads.ok()["items"], json!([]), "{}", leads.body);
+    let funnel = app.get("/v1/leads/funnel").await;
+    assert_eq!(funnel.ok()["overall"]["captured"], 0, "{}", funnel.body);
     let search = app.get("/v1/customers?search=ada").await;
     assert_eq!(
         search.body["items"].as_array().map(Vec::len),
@@ -334,6 +341,17 @@ pub async fn leads_are_erased_alone_only_while_never_converted<F: Future<Output 
     assert!(log.contains("LeadErased"), "{log}");
     assert!(!log.contains("Linus") && !log.contains("linus@"), "{log}");
     assert!(log.contains("Conny Converted"), "{log}");
+    // The erased lead is in no answer of the lead read model; the converted one stays.
+    let leads = app.get(&format!("/v1/leads?min_position={position}")).await;
+    let ids: Vec<&str> = leads.ok()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|lead| lead["lead_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["l-8"]);
+    let funnel = app.get("/v1/leads/funnel").await;
+    assert_eq!(funnel.ok()["overall"]["captured"], 1, "{}", funnel.body);
     // New personal data for the erased lead is refused.
     let refused = app
         .ingest(

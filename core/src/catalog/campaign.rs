@@ -5,6 +5,7 @@ use crate::catalog::fields::{DataWriter, EventData, FieldReader, Problem};
 use crate::catalog::values::CampaignResponse;
 use crate::catalog::{CatalogError, FieldInfo};
 use crate::ids::EntityId;
+use crate::money::Money;
 
 /// Who a campaign member is: JSON carries exactly one of `customer_id` and `lead_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,5 +152,46 @@ impl EventData for CampaignMemberResponded {
 
     fn customer_id(&self) -> Option<&EntityId> {
         self.member.customer_id()
+    }
+}
+
+/// Money spent on the campaign (media, printing, an event's venue): one record per spend,
+/// added up per currency by the campaign read model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignCostRecorded {
+    pub campaign_id: EntityId,
+    /// Stored as `amount` (decimal string) and `currency`; positive.
+    pub amount: Money,
+}
+
+impl EventData for CampaignCostRecorded {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("campaign_id"),
+        FieldInfo::required("amount"),
+        FieldInfo::required("currency"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CampaignCostRecorded {
+            campaign_id: fields.required("campaign_id")?,
+            amount: fields.money("amount", "currency")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("campaign_id", &self.campaign_id);
+        data.money("amount", "currency", &self.amount);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.campaign_id
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        self.amount
+            .ensure_positive()
+            .map(drop)
+            .map_err(|e| Problem::field("amount", e))
     }
 }

@@ -17,6 +17,8 @@ pub struct LeadCaptured {
     /// Where the lead came from, a label such as `web_form` or `referral`.
     pub source: String,
     pub campaign_id: Option<EntityId>,
+    /// The salesperson who follows the lead up (an id, not personal data).
+    pub owner: Option<EntityId>,
 }
 
 impl EventData for LeadCaptured {
@@ -28,6 +30,7 @@ impl EventData for LeadCaptured {
         FieldInfo::optional("company").personal(),
         FieldInfo::required("source"),
         FieldInfo::optional("campaign_id"),
+        FieldInfo::optional("owner"),
     ];
     const PERSONAL_FIELDS: &'static [&'static str] = &["name", "email", "phone", "company"];
 
@@ -40,6 +43,7 @@ impl EventData for LeadCaptured {
             company: fields.optional_text("company")?,
             source: fields.text("source")?,
             campaign_id: fields.optional("campaign_id")?,
+            owner: fields.optional("owner")?,
         })
     }
 
@@ -51,6 +55,7 @@ impl EventData for LeadCaptured {
         data.optional_string("company", self.company.as_deref());
         data.string("source", &self.source);
         data.optional_id("campaign_id", self.campaign_id.as_ref());
+        data.optional_id("owner", self.owner.as_ref());
     }
 
     fn entity_id(&self) -> &EntityId {

@@ -294,7 +294,12 @@ domain_events! {
         CaseReopened,
         CaseClosed,
     ],
-    campaign => [CampaignLaunched, CampaignMemberAdded, CampaignMemberResponded],
+    campaign => [
+        CampaignLaunched,
+        CampaignMemberAdded,
+        CampaignMemberResponded,
+        CampaignCostRecorded,
+    ],
 }
 
 impl DomainEvent {

@@ -38,7 +38,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ("CustomerErased", json!({"customer_id": "c-42"})),
         (
             "LeadCaptured",
-            json!({"lead_id": "l-1", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+1 555 0100", "company": "Hopper Consulting", "source": "web_form", "campaign_id": "cmp-1"}),
+            json!({"lead_id": "l-1", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+1 555 0100", "company": "Hopper Consulting", "source": "web_form", "campaign_id": "cmp-1", "owner": "u-7"}),
         ),
         ("LeadQualified", json!({"lead_id": "l-1"})),
         (
@@ -105,6 +105,10 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         (
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "lead_id": "l-1", "response": "unsubscribed"}),
+        ),
+        (
+            "CampaignCostRecorded",
+            json!({"campaign_id": "cmp-1", "amount": "2500.00", "currency": "EUR"}),
         ),
     ]
 }
@@ -190,6 +194,10 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
         (
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "customer_id": "c-42", "response": "opened"}),
+        ),
+        (
+            "CampaignCostRecorded",
+            json!({"campaign_id": "cmp-1", "amount": "0.01", "currency": "USD"}),
         ),
     ]
 }

@@ -22,6 +22,8 @@ macro_rules! projections {
                 as_of_folds_agree_with_the_read_model_at_the_same_moment,
                 each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies,
                 a_changed_projection_version_is_rebuilt_while_the_old_tables_answer,
+                leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_of_the_log,
+                campaigns_rebuild_equals_live_and_figures_follow_the_log,
             );
         }
     };

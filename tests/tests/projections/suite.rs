@@ -606,7 +606,9 @@ async fn counted_totals(fixture: &Fixture) -> (i64, i64) {
 pub async fn a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answering(
     fixture: &Fixture,
 ) {
-    let events = history(7, 60, 2_500);
+    let mut events = history(7, 60, 2_500);
+    // Campaign events too, so every read model has rows.
+    events.extend(campaign_events(&events));
     let (first, second) = events.split_at(events.len() / 2);
     append_all(fixture.store.as_ref(), first).await;
     let handle = fixture.start_runner().await;
@@ -1253,4 +1255,356 @@ pub async fn a_phone_search_matches_digits_once_the_tables_hold_them(fixture: &F
         .expect("pretend the live tables are older");
     assert_eq!(search("7946 0958").await, Vec::<String>::new());
     assert_eq!(search("ada").await, ["c-1"]);
+}
+
+/// Hand-made leads on top of a generated history: disqualifications with reasons, sources
+/// and campaigns, an erased lead and a lead converted to a customer erased later.
+fn lead_events(start: DateTime<Utc>) -> Vec<Emitted> {
+    let t = |minutes: i64| (start + chrono::Duration::minutes(minutes)).to_rfc3339();
+    let lead = |id: &str, source: &str, campaign: Option<&str>| {
+        let mut data = json!({"lead_id": id, "name": "P", "source": source, "owner": "u-3"});
+        if let Some(campaign) = campaign {
+            data["campaign_id"] = json!(campaign);
+        }
+        data
+    };
+    let acme = |event_type, data, at: String| Emitted {
+        tenant: "acme",
+        ..ev(event_type, data, &at)
+    };
+    vec![
+        acme("LeadCaptured", lead("ld-1", "fair", Some("cmp-9")), t(1)),
+        acme("LeadQualified", json!({"lead_id": "ld-1"}), t(2)),
+        acme(
+            "LeadDisqualified",
+            json!({"lead_id": "ld-1", "reason": "Too small"}),
+            t(3),
+        ),
+        acme("LeadCaptured", lead("ld-2", "fair", None), t(4)),
+        acme(
+            "LeadDisqualified",
+            json!({"lead_id": "ld-2", "reason": "Too small"}),
+            t(5),
+        ),
+        acme("LeadCaptured", lead("ld-3", "ads", Some("cmp-9")), t(6)),
+        acme(
+            "CustomerRegistered",
+            json!({"customer_id": "cx-3", "kind": "person", "name": "X"}),
+            t(7),
+        ),
+        acme(
+            "LeadConverted",
+            json!({"lead_id": "ld-3", "customer_id": "cx-3"}),
+            t(8),
+        ),
+        acme("LeadCaptured", lead("ld-4", "ads", Some("cmp-9")), t(9)),
+        acme("LeadErased", json!({"lead_id": "ld-4"}), t(10)),
+        acme("LeadCaptured", lead("ld-5", "ads", None), t(11)),
+        acme(
+            "CustomerRegistered",
+            json!({"customer_id": "cx-5", "kind": "person", "name": "Y"}),
+            t(12),
+        ),
+        acme(
+            "LeadConverted",
+            json!({"lead_id": "ld-5", "customer_id": "cx-5"}),
+            t(13),
+        ),
+        acme("CustomerErased", json!({"customer_id": "cx-5"}), t(14)),
+    ]
+}
+
+pub async fn leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_of_the_log(
+    fixture: &Fixture,
+) {
+    use crm_projections::leads::{self, Lead, LeadFilter, LeadStatus, funnel::funnel_of};
+
+    let mut events = history(13, 40, 1_600);
+    let end = events.last().map(|e| e.occurred_at).expect("events");
+    events.extend(lead_events(end));
+    let (first, second) = events.split_at(events.len() / 2);
+    append_all(fixture.store.as_ref(), first).await;
+    fixture.catch_up().await;
+    append_all(fixture.store.as_ref(), second).await;
+    fixture.catch_up().await;
+
+    // The hand-made leads, exactly.
+    let now = Utc::now();
+    let filter = LeadFilter {
+        source: Some("fair".into()),
+        limit: 100,
+        ..LeadFilter::default()
+    };
+    let fair = leads::list(&fixture.db, "acme", &filter, now)
+        .await
+        .expect("list");
+    let ids: Vec<_> = fair
+        .iter()
+        .map(|l| l.lead.lead_id.as_ref().map(|i| i.to_string()))
+        .collect();
+    assert_eq!(ids, [Some("ld-1".to_owned()), Some("ld-2".to_owned())]);
+    let ld1 = &fair[0].lead;
+    assert_eq!(ld1.status, LeadStatus::Disqualified);
+    assert_eq!(ld1.disqualified_reason.as_deref(), Some("Too small"));
+    assert_eq!(ld1.campaign_id.as_ref().map(|c| c.as_str()), Some("cmp-9"));
+    assert_eq!(ld1.owner.as_ref().map(|c| c.as_str()), Some("u-3"));
+    assert_eq!(ld1.captured_at, Some(end + chrono::Duration::minutes(1)));
+    assert_eq!(ld1.qualified_at, Some(end + chrono::Duration::minutes(2)));
+    let cmp9 = leads::list(
+        &fixture.db,
+        "acme",
+        &LeadFilter {
+            campaign_id: Some("cmp-9".into()),
+            limit: 100,
+            ..LeadFilter::default()
+        },
+        now,
+    )
+    .await
+    .expect("list");
+    // ld-4 was erased; ld-3 converted to cx-3 (kept); ld-5's customer was erased.
+    let ids: Vec<_> = cmp9
+        .iter()
+        .map(|l| l.lead.lead_id.as_ref().map(|i| i.to_string()))
+        .collect();
+    assert_eq!(ids, [Some("ld-1".to_owned()), Some("ld-3".to_owned())]);
+    assert_eq!(
+        cmp9[1].lead.customer_id.as_ref().map(|c| c.as_str()),
+        Some("cx-3")
+    );
+    let funnel = leads::funnel(&fixture.db, "acme", Some(end), now)
+        .await
+        .expect("funnel");
+    assert_eq!(
+        (
+            funnel.overall.captured,
+            funnel.overall.qualified,
+            funnel.overall.converted,
+            funnel.overall.disqualified
+        ),
+        (3, 2, 1, 2)
+    );
+    assert_eq!(funnel.overall.disqualified_reasons[0].reason, "Too small");
+    assert_eq!(funnel.overall.disqualified_reasons[0].count, 2);
+    assert_eq!(funnel.by_campaign["cmp-9"].captured, 2);
+    assert_eq!(funnel.by_source["ads"].converted, 1);
+
+    // Rebuild = live.
+    let live = fixture.db.dump(leads::TABLE, "1, 2").await.expect("dump");
+    assert!(live.len() > 10, "{} lead rows", live.len());
+    request_rebuild(&fixture.db, "leads")
+        .await
+        .expect("request");
+    fixture.catch_up().await;
+    let rebuilt = fixture.db.dump(leads::TABLE, "1, 2").await.expect("dump");
+    assert_eq!(live, rebuilt, "a rebuild gives the rows of the live run");
+
+    // As of: the funnel at each cut equals the fold of the log's events that occurred
+    // before it (leads erased by now left out, as in every answer).
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = fixture
+            .store
+            .read_all(
+                &crm_core::store::Scope::Tenant(TenantId::parse("acme").expect("tenant")),
+                after,
+                1_000,
+            )
+            .await
+            .expect("read");
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        log.extend(
+            batch
+                .into_iter()
+                .map(|e| ProjectedEvent::decode(e).expect("decode")),
+        );
+    }
+    let kept: std::collections::BTreeSet<String> = leads::list(
+        &fixture.db,
+        "acme",
+        &LeadFilter {
+            limit: 100_000,
+            ..LeadFilter::default()
+        },
+        now,
+    )
+    .await
+    .expect("all")
+    .into_iter()
+    .filter_map(|l| l.lead.lead_id.map(|i| i.to_string()))
+    .collect();
+    let start = log.first().map(|e| e.occurred_at).expect("log");
+    let mut compared = 0;
+    for quarter in 1..=4 {
+        let cut = start + (end + chrono::Duration::minutes(20) - start) * quarter / 4;
+        let from = Some(start + (cut - start) / 3);
+        let mut folded: BTreeMap<String, Lead> = BTreeMap::new();
+        for event in log.iter().filter(|e| e.occurred_at < cut) {
+            if event.event.category() == "lead" {
+                let id = event.event.entity_id().to_string();
+                leads::fold::apply(folded.entry(id).or_default(), event);
+            }
+        }
+        folded.retain(|id, _| kept.contains(id));
+        let expected = funnel_of(folded.values(), from, cut);
+        let answered = leads::funnel(&fixture.db, "acme", from, cut)
+            .await
+            .expect("funnel");
+        assert_eq!(answered, expected, "as of {cut}");
+        compared += usize::try_from(expected.overall.captured).unwrap_or(0);
+    }
+    assert!(compared > 10, "compared {compared} leads");
+}
+
+/// Two campaigns per tenant over the customers `events` registers: every third customer a
+/// member of `cmp-1`, every fifth of `cmp-2`, some responses, spends in two currencies;
+/// dated before the history, so later wins are attributed.
+fn campaign_events(events: &[Emitted]) -> Vec<Emitted> {
+    let start = events.first().map(|e| e.occurred_at).expect("events") - chrono::Duration::days(3);
+    let mut out = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let t = |minutes: i64| (start + chrono::Duration::minutes(minutes)).to_rfc3339();
+        let at_tenant = |event_type, data, at: String| Emitted {
+            tenant,
+            ..ev(event_type, data, &at)
+        };
+        for (campaign, channel) in [("cmp-1", "email"), ("cmp-2", "event")] {
+            out.push(at_tenant(
+                "CampaignLaunched",
+                json!({"campaign_id": campaign, "name": campaign, "channel": channel}),
+                t(0),
+            ));
+            out.push(at_tenant(
+                "CampaignCostRecorded",
+                json!({"campaign_id": campaign, "amount": "120.50", "currency": "EUR"}),
+                t(1),
+            ));
+            out.push(at_tenant(
+                "CampaignCostRecorded",
+                json!({"campaign_id": campaign, "amount": "30", "currency": "USD"}),
+                t(2),
+            ));
+        }
+        let customers: Vec<&str> = events
+            .iter()
+            .filter(|e| e.tenant == tenant && e.event_type == "CustomerRegistered")
+            .filter_map(|e| e.data["customer_id"].as_str())
+            .collect();
+        for (i, customer) in customers.iter().enumerate() {
+            let minute = 10 + i as i64;
+            if i % 3 == 0 {
+                out.push(at_tenant(
+                    "CampaignMemberAdded",
+                    json!({"campaign_id": "cmp-1", "customer_id": customer}),
+                    t(minute),
+                ));
+                if i % 2 == 0 {
+                    out.push(at_tenant(
+                        "CampaignMemberResponded",
+                        json!({"campaign_id": "cmp-1", "customer_id": customer, "response": "clicked"}),
+                        t(minute + 1),
+                    ));
+                }
+            }
+            if i % 5 == 0 {
+                out.push(at_tenant(
+                    "CampaignMemberAdded",
+                    json!({"campaign_id": "cmp-2", "customer_id": customer}),
+                    t(minute + 2),
+                ));
+            }
+        }
+        out.push(at_tenant(
+            "CampaignMemberAdded",
+            json!({"campaign_id": "cmp-2", "lead_id": "l-x"}),
+            t(5),
+        ));
+    }
+    out
+}
+
+pub async fn campaigns_rebuild_equals_live_and_figures_follow_the_log(fixture: &Fixture) {
+    use crm_projections::campaigns;
+
+    let mut events = history(17, 40, 1_600);
+    let extra = campaign_events(&events);
+    let members = |campaign: &str| {
+        extra
+            .iter()
+            .filter(|e| {
+                e.tenant == "acme"
+                    && e.event_type == "CampaignMemberAdded"
+                    && e.data["campaign_id"] == campaign
+            })
+            .count() as i64
+    };
+    let (expected_1, expected_2) = (members("cmp-1"), members("cmp-2"));
+    let (first, second) = events.split_at(events.len() / 3);
+    let mut ordered: Vec<Emitted> = first.to_vec();
+    ordered.extend(extra.iter().cloned());
+    ordered.extend(second.iter().cloned());
+    events = ordered;
+    let (first, second) = events.split_at(events.len() / 2);
+    append_all(fixture.store.as_ref(), first).await;
+    fixture.catch_up().await;
+    append_all(fixture.store.as_ref(), second).await;
+    fixture.catch_up().await;
+
+    let reports = campaigns::reports(&fixture.db, "acme", None, 10)
+        .await
+        .expect("reports");
+    assert_eq!(reports.len(), 2);
+    let (one, two) = (&reports[0], &reports[1]);
+    assert_eq!(one.campaign_id, "cmp-1");
+    assert_eq!(one.members, expected_1);
+    assert_eq!(two.members, expected_2);
+    assert_eq!(two.lead_members, 1);
+    assert!(
+        expected_1 > 3 && expected_2 > 2,
+        "{expected_1} {expected_2}"
+    );
+    assert_eq!(
+        serde_json::to_value(&one.cost).expect("json"),
+        json!([{"amount": "120.50", "currency": "EUR"}, {"amount": "30.00", "currency": "USD"}])
+    );
+    // The touches are dated before every deal, so the history's deals are influenced.
+    assert!(one.opportunities_influenced + two.opportunities_influenced > 0);
+
+    // Rebuild = live, reports included.
+    let live = (
+        fixture
+            .db
+            .dump(campaigns::TABLE, "1, 2")
+            .await
+            .expect("dump"),
+        fixture
+            .db
+            .dump(campaigns::TOUCHES, "1, 2")
+            .await
+            .expect("dump"),
+    );
+    assert!(!live.0.is_empty() && !live.1.is_empty());
+    request_rebuild(&fixture.db, "campaigns")
+        .await
+        .expect("request");
+    fixture.catch_up().await;
+    let rebuilt = (
+        fixture
+            .db
+            .dump(campaigns::TABLE, "1, 2")
+            .await
+            .expect("dump"),
+        fixture
+            .db
+            .dump(campaigns::TOUCHES, "1, 2")
+            .await
+            .expect("dump"),
+    );
+    assert_eq!(live, rebuilt, "a rebuild gives the rows of the live run");
+    let again = campaigns::reports(&fixture.db, "acme", None, 10)
+        .await
+        .expect("reports");
+    assert_eq!(again, reports);
 }

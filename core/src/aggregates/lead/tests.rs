@@ -16,6 +16,7 @@ fn captured() -> LeadCaptured {
         company: None,
         source: "web_form".into(),
         campaign_id: None,
+        owner: None,
     }
 }
 
