@@ -33,6 +33,8 @@ const QUERY_NAMES: &[&str] = &[
     "from",
     "to",
     "colour",
+    "overdue",
+    "due_before",
     "",
     "limit[]",
 ];
@@ -50,6 +52,9 @@ const GET_PATHS: &[&str] = &[
     "/v1/projections",
     "/v1/customers/c-1/personal-data",
     "/v1/audit/access",
+    "/v1/tasks",
+    "/v1/accounts/c-1/contacts",
+    "/v1/opportunities/op-1",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -63,6 +68,11 @@ const TYPES: &[&str] = &[
     "CustomerMerged",
     "CustomerErased",
     "LeadCaptured",
+    "ContactLinked",
+    "ContactUnlinked",
+    "TaskCreated",
+    "TaskRescheduled",
+    "TaskCompleted",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

@@ -1457,6 +1457,9 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/customers/{id}/timeline" => vec!["?limit=1000".into(), "?order=desc".into()],
             "/v1/customers/{id}/personal-data" => vec![String::new()],
             "/v1/opportunities" => vec![String::new(), "?status=lost".into()],
+            // Ids, roles, due times and titles (business labels): nothing personal.
+            "/v1/opportunities/{id}" | "/v1/accounts/{id}/contacts" => vec![String::new()],
+            "/v1/tasks" => vec![String::new(), "?overdue=true&order=due".into()],
             "/v1/cases" => vec![String::new(), "?status=open&limit=1000".into()],
             "/v1/service/backlog" => vec!["?limit=1000".into()],
             // A tenant setting and its last run's counts: nothing personal to redact.
