@@ -464,14 +464,31 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
     // customers, deals, cases and leads, some rescheduled, completed or cancelled.
     let mut rng = Rng::new(seed ^ 0x7a5c);
     for t in 0..2 {
+        // Three companies registered now, so every history has accounts to link to.
+        for k in 0..3 {
+            let id = format!("acct-{}-{k}", tenants[t]);
+            at += Duration::minutes(1 + rng.below(20) as i64);
+            emit(
+                &mut out,
+                t,
+                "CustomerRegistered",
+                json!({"customer_id": id, "kind": "company", "name": format!("Account {k}")}),
+                at,
+            );
+            people[t].push(Customer {
+                id,
+                merged: false,
+                merged_into: None,
+                erased: false,
+                orders: Vec::new(),
+            });
+        }
+        let registered = people[t].len() - 3;
         let alive = |ci: usize| !people[t][ci].merged && !people[t][ci].erased;
-        let is_company = |ci: usize| (ci * 2 + t) % 5 == 0;
+        let is_company = |ci: usize| ci >= registered || (ci * 2 + t) % 5 == 0;
         let companies: Vec<usize> = (0..people[t].len())
             .filter(|&ci| alive(ci) && is_company(ci))
             .collect();
-        if companies.is_empty() {
-            continue;
-        }
         let roles = ["buyer", "decision_maker", "billing", "technical"];
         for ci in 0..people[t].len() {
             if !alive(ci) || is_company(ci) || rng.below(3) == 0 {

@@ -30,6 +30,7 @@ const TABLES: &[TableDef] = &[TableDef {
     create: "CREATE TABLE {t} (
         tenant TEXTKEY NOT NULL,
         id TEXTKEY NOT NULL,
+        customer_id TEXTKEY,
         subject_type TEXT,
         subject_id TEXTKEY,
         owner TEXTKEY,
@@ -139,6 +140,7 @@ impl Task {
 
 impl DocRow for Task {
     const COLUMNS: &'static [&'static str] = &[
+        "customer_id",
         "subject_type",
         "subject_id",
         "owner",
@@ -148,7 +150,11 @@ impl DocRow for Task {
     ];
 
     fn column_values(&self) -> Vec<SqlValue> {
+        let customer = (self.subject_type == Some(TaskSubjectKind::Customer))
+            .then(|| self.subject_id.as_ref().map(|s| s.as_str()))
+            .flatten();
         vec![
+            SqlValue::opt_text(customer),
             SqlValue::opt_text(self.subject_type.map(|s| s.as_str())),
             SqlValue::opt_text(self.subject_id.as_ref().map(|s| s.as_str())),
             SqlValue::opt_text(self.owner.as_ref().map(|o| o.as_str())),
@@ -166,7 +172,8 @@ impl EntityDoc for Task {
         self.apply(event);
     }
 
-    /// Tasks hold no personal data: no customer's erasure clears them.
+    /// Tasks hold no personal data: no customer's erasure clears them (the `customer_id`
+    /// column, the subject when it is a customer, is what the shared erasure step reads).
     fn customer_id(&self) -> Option<&EntityId> {
         None
     }

@@ -3,6 +3,7 @@
 
 mod fixture;
 mod hostile;
+mod sales;
 mod suite;
 
 use fixture::Fixture;
@@ -23,7 +24,22 @@ macro_rules! projections {
                 each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies,
                 a_changed_projection_version_is_rebuilt_while_the_old_tables_answer,
             );
+            projections!(@sales $backend:
+                contact_links_as_of_any_moment_agree_with_the_live_rows_then,
+                tasks_fold_to_their_rows_and_list_in_both_orders,
+            );
         }
+    };
+    (@sales $backend:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fixture) = Fixture::$backend(stringify!($name)).await else {
+                    return;
+                };
+                sales::$name(&fixture).await;
+            }
+        )*
     };
     (@tests $backend:ident: $($name:ident),* $(,)?) => {
         $(
