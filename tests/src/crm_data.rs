@@ -485,7 +485,7 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
         }
         let registered = people[t].len() - 3;
         let alive = |ci: usize| !people[t][ci].merged && !people[t][ci].erased;
-        let is_company = |ci: usize| ci >= registered || (ci * 2 + t) % 5 == 0;
+        let is_company = |ci: usize| ci >= registered || (ci * 2 + t).is_multiple_of(5);
         let companies: Vec<usize> = (0..people[t].len())
             .filter(|&ci| alive(ci) && is_company(ci))
             .collect();

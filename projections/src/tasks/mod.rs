@@ -98,18 +98,16 @@ impl Task {
         let at = event.occurred_at;
         let closed = matches!(self.status, TaskStatus::Completed | TaskStatus::Cancelled);
         match &event.event {
-            DomainEvent::TaskCreated(e) => {
-                if self.created_at.is_none() {
-                    self.task_id = Some(e.task_id.clone());
-                    self.subject_type = Some(e.subject_type);
-                    self.subject_id = Some(e.subject_id.clone());
-                    self.owner = Some(e.owner.clone());
-                    self.due_at = Some(e.due_at);
-                    self.title = Some(e.title.clone());
-                    self.created_at = Some(at);
-                    if self.status == TaskStatus::Unknown {
-                        self.status = TaskStatus::Open;
-                    }
+            DomainEvent::TaskCreated(e) if self.created_at.is_none() => {
+                self.task_id = Some(e.task_id.clone());
+                self.subject_type = Some(e.subject_type);
+                self.subject_id = Some(e.subject_id.clone());
+                self.owner = Some(e.owner.clone());
+                self.due_at = Some(e.due_at);
+                self.title = Some(e.title.clone());
+                self.created_at = Some(at);
+                if self.status == TaskStatus::Unknown {
+                    self.status = TaskStatus::Open;
                 }
             }
             DomainEvent::TaskRescheduled(e) if !closed => {
