@@ -292,6 +292,29 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
         {
             state.account = None;
         }
+        DomainEvent::InteractionLogged(data) => {
+            state.interaction_ids.insert(data.interaction_id.clone());
+        }
+        DomainEvent::OrderPlaced(data) => {
+            state.orders.entry(data.order_id.clone()).or_insert(Order {
+                amount: data.amount,
+                refunded: Money::zero(data.amount.currency),
+            });
+        }
+        DomainEvent::OrderRefunded(data) => {
+            if let Some(order) = state.orders.get_mut(&data.order_id)
+                && order.refunded.currency == data.amount.currency
+            {
+                order.refunded.minor_units = order
+                    .refunded
+                    .minor_units
+                    .saturating_add(data.amount.minor_units);
+            }
+        }
+        DomainEvent::CustomerMerged(data) => {
+            state.merged_into = Some(data.into_customer_id.clone())
+        }
+        DomainEvent::CustomerErased(_) => state.erased = true,
         _ => {}
     }
     state
