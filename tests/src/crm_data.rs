@@ -489,6 +489,7 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
         let companies: Vec<usize> = (0..people[t].len())
             .filter(|&ci| alive(ci) && is_company(ci))
             .collect();
+        let mut unlinked_one = false;
         let roles = ["buyer", "decision_maker", "billing", "technical"];
         for ci in 0..people[t].len() {
             if !alive(ci) || is_company(ci) || rng.below(3) == 0 {
@@ -505,7 +506,10 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
                        "role": roles[rng.below(4) as usize]}),
                 at,
             );
-            match rng.below(6) {
+            // The first link of each tenant ends, so every history holds an unlink.
+            let pick = if unlinked_one { rng.below(6) } else { 0 };
+            unlinked_one = true;
+            match pick {
                 0 => {
                     at += Duration::hours(1 + rng.below(30) as i64);
                     emit(
