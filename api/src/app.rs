@@ -10,6 +10,7 @@
 //! | `POST /v1/events` | ingest |
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
 //! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/cases`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
+//! | `GET /v1/opportunities/{id}`, `/v1/tasks`, `/v1/accounts/{id}/contacts` | analyst |
 //! | `GET /v1/analytics/rfm`, `/clv`, `/profitability`, `/cohorts`, `/lifecycle`, `/funnel` | analyst |
 //! | `GET /v1/leads`, `/v1/leads/funnel` | analyst |
 //! | `GET /v1/campaigns`, `/v1/campaigns/{id}` | analyst |
@@ -285,6 +286,9 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(privacy::erase_lead))
         .routes(routes!(queries::pipeline::pipeline))
         .routes(routes!(queries::pipeline::opportunities))
+        .routes(routes!(queries::sales::opportunity))
+        .routes(routes!(queries::sales::tasks))
+        .routes(routes!(queries::sales::account_contacts))
         .routes(routes!(queries::cases::cases))
         .routes(routes!(queries::leads::leads))
         .routes(routes!(queries::leads::lead_funnel))

@@ -25,6 +25,7 @@ pub mod cases;
 pub mod leads;
 pub mod pipeline;
 pub mod projections;
+pub mod sales;
 pub mod service;
 
 use crate::app::SharedState;
@@ -197,7 +198,7 @@ pub async fn customer(
         let position = reach_known(
             &state,
             caller.tenant(),
-            &[CUSTOMER_360, TIMELINE],
+            &[CUSTOMER_360, TIMELINE, sales::ACCOUNTS, sales::TASKS],
             params.min_position,
         )
         .await?;
@@ -211,6 +212,7 @@ pub async fn customer(
                     .await?,
             );
         }
+        add_accounts_and_tasks(&state, &principal.tenant, &mut view, None, evaluate_at).await?;
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
     };
@@ -227,7 +229,13 @@ pub async fn customer(
         Cut::OccurredBy(_) | Cut::RecordedBy(_) => head,
     };
     let wanted = needed.max(params.min_position.unwrap_or(0));
-    let position = reach_known(&state, caller.tenant(), &[TIMELINE], Some(wanted)).await?;
+    let position = reach_known(
+        &state,
+        caller.tenant(),
+        &[TIMELINE, sales::ACCOUNTS],
+        Some(wanted),
+    )
+    .await?;
     let found = customer_as_of(
         state.store.as_ref(),
         &state.db,
@@ -245,8 +253,40 @@ pub async fn customer(
     view.analytics = Some(
         customer_analytics(&state, &principal.tenant, &found.state, evaluate_at, false).await?,
     );
+    add_accounts_and_tasks(&state, &principal.tenant, &mut view, Some(cut), evaluate_at).await?;
     let view = disclose(&state, &caller, view).await?;
     Ok(at_position(position, &view))
+}
+
+/// The 360 view's issue-18 members: the account a person is a contact of, a company's
+/// contacts and their figures (at `cut`, live when `None`), and, live only, the open tasks.
+async fn add_accounts_and_tasks(
+    state: &SharedState,
+    tenant: &crm_core::envelope::TenantId,
+    view: &mut customer360::CustomerView,
+    cut: Option<Cut>,
+    at: DateTime<Utc>,
+) -> Result<(), Problem> {
+    use crm_projections::{accounts, tasks};
+    view.contact_of =
+        accounts::account_of(&state.db, tenant.as_str(), &view.customer_id, cut).await?;
+    if view.kind == Some("company") {
+        view.account =
+            Some(accounts::summary(state.store.as_ref(), &state.db, tenant, view, cut, at).await?);
+    }
+    if cut.is_none() {
+        view.open_tasks = Some(
+            tasks::open_for(
+                &state.db,
+                tenant.as_str(),
+                crm_core::catalog::values::TaskSubjectKind::Customer,
+                &view.customer_id,
+                at,
+            )
+            .await?,
+        );
+    }
+    Ok(())
 }
 
 /// The 360 view's analytics member: the customer at `at` under the day's fits, with the

@@ -53,7 +53,9 @@ async fn healthz_reports_the_head_and_every_projection() {
             "service_backlog",
             "customer_timeline",
             "leads",
-            "campaigns"
+            "campaigns",
+            "accounts",
+            "tasks"
         ]
     );
 }

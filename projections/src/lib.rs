@@ -4,7 +4,8 @@
 //!   and moves the checkpoint in one transaction, follows the log live, rebuilds blue/green.
 //! - [`projection`]: the [`Projection`] trait and the generation-suffixed tables behind the
 //!   views readers query.
-//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`], [`leads`], [`campaigns`]; [`asof`] folds
+//! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`], [`leads`], [`campaigns`],
+//!   [`accounts`] (contact links), [`tasks`]; [`asof`] folds
 //!   one customer at any past moment.
 //! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
 //!   runner's tables; [`lease`]: one runner per projection across processes.
@@ -12,6 +13,7 @@
 //!   its tenant for that projection (recorded, replayed in log order on the next set-up).
 //! - [`retention`]: the per-tenant retention rule and the decision who is due under it.
 
+pub mod accounts;
 pub mod analytics;
 pub mod asof;
 pub mod attribution;
@@ -31,6 +33,7 @@ pub mod projection;
 pub mod retention;
 pub mod rows;
 pub mod runner;
+pub mod tasks;
 #[cfg(test)]
 mod testing;
 pub mod timeline;
@@ -74,6 +77,8 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(timeline::TimelineProjection),
         Arc::new(leads::LeadsProjection),
         Arc::new(campaigns::CampaignsProjection),
+        Arc::new(accounts::AccountsProjection),
+        Arc::new(tasks::TasksProjection),
     ]
 }
 

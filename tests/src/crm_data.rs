@@ -459,5 +459,127 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
             _ => {}
         }
     }
+    // Contact links and tasks (issue 18), after the rest so the history above stays the
+    // same for a seed: persons linked to companies, some moved, some unlinked; tasks on
+    // customers, deals, cases and leads, some rescheduled, completed or cancelled.
+    let mut rng = Rng::new(seed ^ 0x7a5c);
+    for t in 0..2 {
+        // Three companies registered now, so every history has accounts to link to.
+        for k in 0..3 {
+            let id = format!("acct-{}-{k}", tenants[t]);
+            at += Duration::minutes(1 + rng.below(20) as i64);
+            emit(
+                &mut out,
+                t,
+                "CustomerRegistered",
+                json!({"customer_id": id, "kind": "company", "name": format!("Account {k}")}),
+                at,
+            );
+            people[t].push(Customer {
+                id,
+                merged: false,
+                merged_into: None,
+                erased: false,
+                orders: Vec::new(),
+            });
+        }
+        let registered = people[t].len() - 3;
+        let alive = |ci: usize| !people[t][ci].merged && !people[t][ci].erased;
+        let is_company = |ci: usize| ci >= registered || (ci * 2 + t).is_multiple_of(5);
+        let companies: Vec<usize> = (0..people[t].len())
+            .filter(|&ci| alive(ci) && is_company(ci))
+            .collect();
+        let mut unlinked_one = false;
+        let roles = ["buyer", "decision_maker", "billing", "technical"];
+        for ci in 0..people[t].len() {
+            if !alive(ci) || is_company(ci) || rng.below(3) == 0 {
+                continue;
+            }
+            let person = people[t][ci].id.clone();
+            let mut account = companies[rng.below(companies.len() as u64) as usize];
+            at += Duration::minutes(1 + rng.below(50) as i64);
+            emit(
+                &mut out,
+                t,
+                "ContactLinked",
+                json!({"customer_id": person, "account_id": people[t][account].id,
+                       "role": roles[rng.below(4) as usize]}),
+                at,
+            );
+            // The first link of each tenant ends, so every history holds an unlink.
+            let pick = if unlinked_one { rng.below(6) } else { 0 };
+            unlinked_one = true;
+            match pick {
+                0 => {
+                    at += Duration::hours(1 + rng.below(30) as i64);
+                    emit(
+                        &mut out,
+                        t,
+                        "ContactUnlinked",
+                        json!({"customer_id": person, "account_id": people[t][account].id}),
+                        at,
+                    );
+                }
+                1 if companies.len() > 1 => {
+                    let old = account;
+                    while account == old {
+                        account = companies[rng.below(companies.len() as u64) as usize];
+                    }
+                    at += Duration::hours(1 + rng.below(30) as i64);
+                    emit(
+                        &mut out,
+                        t,
+                        "ContactLinked",
+                        json!({"customer_id": person, "account_id": people[t][account].id,
+                               "role": "buyer"}),
+                        at,
+                    );
+                }
+                _ => {}
+            }
+        }
+        let mut subjects: Vec<(&str, String)> = Vec::new();
+        subjects.extend(people[t].iter().map(|c| ("customer", c.id.clone())));
+        subjects.extend(
+            opportunities[t]
+                .iter()
+                .map(|o| ("opportunity", o.0.clone())),
+        );
+        subjects.extend(cases[t].iter().map(|c| ("case", c.0.clone())));
+        subjects.extend(leads[t].iter().map(|l| ("lead", l.0.clone())));
+        for _ in 0..(steps / 25).max(4) {
+            let task = next_id("t");
+            let (kind, subject) = subjects[rng.below(subjects.len() as u64) as usize].clone();
+            at += Duration::minutes(1 + rng.below(120) as i64);
+            let due = at + Duration::hours(rng.below(24 * 14) as i64);
+            emit(
+                &mut out,
+                t,
+                "TaskCreated",
+                json!({"task_id": task, "subject_type": kind, "subject_id": subject,
+                       "owner": format!("u-{}", rng.below(4)),
+                       "due_at": due.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                       "title": "Follow up"}),
+                at,
+            );
+            if rng.below(3) == 0 {
+                at += Duration::minutes(1 + rng.below(600) as i64);
+                let due = due + Duration::hours(rng.below(72) as i64);
+                emit(
+                    &mut out,
+                    t,
+                    "TaskRescheduled",
+                    json!({"task_id": task,
+                           "due_at": due.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)}),
+                    at,
+                );
+            }
+            match rng.below(4) {
+                0 => emit(&mut out, t, "TaskCompleted", json!({"task_id": task}), at),
+                1 => emit(&mut out, t, "TaskCancelled", json!({"task_id": task}), at),
+                _ => {}
+            }
+        }
+    }
     out
 }

@@ -35,6 +35,8 @@ const QUERY_NAMES: &[&str] = &[
     "colour",
     "source",
     "campaign_id",
+    "overdue",
+    "due_before",
     "",
     "limit[]",
 ];
@@ -56,6 +58,9 @@ const GET_PATHS: &[&str] = &[
     "/v1/leads/funnel",
     "/v1/campaigns",
     "/v1/campaigns/cmp-1",
+    "/v1/tasks",
+    "/v1/accounts/c-1/contacts",
+    "/v1/opportunities/op-1",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -72,6 +77,11 @@ const TYPES: &[&str] = &[
     "LeadQualified",
     "LeadDisqualified",
     "CampaignCostRecorded",
+    "ContactLinked",
+    "ContactUnlinked",
+    "TaskCreated",
+    "TaskRescheduled",
+    "TaskCompleted",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

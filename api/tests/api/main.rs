@@ -15,6 +15,7 @@ mod lists;
 mod parking;
 mod privacy;
 mod proofs;
+mod sales;
 mod storable;
 mod suite;
 
@@ -89,6 +90,10 @@ macro_rules! api {
             api!(@in analytics_sales $backend $with:
                 lifecycle_counts_stages_and_moves_exactly,
                 the_funnel_of_a_period_is_exact,
+            );
+            api!(@in sales $backend $with:
+                contacts_are_linked_moved_and_summed_on_the_account,
+                tasks_filter_page_and_show_on_their_subjects,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

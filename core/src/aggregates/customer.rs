@@ -13,15 +13,21 @@
 //! - An erased customer accepts no further events carrying personal data (registration,
 //!   profile updates, interactions), nor a merge; consent changes, orders and refunds still
 //!   work so revenue stays correct. Erasing twice is rejected.
+//! - Only a registered person can be a contact of an account (`ContactLinked`), not while
+//!   merged away or erased; linking again to the same account with the same role is
+//!   rejected (another role changes it, another account moves the contact). Unlinking needs
+//!   the link. The account itself is another stream: [`check_account`] judges it, and the
+//!   ingest ([`crate::command`]) folds the account's stream to call it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aggregates::{RuleViolation, check_target_and_data};
 use crate::catalog::DomainEvent;
 use crate::catalog::customer::{
-    CustomerConsentChanged, CustomerErased, CustomerMerged, CustomerProfileUpdated,
-    CustomerRegistered, InteractionLogged, OrderPlaced, OrderRefunded,
+    ContactLinked, ContactUnlinked, CustomerConsentChanged, CustomerErased, CustomerMerged,
+    CustomerProfileUpdated, CustomerRegistered, InteractionLogged, OrderPlaced, OrderRefunded,
 };
+use crate::catalog::values::CustomerKind;
 use crate::ids::EntityId;
 use crate::money::Money;
 
@@ -37,6 +43,10 @@ pub struct State {
     pub erased: bool,
     pub interaction_ids: BTreeSet<EntityId>,
     pub orders: BTreeMap<EntityId, Order>,
+    /// The kind given at registration.
+    pub kind: Option<CustomerKind>,
+    /// The account (company customer) this person is a contact of now, and the role.
+    pub account: Option<(EntityId, String)>,
 }
 
 /// An order and how much of it was refunded so far.
@@ -57,6 +67,8 @@ pub enum Command {
     RefundOrder(OrderRefunded),
     MergeCustomer(CustomerMerged),
     EraseCustomer(CustomerErased),
+    LinkContact(ContactLinked),
+    UnlinkContact(ContactUnlinked),
 }
 
 impl Command {
@@ -71,6 +83,8 @@ impl Command {
             Command::RefundOrder(data) => DomainEvent::OrderRefunded(data),
             Command::MergeCustomer(data) => DomainEvent::CustomerMerged(data),
             Command::EraseCustomer(data) => DomainEvent::CustomerErased(data),
+            Command::LinkContact(data) => DomainEvent::ContactLinked(data),
+            Command::UnlinkContact(data) => DomainEvent::ContactUnlinked(data),
         }
     }
 
@@ -85,6 +99,8 @@ impl Command {
             DomainEvent::OrderRefunded(data) => Command::RefundOrder(data),
             DomainEvent::CustomerMerged(data) => Command::MergeCustomer(data),
             DomainEvent::CustomerErased(data) => Command::EraseCustomer(data),
+            DomainEvent::ContactLinked(data) => Command::LinkContact(data),
+            DomainEvent::ContactUnlinked(data) => Command::UnlinkContact(data),
             _ => return None,
         })
     }
@@ -102,6 +118,10 @@ impl Command {
                 format!("be merged into customer {}", data.into_customer_id)
             }
             Command::EraseCustomer(_) => "be erased".to_owned(),
+            Command::LinkContact(data) => format!("be linked to account {}", data.account_id),
+            Command::UnlinkContact(data) => {
+                format!("be unlinked from account {}", data.account_id)
+            }
         }
     }
 
@@ -136,7 +156,8 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleV
         return reject(format!("it was merged into customer {into}"));
     }
     if state.erased
-        && (command.carries_personal_data() || matches!(command, Command::MergeCustomer(_)))
+        && (command.carries_personal_data()
+            || matches!(command, Command::MergeCustomer(_) | Command::LinkContact(_)))
     {
         return reject("it was erased".to_owned());
     }
@@ -163,6 +184,32 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleV
         }
         Command::EraseCustomer(_) if state.erased => {
             return reject("it was already erased".to_owned());
+        }
+        Command::LinkContact(data) => {
+            if !state.registered {
+                return reject(
+                    "it is not registered: only a registered person can be a contact".to_owned(),
+                );
+            }
+            if state.kind == Some(CustomerKind::Company) {
+                return reject("it is a company: only a person can be a contact".to_owned());
+            }
+            if let Some((account, role)) = &state.account
+                && *account == data.account_id
+                && *role == data.role
+            {
+                return reject(format!(
+                    "it is already a contact of account {account} as {role}"
+                ));
+            }
+        }
+        Command::UnlinkContact(data)
+            if state.account.as_ref().map(|(a, _)| a) != Some(&data.account_id) =>
+        {
+            return reject(format!(
+                "it is not a contact of account {}",
+                data.account_id
+            ));
         }
         _ => {}
     }
@@ -195,6 +242,26 @@ fn check_refund(state: &State, refund: &OrderRefunded) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the customer folded into `account` can be linked to as an account: a registered
+/// company, not merged away nor erased. `Err` holds the reason, naming `account_id`.
+pub fn check_account(account: &State, account_id: &EntityId) -> Result<(), String> {
+    if !account.registered {
+        return Err(format!("account {account_id} is not a registered customer"));
+    }
+    if account.kind != Some(CustomerKind::Company) {
+        return Err(format!("account {account_id} is a person, not a company"));
+    }
+    if let Some(into) = &account.merged_into {
+        return Err(format!(
+            "account {account_id} was merged into customer {into}"
+        ));
+    }
+    if account.erased {
+        return Err(format!("account {account_id} was erased"));
+    }
+    Ok(())
+}
+
 /// Whether the fact `event` may be appended now; events of other categories are not this
 /// aggregate's concern and pass.
 pub fn check(state: &State, event: &DomainEvent) -> Result<(), RuleViolation> {
@@ -213,7 +280,18 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
         state.customer_id = Some(event.entity_id().clone());
     }
     match event {
-        DomainEvent::CustomerRegistered(_) => state.registered = true,
+        DomainEvent::CustomerRegistered(data) => {
+            state.registered = true;
+            state.kind = Some(data.kind);
+        }
+        DomainEvent::ContactLinked(data) => {
+            state.account = Some((data.account_id.clone(), data.role.clone()));
+        }
+        DomainEvent::ContactUnlinked(data)
+            if state.account.as_ref().map(|(a, _)| a) == Some(&data.account_id) =>
+        {
+            state.account = None;
+        }
         DomainEvent::InteractionLogged(data) => {
             state.interaction_ids.insert(data.interaction_id.clone());
         }

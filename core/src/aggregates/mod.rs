@@ -1,5 +1,5 @@
 //! Aggregates: the rules that decide which facts may be recorded, as pure `decide` and
-//! `evolve` functions per stream category (customer, lead, opportunity, case).
+//! `evolve` functions per stream category (customer, lead, opportunity, case, task).
 //!
 //! Each module has a `State` (its `Default` is "never seen"), a `Command` enum whose variants
 //! carry the data of the fact they would record, `decide`, `evolve`, and `check`, which asks
@@ -11,6 +11,7 @@ pub mod case;
 pub mod customer;
 pub mod lead;
 pub mod opportunity;
+pub mod task;
 
 use crate::catalog::DomainEvent;
 use crate::ids::EntityId;
@@ -72,6 +73,7 @@ pub enum StreamState {
     Lead(lead::State),
     Opportunity(opportunity::State),
     Case(case::State),
+    Task(task::State),
     /// Campaign streams carry no rules.
     Campaign,
 }
@@ -101,6 +103,10 @@ impl StreamState {
                 StreamState::Case(case::evolve(case::State::default(), event))
             }
             ("case", StreamState::Case(state)) => StreamState::Case(case::evolve(state, event)),
+            ("task", StreamState::New) => {
+                StreamState::Task(task::evolve(task::State::default(), event))
+            }
+            ("task", StreamState::Task(state)) => StreamState::Task(task::evolve(state, event)),
             ("campaign", _) => StreamState::Campaign,
             (_, state) => state,
         }
@@ -117,6 +123,8 @@ impl StreamState {
             ("opportunity", _) => opportunity::check(&opportunity::State::default(), new),
             ("case", StreamState::Case(state)) => case::check(state, new),
             ("case", _) => case::check(&case::State::default(), new),
+            ("task", StreamState::Task(state)) => task::check(state, new),
+            ("task", _) => task::check(&task::State::default(), new),
             _ => Ok(()),
         }
     }

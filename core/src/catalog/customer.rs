@@ -389,3 +389,93 @@ impl EventData for CustomerErased {
         Some(&self.customer_id)
     }
 }
+
+/// A person customer became a contact of an account (a company customer) with a role; a
+/// link to another account ends the person's current link (a move). Recorded on the
+/// person's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactLinked {
+    /// The person.
+    pub customer_id: EntityId,
+    /// The company customer the person is a contact of.
+    pub account_id: EntityId,
+    /// A business label such as `buyer`, `decision_maker` or `billing`, not personal data.
+    pub role: String,
+}
+
+impl EventData for ContactLinked {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("customer_id"),
+        FieldInfo::required("account_id"),
+        FieldInfo::required("role"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(ContactLinked {
+            customer_id: fields.required("customer_id")?,
+            account_id: fields.required("account_id")?,
+            role: fields.text("role")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("customer_id", &self.customer_id);
+        data.id("account_id", &self.account_id);
+        data.string("role", &self.role);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.customer_id
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        Some(&self.customer_id)
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        if self.account_id == self.customer_id {
+            return Err(Problem::field(
+                "account_id",
+                "a customer cannot be a contact of itself",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A person customer stopped being a contact of the account. Recorded on the person's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUnlinked {
+    /// The person.
+    pub customer_id: EntityId,
+    pub account_id: EntityId,
+}
+
+impl EventData for ContactUnlinked {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("customer_id"),
+        FieldInfo::required("account_id"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(ContactUnlinked {
+            customer_id: fields.required("customer_id")?,
+            account_id: fields.required("account_id")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("customer_id", &self.customer_id);
+        data.id("account_id", &self.account_id);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.customer_id
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        Some(&self.customer_id)
+    }
+}

@@ -1,7 +1,7 @@
 //! Reading and writing event data field by field, so every error names its field path and the
 //! stored form is built the same way for every event type.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -221,6 +221,23 @@ impl<'a> FieldReader<'a> {
         })
     }
 
+    /// A required moment written in RFC 3339 with an offset (`2027-01-31T17:00:00Z`), kept in
+    /// UTC at microsecond precision (the store's precision for business times).
+    pub(crate) fn timestamp(&self, field: &str) -> Result<DateTime<Utc>, CatalogError> {
+        let text: String = self.required(field)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| crate::envelope::to_stored_precision(at.with_timezone(&Utc)))
+            .map_err(|_| {
+                self.error(
+                    field,
+                    format!(
+                        "`{}` is not a time written RFC 3339, e.g. 2027-01-31T17:00:00Z",
+                        shorten(&text)
+                    ),
+                )
+            })
+    }
+
     /// A required amount with its currency, from two fields; errors name the faulty one.
     pub(crate) fn money(&self, amount: &str, currency: &str) -> Result<Money, CatalogError> {
         self.optional_money(amount, currency)?
@@ -297,6 +314,11 @@ impl DataWriter {
         if let Some(value) = value {
             self.date(field, value);
         }
+    }
+
+    /// A moment in UTC, RFC 3339 with microseconds when it has any (`2027-01-31T17:00:00Z`).
+    pub(crate) fn timestamp(&mut self, field: &str, value: DateTime<Utc>) {
+        self.string(field, &value.to_rfc3339_opts(SecondsFormat::AutoSi, true));
     }
 
     /// Amounts are stored as decimal strings with exactly the currency's digits.

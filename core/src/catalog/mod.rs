@@ -12,6 +12,7 @@ pub mod customer;
 pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
+pub mod task;
 pub mod text;
 pub mod values;
 
@@ -270,6 +271,8 @@ domain_events! {
         OrderRefunded,
         CustomerMerged,
         CustomerErased,
+        ContactLinked,
+        ContactUnlinked,
     ],
     lead => [
         LeadCaptured,
@@ -300,6 +303,7 @@ domain_events! {
         CampaignMemberResponded,
         CampaignCostRecorded,
     ],
+    task => [TaskCreated, TaskRescheduled, TaskCompleted, TaskCancelled],
 }
 
 impl DomainEvent {

@@ -110,6 +110,23 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             "CampaignCostRecorded",
             json!({"campaign_id": "cmp-1", "amount": "2500.00", "currency": "EUR"}),
         ),
+            "ContactLinked",
+            json!({"customer_id": "c-42", "account_id": "c-1", "role": "buyer"}),
+        ),
+        (
+            "ContactUnlinked",
+            json!({"customer_id": "c-42", "account_id": "c-1"}),
+        ),
+        (
+            "TaskCreated",
+            json!({"task_id": "t-1", "subject_type": "opportunity", "subject_id": "op-5", "owner": "u-7", "due_at": "2027-01-31T17:00:00Z", "title": "Send the renewal quote"}),
+        ),
+        (
+            "TaskRescheduled",
+            json!({"task_id": "t-1", "due_at": "2027-02-03T09:30:00.250Z"}),
+        ),
+        ("TaskCompleted", json!({"task_id": "t-1"})),
+        ("TaskCancelled", json!({"task_id": "t-1"})),
     ]
 }
 
@@ -199,6 +216,23 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             "CampaignCostRecorded",
             json!({"campaign_id": "cmp-1", "amount": "0.01", "currency": "USD"}),
         ),
+            "ContactLinked",
+            json!({"customer_id": "c-42", "account_id": "c-1", "role": "billing"}),
+        ),
+        (
+            "ContactUnlinked",
+            json!({"customer_id": "c-42", "account_id": "c-1"}),
+        ),
+        (
+            "TaskCreated",
+            json!({"task_id": "t-1", "subject_type": "customer", "subject_id": "c-42", "owner": "u-7", "due_at": "2027-01-31T17:00:00Z", "title": "Call back"}),
+        ),
+        (
+            "TaskRescheduled",
+            json!({"task_id": "t-1", "due_at": "2027-02-01T08:00:00Z"}),
+        ),
+        ("TaskCompleted", json!({"task_id": "t-1"})),
+        ("TaskCancelled", json!({"task_id": "t-1"})),
     ]
 }
 

@@ -30,7 +30,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 29);
+    assert_eq!(EVENT_TYPES.len(), 35);
 }
 
 #[test]
@@ -374,4 +374,64 @@ fn upcasting_applies_each_step_from_the_stored_version_to_the_current_one() {
             ..
         }
     ));
+}
+
+#[test]
+fn contact_links_name_a_role_and_never_link_a_customer_to_itself() {
+    assert_eq!(
+        parse_err(
+            "ContactLinked",
+            json!({"customer_id": "c-1", "account_id": "c-1", "role": "buyer"})
+        ),
+        "ContactLinked: data.account_id: a customer cannot be a contact of itself"
+    );
+    assert_eq!(
+        parse_err(
+            "ContactLinked",
+            json!({"customer_id": "c-2", "account_id": "c-1", "role": "  "})
+        ),
+        "ContactLinked: data.role: must not be blank"
+    );
+    assert_eq!(
+        parse_err("ContactUnlinked", json!({"customer_id": "c-2"})),
+        "ContactUnlinked: data.account_id: missing required field"
+    );
+    let linked = DomainEvent::parse(
+        "ContactLinked",
+        &json!({"customer_id": "c-2", "account_id": "c-1", "role": "buyer"}),
+    )
+    .unwrap();
+    assert_eq!(linked.stream_id(), "customer-c-2");
+    assert_eq!(linked.customer_id().map(|c| c.as_str()), Some("c-2"));
+}
+
+#[test]
+fn tasks_need_a_known_subject_and_an_rfc3339_due_time_kept_in_utc() {
+    let created = |subject_type: &str, due_at: &str| {
+        json!({"task_id": "t-1", "subject_type": subject_type, "subject_id": "op-5",
+               "owner": "u-7", "due_at": due_at, "title": "Call back"})
+    };
+    assert_eq!(
+        parse_err("TaskCreated", created("deal", "2027-01-31T17:00:00Z")),
+        "TaskCreated: data.subject_type: unknown value `deal`, expected one of: customer, \
+         opportunity, case, lead"
+    );
+    assert_eq!(
+        parse_err("TaskCreated", created("opportunity", "2027-01-31")),
+        "TaskCreated: data.due_at: `2027-01-31` is not a time written RFC 3339, e.g. \
+         2027-01-31T17:00:00Z"
+    );
+    assert_eq!(
+        parse_err("TaskRescheduled", json!({"task_id": "t-1"})),
+        "TaskRescheduled: data.due_at: missing required field"
+    );
+    // An offset is kept as the same moment in UTC, at the store's microsecond precision.
+    let event = DomainEvent::parse(
+        "TaskCreated",
+        &created("case", "2027-01-31T18:00:00.1234567+01:00"),
+    )
+    .unwrap();
+    assert_eq!(event.to_data()["due_at"], "2027-01-31T17:00:00.123456Z");
+    assert_eq!(event.stream_id(), "task-t-1");
+    assert_eq!(event.customer_id(), None);
 }

@@ -175,3 +175,13 @@ mod tests {
         assert_eq!(ForecastCategory::parse("best case"), None);
     }
 }
+
+closed_set! {
+    /// What a task is about.
+    TaskSubjectKind {
+        Customer = "customer",
+        Opportunity = "opportunity",
+        Case = "case",
+        Lead = "lead",
+    }
+}

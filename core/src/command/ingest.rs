@@ -7,6 +7,14 @@
 //! between the check and the write: the append fails, the stale stream is re-read, and the
 //! batch is checked again.
 //!
+//! A `ContactLinked` also needs its account: the account's stream (`customer-<account_id>`)
+//! is folded too (from the batch so far, the cache or the log) and judged by
+//! [`crate::aggregates::customer::check_account`] (a registered company, neither merged nor
+//! erased). The account's stream is only read, not expected at the append: an erasure or
+//! merge of the account appended by another writer between the check and the append is not
+//! caught (the link then names an account that went away, as a link recorded before the
+//! erasure would).
+//!
 //! These checks depend on the state folded so far, so the first refusal stops the batch (the
 //! events after it would be judged against a state it never reaches); what can be judged
 //! from an event alone was judged for every event by [`crate::command::parse`].
@@ -154,6 +162,8 @@ async fn attempt(
     let mut folded: HashMap<StreamId, Folded> = HashMap::new();
     // Streams in order of first new event, with the revision their state was folded to.
     let mut order: Vec<(StreamId, Option<u64>)> = Vec::new();
+    // Streams only read to judge another stream's event (accounts of contact links).
+    let mut looked_up: HashMap<StreamId, Folded> = HashMap::new();
     for (index, incoming) in batch.iter().enumerate() {
         if let Some(existing) = stored.get(&(incoming.stream.clone(), incoming.new.event_id)) {
             if existing.event_type != incoming.new.event_type {
@@ -180,7 +190,10 @@ async fn attempt(
             continue;
         }
         if !folded.contains_key(&incoming.stream) {
-            let state_now = load(store, cache, tenant, &incoming.stream).await?;
+            let state_now = match looked_up.remove(&incoming.stream) {
+                Some(read) => read,
+                None => load(store, cache, tenant, &incoming.stream).await?,
+            };
             order.push((incoming.stream.clone(), state_now.revision));
             folded.insert(incoming.stream.clone(), state_now);
         }
@@ -206,6 +219,39 @@ async fn attempt(
                 batch.len(),
             )))
         })?;
+        if let DomainEvent::ContactLinked(link) = &incoming.event {
+            let account = account_stream(&link.account_id)?;
+            if !folded.contains_key(&account) && !looked_up.contains_key(&account) {
+                let read = load(store, cache, tenant, &account).await?;
+                looked_up.insert(account.clone(), read);
+            }
+            let account_state = folded.get(&account).or_else(|| looked_up.get(&account));
+            let verdict = match account_state.map(|f| &f.state) {
+                Some(crate::aggregates::StreamState::Customer(state)) => {
+                    crate::aggregates::customer::check_account(state, &link.account_id)
+                }
+                _ => crate::aggregates::customer::check_account(
+                    &crate::aggregates::customer::State::default(),
+                    &link.account_id,
+                ),
+            };
+            if let Err(reason) = verdict {
+                let violation = crate::aggregates::RuleViolation {
+                    category: "customer",
+                    entity_id: link.customer_id.clone(),
+                    action: format!("be linked to account {}", link.account_id),
+                    reason,
+                };
+                return Err(Failed::Refused(CommandError::Conflict(Refusal::by_rule(
+                    index,
+                    incoming.event.event_type(),
+                    violation.to_string(),
+                ))));
+            }
+        }
+        let Some(stream_state) = folded.get_mut(&incoming.stream) else {
+            continue;
+        };
         stream_state
             .state
             .check(&incoming.event)
@@ -245,7 +291,7 @@ async fn attempt(
         }
         Err(error) => return Err(error.into()),
     };
-    for (stream, folded) in folded {
+    for (stream, folded) in folded.into_iter().chain(looked_up) {
         cache.put((tenant.clone(), stream), folded);
     }
     let mut appended = 0;
@@ -273,6 +319,15 @@ async fn attempt(
         appended,
         last_position: outcome.last_position,
         events,
+    })
+}
+
+/// The stream of the account a contact link names.
+fn account_stream(account: &crate::ids::EntityId) -> Result<StreamId, Failed> {
+    StreamId::parse(&format!("customer-{account}")).map_err(|e| {
+        Failed::Refused(CommandError::Store(StoreError::InvalidInput(format!(
+            "stream customer-{account}: {e}"
+        ))))
     })
 }
 

@@ -27,6 +27,7 @@ pub fn check(state: &StreamState, event: &DomainEvent) -> Result<(), (&'static s
         | StreamState::Lead(_)
         | StreamState::Opportunity(_)
         | StreamState::Case(_)
+        | StreamState::Task(_)
         | StreamState::Campaign => Some(0),
     };
     match placed.and_then(|sum| sum.checked_add(order.amount.minor_units)) {

@@ -56,6 +56,19 @@ pub struct CustomerView {
     /// filled in by the query that serves the view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analytics: Option<crate::analytics::fit::CustomerAnalytics>,
+    /// The account this person is a contact of at the view's moment (issue 18); filled in
+    /// by the query that serves the view, absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_of: Option<crate::accounts::AccountLink>,
+    /// A company's contacts at the view's moment and their figures summed beside its own
+    /// (issue 18); filled in by the query that serves the view, absent for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<crate::accounts::AccountSummary>,
+    /// Open tasks whose subject is this customer, soonest due first, `overdue` at the
+    /// evaluation time (issue 18); filled in by the query that serves the live view, absent
+    /// in a past view (tasks are not folded as of a past moment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_tasks: Option<Vec<crate::tasks::TaskLine>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -168,6 +181,9 @@ impl Customer360 {
             evaluated_at: at,
             last_position: self.last_position,
             analytics: None,
+            contact_of: None,
+            account: None,
+            open_tasks: None,
         }
     }
 

@@ -431,6 +431,28 @@ pub async fn list(
         .collect()
 }
 
+/// One opportunity as [`list`] shows it, with stage times measured to `now`.
+pub async fn line(
+    db: &ReadDb,
+    tenant: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<OpportunityLine>, ProjectionError> {
+    Ok(get_many(db, tenant, &[id])
+        .await?
+        .into_iter()
+        .next()
+        .map(|opportunity| OpportunityLine {
+            weighted_amount: opportunity.weighted_amount(),
+            stage_seconds: opportunity
+                .stage_durations(now)
+                .into_iter()
+                .map(|(stage, seconds)| StageTime { stage, seconds })
+                .collect(),
+            opportunity,
+        }))
+}
+
 /// Loads opportunities by id (for tests and tools).
 pub async fn get_many(
     db: &ReadDb,

@@ -3,6 +3,7 @@
 
 mod fixture;
 mod hostile;
+mod sales;
 mod suite;
 
 use fixture::Fixture;
@@ -25,7 +26,22 @@ macro_rules! projections {
                 leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_of_the_log,
                 campaigns_rebuild_equals_live_and_figures_follow_the_log,
             );
+            projections!(@sales $backend:
+                contact_links_as_of_any_moment_agree_with_the_live_rows_then,
+                tasks_fold_to_their_rows_and_list_in_both_orders,
+            );
         }
+    };
+    (@sales $backend:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fixture) = Fixture::$backend(stringify!($name)).await else {
+                    return;
+                };
+                sales::$name(&fixture).await;
+            }
+        )*
     };
     (@tests $backend:ident: $($name:ident),* $(,)?) => {
         $(

@@ -1,11 +1,11 @@
 //! Given/when/then tests of the customer rules.
 
-use crate::aggregates::customer::{Command, State, decide, evolve};
+use crate::aggregates::customer::{Command, State, check_account, decide, evolve};
 use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::customer::{
-    CustomerConsentChanged, CustomerErased, CustomerMerged, CustomerProfileUpdated,
-    CustomerRegistered, InteractionLogged, OrderPlaced, OrderRefunded,
+    ContactLinked, ContactUnlinked, CustomerConsentChanged, CustomerErased, CustomerMerged,
+    CustomerProfileUpdated, CustomerRegistered, InteractionLogged, OrderPlaced, OrderRefunded,
 };
 use crate::catalog::values::{
     ConsentChannel, ConsentPurpose, CustomerKind, Direction, InteractionChannel,
@@ -276,4 +276,101 @@ fn evolving_ignores_events_of_other_categories() {
         &serde_json::json!({"opportunity_id": "op-5"}),
     );
     assert_eq!(evolve(State::default(), &won.unwrap()), State::default());
+}
+
+fn linked(account: &str, role: &str) -> ContactLinked {
+    ContactLinked {
+        customer_id: id("c-42"),
+        account_id: id(account),
+        role: role.into(),
+    }
+}
+
+fn unlinked(account: &str) -> ContactUnlinked {
+    ContactUnlinked {
+        customer_id: id("c-42"),
+        account_id: id(account),
+    }
+}
+
+#[test]
+fn a_registered_person_can_be_linked_moved_and_unlinked() {
+    let person = DomainEvent::CustomerRegistered(registered());
+    given(vec![person.clone()])
+        .when(Command::LinkContact(linked("acme", "buyer")))
+        .then(vec![DomainEvent::ContactLinked(linked("acme", "buyer"))]);
+    let at_acme = vec![
+        person.clone(),
+        DomainEvent::ContactLinked(linked("acme", "buyer")),
+    ];
+    given(at_acme.clone())
+        .when(Command::LinkContact(linked("acme", "buyer")))
+        .then_rejected(
+            "customer c-42 cannot be linked to account acme: it is already a contact of account \
+             acme as buyer",
+        );
+    // Another role changes it; another account moves the contact.
+    given(at_acme.clone())
+        .when(Command::LinkContact(linked("acme", "billing")))
+        .then(vec![DomainEvent::ContactLinked(linked("acme", "billing"))]);
+    given(at_acme.clone())
+        .when(Command::LinkContact(linked("globex", "buyer")))
+        .then(vec![DomainEvent::ContactLinked(linked("globex", "buyer"))]);
+    let mut moved = at_acme.clone();
+    moved.push(DomainEvent::ContactLinked(linked("globex", "buyer")));
+    given(moved)
+        .when(Command::UnlinkContact(unlinked("acme")))
+        .then_rejected("customer c-42 cannot be unlinked from account acme: it is not a contact of account acme");
+    given(at_acme)
+        .when(Command::UnlinkContact(unlinked("acme")))
+        .then(vec![DomainEvent::ContactUnlinked(unlinked("acme"))]);
+}
+
+#[test]
+fn only_a_registered_person_not_erased_can_be_a_contact() {
+    given(vec![])
+        .when(Command::LinkContact(linked("acme", "buyer")))
+        .then_rejected("it is not registered: only a registered person can be a contact");
+    let mut company = registered();
+    company.kind = CustomerKind::Company;
+    given(vec![DomainEvent::CustomerRegistered(company)])
+        .when(Command::LinkContact(linked("acme", "buyer")))
+        .then_rejected("it is a company: only a person can be a contact");
+    given(vec![
+        DomainEvent::CustomerRegistered(registered()),
+        DomainEvent::CustomerErased(erased()),
+    ])
+    .when(Command::LinkContact(linked("acme", "buyer")))
+    .then_rejected("it was erased");
+}
+
+#[test]
+fn an_account_must_be_a_registered_company_neither_merged_nor_erased() {
+    let acme = id("acme");
+    let fold = |events: Vec<DomainEvent>| events.iter().fold(State::default(), evolve);
+    let mut company = registered();
+    company.customer_id = acme.clone();
+    company.kind = CustomerKind::Company;
+    assert_eq!(
+        check_account(&fold(vec![]), &acme),
+        Err("account acme is not a registered customer".to_owned())
+    );
+    let mut person = registered();
+    person.customer_id = acme.clone();
+    assert_eq!(
+        check_account(&fold(vec![DomainEvent::CustomerRegistered(person)]), &acme),
+        Err("account acme is a person, not a company".to_owned())
+    );
+    let registered_company = DomainEvent::CustomerRegistered(company);
+    assert_eq!(
+        check_account(&fold(vec![registered_company.clone()]), &acme),
+        Ok(())
+    );
+    let erasure = DomainEvent::CustomerErased(CustomerErased {
+        customer_id: acme.clone(),
+    });
+    assert_eq!(
+        check_account(&fold(vec![registered_company, erasure]), &acme),
+        Err("account acme was erased".to_owned())
+    );
 }
