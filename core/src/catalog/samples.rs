@@ -110,6 +110,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             "CampaignCostRecorded",
             json!({"campaign_id": "cmp-1", "amount": "2500.00", "currency": "EUR"}),
         ),
+        (
             "ContactLinked",
             json!({"customer_id": "c-42", "account_id": "c-1", "role": "buyer"}),
         ),
@@ -216,6 +217,7 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             "CampaignCostRecorded",
             json!({"campaign_id": "cmp-1", "amount": "0.01", "currency": "USD"}),
         ),
+        (
             "ContactLinked",
             json!({"customer_id": "c-42", "account_id": "c-1", "role": "billing"}),
         ),
