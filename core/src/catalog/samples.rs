@@ -25,7 +25,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         (
             "OrderPlaced",
-            json!({"customer_id": "c-42", "order_id": "o-1001", "amount": "11.77", "currency": "USD"}),
+            json!({"customer_id": "c-42", "order_id": "o-1001", "amount": "11.77", "currency": "USD", "lines": [{"product_id": "p-tea", "name": "Green tea", "quantity": 3, "unit_price": "2.59"}, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00"}], "discount": "1.00"}),
         ),
         (
             "OrderRefunded",
