@@ -11,6 +11,7 @@
 //! | `GET /v1/events`, `GET /v1/events/live` | analyst |
 //! | `GET /v1/customers`, `/v1/customers/{id}`, `/v1/pipeline`, `/v1/opportunities`, `/v1/cases`, `/v1/service/backlog`, `/v1/service/sla-targets` | analyst |
 //! | `GET /v1/analytics/rfm`, `/clv`, `/profitability`, `/cohorts`, `/lifecycle`, `/funnel` | analyst |
+//! | `GET /v1/analytics/products` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -290,6 +291,7 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(queries::analytics::cohorts))
         .routes(routes!(queries::analytics_sales::lifecycle))
         .routes(routes!(queries::analytics_sales::funnel))
+        .routes(routes!(queries::products::products))
         .routes(routes!(queries::service::backlog))
         .routes(routes!(
             queries::service::sla_targets,

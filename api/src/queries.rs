@@ -22,6 +22,7 @@ pub mod analytics;
 pub mod analytics_sales;
 pub mod cases;
 pub mod pipeline;
+pub mod products;
 pub mod projections;
 pub mod service;
 

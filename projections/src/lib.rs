@@ -23,6 +23,7 @@ pub mod db;
 mod error;
 pub mod event;
 mod lease;
+pub mod orders;
 pub mod parking;
 pub mod pipeline;
 pub mod projection;
@@ -69,6 +70,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(pipeline::PipelineProjection),
         Arc::new(backlog::BacklogProjection),
         Arc::new(timeline::TimelineProjection),
+        Arc::new(orders::OrderLinesProjection),
     ]
 }
 
