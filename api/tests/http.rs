@@ -51,7 +51,8 @@ async fn healthz_reports_the_head_and_every_projection() {
             "customer_360",
             "pipeline",
             "service_backlog",
-            "customer_timeline"
+            "customer_timeline",
+            "order_lines"
         ]
     );
 }

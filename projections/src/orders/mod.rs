@@ -32,33 +32,35 @@ const TABLES: &[TableDef] = &[TableDef {
     name: TABLE,
     create: "CREATE TABLE {t} (
         tenant TEXTKEY NOT NULL,
+        position BIGINT NOT NULL,
+        line BIGINT NOT NULL,
         customer_id TEXTKEY NOT NULL,
         order_id TEXTKEY NOT NULL,
-        line BIGINT NOT NULL,
         product_id TEXTKEY NOT NULL,
         name TEXT NOT NULL,
         quantity BIGINT NOT NULL,
         currency TEXT NOT NULL,
         revenue_minor BIGINT NOT NULL,
         placed_at BIGINT NOT NULL,
-        position BIGINT NOT NULL,
         PRIMARY KEY (tenant, customer_id, order_id, line)
     ) WITHOUT_ROWID",
     indexes: &["CREATE INDEX {t}_period ON {t} (tenant, currency, placed_at)"],
 }];
 
+/// The order's position and the line's index lead, so a listing by the first three
+/// columns is one order.
 const COLUMNS: &[&str] = &[
     "tenant",
+    "position",
+    "line",
     "customer_id",
     "order_id",
-    "line",
     "product_id",
     "name",
     "quantity",
     "currency",
     "revenue_minor",
     "placed_at",
-    "position",
 ];
 
 /// The order lines projection.
@@ -106,9 +108,10 @@ impl Projection for OrderLinesProjection {
                 let revenue = line.total_minor();
                 rows.push(vec![
                     event.tenant.as_str().into(),
+                    from_position(event.position),
+                    SqlValue::Int(i64::try_from(index).unwrap_or(i64::MAX)),
                     order.customer_id.as_str().into(),
                     order.order_id.as_str().into(),
-                    SqlValue::Int(i64::try_from(index).unwrap_or(i64::MAX)),
                     line.product_id.as_str().into(),
                     line.name.as_str().into(),
                     SqlValue::Int(i64::try_from(line.quantity).unwrap_or(i64::MAX)),
@@ -121,7 +124,6 @@ impl Projection for OrderLinesProjection {
                         i64::MAX
                     })),
                     SqlValue::Int(event.occurred_at.timestamp_micros()),
-                    from_position(event.position),
                 ]);
             }
         }

@@ -22,6 +22,7 @@ macro_rules! projections {
                 as_of_folds_agree_with_the_read_model_at_the_same_moment,
                 each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies,
                 a_changed_projection_version_is_rebuilt_while_the_old_tables_answer,
+                order_lines_give_products_and_version_1_orders_project_as_version_2,
             );
         }
     };
