@@ -35,6 +35,8 @@ const QUERY_NAMES: &[&str] = &[
     "colour",
     "",
     "limit[]",
+    "currency",
+    "min_together",
 ];
 const GET_PATHS: &[&str] = &[
     "/v1/customers",
@@ -50,6 +52,7 @@ const GET_PATHS: &[&str] = &[
     "/v1/projections",
     "/v1/customers/c-1/personal-data",
     "/v1/audit/access",
+    "/v1/analytics/products",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -159,6 +162,13 @@ fn mutated_event(rng: &mut Rng) -> Value {
         "occurred_at": "2026-01-01T00:00:00Z",
         "metadata": {"actor": "u-1"},
     });
+    if event["type"] == "OrderPlaced" {
+        // An order with lines (version 2), whose lines the mutations below break.
+        event["data"] = json!({
+            "customer_id": "c-1", "order_id": "o-1", "amount": "10.00", "currency": "EUR",
+            "lines": [{"product_id": "p-1", "name": "Tea", "quantity": 2, "unit_price": "5.00"}]
+        });
+    }
     let fields = [
         "type",
         "data",
@@ -191,6 +201,8 @@ fn mutated_event(rng: &mut Rng) -> Value {
                     "order_id",
                     "stage",
                     "priority",
+                    "lines",
+                    "discount",
                 ],
             );
             event["data"][key] = random_json(rng, 1);

@@ -12,6 +12,7 @@ mod keys;
 mod lists;
 mod parking;
 mod privacy;
+mod products;
 mod proofs;
 mod storable;
 mod suite;
@@ -80,6 +81,9 @@ macro_rules! api {
             api!(@in analytics_sales $backend $with:
                 lifecycle_counts_stages_and_moves_exactly,
                 the_funnel_of_a_period_is_exact,
+            );
+            api!(@in products $backend $with:
+                order_lines_give_products_on_the_360_and_the_products_report,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,
