@@ -12,6 +12,7 @@ pub mod customer;
 pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
+pub mod quota;
 pub mod text;
 pub mod values;
 
@@ -298,6 +299,7 @@ domain_events! {
         CaseClosed,
     ],
     campaign => [CampaignLaunched, CampaignMemberAdded, CampaignMemberResponded],
+    quota => [QuotaSet],
 }
 
 impl DomainEvent {

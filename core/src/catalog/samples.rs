@@ -106,6 +106,10 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "lead_id": "l-1", "response": "unsubscribed"}),
         ),
+        (
+            "QuotaSet",
+            json!({"owner": "u-7", "period": "2026-Q2", "amount": "50000.00", "currency": "EUR"}),
+        ),
     ]
 }
 
@@ -190,6 +194,10 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
         (
             "CampaignMemberResponded",
             json!({"campaign_id": "cmp-1", "customer_id": "c-42", "response": "opened"}),
+        ),
+        (
+            "QuotaSet",
+            json!({"owner": "u-7", "period": "2026-03", "amount": "0", "currency": "JPY"}),
         ),
     ]
 }

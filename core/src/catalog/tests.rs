@@ -31,7 +31,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 28);
+    assert_eq!(EVENT_TYPES.len(), 29);
 }
 
 #[test]
@@ -503,4 +503,47 @@ fn order_lines_are_checked_field_by_field_and_must_add_up_to_the_amount() {
     // A free order may carry free lines; a zero-priced line is fine.
     let free = json!({"customer_id": "c-42", "order_id": "o-2", "amount": "0", "currency": "EUR", "lines": [{"product_id": "p-sample", "name": "Sample", "quantity": 1, "unit_price": "0"}]});
     DomainEvent::parse("OrderPlaced", &free).unwrap();
+}
+
+/// A quota's period is a month (`YYYY-MM`) or a quarter (`YYYY-Qn`); anything else is named.
+#[test]
+fn quota_periods_are_months_or_quarters() {
+    use crate::catalog::quota::QuotaPeriod;
+    let q1 = QuotaPeriod::parse("2026-Q1").unwrap();
+    assert_eq!(q1.to_string(), "2026-Q1");
+    assert_eq!(q1.start().to_string(), "2026-01-01");
+    assert_eq!(q1.end().to_string(), "2026-04-01");
+    let december = QuotaPeriod::parse("2025-12").unwrap();
+    assert_eq!(december.end().to_string(), "2026-01-01");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 8, 31).unwrap();
+    assert_eq!(
+        QuotaPeriod::containing(day).map(|p| p.to_string()),
+        ["2026-08".to_owned(), "2026-Q3".to_owned()]
+    );
+    for bad in ["2026-13", "2026-00", "2026-Q5", "2026-Q0", "2026-1", "26-01", "2026/01", "2026-q1"] {
+        assert!(QuotaPeriod::parse(bad).is_none(), "{bad}");
+    }
+    let error = DomainEvent::parse(
+        "QuotaSet",
+        &json!({"owner": "u-7", "period": "2026-13", "amount": "1", "currency": "EUR"}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        error,
+        "QuotaSet: data.period: `2026-13` is not a period; write YYYY-MM (a month) or YYYY-Qn (a quarter, n from 1 to 4)"
+    );
+    let negative = DomainEvent::parse(
+        "QuotaSet",
+        &json!({"owner": "u-7", "period": "2026-01", "amount": "-1", "currency": "EUR"}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(negative.starts_with("QuotaSet: data.amount: amount must not be negative"), "{negative}");
+    let set = DomainEvent::parse(
+        "QuotaSet",
+        &json!({"owner": "u-7", "period": "2026-01", "amount": "1", "currency": "EUR"}),
+    )
+    .unwrap();
+    assert_eq!((set.stream_id().as_str(), set.customer_id()), ("quota-u-7", None));
 }
