@@ -52,7 +52,8 @@ async fn healthz_reports_the_head_and_every_projection() {
             "pipeline",
             "service_backlog",
             "customer_timeline",
-            "order_lines"
+            "order_lines",
+            "quotas"
         ]
     );
 }

@@ -27,6 +27,7 @@ pub mod orders;
 pub mod parking;
 pub mod pipeline;
 pub mod projection;
+pub mod quotas;
 pub mod retention;
 pub mod rows;
 pub mod runner;
@@ -71,6 +72,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(backlog::BacklogProjection),
         Arc::new(timeline::TimelineProjection),
         Arc::new(orders::OrderLinesProjection),
+        Arc::new(quotas::QuotasProjection),
     ]
 }
 

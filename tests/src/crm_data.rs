@@ -457,6 +457,21 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
             _ => {}
         }
     }
+    // Each owner's quota for the first quarter, after everything else (so the ids and times
+    // of the events above are what they were before quotas).
+    for t in 0..2 {
+        for owner in 0..4 {
+            at += Duration::minutes(1);
+            emit(
+                &mut out,
+                t,
+                "QuotaSet",
+                json!({"owner": format!("u-{owner}"), "period": "2025-Q1",
+                       "amount": format!("{}000.00", 5 + owner), "currency": "USD"}),
+                at,
+            );
+        }
+    }
     out
 }
 

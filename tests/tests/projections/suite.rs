@@ -1563,3 +1563,114 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
         assert_eq!((report.orders, report.products), (0, 0));
     }
 }
+
+type AttainmentLine = (String, Money, Money, u64, Option<f64>, Money, Money, u64, Option<f64>);
+
+async fn attainment_at(
+    fixture: &Fixture,
+    as_of: Option<&str>,
+    now: &str,
+) -> Vec<AttainmentLine> {
+    let filter = pipeline::PipelineFilter {
+        owner: Some("u-1".into()),
+        as_of: as_of.map(at),
+    };
+    pipeline::summary_with_attainment(&fixture.db, "t1", &filter, at(now))
+        .await
+        .expect("pipeline")
+        .attainment
+        .expect("attainment with an owner")
+        .into_iter()
+        .map(|p| {
+            (
+                p.period,
+                p.quota,
+                p.won,
+                p.won_deals,
+                p.attainment,
+                p.gap,
+                p.weighted_pipeline,
+                p.open_deals,
+                p.coverage,
+            )
+        })
+        .collect()
+}
+
+/// Issue 18, item 7: quotas set (and raised) as events; attainment of one owner's month and
+/// quarter holding the evaluation time, now and as of past times, in the quota's currency
+/// only; figures computed by hand below.
+pub async fn quota_attainment_is_right_now_and_as_of_past_times(fixture: &Fixture) {
+    let quota = |period: &str, amount: &str, time: &str| {
+        ev(
+            "QuotaSet",
+            json!({"owner": "u-1", "period": period, "amount": amount, "currency": "EUR"}),
+            time,
+        )
+    };
+    let deal = |id: &str, owner: &str, amount: &str, currency: &str, close: &str, p: u8, time: &str| {
+        ev(
+            "OpportunityOpened",
+            json!({"opportunity_id": id, "customer_id": "c-1", "name": format!("Deal {id}"),
+                   "amount": amount, "currency": currency, "stage": "Proposal",
+                   "close_date": close, "owner": owner, "probability": p}),
+            time,
+        )
+    };
+    let won = |id: &str, time: &str| ev("OpportunityWon", json!({"opportunity_id": id}), time);
+    let events = vec![
+        quota("2026-Q1", "25000.00", "2026-01-01T00:00:00Z"),
+        deal("op-5", "u-1", "2000.00", "EUR", "2026-02-10", 50, "2026-02-01T00:00:00Z"),
+        won("op-5", "2026-02-10T12:00:00Z"),
+        quota("2026-03", "10000.00", "2026-02-20T00:00:00Z"),
+        deal("op-1", "u-1", "4000.00", "EUR", "2026-03-20", 40, "2026-03-01T00:00:00Z"),
+        deal("op-2", "u-1", "6000.00", "EUR", "2026-03-28", 50, "2026-03-02T00:00:00Z"),
+        deal("op-3", "u-1", "1000.00", "EUR", "2026-04-15", 20, "2026-03-03T00:00:00Z"),
+        deal("op-4", "u-1", "500.00", "USD", "2026-03-05", 90, "2026-03-04T00:00:00Z"),
+        won("op-4", "2026-03-05T00:00:00Z"),
+        won("op-1", "2026-03-10T00:00:00Z"),
+        deal("op-6", "u-2", "9999.00", "EUR", "2026-03-11", 90, "2026-03-05T00:00:00Z"),
+        won("op-6", "2026-03-11T00:00:00Z"),
+        quota("2026-03", "12000.00", "2026-03-15T00:00:00Z"),
+    ];
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+    let m = |amount: &str| Money::parse(amount, "EUR").expect("amount");
+    // 12 March: March's quota is 10,000 (raised on the 15th); op-1 won (4,000), op-2 open
+    // closing in March at 50 % (3,000); the quarter adds op-5, won in February.
+    assert_eq!(
+        attainment_at(fixture, Some("2026-03-12T00:00:00Z"), "2026-03-25T00:00:00Z").await,
+        vec![
+            ("2026-03".into(), m("10000.00"), m("4000.00"), 1, Some(0.4), m("6000.00"), m("3000.00"), 1, Some(0.5)),
+            ("2026-Q1".into(), m("25000.00"), m("6000.00"), 2, Some(0.24), m("19000.00"), m("3000.00"), 1, Some(3000.0 / 19000.0)),
+        ]
+    );
+    // 9 March: op-1 not won yet, open beside op-2; as the pipeline's as-of figures take it,
+    // at its stage's default probability then (Proposal, 50 %: 2,000), since a won deal's
+    // probability today is 100.
+    assert_eq!(
+        attainment_at(fixture, Some("2026-03-09T00:00:00Z"), "2026-03-25T00:00:00Z").await[0],
+        ("2026-03".into(), m("10000.00"), m("0.00"), 0, Some(0.0), m("10000.00"), m("5000.00"), 2, Some(0.5)),
+    );
+    // 20 March, and now (25 March): the raised quota.
+    let raised: AttainmentLine = ("2026-03".into(), m("12000.00"), m("4000.00"), 1, Some(4000.0 / 12000.0), m("8000.00"), m("3000.00"), 1, Some(0.375));
+    assert_eq!(
+        attainment_at(fixture, Some("2026-03-20T00:00:00Z"), "2026-03-25T00:00:00Z").await[0],
+        raised
+    );
+    assert_eq!(attainment_at(fixture, None, "2026-03-25T00:00:00Z").await[0], raised);
+    // April: no quota in force for the month or the quarter.
+    assert!(attainment_at(fixture, Some("2026-04-02T00:00:00Z"), "2026-04-02T00:00:00Z").await.is_empty());
+    // Before the quarter's quota was set.
+    assert!(attainment_at(fixture, Some("2025-12-31T00:00:00Z"), "2026-03-25T00:00:00Z").await.is_empty());
+    // Without an owner, no attainment.
+    let all = pipeline::summary_with_attainment(
+        &fixture.db,
+        "t1",
+        &pipeline::PipelineFilter::default(),
+        at("2026-03-25T00:00:00Z"),
+    )
+    .await
+    .expect("pipeline");
+    assert_eq!(all.attainment, None);
+}
