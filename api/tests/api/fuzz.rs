@@ -66,6 +66,7 @@ const TYPES: &[&str] = &[
     "CustomerMerged",
     "CustomerErased",
     "LeadCaptured",
+    "QuotaSet",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {
@@ -162,6 +163,9 @@ fn mutated_event(rng: &mut Rng) -> Value {
         "occurred_at": "2026-01-01T00:00:00Z",
         "metadata": {"actor": "u-1"},
     });
+    if event["type"] == "QuotaSet" {
+        event["data"] = json!({"owner": "u-1", "period": "2026-03", "amount": "10.00", "currency": "EUR"});
+    }
     if event["type"] == "OrderPlaced" {
         // An order with lines (version 2), whose lines the mutations below break.
         event["data"] = json!({
@@ -203,6 +207,7 @@ fn mutated_event(rng: &mut Rng) -> Value {
                     "priority",
                     "lines",
                     "discount",
+                    "period",
                 ],
             );
             event["data"][key] = random_json(rng, 1);

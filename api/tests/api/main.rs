@@ -14,6 +14,7 @@ mod parking;
 mod privacy;
 mod products;
 mod proofs;
+mod quotas;
 mod storable;
 mod suite;
 
@@ -84,6 +85,9 @@ macro_rules! api {
             );
             api!(@in products $backend $with:
                 order_lines_give_products_on_the_360_and_the_products_report,
+            );
+            api!(@in quotas $backend $with:
+                the_pipeline_of_an_owner_shows_quota_attainment,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,
