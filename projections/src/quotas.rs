@@ -270,7 +270,8 @@ async fn owner_deals(
     let mut deals = Vec::with_capacity(rows.len());
     for row in rows {
         let id = row[0].as_text().unwrap_or_default();
-        let deal: Opportunity = decode_doc(table, tenant, id, row[1].as_text().unwrap_or_default())?;
+        let deal: Opportunity =
+            decode_doc(table, tenant, id, row[1].as_text().unwrap_or_default())?;
         if as_of {
             deals.extend(deal.as_of(at));
         } else {

@@ -164,7 +164,8 @@ fn mutated_event(rng: &mut Rng) -> Value {
         "metadata": {"actor": "u-1"},
     });
     if event["type"] == "QuotaSet" {
-        event["data"] = json!({"owner": "u-1", "period": "2026-03", "amount": "10.00", "currency": "EUR"});
+        event["data"] =
+            json!({"owner": "u-1", "period": "2026-03", "amount": "10.00", "currency": "EUR"});
     }
     if event["type"] == "OrderPlaced" {
         // An order with lines (version 2), whose lines the mutations below break.

@@ -48,7 +48,10 @@ pub async fn order_lines_give_products_on_the_360_and_the_products_report<
         "c-1",
         "o-9",
         "10.00",
-        json!([line("p-tea", "Tea", 1, "10.00"), line("p-mug", "Mug", 0, "5.00")]),
+        json!([
+            line("p-tea", "Tea", 1, "10.00"),
+            line("p-mug", "Mug", 0, "5.00")
+        ]),
         "2026-01-01T00:00:00Z",
     );
     app.ingest(json!([bad_quantity])).await.problem(
@@ -62,7 +65,10 @@ pub async fn order_lines_give_products_on_the_360_and_the_products_report<
         "c-1",
         "o-9",
         "20.00",
-        json!([line("p-tea", "Tea", 2, "10.00"), line("p-mug", "Mug", 1, "5.00")]),
+        json!([
+            line("p-tea", "Tea", 2, "10.00"),
+            line("p-mug", "Mug", 1, "5.00")
+        ]),
         "2026-01-01T00:00:00Z",
     );
     app.ingest(json!([not_adding_up])).await.problem(
@@ -78,7 +84,10 @@ pub async fn order_lines_give_products_on_the_360_and_the_products_report<
         "c-2",
         "o-3",
         "30.00",
-        json!([line("p-mug", "Mug", 1, "5.00"), line("p-pot", "Teapot", 1, "30.00")]),
+        json!([
+            line("p-mug", "Mug", 1, "5.00"),
+            line("p-pot", "Teapot", 1, "30.00")
+        ]),
         "2026-01-20T00:00:00Z",
     );
     o3["data"]["discount"] = json!("5.00");
@@ -124,10 +133,11 @@ pub async fn order_lines_give_products_on_the_360_and_the_products_report<
         .await;
     let body = report.ok();
     assert_eq!(report.read_position, Some(last));
-    assert_eq!((body["orders"].clone(), body["products"].clone()), (json!(3), json!(3)));
-    let product = |id: &str, name: &str, quantity: u64, orders: u64, revenue: &str| {
-        json!({"product_id": id, "name": name, "quantity": quantity, "orders": orders, "revenue": eur(revenue)})
-    };
+    assert_eq!(
+        (body["orders"].clone(), body["products"].clone()),
+        (json!(3), json!(3))
+    );
+    let product = |id: &str, name: &str, quantity: u64, orders: u64, revenue: &str| json!({"product_id": id, "name": name, "quantity": quantity, "orders": orders, "revenue": eur(revenue)});
     let (pot, tea, mug) = (
         product("p-pot", "Teapot", 1, 1, "30.00"),
         product("p-tea", "Tea", 3, 2, "30.00"),
@@ -153,13 +163,20 @@ pub async fn order_lines_give_products_on_the_360_and_the_products_report<
         .await;
     let body = period.ok();
     assert_eq!(body["orders"], 1, "o-2 only: to is excluded");
-    assert_eq!(body["top_by_revenue"], json!([product("p-tea", "Tea", 1, 1, "10.00")]));
+    assert_eq!(
+        body["top_by_revenue"],
+        json!([product("p-tea", "Tea", 1, 1, "10.00")])
+    );
     assert_eq!(body["bought_together"], json!([]));
     // Another currency, another tenant: nothing.
     let usd = app.get("/v1/analytics/products?currency=USD").await;
     assert_eq!(usd.ok()["orders"], 0);
     let other = app
-        .get_as(OTHER_TENANT, Role::Analyst, "/v1/analytics/products?currency=EUR")
+        .get_as(
+            OTHER_TENANT,
+            Role::Analyst,
+            "/v1/analytics/products?currency=EUR",
+        )
         .await;
     assert_eq!(other.ok()["orders"], 0);
 
@@ -167,9 +184,13 @@ pub async fn order_lines_give_products_on_the_360_and_the_products_report<
     let bad = app.get("/v1/analytics/products?currency=XYZ").await;
     bad.problem(400, &["currency=\"XYZ\""]);
     assert_eq!(bad.body["parameter"], "currency");
-    app.get("/v1/analytics/products").await.problem(400, &["currency"]);
+    app.get("/v1/analytics/products")
+        .await
+        .problem(400, &["currency"]);
     let reversed = app
-        .get("/v1/analytics/products?currency=EUR&from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")
+        .get(
+            "/v1/analytics/products?currency=EUR&from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        )
         .await;
     reversed.problem(400, &["from must be before to"]);
     assert_eq!(reversed.body["parameter"], "to");

@@ -38,7 +38,10 @@ pub async fn the_pipeline_of_an_owner_shows_quota_attainment<F: Future<Output = 
     .await
     .problem(
         422,
-        &["data.period", "`2026-Q5` is not a period; write YYYY-MM (a month) or YYYY-Qn"],
+        &[
+            "data.period",
+            "`2026-Q5` is not a period; write YYYY-MM (a month) or YYYY-Qn",
+        ],
     );
     let answer = app
         .ingest(json!([
@@ -54,7 +57,11 @@ pub async fn the_pipeline_of_an_owner_shows_quota_attainment<F: Future<Output = 
                        "close_date": "2026-03-20", "owner": "u-1", "probability": 80}),
                 "2026-03-01T00:00:00Z"
             ),
-            event("OpportunityWon", json!({"opportunity_id": "op-1"}), "2026-03-10T00:00:00Z"),
+            event(
+                "OpportunityWon",
+                json!({"opportunity_id": "op-1"}),
+                "2026-03-10T00:00:00Z"
+            ),
             event(
                 "OpportunityOpened",
                 json!({"opportunity_id": "op-2", "customer_id": "c-1", "name": "Deal 2",

@@ -276,7 +276,10 @@ const LINE_FIELDS: &[FieldInfo] = &[
     FieldInfo::optional("currency"),
 ];
 
-fn read_lines(fields: &FieldReader<'_>, currency: Currency) -> Result<Vec<OrderLine>, CatalogError> {
+fn read_lines(
+    fields: &FieldReader<'_>,
+    currency: Currency,
+) -> Result<Vec<OrderLine>, CatalogError> {
     let Some(items) = fields.optional_array("lines")? else {
         return Ok(Vec::new());
     };
@@ -307,9 +310,10 @@ fn read_lines(fields: &FieldReader<'_>, currency: Currency) -> Result<Vec<OrderL
                 ));
             }
         }
-        let quantity: u64 = line.optional::<u64>("quantity").map_err(|_| {
-            line.error("quantity", "must be a whole number greater than 0")
-        })?.unwrap_or(0);
+        let quantity: u64 = line
+            .optional::<u64>("quantity")
+            .map_err(|_| line.error("quantity", "must be a whole number greater than 0"))?
+            .unwrap_or(0);
         if quantity == 0 || quantity > MAX_LINE_QUANTITY {
             return Err(line.error(
                 "quantity",
@@ -419,7 +423,10 @@ impl EventData for OrderPlaced {
             if line.unit_price.currency != currency {
                 return Err(Problem::field(
                     &format!("lines[{index}].unit_price"),
-                    format!("is in {} but the order is in {currency}", line.unit_price.currency),
+                    format!(
+                        "is in {} but the order is in {currency}",
+                        line.unit_price.currency
+                    ),
                 ));
             }
             line.unit_price

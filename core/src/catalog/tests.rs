@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
 use crate::money::Money;
+use serde_json::{Value, json};
 
 use crate::catalog::samples::{DIRECTION_EXAMPLES, full, minimal};
 use crate::catalog::{
@@ -382,7 +382,8 @@ fn upcasting_applies_each_step_from_the_stored_version_to_the_current_one() {
 /// without lines, equal to the version 2 event sent without them.
 #[test]
 fn an_order_placed_at_version_1_reads_as_the_same_order_without_lines() {
-    let v1 = json!({"customer_id": "c-42", "order_id": "o-1", "amount": "12.50", "currency": "EUR"});
+    let v1 =
+        json!({"customer_id": "c-42", "order_id": "o-1", "amount": "12.50", "currency": "EUR"});
     let upcast_v1 = upcast("OrderPlaced", 1, v1.clone()).unwrap();
     assert_eq!(upcast_v1, v1);
     let from_v1 = DomainEvent::parse_stored("OrderPlaced", &upcast_v1).unwrap();
@@ -440,39 +441,66 @@ fn order_lines_are_checked_field_by_field_and_must_add_up_to_the_amount() {
             "OrderPlaced: data.amount: is 21.00 but the lines add up to 25.00 less the discount 5.00 = 20.00; send a discount for the difference",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 0, "unit_price": "5.00"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 0, "unit_price": "5.00"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].quantity: must be a whole number from 1 to 1000000000",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": -1, "unit_price": "5.00"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": -1, "unit_price": "5.00"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].quantity: must be a whole number greater than 0",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1.5, "unit_price": "5.00"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1.5, "unit_price": "5.00"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].quantity: must be a whole number greater than 0",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "-5.00"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "-5.00"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].unit_price: amount must not be negative, got -5.00",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "currency": "USD"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "currency": "USD"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].currency: is USD but the order is in EUR; a line is in the order's currency",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.001"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.001"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].unit_price: amount 5.001 has 3 decimals but EUR has 2",
         ),
         (
-            order_with(json!([tea, {"product_id": "p mug", "name": "Mug", "quantity": 1, "unit_price": "5.00"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p mug", "name": "Mug", "quantity": 1, "unit_price": "5.00"}]),
+                &[],
+            ),
             "data.lines[1].product_id",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "quantity": 1, "unit_price": "5.00"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "quantity": 1, "unit_price": "5.00"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].name: missing required field",
         ),
         (
-            order_with(json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "colour": "red"}]), &[]),
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "colour": "red"}]),
+                &[],
+            ),
             "OrderPlaced: data.lines[1].colour: unknown field; known fields are product_id, name, quantity, unit_price, currency",
         ),
         (
@@ -492,12 +520,17 @@ fn order_lines_are_checked_field_by_field_and_must_add_up_to_the_amount() {
             "OrderPlaced: data.discount: is only given with lines (it is taken off their total)",
         ),
         (
-            order_with(json!([tea, mug]), &[("amount", json!("30.00")), ("discount", json!("-5.00"))]),
+            order_with(
+                json!([tea, mug]),
+                &[("amount", json!("30.00")), ("discount", json!("-5.00"))],
+            ),
             "OrderPlaced: data.discount: amount must not be negative, got -5.00",
         ),
     ];
     for (data, expected) in cases {
-        let error = DomainEvent::parse("OrderPlaced", &data).unwrap_err().to_string();
+        let error = DomainEvent::parse("OrderPlaced", &data)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(expected), "{error}\n  expected {expected}");
     }
     // A free order may carry free lines; a zero-priced line is fine.
@@ -520,7 +553,9 @@ fn quota_periods_are_months_or_quarters() {
         QuotaPeriod::containing(day).map(|p| p.to_string()),
         ["2026-08".to_owned(), "2026-Q3".to_owned()]
     );
-    for bad in ["2026-13", "2026-00", "2026-Q5", "2026-Q0", "2026-1", "26-01", "2026/01", "2026-q1"] {
+    for bad in [
+        "2026-13", "2026-00", "2026-Q5", "2026-Q0", "2026-1", "26-01", "2026/01", "2026-q1",
+    ] {
         assert!(QuotaPeriod::parse(bad).is_none(), "{bad}");
     }
     let error = DomainEvent::parse(
@@ -539,11 +574,17 @@ fn quota_periods_are_months_or_quarters() {
     )
     .unwrap_err()
     .to_string();
-    assert!(negative.starts_with("QuotaSet: data.amount: amount must not be negative"), "{negative}");
+    assert!(
+        negative.starts_with("QuotaSet: data.amount: amount must not be negative"),
+        "{negative}"
+    );
     let set = DomainEvent::parse(
         "QuotaSet",
         &json!({"owner": "u-7", "period": "2026-01", "amount": "1", "currency": "EUR"}),
     )
     .unwrap();
-    assert_eq!((set.stream_id().as_str(), set.customer_id()), ("quota-u-7", None));
+    assert_eq!(
+        (set.stream_id().as_str(), set.customer_id()),
+        ("quota-u-7", None)
+    );
 }

@@ -80,7 +80,13 @@ pub struct ProductBought {
 }
 
 impl ProductBought {
-    fn add(&mut self, name: &str, quantity: u64, currency: crm_core::money::currency::Currency, revenue: i128) {
+    fn add(
+        &mut self,
+        name: &str,
+        quantity: u64,
+        currency: crm_core::money::currency::Currency,
+        revenue: i128,
+    ) {
         name.clone_into(&mut self.name);
         self.quantity = self.quantity.saturating_add(quantity);
         let total = self.revenue.entry(currency).or_insert(0);
@@ -369,7 +375,12 @@ fn apply_to(customer: &mut Customer360, direct: &str, event: &ProjectedEvent) {
                         .products
                         .entry(line.product_id.as_str().to_owned())
                         .or_default()
-                        .add(&line.name, line.quantity, e.amount.currency, line.total_minor());
+                        .add(
+                            &line.name,
+                            line.quantity,
+                            e.amount.currency,
+                            line.total_minor(),
+                        );
                 }
             }
         }

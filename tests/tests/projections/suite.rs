@@ -1321,15 +1321,16 @@ async fn append_v1_order(fixture: &Fixture, tenant: &str, data: Value, occurred_
 pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2(
     fixture: &Fixture,
 ) {
-    let order = |customer: &str, id: &str, amount: &str, currency: &str, lines: Value| {
-        json!({"customer_id": customer, "order_id": id, "amount": amount, "currency": currency, "lines": lines})
-    };
+    let order = |customer: &str, id: &str, amount: &str, currency: &str, lines: Value| json!({"customer_id": customer, "order_id": id, "amount": amount, "currency": currency, "lines": lines});
     let mut o3 = order(
         "c-2",
         "o-3",
         "35.00",
         "EUR",
-        json!([line("p-tea", "Green tea", 1, "9.00"), line("p-pot", "Teapot", 1, "30.00")]),
+        json!([
+            line("p-tea", "Green tea", 1, "9.00"),
+            line("p-pot", "Teapot", 1, "30.00")
+        ]),
     );
     o3["discount"] = json!("4.00");
     let events = vec![
@@ -1345,19 +1346,34 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
                 "o-1",
                 "25.00",
                 "EUR",
-                json!([line("p-tea", "Tea", 2, "10.00"), line("p-mug", "Mug", 1, "5.00")]),
+                json!([
+                    line("p-tea", "Tea", 2, "10.00"),
+                    line("p-mug", "Mug", 1, "5.00")
+                ]),
             ),
             "2026-01-10T10:00:00Z",
         ),
         ev(
             "OrderPlaced",
-            order("c-1", "o-2", "10.00", "EUR", json!([line("p-tea", "Tea", 1, "10.00")])),
+            order(
+                "c-1",
+                "o-2",
+                "10.00",
+                "EUR",
+                json!([line("p-tea", "Tea", 1, "10.00")]),
+            ),
             "2026-02-01T10:00:00Z",
         ),
         ev("OrderPlaced", o3, "2026-02-05T10:00:00Z"),
         ev(
             "OrderPlaced",
-            order("c-2", "o-4", "12.00", "USD", json!([line("p-mug", "Mug", 3, "4.00")])),
+            order(
+                "c-2",
+                "o-4",
+                "12.00",
+                "USD",
+                json!([line("p-mug", "Mug", 3, "4.00")]),
+            ),
             "2026-02-06T10:00:00Z",
         ),
         ev(
@@ -1367,13 +1383,22 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
                 "o-6",
                 "20.00",
                 "EUR",
-                json!([line("p-tea", "Green tea", 1, "10.00"), line("p-mug", "Mug", 2, "5.00")]),
+                json!([
+                    line("p-tea", "Green tea", 1, "10.00"),
+                    line("p-mug", "Mug", 2, "5.00")
+                ]),
             ),
             "2026-02-10T10:00:00Z",
         ),
         ev(
             "OrderPlaced",
-            order("c-3", "o-7", "30.00", "EUR", json!([line("p-pot", "Teapot", 1, "30.00")])),
+            order(
+                "c-3",
+                "o-7",
+                "30.00",
+                "EUR",
+                json!([line("p-pot", "Teapot", 1, "30.00")]),
+            ),
             "2026-02-12T10:00:00Z",
         ),
         ev(
@@ -1399,12 +1424,24 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
     let products: Vec<(String, String, u64, Vec<Money>)> = view
         .products
         .iter()
-        .map(|p| (p.product_id.clone(), p.name.clone(), p.quantity, p.revenue.clone()))
+        .map(|p| {
+            (
+                p.product_id.clone(),
+                p.name.clone(),
+                p.quantity,
+                p.revenue.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         products,
         vec![
-            ("p-mug".into(), "Mug".into(), 4, vec![eur("5.00"), usd("12.00")]),
+            (
+                "p-mug".into(),
+                "Mug".into(),
+                4,
+                vec![eur("5.00"), usd("12.00")]
+            ),
             ("p-pot".into(), "Teapot".into(), 1, vec![eur("30.00")]),
             ("p-tea".into(), "Tea".into(), 4, vec![eur("39.00")]),
         ]
@@ -1446,7 +1483,13 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
     };
     let pot = ("p-pot".to_owned(), "Teapot".to_owned(), 2, 2, eur("60.00"));
     // Tea: 2 × 10.00 + 10.00 + 9.00 + 10.00; its latest line (o-6) names it "Green tea".
-    let tea = ("p-tea".to_owned(), "Green tea".to_owned(), 5, 4, eur("49.00"));
+    let tea = (
+        "p-tea".to_owned(),
+        "Green tea".to_owned(),
+        5,
+        4,
+        eur("49.00"),
+    );
     let mug = ("p-mug".to_owned(), "Mug".to_owned(), 3, 2, eur("15.00"));
     assert_eq!(
         figures(&report.top_by_revenue),
@@ -1520,13 +1563,7 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
             "2026-04-01T10:00:00Z",
         )
     };
-    append_v1_order(
-        fixture,
-        "t2",
-        v2.data.clone(),
-        "2026-04-01T10:00:00Z",
-    )
-    .await;
+    append_v1_order(fixture, "t2", v2.data.clone(), "2026-04-01T10:00:00Z").await;
     append_all(fixture.store.as_ref(), std::slice::from_ref(&v2)).await;
     fixture.catch_up().await;
     let positionless = |mut doc: Customer360| {
@@ -1554,7 +1591,10 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
         .await
         .expect("as of")
         .expect("folded");
-        assert_eq!(folded.state, live, "{tenant}: the as-of fold is the read model");
+        assert_eq!(
+            folded.state, live,
+            "{tenant}: the as-of fold is the read model"
+        );
     }
     for tenant in ["t2", "t3"] {
         let report = orders::products_report(&fixture.db, tenant, &products_query("EUR"))
@@ -1564,13 +1604,19 @@ pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2
     }
 }
 
-type AttainmentLine = (String, Money, Money, u64, Option<f64>, Money, Money, u64, Option<f64>);
+type AttainmentLine = (
+    String,
+    Money,
+    Money,
+    u64,
+    Option<f64>,
+    Money,
+    Money,
+    u64,
+    Option<f64>,
+);
 
-async fn attainment_at(
-    fixture: &Fixture,
-    as_of: Option<&str>,
-    now: &str,
-) -> Vec<AttainmentLine> {
+async fn attainment_at(fixture: &Fixture, as_of: Option<&str>, now: &str) -> Vec<AttainmentLine> {
     let filter = pipeline::PipelineFilter {
         owner: Some("u-1".into()),
         as_of: as_of.map(at),
@@ -1608,28 +1654,77 @@ pub async fn quota_attainment_is_right_now_and_as_of_past_times(fixture: &Fixtur
             time,
         )
     };
-    let deal = |id: &str, owner: &str, amount: &str, currency: &str, close: &str, p: u8, time: &str| {
-        ev(
-            "OpportunityOpened",
-            json!({"opportunity_id": id, "customer_id": "c-1", "name": format!("Deal {id}"),
+    let deal =
+        |id: &str, owner: &str, amount: &str, currency: &str, close: &str, p: u8, time: &str| {
+            ev(
+                "OpportunityOpened",
+                json!({"opportunity_id": id, "customer_id": "c-1", "name": format!("Deal {id}"),
                    "amount": amount, "currency": currency, "stage": "Proposal",
                    "close_date": close, "owner": owner, "probability": p}),
-            time,
-        )
-    };
+                time,
+            )
+        };
     let won = |id: &str, time: &str| ev("OpportunityWon", json!({"opportunity_id": id}), time);
     let events = vec![
         quota("2026-Q1", "25000.00", "2026-01-01T00:00:00Z"),
-        deal("op-5", "u-1", "2000.00", "EUR", "2026-02-10", 50, "2026-02-01T00:00:00Z"),
+        deal(
+            "op-5",
+            "u-1",
+            "2000.00",
+            "EUR",
+            "2026-02-10",
+            50,
+            "2026-02-01T00:00:00Z",
+        ),
         won("op-5", "2026-02-10T12:00:00Z"),
         quota("2026-03", "10000.00", "2026-02-20T00:00:00Z"),
-        deal("op-1", "u-1", "4000.00", "EUR", "2026-03-20", 40, "2026-03-01T00:00:00Z"),
-        deal("op-2", "u-1", "6000.00", "EUR", "2026-03-28", 50, "2026-03-02T00:00:00Z"),
-        deal("op-3", "u-1", "1000.00", "EUR", "2026-04-15", 20, "2026-03-03T00:00:00Z"),
-        deal("op-4", "u-1", "500.00", "USD", "2026-03-05", 90, "2026-03-04T00:00:00Z"),
+        deal(
+            "op-1",
+            "u-1",
+            "4000.00",
+            "EUR",
+            "2026-03-20",
+            40,
+            "2026-03-01T00:00:00Z",
+        ),
+        deal(
+            "op-2",
+            "u-1",
+            "6000.00",
+            "EUR",
+            "2026-03-28",
+            50,
+            "2026-03-02T00:00:00Z",
+        ),
+        deal(
+            "op-3",
+            "u-1",
+            "1000.00",
+            "EUR",
+            "2026-04-15",
+            20,
+            "2026-03-03T00:00:00Z",
+        ),
+        deal(
+            "op-4",
+            "u-1",
+            "500.00",
+            "USD",
+            "2026-03-05",
+            90,
+            "2026-03-04T00:00:00Z",
+        ),
         won("op-4", "2026-03-05T00:00:00Z"),
         won("op-1", "2026-03-10T00:00:00Z"),
-        deal("op-6", "u-2", "9999.00", "EUR", "2026-03-11", 90, "2026-03-05T00:00:00Z"),
+        deal(
+            "op-6",
+            "u-2",
+            "9999.00",
+            "EUR",
+            "2026-03-11",
+            90,
+            "2026-03-05T00:00:00Z",
+        ),
         won("op-6", "2026-03-11T00:00:00Z"),
         quota("2026-03", "12000.00", "2026-03-15T00:00:00Z"),
     ];
@@ -1639,30 +1734,104 @@ pub async fn quota_attainment_is_right_now_and_as_of_past_times(fixture: &Fixtur
     // 12 March: March's quota is 10,000 (raised on the 15th); op-1 won (4,000), op-2 open
     // closing in March at 50 % (3,000); the quarter adds op-5, won in February.
     assert_eq!(
-        attainment_at(fixture, Some("2026-03-12T00:00:00Z"), "2026-03-25T00:00:00Z").await,
+        attainment_at(
+            fixture,
+            Some("2026-03-12T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await,
         vec![
-            ("2026-03".into(), m("10000.00"), m("4000.00"), 1, Some(0.4), m("6000.00"), m("3000.00"), 1, Some(0.5)),
-            ("2026-Q1".into(), m("25000.00"), m("6000.00"), 2, Some(0.24), m("19000.00"), m("3000.00"), 1, Some(3000.0 / 19000.0)),
+            (
+                "2026-03".into(),
+                m("10000.00"),
+                m("4000.00"),
+                1,
+                Some(0.4),
+                m("6000.00"),
+                m("3000.00"),
+                1,
+                Some(0.5)
+            ),
+            (
+                "2026-Q1".into(),
+                m("25000.00"),
+                m("6000.00"),
+                2,
+                Some(0.24),
+                m("19000.00"),
+                m("3000.00"),
+                1,
+                Some(3000.0 / 19000.0)
+            ),
         ]
     );
     // 9 March: op-1 not won yet, open beside op-2; as the pipeline's as-of figures take it,
     // at its stage's default probability then (Proposal, 50 %: 2,000), since a won deal's
     // probability today is 100.
     assert_eq!(
-        attainment_at(fixture, Some("2026-03-09T00:00:00Z"), "2026-03-25T00:00:00Z").await[0],
-        ("2026-03".into(), m("10000.00"), m("0.00"), 0, Some(0.0), m("10000.00"), m("5000.00"), 2, Some(0.5)),
+        attainment_at(
+            fixture,
+            Some("2026-03-09T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await[0],
+        (
+            "2026-03".into(),
+            m("10000.00"),
+            m("0.00"),
+            0,
+            Some(0.0),
+            m("10000.00"),
+            m("5000.00"),
+            2,
+            Some(0.5)
+        ),
     );
     // 20 March, and now (25 March): the raised quota.
-    let raised: AttainmentLine = ("2026-03".into(), m("12000.00"), m("4000.00"), 1, Some(4000.0 / 12000.0), m("8000.00"), m("3000.00"), 1, Some(0.375));
+    let raised: AttainmentLine = (
+        "2026-03".into(),
+        m("12000.00"),
+        m("4000.00"),
+        1,
+        Some(4000.0 / 12000.0),
+        m("8000.00"),
+        m("3000.00"),
+        1,
+        Some(0.375),
+    );
     assert_eq!(
-        attainment_at(fixture, Some("2026-03-20T00:00:00Z"), "2026-03-25T00:00:00Z").await[0],
+        attainment_at(
+            fixture,
+            Some("2026-03-20T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await[0],
         raised
     );
-    assert_eq!(attainment_at(fixture, None, "2026-03-25T00:00:00Z").await[0], raised);
+    assert_eq!(
+        attainment_at(fixture, None, "2026-03-25T00:00:00Z").await[0],
+        raised
+    );
     // April: no quota in force for the month or the quarter.
-    assert!(attainment_at(fixture, Some("2026-04-02T00:00:00Z"), "2026-04-02T00:00:00Z").await.is_empty());
+    assert!(
+        attainment_at(
+            fixture,
+            Some("2026-04-02T00:00:00Z"),
+            "2026-04-02T00:00:00Z"
+        )
+        .await
+        .is_empty()
+    );
     // Before the quarter's quota was set.
-    assert!(attainment_at(fixture, Some("2025-12-31T00:00:00Z"), "2026-03-25T00:00:00Z").await.is_empty());
+    assert!(
+        attainment_at(
+            fixture,
+            Some("2025-12-31T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await
+        .is_empty()
+    );
     // Without an owner, no attainment.
     let all = pipeline::summary_with_attainment(
         &fixture.db,
