@@ -207,7 +207,7 @@ pub async fn ingest_then_every_query_reads_its_writes<F: Future<Output = Option<
     let projections = app.get("/v1/projections").await;
     let projections = projections.ok();
     let lines = projections["projections"].as_array().expect("projections");
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 6, "with order_lines and quotas");
     assert!(
         lines.iter().all(|p| p["position"].as_u64() >= Some(last)),
         "{projections}"
