@@ -14,6 +14,7 @@
 //! | `GET /v1/analytics/rfm`, `/clv`, `/profitability`, `/cohorts`, `/lifecycle`, `/funnel` | analyst |
 //! | `GET /v1/leads`, `/v1/leads/funnel` | analyst |
 //! | `GET /v1/campaigns`, `/v1/campaigns/{id}` | analyst |
+//! | `GET /v1/analytics/products` | analyst |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -300,6 +301,7 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(queries::analytics::cohorts))
         .routes(routes!(queries::analytics_sales::lifecycle))
         .routes(routes!(queries::analytics_sales::funnel))
+        .routes(routes!(queries::products::products))
         .routes(routes!(queries::service::backlog))
         .routes(routes!(
             queries::service::sla_targets,

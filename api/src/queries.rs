@@ -24,6 +24,7 @@ pub mod campaigns;
 pub mod cases;
 pub mod leads;
 pub mod pipeline;
+pub mod products;
 pub mod projections;
 pub mod sales;
 pub mod service;

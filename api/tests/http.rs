@@ -55,7 +55,9 @@ async fn healthz_reports_the_head_and_every_projection() {
             "leads",
             "campaigns",
             "accounts",
-            "tasks"
+            "tasks",
+            "order_lines",
+            "quotas"
         ]
     );
 }

@@ -27,9 +27,11 @@ mod error;
 pub mod event;
 pub mod leads;
 mod lease;
+pub mod orders;
 pub mod parking;
 pub mod pipeline;
 pub mod projection;
+pub mod quotas;
 pub mod retention;
 pub mod rows;
 pub mod runner;
@@ -79,6 +81,8 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(campaigns::CampaignsProjection),
         Arc::new(accounts::AccountsProjection),
         Arc::new(tasks::TasksProjection),
+        Arc::new(orders::OrderLinesProjection),
+        Arc::new(quotas::QuotasProjection),
     ]
 }
 

@@ -122,9 +122,106 @@ pub fn generate_with(customers: u64, seed: u64, phone: bool) -> Vec<CustomerEven
         .collect()
 }
 
+/// Products the extended data set's order lines draw from.
+const PRODUCTS: u64 = 50;
+
+/// The data set extended with the event types issue 18 added (`crm-bench --crm-mix`): each
+/// customer also places two orders with one to three lines (`OrderPlaced` version 2, after
+/// its ten events), and every hundredth customer stands for a sales rep whose stream
+/// `quota-u-<n>` sets a monthly and a quarterly quota (`QuotaSet`). Drawn from a random
+/// sequence of its own, so the default data set ([`generate_with`]) is unchanged.
+pub fn crm_mix(data: &mut Vec<CustomerEvents>, seed: u64) {
+    let mut rng = Rng::new(seed ^ 0x18);
+    let id = |rng: &mut Rng| Uuid::from_u64_pair(rng.next_u64(), rng.next_u64());
+    let customers = data.len();
+    for (n, customer) in data.iter_mut().enumerate() {
+        let Some(mut at) = customer.events.last().and_then(|e| e.occurred_at) else {
+            continue;
+        };
+        let customer_id = customer.stream.entity_id().to_owned();
+        for o in 0..2 {
+            at += Duration::minutes(1 + rng.below(60 * 24 * 20) as i64);
+            let mut lines = Vec::new();
+            let mut total = 0i64;
+            for _ in 0..1 + rng.below(3) {
+                let product = rng.below(PRODUCTS);
+                let quantity = 1 + rng.below(4) as i64;
+                let price = 100 + rng.below(10_000) as i64;
+                total += quantity * price;
+                lines.push(json!({
+                    "product_id": format!("p-{product}"),
+                    "name": format!("Product {product}"),
+                    "quantity": quantity,
+                    "unit_price": format!("{}.{:02}", price / 100, price % 100),
+                }));
+            }
+            customer.events.push(
+                NewEvent::new(
+                    "OrderPlaced",
+                    &json!({
+                        "customer_id": customer_id,
+                        "order_id": format!("o-{n}-{o}"),
+                        "amount": format!("{}.{:02}", total / 100, total % 100),
+                        "currency": "USD",
+                        "lines": lines,
+                    }),
+                )
+                .with_schema_version(2)
+                .with_id(id(&mut rng))
+                .with_occurred_at(at),
+            );
+        }
+    }
+    let start: DateTime<Utc> = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
+    for rep in 0..customers.div_ceil(100) {
+        let owner = format!("u-{rep}");
+        let Ok(stream) = StreamId::new("quota", &owner) else {
+            continue;
+        };
+        let events = [("2024-06", "10000.00"), ("2024-Q2", "30000.00")]
+            .into_iter()
+            .map(|(period, amount)| {
+                NewEvent::new(
+                    "QuotaSet",
+                    &json!({"owner": owner, "period": period, "amount": amount, "currency": "USD"}),
+                )
+                .with_id(id(&mut rng))
+                .with_occurred_at(start)
+            })
+            .collect();
+        data.push(CustomerEvents { stream, events });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crm_mix_adds_orders_with_lines_and_quotas_that_the_catalog_accepts() {
+        let mut data = generate(200, 42);
+        let plain = generate(200, 42);
+        crm_mix(&mut data, 42);
+        assert_eq!(data.len(), 202, "two sales reps' quota streams");
+        for (mixed, plain) in data.iter().zip(&plain) {
+            assert_eq!(mixed.events.len(), 12);
+            for (e, f) in mixed.events.iter().zip(&plain.events) {
+                assert_eq!(e.data.get(), f.data.get(), "the ten events are unchanged");
+            }
+        }
+        for stream in &data {
+            for event in &stream.events {
+                let value: serde_json::Value = serde_json::from_str(event.data.get()).unwrap();
+                let parsed = crm_core::catalog::DomainEvent::parse(&event.event_type, &value)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(parsed.stream(), stream.stream);
+                assert_eq!(parsed.schema_version(), event.schema_version);
+            }
+        }
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_events_of_about_250_bytes() {

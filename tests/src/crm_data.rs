@@ -202,16 +202,14 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
             25..=44 => {
                 let order = next_id("o");
                 let minor = 100 + rng.below(50_000) as i64;
-                emit(
-                    &mut out,
-                    t,
-                    "OrderPlaced",
-                    json!({
-                        "customer_id": cid, "order_id": order,
-                        "amount": format!("{}.{:02}", minor / 100, minor % 100), "currency": "USD"
-                    }),
-                    at,
-                );
+                let mut data = json!({
+                    "customer_id": cid, "order_id": order,
+                    "amount": format!("{}.{:02}", minor / 100, minor % 100), "currency": "USD"
+                });
+                if let Some(lines) = order_lines(minor) {
+                    data["lines"] = lines;
+                }
+                emit(&mut out, t, "OrderPlaced", data, at);
                 people[t][ci].orders.push((order, minor, 0));
             }
             45..=49 => {
@@ -581,5 +579,37 @@ pub fn history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
             }
         }
     }
+    // Each owner's quota for the first quarter, after everything else (so the ids and times
+    // of the events above are what they were before quotas).
+    for t in 0..2 {
+        for owner in 0..4 {
+            at += Duration::minutes(1);
+            emit(
+                &mut out,
+                t,
+                "QuotaSet",
+                json!({"owner": format!("u-{owner}"), "period": "2025-Q1",
+                       "amount": format!("{}000.00", 5 + owner), "currency": "USD"}),
+                at,
+            );
+        }
+    }
     out
+}
+
+/// Lines for two orders in three, derived from the amount alone (no draw from the random
+/// sequence, so the rest of the history is what it was before orders had lines): one or two
+/// of five products whose prices add up to the amount.
+fn order_lines(minor: i64) -> Option<Value> {
+    if minor % 3 == 0 {
+        return None;
+    }
+    let price = |m: i64| format!("{}.{:02}", m / 100, m % 100);
+    let (a, b) = (minor % 5, (minor / 7) % 5);
+    let line = |p: i64, m: i64| json!({"product_id": format!("p-{p}"), "name": format!("Product {p}"), "quantity": 1, "unit_price": price(m)});
+    Some(if a == b {
+        json!([line(a, minor)])
+    } else {
+        json!([line(a, minor / 2), line(b, minor - minor / 2)])
+    })
 }

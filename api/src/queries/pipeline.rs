@@ -19,7 +19,8 @@ use crate::problem::Problem;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PipelineParams {
-    /// Only this sales rep's opportunities.
+    /// Only this sales rep's opportunities, with the rep's quota attainment (`attainment`)
+    /// in the month and quarter holding `as_of` (or now).
     owner: Option<String>,
     /// RFC 3339: the pipeline as it stood at this business time (each deal's stage then,
     /// from its stage history; deals opened later absent; won or lost only if closed by
@@ -38,7 +39,7 @@ pub struct PipelineParams {
     path = "/v1/pipeline",
     operation_id = "getPipeline",
     tag = "sales",
-    summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time; of one owner, as of a past time (role analyst)",
+    summary = "Pipeline totals by stage and currency, forecast by close month and category, win rate, cycle time; of one owner with the owner's quota attainment, as of a past time (role analyst)",
     params(PipelineParams),
     responses((status = 200, description = "The pipeline.", body = crm_projections::pipeline::PipelineSummary, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
@@ -53,12 +54,19 @@ pub async fn pipeline(
         .as_deref()
         .map(|t| parse_time("as_of", t))
         .transpose()?;
-    let position = reach_known(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
+    let position = reach_known(
+        &state,
+        caller.tenant(),
+        &[PIPELINE, crm_projections::quotas::NAME],
+        params.min_position,
+    )
+    .await?;
     let filter = PipelineFilter {
         owner: params.owner,
         as_of,
     };
-    let summary = pipeline::summary_of(&state.db, caller.tenant(), &filter).await?;
+    let summary =
+        pipeline::summary_with_attainment(&state.db, caller.tenant(), &filter, Utc::now()).await?;
     Ok(at_position(position, &summary))
 }
 

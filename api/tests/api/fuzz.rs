@@ -39,6 +39,8 @@ const QUERY_NAMES: &[&str] = &[
     "due_before",
     "",
     "limit[]",
+    "currency",
+    "min_together",
 ];
 const GET_PATHS: &[&str] = &[
     "/v1/customers",
@@ -61,6 +63,7 @@ const GET_PATHS: &[&str] = &[
     "/v1/tasks",
     "/v1/accounts/c-1/contacts",
     "/v1/opportunities/op-1",
+    "/v1/analytics/products",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -82,6 +85,7 @@ const TYPES: &[&str] = &[
     "TaskCreated",
     "TaskRescheduled",
     "TaskCompleted",
+    "QuotaSet",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {
@@ -178,6 +182,17 @@ fn mutated_event(rng: &mut Rng) -> Value {
         "occurred_at": "2026-01-01T00:00:00Z",
         "metadata": {"actor": "u-1"},
     });
+    if event["type"] == "QuotaSet" {
+        event["data"] =
+            json!({"owner": "u-1", "period": "2026-03", "amount": "10.00", "currency": "EUR"});
+    }
+    if event["type"] == "OrderPlaced" {
+        // An order with lines (version 2), whose lines the mutations below break.
+        event["data"] = json!({
+            "customer_id": "c-1", "order_id": "o-1", "amount": "10.00", "currency": "EUR",
+            "lines": [{"product_id": "p-1", "name": "Tea", "quantity": 2, "unit_price": "5.00"}]
+        });
+    }
     let fields = [
         "type",
         "data",
@@ -210,6 +225,9 @@ fn mutated_event(rng: &mut Rng) -> Value {
                     "order_id",
                     "stage",
                     "priority",
+                    "lines",
+                    "discount",
+                    "period",
                 ],
             );
             event["data"][key] = random_json(rng, 1);

@@ -14,7 +14,9 @@ mod leads;
 mod lists;
 mod parking;
 mod privacy;
+mod products;
 mod proofs;
+mod quotas;
 mod sales;
 mod storable;
 mod suite;
@@ -94,6 +96,12 @@ macro_rules! api {
             api!(@in sales $backend $with:
                 contacts_are_linked_moved_and_summed_on_the_account,
                 tasks_filter_page_and_show_on_their_subjects,
+            );
+            api!(@in products $backend $with:
+                order_lines_give_products_on_the_360_and_the_products_report,
+            );
+            api!(@in quotas $backend $with:
+                the_pipeline_of_an_owner_shows_quota_attainment,
             );
             api!(@in proofs $backend $with:
                 heads_and_proofs_verify_for_every_event_and_size,

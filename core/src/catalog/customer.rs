@@ -8,6 +8,7 @@ use crate::catalog::values::{
 use crate::catalog::{CatalogError, FieldInfo};
 use crate::ids::EntityId;
 use crate::money::Money;
+use crate::money::currency::Currency;
 
 /// A customer was registered with a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,28 +227,134 @@ impl EventData for InteractionLogged {
 
 /// The customer placed an order; the amount is zero or more (a free sample, a full discount
 /// or a replacement is a real order).
+///
+/// Schema version 2 added the optional `lines` and `discount`; a version 1 event is the same
+/// order without lines ([`crate::catalog::upcast`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderPlaced {
     pub customer_id: EntityId,
     pub order_id: EntityId,
     /// Stored as `amount` (decimal string) and `currency`.
     pub amount: Money,
+    /// What was bought; empty for an order sent without lines. When given, the lines less
+    /// the discount add up to `amount` exactly.
+    pub lines: Vec<OrderLine>,
+    /// Taken off the lines' total, in the order's currency; only with lines.
+    pub discount: Option<Money>,
+}
+
+/// One line of an order: a quantity of one product at a unit price in the order's currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub product_id: EntityId,
+    /// The product's name as sold (a business label, not personal data).
+    pub name: String,
+    /// Whole units, 1 to [`MAX_LINE_QUANTITY`].
+    pub quantity: u64,
+    /// Zero or more, in the order's currency.
+    pub unit_price: Money,
+}
+
+impl OrderLine {
+    /// Quantity × unit price, in minor units (exact: 128 bits).
+    pub fn total_minor(&self) -> i128 {
+        i128::from(self.quantity) * i128::from(self.unit_price.minor_units)
+    }
+}
+
+/// Most lines one order may carry.
+pub const MAX_ORDER_LINES: usize = 1_000;
+
+/// Largest quantity of one line.
+pub const MAX_LINE_QUANTITY: u64 = 1_000_000_000;
+
+const LINE_FIELDS: &[FieldInfo] = &[
+    FieldInfo::required("product_id"),
+    FieldInfo::required("name"),
+    FieldInfo::required("quantity"),
+    FieldInfo::required("unit_price"),
+    FieldInfo::optional("currency"),
+];
+
+fn read_lines(
+    fields: &FieldReader<'_>,
+    currency: Currency,
+) -> Result<Vec<OrderLine>, CatalogError> {
+    let Some(items) = fields.optional_array("lines")? else {
+        return Ok(Vec::new());
+    };
+    if items.is_empty() {
+        return Err(fields.error(
+            "lines",
+            "must hold at least one line; leave `lines` out for an order without them",
+        ));
+    }
+    if items.len() > MAX_ORDER_LINES {
+        return Err(fields.error(
+            "lines",
+            format!(
+                "holds {} lines, at most {MAX_ORDER_LINES} are allowed",
+                items.len()
+            ),
+        ));
+    }
+    let mut lines = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let line = fields.element("lines", index, LINE_FIELDS, item)?;
+        if let Some(code) = line.optional::<String>("currency")? {
+            let given = Currency::parse(&code).map_err(|e| line.error("currency", e))?;
+            if given != currency {
+                return Err(line.error(
+                    "currency",
+                    format!("is {given} but the order is in {currency}; a line is in the order's currency"),
+                ));
+            }
+        }
+        let quantity: u64 = line
+            .optional::<u64>("quantity")
+            .map_err(|_| line.error("quantity", "must be a whole number greater than 0"))?
+            .unwrap_or(0);
+        if quantity == 0 || quantity > MAX_LINE_QUANTITY {
+            return Err(line.error(
+                "quantity",
+                format!("must be a whole number from 1 to {MAX_LINE_QUANTITY}"),
+            ));
+        }
+        let unit_price = line.money_in("unit_price", currency)?;
+        lines.push(OrderLine {
+            product_id: line.required("product_id")?,
+            name: line.text("name")?,
+            quantity,
+            unit_price,
+        });
+    }
+    Ok(lines)
 }
 
 impl EventData for OrderPlaced {
+    const VERSION: u32 = 2;
     const FIELDS: &'static [FieldInfo] = &[
         FieldInfo::required("customer_id"),
         FieldInfo::required("order_id"),
         FieldInfo::required("amount"),
         FieldInfo::required("currency"),
+        FieldInfo::optional("lines"),
+        FieldInfo::optional("discount"),
     ];
     const PERSONAL_FIELDS: &'static [&'static str] = &[];
 
     fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        let amount = fields.money("amount", "currency")?;
+        let discount = match fields.optional::<serde_json::Value>("discount")? {
+            None => None,
+            Some(_) => Some(fields.money_in("discount", amount.currency)?),
+        };
         Ok(OrderPlaced {
             customer_id: fields.required("customer_id")?,
             order_id: fields.required("order_id")?,
-            amount: fields.money("amount", "currency")?,
+            lines: read_lines(fields, amount.currency)?,
+            amount,
+            discount,
         })
     }
 
@@ -255,6 +362,24 @@ impl EventData for OrderPlaced {
         data.id("customer_id", &self.customer_id);
         data.id("order_id", &self.order_id);
         data.money("amount", "currency", &self.amount);
+        if !self.lines.is_empty() {
+            let lines = self
+                .lines
+                .iter()
+                .map(|line| {
+                    serde_json::json!({
+                        "product_id": line.product_id.as_str(),
+                        "name": line.name,
+                        "quantity": line.quantity,
+                        "unit_price": line.unit_price.to_decimal_string(),
+                    })
+                })
+                .collect();
+            data.value("lines", serde_json::Value::Array(lines));
+        }
+        if let Some(discount) = &self.discount {
+            data.string("discount", &discount.to_decimal_string());
+        }
     }
 
     fn entity_id(&self) -> &EntityId {
@@ -268,8 +393,80 @@ impl EventData for OrderPlaced {
     fn validate(&self) -> Result<(), Problem> {
         self.amount
             .ensure_not_negative()
-            .map(drop)
-            .map_err(|e| Problem::field("amount", e))
+            .map_err(|e| Problem::field("amount", e))?;
+        let currency = self.amount.currency;
+        if let Some(discount) = self.discount {
+            if self.lines.is_empty() {
+                return Err(Problem::field(
+                    "discount",
+                    "is only given with lines (it is taken off their total)",
+                ));
+            }
+            if discount.currency != currency {
+                return Err(Problem::field(
+                    "discount",
+                    format!("is in {} but the order is in {currency}", discount.currency),
+                ));
+            }
+            discount
+                .ensure_not_negative()
+                .map_err(|e| Problem::field("discount", e))?;
+        }
+        if self.lines.len() > MAX_ORDER_LINES {
+            return Err(Problem::field(
+                "lines",
+                format!("at most {MAX_ORDER_LINES} lines are allowed"),
+            ));
+        }
+        let mut total: i128 = 0;
+        for (index, line) in self.lines.iter().enumerate() {
+            if line.unit_price.currency != currency {
+                return Err(Problem::field(
+                    &format!("lines[{index}].unit_price"),
+                    format!(
+                        "is in {} but the order is in {currency}",
+                        line.unit_price.currency
+                    ),
+                ));
+            }
+            line.unit_price
+                .ensure_not_negative()
+                .map_err(|e| Problem::field(&format!("lines[{index}].unit_price"), e))?;
+            if line.quantity == 0 || line.quantity > MAX_LINE_QUANTITY {
+                return Err(Problem::field(
+                    &format!("lines[{index}].quantity"),
+                    format!("must be a whole number from 1 to {MAX_LINE_QUANTITY}"),
+                ));
+            }
+            total += line.total_minor();
+        }
+        if !self.lines.is_empty() {
+            let discount = self.discount.map_or(0, |d| i128::from(d.minor_units));
+            let expected = total - discount;
+            if expected != i128::from(self.amount.minor_units) {
+                let shown = |minor: i128| match i64::try_from(minor) {
+                    Ok(minor) => Money::new(minor, currency).to_decimal_string(),
+                    Err(_) => format!("{minor} minor units"),
+                };
+                let less = match self.discount {
+                    Some(d) => format!(
+                        " less the discount {} = {}",
+                        d.to_decimal_string(),
+                        shown(expected)
+                    ),
+                    None => String::new(),
+                };
+                return Err(Problem::field(
+                    "amount",
+                    format!(
+                        "is {} but the lines add up to {}{less}; send a discount for the difference",
+                        self.amount.to_decimal_string(),
+                        shown(total),
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -47,14 +47,14 @@ pub(crate) trait EventData: Sized {
 /// A value rule broken by otherwise well-typed data: the field (or the whole data) and why.
 #[derive(Debug)]
 pub(crate) struct Problem {
-    pub(crate) field: Option<&'static str>,
+    pub(crate) field: Option<String>,
     pub(crate) reason: String,
 }
 
 impl Problem {
-    pub(crate) fn field(field: &'static str, reason: impl ToString) -> Problem {
+    pub(crate) fn field(field: &str, reason: impl ToString) -> Problem {
         Problem {
-            field: Some(field),
+            field: Some(field.to_owned()),
             reason: reason.to_string(),
         }
     }
@@ -97,6 +97,9 @@ pub(crate) struct FieldReader<'a> {
     /// Reading the log, not judging new input: text stored before the storable-text rule
     /// ([`crate::catalog::text`]) is read as it is, so no stored event becomes unreadable.
     stored: bool,
+    /// Put before every field name in error paths: `lines[1].` for the fields of an order's
+    /// second line, empty for the data's own fields.
+    prefix: String,
 }
 
 impl<'a> FieldReader<'a> {
@@ -116,12 +119,20 @@ impl<'a> FieldReader<'a> {
             event_type,
             object,
             stored: false,
+            prefix: String::new(),
         };
+        reader.check_fields(fields)
+    }
+
+    /// Rejects a field not in `fields` and a missing required one.
+    fn check_fields(self, fields: &[FieldInfo]) -> Result<FieldReader<'a>, CatalogError> {
+        let (event_type, object) = (self.event_type, self.object);
+        let reader = self;
         if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| f.name == *k)) {
             let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
             return Err(CatalogError::InvalidData {
                 event_type,
-                path: format!("data.{}", shorten(unknown)),
+                path: format!("data.{}{}", reader.prefix, shorten(unknown)),
                 reason: format!("unknown field; known fields are {}", known.join(", ")),
             });
         }
@@ -139,10 +150,48 @@ impl<'a> FieldReader<'a> {
         FieldReader { stored, ..self }
     }
 
-    fn error(&self, field: &str, reason: impl ToString) -> CatalogError {
+    /// A reader of one element of an array field (`lines[1]`), whose errors name it: the
+    /// element must be an object with only `fields`, the required ones present.
+    pub(crate) fn element(
+        &self,
+        field: &str,
+        index: usize,
+        fields: &[FieldInfo],
+        value: &'a Value,
+    ) -> Result<FieldReader<'a>, CatalogError> {
+        let path = format!("{field}[{index}]");
+        let Value::Object(object) = value else {
+            return Err(self.error(
+                &path,
+                format!("must be a JSON object, got {}", json_kind(value)),
+            ));
+        };
+        FieldReader {
+            event_type: self.event_type,
+            object,
+            stored: self.stored,
+            prefix: format!("{}{path}.", self.prefix),
+        }
+        .check_fields(fields)
+    }
+
+    /// An optional array field: its elements, `None` when absent (or `null`).
+    pub(crate) fn optional_array(&self, field: &str) -> Result<Option<&'a [Value]>, CatalogError> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be a JSON array, got {}", json_kind(other)),
+            )),
+        }
+    }
+
+    /// An error naming `field` (under this reader's prefix).
+    pub(crate) fn error(&self, field: &str, reason: impl ToString) -> CatalogError {
         CatalogError::InvalidData {
             event_type: self.event_type,
-            path: format!("data.{field}"),
+            path: format!("data.{}{field}", self.prefix),
             reason: cut(&reason.to_string(), MAX_REASON_CHARS),
         }
     }
@@ -244,6 +293,15 @@ impl<'a> FieldReader<'a> {
             .ok_or_else(|| self.error(amount, "missing required field"))
     }
 
+    /// A required amount in a currency given elsewhere (an order line's unit price is in the
+    /// order's currency).
+    pub(crate) fn money_in(&self, field: &str, currency: Currency) -> Result<Money, CatalogError> {
+        let value = self
+            .present(field)
+            .ok_or_else(|| self.error(field, "missing required field"))?;
+        Money::from_json(value, currency).map_err(|e| self.error(field, e))
+    }
+
     /// An optional amount with its currency: both fields or neither.
     pub(crate) fn optional_money(
         &self,
@@ -325,6 +383,11 @@ impl DataWriter {
     pub(crate) fn money(&mut self, amount: &str, currency: &str, value: &Money) {
         self.string(amount, &value.to_decimal_string());
         self.string(currency, value.currency.code());
+    }
+
+    /// Any JSON value, already in canonical form (an order's lines).
+    pub(crate) fn value(&mut self, field: &str, value: Value) {
+        self.object.insert(field.to_owned(), value);
     }
 
     pub(crate) fn optional_money(&mut self, amount: &str, currency: &str, value: Option<&Money>) {

@@ -13,6 +13,7 @@ pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
 pub mod task;
+pub mod quota;
 pub mod text;
 pub mod values;
 
@@ -118,7 +119,8 @@ pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
 }
 
 /// Brings stored data of `event_type` at `schema_version` up to the current version, one
-/// step at a time. Today every type is at version 1, so version 1 passes through unchanged.
+/// step at a time. `OrderPlaced` is at version 2 (lines); every other type is at version 1,
+/// which passes through unchanged.
 pub fn upcast(event_type: &str, schema_version: u32, data: Value) -> Result<Value, CatalogError> {
     let info = EventTypeInfo::find(event_type)
         .ok_or_else(|| CatalogError::unknown_event_type(event_type))?;
@@ -132,10 +134,12 @@ pub fn upcast(event_type: &str, schema_version: u32, data: Value) -> Result<Valu
 fn upcast_step(
     event_type: &'static str,
     from_version: u32,
-    _data: Value,
+    data: Value,
 ) -> Result<Value, CatalogError> {
-    #[allow(clippy::match_single_binding)]
     match (event_type, from_version) {
+        // Version 2 added the optional `lines` and `discount`: a version 1 order is the same
+        // order without lines, its data unchanged.
+        ("OrderPlaced", 1) => Ok(data),
         _ => Err(CatalogError::MissingUpcaster {
             event_type,
             from_version,
@@ -304,6 +308,7 @@ domain_events! {
         CampaignCostRecorded,
     ],
     task => [TaskCreated, TaskRescheduled, TaskCompleted, TaskCancelled],
+    quota => [QuotaSet],
 }
 
 impl DomainEvent {

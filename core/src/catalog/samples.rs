@@ -25,7 +25,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         (
             "OrderPlaced",
-            json!({"customer_id": "c-42", "order_id": "o-1001", "amount": "11.77", "currency": "USD"}),
+            json!({"customer_id": "c-42", "order_id": "o-1001", "amount": "11.77", "currency": "USD", "lines": [{"product_id": "p-tea", "name": "Green tea", "quantity": 3, "unit_price": "2.59"}, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00"}], "discount": "1.00"}),
         ),
         (
             "OrderRefunded",
@@ -128,6 +128,9 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         ("TaskCompleted", json!({"task_id": "t-1"})),
         ("TaskCancelled", json!({"task_id": "t-1"})),
+            "QuotaSet",
+            json!({"owner": "u-7", "period": "2026-Q2", "amount": "50000.00", "currency": "EUR"}),
+        ),
     ]
 }
 
@@ -235,6 +238,9 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
         ),
         ("TaskCompleted", json!({"task_id": "t-1"})),
         ("TaskCancelled", json!({"task_id": "t-1"})),
+            "QuotaSet",
+            json!({"owner": "u-7", "period": "2026-03", "amount": "0", "currency": "JPY"}),
+        ),
     ]
 }
 

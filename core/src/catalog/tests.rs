@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::money::Money;
 use serde_json::{Value, json};
 
 use crate::catalog::samples::{DIRECTION_EXAMPLES, full, minimal};
@@ -30,7 +31,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 35);
+    assert_eq!(EVENT_TYPES.len(), 36);
 }
 
 #[test]
@@ -128,7 +129,7 @@ fn events_know_their_category_stream_version_and_customer() {
     assert_eq!(order.category(), "customer");
     assert_eq!(order.stream_id(), "customer-c-42");
     assert_eq!(order.entity_id().as_str(), "c-42");
-    assert_eq!(order.schema_version(), 1);
+    assert_eq!(order.schema_version(), 2, "OrderPlaced version 2 has lines");
     let converted = event(
         "LeadConverted",
         json!({"lead_id": "l-1", "customer_id": "c-7"}),
@@ -366,11 +367,12 @@ fn upcasting_applies_each_step_from_the_stored_version_to_the_current_one() {
         json!({"v3": 7})
     );
     assert!(upcast_with(&V3, 4, json!({}), step).is_err());
+    // The real steps know OrderPlaced 1 → 2, and nothing after it.
     let missing = upcast_with(&V3, 1, json!({}), super::upcast_step).unwrap_err();
     assert!(matches!(
         missing,
         CatalogError::MissingUpcaster {
-            from_version: 1,
+            from_version: 2,
             ..
         }
     ));
@@ -434,4 +436,215 @@ fn tasks_need_a_known_subject_and_an_rfc3339_due_time_kept_in_utc() {
     assert_eq!(event.to_data()["due_at"], "2027-01-31T17:00:00.123456Z");
     assert_eq!(event.stream_id(), "task-t-1");
     assert_eq!(event.customer_id(), None);
+}
+
+/// `OrderPlaced` version 1 (no lines) is upcast to version 2 unchanged: the same order
+/// without lines, equal to the version 2 event sent without them.
+#[test]
+fn an_order_placed_at_version_1_reads_as_the_same_order_without_lines() {
+    let v1 =
+        json!({"customer_id": "c-42", "order_id": "o-1", "amount": "12.50", "currency": "EUR"});
+    let upcast_v1 = upcast("OrderPlaced", 1, v1.clone()).unwrap();
+    assert_eq!(upcast_v1, v1);
+    let from_v1 = DomainEvent::parse_stored("OrderPlaced", &upcast_v1).unwrap();
+    let v2 = DomainEvent::parse("OrderPlaced", &v1).unwrap();
+    assert_eq!(from_v1, v2);
+    assert_eq!(v2.to_data(), v1, "no lines, no discount: nothing added");
+    let DomainEvent::OrderPlaced(order) = from_v1 else {
+        panic!("an order")
+    };
+    assert!(order.lines.is_empty() && order.discount.is_none());
+}
+
+fn order_with(lines: Value, extra: &[(&str, Value)]) -> Value {
+    let mut data = json!({"customer_id": "c-42", "order_id": "o-1", "amount": "25.00", "currency": "EUR", "lines": lines});
+    for (k, v) in extra {
+        data[*k] = v.clone();
+    }
+    data
+}
+
+/// Lines: quantity × unit price summed, less the discount, must equal the amount; every
+/// broken rule names its line and field.
+#[test]
+fn order_lines_are_checked_field_by_field_and_must_add_up_to_the_amount() {
+    let tea = json!({"product_id": "p-tea", "name": "Tea", "quantity": 2, "unit_price": "10.00"});
+    let mug = json!({"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00"});
+    // 2 × 10.00 + 5.00 = 25.00.
+    let ok = DomainEvent::parse("OrderPlaced", &order_with(json!([tea, mug]), &[])).unwrap();
+    let DomainEvent::OrderPlaced(order) = &ok else {
+        panic!("an order")
+    };
+    assert_eq!(order.lines.len(), 2);
+    assert_eq!(order.lines[0].quantity, 2);
+    assert_eq!(order.lines[1].unit_price, Money::parse("5", "EUR").unwrap());
+    // A discount closes the gap: 25.00 − 5.00 = 20.00.
+    let discounted = order_with(
+        json!([tea, mug]),
+        &[("amount", json!("20.00")), ("discount", json!("5"))],
+    );
+    let parsed = DomainEvent::parse("OrderPlaced", &discounted).unwrap();
+    assert_eq!(parsed.to_data()["discount"], json!("5.00"));
+    // A line may repeat the order's currency.
+    let with_currency = json!({"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "currency": "EUR"});
+    DomainEvent::parse("OrderPlaced", &order_with(json!([tea, with_currency]), &[])).unwrap();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            order_with(json!([tea, mug]), &[("amount", json!("20.00"))]),
+            "OrderPlaced: data.amount: is 20.00 but the lines add up to 25.00; send a discount for the difference",
+        ),
+        (
+            order_with(
+                json!([tea, mug]),
+                &[("amount", json!("21.00")), ("discount", json!("5.00"))],
+            ),
+            "OrderPlaced: data.amount: is 21.00 but the lines add up to 25.00 less the discount 5.00 = 20.00; send a discount for the difference",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 0, "unit_price": "5.00"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].quantity: must be a whole number from 1 to 1000000000",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": -1, "unit_price": "5.00"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].quantity: must be a whole number greater than 0",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1.5, "unit_price": "5.00"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].quantity: must be a whole number greater than 0",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "-5.00"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].unit_price: amount must not be negative, got -5.00",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "currency": "USD"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].currency: is USD but the order is in EUR; a line is in the order's currency",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.001"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].unit_price: amount 5.001 has 3 decimals but EUR has 2",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p mug", "name": "Mug", "quantity": 1, "unit_price": "5.00"}]),
+                &[],
+            ),
+            "data.lines[1].product_id",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "quantity": 1, "unit_price": "5.00"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].name: missing required field",
+        ),
+        (
+            order_with(
+                json!([tea, {"product_id": "p-mug", "name": "Mug", "quantity": 1, "unit_price": "5.00", "colour": "red"}]),
+                &[],
+            ),
+            "OrderPlaced: data.lines[1].colour: unknown field; known fields are product_id, name, quantity, unit_price, currency",
+        ),
+        (
+            order_with(json!([tea, "mug"]), &[]),
+            "OrderPlaced: data.lines[1]: must be a JSON object, got a string",
+        ),
+        (
+            order_with(json!([]), &[]),
+            "OrderPlaced: data.lines: must hold at least one line; leave `lines` out for an order without them",
+        ),
+        (
+            order_with(json!({"a": 1}), &[]),
+            "OrderPlaced: data.lines: must be a JSON array, got an object",
+        ),
+        (
+            json!({"customer_id": "c-42", "order_id": "o-1", "amount": "5.00", "currency": "EUR", "discount": "1.00"}),
+            "OrderPlaced: data.discount: is only given with lines (it is taken off their total)",
+        ),
+        (
+            order_with(
+                json!([tea, mug]),
+                &[("amount", json!("30.00")), ("discount", json!("-5.00"))],
+            ),
+            "OrderPlaced: data.discount: amount must not be negative, got -5.00",
+        ),
+    ];
+    for (data, expected) in cases {
+        let error = DomainEvent::parse("OrderPlaced", &data)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{error}\n  expected {expected}");
+    }
+    // A free order may carry free lines; a zero-priced line is fine.
+    let free = json!({"customer_id": "c-42", "order_id": "o-2", "amount": "0", "currency": "EUR", "lines": [{"product_id": "p-sample", "name": "Sample", "quantity": 1, "unit_price": "0"}]});
+    DomainEvent::parse("OrderPlaced", &free).unwrap();
+}
+
+/// A quota's period is a month (`YYYY-MM`) or a quarter (`YYYY-Qn`); anything else is named.
+#[test]
+fn quota_periods_are_months_or_quarters() {
+    use crate::catalog::quota::QuotaPeriod;
+    let q1 = QuotaPeriod::parse("2026-Q1").unwrap();
+    assert_eq!(q1.to_string(), "2026-Q1");
+    assert_eq!(q1.start().to_string(), "2026-01-01");
+    assert_eq!(q1.end().to_string(), "2026-04-01");
+    let december = QuotaPeriod::parse("2025-12").unwrap();
+    assert_eq!(december.end().to_string(), "2026-01-01");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 8, 31).unwrap();
+    assert_eq!(
+        QuotaPeriod::containing(day).map(|p| p.to_string()),
+        ["2026-08".to_owned(), "2026-Q3".to_owned()]
+    );
+    for bad in [
+        "2026-13", "2026-00", "2026-Q5", "2026-Q0", "2026-1", "26-01", "2026/01", "2026-q1",
+    ] {
+        assert!(QuotaPeriod::parse(bad).is_none(), "{bad}");
+    }
+    let error = DomainEvent::parse(
+        "QuotaSet",
+        &json!({"owner": "u-7", "period": "2026-13", "amount": "1", "currency": "EUR"}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        error,
+        "QuotaSet: data.period: `2026-13` is not a period; write YYYY-MM (a month) or YYYY-Qn (a quarter, n from 1 to 4)"
+    );
+    let negative = DomainEvent::parse(
+        "QuotaSet",
+        &json!({"owner": "u-7", "period": "2026-01", "amount": "-1", "currency": "EUR"}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        negative.starts_with("QuotaSet: data.amount: amount must not be negative"),
+        "{negative}"
+    );
+    let set = DomainEvent::parse(
+        "QuotaSet",
+        &json!({"owner": "u-7", "period": "2026-01", "amount": "1", "currency": "EUR"}),
+    )
+    .unwrap();
+    assert_eq!(
+        (set.stream_id().as_str(), set.customer_id()),
+        ("quota-u-7", None)
+    );
 }

@@ -60,6 +60,39 @@ pub struct Customer360 {
     /// The position of that event.
     #[serde(default)]
     pub purchases_position: Position,
+    /// Products bought, from the lines of its orders (`OrderPlaced` version 2): product id →
+    /// name, units and revenue. Absent from the stored document while empty, so customers
+    /// whose orders carry no lines keep the document they had.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub products: BTreeMap<String, ProductBought>,
+}
+
+/// One product a customer bought, over all its orders' lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductBought {
+    /// The name on the latest line folded.
+    pub name: String,
+    /// Units bought (saturating).
+    pub quantity: u64,
+    /// Quantity × unit price per currency, in minor units (saturating; before order
+    /// discounts and refunds).
+    pub revenue: BTreeMap<crm_core::money::currency::Currency, i64>,
+}
+
+impl ProductBought {
+    fn add(
+        &mut self,
+        name: &str,
+        quantity: u64,
+        currency: crm_core::money::currency::Currency,
+        revenue: i128,
+    ) {
+        name.clone_into(&mut self.name);
+        self.quantity = self.quantity.saturating_add(quantity);
+        let total = self.revenue.entry(currency).or_insert(0);
+        let sum = i128::from(*total) + revenue;
+        *total = i64::try_from(sum).unwrap_or(if sum < 0 { i64::MIN } else { i64::MAX });
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -337,6 +370,18 @@ fn apply_to(customer: &mut Customer360, direct: &str, event: &ProjectedEvent) {
                     refunded: 0,
                 });
                 purchases_changed(customer, event);
+                for line in &e.lines {
+                    customer
+                        .products
+                        .entry(line.product_id.as_str().to_owned())
+                        .or_default()
+                        .add(
+                            &line.name,
+                            line.quantity,
+                            e.amount.currency,
+                            line.total_minor(),
+                        );
+                }
             }
         }
         DomainEvent::OrderRefunded(e) => {
@@ -445,6 +490,17 @@ fn absorb(survivor: &mut Customer360, merged: &Customer360) {
             .or_insert_with(|| order.clone());
     }
     survivor.unmatched_refunds += merged.unmatched_refunds;
+    for (id, bought) in &merged.products {
+        let product = survivor.products.entry(id.clone()).or_default();
+        if product.name.is_empty() {
+            product.name.clone_from(&bought.name);
+        }
+        product.quantity = product.quantity.saturating_add(bought.quantity);
+        for (currency, revenue) in &bought.revenue {
+            let total = product.revenue.entry(*currency).or_insert(0);
+            *total = total.saturating_add(*revenue);
+        }
+    }
     for (id, deal) in &merged.opportunities {
         survivor
             .opportunities

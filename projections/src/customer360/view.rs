@@ -43,6 +43,10 @@ pub struct CustomerView {
     pub open_opportunity_totals: Vec<Money>,
     pub won_opportunity_totals: Vec<Money>,
     pub open_cases: Vec<CaseLine>,
+    /// Products bought, from order lines (`OrderPlaced` version 2), by product id; left out
+    /// when no order of the customer has lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<ProductLine>,
     pub merged_ids: Vec<String>,
     pub merged_into: Option<String>,
     pub erased_at: Option<DateTime<Utc>>,
@@ -114,6 +118,19 @@ pub struct DealLine {
     pub stage: Option<&'static str>,
 }
 
+/// One product a customer bought, over all its orders' lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ProductLine {
+    pub product_id: String,
+    /// The name on the latest line.
+    pub name: String,
+    /// Units bought.
+    pub quantity: u64,
+    /// Quantity × unit price per currency (before order discounts and refunds), never
+    /// summed across currencies.
+    pub revenue: Vec<Money>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CaseLine {
     pub case_id: String,
@@ -171,6 +188,20 @@ impl Customer360 {
                     case_id: id.clone(),
                     priority: c.priority.map(|p| p.as_str()),
                     opened_at: c.opened_at,
+                })
+                .collect(),
+            products: self
+                .products
+                .iter()
+                .map(|(id, p)| ProductLine {
+                    product_id: id.clone(),
+                    name: p.name.clone(),
+                    quantity: p.quantity,
+                    revenue: p
+                        .revenue
+                        .iter()
+                        .map(|(currency, minor)| Money::new(*minor, *currency))
+                        .collect(),
                 })
                 .collect(),
             merged_ids: self.merged_ids.iter().cloned().collect(),

@@ -179,6 +179,10 @@ pub struct PipelineSummary {
     pub win_rate: Option<f64>,
     /// Mean days from opening to winning or losing, over closed deals.
     pub average_cycle_days: Option<f64>,
+    /// With an owner: the quota attainment in each month and quarter holding the evaluation
+    /// time that has a quota in force then (`crate::quotas`), per the quota's currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attainment: Option<Vec<crate::quotas::PeriodAttainment>>,
 }
 
 /// The amount and the weighted amount of a grouped row whose two split sums
@@ -349,7 +353,25 @@ pub async fn summary_of(
         win_rate: (won + lost > 0).then(|| won as f64 / (won + lost) as f64),
         average_cycle_days: (cycle_count > 0)
             .then(|| cycle_sum as f64 / cycle_count as f64 / 86_400.0),
+        attainment: None,
     })
+}
+
+/// The pipeline figures of `tenant` restricted by `filter` and, with an owner, that owner's
+/// quota attainment evaluated at `as_of`, or at `now` without it (`GET /v1/pipeline`).
+pub async fn summary_with_attainment(
+    db: &ReadDb,
+    tenant: &str,
+    filter: &PipelineFilter,
+    now: DateTime<Utc>,
+) -> Result<PipelineSummary, ProjectionError> {
+    let mut summary = summary_of(db, tenant, filter).await?;
+    if let Some(owner) = &filter.owner {
+        let at = filter.as_of.unwrap_or(now);
+        summary.attainment =
+            Some(crate::quotas::attainment(db, tenant, owner, at, filter.as_of.is_some()).await?);
+    }
+    Ok(summary)
 }
 
 /// What to list opportunities by.

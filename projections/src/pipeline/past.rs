@@ -158,6 +158,7 @@ impl Figures {
             win_rate: (won + lost > 0).then(|| won as f64 / (won + lost) as f64),
             average_cycle_days: (self.cycle_count > 0)
                 .then(|| self.cycle_sum as f64 / self.cycle_count as f64 / 86_400.0),
+            attainment: None,
         })
     }
 }

@@ -20,7 +20,7 @@ use crm_projections::runner::{self, RunnerOptions};
 use crm_projections::{ReadDb, all_projections};
 use crm_tests::api_bench;
 use crm_tests::baseline::{self, BenchEvent, Want};
-use crm_tests::bench_data::{CustomerEvents, generate_with};
+use crm_tests::bench_data::{CustomerEvents, crm_mix, generate_with};
 use crm_tests::postgres::TestDatabase;
 use crm_tests::tree_bench;
 use serde_json::json;
@@ -104,6 +104,11 @@ struct Args {
     /// beside the appends, not in them).
     #[arg(long)]
     tree: bool,
+    /// Extend the data set with the event types of issue 18 (each customer also places two
+    /// orders with lines; every hundredth customer stands for a sales rep with quotas), for
+    /// W5 over the new read models; without it the data set is the default one.
+    #[arg(long)]
+    crm_mix: bool,
 }
 
 /// A fresh store that lives as long as this value.
@@ -694,7 +699,7 @@ async fn main() -> Result<()> {
     let mut out = Report::new(args.backend);
     for _ in 0..args.runs {
         out.baselines.clear();
-        let data = generate_with(customers, 42, args.seal);
+        let data = dataset(customers, args.seal, args.crm_mix);
         if (!args.no_baseline && w != Workload::Q1) || w == Workload::Baseline {
             baselines(&mut out, &data, args.w1_events, want).await?;
         }
@@ -732,7 +737,7 @@ async fn main() -> Result<()> {
             // memory their peak memory is theirs.
             let events = data
                 .take()
-                .unwrap_or_else(|| generate_with(customers, 42, args.seal));
+                .unwrap_or_else(|| dataset(customers, args.seal, args.crm_mix));
             let written = if report {
                 if args.tree && !sealed {
                     // The twin with the tree worker, on a fresh store of its own, first.
@@ -740,7 +745,7 @@ async fn main() -> Result<()> {
                     w2(
                         &mut out,
                         &twin,
-                        generate_with(customers, 42, args.seal),
+                        dataset(customers, args.seal, args.crm_mix),
                         true,
                     )
                     .await?;
@@ -767,4 +772,13 @@ async fn main() -> Result<()> {
         out.summarise(args.runs);
     }
     Ok(())
+}
+
+/// The benchmark data set, extended with issue 18's event types when `mix` ([`crm_mix`]).
+fn dataset(customers: u64, phone: bool, mix: bool) -> Vec<CustomerEvents> {
+    let mut data = generate_with(customers, 42, phone);
+    if mix {
+        crm_mix(&mut data, 42);
+    }
+    data
 }

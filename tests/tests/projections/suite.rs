@@ -13,6 +13,7 @@ use crm_projections::bookkeeping::request_rebuild;
 use crm_projections::customer360::{self, Customer360, Customer360Projection, CustomerFilter};
 use crm_projections::db::{Col, SqlValue};
 use crm_projections::event::ProjectedEvent;
+use crm_projections::orders;
 use crm_projections::pipeline;
 use crm_projections::projection::{Projection, TableDef, Tables};
 use crm_projections::runner::{self, RunState};
@@ -743,6 +744,7 @@ pub async fn as_of_folds_agree_with_the_read_model_at_the_same_moment(fixture: &
     let tenant = TenantId::parse("acme").expect("tenant");
     let customers: Vec<String> = (0..40).step_by(2).map(|n| format!("c-{n}")).collect();
     let mut snapshots = Vec::new();
+    let mut reports = Vec::new();
     let mut from = 0;
     for &cut in &cuts {
         append_all(fixture.store.as_ref(), &events[from..cut]).await;
@@ -764,6 +766,10 @@ pub async fn as_of_folds_agree_with_the_read_model_at_the_same_moment(fixture: &
             .await
             .expect("last event");
         let recorded_at = last.first().map(|e| e.recorded_at);
+        let products = orders::products_report(&fixture.db, "acme", &products_query("USD"))
+            .await
+            .expect("products");
+        reports.push((events[cut - 1].occurred_at, products));
         snapshots.push((head, events[cut - 1].occurred_at, recorded_at, docs));
         // Recording times of the next part are later.
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -814,6 +820,19 @@ pub async fn as_of_folds_agree_with_the_read_model_at_the_same_moment(fixture: &
         compared >= 120,
         "compared {compared} folds of existing customers"
     );
+    // The products report cut at a past business time (`to`, exclusive) is the live report
+    // of that moment.
+    for (occurred, live) in reports {
+        let mut query = products_query("USD");
+        query.to = Some(occurred + chrono::Duration::microseconds(1));
+        let mut cut = orders::products_report(&fixture.db, "acme", &query)
+            .await
+            .expect("products as of");
+        assert!(live.orders > 0, "the history has orders with lines");
+        cut.to = None;
+        cut.basis = live.basis.clone();
+        assert_eq!(cut, live, "the products report as of {occurred}");
+    }
 }
 
 pub async fn each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies(
@@ -1612,4 +1631,574 @@ pub async fn campaigns_rebuild_equals_live_and_figures_follow_the_log(fixture: &
         .await
         .expect("reports");
     assert_eq!(again, reports);
+}
+
+fn eur(amount: &str) -> Money {
+    Money::parse(amount, "EUR").expect("amount")
+}
+
+fn line(product: &str, name: &str, quantity: u64, price: &str) -> Value {
+    json!({"product_id": product, "name": name, "quantity": quantity, "unit_price": price})
+}
+
+fn products_query(currency: &str) -> orders::ProductsQuery {
+    orders::ProductsQuery {
+        currency: crm_core::money::currency::Currency::parse(currency).expect("currency"),
+        from: None,
+        to: None,
+        limit: 10,
+        min_together: 1,
+    }
+}
+
+/// Appends `OrderPlaced` at schema version 1, as a store written before order lines holds it.
+async fn append_v1_order(fixture: &Fixture, tenant: &str, data: Value, occurred_at: &str) {
+    let stream = crm_core::envelope::StreamId::parse(&format!(
+        "customer-{}",
+        data["customer_id"].as_str().expect("customer")
+    ))
+    .expect("stream");
+    let event = crm_core::envelope::NewEvent::new("OrderPlaced", &data)
+        .with_schema_version(1)
+        .with_occurred_at(at(occurred_at));
+    fixture
+        .store
+        .append(
+            &TenantId::parse(tenant).expect("tenant"),
+            &stream,
+            crm_core::store::ExpectedRevision::Any,
+            vec![event],
+        )
+        .await
+        .expect("append a version 1 order");
+}
+
+/// Issue 18, item 6: order lines give each customer's products on the 360 (a merge brings the
+/// duplicate's, per currency) and the products report (top products, pairs bought together
+/// with support, confidence and lift), all figures computed by hand below; a version 1
+/// `OrderPlaced` and its version 2 equivalent without lines give identical read models.
+pub async fn order_lines_give_products_and_version_1_orders_project_as_version_2(
+    fixture: &Fixture,
+) {
+    let order = |customer: &str, id: &str, amount: &str, currency: &str, lines: Value| json!({"customer_id": customer, "order_id": id, "amount": amount, "currency": currency, "lines": lines});
+    let mut o3 = order(
+        "c-2",
+        "o-3",
+        "35.00",
+        "EUR",
+        json!([
+            line("p-tea", "Green tea", 1, "9.00"),
+            line("p-pot", "Teapot", 1, "30.00")
+        ]),
+    );
+    o3["discount"] = json!("4.00");
+    let events = vec![
+        ev(
+            "CustomerRegistered",
+            json!({"customer_id": "c-1", "kind": "person", "name": "Ada"}),
+            "2026-01-01T09:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            order(
+                "c-1",
+                "o-1",
+                "25.00",
+                "EUR",
+                json!([
+                    line("p-tea", "Tea", 2, "10.00"),
+                    line("p-mug", "Mug", 1, "5.00")
+                ]),
+            ),
+            "2026-01-10T10:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            order(
+                "c-1",
+                "o-2",
+                "10.00",
+                "EUR",
+                json!([line("p-tea", "Tea", 1, "10.00")]),
+            ),
+            "2026-02-01T10:00:00Z",
+        ),
+        ev("OrderPlaced", o3, "2026-02-05T10:00:00Z"),
+        ev(
+            "OrderPlaced",
+            order(
+                "c-2",
+                "o-4",
+                "12.00",
+                "USD",
+                json!([line("p-mug", "Mug", 3, "4.00")]),
+            ),
+            "2026-02-06T10:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            order(
+                "c-3",
+                "o-6",
+                "20.00",
+                "EUR",
+                json!([
+                    line("p-tea", "Green tea", 1, "10.00"),
+                    line("p-mug", "Mug", 2, "5.00")
+                ]),
+            ),
+            "2026-02-10T10:00:00Z",
+        ),
+        ev(
+            "OrderPlaced",
+            order(
+                "c-3",
+                "o-7",
+                "30.00",
+                "EUR",
+                json!([line("p-pot", "Teapot", 1, "30.00")]),
+            ),
+            "2026-02-12T10:00:00Z",
+        ),
+        ev(
+            "CustomerMerged",
+            json!({"customer_id": "c-2", "into_customer_id": "c-1"}),
+            "2026-03-01T10:00:00Z",
+        ),
+    ];
+    append_all(fixture.store.as_ref(), &events).await;
+    // A version 1 order (no lines) in the same store.
+    append_v1_order(
+        fixture,
+        "t1",
+        json!({"customer_id": "c-3", "order_id": "o-5", "amount": "50.00", "currency": "EUR"}),
+        "2026-02-11T10:00:00Z",
+    )
+    .await;
+    fixture.catch_up().await;
+
+    // The survivor holds its own products and the duplicate's; the name it had stands.
+    let c1 = get_360(fixture, "c-1").await;
+    let view = c1.view(at("2026-03-02T00:00:00Z"), Vec::new());
+    let products: Vec<(String, String, u64, Vec<Money>)> = view
+        .products
+        .iter()
+        .map(|p| {
+            (
+                p.product_id.clone(),
+                p.name.clone(),
+                p.quantity,
+                p.revenue.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        products,
+        vec![
+            (
+                "p-mug".into(),
+                "Mug".into(),
+                4,
+                vec![eur("5.00"), usd("12.00")]
+            ),
+            ("p-pot".into(), "Teapot".into(), 1, vec![eur("30.00")]),
+            ("p-tea".into(), "Tea".into(), 4, vec![eur("39.00")]),
+        ]
+    );
+    let c3 = get_360(fixture, "c-3").await;
+    assert_eq!(c3.orders.len(), 3, "o-5 (version 1), o-6, o-7");
+    let products: Vec<(String, String, u64, Vec<Money>)> = c3
+        .view(at("2026-03-02T00:00:00Z"), Vec::new())
+        .products
+        .into_iter()
+        .map(|p| (p.product_id, p.name, p.quantity, p.revenue))
+        .collect();
+    assert_eq!(
+        products,
+        vec![
+            ("p-mug".into(), "Mug".into(), 2, vec![eur("10.00")]),
+            ("p-pot".into(), "Teapot".into(), 1, vec![eur("30.00")]),
+            ("p-tea".into(), "Green tea".into(), 1, vec![eur("10.00")]),
+        ]
+    );
+
+    // The report in EUR: N = 5 orders with lines (o-1, o-2, o-3, o-6, o-7; o-5 has none).
+    let report = orders::products_report(&fixture.db, "t1", &products_query("EUR"))
+        .await
+        .expect("report");
+    assert_eq!((report.orders, report.products), (5, 3));
+    let figures = |list: &[orders::ProductFigures]| -> Vec<(String, String, u64, u64, Money)> {
+        list.iter()
+            .map(|p| {
+                (
+                    p.product_id.clone(),
+                    p.name.clone(),
+                    p.quantity,
+                    p.orders,
+                    p.revenue,
+                )
+            })
+            .collect()
+    };
+    let pot = ("p-pot".to_owned(), "Teapot".to_owned(), 2, 2, eur("60.00"));
+    // Tea: 2 × 10.00 + 10.00 + 9.00 + 10.00; its latest line (o-6) names it "Green tea".
+    let tea = (
+        "p-tea".to_owned(),
+        "Green tea".to_owned(),
+        5,
+        4,
+        eur("49.00"),
+    );
+    let mug = ("p-mug".to_owned(), "Mug".to_owned(), 3, 2, eur("15.00"));
+    assert_eq!(
+        figures(&report.top_by_revenue),
+        vec![pot.clone(), tea.clone(), mug.clone()]
+    );
+    assert_eq!(figures(&report.top_by_quantity), vec![tea, mug, pot]);
+    // Pairs: mug+tea in o-1 and o-6; pot+tea in o-3. Orders with tea 4, mug 2, pot 2.
+    let pairs: Vec<(String, String, u64, f64, f64, f64, f64)> = report
+        .bought_together
+        .iter()
+        .map(|p| {
+            (
+                p.product_a.clone(),
+                p.product_b.clone(),
+                p.orders_together,
+                p.support,
+                p.confidence_a_to_b,
+                p.confidence_b_to_a,
+                p.lift,
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            // support 2/5, confidence 2/2 and 2/4, lift 2 × 5 / (2 × 4).
+            ("p-mug".into(), "p-tea".into(), 2, 0.4, 1.0, 0.5, 1.25),
+            // support 1/5, confidence 1/2 and 1/4, lift 1 × 5 / (2 × 4).
+            ("p-pot".into(), "p-tea".into(), 1, 0.2, 0.5, 0.25, 0.625),
+        ]
+    );
+    // A period: o-2, o-3 and o-6 (from included, to excluded); pairs once only left out.
+    let mut period = products_query("EUR");
+    period.from = Some(at("2026-02-01T10:00:00Z"));
+    period.to = Some(at("2026-02-12T10:00:00Z"));
+    period.min_together = 2;
+    let report = orders::products_report(&fixture.db, "t1", &period)
+        .await
+        .expect("report");
+    assert_eq!(report.orders, 3);
+    assert_eq!(
+        report
+            .top_by_revenue
+            .iter()
+            .map(|p| (p.product_id.as_str(), p.quantity, p.revenue))
+            .collect::<Vec<_>>(),
+        vec![
+            ("p-pot", 1, eur("30.00")),
+            ("p-tea", 3, eur("29.00")),
+            ("p-mug", 2, eur("10.00"))
+        ]
+    );
+    assert!(report.bought_together.is_empty());
+    // USD is its own report: never summed with EUR.
+    let usd_report = orders::products_report(&fixture.db, "t1", &products_query("USD"))
+        .await
+        .expect("report");
+    assert_eq!(usd_report.orders, 1);
+    assert_eq!(
+        figures(&usd_report.top_by_revenue),
+        vec![("p-mug".into(), "Mug".into(), 3, 1, usd("12.00"))]
+    );
+
+    // The same order at version 1 (tenant t2) and at version 2 without lines (t3): the same
+    // 360, the same as-of fold, no order lines.
+    let v2 = Emitted {
+        tenant: "t3",
+        ..ev(
+            "OrderPlaced",
+            json!({"customer_id": "c-9", "order_id": "o-1", "amount": "12.50", "currency": "EUR"}),
+            "2026-04-01T10:00:00Z",
+        )
+    };
+    append_v1_order(fixture, "t2", v2.data.clone(), "2026-04-01T10:00:00Z").await;
+    append_all(fixture.store.as_ref(), std::slice::from_ref(&v2)).await;
+    fixture.catch_up().await;
+    let positionless = |mut doc: Customer360| {
+        doc.last_position = 0;
+        doc.purchases_position = 0;
+        doc
+    };
+    let read = |tenant: &'static str| async move {
+        customer360::get(&fixture.db, tenant, "c-9")
+            .await
+            .expect("get")
+            .expect("a 360 row")
+    };
+    let (from_v1, from_v2) = (read("t2").await, read("t3").await);
+    assert_eq!(from_v1.orders.len(), 1);
+    assert_eq!(positionless(from_v1.clone()), positionless(from_v2.clone()));
+    for (tenant, live) in [("t2", from_v1), ("t3", from_v2)] {
+        let folded = customer_as_of(
+            fixture.store.as_ref(),
+            &fixture.db,
+            &TenantId::parse(tenant).expect("tenant"),
+            "c-9",
+            Cut::OccurredBy(at("2026-04-02T00:00:00Z")),
+        )
+        .await
+        .expect("as of")
+        .expect("folded");
+        assert_eq!(
+            folded.state, live,
+            "{tenant}: the as-of fold is the read model"
+        );
+    }
+    for tenant in ["t2", "t3"] {
+        let report = orders::products_report(&fixture.db, tenant, &products_query("EUR"))
+            .await
+            .expect("report");
+        assert_eq!((report.orders, report.products), (0, 0));
+    }
+}
+
+type AttainmentLine = (
+    String,
+    Money,
+    Money,
+    u64,
+    Option<f64>,
+    Money,
+    Money,
+    u64,
+    Option<f64>,
+);
+
+async fn attainment_at(fixture: &Fixture, as_of: Option<&str>, now: &str) -> Vec<AttainmentLine> {
+    let filter = pipeline::PipelineFilter {
+        owner: Some("u-1".into()),
+        as_of: as_of.map(at),
+    };
+    pipeline::summary_with_attainment(&fixture.db, "t1", &filter, at(now))
+        .await
+        .expect("pipeline")
+        .attainment
+        .expect("attainment with an owner")
+        .into_iter()
+        .map(|p| {
+            (
+                p.period,
+                p.quota,
+                p.won,
+                p.won_deals,
+                p.attainment,
+                p.gap,
+                p.weighted_pipeline,
+                p.open_deals,
+                p.coverage,
+            )
+        })
+        .collect()
+}
+
+/// Issue 18, item 7: quotas set (and raised) as events; attainment of one owner's month and
+/// quarter holding the evaluation time, now and as of past times, in the quota's currency
+/// only; figures computed by hand below.
+pub async fn quota_attainment_is_right_now_and_as_of_past_times(fixture: &Fixture) {
+    let quota = |period: &str, amount: &str, time: &str| {
+        ev(
+            "QuotaSet",
+            json!({"owner": "u-1", "period": period, "amount": amount, "currency": "EUR"}),
+            time,
+        )
+    };
+    let deal =
+        |id: &str, owner: &str, amount: &str, currency: &str, close: &str, p: u8, time: &str| {
+            ev(
+                "OpportunityOpened",
+                json!({"opportunity_id": id, "customer_id": "c-1", "name": format!("Deal {id}"),
+                   "amount": amount, "currency": currency, "stage": "Proposal",
+                   "close_date": close, "owner": owner, "probability": p}),
+                time,
+            )
+        };
+    let won = |id: &str, time: &str| ev("OpportunityWon", json!({"opportunity_id": id}), time);
+    let events = vec![
+        quota("2026-Q1", "25000.00", "2026-01-01T00:00:00Z"),
+        deal(
+            "op-5",
+            "u-1",
+            "2000.00",
+            "EUR",
+            "2026-02-10",
+            50,
+            "2026-02-01T00:00:00Z",
+        ),
+        won("op-5", "2026-02-10T12:00:00Z"),
+        quota("2026-03", "10000.00", "2026-02-20T00:00:00Z"),
+        deal(
+            "op-1",
+            "u-1",
+            "4000.00",
+            "EUR",
+            "2026-03-20",
+            40,
+            "2026-03-01T00:00:00Z",
+        ),
+        deal(
+            "op-2",
+            "u-1",
+            "6000.00",
+            "EUR",
+            "2026-03-28",
+            50,
+            "2026-03-02T00:00:00Z",
+        ),
+        deal(
+            "op-3",
+            "u-1",
+            "1000.00",
+            "EUR",
+            "2026-04-15",
+            20,
+            "2026-03-03T00:00:00Z",
+        ),
+        deal(
+            "op-4",
+            "u-1",
+            "500.00",
+            "USD",
+            "2026-03-05",
+            90,
+            "2026-03-04T00:00:00Z",
+        ),
+        won("op-4", "2026-03-05T00:00:00Z"),
+        won("op-1", "2026-03-10T00:00:00Z"),
+        deal(
+            "op-6",
+            "u-2",
+            "9999.00",
+            "EUR",
+            "2026-03-11",
+            90,
+            "2026-03-05T00:00:00Z",
+        ),
+        won("op-6", "2026-03-11T00:00:00Z"),
+        quota("2026-03", "12000.00", "2026-03-15T00:00:00Z"),
+    ];
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+    let m = |amount: &str| Money::parse(amount, "EUR").expect("amount");
+    // 12 March: March's quota is 10,000 (raised on the 15th); op-1 won (4,000), op-2 open
+    // closing in March at 50 % (3,000); the quarter adds op-5, won in February.
+    assert_eq!(
+        attainment_at(
+            fixture,
+            Some("2026-03-12T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await,
+        vec![
+            (
+                "2026-03".into(),
+                m("10000.00"),
+                m("4000.00"),
+                1,
+                Some(0.4),
+                m("6000.00"),
+                m("3000.00"),
+                1,
+                Some(0.5)
+            ),
+            (
+                "2026-Q1".into(),
+                m("25000.00"),
+                m("6000.00"),
+                2,
+                Some(0.24),
+                m("19000.00"),
+                m("3000.00"),
+                1,
+                Some(3000.0 / 19000.0)
+            ),
+        ]
+    );
+    // 9 March: op-1 not won yet, open beside op-2; as the pipeline's as-of figures take it,
+    // at its stage's default probability then (Proposal, 50 %: 2,000), since a won deal's
+    // probability today is 100.
+    assert_eq!(
+        attainment_at(
+            fixture,
+            Some("2026-03-09T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await[0],
+        (
+            "2026-03".into(),
+            m("10000.00"),
+            m("0.00"),
+            0,
+            Some(0.0),
+            m("10000.00"),
+            m("5000.00"),
+            2,
+            Some(0.5)
+        ),
+    );
+    // 20 March, and now (25 March): the raised quota.
+    let raised: AttainmentLine = (
+        "2026-03".into(),
+        m("12000.00"),
+        m("4000.00"),
+        1,
+        Some(4000.0 / 12000.0),
+        m("8000.00"),
+        m("3000.00"),
+        1,
+        Some(0.375),
+    );
+    assert_eq!(
+        attainment_at(
+            fixture,
+            Some("2026-03-20T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await[0],
+        raised
+    );
+    assert_eq!(
+        attainment_at(fixture, None, "2026-03-25T00:00:00Z").await[0],
+        raised
+    );
+    // April: no quota in force for the month or the quarter.
+    assert!(
+        attainment_at(
+            fixture,
+            Some("2026-04-02T00:00:00Z"),
+            "2026-04-02T00:00:00Z"
+        )
+        .await
+        .is_empty()
+    );
+    // Before the quarter's quota was set.
+    assert!(
+        attainment_at(
+            fixture,
+            Some("2025-12-31T00:00:00Z"),
+            "2026-03-25T00:00:00Z"
+        )
+        .await
+        .is_empty()
+    );
+    // Without an owner, no attainment.
+    let all = pipeline::summary_with_attainment(
+        &fixture.db,
+        "t1",
+        &pipeline::PipelineFilter::default(),
+        at("2026-03-25T00:00:00Z"),
+    )
+    .await
+    .expect("pipeline");
+    assert_eq!(all.attainment, None);
 }

@@ -62,6 +62,8 @@ fn order(order_id: &str, amount: &str, currency: &str) -> OrderPlaced {
         customer_id: id("c-42"),
         order_id: id(order_id),
         amount: Money::parse(amount, currency).unwrap(),
+        lines: Vec::new(),
+        discount: None,
     }
 }
 
