@@ -12,8 +12,8 @@ pub mod customer;
 pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
-pub mod task;
 pub mod quota;
+pub mod task;
 pub mod text;
 pub mod values;
 

@@ -128,6 +128,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         ("TaskCompleted", json!({"task_id": "t-1"})),
         ("TaskCancelled", json!({"task_id": "t-1"})),
+        (
             "QuotaSet",
             json!({"owner": "u-7", "period": "2026-Q2", "amount": "50000.00", "currency": "EUR"}),
         ),
@@ -238,6 +239,7 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
         ),
         ("TaskCompleted", json!({"task_id": "t-1"})),
         ("TaskCancelled", json!({"task_id": "t-1"})),
+        (
             "QuotaSet",
             json!({"owner": "u-7", "period": "2026-03", "amount": "0", "currency": "JPY"}),
         ),
