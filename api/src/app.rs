@@ -124,7 +124,7 @@ pub struct AppState {
     /// The key that signs tree heads; `None` on PostgreSQL when none was given (the head
     /// routes answer 503 saying so).
     pub signer: Option<Arc<HeadSigner>>,
-    /// Analytics reports kept until the tenant's log moves (`queries::analytics`).
+    /// Analytics reports kept while still fresh (`queries::analytics`, `fit::still_fresh`).
     pub analytics: crate::queries::analytics::Cache,
     /// The day's BG/NBD + Gamma-Gamma fits and RFM populations per tenant and currency, for
     /// the 360 view's analytics and the churn filter (`crm_projections::analytics::fit`).

@@ -283,7 +283,7 @@ pub struct ClvPage {
     operation_id = "getClv",
     tag = "analytics",
     summary = "Lifetime value and churn risk: BG/NBD + Gamma-Gamma fitted on the log as of any time (role analyst)",
-    description = "BG/NBD and Gamma-Gamma fitted by maximum likelihood on the customers with a purchase in the currency by `as_of` (docs/analytics.md), and each customer's P(alive), expected purchases and churn risk over `horizon_days`, expected average value and CLV over `months` at the monthly `discount`. The fit is kept per tenant, currency and `as_of` until the tenant's log moves. 422 when fewer than 10 customers, or 10 repeat buyers, bought in the currency.",
+    description = "BG/NBD and Gamma-Gamma fitted by maximum likelihood on the customers with a purchase in the currency by `as_of` (docs/analytics.md), and each customer's P(alive), expected purchases and churn risk over `horizon_days`, expected average value and CLV over `months` at the monthly `discount`. The report is kept per tenant, currency, `as_of` and options while at most 1% of its customers changed purchases since its `position` (docs/analytics.md). 422 when fewer than 10 customers, or 10 repeat buyers, bought in the currency.",
     params(ClvParams),
     responses(
         (status = 200, description = "The models and a page of customers.", body = ClvPage),
