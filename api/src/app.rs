@@ -15,6 +15,8 @@
 //! | `GET /v1/leads`, `/v1/leads/funnel` | analyst |
 //! | `GET /v1/campaigns`, `/v1/campaigns/{id}` | analyst |
 //! | `GET /v1/analytics/products` | analyst |
+//! | `GET /v1/consent/violations`, `GET /v1/settings/consent` | analyst, auditor |
+//! | `PUT /v1/settings/consent` | admin |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
 //! | `GET /v1/customers/{id}/personal-data` | analyst, auditor, with `--personal-data` |
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
@@ -302,6 +304,11 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(queries::analytics_sales::lifecycle))
         .routes(routes!(queries::analytics_sales::funnel))
         .routes(routes!(queries::products::products))
+        .routes(routes!(queries::consent::violations))
+        .routes(routes!(
+            queries::consent::regime,
+            queries::consent::set_regime
+        ))
         .routes(routes!(queries::service::backlog))
         .routes(routes!(
             queries::service::sla_targets,

@@ -35,7 +35,7 @@ use crate::problem::Problem;
     responses(
         (status = 201, description = "Appended.", body = Outcome, headers(("crm-last-position" = u64, description = "`last_position`: pass it as `min_position` to read your writes"))),
         (status = 200, description = "Every event was a duplicate of one already stored.", body = Outcome),
-        (status = 409, description = "Conflict: an expected revision, a rule of the entity, or an id reused with other content; `event_index` names the event.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict: an expected revision, a rule of the entity, or an id reused with other content; `event_index` names the event. A campaign member refused for its consent also carries `consent` (customer, channel, purpose, status, regime).", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn append(
@@ -61,6 +61,16 @@ pub async fn append(
         )),
         other => Problem::from(other),
     })?;
+    if principal.role != Role::Admin
+        && let Some(index) = batch
+            .iter()
+            .position(|incoming| incoming.event.category() == "settings")
+    {
+        return Err(Problem::forbidden(format!(
+            "events[{index}]: a {} changes a tenant setting, which needs a key with role admin              (or PUT /v1/settings/consent)",
+            batch[index].event.event_type()
+        )));
+    }
     match command::append(
         state.store.as_ref(),
         &state.streams,

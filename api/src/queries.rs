@@ -22,6 +22,7 @@ pub mod analytics;
 pub mod analytics_sales;
 pub mod campaigns;
 pub mod cases;
+pub mod consent;
 pub mod leads;
 pub mod pipeline;
 pub mod products;
@@ -41,6 +42,7 @@ const PIPELINE: &str = "pipeline";
 const BACKLOG: &str = "service_backlog";
 const LEADS: &str = "leads";
 const CAMPAIGNS: &str = "campaigns";
+const CONSENT: &str = crm_projections::consent::NAME;
 /// Page size when a listing is given no `limit`.
 const DEFAULT_PAGE: usize = 50;
 
@@ -199,7 +201,7 @@ pub async fn customer(
         let position = reach_known(
             &state,
             caller.tenant(),
-            &[CUSTOMER_360, TIMELINE, sales::ACCOUNTS, sales::TASKS],
+            &[CUSTOMER_360, TIMELINE, sales::ACCOUNTS, sales::TASKS, CONSENT],
             params.min_position,
         )
         .await?;
@@ -233,7 +235,7 @@ pub async fn customer(
     let position = reach_known(
         &state,
         caller.tenant(),
-        &[TIMELINE, sales::ACCOUNTS],
+        &[TIMELINE, sales::ACCOUNTS, CONSENT],
         Some(wanted),
     )
     .await?;
@@ -268,7 +270,10 @@ async fn add_accounts_and_tasks(
     cut: Option<Cut>,
     at: DateTime<Utc>,
 ) -> Result<(), Problem> {
-    use crm_projections::{accounts, tasks};
+    use crm_projections::{accounts, consent, tasks};
+    let mut ids: Vec<&str> = vec![view.customer_id.as_str()];
+    ids.extend(view.merged_ids.iter().map(String::as_str));
+    view.consent_record = Some(consent::record(&state.db, tenant.as_str(), &ids, cut).await?);
     view.contact_of =
         accounts::account_of(&state.db, tenant.as_str(), &view.customer_id, cut).await?;
     if view.kind == Some("company") {

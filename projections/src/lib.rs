@@ -21,6 +21,7 @@ pub mod audit;
 pub mod backlog;
 pub mod bookkeeping;
 pub mod campaigns;
+pub mod consent;
 pub mod customer360;
 pub mod db;
 mod error;
@@ -83,6 +84,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(tasks::TasksProjection),
         Arc::new(orders::OrderLinesProjection),
         Arc::new(quotas::QuotasProjection),
+        Arc::new(consent::ConsentProjection),
     ]
 }
 

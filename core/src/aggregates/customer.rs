@@ -27,7 +27,7 @@ use crate::catalog::customer::{
     ContactLinked, ContactUnlinked, CustomerConsentChanged, CustomerErased, CustomerMerged,
     CustomerProfileUpdated, CustomerRegistered, InteractionLogged, OrderPlaced, OrderRefunded,
 };
-use crate::catalog::values::CustomerKind;
+use crate::catalog::values::{ConsentChannel, ConsentPurpose, CustomerKind};
 use crate::ids::EntityId;
 use crate::money::Money;
 
@@ -47,6 +47,8 @@ pub struct State {
     pub kind: Option<CustomerKind>,
     /// The account (company customer) this person is a contact of now, and the role.
     pub account: Option<(EntityId, String)>,
+    /// The latest consent decision per channel and purpose: granted or withdrawn.
+    pub consents: BTreeMap<(ConsentChannel, ConsentPurpose), bool>,
 }
 
 /// An order and how much of it was refunded so far.
@@ -294,6 +296,11 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
         }
         DomainEvent::InteractionLogged(data) => {
             state.interaction_ids.insert(data.interaction_id.clone());
+        }
+        DomainEvent::CustomerConsentChanged(data) => {
+            state
+                .consents
+                .insert((data.channel, data.purpose), data.granted);
         }
         DomainEvent::OrderPlaced(data) => {
             state.orders.entry(data.order_id.clone()).or_insert(Order {

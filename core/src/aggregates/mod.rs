@@ -8,6 +8,7 @@
 //! folds facts already in the log, even ones today's rules would refuse.
 
 pub mod case;
+pub mod consent;
 pub mod customer;
 pub mod lead;
 pub mod opportunity;
@@ -74,8 +75,11 @@ pub enum StreamState {
     Opportunity(opportunity::State),
     Case(case::State),
     Task(task::State),
-    /// Campaign streams carry no rules.
-    Campaign,
+    /// Campaign streams carry no rules of their own; the channel the campaign reaches its
+    /// members on decides whose consent adding a customer needs.
+    Campaign(Option<crate::catalog::values::ConsentChannel>),
+    /// The tenant's consent settings (`settings-consent`): the regime in force.
+    ConsentSettings(crate::catalog::values::ConsentRegime),
 }
 
 impl StreamState {
@@ -107,8 +111,35 @@ impl StreamState {
                 StreamState::Task(task::evolve(task::State::default(), event))
             }
             ("task", StreamState::Task(state)) => StreamState::Task(task::evolve(state, event)),
-            ("campaign", _) => StreamState::Campaign,
+            ("campaign", state) => match event {
+                DomainEvent::CampaignLaunched(launched) => StreamState::Campaign(launched.channel),
+                _ => match state {
+                    StreamState::Campaign(channel) => StreamState::Campaign(channel),
+                    _ => StreamState::Campaign(None),
+                },
+            },
+            ("settings", state) => match event {
+                DomainEvent::ConsentRegimeSet(set) => StreamState::ConsentSettings(set.regime),
+                _ => state,
+            },
             (_, state) => state,
+        }
+    }
+
+    /// The consent regime, for the state folded from `settings-consent` (`opt_in` when none
+    /// was ever set).
+    pub fn consent_regime(&self) -> crate::catalog::values::ConsentRegime {
+        match self {
+            StreamState::ConsentSettings(regime) => *regime,
+            _ => crate::catalog::values::ConsentRegime::OptIn,
+        }
+    }
+
+    /// The channel of the campaign this state was folded from, once launched.
+    pub fn campaign_channel(&self) -> Option<crate::catalog::values::ConsentChannel> {
+        match self {
+            StreamState::Campaign(channel) => *channel,
+            _ => None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! members (customers or leads).
 
 use crate::catalog::fields::{DataWriter, EventData, FieldReader, Problem};
-use crate::catalog::values::CampaignResponse;
+use crate::catalog::values::{CampaignResponse, ConsentChannel};
 use crate::catalog::{CatalogError, FieldInfo};
 use crate::ids::EntityId;
 use crate::money::Money;
@@ -43,20 +43,31 @@ impl CampaignMember {
 }
 
 /// A campaign started.
+///
+/// Schema version 2 made `channel` a value of the consent vocabulary (the channel its members
+/// are reached on, whose marketing consent adding a customer needs) and moved free labels to
+/// `medium`. A version 1 event is upcast ([`crate::catalog::upcast`]): a `channel` label that
+/// names a consent channel (trimmed, any case) becomes that channel; any other label becomes
+/// the `medium`, and the campaign then has no channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignLaunched {
     pub campaign_id: EntityId,
     /// A business label, not personal data.
     pub name: String,
-    /// A label such as `email`, `social` or `event`.
-    pub channel: Option<String>,
+    /// The channel members are reached on; none for a campaign that reaches nobody
+    /// directly (a trade show, a billboard), whose members are not checked for consent.
+    pub channel: Option<ConsentChannel>,
+    /// A free label such as `webinar`, `newsletter` or `trade_show`.
+    pub medium: Option<String>,
 }
 
 impl EventData for CampaignLaunched {
+    const VERSION: u32 = 2;
     const FIELDS: &'static [FieldInfo] = &[
         FieldInfo::required("campaign_id"),
         FieldInfo::required("name"),
         FieldInfo::optional("channel"),
+        FieldInfo::optional("medium"),
     ];
     const PERSONAL_FIELDS: &'static [&'static str] = &[];
 
@@ -64,19 +75,42 @@ impl EventData for CampaignLaunched {
         Ok(CampaignLaunched {
             campaign_id: fields.required("campaign_id")?,
             name: fields.text("name")?,
-            channel: fields.optional_text("channel")?,
+            channel: fields.optional("channel")?,
+            medium: fields.optional_text("medium")?,
         })
     }
 
     fn write(&self, data: &mut DataWriter) {
         data.id("campaign_id", &self.campaign_id);
         data.string("name", &self.name);
-        data.optional_string("channel", self.channel.as_deref());
+        if let Some(channel) = self.channel {
+            data.string("channel", channel.as_str());
+        }
+        data.optional_string("medium", self.medium.as_deref());
     }
 
     fn entity_id(&self) -> &EntityId {
         &self.campaign_id
     }
+}
+
+/// Upcasts a version 1 `CampaignLaunched`: its free `channel` label becomes the consent
+/// channel it names, or else the `medium`.
+pub(crate) fn campaign_launched_v1_to_v2(mut data: serde_json::Value) -> serde_json::Value {
+    let Some(object) = data.as_object_mut() else {
+        return data;
+    };
+    if let Some(serde_json::Value::String(label)) = object.remove("channel") {
+        match ConsentChannel::parse(&label.trim().to_lowercase()) {
+            Some(channel) => {
+                object.insert("channel".into(), channel.as_str().into());
+            }
+            None => {
+                object.insert("medium".into(), label.into());
+            }
+        }
+    }
+    data
 }
 
 /// A customer or lead was added to the campaign's audience.

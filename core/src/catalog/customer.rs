@@ -174,6 +174,10 @@ impl EventData for CustomerConsentChanged {
 }
 
 /// A call, mail, chat, visit or other contact with the customer.
+///
+/// Schema version 2 added the optional `purpose`: an outbound interaction for `marketing` on a
+/// channel a consent governs is a marketing contact, recorded whatever the consent and flagged
+/// by the read models when the consent was missing. A version 1 event has no purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InteractionLogged {
     pub customer_id: EntityId,
@@ -183,9 +187,24 @@ pub struct InteractionLogged {
     pub direction: Direction,
     pub subject: Option<String>,
     pub summary: Option<String>,
+    /// What the contact was for, in the consent vocabulary.
+    pub purpose: Option<ConsentPurpose>,
+}
+
+impl InteractionLogged {
+    /// The consent channel this interaction needed marketing consent for: set for an
+    /// outbound `marketing` interaction on a channel a consent governs.
+    pub fn marketing_channel(&self) -> Option<ConsentChannel> {
+        if self.direction != Direction::Outbound || self.purpose != Some(ConsentPurpose::Marketing)
+        {
+            return None;
+        }
+        ConsentChannel::of_interaction(self.channel)
+    }
 }
 
 impl EventData for InteractionLogged {
+    const VERSION: u32 = 2;
     const FIELDS: &'static [FieldInfo] = &[
         FieldInfo::required("customer_id"),
         FieldInfo::required("interaction_id"),
@@ -193,6 +212,7 @@ impl EventData for InteractionLogged {
         FieldInfo::required("direction"),
         FieldInfo::optional("subject").personal(),
         FieldInfo::optional("summary").personal(),
+        FieldInfo::optional("purpose"),
     ];
     const PERSONAL_FIELDS: &'static [&'static str] = &["subject", "summary"];
 
@@ -204,6 +224,7 @@ impl EventData for InteractionLogged {
             direction: fields.required("direction")?,
             subject: fields.optional_text("subject")?,
             summary: fields.optional_text("summary")?,
+            purpose: fields.optional("purpose")?,
         })
     }
 
@@ -214,6 +235,9 @@ impl EventData for InteractionLogged {
         data.string("direction", self.direction.as_str());
         data.optional_string("subject", self.subject.as_deref());
         data.optional_string("summary", self.summary.as_deref());
+        if let Some(purpose) = self.purpose {
+            data.string("purpose", purpose.as_str());
+        }
     }
 
     fn entity_id(&self) -> &EntityId {

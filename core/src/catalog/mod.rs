@@ -13,6 +13,7 @@ pub(crate) mod fields;
 pub mod lead;
 pub mod opportunity;
 pub mod quota;
+pub mod settings;
 pub mod task;
 pub mod text;
 pub mod values;
@@ -119,8 +120,9 @@ pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
 }
 
 /// Brings stored data of `event_type` at `schema_version` up to the current version, one
-/// step at a time. `OrderPlaced` is at version 2 (lines); every other type is at version 1,
-/// which passes through unchanged.
+/// step at a time. `OrderPlaced` (lines), `InteractionLogged` (purpose) and `CampaignLaunched`
+/// (a consent channel) are at version 2; every other type is at version 1, which passes
+/// through unchanged.
 pub fn upcast(event_type: &str, schema_version: u32, data: Value) -> Result<Value, CatalogError> {
     let info = EventTypeInfo::find(event_type)
         .ok_or_else(|| CatalogError::unknown_event_type(event_type))?;
@@ -140,6 +142,10 @@ fn upcast_step(
         // Version 2 added the optional `lines` and `discount`: a version 1 order is the same
         // order without lines, its data unchanged.
         ("OrderPlaced", 1) => Ok(data),
+        // Version 2 added the optional `purpose`: a version 1 interaction has none.
+        ("InteractionLogged", 1) => Ok(data),
+        // Version 2 made `channel` a consent channel and moved other labels to `medium`.
+        ("CampaignLaunched", 1) => Ok(campaign::campaign_launched_v1_to_v2(data)),
         _ => Err(CatalogError::MissingUpcaster {
             event_type,
             from_version,
@@ -309,6 +315,7 @@ domain_events! {
     ],
     task => [TaskCreated, TaskRescheduled, TaskCompleted, TaskCancelled],
     quota => [QuotaSet],
+    settings => [ConsentRegimeSet],
 }
 
 impl DomainEvent {

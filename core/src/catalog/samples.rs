@@ -21,7 +21,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         (
             "InteractionLogged",
-            json!({"customer_id": "c-42", "interaction_id": "i-9", "channel": "phone", "direction": "inbound", "subject": "Billing question", "summary": "Asked about the March invoice"}),
+            json!({"customer_id": "c-42", "interaction_id": "i-9", "channel": "phone", "direction": "inbound", "subject": "Billing question", "summary": "Asked about the March invoice", "purpose": "service"}),
         ),
         (
             "OrderPlaced",
@@ -88,7 +88,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ("CaseClosed", json!({"case_id": "k-3"})),
         (
             "CampaignLaunched",
-            json!({"campaign_id": "cmp-1", "name": "Spring sale", "channel": "email"}),
+            json!({"campaign_id": "cmp-1", "name": "Spring sale", "channel": "email", "medium": "newsletter"}),
         ),
         (
             "CampaignMemberAdded",
@@ -132,6 +132,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             "QuotaSet",
             json!({"owner": "u-7", "period": "2026-Q2", "amount": "50000.00", "currency": "EUR"}),
         ),
+        ("ConsentRegimeSet", json!({"regime": "opt_out"})),
     ]
 }
 
@@ -243,6 +244,7 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             "QuotaSet",
             json!({"owner": "u-7", "period": "2026-03", "amount": "0", "currency": "JPY"}),
         ),
+        ("ConsentRegimeSet", json!({"regime": "opt_in"})),
     ]
 }
 

@@ -31,7 +31,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 36);
+    assert_eq!(EVENT_TYPES.len(), 37);
 }
 
 #[test]
@@ -454,6 +454,66 @@ fn an_order_placed_at_version_1_reads_as_the_same_order_without_lines() {
         panic!("an order")
     };
     assert!(order.lines.is_empty() && order.discount.is_none());
+}
+
+/// `CampaignLaunched` version 1 carried a free `channel` label: one that names a consent
+/// channel (trimmed, any case) becomes that channel; any other becomes the `medium`.
+#[test]
+fn a_campaign_launched_at_version_1_gets_a_consent_channel_where_its_label_names_one() {
+    let v1 = |channel: Value| json!({"campaign_id": "cmp-1", "name": "Spring", "channel": channel});
+    let read = |channel: Value| {
+        let up = upcast("CampaignLaunched", 1, v1(channel)).unwrap();
+        let DomainEvent::CampaignLaunched(launched) =
+            DomainEvent::parse_stored("CampaignLaunched", &up).unwrap()
+        else {
+            panic!("a launch")
+        };
+        (launched.channel.map(|c| c.as_str()), launched.medium)
+    };
+    assert_eq!(read(json!("email")), (Some("email"), None));
+    assert_eq!(read(json!(" SMS ")), (Some("sms"), None));
+    assert_eq!(read(json!("webinar")), (None, Some("webinar".to_owned())));
+    assert_eq!(read(Value::Null), (None, None));
+    let bare = upcast(
+        "CampaignLaunched",
+        1,
+        json!({"campaign_id": "cmp-1", "name": "Spring"}),
+    )
+    .unwrap();
+    assert_eq!(bare, json!({"campaign_id": "cmp-1", "name": "Spring"}));
+    // New events must name a consent channel; free labels go in `medium`.
+    let refused = parse_err("CampaignLaunched", v1(json!("webinar")));
+    assert!(refused.contains("channel") && refused.contains("email"), "{refused}");
+}
+
+/// `InteractionLogged` version 1 had no purpose: it reads as the same interaction without
+/// one, and only an outbound marketing contact on a governed channel needs consent.
+#[test]
+fn an_interaction_at_version_1_has_no_purpose_and_needs_no_consent() {
+    let data = json!({"customer_id": "c-1", "interaction_id": "i-1", "channel": "email", "direction": "outbound"});
+    let up = upcast("InteractionLogged", 1, data.clone()).unwrap();
+    assert_eq!(up, data);
+    let DomainEvent::InteractionLogged(old) =
+        DomainEvent::parse_stored("InteractionLogged", &up).unwrap()
+    else {
+        panic!("an interaction")
+    };
+    assert_eq!((old.purpose, old.marketing_channel()), (None, None));
+    let with = |channel: &str, direction: &str, purpose: &str| {
+        let DomainEvent::InteractionLogged(i) = DomainEvent::parse(
+            "InteractionLogged",
+            &json!({"customer_id": "c-1", "interaction_id": "i-1", "channel": channel, "direction": direction, "purpose": purpose}),
+        )
+        .unwrap() else {
+            panic!("an interaction")
+        };
+        i.marketing_channel().map(|c| c.as_str())
+    };
+    assert_eq!(with("email", "outbound", "marketing"), Some("email"));
+    assert_eq!(with("chat", "outbound", "marketing"), Some("chat"));
+    assert_eq!(with("email", "inbound", "marketing"), None);
+    assert_eq!(with("email", "outbound", "service"), None);
+    assert_eq!(with("meeting", "outbound", "marketing"), None);
 }
 
 fn order_with(lines: Value, extra: &[(&str, Value)]) -> Value {

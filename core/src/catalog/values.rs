@@ -31,6 +31,29 @@ closed_set! {
     }
 }
 
+impl ConsentChannel {
+    /// The consent an interaction on `channel` needs: `None` for channels where the customer
+    /// came to us or met us (web, meeting, in person), which no consent governs.
+    pub fn of_interaction(channel: InteractionChannel) -> Option<ConsentChannel> {
+        match channel {
+            InteractionChannel::Email => Some(ConsentChannel::Email),
+            InteractionChannel::Phone => Some(ConsentChannel::Phone),
+            InteractionChannel::Chat => Some(ConsentChannel::Chat),
+            InteractionChannel::Sms => Some(ConsentChannel::Sms),
+            InteractionChannel::Social => Some(ConsentChannel::Social),
+            InteractionChannel::Web | InteractionChannel::Meeting | InteractionChannel::InPerson => {
+                None
+            }
+        }
+    }
+}
+
+closed_set! {
+    /// How a tenant reads a consent never given: under `opt_in` (the default) marketing
+    /// needs a consent granted; under `opt_out` it needs only that none was withdrawn.
+    ConsentRegime { OptIn = "opt_in", OptOut = "opt_out" }
+}
+
 closed_set! {
     /// Channels of interactions and cases.
     InteractionChannel {

@@ -7,13 +7,22 @@
 //! between the check and the write: the append fails, the stale stream is re-read, and the
 //! batch is checked again.
 //!
-//! A `ContactLinked` also needs its account: the account's stream (`customer-<account_id>`)
-//! is folded too (from the batch so far, the cache or the log) and judged by
-//! [`crate::aggregates::customer::check_account`] (a registered company, neither merged nor
-//! erased). The account's stream is only read, not expected at the append: an erasure or
-//! merge of the account appended by another writer between the check and the append is not
-//! caught (the link then names an account that went away, as a link recorded before the
-//! erasure would).
+//! Some events are judged against other streams than their own, each folded as the batch
+//! left it so far, or else read from the log up to its head (a cached state is brought
+//! forward, so what another process appended is seen):
+//! - a `ContactLinked` needs its account (`customer-<account_id>`), judged by
+//!   [`crate::aggregates::customer::check_account`] (a registered company, neither merged nor
+//!   erased);
+//! - a `CampaignMemberAdded` naming a customer, in a campaign with a channel, needs the
+//!   customer's marketing consent on that channel (`customer-<id>`) under the tenant's regime
+//!   (`settings-consent`), judged by [`crate::aggregates::consent::check_member`]; a missing
+//!   consent is [`CommandError::NoConsent`], naming it.
+//!
+//! Those streams take their turn with the batch's own, so within one process no append to
+//! them slips between the judgement and the append. They are only read, not expected at
+//! the append: across processes, a consent withdrawal (or an account's erasure) committed by
+//! another process in the milliseconds between the check and the append is not caught; the
+//! member is then added as if it came just before the withdrawal.
 //!
 //! These checks depend on the state folded so far, so the first refusal stops the batch (the
 //! events after it would be judged against a state it never reaches); what can be judged
@@ -25,6 +34,11 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregates::consent::{self, MemberRefused};
+use crate::aggregates::{StreamState, customer};
+use crate::catalog::campaign::CampaignMember;
+use crate::catalog::settings::CONSENT_SETTINGS;
+use crate::catalog::values::ConsentRegime;
 use crate::catalog::{CatalogError, DomainEvent, upcast};
 use crate::command::cache::{Folded, StreamCache};
 use crate::command::{CommandError, Incoming, Refusal, Refusals, totals};
@@ -71,7 +85,10 @@ pub async fn append(
     tenant: &TenantId,
     batch: &[Incoming],
 ) -> Result<Outcome, CommandError> {
-    let streams: Vec<&StreamId> = batch.iter().map(|e| &e.stream).collect();
+    // The streams read to judge another stream's events take their turn too, so within this
+    // process no append to them slips between the judgement and the append.
+    let read = read_streams(batch);
+    let streams: Vec<&StreamId> = batch.iter().map(|e| &e.stream).chain(&read).collect();
     let _turns = cache.turns(tenant, &streams).await;
     let mut stale = None;
     for _ in 0..ATTEMPTS {
@@ -219,36 +236,7 @@ async fn attempt(
                 batch.len(),
             )))
         })?;
-        if let DomainEvent::ContactLinked(link) = &incoming.event {
-            let account = account_stream(&link.account_id)?;
-            if !folded.contains_key(&account) && !looked_up.contains_key(&account) {
-                let read = load(store, cache, tenant, &account).await?;
-                looked_up.insert(account.clone(), read);
-            }
-            let account_state = folded.get(&account).or_else(|| looked_up.get(&account));
-            let verdict = match account_state.map(|f| &f.state) {
-                Some(crate::aggregates::StreamState::Customer(state)) => {
-                    crate::aggregates::customer::check_account(state, &link.account_id)
-                }
-                _ => crate::aggregates::customer::check_account(
-                    &crate::aggregates::customer::State::default(),
-                    &link.account_id,
-                ),
-            };
-            if let Err(reason) = verdict {
-                let violation = crate::aggregates::RuleViolation {
-                    category: "customer",
-                    entity_id: link.customer_id.clone(),
-                    action: format!("be linked to account {}", link.account_id),
-                    reason,
-                };
-                return Err(Failed::Refused(CommandError::Conflict(Refusal::by_rule(
-                    index,
-                    incoming.event.event_type(),
-                    violation.to_string(),
-                ))));
-            }
-        }
+        judge_across(store, cache, tenant, index, incoming, &folded, &mut looked_up).await?;
         let Some(stream_state) = folded.get_mut(&incoming.stream) else {
             continue;
         };
@@ -322,13 +310,130 @@ async fn attempt(
     })
 }
 
-/// The stream of the account a contact link names.
-fn account_stream(account: &crate::ids::EntityId) -> Result<StreamId, Failed> {
-    StreamId::parse(&format!("customer-{account}")).map_err(|e| {
-        Failed::Refused(CommandError::Store(StoreError::InvalidInput(format!(
-            "stream customer-{account}: {e}"
-        ))))
-    })
+/// The streams an event is judged against besides its own: the account of a contact link;
+/// the customer of a campaign member and the tenant's consent settings.
+fn streams_read_by(event: &DomainEvent) -> Vec<StreamId> {
+    let named = |category: &str, id: &str| StreamId::parse(&format!("{category}-{id}")).ok();
+    match event {
+        DomainEvent::ContactLinked(link) => {
+            named("customer", link.account_id.as_str()).into_iter().collect()
+        }
+        DomainEvent::CampaignMemberAdded(added) => match &added.member {
+            CampaignMember::Customer(customer) => [
+                named("customer", customer.as_str()),
+                named("settings", CONSENT_SETTINGS),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            CampaignMember::Lead(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Every stream the batch's events are judged against besides their own, once.
+fn read_streams(batch: &[Incoming]) -> Vec<StreamId> {
+    let mut streams: Vec<StreamId> = Vec::new();
+    for incoming in batch {
+        for stream in streams_read_by(&incoming.event) {
+            if !streams.contains(&stream) {
+                streams.push(stream);
+            }
+        }
+    }
+    streams
+}
+
+/// Judges the rules of `incoming` that need other streams than its own (a contact link's
+/// account; a campaign member's consent), each folded as the batch left it so far, or read
+/// from the log up to its head.
+async fn judge_across(
+    store: &dyn EventStore,
+    cache: &StreamCache,
+    tenant: &TenantId,
+    index: usize,
+    incoming: &Incoming,
+    folded: &HashMap<StreamId, Folded>,
+    looked_up: &mut HashMap<StreamId, Folded>,
+) -> Result<(), Failed> {
+    let others = streams_read_by(&incoming.event);
+    for stream in &others {
+        if !folded.contains_key(stream) && !looked_up.contains_key(stream) {
+            let read = load_current(store, cache, tenant, stream).await?;
+            looked_up.insert(stream.clone(), read);
+        }
+    }
+    let state_of = |stream: &StreamId| {
+        folded
+            .get(stream)
+            .or_else(|| looked_up.get(stream))
+            .map(|f| &f.state)
+    };
+    let customer_state = |stream: Option<&StreamId>| match stream.and_then(state_of) {
+        Some(StreamState::Customer(state)) => state.clone(),
+        _ => customer::State::default(),
+    };
+    let by_rule = |entity_id: &crate::ids::EntityId, action: String, reason: String| {
+        let violation = crate::aggregates::RuleViolation {
+            category: incoming.event.category(),
+            entity_id: entity_id.clone(),
+            action,
+            reason,
+        };
+        Failed::Refused(CommandError::Conflict(Refusal::by_rule(
+            index,
+            incoming.event.event_type(),
+            violation.to_string(),
+        )))
+    };
+    match &incoming.event {
+        DomainEvent::ContactLinked(link) => {
+            let account = customer_state(others.first());
+            customer::check_account(&account, &link.account_id).map_err(|reason| {
+                by_rule(
+                    &link.customer_id,
+                    format!("be linked to account {}", link.account_id),
+                    reason,
+                )
+            })
+        }
+        DomainEvent::CampaignMemberAdded(added) => {
+            let CampaignMember::Customer(customer_id) = &added.member else {
+                return Ok(());
+            };
+            // The campaign as folded before this event: its channel, once launched.
+            let Some(channel) = state_of(&incoming.stream).and_then(StreamState::campaign_channel)
+            else {
+                return Ok(());
+            };
+            let regime = others
+                .get(1)
+                .and_then(state_of)
+                .map_or(ConsentRegime::OptIn, StreamState::consent_regime);
+            let member = customer_state(others.first());
+            match consent::check_member(&member, customer_id, channel, regime) {
+                Ok(()) => Ok(()),
+                Err(MemberRefused::Customer(reason)) => Err(by_rule(
+                    &added.campaign_id,
+                    format!("add customer {customer_id}"),
+                    reason,
+                )),
+                Err(MemberRefused::Consent(missing)) => {
+                    Err(Failed::Refused(CommandError::NoConsent {
+                        refusal: Refusal::in_data(
+                            index,
+                            incoming.event.event_type(),
+                            "data.customer_id",
+                            missing.to_string(),
+                        ),
+                        consent: missing,
+                    }))
+                }
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 fn conflict(index: usize, member: &str, reason: String) -> Failed {
@@ -354,7 +459,31 @@ async fn load(
     if let Some(cached) = cache.take(&(tenant.clone(), stream.clone())) {
         return Ok(cached);
     }
-    let mut folded = Folded::default();
+    fold_forward(store, tenant, stream, Folded::default()).await
+}
+
+/// The state of a stream that is only read (no expectation guards it at the append): the
+/// cached state brought up to the stream's head, so events another process appended since
+/// it was cached are folded in.
+async fn load_current(
+    store: &dyn EventStore,
+    cache: &StreamCache,
+    tenant: &TenantId,
+    stream: &StreamId,
+) -> Result<Folded, Failed> {
+    let start = cache
+        .take(&(tenant.clone(), stream.clone()))
+        .unwrap_or_default();
+    fold_forward(store, tenant, stream, start).await
+}
+
+/// Folds the stream's events after `folded.revision` into `folded`.
+async fn fold_forward(
+    store: &dyn EventStore,
+    tenant: &TenantId,
+    stream: &StreamId,
+    mut folded: Folded,
+) -> Result<Folded, Failed> {
     loop {
         let from = folded.revision.map_or(0, |r| r + 1);
         let events = store

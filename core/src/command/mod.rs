@@ -142,6 +142,13 @@ pub enum CommandError {
     /// refuse it (HTTP 409).
     #[error("{0}")]
     Conflict(Refusal),
+    /// A customer cannot be added to a campaign: its consent for the campaign's channel and
+    /// marketing is missing under the tenant's regime (HTTP 409, naming the consent).
+    #[error("{refusal}")]
+    NoConsent {
+        refusal: Refusal,
+        consent: crate::aggregates::consent::MissingConsent,
+    },
     /// Other writers kept moving a stream while the batch was checked, attempt after attempt:
     /// send it again (HTTP 409).
     #[error("stream {stream} kept changing while this batch was checked; retry")]
@@ -165,7 +172,9 @@ impl CommandError {
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
             CommandError::Invalid(refusals) => Some(refusals.first()),
-            CommandError::Conflict(refusal) => Some(refusal),
+            CommandError::Conflict(refusal) | CommandError::NoConsent { refusal, .. } => {
+                Some(refusal)
+            }
             CommandError::InvalidBatch(_)
             | CommandError::TooManyEvents { .. }
             | CommandError::Contended { .. }

@@ -28,7 +28,8 @@ pub fn check(state: &StreamState, event: &DomainEvent) -> Result<(), (&'static s
         | StreamState::Opportunity(_)
         | StreamState::Case(_)
         | StreamState::Task(_)
-        | StreamState::Campaign => Some(0),
+        | StreamState::Campaign(_)
+        | StreamState::ConsentSettings(_) => Some(0),
     };
     match placed.and_then(|sum| sum.checked_add(order.amount.minor_units)) {
         Some(_) => Ok(()),

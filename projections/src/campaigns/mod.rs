@@ -67,7 +67,12 @@ const TABLES: &[TableDef] = &[
 pub struct Campaign {
     pub campaign_id: Option<EntityId>,
     pub name: Option<String>,
+    /// The consent channel members are reached on (`CampaignLaunched` version 2).
     pub channel: Option<String>,
+    /// The free label (`webinar`, `trade_show`; a version 1 channel label that names no
+    /// consent channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
     /// Business time of the launch.
     pub launched_at: Option<DateTime<Utc>>,
     /// Members (`customer:<id>` or `lead:<id>`) and when each was first added.
@@ -107,7 +112,8 @@ impl Campaign {
                 if self.launched_at.is_none() {
                     self.launched_at = Some(at);
                     self.name = Some(data.name.clone());
-                    self.channel = data.channel.clone();
+                    self.channel = data.channel.map(|c| c.as_str().to_owned());
+                    self.medium = data.medium.clone();
                 }
                 &data.campaign_id
             }
@@ -185,7 +191,8 @@ impl Projection for CampaignsProjection {
     }
 
     fn version(&self) -> i64 {
-        1
+        // 2: `CampaignLaunched` version 2 (a consent channel, and a medium).
+        2
     }
 
     fn tables(&self) -> &'static [TableDef] {

@@ -69,7 +69,11 @@ pub struct RoiByModel {
 pub struct CampaignReport {
     pub campaign_id: String,
     pub name: Option<String>,
+    /// The consent channel members are reached on: adding a customer needs its marketing
+    /// consent on it.
     pub channel: Option<String>,
+    /// A free label (`webinar`, `trade_show`).
+    pub medium: Option<String>,
     pub launched_at: Option<DateTime<Utc>>,
     pub members: i64,
     pub customer_members: i64,
@@ -317,6 +321,7 @@ async fn build(
         campaign_id: id.to_owned(),
         name: campaign.name.clone(),
         channel: campaign.channel.clone(),
+        medium: campaign.medium.clone(),
         launched_at: campaign.launched_at,
         members,
         customer_members,

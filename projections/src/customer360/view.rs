@@ -73,6 +73,10 @@ pub struct CustomerView {
     /// in a past view (tasks are not folded as of a past moment).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_tasks: Option<Vec<crate::tasks::TaskLine>>,
+    /// The consent history and the marketing contacts flagged as violations, at the view's
+    /// moment (issue 18); filled in by the query that serves the view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_record: Option<crate::consent::ConsentRecord>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -215,6 +219,7 @@ impl Customer360 {
             contact_of: None,
             account: None,
             open_tasks: None,
+            consent_record: None,
         }
     }
 

@@ -54,6 +54,7 @@ fn interaction(interaction_id: &str) -> InteractionLogged {
         direction: Direction::Inbound,
         subject: Some("Billing question".into()),
         summary: None,
+        purpose: None,
     }
 }
 
