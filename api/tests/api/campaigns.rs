@@ -60,6 +60,15 @@ fn history() -> Value {
             "01",
         ));
     }
+    // Under the default opt-in regime, the email campaign's customer members need their
+    // email marketing consent first (the trade fair has no channel: nobody is checked).
+    for c in ["c-1", "c-2"] {
+        events.push(event(
+            "CustomerConsentChanged",
+            json!({"customer_id": c, "channel": "email", "purpose": "marketing", "granted": true}),
+            "01",
+        ));
+    }
     events.extend([
         event(
             "CampaignLaunched",
@@ -96,7 +105,7 @@ fn history() -> Value {
         event(
             "CampaignLaunched",
             json!({"campaign_id": "cmp-b", "name": "Trade fair",
-            "channel": "event"}),
+            "medium": "trade_fair"}),
             "05",
         ),
         event(
@@ -176,7 +185,7 @@ pub async fn campaign_results_and_attribution_are_exact<F: Future<Output = Optio
     assert_eq!(
         without_statement,
         json!({
-            "campaign_id": "cmp-a", "name": "Spring mail", "channel": "email",
+            "campaign_id": "cmp-a", "name": "Spring mail", "channel": "email", "medium": null,
             "launched_at": "2026-01-01T12:00:00Z",
             // c-1, c-2, l-1, l-4; c-1 and l-1 responded (c-2 bounced).
             "members": 4, "customer_members": 2, "lead_members": 2,

@@ -64,6 +64,8 @@ const GET_PATHS: &[&str] = &[
     "/v1/accounts/c-1/contacts",
     "/v1/opportunities/op-1",
     "/v1/analytics/products",
+    "/v1/consent/violations",
+    "/v1/settings/consent",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -86,6 +88,9 @@ const TYPES: &[&str] = &[
     "TaskRescheduled",
     "TaskCompleted",
     "QuotaSet",
+    "CampaignLaunched",
+    "CampaignMemberAdded",
+    "ConsentRegimeSet",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

@@ -5,6 +5,7 @@
 mod analytics;
 mod analytics_sales;
 mod campaigns;
+mod consent;
 mod customer_analytics;
 mod errors;
 mod fixture;
@@ -80,6 +81,9 @@ macro_rules! api {
             );
             api!(@in campaigns $backend $with:
                 campaign_results_and_attribution_are_exact,
+            );
+            api!(@in consent $backend $with:
+                campaign_members_need_consent_and_contacts_without_it_are_flagged,
             );
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,

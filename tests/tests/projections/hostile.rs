@@ -231,8 +231,8 @@ fn events(case: &Case) -> (String, Vec<Event>) {
         ),
         event(
             "CampaignLaunched",
-            json!({"campaign_id": cmp, "name": t(3), "channel": t(4)}),
-            vec![("name", t(3)), ("channel", t(4))],
+            json!({"campaign_id": cmp, "name": t(3), "medium": t(4)}),
+            vec![("name", t(3)), ("medium", t(4))],
             plain,
         ),
     ];

@@ -1494,12 +1494,10 @@ fn campaign_events(events: &[Emitted]) -> Vec<Emitted> {
             tenant,
             ..ev(event_type, data, &at)
         };
-        for (campaign, channel) in [("cmp-1", "email"), ("cmp-2", "event")] {
-            out.push(at_tenant(
-                "CampaignLaunched",
-                json!({"campaign_id": campaign, "name": campaign, "channel": channel}),
-                t(0),
-            ));
+        for (campaign, reach) in [("cmp-1", ("channel", "email")), ("cmp-2", ("medium", "event"))] {
+            let mut launched = json!({"campaign_id": campaign, "name": campaign});
+            launched[reach.0] = json!(reach.1);
+            out.push(at_tenant("CampaignLaunched", launched, t(0)));
             out.push(at_tenant(
                 "CampaignCostRecorded",
                 json!({"campaign_id": campaign, "amount": "120.50", "currency": "EUR"}),
@@ -2201,4 +2199,163 @@ pub async fn quota_attainment_is_right_now_and_as_of_past_times(fixture: &Fixtur
     .await
     .expect("pipeline");
     assert_eq!(all.attainment, None);
+}
+
+/// Issue 18, item 4: the consent read model judges each marketing contact once, against the
+/// marketing decisions and the regime recorded before it in the log, whichever batch brought
+/// them; a rebuild gives the rows of the live run; the 360's consent record at a cut agrees
+/// with the log cut there; version 1 campaign labels are upcast.
+pub async fn consent_contacts_are_judged_by_what_the_log_held_before_them(fixture: &Fixture) {
+    use crm_projections::consent;
+
+    let day = |d: u32| format!("2026-03-{d:02}T09:00:00Z");
+    let consent_ev = |customer: &str, channel: &str, granted: bool, d: u32| {
+        ev(
+            "CustomerConsentChanged",
+            json!({"customer_id": customer, "channel": channel, "purpose": "marketing", "granted": granted}),
+            &day(d),
+        )
+    };
+    let mail = |customer: &str, id: &str, channel: &str, d: u32| {
+        ev(
+            "InteractionLogged",
+            json!({"customer_id": customer, "interaction_id": id, "channel": channel,
+                   "direction": "outbound", "purpose": "marketing"}),
+            &day(d),
+        )
+    };
+    let first = vec![
+        consent_ev("c-1", "email", true, 1),
+        consent_ev("c-2", "email", true, 1),
+        // A service consent never allows marketing.
+        ev(
+            "CustomerConsentChanged",
+            json!({"customer_id": "c-3", "channel": "email", "purpose": "service", "granted": true}),
+            &day(1),
+        ),
+        mail("c-1", "m-1", "email", 2),
+        mail("c-3", "m-2", "email", 2),
+    ];
+    let second = vec![
+        // Judged against the first batch's rows: c-2 withdrew in this batch, before m-3.
+        mail("c-2", "m-0", "email", 3),
+        consent_ev("c-2", "email", false, 3),
+        mail("c-2", "m-3", "email", 3),
+        mail("c-1", "m-4", "sms", 3),
+        ev("ConsentRegimeSet", json!({"regime": "opt_out"}), &day(4)),
+        mail("c-3", "m-5", "email", 5),
+        mail("c-1", "m-6", "phone", 5),
+        // Another tenant's regime and contacts never mix with t1's.
+        Emitted {
+            tenant: "t2",
+            ..mail("c-3", "m-7", "email", 5)
+        },
+    ];
+    append_all(fixture.store.as_ref(), &first).await;
+    fixture.catch_up().await;
+    append_all(fixture.store.as_ref(), &second).await;
+    fixture.catch_up().await;
+
+    let all = consent::violations(&fixture.db, "t1", &Default::default(), 100)
+        .await
+        .expect("violations");
+    let judged: Vec<(&str, &str, &str)> = all
+        .iter()
+        .map(|c| {
+            (
+                c.interaction_id.as_str(),
+                c.consent.as_str(),
+                c.regime.as_str(),
+            )
+        })
+        .collect();
+    // m-1 and m-0 had consent; m-5 and m-6 (never given) came under opt-out.
+    assert_eq!(
+        judged,
+        vec![
+            ("m-2", "never_given", "opt_in"),
+            ("m-3", "withdrawn", "opt_in"),
+            ("m-4", "never_given", "opt_in"),
+        ]
+    );
+    let other = consent::violations(&fixture.db, "t2", &Default::default(), 100)
+        .await
+        .expect("violations");
+    assert_eq!(other.len(), 1, "t2 never set opt-out");
+    assert_eq!(other[0].interaction_id, "m-7");
+    let regime = consent::regime(&fixture.db, "t1", None).await.expect("regime");
+    assert_eq!(regime.regime.as_str(), "opt_out");
+    let before = consent::regime(
+        &fixture.db,
+        "t1",
+        Some(crm_projections::asof::Cut::OccurredBy(at(&day(3)))),
+    )
+    .await
+    .expect("regime");
+    assert_eq!((before.regime.as_str(), before.set_at), ("opt_in", None));
+
+    // The 360's record at a cut is the log cut there.
+    let record = consent::record(
+        &fixture.db,
+        "t1",
+        &["c-2"],
+        Some(crm_projections::asof::Cut::OccurredBy(at(&day(2)))),
+    )
+    .await
+    .expect("record");
+    assert_eq!((record.changes, record.marketing_contacts), (1, 0));
+    let record = consent::record(&fixture.db, "t1", &["c-2"], None)
+        .await
+        .expect("record");
+    assert_eq!(
+        (record.changes, record.marketing_contacts, record.violation_count),
+        (2, 2, 1)
+    );
+    assert!(!record.history[0].granted, "newest first");
+
+    // Rebuild = live.
+    let tables = [consent::CHANGES, consent::REGIMES, consent::CONTACTS];
+    let mut live = Vec::new();
+    for table in tables {
+        live.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
+    }
+    assert!(live.iter().all(|rows| !rows.is_empty()));
+    request_rebuild(&fixture.db, consent::NAME)
+        .await
+        .expect("request");
+    fixture.catch_up().await;
+    let mut rebuilt = Vec::new();
+    for table in tables {
+        rebuilt.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
+    }
+    assert_eq!(live, rebuilt, "a rebuild gives the rows of the live run");
+
+    // Version 1 campaigns: a label naming a consent channel becomes it; others the medium.
+    for (id, label) in [("cmp-v1a", " Email"), ("cmp-v1b", "webinar")] {
+        let event = crm_core::envelope::NewEvent::new(
+            "CampaignLaunched",
+            &json!({"campaign_id": id, "name": id, "channel": label}),
+        )
+        .with_schema_version(1)
+        .with_occurred_at(at(&day(6)));
+        fixture
+            .store
+            .append(
+                &TenantId::parse("t1").expect("tenant"),
+                &crm_core::envelope::StreamId::parse(&format!("campaign-{id}")).expect("stream"),
+                crm_core::store::ExpectedRevision::Any,
+                vec![event],
+            )
+            .await
+            .expect("append a version 1 launch");
+    }
+    fixture.catch_up().await;
+    let reports = crm_projections::campaigns::reports(&fixture.db, "t1", None, 10)
+        .await
+        .expect("reports");
+    let reach: Vec<(Option<&str>, Option<&str>)> = reports
+        .iter()
+        .map(|r| (r.channel.as_deref(), r.medium.as_deref()))
+        .collect();
+    assert_eq!(reach, vec![(Some("email"), None), (None, Some("webinar"))]);
 }
