@@ -227,12 +227,13 @@ impl From<CommandError> for Problem {
             CommandError::Conflict(refusal) => Problem::conflict(refusal.in_batch())
                 .with("event_index", refusal.index)
                 .with("errors", vec![event_error(&refusal)]),
-            CommandError::NoConsent { refusal, consent } => {
-                Problem::conflict(refusal.in_batch())
-                    .with("event_index", refusal.index)
-                    .with("errors", vec![event_error(&refusal)])
-                    .with("consent", serde_json::to_value(&consent).unwrap_or_default())
-            }
+            CommandError::NoConsent { refusal, consent } => Problem::conflict(refusal.in_batch())
+                .with("event_index", refusal.index)
+                .with("errors", vec![event_error(&refusal)])
+                .with(
+                    "consent",
+                    serde_json::to_value(&consent).unwrap_or_default(),
+                ),
             CommandError::Contended { .. } => Problem::conflict(error.to_string()),
             CommandError::Unreadable { .. } => Problem::internal(&error),
             CommandError::Store(store) => Problem::from(store),

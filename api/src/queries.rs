@@ -201,7 +201,13 @@ pub async fn customer(
         let position = reach_known(
             &state,
             caller.tenant(),
-            &[CUSTOMER_360, TIMELINE, sales::ACCOUNTS, sales::TASKS, CONSENT],
+            &[
+                CUSTOMER_360,
+                TIMELINE,
+                sales::ACCOUNTS,
+                sales::TASKS,
+                CONSENT,
+            ],
             params.min_position,
         )
         .await?;
@@ -235,7 +241,7 @@ pub async fn customer(
     let position = reach_known(
         &state,
         caller.tenant(),
-        &[TIMELINE, sales::ACCOUNTS, CONSENT],
+        &[TIMELINE, sales::ACCOUNTS, sales::TASKS, CONSENT],
         Some(wanted),
     )
     .await?;
@@ -261,8 +267,9 @@ pub async fn customer(
     Ok(at_position(position, &view))
 }
 
-/// The 360 view's issue-18 members: the account a person is a contact of, a company's
-/// contacts and their figures (at `cut`, live when `None`), and, live only, the open tasks.
+/// The 360 view's issue-18 members at `cut` (live when `None`): the account a person is a
+/// contact of, a company's contacts and their figures, the consent record and the open
+/// tasks (folded from their streams for a past view).
 async fn add_accounts_and_tasks(
     state: &SharedState,
     tenant: &crm_core::envelope::TenantId,
@@ -280,18 +287,22 @@ async fn add_accounts_and_tasks(
         view.account =
             Some(accounts::summary(state.store.as_ref(), &state.db, tenant, view, cut, at).await?);
     }
-    if cut.is_none() {
-        view.open_tasks = Some(
-            tasks::open_for(
+    let kind = crm_core::catalog::values::TaskSubjectKind::Customer;
+    view.open_tasks = Some(match cut {
+        None => tasks::open_for(&state.db, tenant.as_str(), kind, &view.customer_id, at).await?,
+        Some(cut) => {
+            tasks::open_for_at(
+                state.store.as_ref(),
                 &state.db,
-                tenant.as_str(),
-                crm_core::catalog::values::TaskSubjectKind::Customer,
+                tenant,
+                kind,
                 &view.customer_id,
+                cut,
                 at,
             )
-            .await?,
-        );
-    }
+            .await?
+        }
+    });
     Ok(())
 }
 

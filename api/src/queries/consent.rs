@@ -63,12 +63,9 @@ pub async fn violations(
     Params(params): Params<ViolationsParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst, Role::Auditor], "read consent violations")?;
-    let channel = closed_value(
-        "channel",
-        &params.channel,
-        ConsentChannel::ALL,
-        |c| c.as_str(),
-    )?;
+    let channel = closed_value("channel", &params.channel, ConsentChannel::ALL, |c| {
+        c.as_str()
+    })?;
     let from = params
         .from
         .as_deref()
@@ -82,9 +79,7 @@ pub async fn violations(
     if let (Some(from), Some(to)) = (from, to)
         && from >= to
     {
-        return Err(Problem::bad_request(
-            "query string: from must be before to",
-        ));
+        return Err(Problem::bad_request("query string: from must be before to"));
     }
     let limit = page_size(&state, params.limit)?;
     let position = reach_known(&state, caller.tenant(), &[CONSENT], params.min_position).await?;

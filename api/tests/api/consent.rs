@@ -101,8 +101,16 @@ pub async fn campaign_members_need_consent_and_contacts_without_it_are_flagged<
         .ok();
     let head = app.head().await;
     for (customer, status, fragment) in [
-        ("c-2", "withdrawn", "customer c-2 withdrew consent for email marketing"),
-        ("c-3", "never_given", "customer c-3 never gave consent for email marketing"),
+        (
+            "c-2",
+            "withdrawn",
+            "customer c-2 withdrew consent for email marketing",
+        ),
+        (
+            "c-3",
+            "never_given",
+            "customer c-3 never gave consent for email marketing",
+        ),
         ("c-4", "never_given", "(opt_in)"),
     ] {
         let refused = app
@@ -134,9 +142,13 @@ pub async fn campaign_members_need_consent_and_contacts_without_it_are_flagged<
     .ok();
 
     // Only an admin sets the regime; ingest keys may not append settings events.
-    app.ingest(json!([event("ConsentRegimeSet", json!({"regime": "opt_out"}), "04")]))
-        .await
-        .problem(403, &["admin"]);
+    app.ingest(json!([event(
+        "ConsentRegimeSet",
+        json!({"regime": "opt_out"}),
+        "04"
+    )]))
+    .await
+    .problem(403, &["admin"]);
     set_regime(&app, Role::Analyst, json!({"regime": "opt_out"}))
         .await
         .problem(403, &[]);
@@ -214,7 +226,11 @@ pub async fn campaign_members_need_consent_and_contacts_without_it_are_flagged<
             ("m-7", "c-2", "withdrawn", "opt_out"),
         ]
     );
-    assert!(items.iter().all(|v| v["violation"] == true && v["channel"] == "email"));
+    assert!(
+        items
+            .iter()
+            .all(|v| v["violation"] == true && v["channel"] == "email")
+    );
     // Filters and pages.
     let c2 = app.get("/v1/consent/violations?customer_id=c-2").await;
     assert_eq!(c2.ok()["items"].as_array().map(Vec::len), Some(2));
@@ -248,7 +264,9 @@ pub async fn campaign_members_need_consent_and_contacts_without_it_are_flagged<
     assert_eq!(other.ok()["items"], json!([]), "another tenant sees none");
 
     // The 360 view: the history newest first and the violations, live and as of a date.
-    let view = app.get(&format!("/v1/customers/c-2?min_position={last}")).await;
+    let view = app
+        .get(&format!("/v1/customers/c-2?min_position={last}"))
+        .await;
     let record = &view.ok()["consent_record"];
     assert_eq!(record["changes"], 2);
     assert_eq!(record["history"][0]["granted"], false);

@@ -302,9 +302,9 @@ pub async fn contacts_are_linked_moved_and_summed_on_the_account<
     assert_eq!(account["contacts"][0]["linked_at"], "2026-01-10T00:00:00Z");
     assert_eq!(account["contacts_figures"]["orders"], 3);
     assert_eq!(
-        past.body.get("open_tasks"),
-        None,
-        "tasks are not folded as of a past time"
+        past.body["open_tasks"],
+        json!([]),
+        "the account had no task then"
     );
     let earlier = app
         .get("/v1/customers/acme?as_of=2026-01-10T12:00:00Z")
@@ -349,6 +349,17 @@ pub async fn tasks_filter_page_and_show_on_their_subjects<F: Future<Output = Opt
                 json!({"opportunity_id": "op-1", "customer_id": "c-1",
                 "name": "Deal", "amount": "10.00", "currency": "USD",
                 "stage": "Proposal", "close_date": "2026-06-30"}),
+                "2026-01-01T00:00:00Z"
+            ),
+            event(
+                "CaseOpened",
+                json!({"case_id": "k-1", "customer_id": "c-1", "subject": "Help",
+                "channel": "email", "priority": "normal"}),
+                "2026-01-01T00:00:00Z"
+            ),
+            event(
+                "LeadCaptured",
+                json!({"lead_id": "l-1", "name": "Lead one", "source": "web"}),
                 "2026-01-01T00:00:00Z"
             ),
             task("t-1", "opportunity", "op-1", "u-1", "2020-01-01T00:00:00Z"),
@@ -396,6 +407,19 @@ pub async fn tasks_filter_page_and_show_on_their_subjects<F: Future<Output = Opt
     )]))
     .await
     .problem(409, &["task t-9 cannot be completed: it was never created"]);
+    // A task's subject must hold an event (in the log, or earlier in the batch).
+    app.ingest(json!([task(
+        "t-6",
+        "opportunity",
+        "op-9",
+        "u-1",
+        "2030-01-01T00:00:00Z"
+    )]))
+    .await
+    .problem(
+        409,
+        &["task t-6 cannot be created: its subject opportunity op-9 has no event"],
+    );
     app.ingest(json!([task(
         "t-6",
         "deal",
@@ -471,6 +495,17 @@ pub async fn tasks_filter_page_and_show_on_their_subjects<F: Future<Output = Opt
         ids(&json!({"items": view.ok()["open_tasks"]}), "task_id"),
         ["t-2"]
     );
+    // As of a past time: the tasks open then (t-3 was completed on 2 January), each
+    // overdue at that time.
+    let past = app
+        .get("/v1/customers/c-1?as_of=2026-01-01T12:00:00Z")
+        .await;
+    assert_eq!(
+        ids(&json!({"items": past.ok()["open_tasks"]}), "task_id"),
+        ["t-3", "t-2"]
+    );
+    assert_eq!(past.body["open_tasks"][0]["overdue"], true);
+    assert_eq!(past.body["open_tasks"][1]["overdue"], false);
     let deal = app.get("/v1/opportunities/op-1").await;
     assert_eq!(deal.ok()["opportunity_id"], "op-1");
     assert_eq!(deal.body["stage"], "Proposal");

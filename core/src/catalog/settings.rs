@@ -15,9 +15,7 @@ use crate::ids::EntityId;
 /// The entity id of the consent settings: the stream is `settings-consent`.
 pub const CONSENT_SETTINGS: &str = "consent";
 
-static CONSENT_ID: LazyLock<EntityId> = LazyLock::new(|| {
-    EntityId::from_trusted(CONSENT_SETTINGS)
-});
+static CONSENT_ID: LazyLock<EntityId> = LazyLock::new(|| EntityId::from_trusted(CONSENT_SETTINGS));
 
 /// The tenant's consent regime from now on: how a consent never given is read when a
 /// customer is added to a campaign or contacted for marketing. Appended by an admin

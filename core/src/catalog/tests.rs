@@ -483,7 +483,10 @@ fn a_campaign_launched_at_version_1_gets_a_consent_channel_where_its_label_names
     assert_eq!(bare, json!({"campaign_id": "cmp-1", "name": "Spring"}));
     // New events must name a consent channel; free labels go in `medium`.
     let refused = parse_err("CampaignLaunched", v1(json!("webinar")));
-    assert!(refused.contains("channel") && refused.contains("email"), "{refused}");
+    assert!(
+        refused.contains("channel") && refused.contains("email"),
+        "{refused}"
+    );
 }
 
 /// `InteractionLogged` version 1 had no purpose: it reads as the same interaction without

@@ -41,9 +41,9 @@ impl ConsentChannel {
             InteractionChannel::Chat => Some(ConsentChannel::Chat),
             InteractionChannel::Sms => Some(ConsentChannel::Sms),
             InteractionChannel::Social => Some(ConsentChannel::Social),
-            InteractionChannel::Web | InteractionChannel::Meeting | InteractionChannel::InPerson => {
-                None
-            }
+            InteractionChannel::Web
+            | InteractionChannel::Meeting
+            | InteractionChannel::InPerson => None,
         }
     }
 }

@@ -16,7 +16,9 @@
 //! - a `CampaignMemberAdded` naming a customer, in a campaign with a channel, needs the
 //!   customer's marketing consent on that channel (`customer-<id>`) under the tenant's regime
 //!   (`settings-consent`), judged by [`crate::aggregates::consent::check_member`]; a missing
-//!   consent is [`CommandError::NoConsent`], naming it.
+//!   consent is [`CommandError::NoConsent`], naming it;
+//! - a `TaskCreated` needs its subject's stream (`<subject_type>-<subject_id>`) to hold an
+//!   event, in the log or earlier in the batch (a task about nothing is a typo).
 //!
 //! Those streams take their turn with the batch's own, so within one process no append to
 //! them slips between the judgement and the append. They are only read, not expected at
@@ -236,7 +238,16 @@ async fn attempt(
                 batch.len(),
             )))
         })?;
-        judge_across(store, cache, tenant, index, incoming, &folded, &mut looked_up).await?;
+        judge_across(
+            store,
+            cache,
+            tenant,
+            index,
+            incoming,
+            &folded,
+            &mut looked_up,
+        )
+        .await?;
         let Some(stream_state) = folded.get_mut(&incoming.stream) else {
             continue;
         };
@@ -315,9 +326,9 @@ async fn attempt(
 fn streams_read_by(event: &DomainEvent) -> Vec<StreamId> {
     let named = |category: &str, id: &str| StreamId::parse(&format!("{category}-{id}")).ok();
     match event {
-        DomainEvent::ContactLinked(link) => {
-            named("customer", link.account_id.as_str()).into_iter().collect()
-        }
+        DomainEvent::ContactLinked(link) => named("customer", link.account_id.as_str())
+            .into_iter()
+            .collect(),
         DomainEvent::CampaignMemberAdded(added) => match &added.member {
             CampaignMember::Customer(customer) => [
                 named("customer", customer.as_str()),
@@ -328,6 +339,11 @@ fn streams_read_by(event: &DomainEvent) -> Vec<StreamId> {
             .collect(),
             CampaignMember::Lead(_) => Vec::new(),
         },
+        DomainEvent::TaskCreated(task) => {
+            named(task.subject_type.as_str(), task.subject_id.as_str())
+                .into_iter()
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -397,6 +413,23 @@ async fn judge_across(
                     reason,
                 )
             })
+        }
+        DomainEvent::TaskCreated(task) => {
+            let seen = others
+                .first()
+                .and_then(|stream| folded.get(stream).or_else(|| looked_up.get(stream)))
+                .is_some_and(|subject| subject.revision.is_some());
+            if seen {
+                return Ok(());
+            }
+            Err(by_rule(
+                &task.task_id,
+                "be created".to_owned(),
+                format!(
+                    "its subject {} {} has no event",
+                    task.subject_type, task.subject_id
+                ),
+            ))
         }
         DomainEvent::CampaignMemberAdded(added) => {
             let CampaignMember::Customer(customer_id) = &added.member else {

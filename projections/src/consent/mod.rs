@@ -19,7 +19,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use crm_core::aggregates::consent::ConsentStatus;
 use crm_core::catalog::DomainEvent;
-use crm_core::catalog::values::{ConsentChannel, ConsentPurpose, ConsentRegime, InteractionChannel};
+use crm_core::catalog::values::{
+    ConsentChannel, ConsentPurpose, ConsentRegime, InteractionChannel,
+};
 use serde::Serialize;
 
 use crate::asof::Cut;
@@ -51,7 +53,9 @@ const TABLES: &[TableDef] = &[
             recorded_at BIGINT NOT NULL,
             PRIMARY KEY (tenant, position)
         )",
-        indexes: &["CREATE INDEX {t}_customer ON {t} (tenant, customer_id, channel, purpose, position)"],
+        indexes: &[
+            "CREATE INDEX {t}_customer ON {t} (tenant, customer_id, channel, purpose, position)",
+        ],
     },
     TableDef {
         name: REGIMES,
@@ -298,7 +302,9 @@ fn within(cut: Option<Cut>) -> (String, Vec<SqlValue>) {
             "recorded_at <= ?".to_owned(),
             vec![SqlValue::Int(at.timestamp_micros())],
         ),
-        Some(Cut::Position(position)) => ("position <= ?".to_owned(), vec![from_position(position)]),
+        Some(Cut::Position(position)) => {
+            ("position <= ?".to_owned(), vec![from_position(position)])
+        }
     }
 }
 
@@ -475,7 +481,14 @@ pub async fn record(
                      {condition} ORDER BY position DESC"
                 ),
                 args.clone(),
-                &[Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Int],
+                &[
+                    Col::Text,
+                    Col::Text,
+                    Col::Text,
+                    Col::Int,
+                    Col::Int,
+                    Col::Int,
+                ],
             )
             .await?;
         record.changes += rows.len() as u64;
@@ -509,7 +522,9 @@ pub async fn record(
     }
     record.history.sort_by(|a, b| b.position.cmp(&a.position));
     record.history.truncate(SHOWN);
-    record.violations.sort_by(|a, b| b.position.cmp(&a.position));
+    record
+        .violations
+        .sort_by(|a, b| b.position.cmp(&a.position));
     record.violations.truncate(SHOWN);
     Ok(record)
 }
@@ -539,10 +554,7 @@ pub async fn violations(
         "SELECT {CONTACT_SELECT} FROM {CONTACTS} WHERE tenant = ? AND violation = 1 AND \
          position > ?"
     );
-    let mut args: Vec<SqlValue> = vec![
-        tenant.into(),
-        from_position(filter.after.unwrap_or(0)),
-    ];
+    let mut args: Vec<SqlValue> = vec![tenant.into(), from_position(filter.after.unwrap_or(0))];
     if let Some(from) = filter.from {
         sql.push_str(" AND occurred_at >= ?");
         args.push(SqlValue::Int(from.timestamp_micros()));

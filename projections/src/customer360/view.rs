@@ -69,8 +69,8 @@ pub struct CustomerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<crate::accounts::AccountSummary>,
     /// Open tasks whose subject is this customer, soonest due first, `overdue` at the
-    /// evaluation time (issue 18); filled in by the query that serves the live view, absent
-    /// in a past view (tasks are not folded as of a past moment).
+    /// evaluation time (issue 18); filled in by the query that serves the view, for a past
+    /// view the tasks open then, each folded from its stream cut there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_tasks: Option<Vec<crate::tasks::TaskLine>>,
     /// The consent history and the marketing contacts flagged as violations, at the view's

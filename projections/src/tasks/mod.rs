@@ -353,3 +353,77 @@ async fn lines(
         })
         .collect()
 }
+
+/// Most tasks of one subject folded for a past view; a subject with more has its oldest
+/// [`PAST_TASKS_READ`] folded (by id).
+pub const PAST_TASKS_READ: usize = 1_000;
+
+/// The open tasks of one subject as they stood at `cut`: each task of the subject (the
+/// subject never changes after creation) is folded from its own stream, cut there, and kept
+/// if it was open then; soonest due first (at most [`OPEN_TASKS_SHOWN`]), `overdue` at `at`.
+pub async fn open_for_at(
+    store: &dyn crm_core::store::EventStore,
+    db: &ReadDb,
+    tenant: &crm_core::envelope::TenantId,
+    kind: TaskSubjectKind,
+    id: &str,
+    cut: crate::asof::Cut,
+    at: DateTime<Utc>,
+) -> Result<Vec<TaskLine>, ProjectionError> {
+    use crm_core::envelope::StreamId;
+    use crm_core::store::{Direction, StreamStart};
+
+    let rows = db
+        .fetch(
+            &format!(
+                "SELECT id FROM {TABLE} WHERE tenant = ? AND subject_type = ? AND subject_id = ? \
+                 ORDER BY id LIMIT ?"
+            ),
+            vec![
+                tenant.as_str().into(),
+                kind.as_str().into(),
+                id.into(),
+                SqlValue::Int(PAST_TASKS_READ as i64),
+            ],
+            &[Col::Text],
+        )
+        .await?;
+    let mut open = Vec::new();
+    for row in rows {
+        let Some(task_id) = row[0].as_text() else {
+            continue;
+        };
+        let Ok(stream) = StreamId::parse(&format!("task-{task_id}")) else {
+            continue;
+        };
+        let mut task = Task::default();
+        let mut from = 0;
+        loop {
+            let events = store
+                .read_stream(
+                    tenant,
+                    &stream,
+                    Direction::Forwards,
+                    StreamStart::Revision(from),
+                    1_000,
+                )
+                .await?;
+            let Some(last) = events.last() else { break };
+            from = last.revision + 1;
+            for recorded in events {
+                if cut.contains(&recorded) {
+                    task.apply(&ProjectedEvent::decode(recorded)?);
+                }
+            }
+        }
+        if task.status == TaskStatus::Open {
+            open.push(TaskLine {
+                overdue: task.overdue_at(at),
+                task,
+            });
+        }
+    }
+    open.sort_by(|a, b| (a.task.due_at, &a.task.task_id).cmp(&(b.task.due_at, &b.task.task_id)));
+    open.truncate(OPEN_TASKS_SHOWN);
+    Ok(open)
+}

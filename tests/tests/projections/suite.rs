@@ -1494,7 +1494,10 @@ fn campaign_events(events: &[Emitted]) -> Vec<Emitted> {
             tenant,
             ..ev(event_type, data, &at)
         };
-        for (campaign, reach) in [("cmp-1", ("channel", "email")), ("cmp-2", ("medium", "event"))] {
+        for (campaign, reach) in [
+            ("cmp-1", ("channel", "email")),
+            ("cmp-2", ("medium", "event")),
+        ] {
             let mut launched = json!({"campaign_id": campaign, "name": campaign});
             launched[reach.0] = json!(reach.1);
             out.push(at_tenant("CampaignLaunched", launched, t(0)));
@@ -2283,7 +2286,9 @@ pub async fn consent_contacts_are_judged_by_what_the_log_held_before_them(fixtur
         .expect("violations");
     assert_eq!(other.len(), 1, "t2 never set opt-out");
     assert_eq!(other[0].interaction_id, "m-7");
-    let regime = consent::regime(&fixture.db, "t1", None).await.expect("regime");
+    let regime = consent::regime(&fixture.db, "t1", None)
+        .await
+        .expect("regime");
     assert_eq!(regime.regime.as_str(), "opt_out");
     let before = consent::regime(
         &fixture.db,
@@ -2308,7 +2313,11 @@ pub async fn consent_contacts_are_judged_by_what_the_log_held_before_them(fixtur
         .await
         .expect("record");
     assert_eq!(
-        (record.changes, record.marketing_contacts, record.violation_count),
+        (
+            record.changes,
+            record.marketing_contacts,
+            record.violation_count
+        ),
         (2, 2, 1)
     );
     assert!(!record.history[0].granted, "newest first");
