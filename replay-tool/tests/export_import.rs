@@ -194,6 +194,12 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
             "CampaignCostRecorded",
             json!({"campaign_id": "cmp-1", "amount": "99.95", "currency": "EUR"}),
         ),
+        ("ConsentRegimeSet", json!({"regime": "opt_out"})),
+        (
+            "CasePaused",
+            json!({"case_id": "k-paused", "reason": "waiting for the customer"}),
+        ),
+        ("CaseResumed", json!({"case_id": "k-paused"})),
     ];
     let mut count = events.len();
     for tenant in ["acme", "globex"] {

@@ -9,11 +9,14 @@
 //!   responded to. Escalation never lowers the priority.
 //! - It is resolved only when open, reopened only when resolved or closed, and closed when
 //!   open or resolved (not twice).
+//! - It is paused (waiting on the customer) only when open and not paused, and resumed only
+//!   when paused; resolving or closing it ends a pause, and a reopened case runs.
 
 use crate::aggregates::{RuleViolation, check_target_and_data};
 use crate::catalog::DomainEvent;
 use crate::catalog::case::{
-    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CaseReopened, CaseResolved, CaseResponded,
+    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CasePaused, CaseReopened, CaseResolved,
+    CaseResponded, CaseResumed,
 };
 use crate::catalog::values::Priority;
 use crate::ids::EntityId;
@@ -39,6 +42,8 @@ pub struct State {
     pub priority: Option<Priority>,
     /// The agent it is assigned to, if any.
     pub agent: Option<EntityId>,
+    /// Paused (waiting on the customer) and not resumed since.
+    pub paused: bool,
 }
 
 /// What can be asked of a case; each carries the data of the fact it would record.
@@ -51,6 +56,8 @@ pub enum Command {
     ResolveCase(CaseResolved),
     ReopenCase(CaseReopened),
     CloseCase(CaseClosed),
+    PauseCase(CasePaused),
+    ResumeCase(CaseResumed),
 }
 
 impl Command {
@@ -64,6 +71,8 @@ impl Command {
             Command::ResolveCase(data) => DomainEvent::CaseResolved(data),
             Command::ReopenCase(data) => DomainEvent::CaseReopened(data),
             Command::CloseCase(data) => DomainEvent::CaseClosed(data),
+            Command::PauseCase(data) => DomainEvent::CasePaused(data),
+            Command::ResumeCase(data) => DomainEvent::CaseResumed(data),
         }
     }
 
@@ -77,6 +86,8 @@ impl Command {
             DomainEvent::CaseResolved(data) => Command::ResolveCase(data),
             DomainEvent::CaseReopened(data) => Command::ReopenCase(data),
             DomainEvent::CaseClosed(data) => Command::CloseCase(data),
+            DomainEvent::CasePaused(data) => Command::PauseCase(data),
+            DomainEvent::CaseResumed(data) => Command::ResumeCase(data),
             _ => return None,
         })
     }
@@ -90,6 +101,8 @@ impl Command {
             Command::ResolveCase(_) => "be resolved".to_owned(),
             Command::ReopenCase(_) => "be reopened".to_owned(),
             Command::CloseCase(_) => "be closed".to_owned(),
+            Command::PauseCase(_) => "be paused".to_owned(),
+            Command::ResumeCase(_) => "be resumed".to_owned(),
         }
     }
 }
@@ -129,6 +142,10 @@ fn reason_to_reject(state: &State, command: &Command) -> Option<String> {
             )),
             _ => None,
         },
+        (Command::PauseCase(_), Open) if state.paused => fixed("it is already paused"),
+        (Command::PauseCase(_), Open) => None,
+        (Command::ResumeCase(_), Open) if !state.paused => fixed("it is not paused"),
+        (Command::ResumeCase(_), Open) => None,
         (Command::RespondToCase(_) | Command::ResolveCase(_), Open) => None,
         (Command::ReopenCase(_), Resolved | Closed) => None,
         (Command::CloseCase(_), Open | Resolved) => None,
@@ -167,9 +184,20 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
                 state.priority = Some(priority);
             }
         }
-        DomainEvent::CaseResolved(_) => state.status = Status::Resolved,
-        DomainEvent::CaseReopened(_) => state.status = Status::Open,
-        DomainEvent::CaseClosed(_) => state.status = Status::Closed,
+        DomainEvent::CaseResolved(_) => {
+            state.status = Status::Resolved;
+            state.paused = false;
+        }
+        DomainEvent::CaseReopened(_) => {
+            state.status = Status::Open;
+            state.paused = false;
+        }
+        DomainEvent::CaseClosed(_) => {
+            state.status = Status::Closed;
+            state.paused = false;
+        }
+        DomainEvent::CasePaused(_) => state.paused = true,
+        DomainEvent::CaseResumed(_) => state.paused = false,
         _ => {}
     }
     state

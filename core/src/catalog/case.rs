@@ -235,3 +235,61 @@ impl EventData for CaseClosed {
         &self.case_id
     }
 }
+
+/// The case waits on the customer: its SLA clocks stop until it is resumed (or resolved,
+/// closed, which end the pause).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasePaused {
+    pub case_id: EntityId,
+    /// Why, e.g. `waiting for the customer's logs`.
+    pub reason: Option<String>,
+}
+
+impl EventData for CasePaused {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("case_id"),
+        FieldInfo::optional("reason").personal(),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &["reason"];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CasePaused {
+            case_id: fields.required("case_id")?,
+            reason: fields.optional_text("reason")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("case_id", &self.case_id);
+        data.optional_string("reason", self.reason.as_deref());
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.case_id
+    }
+}
+
+/// The customer answered: the paused SLA clocks run again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResumed {
+    pub case_id: EntityId,
+}
+
+impl EventData for CaseResumed {
+    const FIELDS: &'static [FieldInfo] = &[FieldInfo::required("case_id")];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CaseResumed {
+            case_id: fields.required("case_id")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("case_id", &self.case_id);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.case_id
+    }
+}

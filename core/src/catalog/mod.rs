@@ -306,6 +306,8 @@ domain_events! {
         CaseResolved,
         CaseReopened,
         CaseClosed,
+        CasePaused,
+        CaseResumed,
     ],
     campaign => [
         CampaignLaunched,

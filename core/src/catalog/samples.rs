@@ -133,6 +133,11 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             json!({"owner": "u-7", "period": "2026-Q2", "amount": "50000.00", "currency": "EUR"}),
         ),
         ("ConsentRegimeSet", json!({"regime": "opt_out"})),
+        (
+            "CasePaused",
+            json!({"case_id": "k-3", "reason": "Waiting for the customer's logs"}),
+        ),
+        ("CaseResumed", json!({"case_id": "k-3"})),
     ]
 }
 
@@ -245,6 +250,8 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             json!({"owner": "u-7", "period": "2026-03", "amount": "0", "currency": "JPY"}),
         ),
         ("ConsentRegimeSet", json!({"regime": "opt_in"})),
+        ("CasePaused", json!({"case_id": "k-3"})),
+        ("CaseResumed", json!({"case_id": "k-3"})),
     ]
 }
 

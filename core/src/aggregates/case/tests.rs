@@ -4,7 +4,8 @@ use crate::aggregates::case::{Command, State, decide, evolve};
 use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::case::{
-    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CaseReopened, CaseResolved, CaseResponded,
+    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CasePaused, CaseReopened, CaseResolved,
+    CaseResponded, CaseResumed,
 };
 use crate::catalog::values::{InteractionChannel, Priority};
 
@@ -209,4 +210,54 @@ fn a_reopened_case_can_be_responded_to_again() {
     given(history)
         .when(Command::RespondToCase(responded()))
         .then(vec![DomainEvent::CaseResponded(responded())]);
+}
+
+fn paused() -> CasePaused {
+    CasePaused {
+        case_id: id("k-3"),
+        reason: Some("waiting for the customer's logs".into()),
+    }
+}
+
+fn resumed() -> CaseResumed {
+    CaseResumed { case_id: id("k-3") }
+}
+
+#[test]
+fn an_open_case_is_paused_once_and_resumed_only_when_paused() {
+    given(vec![opened()])
+        .when(Command::PauseCase(paused()))
+        .then(vec![DomainEvent::CasePaused(paused())]);
+    given(vec![opened(), DomainEvent::CasePaused(paused())])
+        .when(Command::PauseCase(paused()))
+        .then_rejected("case k-3 cannot be paused: it is already paused");
+    given(vec![opened()])
+        .when(Command::ResumeCase(resumed()))
+        .then_rejected("case k-3 cannot be resumed: it is not paused");
+    given(vec![opened(), DomainEvent::CasePaused(paused())])
+        .when(Command::ResumeCase(resumed()))
+        .then(vec![DomainEvent::CaseResumed(resumed())]);
+    // A paused case can still be answered, resolved or closed.
+    given(vec![opened(), DomainEvent::CasePaused(paused())])
+        .when(Command::RespondToCase(responded()))
+        .then(vec![DomainEvent::CaseResponded(responded())]);
+    given(resolved_case())
+        .when(Command::PauseCase(paused()))
+        .then_rejected("case k-3 cannot be paused: it is resolved; reopen it first");
+    given(vec![])
+        .when(Command::PauseCase(paused()))
+        .then_rejected("case k-3 cannot be paused: it was never opened");
+}
+
+#[test]
+fn resolving_or_closing_ends_a_pause_and_a_reopened_case_runs() {
+    let mut history = vec![opened(), DomainEvent::CasePaused(paused())];
+    history.push(DomainEvent::CaseResolved(resolved()));
+    history.push(DomainEvent::CaseReopened(reopened()));
+    given(history.clone())
+        .when(Command::ResumeCase(resumed()))
+        .then_rejected("case k-3 cannot be resumed: it is not paused");
+    given(history)
+        .when(Command::PauseCase(paused()))
+        .then(vec![DomainEvent::CasePaused(paused())]);
 }
