@@ -22,7 +22,8 @@
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
 //! | `GET /v1/audit/head`, `/v1/audit/public-key`, `/v1/audit/inclusion`, `/v1/audit/consistency` | auditor |
 //! | `GET /v1/projections` | analyst, auditor |
-//! | `PUT /v1/service/sla-targets` | admin |
+//! | `GET /v1/service/calendar` | analyst |
+//! | `PUT /v1/service/sla-targets`, `PUT`/`DELETE /v1/service/calendar` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
 //! | `GET /v1/privacy/retention`, `PUT /v1/privacy/retention` | admin |
 //!
@@ -228,6 +229,14 @@ pub async fn start_with_signing(
         analytics: Default::default(),
         fits: Default::default(),
     });
+    // SLA targets set before settings were facts become `SlaTargetsSet` events.
+    crm_projections::backlog::settings::migrate_legacy(
+        state.store.as_ref(),
+        &state.streams,
+        &state.db,
+    )
+    .await
+    .context("cannot move the legacy SLA targets into the log")?;
     Ok(Running {
         state,
         workers,
@@ -313,6 +322,11 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(
             queries::service::sla_targets,
             queries::service::set_sla_targets
+        ))
+        .routes(routes!(
+            queries::service::calendar,
+            queries::service::set_calendar,
+            queries::service::clear_calendar
         ))
         .routes(routes!(queries::projections::projections))
         .routes(routes!(access::access_log))

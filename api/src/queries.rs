@@ -46,6 +46,51 @@ const CONSENT: &str = crm_projections::consent::NAME;
 /// Page size when a listing is given no `limit`.
 const DEFAULT_PAGE: usize = 50;
 
+/// Appends one tenant-settings event (`event_type` with `data`, the body of a `PUT` on a
+/// settings route) through the ingest decision, as `principal`; a refusal of its data is a
+/// 422 naming the body's field (`high.resolution_minutes`), not the event's.
+pub(crate) async fn append_setting(
+    state: &SharedState,
+    principal: &crate::keys::Principal,
+    what: &str,
+    event_type: &str,
+    data: serde_json::Value,
+) -> Result<crm_core::command::Outcome, Problem> {
+    use crm_core::command::{self, CommandError};
+    let batch = command::parse::parse_batch(
+        &serde_json::json!({"events": [{"type": event_type, "data": data}]}),
+        &principal.tenant,
+        &principal.key_id,
+        None,
+        1,
+    )
+    .map_err(|error| match &error {
+        CommandError::Invalid(refusals) => {
+            let first = refusals.first();
+            let field = first
+                .member
+                .as_deref()
+                .map(|m| m.strip_prefix("data.").unwrap_or(m).to_owned())
+                .unwrap_or_default();
+            let reason = &first.reason;
+            let detail = if field.is_empty() || field == "data" {
+                format!("{what}: {reason}")
+            } else {
+                format!("{what}: {field}: {reason}")
+            };
+            Problem::unprocessable(detail).with("field", field)
+        }
+        _ => Problem::from(error),
+    })?;
+    Ok(command::append(
+        state.store.as_ref(),
+        &state.streams,
+        &principal.tenant,
+        &batch,
+    )
+    .await?)
+}
+
 /// Read-your-writes against the log's head as the store records it (so every process
 /// agrees): a `min_position` beyond the head can never be reached and is refused at once
 /// (400 naming it); one the log holds but the read models have not applied yet is waited
@@ -657,4 +702,10 @@ pub async fn timeline(
 pub struct ConsistencyParams {
     /// Read-your-writes: wait until the read model has applied this position.
     min_position: Option<u64>,
+}
+
+impl ConsistencyParams {
+    pub(crate) fn min_position(&self) -> Option<u64> {
+        self.min_position
+    }
 }

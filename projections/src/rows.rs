@@ -199,6 +199,23 @@ pub async fn apply_entity_docs<T: EntityDoc>(
     table: &str,
     events: &[Arc<ProjectedEvent>],
 ) -> Result<(), ProjectionError> {
+    apply_entity_docs_with::<T>(tx, table, events, |doc, event| {
+        if let Some(doc) = doc {
+            doc.fold(event);
+        }
+    })
+    .await
+}
+
+/// [`apply_entity_docs`] with the fold given: `step` sees every event of the batch in order,
+/// with the document it folds into for events of `T`'s category (`None` for the others), so
+/// a projection can keep what other events say (tenant settings) and use it while folding.
+pub async fn apply_entity_docs_with<T: EntityDoc>(
+    tx: &mut ReadTx,
+    table: &str,
+    events: &[Arc<ProjectedEvent>],
+    mut step: impl FnMut(Option<&mut T>, &ProjectedEvent),
+) -> Result<(), ProjectionError> {
     let mut keys: BTreeSet<Key> = BTreeSet::new();
     let mut erased: BTreeSet<Key> = BTreeSet::new();
     for event in events {
@@ -248,8 +265,10 @@ pub async fn apply_entity_docs<T: EntityDoc>(
                 tenant.to_owned(),
                 event.event.entity_id().as_str().to_owned(),
             );
-            docs.entry(key.clone()).or_default().fold(event);
+            step(Some(docs.entry(key.clone()).or_default()), event);
             dirty.insert(key);
+        } else {
+            step(None, event);
         }
     }
     upsert_docs(

@@ -8,8 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use crm_core::catalog::values::{ConsentChannel, ConsentRegime};
-use crm_core::command;
-use crm_core::command::parse::parse_batch;
 use crm_projections::consent::{self, MarketingContact, RegimeInForce, ViolationFilter};
 use serde::{Deserialize, Serialize};
 
@@ -172,21 +170,12 @@ pub async fn set_regime(
         Problem::unprocessable(format!("consent regime: {}: {}", e.path(), e.inner()))
             .with("field", e.path().to_string())
     })?;
-    let batch = parse_batch(
-        &serde_json::json!({"events": [{
-            "type": "ConsentRegimeSet",
-            "data": {"regime": wanted.regime.as_str()},
-        }]}),
-        &principal.tenant,
-        &principal.key_id,
-        None,
-        1,
-    )?;
-    let outcome = command::append(
-        state.store.as_ref(),
-        &state.streams,
-        &principal.tenant,
-        &batch,
+    let outcome = super::append_setting(
+        &state,
+        principal,
+        "consent regime",
+        "ConsentRegimeSet",
+        serde_json::json!({"regime": wanted.regime.as_str()}),
     )
     .await?;
     let answer = RegimeSetAnswer {

@@ -1,11 +1,14 @@
-//! The service desk's routes: `GET /v1/service/backlog` and the tenant's SLA targets
-//! (`GET`/`PUT /v1/service/sla-targets`).
+//! The service desk's routes: `GET /v1/service/backlog` (live, or as it stood at a past
+//! `at`), the tenant's SLA targets (`GET`/`PUT /v1/service/sla-targets`) and business-hours
+//! calendar (`GET`/`PUT`/`DELETE /v1/service/calendar`). Settings are facts: a `PUT` appends
+//! `SlaTargetsSet` or `BusinessCalendarSet` (a `DELETE`, `BusinessCalendarCleared`) through
+//! the ingest decision, in force for the cases opened after it.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use crm_projections::backlog::{self, SlaTargets};
-use serde::Deserialize;
+use crm_projections::backlog;
+use serde::{Deserialize, Serialize};
 
 use super::{BACKLOG, ConsistencyParams, page_size, parse_time, reach_known};
 use crate::app::SharedState;
@@ -18,7 +21,8 @@ use crate::problem::Problem;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BacklogParams {
-    /// RFC 3339: evaluate due times and breaches at this time instead of now.
+    /// RFC 3339: a past time gives the backlog as it stood then (every case folded up to
+    /// `at`, business time, judged at `at`); a later one judges today's cases at `at`.
     #[param(format = DateTime)]
     at: Option<String>,
     /// Open cases to skip.
@@ -46,22 +50,31 @@ pub async fn backlog(
     Params(params): Params<BacklogParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the service backlog")?;
+    let now = Utc::now();
     let at = params
         .at
         .as_deref()
         .map(|t| parse_time("at", t))
         .transpose()?
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(now);
     let limit = page_size(&state, params.limit)?;
-    let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
-    let backlog = backlog::backlog(
-        &state.db,
-        caller.tenant(),
-        at,
-        params.offset.unwrap_or(0),
-        limit,
-    )
-    .await?;
+    let offset = params.offset.unwrap_or(0);
+    let backlog = if at < now {
+        // A past backlog folds every case's facts up to `at`: the read model must hold
+        // every event recorded so far.
+        let head = state.store.head_position().await?;
+        let wanted = head.max(params.min_position.unwrap_or(0));
+        let position = reach_known(&state, caller.tenant(), &[BACKLOG], Some(wanted)).await?;
+        let backlog =
+            backlog::backlog_as_of(&state.db, caller.tenant(), at, offset, limit).await?;
+        (position, backlog)
+    } else {
+        let position =
+            reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
+        let backlog = backlog::backlog(&state.db, caller.tenant(), at, offset, limit).await?;
+        (position, backlog)
+    };
+    let (position, backlog) = backlog;
     let backlog = disclose(&state, &caller, backlog).await?;
     Ok(at_position(position, &backlog))
 }
@@ -72,44 +85,142 @@ pub async fn backlog(
     path = "/v1/service/sla-targets",
     operation_id = "getSlaTargets",
     tag = "service",
-    summary = "The tenant's SLA targets: minutes to first response and to resolution, per priority (role analyst)",
+    summary = "The tenant's SLA targets in force: minutes to first response and to resolution per priority, the warning share (role analyst)",
     params(ConsistencyParams),
-    responses((status = 200, description = "The targets (the defaults until set).", body = SlaTargets))
+    responses((status = 200, description = "The targets (the defaults until set) and the position of the `SlaTargetsSet` that set them.", body = backlog::TargetsInForce))
 )]
 pub async fn sla_targets(
     State(state): State<SharedState>,
     caller: Caller,
-    Params(_): Params<ConsistencyParams>,
+    Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read SLA targets")?;
+    let position =
+        reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
     let targets = backlog::sla_targets(&state.db, caller.tenant()).await?;
-    Ok(axum::Json(targets).into_response())
+    Ok(at_position(position, &targets))
 }
 
-/// `PUT /v1/service/sla-targets`: replaces the tenant's targets; due times follow at once.
+/// `PUT /v1/service/sla-targets`: sets the tenant's targets from now on.
 #[utoipa::path(
     put,
     path = "/v1/service/sla-targets",
     operation_id = "setSlaTargets",
     tag = "service",
-    summary = "Replace the tenant's SLA targets; due times follow at once (role admin)",
-    request_body(content = SlaTargets, description = "Every priority's targets, in minutes (1 or more; the resolution not before the first response)."),
-    responses((status = 200, description = "The targets now in force.", body = SlaTargets))
+    summary = "Set the tenant's SLA targets for the cases opened from now on, as a `SlaTargetsSet` event (role admin)",
+    request_body(content = Object, description = "Every priority's targets in minutes (1 or more; the resolution not before the first response) and an optional `warning_percent` (1 to 99, 75 by default): `{\"low\": {\"first_response_minutes\": 1440, \"resolution_minutes\": 10080}, \"normal\": …, \"high\": …, \"urgent\": …}`."),
+    responses(
+        (status = 200, description = "Recorded: the event's position (pass it as `min_position`).", body = SettingRecorded),
+        (status = 422, description = "A target out of range, named in `field`.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
 )]
 pub async fn set_sla_targets(
     State(state): State<SharedState>,
     caller: Caller,
     body: axum::body::Body,
 ) -> Result<Response, Problem> {
-    caller.require(&[], "change SLA targets")?;
+    let principal = caller.require(&[], "change SLA targets")?;
     let value = read_json(&state, body).await?;
-    let targets: SlaTargets = serde_path_to_error::deserialize(value).map_err(|e| {
-        // serde's message names the value, not where it is: the path does.
-        Problem::unprocessable(format!("SLA targets: {}: {}", e.path(), e.inner()))
-            .with("field", e.path().to_string())
-    })?;
-    backlog::set_sla_targets(&state.db, caller.tenant(), &targets)
+    let outcome =
+        super::append_setting(&state, principal, "SLA targets", "SlaTargetsSet", value).await?;
+    Ok(axum::Json(SettingRecorded {
+        position: outcome.last_position,
+    })
+    .into_response())
+}
+
+/// What a settings `PUT` or `DELETE` recorded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SettingRecorded {
+    /// The position of the settings event: in force for the cases opened after it.
+    pub position: u64,
+}
+
+/// `GET /v1/service/calendar`: the business-hours calendar in force.
+#[utoipa::path(
+    get,
+    path = "/v1/service/calendar",
+    operation_id = "getCalendar",
+    tag = "service",
+    summary = "The tenant's business-hours calendar in force: time zone, working hours per weekday, holidays (role analyst)",
+    params(ConsistencyParams),
+    responses(
+        (status = 200, description = "The calendar as set (`BusinessCalendarSet` data) with its `position`.", body = Object),
+        (status = 404, description = "No calendar: SLA clocks count elapsed time.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn calendar(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<ConsistencyParams>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Analyst], "read the calendar")?;
+    let position =
+        reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
+    let calendar = backlog::settings::calendar_in_force(&state.db, caller.tenant())
         .await?
-        .map_err(|problem| Problem::unprocessable(format!("SLA targets: {problem}")))?;
-    Ok(axum::Json(targets).into_response())
+        .ok_or_else(|| {
+            Problem::not_found(
+                "no business-hours calendar is set: SLA clocks count elapsed time (PUT \
+                 /v1/service/calendar sets one)",
+            )
+        })?;
+    Ok(at_position(position, &calendar))
+}
+
+/// `PUT /v1/service/calendar`: sets the business-hours calendar from now on.
+#[utoipa::path(
+    put,
+    path = "/v1/service/calendar",
+    operation_id = "setCalendar",
+    tag = "service",
+    summary = "Set the tenant's business-hours calendar for the cases opened from now on, as a `BusinessCalendarSet` event (role admin)",
+    request_body(content = Object, description = "`{\"time_zone\": \"Europe/Paris\", \"hours\": {\"monday\": [[\"09:00\", \"17:30\"]], …, \"sunday\": []}, \"holidays\": [\"2026-12-25\"]}`; a calendar with no working time is refused."),
+    responses(
+        (status = 200, description = "Recorded: the event's position.", body = SettingRecorded),
+        (status = 422, description = "An unknown time zone, a bad interval or holiday, or no working time, named in `field`.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn set_calendar(
+    State(state): State<SharedState>,
+    caller: Caller,
+    body: axum::body::Body,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[], "change the calendar")?;
+    let value = read_json(&state, body).await?;
+    let outcome =
+        super::append_setting(&state, principal, "calendar", "BusinessCalendarSet", value)
+            .await?;
+    Ok(axum::Json(SettingRecorded {
+        position: outcome.last_position,
+    })
+    .into_response())
+}
+
+/// `DELETE /v1/service/calendar`: back to elapsed time from now on.
+#[utoipa::path(
+    delete,
+    path = "/v1/service/calendar",
+    operation_id = "clearCalendar",
+    tag = "service",
+    summary = "Clear the tenant's calendar: cases opened from now on count elapsed time, as a `BusinessCalendarCleared` event (role admin)",
+    responses((status = 200, description = "Recorded: the event's position.", body = SettingRecorded))
+)]
+pub async fn clear_calendar(
+    State(state): State<SharedState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[], "change the calendar")?;
+    let outcome = super::append_setting(
+        &state,
+        principal,
+        "calendar",
+        "BusinessCalendarCleared",
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(axum::Json(SettingRecorded {
+        position: outcome.last_position,
+    })
+    .into_response())
 }

@@ -1,7 +1,7 @@
 //! The case list (`GET /v1/cases`): every case the backlog read model holds, open, resolved
 //! and closed alike (a case's row is never deleted), filtered by status, customer, agent,
 //! priority and half-open windows `[from, to)` of the open and the close (business time), in
-//! pages by case id; each line carries its due times under the tenant's SLA targets.
+//! pages by case id; each line carries its clocks under the SLA in force at its open.
 //!
 //! A reopen clears a case's `closed_at`, so a reopened case leaves every close window until
 //! it is closed again.
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crm_core::catalog::values::Priority;
 use serde::Serialize;
 
-use super::{Case, CaseStatus, TABLE, sla_targets, status_text};
+use super::{Case, CaseStatus, TABLE, status_text};
 use crate::db::{Col, ReadDb, SqlValue};
 use crate::error::ProjectionError;
 use crate::rows::decode_doc;
@@ -45,9 +45,11 @@ pub struct CaseFilter {
 pub struct CaseLine {
     #[serde(flatten)]
     pub case: Case,
-    /// The open plus the first-response target of the case's current priority.
+    /// When the first response is (or was) due: the first-response target of the case's
+    /// current priority counted from the open (business time under a calendar, pauses not
+    /// counted); absent while a pause keeps the clock short of it.
     pub first_response_due: Option<DateTime<Utc>>,
-    /// The open plus the resolution target of the case's current priority.
+    /// When the resolution is (or was) due, likewise.
     pub resolution_due: Option<DateTime<Utc>>,
 }
 
@@ -113,14 +115,16 @@ pub async fn list(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let targets = sla_targets(db, tenant).await?;
     rows.into_iter()
         .map(|row| {
             let id = row[0].as_text().unwrap_or_default();
-            let case: Case = decode_doc(TABLE, tenant, id, row[1].as_text().unwrap_or_default())?;
+            let mut case: Case =
+                decode_doc(TABLE, tenant, id, row[1].as_text().unwrap_or_default())?;
+            case.facts = Vec::new();
+            let clocks = case.clocks.clone().unwrap_or_default();
             Ok(CaseLine {
-                first_response_due: case.first_response_due(&targets),
-                resolution_due: case.resolution_due(&targets),
+                first_response_due: clocks.first_response.due,
+                resolution_due: clocks.resolution.due,
                 case,
             })
         })

@@ -10,8 +10,11 @@
 //! - only the first response stops the first-response clock;
 //! - closing stops the resolution clock if no resolution did.
 //!
-//! Business time is the event's `occurred_at`; SLA due times are the open plus the target of
-//! the case's current priority.
+//! Business time is the event's `occurred_at`. Every case event is also kept as a compact
+//! [`CaseFact`] (kind, times, position and the ids it sets), so the case as it stood at any
+//! cut is the same fold over the facts within it ([`Case::as_of`]). The SLA clocks are
+//! [`crate::backlog::clocks`]'s: counted from the open, on the targets and calendar in force
+//! at the open, without paused time.
 
 use chrono::{DateTime, Duration, Utc};
 use crm_core::catalog::DomainEvent;
@@ -66,73 +69,212 @@ pub struct Case {
     pub escalations: u32,
     /// How many times the case was reopened.
     pub reopened: u32,
+    /// Times it waited on the customer (`CasePaused` to `CaseResumed`, or to the resolution
+    /// or close that ended the pause), oldest first; the last one may still be running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<CasePause>,
+    /// The SLA in force when the case was opened (set by the projection at the open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla: Option<crate::backlog::clocks::CaseSla>,
+    /// Its clocks under that SLA, as of the last event folded (set by the projection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<crate::backlog::clocks::Clocks>,
+    /// Every case event folded, compact, in log order: what [`Case::as_of`] refolds. Stored,
+    /// never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "f")]
+    #[schema(ignore)]
+    pub facts: Vec<CaseFact>,
     /// Log position of the last case event folded (also when it changed nothing).
     pub last_position: u64,
 }
 
-/// Folds one event into `case`. Events of other categories leave it untouched; every case
-/// event records its position and, the first time, the case's id.
-pub fn apply(case: &mut Case, event: &ProjectedEvent) {
-    let at = event.occurred_at;
-    let entity_id = match &event.event {
-        DomainEvent::CaseOpened(data) => &data.case_id,
-        DomainEvent::CaseAssigned(data) => &data.case_id,
-        DomainEvent::CaseResponded(data) => &data.case_id,
-        DomainEvent::CaseEscalated(data) => &data.case_id,
-        DomainEvent::CaseResolved(data) => &data.case_id,
-        DomainEvent::CaseReopened(data) => &data.case_id,
-        DomainEvent::CaseClosed(data) => &data.case_id,
-        _ => return,
-    };
-    case.last_position = event.position;
-    if case.case_id.is_none() {
-        case.case_id = Some(entity_id.clone());
+/// One time a case waited on the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CasePause {
+    pub from: DateTime<Utc>,
+    /// `None` while it still waits.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// What a case event did, for the fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactKind {
+    Opened,
+    Assigned,
+    Responded,
+    Escalated,
+    Resolved,
+    Reopened,
+    Closed,
+    Paused,
+    Resumed,
+}
+
+/// One case event, compact: enough to fold the case again at any cut (the subject, personal
+/// data, is not kept here; it never changes after the open).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseFact {
+    #[serde(rename = "k")]
+    pub kind: FactKind,
+    /// Business time.
+    #[serde(rename = "t")]
+    pub at: DateTime<Utc>,
+    #[serde(rename = "r")]
+    pub recorded_at: DateTime<Utc>,
+    #[serde(rename = "p")]
+    pub position: u64,
+    /// The customer (opened).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<EntityId>,
+    /// The channel (opened).
+    #[serde(rename = "ch", default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<InteractionChannel>,
+    /// The priority (opened, escalated).
+    #[serde(rename = "pr", default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// The agent (assigned, responded).
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<EntityId>,
+}
+
+impl CaseFact {
+    /// The fact of a case event; `None` for events of other categories.
+    pub fn of(event: &ProjectedEvent) -> Option<CaseFact> {
+        let fact = |kind| CaseFact {
+            kind,
+            at: event.occurred_at,
+            recorded_at: event.recorded_at,
+            position: event.position,
+            customer_id: None,
+            channel: None,
+            priority: None,
+            agent: None,
+        };
+        Some(match &event.event {
+            DomainEvent::CaseOpened(data) => CaseFact {
+                customer_id: Some(data.customer_id.clone()),
+                channel: Some(data.channel),
+                priority: Some(data.priority),
+                ..fact(FactKind::Opened)
+            },
+            DomainEvent::CaseAssigned(data) => CaseFact {
+                agent: Some(data.agent.clone()),
+                ..fact(FactKind::Assigned)
+            },
+            DomainEvent::CaseResponded(data) => CaseFact {
+                agent: Some(data.agent.clone()),
+                ..fact(FactKind::Responded)
+            },
+            DomainEvent::CaseEscalated(data) => CaseFact {
+                priority: data.priority,
+                ..fact(FactKind::Escalated)
+            },
+            DomainEvent::CaseResolved(_) => fact(FactKind::Resolved),
+            DomainEvent::CaseReopened(_) => fact(FactKind::Reopened),
+            DomainEvent::CaseClosed(_) => fact(FactKind::Closed),
+            DomainEvent::CasePaused(_) => fact(FactKind::Paused),
+            DomainEvent::CaseResumed(_) => fact(FactKind::Resumed),
+            _ => return None,
+        })
     }
-    match &event.event {
-        DomainEvent::CaseOpened(data) => {
+
+    /// Whether the fact falls within `cut`.
+    pub fn within(&self, cut: crate::asof::Cut) -> bool {
+        match cut {
+            crate::asof::Cut::OccurredBy(at) => self.at <= at,
+            crate::asof::Cut::RecordedBy(at) => self.recorded_at <= at,
+            crate::asof::Cut::Position(position) => self.position <= position,
+        }
+    }
+}
+
+/// Folds one event into `case`. Events of other categories leave it untouched; every case
+/// event records its position and, the first time, the case's id, and is kept as a fact.
+pub fn apply(case: &mut Case, event: &ProjectedEvent) {
+    let Some(fact) = CaseFact::of(event) else {
+        return;
+    };
+    if case.case_id.is_none() {
+        case.case_id = Some(event.event.entity_id().clone());
+    }
+    if let DomainEvent::CaseOpened(data) = &event.event
+        && case.status == CaseStatus::Unknown
+    {
+        case.subject = crm_core::privacy::readable(&data.subject);
+    }
+    apply_fact(case, &fact);
+    case.facts.push(fact);
+}
+
+/// Folds one fact into `case` (what [`apply`] and [`Case::as_of`] share).
+fn apply_fact(case: &mut Case, fact: &CaseFact) {
+    let at = fact.at;
+    case.last_position = fact.position;
+    match fact.kind {
+        FactKind::Opened => {
             if case.status != CaseStatus::Unknown {
                 return;
             }
-            case.customer_id = Some(data.customer_id.clone());
-            case.subject = crm_core::privacy::readable(&data.subject);
-            case.channel = Some(data.channel);
-            case.priority = Some(data.priority);
+            case.customer_id = fact.customer_id.clone();
+            case.channel = fact.channel;
+            case.priority = fact.priority;
             case.status = CaseStatus::Open;
             case.opened_at = Some(at);
         }
-        DomainEvent::CaseAssigned(data) => case.agent = Some(data.agent.clone()),
-        DomainEvent::CaseResponded(data) => {
+        FactKind::Assigned => case.agent = fact.agent.clone(),
+        FactKind::Responded => {
             if case.first_response_at.is_none() {
                 case.first_response_at = Some(at);
             }
             if case.agent.is_none() {
-                case.agent = Some(data.agent.clone());
+                case.agent = fact.agent.clone();
             }
         }
-        DomainEvent::CaseEscalated(data) => {
+        FactKind::Escalated => {
             case.escalations = case.escalations.saturating_add(1);
-            if let Some(given) = data.priority {
+            if let Some(given) = fact.priority {
                 case.priority = Some(case.priority.map_or(given, |current| current.max(given)));
             }
         }
-        DomainEvent::CaseResolved(_) => {
+        FactKind::Resolved => {
+            end_pause(case, at);
             case.status = CaseStatus::Resolved;
             case.resolved_at = Some(at);
         }
-        DomainEvent::CaseReopened(_) => {
+        FactKind::Reopened => {
+            end_pause(case, at);
             case.status = CaseStatus::Open;
             case.reopened = case.reopened.saturating_add(1);
             case.resolved_at = None;
             case.closed_at = None;
         }
-        DomainEvent::CaseClosed(_) => {
+        FactKind::Closed => {
+            end_pause(case, at);
             case.status = CaseStatus::Closed;
             case.closed_at = Some(at);
             if case.resolved_at.is_none() {
                 case.resolved_at = Some(at);
             }
         }
-        _ => {}
+        FactKind::Paused => {
+            if case.status == CaseStatus::Open && !case.is_paused() {
+                case.pauses.push(CasePause {
+                    from: at,
+                    until: None,
+                });
+            }
+        }
+        FactKind::Resumed => end_pause(case, at),
+    }
+}
+
+/// Ends a running pause at `at` (not before it began).
+fn end_pause(case: &mut Case, at: DateTime<Utc>) {
+    if let Some(pause) = case.pauses.last_mut()
+        && pause.until.is_none()
+    {
+        pause.until = Some(at.max(pause.from));
     }
 }
 
@@ -232,32 +374,63 @@ pub struct Breaches {
 }
 
 impl Case {
-    /// When the first response is due: the open plus the first-response target of the
-    /// current priority (normal if unknown). `None` before the open.
-    pub fn first_response_due(&self, t: &SlaTargets) -> Option<DateTime<Utc>> {
-        self.due(self.target(t).first_response_minutes)
-    }
-
-    /// When the resolution is due: the open plus the resolution target of the current
-    /// priority (normal if unknown). `None` before the open.
-    pub fn resolution_due(&self, t: &SlaTargets) -> Option<DateTime<Utc>> {
-        self.due(self.target(t).resolution_minutes)
-    }
-
-    /// The SLA breaches as of `at`. The first response is breached if it came after its due
-    /// time, or if none came yet, the case is open and `at` is past the due time. The
-    /// resolution is breached if it came after its due time, or if the case is open and `at`
-    /// is past the due time. Nothing is breached before the open.
-    pub fn breaches(&self, t: &SlaTargets, at: DateTime<Utc>) -> Breaches {
-        let open = self.status == CaseStatus::Open;
-        let late = |done: Option<DateTime<Utc>>, due: Option<DateTime<Utc>>| match (done, due) {
-            (_, None) => false,
-            (Some(done), Some(due)) => done > due,
-            (None, Some(due)) => open && at > due,
+    /// The clocks under targets `t` in elapsed time (24×7), without regard to the SLA the
+    /// projection captured: what a tenant without settings gets.
+    pub fn elapsed_clocks(&self, t: &SlaTargets) -> Option<crate::backlog::clocks::Clocks> {
+        let sla = crate::backlog::clocks::CaseSla {
+            targets: *t,
+            ..Default::default()
         };
-        Breaches {
-            first_response: late(self.first_response_at, self.first_response_due(t)),
-            resolution: late(self.resolved_at, self.resolution_due(t)),
+        crate::backlog::clocks::compute(self, &sla, &crm_core::sla::SlaClock::Elapsed)
+    }
+
+    /// When the first response is due under targets `t` in elapsed time. `None` before the
+    /// open.
+    pub fn first_response_due(&self, t: &SlaTargets) -> Option<DateTime<Utc>> {
+        self.elapsed_clocks(t)?.first_response.due
+    }
+
+    /// When the resolution is due under targets `t` in elapsed time. `None` before the open.
+    pub fn resolution_due(&self, t: &SlaTargets) -> Option<DateTime<Utc>> {
+        self.elapsed_clocks(t)?.resolution.due
+    }
+
+    /// The SLA breaches as of `at` under targets `t` in elapsed time (the rules of
+    /// [`Case::breaches_at`]).
+    pub fn breaches(&self, t: &SlaTargets, at: DateTime<Utc>) -> Breaches {
+        let mut case = self.clone();
+        case.clocks = self.elapsed_clocks(t);
+        case.breaches_at(at)
+    }
+
+    /// Which clocks are breached when judged at `at`: stopped after their due time, or still
+    /// running past it (see [`crate::backlog::clocks`]). Nothing before the open.
+    pub fn breaches_at(&self, at: DateTime<Utc>) -> Breaches {
+        self.clocks.as_ref().map_or_else(Breaches::default, |c| Breaches {
+            first_response: c.first_response.breached_at(at),
+            resolution: c.resolution.breached_at(at),
+        })
+    }
+
+    /// Which clocks are past their warning time when judged at `at`.
+    pub fn warnings_at(&self, at: DateTime<Utc>) -> Breaches {
+        self.clocks.as_ref().map_or_else(Breaches::default, |c| Breaches {
+            first_response: c.first_response.warned_at(at),
+            resolution: c.resolution.warned_at(at),
+        })
+    }
+
+    /// The next clock to beat while it runs: the first response until it stops, then the
+    /// resolution; `None` when both stopped, or while a pause keeps the running one short of
+    /// its target.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let clocks = self.clocks.as_ref()?;
+        if clocks.first_response.stopped_at.is_none() {
+            clocks.first_response.due
+        } else if clocks.resolution.stopped_at.is_none() {
+            clocks.resolution.due
+        } else {
+            None
         }
     }
 
@@ -274,21 +447,34 @@ impl Case {
         self.status == CaseStatus::Open
     }
 
+    /// True while it waits on the customer.
+    pub fn is_paused(&self) -> bool {
+        self.pauses.last().is_some_and(|p| p.until.is_none())
+    }
+
+    /// The case as it stood at `cut`: its facts within the cut folded again (the subject and
+    /// the SLA captured at the open are kept); `None` if no fact falls within it. The clocks
+    /// are left for the caller to compute under the SLA.
+    pub fn as_of(&self, cut: crate::asof::Cut) -> Option<Case> {
+        let mut past = Case {
+            case_id: self.case_id.clone(),
+            subject: self.subject.clone(),
+            sla: self.sla.clone(),
+            ..Case::default()
+        };
+        let mut any = false;
+        for fact in self.facts.iter().filter(|f| f.within(cut)) {
+            apply_fact(&mut past, fact);
+            any = true;
+        }
+        any.then_some(past)
+    }
+
     /// Clears the personal fields (the subject), for when the customer is erased.
     pub fn erase_personal(&mut self) {
         self.subject = None;
     }
 
-    /// The targets of the current priority, normal while it is unknown.
-    fn target(&self, t: &SlaTargets) -> SlaTarget {
-        t.for_priority(self.priority.unwrap_or(Priority::Normal))
-    }
-
-    /// The open plus `minutes`; `None` before the open (or past the end of time).
-    fn due(&self, minutes: u32) -> Option<DateTime<Utc>> {
-        self.opened_at?
-            .checked_add_signed(Duration::minutes(i64::from(minutes)))
-    }
 }
 
 #[cfg(test)]

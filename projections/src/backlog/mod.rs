@@ -1,33 +1,48 @@
 //! The service backlog read model: one row per case (priority, status, agent, opened, first
-//! response, resolution) and the queries over it. Due times come from the tenant's SLA
-//! targets at query time, so changing a target needs no rebuild, and breaches are judged
-//! against a time the caller gives.
+//! response, resolution, its SLA clocks) and the queries over it (issue 19).
+//!
+//! Tenant settings are facts: `SlaTargetsSet` (`settings-sla`) and `BusinessCalendarSet` /
+//! `BusinessCalendarCleared` (`settings-calendar`) are kept in `rm_service_settings`, one row
+//! per event, and a case takes the targets and the calendar in force at its open (the
+//! settings recorded before it in the log). The projection computes each case's clocks after
+//! every event of it ([`clocks`]) and stores their due, warning and stop times, so the live
+//! backlog is judged in SQL at any time given; the backlog as it stood at a past time refolds
+//! every case opened by then from its facts, cut there ([`fold::Case::as_of`]), under the same
+//! clocks.
 
 pub mod cases;
+pub mod clocks;
 pub mod fold;
+pub mod settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crm_core::catalog::values::Priority;
 use serde::Serialize;
 
-use crate::bookkeeping::{self, from_position};
+use crate::bookkeeping::from_position;
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
-use crate::rows::{DocRow, EntityDoc, apply_entity_docs, decode_doc};
+use crate::rows::{DocRow, EntityDoc, apply_entity_docs_with, decode_doc};
 use crm_core::ids::EntityId;
 
 pub use cases::{CaseFilter, CaseLine, Window};
 pub use fold::{Breaches, Case, CaseStatus, SlaTarget, SlaTargets};
 
 pub const TABLE: &str = "rm_cases";
+/// Every service setting event: (tenant, position) → setting, type, data, times.
+pub const SETTINGS: &str = "rm_service_settings";
+/// The name of the projection (its checkpoint's key).
+pub const NAME: &str = "service_backlog";
+/// The legacy key of SLA targets in `crm_tenant_settings` (before settings were facts).
 const SLA_SETTING: &str = "sla_targets";
 
-const TABLES: &[TableDef] = &[TableDef {
+const TABLES: &[TableDef] = &[
+    TableDef {
     name: TABLE,
     create: "CREATE TABLE {t} (
         tenant TEXTKEY NOT NULL,
@@ -41,16 +56,39 @@ const TABLES: &[TableDef] = &[TableDef {
         resolved_at BIGINT,
         closed_at BIGINT,
         first_response_seconds BIGINT,
+        fr_due BIGINT,
+        fr_warn BIGINT,
+        fr_stop BIGINT,
+        res_due BIGINT,
+        res_warn BIGINT,
+        next_due BIGINT,
+        paused BIGINT NOT NULL,
         last_position BIGINT NOT NULL,
         doc TEXT NOT NULL,
         PRIMARY KEY (tenant, id)
     )",
-    indexes: &[
-        "CREATE INDEX {t}_customer ON {t} (tenant, customer_id)",
-        "CREATE INDEX {t}_status ON {t} (tenant, status, opened_at)",
-        "CREATE INDEX {t}_response ON {t} (tenant, first_response_seconds)",
-    ],
-}];
+        indexes: &[
+            "CREATE INDEX {t}_customer ON {t} (tenant, customer_id)",
+            "CREATE INDEX {t}_status ON {t} (tenant, status, opened_at)",
+            "CREATE INDEX {t}_response ON {t} (tenant, first_response_seconds)",
+            "CREATE INDEX {t}_next ON {t} (tenant, status, next_due, id)",
+        ],
+    },
+    TableDef {
+        name: SETTINGS,
+        create: "CREATE TABLE {t} (
+        tenant TEXTKEY NOT NULL,
+        position BIGINT NOT NULL,
+        setting TEXTKEY NOT NULL,
+        event_type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        occurred_at BIGINT NOT NULL,
+        recorded_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, position)
+    )",
+        indexes: &["CREATE INDEX {t}_setting ON {t} (tenant, setting, position)"],
+    },
+];
 
 impl DocRow for Case {
     const COLUMNS: &'static [&'static str] = &[
@@ -63,11 +101,19 @@ impl DocRow for Case {
         "resolved_at",
         "closed_at",
         "first_response_seconds",
+        "fr_due",
+        "fr_warn",
+        "fr_stop",
+        "res_due",
+        "res_warn",
+        "next_due",
+        "paused",
         "last_position",
     ];
 
     fn column_values(&self) -> Vec<SqlValue> {
         let micros = |t: Option<DateTime<Utc>>| SqlValue::opt_int(t.map(|t| t.timestamp_micros()));
+        let clocks = self.clocks.as_ref();
         vec![
             SqlValue::opt_text(self.customer_id.as_ref().map(|c| c.as_str())),
             status_text(self.status).into(),
@@ -78,6 +124,13 @@ impl DocRow for Case {
             micros(self.resolved_at),
             micros(self.closed_at),
             SqlValue::opt_int(self.first_response_seconds()),
+            micros(clocks.map(|c| c.first_response.due).flatten()),
+            micros(clocks.map(|c| c.first_response.warning).flatten()),
+            micros(clocks.map(|c| c.first_response.stopped_at).flatten()),
+            micros(clocks.map(|c| c.resolution.due).flatten()),
+            micros(clocks.map(|c| c.resolution.warning).flatten()),
+            micros(self.next_due()),
+            SqlValue::Int(i64::from(self.is_paused())),
             from_position(self.last_position),
         ]
     }
@@ -115,11 +168,12 @@ pub struct BacklogProjection;
 #[async_trait::async_trait]
 impl Projection for BacklogProjection {
     fn name(&self) -> &'static str {
-        "service_backlog"
+        NAME
     }
 
     fn version(&self) -> i64 {
-        1
+        // 2: settings as facts, pauses, clocks stored per case (issue 19).
+        2
     }
 
     fn tables(&self) -> &'static [TableDef] {
@@ -132,61 +186,163 @@ impl Projection for BacklogProjection {
         tables: &Tables,
         events: &[Arc<ProjectedEvent>],
     ) -> Result<(), ProjectionError> {
-        apply_entity_docs::<Case>(tx, tables.get(TABLE), events).await
+        let settings_table = tables.get(SETTINGS);
+        let tenants: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| matches!(e.event.category(), "case" | "settings"))
+            .map(|e| e.tenant.as_str())
+            .collect();
+        // The settings in force before this batch, then each settings event of it in order.
+        let mut in_force = settings::InForce::load(tx, settings_table, &tenants).await?;
+        let mut rows = Vec::new();
+        for event in events {
+            if let Some(row) = settings::row(event) {
+                rows.push(row);
+            }
+        }
+        apply_entity_docs_with::<Case>(tx, tables.get(TABLE), events, |doc, event| match doc {
+            None => in_force.observe(event),
+            Some(case) => {
+                let opened_before = case.status != CaseStatus::Unknown;
+                fold::apply(case, event);
+                let tenant = event.tenant.as_str();
+                if !opened_before && case.status != CaseStatus::Unknown && case.sla.is_none() {
+                    case.sla = Some(in_force.case_sla(tenant));
+                }
+                case.clocks = case.sla.as_ref().and_then(|sla| {
+                    clocks::compute(case, sla, &in_force.clock(tenant, sla.calendar_position))
+                });
+            }
+        })
+        .await?;
+        tx.insert_rows(
+            settings_table,
+            settings::COLUMNS,
+            rows,
+            "ON CONFLICT DO NOTHING",
+        )
+        .await
     }
 }
 
-/// The tenant's SLA targets, or the defaults when none were set.
-pub async fn sla_targets(db: &ReadDb, tenant: &str) -> Result<SlaTargets, ProjectionError> {
-    match bookkeeping::tenant_setting(db, tenant, SLA_SETTING).await? {
-        Some(json) => serde_json::from_str(&json).map_err(|e| ProjectionError::Corrupt {
-            table: "crm_tenant_settings".into(),
-            key: format!("{tenant}/{SLA_SETTING}"),
-            reason: e.to_string(),
-        }),
-        None => Ok(SlaTargets::default()),
-    }
+/// The tenant's SLA targets in force now, with the warning share and the position that set
+/// them (none: the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TargetsInForce {
+    #[serde(flatten)]
+    pub targets: SlaTargets,
+    pub warning_percent: u8,
+    /// The `SlaTargetsSet` that set them; absent while the defaults hold.
+    pub set_position: Option<u64>,
 }
 
-/// Sets the tenant's SLA targets after checking them; the message names the bad target.
-pub async fn set_sla_targets(
+/// The tenant's SLA targets in force (the defaults when none were set).
+pub async fn sla_targets(db: &ReadDb, tenant: &str) -> Result<TargetsInForce, ProjectionError> {
+    let sla = settings::latest_sla(db, tenant).await?;
+    Ok(TargetsInForce {
+        targets: sla.targets,
+        warning_percent: sla.warning_percent,
+        set_position: sla.targets_position,
+    })
+}
+
+/// The SLA targets a tenant kept in the settings table before settings were facts, if any:
+/// what `crm-api serve` turns into a `SlaTargetsSet` at its start for a tenant whose
+/// `settings-sla` stream is empty.
+pub async fn legacy_sla_targets(
     db: &ReadDb,
-    tenant: &str,
-    targets: &SlaTargets,
-) -> Result<Result<(), String>, ProjectionError> {
-    if let Err(problem) = targets.validate() {
-        return Ok(Err(problem));
-    }
-    let json =
-        serde_json::to_string(targets).map_err(|e| ProjectionError::Schema(e.to_string()))?;
-    bookkeeping::set_tenant_setting(db, tenant, SLA_SETTING, &json).await?;
-    Ok(Ok(()))
+) -> Result<Vec<(String, SlaTargets)>, ProjectionError> {
+    let rows = db
+        .fetch(
+            "SELECT tenant, value FROM crm_tenant_settings WHERE setting = ? ORDER BY tenant",
+            vec![SLA_SETTING.into()],
+            &[Col::Text, Col::Text],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let tenant = row[0].as_text().unwrap_or_default().to_owned();
+            let targets = serde_json::from_str(row[1].as_text().unwrap_or_default()).map_err(
+                |e| ProjectionError::Corrupt {
+                    table: "crm_tenant_settings".into(),
+                    key: format!("{tenant}/{SLA_SETTING}"),
+                    reason: e.to_string(),
+                },
+            )?;
+            Ok((tenant, targets))
+        })
+        .collect()
 }
 
-/// One open case with its due times and breaches.
+/// Forgets a tenant's legacy SLA targets once they are a fact of the log.
+pub async fn forget_legacy_sla_targets(db: &ReadDb, tenant: &str) -> Result<(), ProjectionError> {
+    db.execute(
+        "DELETE FROM crm_tenant_settings WHERE tenant = ? AND setting = ?",
+        vec![tenant.into(), SLA_SETTING.into()],
+    )
+    .await
+    .map(drop)
+}
+
+/// One open case with its clocks, judged at the backlog's time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BacklogLine {
     #[serde(flatten)]
     pub case: Case,
     pub first_response_due: Option<DateTime<Utc>>,
     pub resolution_due: Option<DateTime<Utc>>,
-    /// The next clock to beat: first response until answered, then resolution.
+    pub first_response_warning: Option<DateTime<Utc>>,
+    pub resolution_warning: Option<DateTime<Utc>>,
+    /// The next clock to beat: first response until answered, then resolution; absent while
+    /// a pause stopped it short of its target.
     pub next_due: Option<DateTime<Utc>>,
+    /// Waiting on the customer: its clocks do not count.
+    pub paused: bool,
     pub breaches: Breaches,
+    /// Clocks past their warning time (breached ones included).
+    pub warnings: Breaches,
+}
+
+impl BacklogLine {
+    fn new(mut case: Case, at: DateTime<Utc>) -> BacklogLine {
+        case.facts = Vec::new();
+        let clocks = case.clocks.clone().unwrap_or_default();
+        BacklogLine {
+            first_response_due: clocks.first_response.due,
+            resolution_due: clocks.resolution.due,
+            first_response_warning: clocks.first_response.warning,
+            resolution_warning: clocks.resolution.warning,
+            next_due: case.next_due(),
+            paused: case.is_paused(),
+            breaches: case.breaches_at(at),
+            warnings: case.warnings_at(at),
+            case,
+        }
+    }
 }
 
 /// What `GET /v1/service/backlog` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Backlog {
     pub evaluated_at: DateTime<Utc>,
-    pub targets: SlaTargets,
-    /// Open cases, the most urgent due time first (a page of them).
+    /// `live`: the cases as they stand now, judged at `evaluated_at`; `as_of`: the cases as
+    /// they stood at `evaluated_at` (a past time), judged then.
+    pub basis: &'static str,
+    /// The targets in force at `evaluated_at` (each case keeps those of its open).
+    pub targets: TargetsInForce,
+    /// Open cases, the most urgent due time first (a page of them; paused ones last).
     pub open: Vec<BacklogLine>,
+    pub open_count: i64,
     pub by_priority: BTreeMap<String, i64>,
     pub by_status: BTreeMap<String, i64>,
-    /// Cases breaching each clock at `evaluated_at`, over every case.
+    /// Cases breaching each clock at `evaluated_at`, over every case, open or closed.
     pub first_response_breaches: i64,
     pub resolution_breaches: i64,
+    /// Cases past each clock's warning time at `evaluated_at` (breaches included).
+    pub first_response_warnings: i64,
+    pub resolution_warnings: i64,
+    pub paused: i64,
+    /// Elapsed seconds from the open to the first response, over the cases answered.
     pub first_response_median_seconds: Option<f64>,
     pub first_response_p90_seconds: Option<f64>,
     /// Open cases per agent (the assignee, or the first responder of a case never
@@ -196,7 +352,8 @@ pub struct Backlog {
     pub unassigned: i64,
 }
 
-/// The backlog of `tenant` evaluated at `at`: `limit` open cases from `offset`, by due time.
+/// The backlog of `tenant` as it stands now, judged at `at`: `limit` open cases from
+/// `offset`, by next due time.
 pub async fn backlog(
     db: &ReadDb,
     tenant: &str,
@@ -205,39 +362,18 @@ pub async fn backlog(
     limit: usize,
 ) -> Result<Backlog, ProjectionError> {
     let targets = sla_targets(db, tenant).await?;
-    // Due-time expressions per priority, in microseconds, from the tenant's targets.
-    let minutes = |f: fn(&SlaTarget) -> u32| -> Vec<SqlValue> {
-        [
-            Priority::Low,
-            Priority::Normal,
-            Priority::High,
-            Priority::Urgent,
-        ]
-        .iter()
-        .map(|p| SqlValue::Int(i64::from(f(&targets.for_priority(*p))) * 60_000_000))
-        .collect()
-    };
-    let offset_expr =
-        "(CASE priority WHEN 'low' THEN ? WHEN 'high' THEN ? WHEN 'urgent' THEN ? ELSE ? END)";
-    let reorder = |v: Vec<SqlValue>| vec![v[0].clone(), v[2].clone(), v[3].clone(), v[1].clone()];
-    let fr = reorder(minutes(|t| t.first_response_minutes));
-    let res = reorder(minutes(|t| t.resolution_minutes));
-    let at_micros = SqlValue::Int(at.timestamp_micros());
-
-    let mut args: Vec<SqlValue> = vec![tenant.into()];
-    args.extend(fr.clone());
-    args.extend(res.clone());
-    args.push(SqlValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
-    args.push(SqlValue::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
     let open = db
         .fetch(
             &format!(
-                "SELECT id, doc FROM {TABLE} \
-                 WHERE tenant = ? AND status = 'open' AND opened_at IS NOT NULL \
-                 ORDER BY CASE WHEN first_response_at IS NULL THEN opened_at + {offset_expr} \
-                 ELSE opened_at + {offset_expr} END, id LIMIT ? OFFSET ?"
+                "SELECT id, doc FROM {TABLE} WHERE tenant = ? AND status = 'open' \
+                 ORDER BY CASE WHEN next_due IS NULL THEN 1 ELSE 0 END, next_due, id \
+                 LIMIT ? OFFSET ?"
             ),
-            args,
+            vec![
+                tenant.into(),
+                SqlValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+                SqlValue::Int(i64::try_from(offset).unwrap_or(i64::MAX)),
+            ],
             &[Col::Text, Col::Text],
         )
         .await?
@@ -245,19 +381,7 @@ pub async fn backlog(
         .map(|row| {
             let id = row[0].as_text().unwrap_or_default();
             let case: Case = decode_doc(TABLE, tenant, id, row[1].as_text().unwrap_or_default())?;
-            let first_response_due = case.first_response_due(&targets);
-            let resolution_due = case.resolution_due(&targets);
-            Ok(BacklogLine {
-                next_due: if case.first_response_at.is_none() {
-                    first_response_due
-                } else {
-                    resolution_due
-                },
-                breaches: case.breaches(&targets, at),
-                first_response_due,
-                resolution_due,
-                case,
-            })
+            Ok(BacklogLine::new(case, at))
         })
         .collect::<Result<Vec<_>, ProjectionError>>()?;
 
@@ -297,40 +421,50 @@ pub async fn backlog(
     let by_status = counts.pop().unwrap_or_default();
     let by_priority = counts.pop().unwrap_or_default();
 
-    // Breaches over every case, the same rules as `Case::breaches`.
-    let mut args = Vec::new();
-    args.extend(fr.clone());
-    args.extend(fr);
-    args.push(at_micros.clone());
-    args.extend(res.clone());
-    args.extend(res);
-    args.push(at_micros);
-    args.push(tenant.into());
-    let breaches = db
+    // Every clock judged at `at`, the rules of `clocks::Clock::breached_at` in SQL.
+    let late = |limit: &str, stop: &str| {
+        format!(
+            "CAST(SUM(CASE WHEN {limit} IS NOT NULL AND (({stop} IS NOT NULL AND {stop} > {limit}) \
+             OR ({stop} IS NULL AND ? > {limit})) THEN 1 ELSE 0 END) AS BIGINT)"
+        )
+    };
+    let at_micros = SqlValue::Int(at.timestamp_micros());
+    let judged = db
         .fetch(
             &format!(
-                "SELECT \
-                 CAST(SUM(CASE WHEN first_response_at > opened_at + {offset_expr} \
-                      OR (first_response_at IS NULL AND status = 'open' AND ? > opened_at + {offset_expr}) \
-                      THEN 1 ELSE 0 END) AS BIGINT), \
-                 CAST(SUM(CASE WHEN resolved_at > opened_at + {offset_expr} \
-                      OR (status = 'open' AND ? > opened_at + {offset_expr}) THEN 1 ELSE 0 END) AS BIGINT) \
-                 FROM {TABLE} WHERE tenant = ? AND opened_at IS NOT NULL"
+                "SELECT {}, {}, {}, {}, CAST(SUM(paused) AS BIGINT), \
+                 CAST(SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM {TABLE} WHERE tenant = ?",
+                late("fr_due", "fr_stop"),
+                late("res_due", "resolved_at"),
+                late("fr_warn", "fr_stop"),
+                late("res_warn", "resolved_at"),
             ),
-            breach_args(args),
-            &[Col::Int, Col::Int],
+            vec![
+                at_micros.clone(),
+                at_micros.clone(),
+                at_micros.clone(),
+                at_micros,
+                tenant.into(),
+            ],
+            &[Col::Int, Col::Int, Col::Int, Col::Int, Col::Int, Col::Int],
         )
         .await?;
-    let breach = |i: usize| breaches.first().and_then(|r| r[i].as_int()).unwrap_or(0);
+    let count = |i: usize| judged.first().and_then(|r| r[i].as_int()).unwrap_or(0);
 
     Ok(Backlog {
         evaluated_at: at,
+        basis: "live",
         targets,
         open,
+        open_count: count(5),
         by_priority,
         by_status,
-        first_response_breaches: breach(0),
-        resolution_breaches: breach(1),
+        first_response_breaches: count(0),
+        resolution_breaches: count(1),
+        first_response_warnings: count(2),
+        resolution_warnings: count(3),
+        paused: count(4),
         first_response_median_seconds: percentile(db, tenant, 0.5).await?,
         first_response_p90_seconds: percentile(db, tenant, 0.9).await?,
         open_per_agent,
@@ -338,20 +472,138 @@ pub async fn backlog(
     })
 }
 
-/// Orders the breach statement's arguments: first-response offsets and `at` inside the
-/// first sum, resolution ones inside the second, then the tenant.
-fn breach_args(args: Vec<SqlValue>) -> Vec<SqlValue> {
-    // Incoming: fr(4), fr(4), at, res(4), res(4), at, tenant.
-    // Statement: fr(4), at, fr(4), res(4), at, res(4), tenant.
-    let mut out = Vec::with_capacity(args.len());
-    out.extend_from_slice(&args[0..4]);
-    out.push(args[8].clone());
-    out.extend_from_slice(&args[4..8]);
-    out.extend_from_slice(&args[9..13]);
-    out.push(args[17].clone());
-    out.extend_from_slice(&args[13..17]);
-    out.push(args[18].clone());
-    out
+/// The backlog of `tenant` as it stood at `at` (business time): every case opened by then,
+/// folded from its facts up to `at`, its clocks under the SLA of its open, judged at `at`;
+/// `limit` open cases from `offset`, by next due time. Reads every case opened by `at`.
+pub async fn backlog_as_of(
+    db: &ReadDb,
+    tenant: &str,
+    at: DateTime<Utc>,
+    offset: usize,
+    limit: usize,
+) -> Result<Backlog, ProjectionError> {
+    let cut = crate::asof::Cut::OccurredBy(at);
+    let rows = db
+        .fetch(
+            &format!(
+                "SELECT id, doc FROM {TABLE} WHERE tenant = ? AND opened_at IS NOT NULL \
+                 AND opened_at <= ? ORDER BY id"
+            ),
+            vec![tenant.into(), SqlValue::Int(at.timestamp_micros())],
+            &[Col::Text, Col::Text],
+        )
+        .await?;
+    let mut calendars: BTreeMap<u64, crm_core::sla::SlaClock> = BTreeMap::new();
+    let mut cases = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row[0].as_text().unwrap_or_default();
+        let live: Case = decode_doc(TABLE, tenant, id, row[1].as_text().unwrap_or_default())?;
+        let Some(mut past) = live.as_of(cut) else {
+            continue;
+        };
+        if let Some(sla) = past.sla.clone() {
+            let clock = match sla.calendar_position {
+                Some(position) => {
+                    if !calendars.contains_key(&position) {
+                        let clock = settings::calendar_at(db, tenant, Some(position)).await?;
+                        calendars.insert(position, clock);
+                    }
+                    calendars.get(&position).cloned()
+                }
+                None => None,
+            }
+            .unwrap_or(crm_core::sla::SlaClock::Elapsed);
+            past.clocks = clocks::compute(&past, &sla, &clock);
+        }
+        cases.push(past);
+    }
+    let mut backlog = Backlog {
+        evaluated_at: at,
+        basis: "as_of",
+        targets: targets_at(db, tenant, at).await?,
+        open: Vec::new(),
+        open_count: 0,
+        by_priority: BTreeMap::new(),
+        by_status: BTreeMap::new(),
+        first_response_breaches: 0,
+        resolution_breaches: 0,
+        first_response_warnings: 0,
+        resolution_warnings: 0,
+        paused: 0,
+        first_response_median_seconds: None,
+        first_response_p90_seconds: None,
+        open_per_agent: BTreeMap::new(),
+        unassigned: 0,
+    };
+    let mut response_seconds = Vec::new();
+    for case in &cases {
+        let priority = case.priority.map_or("", |p| p.as_str()).to_owned();
+        *backlog.by_priority.entry(priority).or_default() += 1;
+        *backlog
+            .by_status
+            .entry(status_text(case.status).to_owned())
+            .or_default() += 1;
+        let breaches = case.breaches_at(at);
+        let warnings = case.warnings_at(at);
+        backlog.first_response_breaches += i64::from(breaches.first_response);
+        backlog.resolution_breaches += i64::from(breaches.resolution);
+        backlog.first_response_warnings += i64::from(warnings.first_response);
+        backlog.resolution_warnings += i64::from(warnings.resolution);
+        backlog.paused += i64::from(case.is_paused());
+        response_seconds.extend(case.first_response_seconds());
+        if case.is_open() {
+            backlog.open_count += 1;
+            match &case.agent {
+                Some(agent) => {
+                    *backlog
+                        .open_per_agent
+                        .entry(agent.as_str().to_owned())
+                        .or_default() += 1
+                }
+                None => backlog.unassigned += 1,
+            }
+        }
+    }
+    response_seconds.sort_unstable();
+    backlog.first_response_median_seconds = quantile(&response_seconds, 0.5);
+    backlog.first_response_p90_seconds = quantile(&response_seconds, 0.9);
+    let mut open: Vec<Case> = cases.into_iter().filter(Case::is_open).collect();
+    open.sort_by(|a, b| {
+        let key = |c: &Case| (c.next_due().is_none(), c.next_due(), c.case_id.clone());
+        key(a).cmp(&key(b))
+    });
+    backlog.open = open
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|case| BacklogLine::new(case, at))
+        .collect();
+    Ok(backlog)
+}
+
+/// The targets in force at `at` (business time of the settings events).
+async fn targets_at(
+    db: &ReadDb,
+    tenant: &str,
+    at: DateTime<Utc>,
+) -> Result<TargetsInForce, ProjectionError> {
+    let sla = settings::sla_at(db, tenant, Some(at)).await?;
+    Ok(TargetsInForce {
+        targets: sla.targets,
+        warning_percent: sla.warning_percent,
+        set_position: sla.targets_position,
+    })
+}
+
+/// The `q` quantile of sorted values (linear interpolation between closest ranks), as
+/// [`percentile`] computes it in SQL.
+fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let rank = q * last as f64;
+    let low = rank.floor() as usize;
+    let a = sorted[low];
+    let b = sorted.get(low + 1).copied().unwrap_or(a);
+    Some(a as f64 + (b - a) as f64 * (rank - low as f64))
 }
 
 /// The `q` quantile of first-response times (linear interpolation between closest ranks).

@@ -2368,3 +2368,213 @@ pub async fn consent_contacts_are_judged_by_what_the_log_held_before_them(fixtur
         .collect();
     assert_eq!(reach, vec![(Some("email"), None), (None, Some("webinar"))]);
 }
+
+fn service_events() -> Vec<Emitted> {
+    let open = |case: &str, priority: &str, at: &str| {
+        ev(
+            "CaseOpened",
+            json!({"case_id": case, "customer_id": "c-1", "subject": format!("Help {case}"),
+                   "channel": "email", "priority": priority}),
+            at,
+        )
+    };
+    let simple = |kind: &'static str, case: &str, at: &str| ev(kind, json!({"case_id": case}), at);
+    let week: Value = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+        .iter()
+        .map(|day| ((*day).to_owned(), json!([["09:00", "17:00"]])))
+        .chain([
+            ("saturday".to_owned(), json!([])),
+            ("sunday".to_owned(), json!([])),
+        ])
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    vec![
+        // k-2: before any setting, the defaults in elapsed time (urgent: 60 / 240 minutes,
+        // warnings at 75 %).
+        open("k-2", "urgent", "2026-03-01T10:00:00Z"),
+        ev(
+            "CaseResponded",
+            json!({"case_id": "k-2", "agent": "u-1"}),
+            "2026-03-01T10:30:00Z",
+        ),
+        simple("CaseResolved", "k-2", "2026-03-01T15:00:00Z"),
+        ev(
+            "SlaTargetsSet",
+            json!({
+                "low": {"first_response_minutes": 1440, "resolution_minutes": 10080},
+                "normal": {"first_response_minutes": 480, "resolution_minutes": 4320},
+                "high": {"first_response_minutes": 120, "resolution_minutes": 1440},
+                "urgent": {"first_response_minutes": 60, "resolution_minutes": 240},
+                "warning_percent": 50
+            }),
+            "2026-03-02T08:00:00Z",
+        ),
+        ev(
+            "BusinessCalendarSet",
+            json!({"time_zone": "Europe/Paris", "hours": week, "holidays": ["2026-03-06"]}),
+            "2026-03-02T08:00:00Z",
+        ),
+        // k-1 and k-3: Paris working hours (09:00-17:00, UTC+1 in March), the targets set.
+        open("k-1", "normal", "2026-03-02T15:00:00Z"),
+        open("k-3", "high", "2026-03-02T15:30:00Z"),
+        simple("CasePaused", "k-1", "2026-03-03T09:00:00Z"),
+        simple("CaseResumed", "k-1", "2026-03-04T10:00:00Z"),
+        simple("CaseClosed", "k-1", "2026-03-05T08:30:00Z"),
+    ]
+}
+
+fn lines_of(backlog: &backlog::Backlog) -> Vec<(String, Option<String>, bool, bool, bool)> {
+    backlog
+        .open
+        .iter()
+        .map(|line| {
+            (
+                line.case.case_id.as_ref().expect("id").to_string(),
+                line.next_due.map(|t| t.to_rfc3339()),
+                line.paused,
+                line.breaches.first_response,
+                line.breaches.resolution,
+            )
+        })
+        .collect()
+}
+
+/// Issue 19: settings are facts each case takes at its open; clocks count business hours of
+/// the calendar in force then, without paused time; every case is judged, open or closed;
+/// the backlog as it stood at past times is the cases folded up to then (every figure
+/// computed by hand below, docs/service.md's worked example); as of a later time it equals
+/// the live backlog; a rebuild gives the rows of the live run.
+pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_every_case(
+    fixture: &Fixture,
+) {
+    let events = service_events();
+    append_all(fixture.store.as_ref(), &events[..5]).await;
+    fixture.catch_up().await;
+    append_all(fixture.store.as_ref(), &events[5..]).await;
+    fixture.catch_up().await;
+    let t = |text: &str| at(text);
+
+    // Live, judged on Thursday 5 March 12:00Z.
+    let live = backlog::backlog(&fixture.db, "t1", t("2026-03-05T12:00:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!(live.basis, "live");
+    assert_eq!(
+        lines_of(&live),
+        vec![(
+            "k-3".into(),
+            // 30 minutes on Monday, 90 on Tuesday from 09:00 Paris: 10:30 Paris.
+            Some("2026-03-03T09:30:00+00:00".into()),
+            false,
+            true,
+            false
+        )]
+    );
+    // k-1 closed unanswered after its response was due; k-3 unanswered past it.
+    assert_eq!(live.first_response_breaches, 2);
+    // k-2 resolved at 15:00Z, due 14:00Z.
+    assert_eq!(live.resolution_breaches, 1);
+    assert_eq!(live.first_response_warnings, 2, "k-1 and k-3, not k-2");
+    assert_eq!(live.resolution_warnings, 2, "k-2 and k-3, not k-1");
+    assert_eq!(live.open_count, 1);
+    assert_eq!(live.targets.warning_percent, 50);
+    assert_eq!(live.targets.targets.high.first_response_minutes, 120);
+    let k1 = backlog::cases::list(
+        &fixture.db,
+        "t1",
+        &backlog::CaseFilter {
+            status: Some(backlog::CaseStatus::Closed),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("cases");
+    assert_eq!(k1.len(), 1);
+    let clocks = k1[0].case.clocks.clone().expect("clocks");
+    // 1 h Monday, 1 h Tuesday, paused to Wednesday 11:00 Paris, 6 h more: 17:00 Paris.
+    assert_eq!(clocks.first_response.due, Some(t("2026-03-04T16:00:00Z")));
+    // 4 h (50 %): 2 h before the pause, 2 h after it.
+    assert_eq!(clocks.first_response.warning, Some(t("2026-03-04T12:00:00Z")));
+    assert_eq!(clocks.first_response.stopped_at, Some(t("2026-03-05T08:30:00Z")));
+    // 72 working hours, Friday 6 March a holiday: Tuesday 17 March 17:00 Paris.
+    assert_eq!(clocks.resolution.due, Some(t("2026-03-17T16:00:00Z")));
+    assert_eq!(k1[0].case.pauses.len(), 1);
+
+    // As it stood on Tuesday 3 March 12:00Z: k-1 paused (6 h left, no due time), k-3 late.
+    let tuesday = backlog::backlog_as_of(&fixture.db, "t1", t("2026-03-03T12:00:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!(tuesday.basis, "as_of");
+    assert_eq!(
+        lines_of(&tuesday),
+        vec![
+            ("k-3".into(), Some("2026-03-03T09:30:00+00:00".into()), false, true, false),
+            ("k-1".into(), None, true, false, false),
+        ]
+    );
+    let paused = &tuesday.open[1];
+    assert_eq!(
+        paused
+            .case
+            .clocks
+            .as_ref()
+            .and_then(|c| c.first_response.paused_seconds_left),
+        Some(6 * 3600)
+    );
+    assert_eq!(
+        (tuesday.first_response_breaches, tuesday.resolution_breaches, tuesday.paused),
+        (1, 1, 1)
+    );
+    // Resumed at that very instant on Wednesday: due 16:00Z, not late yet.
+    let wednesday = backlog::backlog_as_of(&fixture.db, "t1", t("2026-03-04T10:00:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!(
+        lines_of(&wednesday)[1],
+        ("k-1".into(), Some("2026-03-04T16:00:00+00:00".into()), false, false, false)
+    );
+    // Thursday 08:00Z, before the close: k-1 open and late.
+    let thursday = backlog::backlog_as_of(&fixture.db, "t1", t("2026-03-05T08:00:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!(thursday.open_count, 2);
+    assert!(thursday.open.iter().all(|line| line.breaches.first_response));
+    // Before anything: nothing.
+    let before = backlog::backlog_as_of(&fixture.db, "t1", t("2026-02-01T00:00:00Z"), 0, 10)
+        .await
+        .expect("backlog");
+    assert_eq!((before.open_count, before.by_status.len()), (0, 0));
+    assert_eq!(before.targets.warning_percent, 75, "the defaults then");
+
+    // As of a time after every event, judged then, it is the live backlog.
+    let later = t("2030-01-01T00:00:00Z");
+    let past = backlog::backlog_as_of(&fixture.db, "t1", later, 0, 10)
+        .await
+        .expect("backlog");
+    let now = backlog::backlog(&fixture.db, "t1", later, 0, 10)
+        .await
+        .expect("backlog");
+    let comparable = |b: &backlog::Backlog| {
+        let mut value = serde_json::to_value(b).expect("json");
+        value["basis"] = json!(null);
+        value
+    };
+    assert_eq!(comparable(&past), comparable(&now));
+
+    // Rebuild = live.
+    let tables = [backlog::TABLE, backlog::SETTINGS];
+    let mut before_rebuild = Vec::new();
+    for table in tables {
+        before_rebuild.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
+    }
+    request_rebuild(&fixture.db, backlog::NAME)
+        .await
+        .expect("request");
+    fixture.catch_up().await;
+    let mut rebuilt = Vec::new();
+    for table in tables {
+        rebuilt.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
+    }
+    assert_eq!(before_rebuild, rebuilt);
+}
