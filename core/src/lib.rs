@@ -10,6 +10,7 @@ pub mod ids;
 pub mod merkle;
 pub mod money;
 pub mod privacy;
+pub mod sla;
 pub mod store;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
