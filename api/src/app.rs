@@ -22,7 +22,7 @@
 //! | `GET /v1/verify`, `GET /v1/audit/access` | auditor |
 //! | `GET /v1/audit/head`, `/v1/audit/public-key`, `/v1/audit/inclusion`, `/v1/audit/consistency` | auditor |
 //! | `GET /v1/projections` | analyst, auditor |
-//! | `GET /v1/service/calendar` | analyst |
+//! | `GET /v1/service/calendar`, `GET /v1/analytics/service` | analyst |
 //! | `PUT /v1/service/sla-targets`, `PUT`/`DELETE /v1/service/calendar` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
 //! | `GET /v1/privacy/retention`, `PUT /v1/privacy/retention` | admin |
@@ -323,6 +323,7 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
             queries::service::sla_targets,
             queries::service::set_sla_targets
         ))
+        .routes(routes!(queries::service::service_analytics))
         .routes(routes!(
             queries::service::calendar,
             queries::service::set_calendar,

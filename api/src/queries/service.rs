@@ -108,7 +108,7 @@ pub async fn sla_targets(
     operation_id = "setSlaTargets",
     tag = "service",
     summary = "Set the tenant's SLA targets for the cases opened from now on, as a `SlaTargetsSet` event (role admin)",
-    request_body(content = Object, description = "Every priority's targets in minutes (1 or more; the resolution not before the first response) and an optional `warning_percent` (1 to 99, 75 by default): `{\"low\": {\"first_response_minutes\": 1440, \"resolution_minutes\": 10080}, \"normal\": …, \"high\": …, \"urgent\": …}`."),
+    request_body(content = SlaTargetsBody, description = "Every priority's targets in minutes (1 or more; the resolution not before the first response) and an optional `warning_percent` (1 to 99, 75 by default): `{\"low\": {\"first_response_minutes\": 1440, \"resolution_minutes\": 10080}, \"normal\": …, \"high\": …, \"urgent\": …}`."),
     responses(
         (status = 200, description = "Recorded: the event's position (pass it as `min_position`).", body = SettingRecorded),
         (status = 422, description = "A target out of range, named in `field`.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
@@ -127,6 +127,30 @@ pub async fn set_sla_targets(
         position: outcome.last_position,
     })
     .into_response())
+}
+
+/// The body of `PUT /v1/service/sla-targets`: the data of a `SlaTargetsSet`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SlaTargetsBody {
+    pub low: backlog::SlaTarget,
+    pub normal: backlog::SlaTarget,
+    pub high: backlog::SlaTarget,
+    pub urgent: backlog::SlaTarget,
+    /// The share of a target counted when its warning is due: 1 to 99, 75 when absent.
+    #[schema(minimum = 1, maximum = 99)]
+    pub warning_percent: Option<u8>,
+}
+
+/// The body of `PUT /v1/service/calendar`: the data of a `BusinessCalendarSet`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CalendarBody {
+    /// An IANA time zone, e.g. `Europe/Paris`.
+    pub time_zone: String,
+    /// Working intervals per weekday (`monday` to `sunday`), local wall-clock times
+    /// `["09:00", "17:30"]` (`24:00` ends the day); a day without intervals is not worked.
+    pub hours: std::collections::BTreeMap<String, Vec<[String; 2]>>,
+    /// Local dates (`YYYY-MM-DD`) without working time.
+    pub holidays: Option<Vec<String>>,
 }
 
 /// What a settings `PUT` or `DELETE` recorded.
@@ -175,7 +199,7 @@ pub async fn calendar(
     operation_id = "setCalendar",
     tag = "service",
     summary = "Set the tenant's business-hours calendar for the cases opened from now on, as a `BusinessCalendarSet` event (role admin)",
-    request_body(content = Object, description = "`{\"time_zone\": \"Europe/Paris\", \"hours\": {\"monday\": [[\"09:00\", \"17:30\"]], …, \"sunday\": []}, \"holidays\": [\"2026-12-25\"]}`; a calendar with no working time is refused."),
+    request_body(content = CalendarBody, description = "`{\"time_zone\": \"Europe/Paris\", \"hours\": {\"monday\": [[\"09:00\", \"17:30\"]], …, \"sunday\": []}, \"holidays\": [\"2026-12-25\"]}`; a calendar with no working time is refused."),
     responses(
         (status = 200, description = "Recorded: the event's position.", body = SettingRecorded),
         (status = 422, description = "An unknown time zone, a bad interval or holiday, or no working time, named in `field`.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
@@ -223,4 +247,71 @@ pub async fn clear_calendar(
         position: outcome.last_position,
     })
     .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServiceAnalyticsParams {
+    /// RFC 3339: cases opened at or after this time.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// RFC 3339, after `from`: cases opened before this time.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// RFC 3339: when clocks still running are judged; now when absent.
+    #[param(format = DateTime)]
+    at: Option<String>,
+    /// `month` (the default) or `week`: how `by_period` groups the opens.
+    #[param(inline, value_type = Option<String>)]
+    period: Option<String>,
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/analytics/service`.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/service",
+    operation_id = "getServiceAnalytics",
+    tag = "analytics",
+    summary = "SLA breach and warning rates, first-response and resolution time percentiles, overall and by priority, agent, channel and period (role analyst)",
+    description = "Over the cases opened in [`from`, `to`), each judged under the SLA of its open (docs/service.md) at `at`; times are elapsed seconds from the open.",
+    params(ServiceAnalyticsParams),
+    responses(
+        (status = 200, description = "The figures.", body = backlog::analytics::ServiceAnalytics, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))),
+        (status = 400, description = "A time that is not RFC 3339, `from` after `to`, or a period out of its set, named.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn service_analytics(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<ServiceAnalyticsParams>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Analyst], "read service analytics")?;
+    let time = |name: &str, value: &Option<String>| {
+        value.as_deref().map(|t| parse_time(name, t)).transpose()
+    };
+    let from = time("from", &params.from)?;
+    let to = time("to", &params.to)?;
+    let at = time("at", &params.at)?.unwrap_or_else(Utc::now);
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(Problem::bad_request("query string: from must be before to"));
+    }
+    let period = match params.period.as_deref() {
+        None | Some("month") => backlog::analytics::Period::Month,
+        Some("week") => backlog::analytics::Period::Week,
+        Some(other) => {
+            return Err(Problem::bad_request(format!(
+                "query string: period={other:?} is not one of month, week"
+            )));
+        }
+    };
+    let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
+    let figures =
+        backlog::analytics::service_analytics(&state.db, caller.tenant(), from, to, at, period)
+            .await?;
+    Ok(at_position(position, &figures))
 }

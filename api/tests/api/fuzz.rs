@@ -66,6 +66,8 @@ const GET_PATHS: &[&str] = &[
     "/v1/analytics/products",
     "/v1/consent/violations",
     "/v1/settings/consent",
+    "/v1/service/calendar",
+    "/v1/analytics/service",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -91,6 +93,10 @@ const TYPES: &[&str] = &[
     "CampaignLaunched",
     "CampaignMemberAdded",
     "ConsentRegimeSet",
+    "CasePaused",
+    "CaseResumed",
+    "SlaTargetsSet",
+    "BusinessCalendarSet",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

@@ -16,6 +16,7 @@ mod lists;
 mod parking;
 mod privacy;
 mod products;
+mod service;
 mod proofs;
 mod quotas;
 mod sales;
@@ -81,6 +82,9 @@ macro_rules! api {
             );
             api!(@in campaigns $backend $with:
                 campaign_results_and_attribution_are_exact,
+            );
+            api!(@in service $backend $with:
+                business_hours_pauses_and_closed_cases_are_judged_as_they_stood,
             );
             api!(@in consent $backend $with:
                 campaign_members_need_consent_and_contacts_without_it_are_flagged,

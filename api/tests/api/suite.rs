@@ -179,9 +179,15 @@ pub async fn ingest_then_every_query_reads_its_writes<F: Future<Output = Option<
     let late = app.get("/v1/service/backlog?at=2026-02-15T14:00:00Z").await;
     assert_eq!(late.ok()["first_response_breaches"], 1);
 
-    // SLA targets: an admin changes them, breaches follow at once.
-    let mut targets = app.get("/v1/service/sla-targets").await.ok().clone();
-    targets["high"]["first_response_minutes"] = json!(30);
+    // SLA targets are facts: an admin sets stricter ones; the open case keeps those in force
+    // at its open (docs/service.md), the targets in force now are the new ones.
+    let defaults = app.get("/v1/service/sla-targets").await.ok().clone();
+    assert_eq!(defaults["set_position"], json!(null));
+    assert_eq!(defaults["warning_percent"], 75);
+    let mut high = defaults["high"].clone();
+    high["first_response_minutes"] = json!(30);
+    let targets = json!({"low": defaults["low"], "normal": defaults["normal"], "high": high,
+                         "urgent": defaults["urgent"], "warning_percent": 60});
     let put = app
         .send(
             app.client
@@ -190,19 +196,35 @@ pub async fn ingest_then_every_query_reads_its_writes<F: Future<Output = Option<
                 .json(&targets),
         )
         .await;
-    put.ok();
-    let stricter = app.get("/v1/service/backlog?at=2026-02-15T12:00:00Z").await;
-    assert_eq!(stricter.ok()["first_response_breaches"], 1);
+    let set_at = put.ok()["position"].as_u64().expect("position");
+    let stricter = app
+        .get(&format!(
+            "/v1/service/backlog?at=2026-02-15T12:00:00Z&min_position={set_at}"
+        ))
+        .await;
+    assert_eq!(
+        stricter.ok()["first_response_breaches"],
+        0,
+        "the case keeps the targets of its open"
+    );
+    let in_force = app
+        .get(&format!("/v1/service/sla-targets?min_position={set_at}"))
+        .await;
+    assert_eq!(in_force.ok()["high"]["first_response_minutes"], 30);
+    assert_eq!(in_force.body["warning_percent"], 60);
+    assert_eq!(in_force.body["set_position"], set_at);
 
     let log = app.get("/v1/events?after=8&limit=100").await;
     let log = log.ok();
     let events = log["events"].as_array().expect("events");
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     assert_eq!(events[0]["position"], 9);
     assert_eq!(events[0]["tenant"], TENANT);
     assert_eq!(events[1]["event_type"], "CaseOpened");
     assert_eq!(events[1]["hash"].as_str().map(str::len), Some(64));
-    assert_eq!(log["next_after"], 10);
+    assert_eq!(events[2]["event_type"], "SlaTargetsSet");
+    assert_eq!(events[2]["stream_id"], "settings-sla");
+    assert_eq!(log["next_after"], 11);
 
     let projections = app.get("/v1/projections").await;
     let projections = projections.ok();
@@ -1225,7 +1247,8 @@ pub async fn metrics_and_the_openapi_document_describe_the_service<
     // The bodies that take JSON are described by their schemas.
     for (method, path, schema) in [
         ("post", "/v1/events", "EventBatch"),
-        ("put", "/v1/service/sla-targets", "SlaTargets"),
+        ("put", "/v1/service/sla-targets", "SlaTargetsBody"),
+        ("put", "/v1/service/calendar", "CalendarBody"),
         ("put", "/v1/privacy/retention", "RetentionRule"),
     ] {
         assert_eq!(
@@ -1493,6 +1516,10 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             // Ids, channels, statuses and times: nothing personal.
             "/v1/consent/violations" => vec![String::new(), "?channel=email".into()],
             "/v1/settings/consent" => vec![String::new()],
+            // A time zone, hours and holidays: nothing personal.
+            "/v1/service/calendar" => vec![String::new()],
+            // Counts, rates and seconds by priority, agent, channel and period.
+            "/v1/analytics/service" => vec![String::new(), "?period=week".into()],
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {

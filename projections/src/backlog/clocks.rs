@@ -42,8 +42,7 @@ impl Default for CaseSla {
     }
 }
 
-/// The warning share when none was set.
-pub const DEFAULT_WARNING_PERCENT: u8 = 75;
+pub use crm_core::sla::DEFAULT_WARNING_PERCENT;
 
 /// One clock of a case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -16,7 +16,7 @@
 //! [`crate::backlog::clocks`]'s: counted from the open, on the targets and calendar in force
 //! at the open, without paused time.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use crm_core::catalog::DomainEvent;
 use crm_core::catalog::values::{InteractionChannel, Priority};
 use crm_core::ids::EntityId;
@@ -278,91 +278,7 @@ fn end_pause(case: &mut Case, at: DateTime<Utc>) {
     }
 }
 
-/// The SLA of one priority, in minutes from the open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SlaTarget {
-    /// Minutes within which the first response is due.
-    pub first_response_minutes: u32,
-    /// Minutes within which the resolution is due.
-    pub resolution_minutes: u32,
-}
-
-/// The SLA targets of every priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SlaTargets {
-    /// Targets of low-priority cases.
-    pub low: SlaTarget,
-    /// Targets of normal-priority cases (also used while the priority is unknown).
-    pub normal: SlaTarget,
-    /// Targets of high-priority cases.
-    pub high: SlaTarget,
-    /// Targets of urgent cases.
-    pub urgent: SlaTarget,
-}
-
-impl Default for SlaTargets {
-    /// Urgent: 1 h / 4 h; high: 4 h / 1 day; normal: 8 h / 3 days; low: 1 day / 7 days
-    /// (first response / resolution).
-    fn default() -> Self {
-        SlaTargets {
-            low: SlaTarget {
-                first_response_minutes: 1440,
-                resolution_minutes: 10080,
-            },
-            normal: SlaTarget {
-                first_response_minutes: 480,
-                resolution_minutes: 4320,
-            },
-            high: SlaTarget {
-                first_response_minutes: 240,
-                resolution_minutes: 1440,
-            },
-            urgent: SlaTarget {
-                first_response_minutes: 60,
-                resolution_minutes: 240,
-            },
-        }
-    }
-}
-
-impl SlaTargets {
-    /// The targets of priority `p`.
-    pub fn for_priority(&self, p: Priority) -> SlaTarget {
-        match p {
-            Priority::Low => self.low,
-            Priority::Normal => self.normal,
-            Priority::High => self.high,
-            Priority::Urgent => self.urgent,
-        }
-    }
-
-    /// Checks that every target is positive and that no first response is due after the
-    /// resolution; the message names the priority and the field, e.g.
-    /// `SLA target urgent.first_response_minutes must be greater than 0`.
-    pub fn validate(&self) -> Result<(), String> {
-        for &priority in Priority::ALL {
-            let target = self.for_priority(priority);
-            for (field, minutes) in [
-                ("first_response_minutes", target.first_response_minutes),
-                ("resolution_minutes", target.resolution_minutes),
-            ] {
-                if minutes == 0 {
-                    return Err(format!(
-                        "SLA target {priority}.{field} must be greater than 0"
-                    ));
-                }
-            }
-            if target.first_response_minutes > target.resolution_minutes {
-                return Err(format!(
-                    "SLA target {priority}.first_response_minutes ({}) must not exceed \
-                     {priority}.resolution_minutes ({})",
-                    target.first_response_minutes, target.resolution_minutes
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crm_core::sla::{SlaTarget, SlaTargets};
 
 /// Which SLA clocks of a case ran past their due time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -719,30 +635,6 @@ mod tests {
         assert_eq!(minutes(Priority::High), (240, 1440));
         assert_eq!(minutes(Priority::Normal), (480, 4320));
         assert_eq!(minutes(Priority::Low), (1440, 10080));
-    }
-
-    #[test]
-    fn validate_names_the_priority_and_the_field() {
-        let mut targets = SlaTargets::default();
-        targets.high.resolution_minutes = 0;
-        let err = targets.validate().unwrap_err();
-        assert!(err.contains("high.resolution_minutes"), "{err}");
-        assert!(err.contains("greater than 0"), "{err}");
-
-        let mut targets = SlaTargets::default();
-        targets.low.first_response_minutes = 0;
-        let err = targets.validate().unwrap_err();
-        assert!(err.contains("low.first_response_minutes"), "{err}");
-
-        let mut targets = SlaTargets::default();
-        targets.urgent.first_response_minutes = 300;
-        let err = targets.validate().unwrap_err();
-        assert!(err.contains("urgent.first_response_minutes (300)"), "{err}");
-        assert!(err.contains("urgent.resolution_minutes (240)"), "{err}");
-
-        let mut targets = SlaTargets::default();
-        targets.normal.first_response_minutes = targets.normal.resolution_minutes;
-        assert_eq!(targets.validate(), Ok(()));
     }
 
     #[test]

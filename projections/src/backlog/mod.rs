@@ -10,6 +10,7 @@
 //! every case opened by then from its facts, cut there ([`fold::Case::as_of`]), under the same
 //! clocks.
 
+pub mod analytics;
 pub mod cases;
 pub mod clocks;
 pub mod fold;
@@ -56,6 +57,7 @@ const TABLES: &[TableDef] = &[
         resolved_at BIGINT,
         closed_at BIGINT,
         first_response_seconds BIGINT,
+        channel TEXT,
         fr_due BIGINT,
         fr_warn BIGINT,
         fr_stop BIGINT,
@@ -101,6 +103,7 @@ impl DocRow for Case {
         "resolved_at",
         "closed_at",
         "first_response_seconds",
+        "channel",
         "fr_due",
         "fr_warn",
         "fr_stop",
@@ -124,6 +127,7 @@ impl DocRow for Case {
             micros(self.resolved_at),
             micros(self.closed_at),
             SqlValue::opt_int(self.first_response_seconds()),
+            SqlValue::opt_text(self.channel.map(|c| c.as_str())),
             micros(clocks.map(|c| c.first_response.due).flatten()),
             micros(clocks.map(|c| c.first_response.warning).flatten()),
             micros(clocks.map(|c| c.first_response.stopped_at).flatten()),

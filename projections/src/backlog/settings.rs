@@ -11,7 +11,7 @@ use crm_core::catalog::DomainEvent;
 use crm_core::sla::SlaClock;
 
 use crate::backlog::SETTINGS;
-use crate::backlog::clocks::{CaseSla, DEFAULT_WARNING_PERCENT};
+use crate::backlog::clocks::CaseSla;
 use crate::backlog::fold::SlaTargets;
 use crate::bookkeeping::from_position;
 use crate::db::{Col, ReadDb, ReadTx, SqlValue};
@@ -51,13 +51,11 @@ fn change_of(event: &DomainEvent) -> Option<Change> {
 }
 
 fn targets_of(set: &crm_core::catalog::settings::SlaTargetsSet) -> (SlaTargets, u8) {
-    let _ = set;
-    (SlaTargets::default(), DEFAULT_WARNING_PERCENT)
+    (set.targets, set.warning_percent())
 }
 
 fn clock_of(set: &crm_core::catalog::settings::BusinessCalendarSet) -> SlaClock {
-    let _ = set;
-    SlaClock::Elapsed
+    set.clock()
 }
 
 /// The row of a settings event; `None` for other events.

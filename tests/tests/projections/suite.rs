@@ -2578,3 +2578,47 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
     }
     assert_eq!(before_rebuild, rebuilt);
 }
+
+/// Issue 19: SLA targets a store kept in its settings table before settings were facts move
+/// into the log once, as a `SlaTargetsSet`, and the backlog then reads them from there.
+pub async fn legacy_sla_targets_move_into_the_log_once(fixture: &Fixture) {
+    let mut targets = backlog::SlaTargets::default();
+    targets.high.first_response_minutes = 30;
+    crm_projections::bookkeeping::set_tenant_setting(
+        &fixture.db,
+        "t1",
+        "sla_targets",
+        &serde_json::to_string(&targets).expect("json"),
+    )
+    .await
+    .expect("legacy row");
+    let cache = crm_core::command::StreamCache::default();
+    let moved = backlog::settings::migrate_legacy(fixture.store.as_ref(), &cache, &fixture.db)
+        .await
+        .expect("migrate");
+    assert_eq!(moved, 1);
+    let again = backlog::settings::migrate_legacy(fixture.store.as_ref(), &cache, &fixture.db)
+        .await
+        .expect("migrate again");
+    assert_eq!(again, 0, "nothing left to move");
+    let stream = crm_core::envelope::StreamId::parse("settings-sla").expect("stream");
+    let events = fixture
+        .store
+        .read_stream(
+            &TenantId::parse("t1").expect("tenant"),
+            &stream,
+            crm_core::store::Direction::Forwards,
+            crm_core::store::StreamStart::Boundary,
+            10,
+        )
+        .await
+        .expect("read");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "SlaTargetsSet");
+    fixture.catch_up().await;
+    let in_force = backlog::sla_targets(&fixture.db, "t1")
+        .await
+        .expect("targets");
+    assert_eq!(in_force.targets, targets);
+    assert_eq!(in_force.set_position, Some(events[0].position));
+}
