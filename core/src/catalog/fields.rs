@@ -133,7 +133,11 @@ impl<'a> FieldReader<'a> {
             return Err(CatalogError::InvalidData {
                 event_type,
                 path: format!("data.{}{}", reader.prefix, shorten(unknown)),
-                reason: format!("unknown field; known fields are {}", known.join(", ")),
+                reason: if known.is_empty() {
+                    "unknown field; this event has no fields".to_owned()
+                } else {
+                    format!("unknown field; known fields are {}", known.join(", "))
+                },
             });
         }
         if let Some(missing) = fields
@@ -171,6 +175,31 @@ impl<'a> FieldReader<'a> {
             object,
             stored: self.stored,
             prefix: format!("{}{path}.", self.prefix),
+        }
+        .check_fields(fields)
+    }
+
+    /// A reader of an object field (`low`), whose errors name it (`data.low.resolution_minutes`):
+    /// the field must be an object with only `fields`, the required ones present.
+    pub(crate) fn object(
+        &self,
+        field: &str,
+        fields: &[FieldInfo],
+    ) -> Result<FieldReader<'a>, CatalogError> {
+        let value = self
+            .present(field)
+            .ok_or_else(|| self.error(field, "missing required field"))?;
+        let Value::Object(object) = value else {
+            return Err(self.error(
+                field,
+                format!("must be a JSON object, got {}", json_kind(value)),
+            ));
+        };
+        FieldReader {
+            event_type: self.event_type,
+            object,
+            stored: self.stored,
+            prefix: format!("{}{field}.", self.prefix),
         }
         .check_fields(fields)
     }
@@ -402,7 +431,7 @@ impl DataWriter {
 }
 
 /// Parses exactly `YYYY-MM-DD` (chrono alone would also take unpadded or signed years).
-fn parse_date(text: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(text: &str) -> Option<NaiveDate> {
     let bytes = text.as_bytes();
     let shape_ok = bytes.len() == 10
         && bytes.iter().enumerate().all(|(i, b)| match i {
@@ -415,7 +444,7 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
-fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

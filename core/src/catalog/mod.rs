@@ -317,7 +317,12 @@ domain_events! {
     ],
     task => [TaskCreated, TaskRescheduled, TaskCompleted, TaskCancelled],
     quota => [QuotaSet],
-    settings => [ConsentRegimeSet],
+    settings => [
+        ConsentRegimeSet,
+        SlaTargetsSet,
+        BusinessCalendarSet,
+        BusinessCalendarCleared,
+    ],
 }
 
 impl DomainEvent {

@@ -138,6 +138,14 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             json!({"case_id": "k-3", "reason": "Waiting for the customer's logs"}),
         ),
         ("CaseResumed", json!({"case_id": "k-3"})),
+            "SlaTargetsSet",
+            json!({"low": {"first_response_minutes": 1440, "resolution_minutes": 10080}, "normal": {"first_response_minutes": 480, "resolution_minutes": 4320}, "high": {"first_response_minutes": 240, "resolution_minutes": 1440}, "urgent": {"first_response_minutes": 60, "resolution_minutes": 240}, "warning_percent": 80}),
+        ),
+        (
+            "BusinessCalendarSet",
+            json!({"time_zone": "Europe/Paris", "hours": {"monday": [["09:00", "12:30"], ["13:30", "17:30"]], "tuesday": [["09:00", "17:30"]], "wednesday": [["09:00", "17:30"]], "thursday": [["09:00", "17:30"]], "friday": [["09:00", "17:00"]], "saturday": [["10:00", "24:00"]], "sunday": []}, "holidays": ["2026-12-25", "2027-01-01"]}),
+        ),
+        ("BusinessCalendarCleared", json!({})),
     ]
 }
 
@@ -252,6 +260,15 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
         ("ConsentRegimeSet", json!({"regime": "opt_in"})),
         ("CasePaused", json!({"case_id": "k-3"})),
         ("CaseResumed", json!({"case_id": "k-3"})),
+        (
+            "SlaTargetsSet",
+            json!({"low": {"first_response_minutes": 1, "resolution_minutes": 1}, "normal": {"first_response_minutes": 1, "resolution_minutes": 1}, "high": {"first_response_minutes": 1, "resolution_minutes": 1}, "urgent": {"first_response_minutes": 1, "resolution_minutes": 1}}),
+        ),
+        (
+            "BusinessCalendarSet",
+            json!({"time_zone": "UTC", "hours": {"monday": [], "tuesday": [], "wednesday": [], "thursday": [], "friday": [], "saturday": [], "sunday": [["00:00", "00:01"]]}}),
+        ),
+        ("BusinessCalendarCleared", json!({})),
     ]
 }
 

@@ -31,7 +31,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 39);
+    assert_eq!(EVENT_TYPES.len(), 42);
 }
 
 #[test]
@@ -710,4 +710,241 @@ fn quota_periods_are_months_or_quarters() {
         (set.stream_id().as_str(), set.customer_id()),
         ("quota-u-7", None)
     );
+}
+
+fn sla_targets(overrides: &[(&str, Value)]) -> Value {
+    let mut data = json!({
+        "low": {"first_response_minutes": 1440, "resolution_minutes": 10080},
+        "normal": {"first_response_minutes": 480, "resolution_minutes": 4320},
+        "high": {"first_response_minutes": 240, "resolution_minutes": 1440},
+        "urgent": {"first_response_minutes": 60, "resolution_minutes": 240},
+    });
+    for (key, value) in overrides {
+        data[*key] = value.clone();
+    }
+    data
+}
+
+#[test]
+fn sla_targets_are_checked_field_by_field_naming_the_priority() {
+    let set = DomainEvent::parse("SlaTargetsSet", &sla_targets(&[])).unwrap();
+    assert_eq!(set.stream_id(), "settings-sla");
+    let DomainEvent::SlaTargetsSet(targets) = &set else {
+        panic!("{set:?}");
+    };
+    assert_eq!(targets.targets, crate::sla::SlaTargets::default());
+    assert_eq!(targets.warning_percent(), 75);
+
+    for (overrides, expected) in [
+        (
+            vec![(
+                "high",
+                json!({"first_response_minutes": 240, "resolution_minutes": 200}),
+            )],
+            "SlaTargetsSet: data.high.resolution_minutes: 200 is less than high.first_response_minutes (240); the resolution cannot be due before the first response",
+        ),
+        (
+            vec![(
+                "urgent",
+                json!({"first_response_minutes": 0, "resolution_minutes": 240}),
+            )],
+            "SlaTargetsSet: data.urgent.first_response_minutes: must be at least 1, got 0",
+        ),
+        (
+            vec![("low", json!({"first_response_minutes": 1}))],
+            "SlaTargetsSet: data.low.resolution_minutes: missing required field",
+        ),
+        (
+            vec![(
+                "low",
+                json!({"first_response_minutes": 1, "resolution_minutes": 2, "resolve": 3}),
+            )],
+            "SlaTargetsSet: data.low.resolve: unknown field; known fields are first_response_minutes, resolution_minutes",
+        ),
+        (
+            vec![("normal", json!(480))],
+            "SlaTargetsSet: data.normal: must be a JSON object, got a number",
+        ),
+        (
+            vec![("warning_percent", json!(100))],
+            "SlaTargetsSet: data.warning_percent: must be from 1 to 99, got 100",
+        ),
+        (
+            vec![("warning_percent", json!(0))],
+            "SlaTargetsSet: data.warning_percent: must be from 1 to 99, got 0",
+        ),
+    ] {
+        assert_eq!(
+            parse_err("SlaTargetsSet", sla_targets(&overrides)),
+            expected
+        );
+    }
+    let negative = parse_err(
+        "SlaTargetsSet",
+        sla_targets(&[(
+            "high",
+            json!({"first_response_minutes": -5, "resolution_minutes": 10}),
+        )]),
+    );
+    assert!(
+        negative.starts_with("SlaTargetsSet: data.high.first_response_minutes: invalid value"),
+        "{negative}"
+    );
+    let mut missing = sla_targets(&[]);
+    missing.as_object_mut().unwrap().remove("urgent");
+    assert_eq!(
+        parse_err("SlaTargetsSet", missing),
+        "SlaTargetsSet: data.urgent: missing required field"
+    );
+}
+
+fn calendar(overrides: &[(&str, Value)]) -> Value {
+    let day = json!([["09:00", "17:30"]]);
+    let mut data = json!({
+        "time_zone": "Europe/Paris",
+        "hours": {"monday": day, "tuesday": day, "wednesday": day, "thursday": day,
+                  "friday": day, "saturday": [], "sunday": []},
+        "holidays": ["2026-12-25"],
+    });
+    for (key, value) in overrides {
+        match key.strip_prefix("hours.") {
+            Some(day) => data["hours"][day] = value.clone(),
+            None => data[*key] = value.clone(),
+        }
+    }
+    data
+}
+
+#[test]
+fn business_calendars_are_refused_naming_the_field() {
+    let set = DomainEvent::parse("BusinessCalendarSet", &calendar(&[])).unwrap();
+    assert_eq!(set.stream_id(), "settings-calendar");
+    let cleared = DomainEvent::parse("BusinessCalendarCleared", &json!({})).unwrap();
+    assert_eq!(cleared.stream_id(), "settings-calendar");
+
+    for (overrides, expected) in [
+        (
+            vec![("time_zone", json!("Europe/Pariss"))],
+            "BusinessCalendarSet: data.time_zone: `Europe/Pariss` is not an IANA time zone, e.g. Europe/Paris (names are case-sensitive)",
+        ),
+        (
+            vec![(
+                "hours.monday",
+                json!([["09:00", "12:00"], ["11:00", "13:00"]]),
+            )],
+            "BusinessCalendarSet: data.hours.monday[1]: 11:00-13:00 overlaps hours.monday[0] (09:00-12:00)",
+        ),
+        (
+            vec![("hours.tuesday", json!([["17:00", "09:00"]]))],
+            "BusinessCalendarSet: data.hours.tuesday[0]: 17:00-09:00 does not start before it ends (an interval is [\"HH:MM\", \"HH:MM\"] within one day, 24:00 ends the day)",
+        ),
+        (
+            vec![("hours.friday", json!([["09:00"]]))],
+            "BusinessCalendarSet: data.hours.friday[0]: must be a pair of local times [\"HH:MM\", \"HH:MM\"], e.g. [\"09:00\", \"17:30\"], got 1 items",
+        ),
+        (
+            vec![("hours.friday", json!([["9:00", "17:00"]]))],
+            "BusinessCalendarSet: data.hours.friday[0]: the start time `9:00` is not a time HH:MM from 00:00 to 23:59",
+        ),
+        (
+            vec![("hours.friday", json!([["24:00", "24:00"]]))],
+            "BusinessCalendarSet: data.hours.friday[0]: the start time `24:00` is not a time HH:MM from 00:00 to 23:59",
+        ),
+        (
+            vec![("hours.friday", json!([["09:00", 17]]))],
+            "BusinessCalendarSet: data.hours.friday[0]: the end time must be a string \"HH:MM\", got a number",
+        ),
+        (
+            vec![("hours.saturday", json!("closed"))],
+            "BusinessCalendarSet: data.hours.saturday: must be a JSON array, got a string",
+        ),
+        (
+            vec![("hours.funday", json!([]))],
+            "BusinessCalendarSet: data.hours.funday: unknown field; known fields are monday, tuesday, wednesday, thursday, friday, saturday, sunday",
+        ),
+        (
+            vec![("holidays", json!(["2026-12-25", "2026-12-32"]))],
+            "BusinessCalendarSet: data.holidays[1]: `2026-12-32` is not a date written YYYY-MM-DD",
+        ),
+        (
+            vec![("holidays", json!(["2026-12-25", "2026-12-25"]))],
+            "BusinessCalendarSet: data.holidays[1]: 2026-12-25 is already listed at holidays[0]",
+        ),
+        (
+            vec![(
+                "hours",
+                json!({"monday": [], "tuesday": [], "wednesday": [], "thursday": [],
+                       "friday": [], "saturday": [], "sunday": []}),
+            )],
+            "BusinessCalendarSet: data.hours: has no working time on any day; clear the calendar to count elapsed time",
+        ),
+    ] {
+        assert_eq!(
+            parse_err("BusinessCalendarSet", calendar(&overrides)),
+            expected
+        );
+    }
+    let mut missing_day = calendar(&[]);
+    missing_day["hours"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sunday");
+    assert_eq!(
+        parse_err("BusinessCalendarSet", missing_day),
+        "BusinessCalendarSet: data.hours.sunday: missing required field"
+    );
+    let many: Vec<String> = (0..9).map(|h| format!("{h:02}:00")).collect();
+    let nine: Vec<Value> = many
+        .iter()
+        .map(|h| json!([h, h.replace(":00", ":30")]))
+        .collect();
+    assert_eq!(
+        parse_err(
+            "BusinessCalendarSet",
+            calendar(&[("hours.monday", json!(nine))])
+        ),
+        "BusinessCalendarSet: data.hours.monday: has 9 intervals, at most 8 are allowed"
+    );
+    assert_eq!(
+        parse_err("BusinessCalendarCleared", json!({"time_zone": "UTC"})),
+        "BusinessCalendarCleared: data.time_zone: unknown field; this event has no fields"
+    );
+}
+
+#[test]
+fn the_sla_settings_fold_targets_and_the_calendar_in_log_order() {
+    use crate::sla::{Due, SlaClock, SlaSettings};
+
+    let mut settings = SlaSettings::default();
+    assert_eq!(settings.clock, SlaClock::Elapsed);
+    assert_eq!(settings.warning_percent, 75);
+    let events = [
+        DomainEvent::parse(
+            "SlaTargetsSet",
+            &sla_targets(&[("warning_percent", json!(80))]),
+        )
+        .unwrap(),
+        DomainEvent::parse("BusinessCalendarSet", &calendar(&[])).unwrap(),
+    ];
+    for event in &events {
+        settings.evolve(event);
+    }
+    assert_eq!(settings.warning_percent, 80);
+    // Friday 2026-12-04 17:00 CET (16:00Z) + 60 business minutes: 30 on Friday, 30 from
+    // Monday 09:00 CET (08:00Z).
+    let start = chrono::DateTime::parse_from_rfc3339("2026-12-04T16:00:00Z")
+        .unwrap()
+        .to_utc();
+    let due = settings.clock.due(start, 60, &[]).at().unwrap();
+    assert_eq!(due.to_rfc3339(), "2026-12-07T08:30:00+00:00");
+    settings.evolve(&DomainEvent::parse("BusinessCalendarCleared", &json!({})).unwrap());
+    assert_eq!(settings.clock, SlaClock::Elapsed);
+    assert_eq!(
+        settings.clock.due(start, 60, &[]),
+        Due::At(start + chrono::Duration::minutes(60))
+    );
+    // Other events leave the settings as they are.
+    settings
+        .evolve(&DomainEvent::parse("ConsentRegimeSet", &json!({"regime": "opt_out"})).unwrap());
+    assert_eq!(settings.warning_percent, 80);
 }

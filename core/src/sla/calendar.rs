@@ -3,6 +3,7 @@
 //! [`BusinessCalendar::new`], which refuses what cannot be a calendar and names the field.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use chrono_tz::Tz;
@@ -218,18 +219,22 @@ impl CalendarError {
 }
 
 /// A validated business calendar: working time is every instant at which the zone's wall
-/// clock shows a working interval of its weekday on a date that is not a holiday.
+/// clock shows a working interval of its weekday on a date that is not a holiday. Shared:
+/// cloning it is cheap (and keeps `DomainEvent` and [`crate::sla::SlaClock`] small).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BusinessCalendar {
+pub struct BusinessCalendar(Arc<CalendarData>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct CalendarData {
     time_zone: Tz,
     week: WeekHours,
     holidays: Vec<NaiveDate>,
     /// Per weekday from Monday, the intervals sorted, in seconds of the local day.
-    pub(super) sorted: [Vec<(u32, u32)>; 7],
+    sorted: [Vec<(u32, u32)>; 7],
     /// The holidays sorted.
-    pub(super) sorted_holidays: Vec<NaiveDate>,
+    sorted_holidays: Vec<NaiveDate>,
     /// Working seconds of a week without holidays (and without a clock change).
-    pub(super) week_seconds: i64,
+    week_seconds: i64,
 }
 
 impl BusinessCalendar {
@@ -311,45 +316,50 @@ impl BusinessCalendar {
                 first_index,
             });
         }
-        Ok(BusinessCalendar {
+        Ok(BusinessCalendar(Arc::new(CalendarData {
             time_zone: tz,
             week,
             holidays,
             sorted,
             sorted_holidays,
             week_seconds,
-        })
+        })))
     }
 
     /// The IANA name of the zone, as given (`Europe/Paris`).
     pub fn time_zone(&self) -> &'static str {
-        self.time_zone.name()
+        self.0.time_zone.name()
     }
 
     /// The zone.
     pub fn tz(&self) -> Tz {
-        self.time_zone
+        self.0.time_zone
     }
 
     /// The working intervals of each weekday, as given.
     pub fn week(&self) -> &WeekHours {
-        &self.week
+        &self.0.week
     }
 
     /// The holidays, as given.
     pub fn holidays(&self) -> &[NaiveDate] {
-        &self.holidays
+        &self.0.holidays
+    }
+
+    /// Working seconds of a week without holidays (and without a clock change).
+    pub(super) fn week_seconds(&self) -> i64 {
+        self.0.week_seconds
     }
 
     /// Whether `date` (local) is a holiday.
     pub fn is_holiday(&self, date: NaiveDate) -> bool {
-        self.sorted_holidays.binary_search(&date).is_ok()
+        self.0.sorted_holidays.binary_search(&date).is_ok()
     }
 
     /// Whether a holiday falls on a date from `first` to `last`, both included.
     pub(super) fn holiday_between(&self, first: NaiveDate, last: NaiveDate) -> bool {
-        let from = self.sorted_holidays.partition_point(|d| *d < first);
-        self.sorted_holidays.get(from).is_some_and(|d| *d <= last)
+        let from = self.0.sorted_holidays.partition_point(|d| *d < first);
+        self.0.sorted_holidays.get(from).is_some_and(|d| *d <= last)
     }
 
     /// The sorted intervals of `date`'s weekday in seconds of the day; empty on a holiday.
@@ -357,6 +367,6 @@ impl BusinessCalendar {
         if self.is_holiday(date) {
             return &[];
         }
-        &self.sorted[date.weekday().num_days_from_monday() as usize]
+        &self.0.sorted[date.weekday().num_days_from_monday() as usize]
     }
 }

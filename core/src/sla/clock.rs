@@ -276,7 +276,7 @@ impl<'a> Walker<'a> {
     }
 
     fn due(&mut self, start: DateTime<Utc>, target: Duration, pauses: &[Span]) -> Due {
-        let week = Duration::seconds(self.calendar.week_seconds);
+        let week = Duration::seconds(self.calendar.week_seconds());
         let mut remaining = target;
         let mut at = start;
         let mut cursor = 0;
@@ -314,7 +314,7 @@ impl<'a> Walker<'a> {
     }
 
     fn counted(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, pauses: &[Span]) -> Duration {
-        let week = Duration::seconds(self.calendar.week_seconds);
+        let week = Duration::seconds(self.calendar.week_seconds());
         let mut counted = Duration::zero();
         let mut at = from;
         let mut cursor = 0;

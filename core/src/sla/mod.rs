@@ -7,7 +7,8 @@
 //!   be a calendar with a [`CalendarError`] naming the field.
 //! - `clock.rs`: [`SlaClock`] (`Elapsed` or `Business`), [`Pause`], [`Due`]:
 //!   [`SlaClock::due`], [`SlaClock::warning`], [`SlaClock::counted`].
-//! - here: [`SlaTargets`], the minutes of each priority.
+//! - here: [`SlaTargets`], the minutes of each priority, and [`SlaSettings`], what the
+//!   `settings-sla` and `settings-calendar` streams set, folded.
 //!
 //! **Clock changes.** Working time is every instant at which the zone's wall clock shows a
 //! working interval of its weekday, on a date that is not a holiday. So on a spring-forward
@@ -27,6 +28,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::DomainEvent;
 use crate::catalog::values::Priority;
 
 pub use calendar::{
@@ -139,5 +141,43 @@ impl SlaTargets {
     /// [`SlaTargets::check`] with the message as text.
     pub fn validate(&self) -> Result<(), String> {
         self.check().map_err(|e| e.to_string())
+    }
+}
+
+/// The SLA settings in force: what the last `SlaTargetsSet` (stream `settings-sla`) and the
+/// last `BusinessCalendarSet` or `BusinessCalendarCleared` (stream `settings-calendar`) before
+/// a position set. Fold both streams' events in log order with [`SlaSettings::evolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaSettings {
+    /// The targets; [`SlaTargets::default`] until set.
+    pub targets: SlaTargets,
+    /// The warning time, in percent of a target; [`DEFAULT_WARNING_PERCENT`] unless set.
+    pub warning_percent: u8,
+    /// The clock; [`SlaClock::Elapsed`] until a calendar is set, and again once cleared.
+    pub clock: SlaClock,
+}
+
+impl Default for SlaSettings {
+    fn default() -> Self {
+        SlaSettings {
+            targets: SlaTargets::default(),
+            warning_percent: DEFAULT_WARNING_PERCENT,
+            clock: SlaClock::Elapsed,
+        }
+    }
+}
+
+impl SlaSettings {
+    /// Folds one event; events other than the three SLA settings are ignored.
+    pub fn evolve(&mut self, event: &DomainEvent) {
+        match event {
+            DomainEvent::SlaTargetsSet(set) => {
+                self.targets = set.targets;
+                self.warning_percent = set.warning_percent();
+            }
+            DomainEvent::BusinessCalendarSet(set) => self.clock = set.clock(),
+            DomainEvent::BusinessCalendarCleared(_) => self.clock = SlaClock::Elapsed,
+            _ => {}
+        }
     }
 }
