@@ -138,6 +138,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             json!({"case_id": "k-3", "reason": "Waiting for the customer's logs"}),
         ),
         ("CaseResumed", json!({"case_id": "k-3"})),
+        (
             "SlaTargetsSet",
             json!({"low": {"first_response_minutes": 1440, "resolution_minutes": 10080}, "normal": {"first_response_minutes": 480, "resolution_minutes": 4320}, "high": {"first_response_minutes": 240, "resolution_minutes": 1440}, "urgent": {"first_response_minutes": 60, "resolution_minutes": 240}, "warning_percent": 80}),
         ),

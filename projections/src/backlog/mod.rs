@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use crm_core::catalog::values::Priority;
 use serde::Serialize;
 
 use crate::bookkeeping::from_position;

@@ -556,22 +556,39 @@ pub async fn pipeline_and_backlog_figures_are_right(fixture: &Fixture) {
         .await
         .expect("backlog");
     assert_eq!(later.first_response_breaches, 1);
-    // A tenant's own SLA targets change the due times at once.
+    // Targets set later apply to the cases opened after them; earlier cases keep theirs.
     let mut targets = backlog::SlaTargets::default();
     targets.urgent.resolution_minutes = 24 * 60;
-    backlog::set_sla_targets(&fixture.db, "t1", &targets)
-        .await
-        .expect("store targets")
-        .expect("valid targets");
-    let relaxed = backlog::backlog(&fixture.db, "t1", at("2026-01-05T12:30:00Z"), 0, 10)
+    append_all(
+        fixture.store.as_ref(),
+        &[
+            ev(
+                "SlaTargetsSet",
+                serde_json::to_value(targets).expect("json"),
+                "2026-01-05T09:00:00Z",
+            ),
+            ev(
+                "CaseOpened",
+                json!({"case_id": "k-9", "customer_id": "c-1", "subject": "Again",
+                       "channel": "phone", "priority": "urgent"}),
+                "2026-01-05T09:30:00Z",
+            ),
+        ],
+    )
+    .await;
+    fixture.catch_up().await;
+    let relaxed = backlog::backlog(&fixture.db, "t1", at("2026-01-05T14:00:00Z"), 0, 10)
         .await
         .expect("backlog");
-    assert_eq!(relaxed.resolution_breaches, 0);
-    targets.low.first_response_minutes = 0;
-    let refused = backlog::set_sla_targets(&fixture.db, "t1", &targets)
-        .await
-        .expect("query");
-    assert!(refused.is_err_and(|m| m.contains("low.first_response_minutes")));
+    let k9 = relaxed
+        .open
+        .iter()
+        .find(|l| l.case.case_id.as_ref().is_some_and(|c| c.as_str() == "k-9"))
+        .expect("k-9 open");
+    assert_eq!(k9.resolution_due, Some(at("2026-01-06T09:30:00Z")));
+    assert!(!k9.breaches.resolution);
+    assert_eq!(relaxed.resolution_breaches, 1, "k-1 keeps the targets of its open");
+    assert_eq!(relaxed.targets.targets.urgent.resolution_minutes, 24 * 60);
 }
 
 /// Counts of what the log holds, to check the 360 independently: every order and
