@@ -65,8 +65,7 @@ pub async fn backlog(
         let head = state.store.head_position().await?;
         let wanted = head.max(params.min_position.unwrap_or(0));
         let position = reach_known(&state, caller.tenant(), &[BACKLOG], Some(wanted)).await?;
-        let backlog =
-            backlog::backlog_as_of(&state.db, caller.tenant(), at, offset, limit).await?;
+        let backlog = backlog::backlog_as_of(&state.db, caller.tenant(), at, offset, limit).await?;
         (position, backlog)
     } else {
         let position =
@@ -95,8 +94,7 @@ pub async fn sla_targets(
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read SLA targets")?;
-    let position =
-        reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
+    let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
     let targets = backlog::sla_targets(&state.db, caller.tenant()).await?;
     Ok(at_position(position, &targets))
 }
@@ -179,8 +177,7 @@ pub async fn calendar(
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the calendar")?;
-    let position =
-        reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
+    let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
     let calendar = backlog::settings::calendar_in_force(&state.db, caller.tenant())
         .await?
         .ok_or_else(|| {
@@ -213,8 +210,7 @@ pub async fn set_calendar(
     let principal = caller.require(&[], "change the calendar")?;
     let value = read_json(&state, body).await?;
     let outcome =
-        super::append_setting(&state, principal, "calendar", "BusinessCalendarSet", value)
-            .await?;
+        super::append_setting(&state, principal, "calendar", "BusinessCalendarSet", value).await?;
     Ok(axum::Json(SettingRecorded {
         position: outcome.last_position,
     })

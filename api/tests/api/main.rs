@@ -16,10 +16,10 @@ mod lists;
 mod parking;
 mod privacy;
 mod products;
-mod service;
 mod proofs;
 mod quotas;
 mod sales;
+mod service;
 mod storable;
 mod suite;
 

@@ -69,9 +69,14 @@ pub async fn business_hours_pauses_and_closed_cases_are_judged_as_they_stood<
     calendar(&app, reqwest::Method::PUT, Role::Admin, Some(idle))
         .await
         .problem(422, &["working time"]);
-    calendar(&app, reqwest::Method::PUT, Role::Analyst, Some(paris_week()))
-        .await
-        .problem(403, &[]);
+    calendar(
+        &app,
+        reqwest::Method::PUT,
+        Role::Analyst,
+        Some(paris_week()),
+    )
+    .await
+    .problem(403, &[]);
     assert_eq!(app.head().await, 0, "nothing refused was written");
 
     let set = calendar(&app, reqwest::Method::PUT, Role::Admin, Some(paris_week())).await;
@@ -136,7 +141,10 @@ pub async fn business_hours_pauses_and_closed_cases_are_judged_as_they_stood<
     let line = &paused.ok()["open"][0];
     assert_eq!(line["paused"], true);
     assert_eq!(line["first_response_due"], json!(null));
-    assert_eq!(line["clocks"]["first_response"]["paused_seconds_left"], 6 * 3600);
+    assert_eq!(
+        line["clocks"]["first_response"]["paused_seconds_left"],
+        6 * 3600
+    );
 
     // Closed unanswered on Thursday: a first-response breach, for good.
     let last = app
@@ -172,7 +180,10 @@ pub async fn business_hours_pauses_and_closed_cases_are_judged_as_they_stood<
     assert_eq!(figures["overall"]["cases"], 1);
     assert_eq!(figures["overall"]["first_response_breach_rate"], 1.0);
     assert_eq!(figures["overall"]["resolution_breach_rate"], 0.0);
-    assert_eq!(figures["overall"]["first_response_p50_seconds"], json!(null));
+    assert_eq!(
+        figures["overall"]["first_response_p50_seconds"],
+        json!(null)
+    );
     // Closed 2 days 17.5 hours after the open.
     assert_eq!(
         figures["overall"]["resolution_p50_seconds"],
@@ -181,7 +192,10 @@ pub async fn business_hours_pauses_and_closed_cases_are_judged_as_they_stood<
     assert_eq!(figures["by_priority"]["normal"]["cases"], 1);
     assert_eq!(figures["by_channel"]["email"]["cases"], 1);
     assert_eq!(figures["by_agent"][""]["cases"], 1);
-    assert_eq!(figures["by_period"]["2026-03"]["first_response_breaches"], 1);
+    assert_eq!(
+        figures["by_period"]["2026-03"]["first_response_breaches"],
+        1
+    );
     let weekly = app.get("/v1/analytics/service?period=week").await;
     assert_eq!(weekly.ok()["by_period"]["2026-W10"]["cases"], 1);
     app.get("/v1/analytics/service?period=day")
@@ -193,7 +207,11 @@ pub async fn business_hours_pauses_and_closed_cases_are_judged_as_they_stood<
     let other = app
         .get_as(OTHER_TENANT, Role::Analyst, "/v1/analytics/service")
         .await;
-    assert_eq!(other.ok()["overall"]["cases"], 0, "another tenant sees none");
+    assert_eq!(
+        other.ok()["overall"]["cases"],
+        0,
+        "another tenant sees none"
+    );
 
     // Back to elapsed time for the cases opened from now on.
     let cleared = calendar(&app, reqwest::Method::DELETE, Role::Admin, None).await;

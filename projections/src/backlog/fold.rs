@@ -322,18 +322,22 @@ impl Case {
     /// Which clocks are breached when judged at `at`: stopped after their due time, or still
     /// running past it (see [`crate::backlog::clocks`]). Nothing before the open.
     pub fn breaches_at(&self, at: DateTime<Utc>) -> Breaches {
-        self.clocks.as_ref().map_or_else(Breaches::default, |c| Breaches {
-            first_response: c.first_response.breached_at(at),
-            resolution: c.resolution.breached_at(at),
-        })
+        self.clocks
+            .as_ref()
+            .map_or_else(Breaches::default, |c| Breaches {
+                first_response: c.first_response.breached_at(at),
+                resolution: c.resolution.breached_at(at),
+            })
     }
 
     /// Which clocks are past their warning time when judged at `at`.
     pub fn warnings_at(&self, at: DateTime<Utc>) -> Breaches {
-        self.clocks.as_ref().map_or_else(Breaches::default, |c| Breaches {
-            first_response: c.first_response.warned_at(at),
-            resolution: c.resolution.warned_at(at),
-        })
+        self.clocks
+            .as_ref()
+            .map_or_else(Breaches::default, |c| Breaches {
+                first_response: c.first_response.warned_at(at),
+                resolution: c.resolution.warned_at(at),
+            })
     }
 
     /// The next clock to beat while it runs: the first response until it stops, then the
@@ -390,7 +394,6 @@ impl Case {
     pub fn erase_personal(&mut self) {
         self.subject = None;
     }
-
 }
 
 #[cfg(test)]
@@ -477,9 +480,11 @@ mod tests {
             ),
         );
         assert_eq!(case.last_position, 2);
+        assert_eq!(case.facts.len(), 2, "the repeated open is kept as a fact");
         assert_eq!(
             Case {
                 last_position: 1,
+                facts: before.facts.clone(),
                 ..case
             },
             before
@@ -760,10 +765,20 @@ mod tests {
         assert_eq!(
             closed_late.breaches(&targets, at(9, 0, 0)),
             Breaches {
-                first_response: false,
+                first_response: true,
                 resolution: true
             },
-            "closed unresolved and unanswered: resolution late, no open response clock"
+            "closed unanswered after both were due: both clocks late (issue 19: every case is \
+             judged, open or closed)"
+        );
+        let closed_in_time = fold(&[
+            opened(1, at(2, 9, 0), "urgent"),
+            simple(2, at(2, 9, 50), "CaseClosed"),
+        ]);
+        assert_eq!(
+            closed_in_time.breaches(&targets, at(9, 0, 0)),
+            Breaches::default(),
+            "closed unanswered before the response was due: the clock stopped in time"
         );
     }
 
@@ -779,6 +794,76 @@ mod tests {
                 ..case
             },
             before
+        );
+    }
+
+    #[test]
+    fn pauses_stop_both_clocks_and_end_at_the_resolution() {
+        let targets = SlaTargets::default();
+        // Normal priority: response in 8 h, resolution in 72 h, elapsed time.
+        let mut case = fold(&[
+            opened(1, at(2, 9, 0), "normal"),
+            simple(2, at(2, 10, 0), "CasePaused"),
+        ]);
+        assert!(case.is_paused());
+        let clocks = case.elapsed_clocks(&targets).unwrap();
+        assert_eq!(clocks.first_response.due, None, "no due time while paused");
+        assert_eq!(clocks.first_response.paused_seconds_left, Some(7 * 3600));
+        assert!(!case.breaches(&targets, at(9, 0, 0)).first_response);
+        apply(&mut case, &simple(3, at(2, 12, 0), "CaseResumed"));
+        assert!(!case.is_paused());
+        // 09:00 + 8 h + the 2 h paused.
+        assert_eq!(case.first_response_due(&targets), Some(at(2, 19, 0)));
+        apply(&mut case, &simple(4, at(2, 13, 0), "CasePaused"));
+        apply(&mut case, &simple(5, at(2, 14, 0), "CaseResolved"));
+        assert_eq!(
+            case.pauses,
+            vec![
+                CasePause {
+                    from: at(2, 10, 0),
+                    until: Some(at(2, 12, 0))
+                },
+                CasePause {
+                    from: at(2, 13, 0),
+                    until: Some(at(2, 14, 0))
+                },
+            ],
+            "the resolution ends the pause"
+        );
+        assert!(!case.is_paused());
+        // 09:00 + 72 h + 3 h paused.
+        assert_eq!(case.resolution_due(&targets), Some(at(5, 12, 0)));
+        // A pause of a resolved case is ignored by the fold (the rules refuse it).
+        apply(&mut case, &simple(6, at(2, 15, 0), "CasePaused"));
+        assert_eq!(case.pauses.len(), 2);
+    }
+
+    #[test]
+    fn as_of_refolds_the_facts_within_the_cut() {
+        use crate::asof::Cut;
+        let case = fold(&[
+            opened(1, at(2, 9, 0), "high"),
+            responded(2, at(2, 9, 30), "u-9"),
+            simple(3, at(2, 11, 0), "CaseResolved"),
+            simple(4, at(3, 8, 0), "CaseReopened"),
+        ]);
+        let at_ten = case.as_of(Cut::OccurredBy(at(2, 10, 0))).unwrap();
+        assert_eq!(at_ten.status, CaseStatus::Open);
+        assert_eq!(at_ten.first_response_at, Some(at(2, 9, 30)));
+        assert_eq!(at_ten.resolved_at, None);
+        assert_eq!(at_ten.last_position, 2);
+        assert_eq!(at_ten.subject, case.subject);
+        let resolved = case.as_of(Cut::Position(3)).unwrap();
+        assert_eq!(resolved.status, CaseStatus::Resolved);
+        assert!(case.as_of(Cut::OccurredBy(at(1, 0, 0))).is_none());
+        let whole = case.as_of(Cut::Position(4)).unwrap();
+        assert_eq!(
+            Case {
+                facts: case.facts.clone(),
+                ..whole
+            },
+            case,
+            "the whole history refolds to the case"
         );
     }
 

@@ -43,8 +43,8 @@ const SLA_SETTING: &str = "sla_targets";
 
 const TABLES: &[TableDef] = &[
     TableDef {
-    name: TABLE,
-    create: "CREATE TABLE {t} (
+        name: TABLE,
+        create: "CREATE TABLE {t} (
         tenant TEXTKEY NOT NULL,
         id TEXTKEY NOT NULL,
         customer_id TEXTKEY,
@@ -252,9 +252,7 @@ pub async fn sla_targets(db: &ReadDb, tenant: &str) -> Result<TargetsInForce, Pr
 /// The SLA targets a tenant kept in the settings table before settings were facts, if any:
 /// what `crm-api serve` turns into a `SlaTargetsSet` at its start for a tenant whose
 /// `settings-sla` stream is empty.
-pub async fn legacy_sla_targets(
-    db: &ReadDb,
-) -> Result<Vec<(String, SlaTargets)>, ProjectionError> {
+pub async fn legacy_sla_targets(db: &ReadDb) -> Result<Vec<(String, SlaTargets)>, ProjectionError> {
     let rows = db
         .fetch(
             "SELECT tenant, value FROM crm_tenant_settings WHERE setting = ? ORDER BY tenant",
@@ -265,13 +263,14 @@ pub async fn legacy_sla_targets(
     rows.into_iter()
         .map(|row| {
             let tenant = row[0].as_text().unwrap_or_default().to_owned();
-            let targets = serde_json::from_str(row[1].as_text().unwrap_or_default()).map_err(
-                |e| ProjectionError::Corrupt {
-                    table: "crm_tenant_settings".into(),
-                    key: format!("{tenant}/{SLA_SETTING}"),
-                    reason: e.to_string(),
-                },
-            )?;
+            let targets =
+                serde_json::from_str(row[1].as_text().unwrap_or_default()).map_err(|e| {
+                    ProjectionError::Corrupt {
+                        table: "crm_tenant_settings".into(),
+                        key: format!("{tenant}/{SLA_SETTING}"),
+                        reason: e.to_string(),
+                    }
+                })?;
             Ok((tenant, targets))
         })
         .collect()

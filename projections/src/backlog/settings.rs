@@ -187,8 +187,7 @@ pub async fn sla_at(
     at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<CaseSla, ProjectionError> {
     let mut sla = CaseSla::default();
-    let mut sql =
-        format!("SELECT position, event_type, data FROM {SETTINGS} WHERE tenant = ?");
+    let mut sql = format!("SELECT position, event_type, data FROM {SETTINGS} WHERE tenant = ?");
     let mut args: Vec<SqlValue> = vec![tenant.into()];
     if let Some(at) = at {
         sql.push_str(" AND occurred_at <= ?");
@@ -274,12 +273,16 @@ pub async fn calendar_in_force(
     let mut data: serde_json::Value =
         serde_json::from_str(row[2].as_text().unwrap_or_default()).unwrap_or_default();
     if let Some(object) = data.as_object_mut() {
-        object.insert("position".into(), row[0].as_int().unwrap_or_default().into());
+        object.insert(
+            "position".into(),
+            row[0].as_int().unwrap_or_default().into(),
+        );
         let at = chrono::DateTime::from_timestamp_micros(row[3].as_int().unwrap_or_default())
             .unwrap_or_default();
         object.insert(
             "set_at".into(),
-            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).into(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                .into(),
         );
     }
     Ok(Some(data))
@@ -304,7 +307,10 @@ pub async fn migrate_legacy(
         };
         let tenant_id = TenantId::parse(&tenant).map_err(|e| failed("tenant", &e))?;
         let stream = StreamId::parse("settings-sla").map_err(|e| failed("stream", &e))?;
-        let set = !store.stream_heads_of(&tenant_id, &[stream]).await?.is_empty();
+        let set = !store
+            .stream_heads_of(&tenant_id, &[stream])
+            .await?
+            .is_empty();
         if !set {
             let data = serde_json::to_value(targets).map_err(|e| failed("json", &e))?;
             let batch = crm_core::command::parse::parse_batch(

@@ -587,7 +587,10 @@ pub async fn pipeline_and_backlog_figures_are_right(fixture: &Fixture) {
         .expect("k-9 open");
     assert_eq!(k9.resolution_due, Some(at("2026-01-06T09:30:00Z")));
     assert!(!k9.breaches.resolution);
-    assert_eq!(relaxed.resolution_breaches, 1, "k-1 keeps the targets of its open");
+    assert_eq!(
+        relaxed.resolution_breaches, 1,
+        "k-1 keeps the targets of its open"
+    );
     assert_eq!(relaxed.targets.targets.urgent.resolution_minutes, 24 * 60);
 }
 
@@ -2512,8 +2515,14 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
     // 1 h Monday, 1 h Tuesday, paused to Wednesday 11:00 Paris, 6 h more: 17:00 Paris.
     assert_eq!(clocks.first_response.due, Some(t("2026-03-04T16:00:00Z")));
     // 4 h (50 %): 2 h before the pause, 2 h after it.
-    assert_eq!(clocks.first_response.warning, Some(t("2026-03-04T12:00:00Z")));
-    assert_eq!(clocks.first_response.stopped_at, Some(t("2026-03-05T08:30:00Z")));
+    assert_eq!(
+        clocks.first_response.warning,
+        Some(t("2026-03-04T12:00:00Z"))
+    );
+    assert_eq!(
+        clocks.first_response.stopped_at,
+        Some(t("2026-03-05T08:30:00Z"))
+    );
     // 72 working hours, Friday 6 March a holiday: Tuesday 17 March 17:00 Paris.
     assert_eq!(clocks.resolution.due, Some(t("2026-03-17T16:00:00Z")));
     assert_eq!(k1[0].case.pauses.len(), 1);
@@ -2526,7 +2535,13 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
     assert_eq!(
         lines_of(&tuesday),
         vec![
-            ("k-3".into(), Some("2026-03-03T09:30:00+00:00".into()), false, true, false),
+            (
+                "k-3".into(),
+                Some("2026-03-03T09:30:00+00:00".into()),
+                false,
+                true,
+                false
+            ),
             ("k-1".into(), None, true, false, false),
         ]
     );
@@ -2540,7 +2555,11 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
         Some(6 * 3600)
     );
     assert_eq!(
-        (tuesday.first_response_breaches, tuesday.resolution_breaches, tuesday.paused),
+        (
+            tuesday.first_response_breaches,
+            tuesday.resolution_breaches,
+            tuesday.paused
+        ),
         (1, 1, 1)
     );
     // Resumed at that very instant on Wednesday: due 16:00Z, not late yet.
@@ -2549,14 +2568,25 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
         .expect("backlog");
     assert_eq!(
         lines_of(&wednesday)[1],
-        ("k-1".into(), Some("2026-03-04T16:00:00+00:00".into()), false, false, false)
+        (
+            "k-1".into(),
+            Some("2026-03-04T16:00:00+00:00".into()),
+            false,
+            false,
+            false
+        )
     );
     // Thursday 08:00Z, before the close: k-1 open and late.
     let thursday = backlog::backlog_as_of(&fixture.db, "t1", t("2026-03-05T08:00:00Z"), 0, 10)
         .await
         .expect("backlog");
     assert_eq!(thursday.open_count, 2);
-    assert!(thursday.open.iter().all(|line| line.breaches.first_response));
+    assert!(
+        thursday
+            .open
+            .iter()
+            .all(|line| line.breaches.first_response)
+    );
     // Before anything: nothing.
     let before = backlog::backlog_as_of(&fixture.db, "t1", t("2026-02-01T00:00:00Z"), 0, 10)
         .await
