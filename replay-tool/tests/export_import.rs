@@ -160,7 +160,7 @@ async fn assert_exactly_once(store: &SharedStore, expected: usize) {
 }
 
 /// A realistic history over two tenants, plus the types it lacks (campaigns, a disqualified
-/// lead), some with metadata, so that every catalog type is exported.
+/// lead, tenant settings), some with metadata, so that every catalog type is exported.
 async fn seed(url: &str, customers: usize, steps: usize) -> usize {
     let store = open(url).await;
     let events = history(21, customers, steps);
@@ -194,12 +194,22 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
             "CampaignCostRecorded",
             json!({"campaign_id": "cmp-1", "amount": "99.95", "currency": "EUR"}),
         ),
-        ("ConsentRegimeSet", json!({"regime": "opt_out"})),
         (
             "CasePaused",
             json!({"case_id": "k-paused", "reason": "waiting for the customer"}),
         ),
         ("CaseResumed", json!({"case_id": "k-paused"})),
+        // Tenant settings, last, so no judgement above depends on them.
+        ("ConsentRegimeSet", json!({"regime": "opt_in"})),
+        (
+            "SlaTargetsSet",
+            json!({"low": {"first_response_minutes": 1440, "resolution_minutes": 10080}, "normal": {"first_response_minutes": 480, "resolution_minutes": 4320}, "high": {"first_response_minutes": 240, "resolution_minutes": 1440}, "urgent": {"first_response_minutes": 60, "resolution_minutes": 240}}),
+        ),
+        (
+            "BusinessCalendarSet",
+            json!({"time_zone": "Europe/Paris", "hours": {"monday": [["09:00", "17:30"]], "tuesday": [["09:00", "17:30"]], "wednesday": [["09:00", "17:30"]], "thursday": [["09:00", "17:30"]], "friday": [["09:00", "17:00"]], "saturday": [], "sunday": []}, "holidays": ["2026-12-25"]}),
+        ),
+        ("BusinessCalendarCleared", json!({})),
     ];
     let mut count = events.len();
     for tenant in ["acme", "globex"] {
