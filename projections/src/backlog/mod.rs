@@ -127,11 +127,11 @@ impl DocRow for Case {
             micros(self.closed_at),
             SqlValue::opt_int(self.first_response_seconds()),
             SqlValue::opt_text(self.channel.map(|c| c.as_str())),
-            micros(clocks.map(|c| c.first_response.due).flatten()),
-            micros(clocks.map(|c| c.first_response.warning).flatten()),
-            micros(clocks.map(|c| c.first_response.stopped_at).flatten()),
-            micros(clocks.map(|c| c.resolution.due).flatten()),
-            micros(clocks.map(|c| c.resolution.warning).flatten()),
+            micros(clocks.and_then(|c| c.first_response.due)),
+            micros(clocks.and_then(|c| c.first_response.warning)),
+            micros(clocks.and_then(|c| c.first_response.stopped_at)),
+            micros(clocks.and_then(|c| c.resolution.due)),
+            micros(clocks.and_then(|c| c.resolution.warning)),
             micros(self.next_due()),
             SqlValue::Int(i64::from(self.is_paused())),
             from_position(self.last_position),
@@ -505,16 +505,14 @@ pub async fn backlog_as_of(
         };
         if let Some(sla) = past.sla.clone() {
             let clock = match sla.calendar_position {
-                Some(position) => {
-                    if !calendars.contains_key(&position) {
-                        let clock = settings::calendar_at(db, tenant, Some(position)).await?;
-                        calendars.insert(position, clock);
-                    }
-                    calendars.get(&position).cloned()
-                }
-                None => None,
-            }
-            .unwrap_or(crm_core::sla::SlaClock::Elapsed);
+                Some(position) => match calendars.entry(position) {
+                    std::collections::btree_map::Entry::Occupied(known) => known.get().clone(),
+                    std::collections::btree_map::Entry::Vacant(slot) => slot
+                        .insert(settings::calendar_at(db, tenant, Some(position)).await?)
+                        .clone(),
+                },
+                None => crm_core::sla::SlaClock::Elapsed,
+            };
             past.clocks = clocks::compute(&past, &sla, &clock);
         }
         cases.push(past);
