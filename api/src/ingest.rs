@@ -67,7 +67,9 @@ pub async fn append(
             .position(|incoming| incoming.event.category() == "settings")
     {
         return Err(Problem::forbidden(format!(
-            "events[{index}]: a {} changes a tenant setting, which needs a key with role admin              (or PUT /v1/settings/consent)",
+            "events[{index}]: a {} changes a tenant setting, which needs a key with role admin \
+             (the settings routes: PUT /v1/settings/consent, /v1/service/sla-targets, \
+             /v1/service/calendar)",
             batch[index].event.event_type()
         )));
     }
