@@ -86,7 +86,7 @@ pub async fn backlog(
     tag = "service",
     summary = "The tenant's SLA targets in force: minutes to first response and to resolution per priority, the warning share (role analyst)",
     params(ConsistencyParams),
-    responses((status = 200, description = "The targets (the defaults until set) and the position of the `SlaTargetsSet` that set them.", body = backlog::TargetsInForce))
+    responses((status = 200, description = "The targets (the defaults until set) and the position of the `SlaTargetsSet` that set them.", body = backlog::TargetsInForce, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
 )]
 pub async fn sla_targets(
     State(state): State<SharedState>,
@@ -167,7 +167,7 @@ pub struct SettingRecorded {
     summary = "The tenant's business-hours calendar in force: time zone, working hours per weekday, holidays (role analyst)",
     params(ConsistencyParams),
     responses(
-        (status = 200, description = "The calendar as set (`BusinessCalendarSet` data) with its `position`.", body = Object),
+        (status = 200, description = "The calendar as set (`BusinessCalendarSet` data) with its `position`.", body = Object, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))),
         (status = 404, description = "No calendar: SLA clocks count elapsed time.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
     )
 )]

@@ -238,7 +238,7 @@ pub async fn ingest_then_every_query_reads_its_writes<F: Future<Output = Option<
     let verify = app.get_as(TENANT, Role::Auditor, "/v1/verify").await;
     let verify = verify.ok();
     assert_eq!(verify["intact"], true);
-    assert_eq!(verify["events_checked"], 10);
+    assert_eq!(verify["events_checked"], 11, "ten events and the SLA targets set");
     let one = app
         .get_as(TENANT, Role::Auditor, "/v1/verify?stream=customer-c-1")
         .await;
