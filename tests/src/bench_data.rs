@@ -113,6 +113,8 @@ pub fn generate_with(customers: u64, seed: u64, phone: bool) -> Vec<CustomerEven
                             "summary": words(&mut rng, 120),
                         }),
                     )
+                    // Version 2 (an optional `purpose`, absent here): the same data.
+                    .with_schema_version(2)
                     .with_id(id(&mut rng))
                     .with_occurred_at(at),
                 );
