@@ -9,11 +9,18 @@
 //!   responded to. Escalation never lowers the priority.
 //! - It is resolved only when open, reopened only when resolved or closed, and closed when
 //!   open or resolved (not twice).
+//! - It is marked a complaint while not closed (again with another category to recategorise
+//!   it); a resolution names a root cause only for a complaint. Whether the category or cause
+//!   is one of the tenant's is judged against `settings-complaints` by the ingest
+//!   ([`crate::command`]).
+//! - Its customer's satisfaction (`CsatRecorded`) is recorded once, at any time after the
+//!   open.
 
 use crate::aggregates::{RuleViolation, check_target_and_data};
 use crate::catalog::DomainEvent;
 use crate::catalog::case::{
-    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CaseReopened, CaseResolved, CaseResponded,
+    CaseAssigned, CaseClosed, CaseEscalated, CaseMarkedComplaint, CaseOpened, CaseReopened,
+    CaseResolved, CaseResponded, CsatRecorded,
 };
 use crate::catalog::values::Priority;
 use crate::ids::EntityId;
@@ -39,6 +46,10 @@ pub struct State {
     pub priority: Option<Priority>,
     /// The agent it is assigned to, if any.
     pub agent: Option<EntityId>,
+    /// Its complaint category, once marked a complaint.
+    pub complaint: Option<EntityId>,
+    /// Whether its CSAT answer was recorded.
+    pub csat_recorded: bool,
 }
 
 /// What can be asked of a case; each carries the data of the fact it would record.
@@ -51,6 +62,8 @@ pub enum Command {
     ResolveCase(CaseResolved),
     ReopenCase(CaseReopened),
     CloseCase(CaseClosed),
+    MarkComplaint(CaseMarkedComplaint),
+    RecordCsat(CsatRecorded),
 }
 
 impl Command {
@@ -64,6 +77,8 @@ impl Command {
             Command::ResolveCase(data) => DomainEvent::CaseResolved(data),
             Command::ReopenCase(data) => DomainEvent::CaseReopened(data),
             Command::CloseCase(data) => DomainEvent::CaseClosed(data),
+            Command::MarkComplaint(data) => DomainEvent::CaseMarkedComplaint(data),
+            Command::RecordCsat(data) => DomainEvent::CsatRecorded(data),
         }
     }
 
@@ -77,6 +92,8 @@ impl Command {
             DomainEvent::CaseResolved(data) => Command::ResolveCase(data),
             DomainEvent::CaseReopened(data) => Command::ReopenCase(data),
             DomainEvent::CaseClosed(data) => Command::CloseCase(data),
+            DomainEvent::CaseMarkedComplaint(data) => Command::MarkComplaint(data),
+            DomainEvent::CsatRecorded(data) => Command::RecordCsat(data),
             _ => return None,
         })
     }
@@ -90,6 +107,8 @@ impl Command {
             Command::ResolveCase(_) => "be resolved".to_owned(),
             Command::ReopenCase(_) => "be reopened".to_owned(),
             Command::CloseCase(_) => "be closed".to_owned(),
+            Command::MarkComplaint(data) => format!("be marked a {} complaint", data.category),
+            Command::RecordCsat(_) => "record a CSAT answer".to_owned(),
         }
     }
 }
@@ -117,6 +136,21 @@ fn reason_to_reject(state: &State, command: &Command) -> Option<String> {
         (Command::OpenCase(_), NotOpened) => None,
         (Command::OpenCase(_), _) => fixed("it was already opened"),
         (_, NotOpened) => fixed("it was never opened"),
+        (Command::RecordCsat(_), _) if state.csat_recorded => {
+            fixed("its CSAT answer was already recorded")
+        }
+        (Command::RecordCsat(_), _) => None,
+        (Command::MarkComplaint(data), Open | Resolved)
+            if state.complaint.as_ref() == Some(&data.category) =>
+        {
+            Some(format!("it is already a {} complaint", data.category))
+        }
+        (Command::MarkComplaint(_), Open | Resolved) => None,
+        (Command::ResolveCase(data), Open)
+            if data.root_cause.is_some() && state.complaint.is_none() =>
+        {
+            fixed("a root cause is given only for a complaint; mark it a complaint first")
+        }
         (Command::AssignCase(data), Open | Resolved)
             if state.agent.as_ref() == Some(&data.agent) =>
         {
@@ -170,6 +204,8 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
         DomainEvent::CaseResolved(_) => state.status = Status::Resolved,
         DomainEvent::CaseReopened(_) => state.status = Status::Open,
         DomainEvent::CaseClosed(_) => state.status = Status::Closed,
+        DomainEvent::CaseMarkedComplaint(data) => state.complaint = Some(data.category.clone()),
+        DomainEvent::CsatRecorded(_) => state.csat_recorded = true,
         _ => {}
     }
     state

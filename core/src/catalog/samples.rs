@@ -79,7 +79,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         (
             "CaseResolved",
-            json!({"case_id": "k-3", "resolution": "Mail filter fixed"}),
+            json!({"case_id": "k-3", "resolution": "Mail filter fixed", "root_cause": "carrier_delay"}),
         ),
         (
             "CaseReopened",
@@ -133,6 +133,22 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             json!({"owner": "u-7", "period": "2026-Q2", "amount": "50000.00", "currency": "EUR"}),
         ),
         ("ConsentRegimeSet", json!({"regime": "opt_out"})),
+        (
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing", "delivery"], "causes": ["carrier_delay", "pricing_error"]}),
+        ),
+        (
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-3", "category": "billing"}),
+        ),
+        (
+            "CsatRecorded",
+            json!({"case_id": "k-3", "score": 4, "comment": "Quick and friendly"}),
+        ),
+        (
+            "NpsAnswered",
+            json!({"customer_id": "c-42", "answer_id": "nps-2026-q1", "score": 9, "comment": "Would recommend"}),
+        ),
     ]
 }
 
@@ -245,6 +261,19 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             json!({"owner": "u-7", "period": "2026-03", "amount": "0", "currency": "JPY"}),
         ),
         ("ConsentRegimeSet", json!({"regime": "opt_in"})),
+        (
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing"], "causes": ["other"]}),
+        ),
+        (
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-3", "category": "delivery"}),
+        ),
+        ("CsatRecorded", json!({"case_id": "k-3", "score": 1})),
+        (
+            "NpsAnswered",
+            json!({"customer_id": "c-42", "answer_id": "a-1", "score": 0}),
+        ),
     ]
 }
 
