@@ -37,6 +37,7 @@ const QUERY_NAMES: &[&str] = &[
     "campaign_id",
     "overdue",
     "due_before",
+    "period",
     "",
     "limit[]",
     "currency",
@@ -66,6 +67,8 @@ const GET_PATHS: &[&str] = &[
     "/v1/analytics/products",
     "/v1/consent/violations",
     "/v1/settings/consent",
+    "/v1/service/complaints",
+    "/v1/service/satisfaction",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -91,6 +94,10 @@ const TYPES: &[&str] = &[
     "CampaignLaunched",
     "CampaignMemberAdded",
     "ConsentRegimeSet",
+    "ComplaintCategoriesSet",
+    "CaseMarkedComplaint",
+    "CsatRecorded",
+    "NpsAnswered",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

@@ -1328,7 +1328,7 @@ pub async fn a_writer_beside_the_api_is_seen_before_the_next_check<
 
 /// A customer with every personal field of the catalog filled, each with a value found
 /// nowhere else: profile, consent, an interaction, a refunded order, a lost deal, an
-/// escalated case and a lead converted to it. Returns the events and the plaintext values.
+/// escalated case with its CSAT answer, an NPS answer and a lead converted to it. Returns the events and the plaintext values.
 fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
     let secrets = vec![
         "Wilhelmina Quarrington",
@@ -1346,6 +1346,8 @@ fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
         "oswin.fl@leadbox.example",
         "+1 555 0199 3321",
         "Fairweather Kettles Ltd",
+        "Thanked Quenby at the Lowmoor desk",
+        "Would tell the Ashcombe choir",
     ];
     let lead = format!("l-{id}");
     let events = json!([
@@ -1373,6 +1375,10 @@ fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
                   "description": secrets[9], "channel": "email", "priority": "normal"}},
         {"type": "CaseEscalated", "occurred_at": "2026-02-01T12:00:00Z",
          "data": {"case_id": format!("k-{id}"), "reason": secrets[10], "priority": "high"}},
+        {"type": "CsatRecorded", "occurred_at": "2026-02-02T12:00:00Z",
+         "data": {"case_id": format!("k-{id}"), "score": 4, "comment": secrets[15]}},
+        {"type": "NpsAnswered", "occurred_at": "2026-02-03T12:00:00Z",
+         "data": {"customer_id": id, "answer_id": "nps-1", "score": 9, "comment": secrets[16]}},
         {"type": "LeadCaptured", "occurred_at": "2025-12-01T00:00:00Z",
          "data": {"lead_id": lead, "name": secrets[11], "email": secrets[12],
                   "phone": secrets[13], "company": secrets[14], "source": "web_form"}},
@@ -1493,6 +1499,15 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             // Ids, channels, statuses and times: nothing personal.
             "/v1/consent/violations" => vec![String::new(), "?channel=email".into()],
             "/v1/settings/consent" => vec![String::new()],
+            // Labels, customer ids, counts and durations; scores by agent, priority and period:
+            // nothing personal (comments show only on the 360 view).
+            "/v1/service/complaints" => {
+                vec!["?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into()]
+            }
+            "/v1/service/satisfaction" => vec![
+                "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into(),
+                "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&period=week".into(),
+            ],
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {
@@ -1623,6 +1638,12 @@ pub async fn personal_fields_are_redacted_on_every_get_route_without_the_flag<
         }
     };
     shows(format!("/v1/customers/{id}"), secrets[..3].to_vec()).await;
+    shows(format!("/v1/customers/{id}"), secrets[15..17].to_vec()).await;
+    shows(
+        format!("/v1/customers/{id}?as_of=2030-01-01T00:00:00Z"),
+        secrets[15..17].to_vec(),
+    )
+    .await;
     shows(
         format!("/v1/customers/{id}?position={last}"),
         secrets[..3].to_vec(),
