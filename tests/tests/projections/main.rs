@@ -28,6 +28,7 @@ macro_rules! projections {
                 quota_attainment_is_right_now_and_as_of_past_times,
                 campaigns_rebuild_equals_live_and_figures_follow_the_log,
                 consent_contacts_are_judged_by_what_the_log_held_before_them,
+                complaints_and_satisfaction_fold_exactly_and_a_rebuild_equals_live,
             );
             projections!(@sales $backend:
                 contact_links_as_of_any_moment_agree_with_the_live_rows_then,
