@@ -608,8 +608,9 @@ pub async fn a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answ
     fixture: &Fixture,
 ) {
     let mut events = history(7, 60, 2_500);
-    // Campaign events too, so every read model has rows.
+    // Campaign, consent and satisfaction events too, so every read model has rows.
     events.extend(campaign_events(&events));
+    events.extend(consent_and_satisfaction_events(&events));
     let (first, second) = events.split_at(events.len() / 2);
     append_all(fixture.store.as_ref(), first).await;
     let handle = fixture.start_runner().await;
@@ -1485,6 +1486,46 @@ pub async fn leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_o
 /// Two campaigns per tenant over the customers `events` registers: every third customer a
 /// member of `cmp-1`, every fifth of `cmp-2`, some responses, spends in two currencies;
 /// dated before the history, so later wins are attributed.
+/// A consent regime, outbound marketing mails and NPS answers (with comments) for the
+/// customers of `events`, after them.
+fn consent_and_satisfaction_events(events: &[Emitted]) -> Vec<Emitted> {
+    let start = events.iter().map(|e| e.occurred_at).max().expect("events");
+    let mut out = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let t = |minutes: i64| (start + chrono::Duration::minutes(minutes)).to_rfc3339();
+        let at_tenant = |event_type, data, at: String| Emitted {
+            tenant,
+            ..ev(event_type, data, &at)
+        };
+        out.push(at_tenant(
+            "ConsentRegimeSet",
+            json!({"regime": "opt_out"}),
+            t(1),
+        ));
+        let customers: Vec<&str> = events
+            .iter()
+            .filter(|e| e.tenant == tenant && e.event_type == "CustomerRegistered")
+            .filter_map(|e| e.data["customer_id"].as_str())
+            .collect();
+        for (i, customer) in customers.iter().enumerate().filter(|(i, _)| i % 4 == 0) {
+            let minute = 10 + i as i64;
+            out.push(at_tenant(
+                "InteractionLogged",
+                json!({"customer_id": customer, "interaction_id": format!("mkt-{i}"),
+                       "channel": "email", "direction": "outbound", "purpose": "marketing"}),
+                t(minute),
+            ));
+            out.push(at_tenant(
+                "NpsAnswered",
+                json!({"customer_id": customer, "answer_id": format!("nps-{i}"),
+                       "score": i % 11, "comment": format!("comment {i}")}),
+                t(minute),
+            ));
+        }
+    }
+    out
+}
+
 fn campaign_events(events: &[Emitted]) -> Vec<Emitted> {
     let start = events.first().map(|e| e.occurred_at).expect("events") - chrono::Duration::days(3);
     let mut out = Vec::new();
