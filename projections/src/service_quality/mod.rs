@@ -914,3 +914,177 @@ pub async fn latest(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use crm_core::catalog::DomainEvent;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn t(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn ev(position: u64, at: &str, event_type: &str, data: Value) -> ProjectedEvent {
+        let event = DomainEvent::parse(event_type, &data).expect("event");
+        crate::testing::event(position, t(at), event)
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_the_closest_ranks() {
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[7.0], 0.9), Some(7.0));
+        assert_eq!(quantile(&[10.0, 20.0], 0.5), Some(15.0));
+        assert_eq!(quantile(&[10.0, 20.0, 110.0], 0.9), Some(20.0 + 90.0 * 0.8));
+    }
+
+    #[test]
+    fn periods_are_calendar_months_and_iso_weeks_in_utc() {
+        let (label, start) = Period::Month.of(t("2026-03-31T23:59:59Z"));
+        assert_eq!(
+            (label.as_str(), start),
+            ("2026-03", t("2026-03-01T00:00:00Z"))
+        );
+        // 2027-01-01 is a Friday: ISO week 53 of 2026, which began on Monday 2026-12-28.
+        let (label, start) = Period::Week.of(t("2027-01-01T12:00:00Z"));
+        assert_eq!(
+            (label.as_str(), start),
+            ("2026-W53", t("2026-12-28T00:00:00Z"))
+        );
+        let (label, _) = Period::Week.of(t("2026-03-02T00:00:00Z"));
+        assert_eq!(label, "2026-W10");
+    }
+
+    #[test]
+    fn a_case_folds_its_agent_priority_complaint_first_resolution_and_one_csat() {
+        let mut case = ServiceCase::default();
+        for event in [
+            ev(
+                1,
+                "2026-03-01T00:00:00Z",
+                "CaseOpened",
+                json!({"case_id": "k-1", "customer_id": "c-1", "subject": "s", "channel": "web", "priority": "normal"}),
+            ),
+            ev(
+                2,
+                "2026-03-01T01:00:00Z",
+                "CaseResponded",
+                json!({"case_id": "k-1", "agent": "u-1"}),
+            ),
+            ev(
+                3,
+                "2026-03-01T02:00:00Z",
+                "CaseResponded",
+                json!({"case_id": "k-1", "agent": "u-2"}),
+            ),
+            ev(
+                4,
+                "2026-03-01T03:00:00Z",
+                "CaseEscalated",
+                json!({"case_id": "k-1", "priority": "urgent"}),
+            ),
+            ev(
+                5,
+                "2026-03-01T04:00:00Z",
+                "CaseEscalated",
+                json!({"case_id": "k-1", "priority": "low"}),
+            ),
+            ev(
+                6,
+                "2026-03-01T05:00:00Z",
+                "CaseMarkedComplaint",
+                json!({"case_id": "k-1", "category": "billing"}),
+            ),
+            ev(
+                7,
+                "2026-03-01T06:00:00Z",
+                "CaseResolved",
+                json!({"case_id": "k-1", "root_cause": "late"}),
+            ),
+            ev(
+                8,
+                "2026-03-02T00:00:00Z",
+                "CaseReopened",
+                json!({"case_id": "k-1"}),
+            ),
+            ev(
+                9,
+                "2026-03-03T00:00:00Z",
+                "CaseResolved",
+                json!({"case_id": "k-1"}),
+            ),
+            ev(
+                10,
+                "2026-03-04T00:00:00Z",
+                "CsatRecorded",
+                json!({"case_id": "k-1", "score": 2, "comment": "slow"}),
+            ),
+            ev(
+                11,
+                "2026-03-05T00:00:00Z",
+                "CsatRecorded",
+                json!({"case_id": "k-1", "score": 5}),
+            ),
+        ] {
+            case.apply(&event);
+        }
+        assert_eq!(
+            case.agent.as_ref().map(|a| a.as_str()),
+            Some("u-1"),
+            "the first responder"
+        );
+        assert_eq!(case.priority, Some(Priority::Urgent), "never lowered");
+        assert_eq!(case.first_resolved_at, Some(t("2026-03-01T06:00:00Z")));
+        assert_eq!(case.root_cause.as_ref().map(|c| c.as_str()), Some("late"));
+        let csat = case.csat.clone().expect("csat");
+        assert_eq!(
+            (csat.score, csat.comment.as_deref(), csat.position),
+            (2, Some("slow"), 10)
+        );
+        case.apply(&ev(
+            12,
+            "2026-03-06T00:00:00Z",
+            "CaseAssigned",
+            json!({"case_id": "k-1", "agent": "u-3"}),
+        ));
+        assert_eq!(
+            case.agent.as_ref().map(|a| a.as_str()),
+            Some("u-3"),
+            "the assignee"
+        );
+        case.erase_personal();
+        assert_eq!(case.csat.expect("csat").comment, None);
+        // An erased comment read back from the log is no comment.
+        let mut erased = ServiceCase::default();
+        erased.apply(&ev(
+            1,
+            "2026-03-04T00:00:00Z",
+            "CsatRecorded",
+            json!({"case_id": "k-2", "score": 4, "comment": "[erased]"}),
+        ));
+        assert_eq!(erased.csat.expect("csat").comment, None);
+    }
+
+    #[test]
+    fn csat_and_nps_figures_follow_their_definitions() {
+        let mut csat = CsatFigures::default();
+        for score in [5, 4, 3, 1] {
+            csat.add(score);
+        }
+        assert_eq!((csat.answers, csat.satisfied), (4, 2));
+        assert_eq!(
+            (csat.csat_percent, csat.mean_score),
+            (Some(50.0), Some(3.25))
+        );
+        let mut nps = NpsFigures::default();
+        for score in [10, 9, 8, 7, 6, 0] {
+            nps.add(score);
+        }
+        assert_eq!((nps.promoters, nps.passives, nps.detractors), (2, 2, 2));
+        assert_eq!(nps.nps, Some(0.0));
+    }
+}
