@@ -520,11 +520,13 @@ pub async fn record(
             }
         }
     }
-    record.history.sort_by(|a, b| b.position.cmp(&a.position));
+    record
+        .history
+        .sort_by_key(|c| std::cmp::Reverse(c.position));
     record.history.truncate(SHOWN);
     record
         .violations
-        .sort_by(|a, b| b.position.cmp(&a.position));
+        .sort_by_key(|c| std::cmp::Reverse(c.position));
     record.violations.truncate(SHOWN);
     Ok(record)
 }

@@ -144,10 +144,8 @@ impl ServiceCase {
                 );
             }
             DomainEvent::CaseAssigned(data) => self.agent = Some(data.agent.clone()),
-            DomainEvent::CaseResponded(data) => {
-                if self.agent.is_none() {
-                    self.agent = Some(data.agent.clone());
-                }
+            DomainEvent::CaseResponded(data) if self.agent.is_none() => {
+                self.agent = Some(data.agent.clone());
             }
             DomainEvent::CaseEscalated(data) => {
                 if let Some(given) = data.priority {
@@ -165,19 +163,17 @@ impl ServiceCase {
             DomainEvent::CaseMarkedComplaint(data) => {
                 self.complaint = Some(data.category.clone());
             }
-            DomainEvent::CsatRecorded(data) => {
-                if self.csat.is_none() {
-                    self.csat = Some(CsatAnswer {
-                        score: data.score,
-                        comment: data
-                            .comment
-                            .as_deref()
-                            .and_then(crm_core::privacy::readable),
-                        at,
-                        recorded_at: event.recorded_at,
-                        position: event.position,
-                    });
-                }
+            DomainEvent::CsatRecorded(data) if self.csat.is_none() => {
+                self.csat = Some(CsatAnswer {
+                    score: data.score,
+                    comment: data
+                        .comment
+                        .as_deref()
+                        .and_then(crm_core::privacy::readable),
+                    at,
+                    recorded_at: event.recorded_at,
+                    position: event.position,
+                });
             }
             _ => {}
         }
