@@ -66,9 +66,15 @@ pub async fn append(
             .iter()
             .position(|incoming| incoming.event.category() == "settings")
     {
+        let event_type = batch[index].event.event_type();
+        let also = if event_type == "ConsentRegimeSet" {
+            " (or PUT /v1/settings/consent)"
+        } else {
+            ""
+        };
         return Err(Problem::forbidden(format!(
-            "events[{index}]: a {} changes a tenant setting, which needs a key with role admin              (or PUT /v1/settings/consent)",
-            batch[index].event.event_type()
+            "events[{index}]: a {event_type} changes a tenant setting, which needs a key with \
+             role admin{also}"
         )));
     }
     match command::append(
