@@ -2,17 +2,25 @@
 //! complaints opened in a window: by category, by root cause, resolution times, repeat
 //! complainers, the monthly trend) and `GET /v1/service/satisfaction` (CSAT by agent,
 //! priority and period; NPS by period), both for analysts, from the `service_quality` read
-//! model. Neither answer carries a personal field (comments appear only on the 360 view).
+//! model; `GET`/`PUT /v1/settings/complaints`, the tenant's complaint categories and root
+//! causes (read by analysts and auditors, set by an admin through the very decision behind
+//! `POST /v1/events`, as a `ComplaintCategoriesSet`). No answer carries a personal field
+//! (comments appear only on the 360 view).
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use crm_projections::service_quality::{self, ComplaintsReport, Period, SatisfactionReport};
-use serde::Deserialize;
+use crm_core::command;
+use crm_core::command::parse::parse_batch;
+use crm_projections::service_quality::{
+    self, ComplaintListsInForce, ComplaintsReport, Period, SatisfactionReport,
+};
+use serde::{Deserialize, Serialize};
 
 use super::{SERVICE_QUALITY, closed_value, parse_time, reach_known};
 use crate::app::SharedState;
-use crate::extract::{Caller, Params, at_position};
+use crate::extract::{Caller, Params, at_position, read_json};
 use crate::keys::Role;
 use crate::problem::Problem;
 
@@ -125,4 +133,109 @@ pub async fn satisfaction(
     let report =
         service_quality::satisfaction(&state.db, caller.tenant(), from, to, period).await?;
     Ok(at_position(position, &report))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListsParams {
+    /// Read-your-writes: wait until the read model has applied this position.
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/settings/complaints`.
+#[utoipa::path(
+    get,
+    path = "/v1/settings/complaints",
+    operation_id = "getComplaintLists",
+    tag = "service",
+    summary = "The tenant's complaint categories and root causes in force, and every list it set (role analyst or auditor)",
+    params(ListsParams),
+    responses((status = 200, description = "The lists (`in_force` null until an admin sets them).", body = ComplaintListsInForce, headers(("crm-read-position" = u64, description = "The log position the answer was read at (the read model's, or the log's head)"))))
+)]
+pub async fn complaint_lists(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(params): Params<ListsParams>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Analyst, Role::Auditor], "read the complaint lists")?;
+    let position = reach_known(
+        &state,
+        caller.tenant(),
+        &[SERVICE_QUALITY],
+        params.min_position,
+    )
+    .await?;
+    let lists = service_quality::lists(&state.db, caller.tenant()).await?;
+    Ok(at_position(position, &lists))
+}
+
+/// The body of `PUT /v1/settings/complaints`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLists {
+    /// Non-empty, distinct labels (entity id rules), at most 200.
+    pub categories: Vec<String>,
+    /// Non-empty, distinct labels (entity id rules), at most 200.
+    pub causes: Vec<String>,
+}
+
+/// What `PUT /v1/settings/complaints` recorded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListsSetAnswer {
+    pub categories: Vec<String>,
+    pub causes: Vec<String>,
+    /// The position of the `ComplaintCategoriesSet`: the lists are in force after it (pass it
+    /// as `min_position` to read them back).
+    pub position: u64,
+}
+
+/// `PUT /v1/settings/complaints`.
+#[utoipa::path(
+    put,
+    path = "/v1/settings/complaints",
+    operation_id = "setComplaintLists",
+    tag = "service",
+    summary = "Set the tenant's complaint categories and root causes from now on, as a `ComplaintCategoriesSet` event (role admin)",
+    description = "Both lists are replaced. `CaseMarkedComplaint` and a `CaseResolved`'s `root_cause` are judged against the lists in force when they are appended; complaints recorded before keep their labels.",
+    request_body(content = SetLists, description = "`{\"categories\": [\"billing\", ...], \"causes\": [\"carrier_delay\", ...]}`."),
+    responses(
+        (status = 201, description = "The lists were recorded.", body = ListsSetAnswer),
+        (status = 422, description = "The body is not two lists of distinct labels, the member at fault named.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
+    )
+)]
+pub async fn set_complaint_lists(
+    State(state): State<SharedState>,
+    caller: Caller,
+    body: axum::body::Body,
+) -> Result<Response, Problem> {
+    let principal = caller.require(&[], "change the complaint lists")?;
+    let value = read_json(&state, body).await?;
+    let wanted: SetLists = serde_path_to_error::deserialize(value).map_err(|e| {
+        Problem::unprocessable(format!("complaint lists: {}: {}", e.path(), e.inner()))
+            .with("field", e.path().to_string())
+    })?;
+    let batch = parse_batch(
+        &serde_json::json!({"events": [{
+            "type": "ComplaintCategoriesSet",
+            "data": {"categories": wanted.categories, "causes": wanted.causes},
+        }]}),
+        &principal.tenant,
+        &principal.key_id,
+        None,
+        1,
+    )?;
+    let outcome = command::append(
+        state.store.as_ref(),
+        &state.streams,
+        &principal.tenant,
+        &batch,
+    )
+    .await?;
+    let answer = ListsSetAnswer {
+        categories: wanted.categories,
+        causes: wanted.causes,
+        position: outcome.last_position,
+    };
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }

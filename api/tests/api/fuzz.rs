@@ -69,6 +69,7 @@ const GET_PATHS: &[&str] = &[
     "/v1/settings/consent",
     "/v1/service/complaints",
     "/v1/service/satisfaction",
+    "/v1/settings/complaints",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",

@@ -106,6 +106,9 @@ pub async fn complaints_and_satisfaction_are_exact_refused_outside_the_lists_and
 
     // No lists yet: a complaint category is refused, saying to set them first; only an
     // admin sets them, and bad lists are named.
+    let none = app.get("/v1/settings/complaints").await;
+    assert_eq!(none.ok()["in_force"], Value::Null);
+    assert_eq!(none.ok()["history"], json!([]));
     app.ingest(json!([marked("k-1", "billing", "2026-03-02T10:00:00Z")]))
         .await
         .problem(409, &["events[0]", "no complaint categories", "first"]);
@@ -218,8 +221,37 @@ pub async fn complaints_and_satisfaction_are_exact_refused_outside_the_lists_and
         .problem(422, &["data.score"]);
     assert_eq!(app.head().await, head, "nothing refused is written");
 
-    // New lists apply from their position on: delivery is refused now, the past stays.
-    let changed = as_admin(&app, json!([lists(&["billing", "product"], &["defect"])])).await;
+    // New lists (PUT, admin only) apply from their position on: delivery is refused now, the
+    // past stays.
+    let put = |role: Role, body: Value| {
+        let app = &app;
+        async move {
+            app.send(
+                app.client
+                    .put(app.url("/v1/settings/complaints"))
+                    .bearer_auth(app.key(TENANT, role))
+                    .json(&body),
+            )
+            .await
+        }
+    };
+    let lists_body = json!({"categories": ["billing", "product"], "causes": ["defect"]});
+    put(Role::Analyst, lists_body.clone())
+        .await
+        .problem(403, &[]);
+    put(Role::Admin, json!({"categories": ["billing"]}))
+        .await
+        .problem(422, &["causes"]);
+    put(
+        Role::Admin,
+        json!({"categories": ["a", "a"], "causes": ["x"]}),
+    )
+    .await
+    .problem(422, &["data.categories[1]", "twice"]);
+    put(Role::Admin, json!({"categories": ["a"], "causes": ["x y"]}))
+        .await
+        .problem(422, &["data.causes[0]"]);
+    let changed = put(Role::Admin, lists_body).await;
     assert_eq!(changed.status, 201, "{}", changed.body);
     app.ingest(json!([marked("k-5", "delivery", "2026-03-16T00:00:00Z")]))
         .await
@@ -227,7 +259,29 @@ pub async fn complaints_and_satisfaction_are_exact_refused_outside_the_lists_and
             409,
             &["category delivery is not one of the tenant's: billing, product"],
         );
-    let last = changed.body["last_position"].as_u64().expect("position");
+    let last = changed.body["position"].as_u64().expect("position");
+    let lists_now = app
+        .get_as(
+            TENANT,
+            Role::Auditor,
+            &format!("/v1/settings/complaints?min_position={last}"),
+        )
+        .await;
+    let lists_now = lists_now.ok();
+    assert_eq!(
+        lists_now["in_force"]["categories"],
+        json!(["billing", "product"])
+    );
+    assert_eq!(lists_now["in_force"]["causes"], json!(["defect"]));
+    assert_eq!(lists_now["in_force"]["position"], last);
+    assert_eq!(lists_now["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        lists_now["history"][0]["categories"],
+        json!(["billing", "delivery"])
+    );
+    app.get_as(TENANT, Role::Ingest, "/v1/settings/complaints")
+        .await
+        .problem(403, &[]);
 
     // Complaints opened in [March, May): k-1, k-2, k-3, k-4 (k-6 opened in May).
     let report = app

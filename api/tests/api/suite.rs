@@ -1504,6 +1504,7 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/service/complaints" => {
                 vec!["?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into()]
             }
+            "/v1/settings/complaints" => vec![String::new()],
             "/v1/service/satisfaction" => vec![
                 "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into(),
                 "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&period=week".into(),

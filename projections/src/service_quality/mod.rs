@@ -8,13 +8,15 @@
 //!   resolution named), and its CSAT answer (score, comment, business and recording time,
 //!   position).
 //! - `rm_nps_answers`: one row per `NpsAnswered` (customer, answer id, score, comment).
+//! - `rm_complaint_lists`: one row per `ComplaintCategoriesSet` (the tenant's categories and
+//!   root causes from its position on).
 //!
 //! Comments are personal data: a customer's erasure clears them (and those of customers
 //! merged into it) in both tables, and a rebuild reads them `[erased]` and keeps none, so the
 //! live model and a rebuild hold the same rows. No other field here is personal.
 //!
 //! Queries: [`complaints`] (`GET /v1/service/complaints`), [`satisfaction`] (`GET
-//! /v1/service/satisfaction`) and [`latest`] (the 360 view's `satisfaction`, live or at a
+//! /v1/service/satisfaction`), [`lists`] (`GET /v1/settings/complaints`) and [`latest`] (the 360 view's `satisfaction`, live or at a
 //! cut). Every figure is computed at query time from the rows; nothing depends on a clock.
 
 use std::collections::BTreeMap;
@@ -38,6 +40,7 @@ use crate::rows::{DocRow, EntityDoc, apply_entity_docs, decode_doc, merged_into}
 pub const NAME: &str = "service_quality";
 pub const CASES: &str = "rm_service_cases";
 pub const NPS: &str = "rm_nps_answers";
+pub const LISTS: &str = "rm_complaint_lists";
 
 const TABLES: &[TableDef] = &[
     TableDef {
@@ -78,7 +81,34 @@ const TABLES: &[TableDef] = &[
             "CREATE INDEX {t}_time ON {t} (tenant, occurred_at)",
         ],
     },
+    TableDef {
+        name: LISTS,
+        create: "CREATE TABLE {t} (
+            tenant TEXTKEY NOT NULL,
+            position BIGINT NOT NULL,
+            categories TEXT NOT NULL,
+            causes TEXT NOT NULL,
+            occurred_at BIGINT NOT NULL,
+            recorded_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant, position)
+        )",
+        indexes: &[],
+    },
 ];
+
+const LIST_COLUMNS: &[&str] = &[
+    "tenant",
+    "position",
+    "categories",
+    "causes",
+    "occurred_at",
+    "recorded_at",
+];
+
+fn labels_json(labels: &[EntityId]) -> String {
+    serde_json::to_string(&labels.iter().map(|l| l.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned())
+}
 
 const NPS_COLUMNS: &[&str] = &[
     "tenant",
@@ -254,9 +284,18 @@ impl Projection for ServiceQualityProjection {
         apply_entity_docs::<ServiceCase>(tx, tables.get(CASES), events).await?;
         let table = tables.get(NPS);
         let mut rows: Vec<Vec<SqlValue>> = Vec::new();
+        let mut lists: Vec<Vec<SqlValue>> = Vec::new();
         for event in events {
             let tenant = event.tenant.as_str();
             match &event.event {
+                DomainEvent::ComplaintCategoriesSet(set) => lists.push(vec![
+                    tenant.into(),
+                    from_position(event.position),
+                    labels_json(&set.categories).into(),
+                    labels_json(&set.causes).into(),
+                    SqlValue::Int(event.occurred_at.timestamp_micros()),
+                    SqlValue::Int(event.recorded_at.timestamp_micros()),
+                ]),
                 DomainEvent::NpsAnswered(answer) => rows.push(vec![
                     tenant.into(),
                     from_position(event.position),
@@ -294,9 +333,64 @@ impl Projection for ServiceQualityProjection {
                 _ => {}
             }
         }
+        tx.insert_rows(
+            tables.get(LISTS),
+            LIST_COLUMNS,
+            lists,
+            "ON CONFLICT DO NOTHING",
+        )
+        .await?;
         tx.insert_rows(table, NPS_COLUMNS, rows, "ON CONFLICT DO NOTHING")
             .await
     }
+}
+
+/// One `ComplaintCategoriesSet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ComplaintLists {
+    pub categories: Vec<String>,
+    pub causes: Vec<String>,
+    /// Business time of the event.
+    pub at: DateTime<Utc>,
+    pub position: u64,
+}
+
+/// `GET /v1/settings/complaints`: the lists in force (none until an admin sets them) and
+/// every set, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ComplaintListsInForce {
+    pub in_force: Option<ComplaintLists>,
+    pub history: Vec<ComplaintLists>,
+}
+
+/// The tenant's complaint lists: those in force now and every one set.
+pub async fn lists(db: &ReadDb, tenant: &str) -> Result<ComplaintListsInForce, ProjectionError> {
+    let parse = |text: Option<&str>| -> Vec<String> {
+        text.and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    };
+    let history: Vec<ComplaintLists> = db
+        .fetch(
+            &format!(
+                "SELECT categories, causes, occurred_at, position FROM {LISTS} WHERE tenant = ? \
+                 ORDER BY position"
+            ),
+            vec![tenant.into()],
+            &[Col::Text, Col::Text, Col::Int, Col::Int],
+        )
+        .await?
+        .iter()
+        .map(|row| ComplaintLists {
+            categories: parse(row[0].as_text()),
+            causes: parse(row[1].as_text()),
+            at: micros(row[2].as_int()),
+            position: position_of(row[3].as_int()),
+        })
+        .collect();
+    Ok(ComplaintListsInForce {
+        in_force: history.last().cloned(),
+        history,
+    })
 }
 
 fn micros(value: Option<i64>) -> DateTime<Utc> {

@@ -1486,8 +1486,8 @@ pub async fn leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_o
 /// Two campaigns per tenant over the customers `events` registers: every third customer a
 /// member of `cmp-1`, every fifth of `cmp-2`, some responses, spends in two currencies;
 /// dated before the history, so later wins are attributed.
-/// A consent regime, outbound marketing mails and NPS answers (with comments) for the
-/// customers of `events`, after them.
+/// A consent regime, complaint lists, outbound marketing mails and NPS answers (with
+/// comments) for the customers of `events`, after them.
 fn consent_and_satisfaction_events(events: &[Emitted]) -> Vec<Emitted> {
     let start = events.iter().map(|e| e.occurred_at).max().expect("events");
     let mut out = Vec::new();
@@ -1501,6 +1501,11 @@ fn consent_and_satisfaction_events(events: &[Emitted]) -> Vec<Emitted> {
             "ConsentRegimeSet",
             json!({"regime": "opt_out"}),
             t(1),
+        ));
+        out.push(at_tenant(
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing", "delivery"], "causes": ["late"]}),
+            t(2),
         ));
         let customers: Vec<&str> = events
             .iter()
@@ -2540,6 +2545,16 @@ pub async fn complaints_and_satisfaction_fold_exactly_and_a_rebuild_equals_live(
     append_all(fixture.store.as_ref(), &second).await;
     fixture.catch_up().await;
 
+    let lists = service_quality::lists(&fixture.db, "t1")
+        .await
+        .expect("lists");
+    let in_force = lists.in_force.expect("lists in force");
+    assert_eq!(in_force.categories, vec!["billing", "delivery"]);
+    assert_eq!(in_force.causes, vec!["defect", "late"]);
+    let none = service_quality::lists(&fixture.db, "t2")
+        .await
+        .expect("lists");
+    assert_eq!((none.in_force, none.history.len()), (None, 0));
     let (from, to) = (at("2026-01-01T00:00:00Z"), at("2026-03-01T00:00:00Z"));
     let report = service_quality::complaints(&fixture.db, "t1", from, to)
         .await
