@@ -15,6 +15,9 @@
 //! | `GET /v1/leads`, `/v1/leads/funnel` | analyst |
 //! | `GET /v1/campaigns`, `/v1/campaigns/{id}` | analyst |
 //! | `GET /v1/analytics/products` | analyst |
+//! | `GET /v1/service/complaints`, `/v1/service/satisfaction` | analyst |
+//! | `GET /v1/settings/complaints` | analyst, auditor |
+//! | `PUT /v1/settings/complaints` | admin |
 //! | `GET /v1/consent/violations`, `GET /v1/settings/consent` | analyst, auditor |
 //! | `PUT /v1/settings/consent` | admin |
 //! | `GET /v1/customers/{id}/timeline` | analyst, auditor |
@@ -319,6 +322,12 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
             queries::consent::set_regime
         ))
         .routes(routes!(queries::service::backlog))
+        .routes(routes!(queries::service_quality::complaints))
+        .routes(routes!(queries::service_quality::satisfaction))
+        .routes(routes!(
+            queries::service_quality::complaint_lists,
+            queries::service_quality::set_complaint_lists
+        ))
         .routes(routes!(
             queries::service::sla_targets,
             queries::service::set_sla_targets

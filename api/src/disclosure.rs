@@ -13,7 +13,8 @@
 //! What is personal: in event data, the catalog's fields of the event's type
 //! ([`personal_fields`]); in read-model answers, the fields the read models copy from them
 //! (each [`Personal`] implementation below names them): the 360 view's `name`, `email` and
-//! `phone` (live and as of a past moment; its recent timeline holds no data), the customer
+//! `phone` (live and as of a past moment; its recent timeline holds no data) and the comments
+//! of its latest CSAT and NPS answers (`satisfaction`), the customer
 //! list's `name` and `email`, an opportunity's `name` and `lost_reason`, a backlog case's
 //! and a case list line's `subject` (the backlog keeps no description or reasons), the customer timeline's event
 //! data, and the subject-access document. The pipeline summary, SLA targets, projections,
@@ -329,11 +330,35 @@ impl Personal for CustomerView {
         redact_text(&mut self.name);
         redact_text(&mut self.email);
         redact_text(&mut self.phone);
+        if let Some(satisfaction) = &mut self.satisfaction {
+            if let Some(csat) = &mut satisfaction.latest_csat {
+                redact_text(&mut csat.answer.comment);
+            }
+            if let Some(nps) = &mut satisfaction.latest_nps {
+                redact_text(&mut nps.comment);
+            }
+        }
     }
 
     fn subjects(&self, out: &mut BTreeSet<String>) {
         if plain_text(&self.name) || plain_text(&self.email) || plain_text(&self.phone) {
             out.insert(customer_subject(&self.customer_id));
+        }
+        if let Some(satisfaction) = &self.satisfaction {
+            if let Some(csat) = satisfaction
+                .latest_csat
+                .as_ref()
+                .filter(|c| plain_text(&c.answer.comment))
+            {
+                out.insert(customer_subject(&csat.customer_id));
+            }
+            if let Some(nps) = satisfaction
+                .latest_nps
+                .as_ref()
+                .filter(|n| plain_text(&n.comment))
+            {
+                out.insert(customer_subject(&nps.customer_id));
+            }
         }
     }
 }

@@ -66,11 +66,18 @@ pub async fn append(
             .iter()
             .position(|incoming| incoming.event.category() == "settings")
     {
+        let event_type = batch[index].event.event_type();
+        let also = match event_type {
+            "ConsentRegimeSet" => " (or PUT /v1/settings/consent)",
+            "SlaTargetsSet" => " (or PUT /v1/service/sla-targets)",
+            "BusinessCalendarSet" => " (or PUT /v1/service/calendar)",
+            "BusinessCalendarCleared" => " (or DELETE /v1/service/calendar)",
+            "ComplaintCategoriesSet" => " (or PUT /v1/settings/complaints)",
+            _ => "",
+        };
         return Err(Problem::forbidden(format!(
-            "events[{index}]: a {} changes a tenant setting, which needs a key with role admin \
-             (the settings routes: PUT /v1/settings/consent, /v1/service/sla-targets, \
-             /v1/service/calendar)",
-            batch[index].event.event_type()
+            "events[{index}]: a {event_type} changes a tenant setting, which needs a key with \
+             role admin{also}"
         )));
     }
     match command::append(

@@ -29,6 +29,7 @@ pub mod products;
 pub mod projections;
 pub mod sales;
 pub mod service;
+pub mod service_quality;
 
 use crate::app::SharedState;
 use crate::disclosure::{disclose, require_personal_data};
@@ -43,6 +44,7 @@ const BACKLOG: &str = "service_backlog";
 const LEADS: &str = "leads";
 const CAMPAIGNS: &str = "campaigns";
 const CONSENT: &str = crm_projections::consent::NAME;
+const SERVICE_QUALITY: &str = crm_projections::service_quality::NAME;
 /// Page size when a listing is given no `limit`.
 const DEFAULT_PAGE: usize = 50;
 
@@ -252,6 +254,7 @@ pub async fn customer(
                 sales::ACCOUNTS,
                 sales::TASKS,
                 CONSENT,
+                SERVICE_QUALITY,
             ],
             params.min_position,
         )
@@ -286,7 +289,13 @@ pub async fn customer(
     let position = reach_known(
         &state,
         caller.tenant(),
-        &[TIMELINE, sales::ACCOUNTS, sales::TASKS, CONSENT],
+        &[
+            TIMELINE,
+            sales::ACCOUNTS,
+            sales::TASKS,
+            CONSENT,
+            SERVICE_QUALITY,
+        ],
         Some(wanted),
     )
     .await?;
@@ -313,8 +322,8 @@ pub async fn customer(
 }
 
 /// The 360 view's issue-18 members at `cut` (live when `None`): the account a person is a
-/// contact of, a company's contacts and their figures, the consent record and the open
-/// tasks (folded from their streams for a past view).
+/// contact of, a company's contacts and their figures, the consent record, the latest CSAT
+/// and NPS answers and the open tasks (folded from their streams for a past view).
 async fn add_accounts_and_tasks(
     state: &SharedState,
     tenant: &crm_core::envelope::TenantId,
@@ -326,6 +335,9 @@ async fn add_accounts_and_tasks(
     let mut ids: Vec<&str> = vec![view.customer_id.as_str()];
     ids.extend(view.merged_ids.iter().map(String::as_str));
     view.consent_record = Some(consent::record(&state.db, tenant.as_str(), &ids, cut).await?);
+    view.satisfaction = Some(
+        crm_projections::service_quality::latest(&state.db, tenant.as_str(), &ids, cut).await?,
+    );
     view.contact_of =
         accounts::account_of(&state.db, tenant.as_str(), &view.customer_id, cut).await?;
     if view.kind == Some("company") {

@@ -5,7 +5,8 @@
 //! - [`projection`]: the [`Projection`] trait and the generation-suffixed tables behind the
 //!   views readers query.
 //! - Read models: [`customer360`], [`pipeline`], [`backlog`], [`timeline`], [`leads`], [`campaigns`],
-//!   [`accounts`] (contact links), [`tasks`]; [`asof`] folds
+//!   [`accounts`] (contact links), [`tasks`], [`consent`], [`service_quality`] (complaints
+//!   and satisfaction); [`asof`] folds
 //!   one customer at any past moment.
 //! - [`db`]: the statement layer shared by SQLite and PostgreSQL; [`bookkeeping`]: the
 //!   runner's tables; [`lease`]: one runner per projection across processes.
@@ -36,6 +37,7 @@ pub mod quotas;
 pub mod retention;
 pub mod rows;
 pub mod runner;
+pub mod service_quality;
 pub mod tasks;
 #[cfg(test)]
 mod testing;
@@ -46,7 +48,8 @@ use std::sync::Arc;
 pub use db::ReadDb;
 
 /// The personal fields the read models fold, as `(event type, field)`: customer profiles, deal
-/// names and lost reasons, case subjects, lead disqualification reasons. The runner reads the log through a handle that opens
+/// names and lost reasons, case subjects, lead disqualification reasons, CSAT and NPS
+/// comments. The runner reads the log through a handle that opens
 /// only these (`PrivateStore::opening_only`); every other personal field (interaction
 /// summaries, case descriptions, refund reasons, lead details) is never decrypted to project.
 /// A projection that starts to read another personal field must be added here (the
@@ -65,6 +68,8 @@ pub const PERSONAL_FIELDS_READ: &[(&str, &str)] = &[
     ("OpportunityLost", "reason"),
     ("CaseOpened", "subject"),
     ("LeadDisqualified", "reason"),
+    ("CsatRecorded", "comment"),
+    ("NpsAnswered", "comment"),
 ];
 pub use error::ProjectionError;
 pub use event::{ProjectedEvent, TimelineEntry};
@@ -85,6 +90,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(orders::OrderLinesProjection),
         Arc::new(quotas::QuotasProjection),
         Arc::new(consent::ConsentProjection),
+        Arc::new(service_quality::ServiceQualityProjection),
     ]
 }
 

@@ -1023,7 +1023,7 @@ async fn rebuild_refuses_an_unknown_projection_listing_the_known_ones() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(
-            "unknown projection `customers` (known: customer_360, pipeline, service_backlog, customer_timeline, leads, campaigns, accounts, tasks, order_lines, quotas)"
+            "unknown projection `customers` (known: customer_360, pipeline, service_backlog, customer_timeline, leads, campaigns, accounts, tasks, order_lines, quotas, consent, service_quality)"
         ),
         "{}",
         stderr(&output)

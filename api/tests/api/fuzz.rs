@@ -37,6 +37,7 @@ const QUERY_NAMES: &[&str] = &[
     "campaign_id",
     "overdue",
     "due_before",
+    "period",
     "",
     "limit[]",
     "currency",
@@ -68,6 +69,9 @@ const GET_PATHS: &[&str] = &[
     "/v1/settings/consent",
     "/v1/service/calendar",
     "/v1/analytics/service",
+    "/v1/service/complaints",
+    "/v1/service/satisfaction",
+    "/v1/settings/complaints",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -97,6 +101,10 @@ const TYPES: &[&str] = &[
     "CaseResumed",
     "SlaTargetsSet",
     "BusinessCalendarSet",
+    "ComplaintCategoriesSet",
+    "CaseMarkedComplaint",
+    "CsatRecorded",
+    "NpsAnswered",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {

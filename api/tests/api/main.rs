@@ -20,6 +20,7 @@ mod proofs;
 mod quotas;
 mod sales;
 mod service;
+mod service_quality;
 mod storable;
 mod suite;
 
@@ -88,6 +89,9 @@ macro_rules! api {
             );
             api!(@in consent $backend $with:
                 campaign_members_need_consent_and_contacts_without_it_are_flagged,
+            );
+            api!(@in service_quality $backend $with:
+                complaints_and_satisfaction_are_exact_refused_outside_the_lists_and_erased,
             );
             api!(@in analytics $backend $with:
                 analytics_answer_the_domain_decision_in_pages,

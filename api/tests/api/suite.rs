@@ -238,7 +238,10 @@ pub async fn ingest_then_every_query_reads_its_writes<F: Future<Output = Option<
     let verify = app.get_as(TENANT, Role::Auditor, "/v1/verify").await;
     let verify = verify.ok();
     assert_eq!(verify["intact"], true);
-    assert_eq!(verify["events_checked"], 11, "ten events and the SLA targets set");
+    assert_eq!(
+        verify["events_checked"], 11,
+        "ten events and the SLA targets set"
+    );
     let one = app
         .get_as(TENANT, Role::Auditor, "/v1/verify?stream=customer-c-1")
         .await;
@@ -1351,7 +1354,7 @@ pub async fn a_writer_beside_the_api_is_seen_before_the_next_check<
 
 /// A customer with every personal field of the catalog filled, each with a value found
 /// nowhere else: profile, consent, an interaction, a refunded order, a lost deal, an
-/// escalated case and a lead converted to it. Returns the events and the plaintext values.
+/// escalated case with its CSAT answer, an NPS answer and a lead converted to it. Returns the events and the plaintext values.
 fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
     let secrets = vec![
         "Wilhelmina Quarrington",
@@ -1369,6 +1372,8 @@ fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
         "oswin.fl@leadbox.example",
         "+1 555 0199 3321",
         "Fairweather Kettles Ltd",
+        "Thanked Quenby at the Lowmoor desk",
+        "Would tell the Ashcombe choir",
     ];
     let lead = format!("l-{id}");
     let events = json!([
@@ -1396,6 +1401,10 @@ fn personal_history(id: &str) -> (Value, Vec<&'static str>) {
                   "description": secrets[9], "channel": "email", "priority": "normal"}},
         {"type": "CaseEscalated", "occurred_at": "2026-02-01T12:00:00Z",
          "data": {"case_id": format!("k-{id}"), "reason": secrets[10], "priority": "high"}},
+        {"type": "CsatRecorded", "occurred_at": "2026-02-02T12:00:00Z",
+         "data": {"case_id": format!("k-{id}"), "score": 4, "comment": secrets[15]}},
+        {"type": "NpsAnswered", "occurred_at": "2026-02-03T12:00:00Z",
+         "data": {"customer_id": id, "answer_id": "nps-1", "score": 9, "comment": secrets[16]}},
         {"type": "LeadCaptured", "occurred_at": "2025-12-01T00:00:00Z",
          "data": {"lead_id": lead, "name": secrets[11], "email": secrets[12],
                   "phone": secrets[13], "company": secrets[14], "source": "web_form"}},
@@ -1520,6 +1529,16 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
             "/v1/service/calendar" => vec![String::new()],
             // Counts, rates and seconds by priority, agent, channel and period.
             "/v1/analytics/service" => vec![String::new(), "?period=week".into()],
+            // Labels, customer ids, counts and durations; scores by agent, priority and period:
+            // nothing personal (comments show only on the 360 view).
+            "/v1/service/complaints" => {
+                vec!["?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into()]
+            }
+            "/v1/settings/complaints" => vec![String::new()],
+            "/v1/service/satisfaction" => vec![
+                "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into(),
+                "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&period=week".into(),
+            ],
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {
@@ -1650,6 +1669,12 @@ pub async fn personal_fields_are_redacted_on_every_get_route_without_the_flag<
         }
     };
     shows(format!("/v1/customers/{id}"), secrets[..3].to_vec()).await;
+    shows(format!("/v1/customers/{id}"), secrets[15..17].to_vec()).await;
+    shows(
+        format!("/v1/customers/{id}?as_of=2030-01-01T00:00:00Z"),
+        secrets[15..17].to_vec(),
+    )
+    .await;
     shows(
         format!("/v1/customers/{id}?position={last}"),
         secrets[..3].to_vec(),

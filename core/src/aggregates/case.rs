@@ -11,12 +11,18 @@
 //!   open or resolved (not twice).
 //! - It is paused (waiting on the customer) only when open and not paused, and resumed only
 //!   when paused; resolving or closing it ends a pause, and a reopened case runs.
+//! - It is marked a complaint while not closed (again with another category to recategorise
+//!   it); a resolution names a root cause only for a complaint. Whether the category or cause
+//!   is one of the tenant's is judged against `settings-complaints` by the ingest
+//!   ([`crate::command`]).
+//! - Its customer's satisfaction (`CsatRecorded`) is recorded once, at any time after the
+//!   open.
 
 use crate::aggregates::{RuleViolation, check_target_and_data};
 use crate::catalog::DomainEvent;
 use crate::catalog::case::{
-    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CasePaused, CaseReopened, CaseResolved,
-    CaseResponded, CaseResumed,
+    CaseAssigned, CaseClosed, CaseEscalated, CaseMarkedComplaint, CaseOpened, CasePaused,
+    CaseReopened, CaseResolved, CaseResponded, CaseResumed, CsatRecorded,
 };
 use crate::catalog::values::Priority;
 use crate::ids::EntityId;
@@ -44,6 +50,10 @@ pub struct State {
     pub agent: Option<EntityId>,
     /// Paused (waiting on the customer) and not resumed since.
     pub paused: bool,
+    /// Its complaint category, once marked a complaint.
+    pub complaint: Option<EntityId>,
+    /// Whether its CSAT answer was recorded.
+    pub csat_recorded: bool,
 }
 
 /// What can be asked of a case; each carries the data of the fact it would record.
@@ -58,6 +68,8 @@ pub enum Command {
     CloseCase(CaseClosed),
     PauseCase(CasePaused),
     ResumeCase(CaseResumed),
+    MarkComplaint(CaseMarkedComplaint),
+    RecordCsat(CsatRecorded),
 }
 
 impl Command {
@@ -73,6 +85,8 @@ impl Command {
             Command::CloseCase(data) => DomainEvent::CaseClosed(data),
             Command::PauseCase(data) => DomainEvent::CasePaused(data),
             Command::ResumeCase(data) => DomainEvent::CaseResumed(data),
+            Command::MarkComplaint(data) => DomainEvent::CaseMarkedComplaint(data),
+            Command::RecordCsat(data) => DomainEvent::CsatRecorded(data),
         }
     }
 
@@ -88,6 +102,8 @@ impl Command {
             DomainEvent::CaseClosed(data) => Command::CloseCase(data),
             DomainEvent::CasePaused(data) => Command::PauseCase(data),
             DomainEvent::CaseResumed(data) => Command::ResumeCase(data),
+            DomainEvent::CaseMarkedComplaint(data) => Command::MarkComplaint(data),
+            DomainEvent::CsatRecorded(data) => Command::RecordCsat(data),
             _ => return None,
         })
     }
@@ -103,6 +119,8 @@ impl Command {
             Command::CloseCase(_) => "be closed".to_owned(),
             Command::PauseCase(_) => "be paused".to_owned(),
             Command::ResumeCase(_) => "be resumed".to_owned(),
+            Command::MarkComplaint(data) => format!("be marked a {} complaint", data.category),
+            Command::RecordCsat(_) => "record a CSAT answer".to_owned(),
         }
     }
 }
@@ -130,6 +148,21 @@ fn reason_to_reject(state: &State, command: &Command) -> Option<String> {
         (Command::OpenCase(_), NotOpened) => None,
         (Command::OpenCase(_), _) => fixed("it was already opened"),
         (_, NotOpened) => fixed("it was never opened"),
+        (Command::RecordCsat(_), _) if state.csat_recorded => {
+            fixed("its CSAT answer was already recorded")
+        }
+        (Command::RecordCsat(_), _) => None,
+        (Command::MarkComplaint(data), Open | Resolved)
+            if state.complaint.as_ref() == Some(&data.category) =>
+        {
+            Some(format!("it is already a {} complaint", data.category))
+        }
+        (Command::MarkComplaint(_), Open | Resolved) => None,
+        (Command::ResolveCase(data), Open)
+            if data.root_cause.is_some() && state.complaint.is_none() =>
+        {
+            fixed("a root cause is given only for a complaint; mark it a complaint first")
+        }
         (Command::AssignCase(data), Open | Resolved)
             if state.agent.as_ref() == Some(&data.agent) =>
         {
@@ -198,6 +231,8 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
         }
         DomainEvent::CasePaused(_) => state.paused = true,
         DomainEvent::CaseResumed(_) => state.paused = false,
+        DomainEvent::CaseMarkedComplaint(data) => state.complaint = Some(data.category.clone()),
+        DomainEvent::CsatRecorded(_) => state.csat_recorded = true,
         _ => {}
     }
     state

@@ -25,7 +25,8 @@ use crate::aggregates::{RuleViolation, check_target_and_data};
 use crate::catalog::DomainEvent;
 use crate::catalog::customer::{
     ContactLinked, ContactUnlinked, CustomerConsentChanged, CustomerErased, CustomerMerged,
-    CustomerProfileUpdated, CustomerRegistered, InteractionLogged, OrderPlaced, OrderRefunded,
+    CustomerProfileUpdated, CustomerRegistered, InteractionLogged, NpsAnswered, OrderPlaced,
+    OrderRefunded,
 };
 use crate::catalog::values::{ConsentChannel, ConsentPurpose, CustomerKind};
 use crate::ids::EntityId;
@@ -49,6 +50,8 @@ pub struct State {
     pub account: Option<(EntityId, String)>,
     /// The latest consent decision per channel and purpose: granted or withdrawn.
     pub consents: BTreeMap<(ConsentChannel, ConsentPurpose), bool>,
+    /// The NPS answers recorded, by answer id.
+    pub nps_answer_ids: BTreeSet<EntityId>,
 }
 
 /// An order and how much of it was refunded so far.
@@ -71,6 +74,7 @@ pub enum Command {
     EraseCustomer(CustomerErased),
     LinkContact(ContactLinked),
     UnlinkContact(ContactUnlinked),
+    AnswerNps(NpsAnswered),
 }
 
 impl Command {
@@ -87,6 +91,7 @@ impl Command {
             Command::EraseCustomer(data) => DomainEvent::CustomerErased(data),
             Command::LinkContact(data) => DomainEvent::ContactLinked(data),
             Command::UnlinkContact(data) => DomainEvent::ContactUnlinked(data),
+            Command::AnswerNps(data) => DomainEvent::NpsAnswered(data),
         }
     }
 
@@ -103,6 +108,7 @@ impl Command {
             DomainEvent::CustomerErased(data) => Command::EraseCustomer(data),
             DomainEvent::ContactLinked(data) => Command::LinkContact(data),
             DomainEvent::ContactUnlinked(data) => Command::UnlinkContact(data),
+            DomainEvent::NpsAnswered(data) => Command::AnswerNps(data),
             _ => return None,
         })
     }
@@ -124,6 +130,7 @@ impl Command {
             Command::UnlinkContact(data) => {
                 format!("be unlinked from account {}", data.account_id)
             }
+            Command::AnswerNps(data) => format!("record NPS answer {}", data.answer_id),
         }
     }
 
@@ -134,6 +141,7 @@ impl Command {
             Command::RegisterCustomer(_)
                 | Command::UpdateCustomerProfile(_)
                 | Command::LogInteraction(_)
+                | Command::AnswerNps(_)
         )
     }
 }
@@ -171,6 +179,12 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<DomainEvent>, RuleV
             return reject(format!(
                 "interaction {} was already logged",
                 data.interaction_id
+            ));
+        }
+        Command::AnswerNps(data) if state.nps_answer_ids.contains(&data.answer_id) => {
+            return reject(format!(
+                "NPS answer {} was already recorded",
+                data.answer_id
             ));
         }
         Command::PlaceOrder(data) if state.orders.contains_key(&data.order_id) => {
@@ -296,6 +310,9 @@ pub fn evolve(mut state: State, event: &DomainEvent) -> State {
         }
         DomainEvent::InteractionLogged(data) => {
             state.interaction_ids.insert(data.interaction_id.clone());
+        }
+        DomainEvent::NpsAnswered(data) => {
+            state.nps_answer_ids.insert(data.answer_id.clone());
         }
         DomainEvent::CustomerConsentChanged(data) => {
             state

@@ -80,6 +80,8 @@ pub enum StreamState {
     Campaign(Option<crate::catalog::values::ConsentChannel>),
     /// The tenant's consent settings (`settings-consent`): the regime in force.
     ConsentSettings(crate::catalog::values::ConsentRegime),
+    /// The tenant's complaint settings (`settings-complaints`): the lists in force.
+    ComplaintSettings(std::sync::Arc<crate::catalog::settings::ComplaintCategoriesSet>),
 }
 
 impl StreamState {
@@ -120,6 +122,9 @@ impl StreamState {
             },
             ("settings", state) => match event {
                 DomainEvent::ConsentRegimeSet(set) => StreamState::ConsentSettings(set.regime),
+                DomainEvent::ComplaintCategoriesSet(set) => {
+                    StreamState::ComplaintSettings(std::sync::Arc::new(set.clone()))
+                }
                 _ => state,
             },
             (_, state) => state,
@@ -132,6 +137,15 @@ impl StreamState {
         match self {
             StreamState::ConsentSettings(regime) => *regime,
             _ => crate::catalog::values::ConsentRegime::OptIn,
+        }
+    }
+
+    /// The complaint lists in force, for the state folded from `settings-complaints` (none
+    /// when never set).
+    pub fn complaint_lists(&self) -> Option<&crate::catalog::settings::ComplaintCategoriesSet> {
+        match self {
+            StreamState::ComplaintSettings(lists) => Some(lists),
+            _ => None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Case events: the `case-<case_id>` stream of a service request, from opening to closing.
 
-use crate::catalog::fields::{DataWriter, EventData, FieldReader};
+use crate::catalog::fields::{DataWriter, EventData, FieldReader, Problem};
 use crate::catalog::values::{InteractionChannel, Priority};
 use crate::catalog::{CatalogError, FieldInfo};
 use crate::ids::EntityId;
@@ -150,16 +150,21 @@ impl EventData for CaseEscalated {
 }
 
 /// The problem was solved (stops the resolution SLA clock); the case can still be reopened.
+/// A complaint may name its root cause, one of the tenant's causes (version 2; a version 1
+/// resolution has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseResolved {
     pub case_id: EntityId,
     pub resolution: Option<String>,
+    pub root_cause: Option<EntityId>,
 }
 
 impl EventData for CaseResolved {
+    const VERSION: u32 = 2;
     const FIELDS: &'static [FieldInfo] = &[
         FieldInfo::required("case_id"),
         FieldInfo::optional("resolution").personal(),
+        FieldInfo::optional("root_cause"),
     ];
     const PERSONAL_FIELDS: &'static [&'static str] = &["resolution"];
 
@@ -167,12 +172,14 @@ impl EventData for CaseResolved {
         Ok(CaseResolved {
             case_id: fields.required("case_id")?,
             resolution: fields.optional_text("resolution")?,
+            root_cause: fields.optional("root_cause")?,
         })
     }
 
     fn write(&self, data: &mut DataWriter) {
         data.id("case_id", &self.case_id);
         data.optional_string("resolution", self.resolution.as_deref());
+        data.optional_id("root_cause", self.root_cause.as_ref());
     }
 
     fn entity_id(&self) -> &EntityId {
@@ -233,6 +240,86 @@ impl EventData for CaseClosed {
 
     fn entity_id(&self) -> &EntityId {
         &self.case_id
+    }
+}
+
+/// The case is a complaint, in one of the tenant's complaint categories (set by
+/// `ComplaintCategoriesSet`). Marking it again with another category recategorises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseMarkedComplaint {
+    pub case_id: EntityId,
+    pub category: EntityId,
+}
+
+impl EventData for CaseMarkedComplaint {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("case_id"),
+        FieldInfo::required("category"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CaseMarkedComplaint {
+            case_id: fields.required("case_id")?,
+            category: fields.required("category")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("case_id", &self.case_id);
+        data.id("category", &self.category);
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.case_id
+    }
+}
+
+/// Lowest and highest CSAT score.
+pub const CSAT_SCORES: std::ops::RangeInclusive<u8> = 1..=5;
+
+/// The customer rated the service of the case (customer satisfaction, 1 to 5), once per case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsatRecorded {
+    pub case_id: EntityId,
+    pub score: u8,
+    pub comment: Option<String>,
+}
+
+impl EventData for CsatRecorded {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("case_id"),
+        FieldInfo::required("score"),
+        FieldInfo::optional("comment").personal(),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &["comment"];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(CsatRecorded {
+            case_id: fields.required("case_id")?,
+            score: fields.required("score")?,
+            comment: fields.optional_text("comment")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("case_id", &self.case_id);
+        data.optional_number("score", Some(self.score));
+        data.optional_string("comment", self.comment.as_deref());
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.case_id
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        if !CSAT_SCORES.contains(&self.score) {
+            return Err(Problem::field(
+                "score",
+                format!("{} is not a CSAT score: 1 to 5", self.score),
+            ));
+        }
+        Ok(())
     }
 }
 

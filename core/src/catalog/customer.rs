@@ -700,3 +700,60 @@ impl EventData for ContactUnlinked {
         Some(&self.customer_id)
     }
 }
+
+/// Lowest and highest NPS score.
+pub const NPS_SCORES: std::ops::RangeInclusive<u8> = 0..=10;
+
+/// The customer answered the net promoter question (how likely to recommend us, 0 to 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpsAnswered {
+    pub customer_id: EntityId,
+    /// The emitter's id of the survey answer; recorded once per customer.
+    pub answer_id: EntityId,
+    pub score: u8,
+    pub comment: Option<String>,
+}
+
+impl EventData for NpsAnswered {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("customer_id"),
+        FieldInfo::required("answer_id"),
+        FieldInfo::required("score"),
+        FieldInfo::optional("comment").personal(),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &["comment"];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(NpsAnswered {
+            customer_id: fields.required("customer_id")?,
+            answer_id: fields.required("answer_id")?,
+            score: fields.required("score")?,
+            comment: fields.optional_text("comment")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.id("customer_id", &self.customer_id);
+        data.id("answer_id", &self.answer_id);
+        data.optional_number("score", Some(self.score));
+        data.optional_string("comment", self.comment.as_deref());
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &self.customer_id
+    }
+
+    fn customer_id(&self) -> Option<&EntityId> {
+        Some(&self.customer_id)
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        if !NPS_SCORES.contains(&self.score) {
+            return Err(Problem::field(
+                "score",
+                format!("{} is not an NPS score: 0 to 10", self.score),
+            ));
+        }
+        Ok(())
+    }
+}

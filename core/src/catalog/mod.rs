@@ -120,9 +120,9 @@ pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
 }
 
 /// Brings stored data of `event_type` at `schema_version` up to the current version, one
-/// step at a time. `OrderPlaced` (lines), `InteractionLogged` (purpose) and `CampaignLaunched`
-/// (a consent channel) are at version 2; every other type is at version 1, which passes
-/// through unchanged.
+/// step at a time. `OrderPlaced` (lines), `InteractionLogged` (purpose), `CampaignLaunched`
+/// (a consent channel) and `CaseResolved` (a root cause) are at version 2; every other type
+/// is at version 1, which passes through unchanged.
 pub fn upcast(event_type: &str, schema_version: u32, data: Value) -> Result<Value, CatalogError> {
     let info = EventTypeInfo::find(event_type)
         .ok_or_else(|| CatalogError::unknown_event_type(event_type))?;
@@ -146,6 +146,8 @@ fn upcast_step(
         ("InteractionLogged", 1) => Ok(data),
         // Version 2 made `channel` a consent channel and moved other labels to `medium`.
         ("CampaignLaunched", 1) => Ok(campaign::campaign_launched_v1_to_v2(data)),
+        // Version 2 added the optional `root_cause`: a version 1 resolution has none.
+        ("CaseResolved", 1) => Ok(data),
         _ => Err(CatalogError::MissingUpcaster {
             event_type,
             from_version,
@@ -283,6 +285,7 @@ domain_events! {
         CustomerErased,
         ContactLinked,
         ContactUnlinked,
+        NpsAnswered,
     ],
     lead => [
         LeadCaptured,
@@ -308,6 +311,8 @@ domain_events! {
         CaseClosed,
         CasePaused,
         CaseResumed,
+        CaseMarkedComplaint,
+        CsatRecorded,
     ],
     campaign => [
         CampaignLaunched,
@@ -322,6 +327,7 @@ domain_events! {
         SlaTargetsSet,
         BusinessCalendarSet,
         BusinessCalendarCleared,
+        ComplaintCategoriesSet,
     ],
 }
 

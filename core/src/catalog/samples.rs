@@ -79,7 +79,7 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
         ),
         (
             "CaseResolved",
-            json!({"case_id": "k-3", "resolution": "Mail filter fixed"}),
+            json!({"case_id": "k-3", "resolution": "Mail filter fixed", "root_cause": "carrier_delay"}),
         ),
         (
             "CaseReopened",
@@ -147,6 +147,22 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             json!({"time_zone": "Europe/Paris", "hours": {"monday": [["09:00", "12:30"], ["13:30", "17:30"]], "tuesday": [["09:00", "17:30"]], "wednesday": [["09:00", "17:30"]], "thursday": [["09:00", "17:30"]], "friday": [["09:00", "17:00"]], "saturday": [["10:00", "24:00"]], "sunday": []}, "holidays": ["2026-12-25", "2027-01-01"]}),
         ),
         ("BusinessCalendarCleared", json!({})),
+        (
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing", "delivery"], "causes": ["carrier_delay", "pricing_error"]}),
+        ),
+        (
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-3", "category": "billing"}),
+        ),
+        (
+            "CsatRecorded",
+            json!({"case_id": "k-3", "score": 4, "comment": "Quick and friendly"}),
+        ),
+        (
+            "NpsAnswered",
+            json!({"customer_id": "c-42", "answer_id": "nps-2026-q1", "score": 9, "comment": "Would recommend"}),
+        ),
     ]
 }
 
@@ -270,6 +286,19 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             json!({"time_zone": "UTC", "hours": {"monday": [], "tuesday": [], "wednesday": [], "thursday": [], "friday": [], "saturday": [], "sunday": [["00:00", "00:01"]]}}),
         ),
         ("BusinessCalendarCleared", json!({})),
+        (
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing"], "causes": ["other"]}),
+        ),
+        (
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-3", "category": "delivery"}),
+        ),
+        ("CsatRecorded", json!({"case_id": "k-3", "score": 1})),
+        (
+            "NpsAnswered",
+            json!({"customer_id": "c-42", "answer_id": "a-1", "score": 0}),
+        ),
     ]
 }
 

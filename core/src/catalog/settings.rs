@@ -7,6 +7,9 @@
 //! defaults of [`SlaTargets::default`] until set) and `settings-calendar` the business
 //! calendar SLA time is counted on ([`BusinessCalendarSet`], [`BusinessCalendarCleared`];
 //! elapsed time until set and once cleared). [`crate::sla::SlaSettings`] folds the latter two.
+//! `settings-complaints` holds the tenant's complaint categories and root causes
+//! ([`ComplaintCategoriesSet`]); a tenant that never set them can mark no complaint and give
+//! no root cause.
 
 use std::sync::LazyLock;
 
@@ -317,5 +320,126 @@ impl EventData for BusinessCalendarCleared {
 
     fn entity_id(&self) -> &EntityId {
         &CALENDAR_ID
+    }
+}
+
+/// The entity id of the complaint settings: the stream is `settings-complaints`.
+pub const COMPLAINT_SETTINGS: &str = "complaints";
+
+/// Most labels in one list of [`ComplaintCategoriesSet`].
+pub const MAX_COMPLAINT_LABELS: usize = 200;
+
+static COMPLAINTS_ID: LazyLock<EntityId> =
+    LazyLock::new(|| EntityId::from_trusted(COMPLAINT_SETTINGS));
+
+/// The tenant's complaint categories and root causes from now on: the labels a
+/// `CaseMarkedComplaint` and a `CaseResolved`'s `root_cause` may name. Each list is
+/// non-empty, its labels distinct, each label written like an id (`billing`,
+/// `carrier_delay`). Appended by an admin; it replaces both lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplaintCategoriesSet {
+    pub categories: Vec<EntityId>,
+    pub causes: Vec<EntityId>,
+}
+
+impl ComplaintCategoriesSet {
+    /// Whether `category` is one of the categories.
+    pub fn has_category(&self, category: &EntityId) -> bool {
+        self.categories.contains(category)
+    }
+
+    /// Whether `cause` is one of the root causes.
+    pub fn has_cause(&self, cause: &EntityId) -> bool {
+        self.causes.contains(cause)
+    }
+}
+
+fn labels(fields: &FieldReader<'_>, field: &str) -> Result<Vec<EntityId>, CatalogError> {
+    let items = fields
+        .optional_array(field)?
+        .ok_or_else(|| fields.error(field, "missing required field"))?;
+    if items.is_empty() {
+        return Err(fields.error(field, "must hold at least one label"));
+    }
+    if items.len() > MAX_COMPLAINT_LABELS {
+        return Err(fields.error(
+            field,
+            format!(
+                "holds {} labels, at most {MAX_COMPLAINT_LABELS} are allowed",
+                items.len()
+            ),
+        ));
+    }
+    let mut out: Vec<EntityId> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("{field}[{index}]");
+        let Value::String(text) = item else {
+            return Err(fields.error(&path, "must be a label (a string)"));
+        };
+        let label = EntityId::parse(text).map_err(|e| fields.error(&path, e))?;
+        if out.contains(&label) {
+            return Err(fields.error(&path, format!("`{label}` is listed twice")));
+        }
+        out.push(label);
+    }
+    Ok(out)
+}
+
+fn label_values(labels: &[EntityId]) -> Value {
+    Value::Array(
+        labels
+            .iter()
+            .map(|l| Value::String(l.as_str().to_owned()))
+            .collect(),
+    )
+}
+
+fn check_labels(field: &str, labels: &[EntityId]) -> Result<(), Problem> {
+    if labels.is_empty() {
+        return Err(Problem::field(field, "must hold at least one label"));
+    }
+    if labels.len() > MAX_COMPLAINT_LABELS {
+        return Err(Problem::field(
+            field,
+            format!("at most {MAX_COMPLAINT_LABELS} labels are allowed"),
+        ));
+    }
+    for (index, label) in labels.iter().enumerate() {
+        if labels[..index].contains(label) {
+            return Err(Problem::field(
+                &format!("{field}[{index}]"),
+                format!("`{label}` is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl EventData for ComplaintCategoriesSet {
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo::required("categories"),
+        FieldInfo::required("causes"),
+    ];
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
+
+    fn read(fields: &FieldReader<'_>) -> Result<Self, CatalogError> {
+        Ok(ComplaintCategoriesSet {
+            categories: labels(fields, "categories")?,
+            causes: labels(fields, "causes")?,
+        })
+    }
+
+    fn write(&self, data: &mut DataWriter) {
+        data.value("categories", label_values(&self.categories));
+        data.value("causes", label_values(&self.causes));
+    }
+
+    fn entity_id(&self) -> &EntityId {
+        &COMPLAINTS_ID
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        check_labels("categories", &self.categories)?;
+        check_labels("causes", &self.causes)
     }
 }

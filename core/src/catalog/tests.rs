@@ -31,7 +31,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 42);
+    assert_eq!(EVENT_TYPES.len(), 46);
 }
 
 #[test]
@@ -947,4 +947,83 @@ fn the_sla_settings_fold_targets_and_the_calendar_in_log_order() {
     settings
         .evolve(&DomainEvent::parse("ConsentRegimeSet", &json!({"regime": "opt_out"})).unwrap());
     assert_eq!(settings.warning_percent, 80);
+}
+
+/// `CaseResolved` version 1 had no root cause: it reads as the same resolution without one.
+#[test]
+fn a_case_resolved_at_version_1_has_no_root_cause() {
+    let data = json!({"case_id": "k-1", "resolution": "fixed"});
+    let up = upcast("CaseResolved", 1, data.clone()).unwrap();
+    assert_eq!(up, data);
+    let DomainEvent::CaseResolved(old) = DomainEvent::parse_stored("CaseResolved", &up).unwrap()
+    else {
+        panic!("a resolution")
+    };
+    assert_eq!(old.root_cause, None);
+}
+
+/// Complaint lists, CSAT and NPS scores: every bad value is refused naming its field.
+#[test]
+fn complaint_lists_and_satisfaction_scores_name_the_field_at_fault() {
+    let refused = |event_type: &str, data: Value| {
+        DomainEvent::parse(event_type, &data)
+            .unwrap_err()
+            .to_string()
+    };
+    let set = "ComplaintCategoriesSet";
+    for (data, expected) in [
+        (
+            json!({"categories": [], "causes": ["x"]}),
+            "data.categories: must hold at least one label",
+        ),
+        (
+            json!({"categories": ["a", "a"], "causes": ["x"]}),
+            "data.categories[1]: `a` is listed twice",
+        ),
+        (
+            json!({"categories": ["a"], "causes": ["bad label"]}),
+            "data.causes[0]:",
+        ),
+        (
+            json!({"categories": ["a"], "causes": [3]}),
+            "data.causes[0]: must be a label",
+        ),
+        (
+            json!({"categories": ["a"]}),
+            "data.causes: missing required field",
+        ),
+        (
+            json!({"categories": "a", "causes": ["x"]}),
+            "data.categories: must be a JSON array",
+        ),
+    ] {
+        let message = refused(set, data);
+        assert!(message.contains(expected), "{message}");
+    }
+    for (event_type, score, ok) in [
+        ("CsatRecorded", 0, false),
+        ("CsatRecorded", 1, true),
+        ("CsatRecorded", 5, true),
+        ("CsatRecorded", 6, false),
+        ("NpsAnswered", 0, true),
+        ("NpsAnswered", 10, true),
+        ("NpsAnswered", 11, false),
+    ] {
+        let data = if event_type == "CsatRecorded" {
+            json!({"case_id": "k-1", "score": score})
+        } else {
+            json!({"customer_id": "c-1", "answer_id": "a-1", "score": score})
+        };
+        match DomainEvent::parse(event_type, &data) {
+            Ok(_) => assert!(ok, "{event_type} {score}"),
+            Err(e) => {
+                assert!(!ok, "{event_type} {score}");
+                assert!(e.to_string().contains("data.score"), "{e}");
+            }
+        }
+    }
+    for score in [json!(-1), json!(4.5), json!("4"), json!(300)] {
+        let message = refused("CsatRecorded", json!({"case_id": "k-1", "score": score}));
+        assert!(message.contains("data.score"), "{message}");
+    }
 }

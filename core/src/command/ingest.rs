@@ -18,7 +18,10 @@
 //!   (`settings-consent`), judged by [`crate::aggregates::consent::check_member`]; a missing
 //!   consent is [`CommandError::NoConsent`], naming it;
 //! - a `TaskCreated` needs its subject's stream (`<subject_type>-<subject_id>`) to hold an
-//!   event, in the log or earlier in the batch (a task about nothing is a typo).
+//!   event, in the log or earlier in the batch (a task about nothing is a typo);
+//! - a `CaseMarkedComplaint` needs its category, and a `CaseResolved` with a `root_cause` its
+//!   cause, in the tenant's complaint lists in force (`settings-complaints`); a tenant that
+//!   never set them is told to set them first.
 //!
 //! Those streams take their turn with the batch's own, so within one process no append to
 //! them slips between the judgement and the append. They are only read, not expected at
@@ -39,7 +42,7 @@ use uuid::Uuid;
 use crate::aggregates::consent::{self, MemberRefused};
 use crate::aggregates::{StreamState, customer};
 use crate::catalog::campaign::CampaignMember;
-use crate::catalog::settings::CONSENT_SETTINGS;
+use crate::catalog::settings::{COMPLAINT_SETTINGS, CONSENT_SETTINGS};
 use crate::catalog::values::ConsentRegime;
 use crate::catalog::{CatalogError, DomainEvent, upcast};
 use crate::command::cache::{Folded, StreamCache};
@@ -344,6 +347,11 @@ fn streams_read_by(event: &DomainEvent) -> Vec<StreamId> {
                 .into_iter()
                 .collect()
         }
+        DomainEvent::CaseMarkedComplaint(_)
+        | DomainEvent::CaseResolved(crate::catalog::case::CaseResolved {
+            root_cause: Some(_),
+            ..
+        }) => named("settings", COMPLAINT_SETTINGS).into_iter().collect(),
         _ => Vec::new(),
     }
 }
@@ -431,6 +439,29 @@ async fn judge_across(
                 ),
             ))
         }
+        DomainEvent::CaseMarkedComplaint(marked) => {
+            let lists = others.first().and_then(state_of);
+            complaint_label(lists, &marked.category, "category").map_err(|reason| {
+                by_rule(
+                    &marked.case_id,
+                    format!("be marked a {} complaint", marked.category),
+                    reason,
+                )
+            })
+        }
+        DomainEvent::CaseResolved(resolved) => {
+            let Some(cause) = &resolved.root_cause else {
+                return Ok(());
+            };
+            let lists = others.first().and_then(state_of);
+            complaint_label(lists, cause, "root cause").map_err(|reason| {
+                by_rule(
+                    &resolved.case_id,
+                    format!("be resolved with root cause {cause}"),
+                    reason,
+                )
+            })
+        }
         DomainEvent::CampaignMemberAdded(added) => {
             let CampaignMember::Customer(customer_id) = &added.member else {
                 return Ok(());
@@ -467,6 +498,34 @@ async fn judge_across(
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `label` is in the tenant's complaint lists folded into `settings` (`kind`:
+/// `category` or `root cause`); `Err` holds the reason.
+fn complaint_label(
+    settings: Option<&StreamState>,
+    label: &crate::ids::EntityId,
+    kind: &str,
+) -> Result<(), String> {
+    let Some(lists) = settings.and_then(StreamState::complaint_lists) else {
+        return Err(format!(
+            "the tenant has no complaint categories and root causes; an admin sets them first \
+             (a ComplaintCategoriesSet event on stream settings-{COMPLAINT_SETTINGS})"
+        ));
+    };
+    let (known, listed) = if kind == "category" {
+        (lists.has_category(label), &lists.categories)
+    } else {
+        (lists.has_cause(label), &lists.causes)
+    };
+    if known {
+        return Ok(());
+    }
+    let names: Vec<&str> = listed.iter().map(|l| l.as_str()).collect();
+    Err(format!(
+        "{kind} {label} is not one of the tenant's: {}",
+        names.join(", ")
+    ))
 }
 
 fn conflict(index: usize, member: &str, reason: String) -> Failed {

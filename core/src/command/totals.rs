@@ -29,7 +29,8 @@ pub fn check(state: &StreamState, event: &DomainEvent) -> Result<(), (&'static s
         | StreamState::Case(_)
         | StreamState::Task(_)
         | StreamState::Campaign(_)
-        | StreamState::ConsentSettings(_) => Some(0),
+        | StreamState::ConsentSettings(_)
+        | StreamState::ComplaintSettings(_) => Some(0),
     };
     match placed.and_then(|sum| sum.checked_add(order.amount.minor_units)) {
         Some(_) => Ok(()),

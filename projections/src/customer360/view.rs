@@ -77,6 +77,10 @@ pub struct CustomerView {
     /// moment (issue 18); filled in by the query that serves the view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consent_record: Option<crate::consent::ConsentRecord>,
+    /// The latest CSAT and NPS answers at the view's moment (issue 19); filled in by the
+    /// query that serves the view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<crate::service_quality::Satisfaction>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -220,6 +224,7 @@ impl Customer360 {
             account: None,
             open_tasks: None,
             consent_record: None,
+            satisfaction: None,
         }
     }
 

@@ -30,6 +30,7 @@ macro_rules! projections {
                 consent_contacts_are_judged_by_what_the_log_held_before_them,
                 the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_every_case,
                 legacy_sla_targets_move_into_the_log_once,
+                complaints_and_satisfaction_fold_exactly_and_a_rebuild_equals_live,
             );
             projections!(@sales $backend:
                 contact_links_as_of_any_moment_agree_with_the_live_rows_then,

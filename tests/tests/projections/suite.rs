@@ -628,8 +628,9 @@ pub async fn a_rebuild_gives_the_same_rows_as_the_live_run_while_reads_keep_answ
     fixture: &Fixture,
 ) {
     let mut events = history(7, 60, 2_500);
-    // Campaign events too, so every read model has rows.
+    // Campaign, consent and satisfaction events too, so every read model has rows.
     events.extend(campaign_events(&events));
+    events.extend(consent_and_satisfaction_events(&events));
     let (first, second) = events.split_at(events.len() / 2);
     append_all(fixture.store.as_ref(), first).await;
     let handle = fixture.start_runner().await;
@@ -1505,6 +1506,69 @@ pub async fn leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_o
 /// Two campaigns per tenant over the customers `events` registers: every third customer a
 /// member of `cmp-1`, every fifth of `cmp-2`, some responses, spends in two currencies;
 /// dated before the history, so later wins are attributed.
+/// A consent regime, complaint lists, SLA targets and a calendar, outbound marketing mails
+/// and NPS answers (with comments) for the customers of `events`, after them.
+fn consent_and_satisfaction_events(events: &[Emitted]) -> Vec<Emitted> {
+    let start = events.iter().map(|e| e.occurred_at).max().expect("events");
+    let mut out = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let t = |minutes: i64| (start + chrono::Duration::minutes(minutes)).to_rfc3339();
+        let at_tenant = |event_type, data, at: String| Emitted {
+            tenant,
+            ..ev(event_type, data, &at)
+        };
+        out.push(at_tenant(
+            "ConsentRegimeSet",
+            json!({"regime": "opt_out"}),
+            t(1),
+        ));
+        out.push(at_tenant(
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing", "delivery"], "causes": ["late"]}),
+            t(2),
+        ));
+        out.push(at_tenant(
+            "SlaTargetsSet",
+            json!({"low": {"first_response_minutes": 600, "resolution_minutes": 6000},
+                   "normal": {"first_response_minutes": 300, "resolution_minutes": 3000},
+                   "high": {"first_response_minutes": 120, "resolution_minutes": 1200},
+                   "urgent": {"first_response_minutes": 30, "resolution_minutes": 300},
+                   "warning_percent": 60}),
+            t(3),
+        ));
+        out.push(at_tenant(
+            "BusinessCalendarSet",
+            json!({"time_zone": "America/New_York",
+                   "hours": {"monday": [["08:00", "18:00"]], "tuesday": [["08:00", "18:00"]],
+                             "wednesday": [["08:00", "18:00"]], "thursday": [["08:00", "18:00"]],
+                             "friday": [["08:00", "16:00"]], "saturday": [], "sunday": []},
+                   "holidays": ["2026-07-03"]}),
+            t(4),
+        ));
+        let customers: Vec<&str> = events
+            .iter()
+            .filter(|e| e.tenant == tenant && e.event_type == "CustomerRegistered")
+            .filter_map(|e| e.data["customer_id"].as_str())
+            .collect();
+        for (i, customer) in customers.iter().enumerate().filter(|(i, _)| i % 4 == 0) {
+            let minute = 10 + i as i64;
+            out.push(at_tenant(
+                "InteractionLogged",
+                json!({"customer_id": customer, "interaction_id": format!("mkt-{i}"),
+                       "channel": "email", "direction": "outbound", "purpose": "marketing"}),
+                t(minute),
+            ));
+            out.push(at_tenant(
+                "NpsAnswered",
+                json!({"customer_id": customer, "answer_id": format!("nps-{i}"),
+                       "score": i % 11, "comment": format!("comment {i}")}),
+                t(minute),
+            ));
+        }
+    }
+    out
+}
+
 fn campaign_events(events: &[Emitted]) -> Vec<Emitted> {
     let start = events.first().map(|e| e.occurred_at).expect("events") - chrono::Duration::days(3);
     let mut out = Vec::new();
@@ -2624,6 +2688,303 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
         rebuilt.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
     }
     assert_eq!(before_rebuild, rebuilt);
+}
+
+/// Issue 19, items 4 and 5: the service quality read model folds complaints (category, first
+/// resolution, root cause) and CSAT per case, and NPS answers, whichever batch brings them;
+/// the reports are exact (figures computed by hand); a customer's erasure clears its
+/// comments (and those of a customer merged into it), and a rebuild gives the live rows;
+/// tenants never mix; the latest answers at a cut are those the log held then.
+pub async fn complaints_and_satisfaction_fold_exactly_and_a_rebuild_equals_live(fixture: &Fixture) {
+    use crm_projections::service_quality::{self, Period};
+
+    let opened = |case: &str, customer: &str, priority: &str, time: &str| {
+        ev(
+            "CaseOpened",
+            json!({"case_id": case, "customer_id": customer, "subject": "s", "channel": "web",
+                   "priority": priority}),
+            time,
+        )
+    };
+    let case_ev = |event_type: &'static str, data: Value, time: &str| ev(event_type, data, time);
+    let first = vec![
+        ev(
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing", "delivery"], "causes": ["defect", "late"]}),
+            "2026-01-01T00:00:00Z",
+        ),
+        opened("k-1", "c-1", "high", "2026-01-05T00:00:00Z"),
+        case_ev(
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-1", "category": "delivery"}),
+            "2026-01-05T00:00:00Z",
+        ),
+        case_ev(
+            "CaseResponded",
+            json!({"case_id": "k-1", "agent": "u-1"}),
+            "2026-01-05T01:00:00Z",
+        ),
+        // Recategorised: the last marking counts.
+        case_ev(
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-1", "category": "billing"}),
+            "2026-01-05T02:00:00Z",
+        ),
+        case_ev(
+            "CaseResolved",
+            json!({"case_id": "k-1", "root_cause": "late"}),
+            "2026-01-05T10:00:00Z",
+        ),
+        opened("k-2", "c-1", "low", "2026-01-20T00:00:00Z"),
+        case_ev(
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-2", "category": "billing"}),
+            "2026-01-20T00:00:00Z",
+        ),
+        ev(
+            "NpsAnswered",
+            json!({"customer_id": "c-1", "answer_id": "n-1", "score": 3, "comment": "meh"}),
+            "2026-01-21T00:00:00Z",
+        ),
+    ];
+    let second = vec![
+        // Resolved twice: the first resolution times it, the last cause counts.
+        case_ev(
+            "CaseResolved",
+            json!({"case_id": "k-2", "root_cause": "late"}),
+            "2026-01-20T20:00:00Z",
+        ),
+        case_ev(
+            "CaseReopened",
+            json!({"case_id": "k-2"}),
+            "2026-01-21T00:00:00Z",
+        ),
+        case_ev(
+            "CaseResolved",
+            json!({"case_id": "k-2", "root_cause": "defect"}),
+            "2026-01-25T00:00:00Z",
+        ),
+        case_ev(
+            "CsatRecorded",
+            json!({"case_id": "k-1", "score": 4, "comment": "fine"}),
+            "2026-01-06T00:00:00Z",
+        ),
+        case_ev(
+            "CsatRecorded",
+            json!({"case_id": "k-2", "score": 1, "comment": "awful"}),
+            "2026-02-02T00:00:00Z",
+        ),
+        opened("k-3", "c-2", "high", "2026-02-03T00:00:00Z"),
+        case_ev(
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-3", "category": "delivery"}),
+            "2026-02-03T00:00:00Z",
+        ),
+        case_ev(
+            "CaseAssigned",
+            json!({"case_id": "k-3", "agent": "u-2"}),
+            "2026-02-03T00:30:00Z",
+        ),
+        case_ev(
+            "CaseResolved",
+            json!({"case_id": "k-3"}),
+            "2026-02-03T01:00:00Z",
+        ),
+        case_ev(
+            "CsatRecorded",
+            json!({"case_id": "k-3", "score": 5, "comment": "great"}),
+            "2026-02-04T00:00:00Z",
+        ),
+        ev(
+            "NpsAnswered",
+            json!({"customer_id": "c-2", "answer_id": "n-2", "score": 10, "comment": "love"}),
+            "2026-02-05T00:00:00Z",
+        ),
+        ev(
+            "NpsAnswered",
+            json!({"customer_id": "c-1", "answer_id": "n-3", "score": 9}),
+            "2026-02-06T00:00:00Z",
+        ),
+        // Another tenant's answers never mix with t1's.
+        Emitted {
+            tenant: "t2",
+            ..ev(
+                "NpsAnswered",
+                json!({"customer_id": "c-1", "answer_id": "n-1", "score": 0}),
+                "2026-01-21T00:00:00Z",
+            )
+        },
+    ];
+    append_all(fixture.store.as_ref(), &first).await;
+    fixture.catch_up().await;
+    append_all(fixture.store.as_ref(), &second).await;
+    fixture.catch_up().await;
+
+    let lists = service_quality::lists(&fixture.db, "t1")
+        .await
+        .expect("lists");
+    let in_force = lists.in_force.expect("lists in force");
+    assert_eq!(in_force.categories, vec!["billing", "delivery"]);
+    assert_eq!(in_force.causes, vec!["defect", "late"]);
+    let none = service_quality::lists(&fixture.db, "t2")
+        .await
+        .expect("lists");
+    assert_eq!((none.in_force, none.history.len()), (None, 0));
+    let (from, to) = (at("2026-01-01T00:00:00Z"), at("2026-03-01T00:00:00Z"));
+    let report = service_quality::complaints(&fixture.db, "t1", from, to)
+        .await
+        .expect("complaints");
+    // k-1 billing 10 h, k-2 billing 20 h (first resolution), k-3 delivery 1 h.
+    assert_eq!(report.complaints, 3);
+    let billing = &report.by_category["billing"];
+    assert_eq!(billing.complaints, 2);
+    assert_eq!(billing.resolution.median_seconds, Some(54_000.0));
+    assert_eq!(billing.resolution.p90_seconds, Some(68_400.0));
+    assert_eq!(
+        report.by_category["delivery"].resolution.median_seconds,
+        Some(3_600.0)
+    );
+    assert_eq!(report.resolution.median_seconds, Some(36_000.0));
+    assert_eq!(
+        report.by_root_cause,
+        BTreeMap::from([("defect".to_owned(), 1), ("late".to_owned(), 1)])
+    );
+    assert_eq!(report.without_root_cause, 1);
+    assert_eq!(report.repeat_complainers.len(), 1);
+    assert_eq!(
+        (
+            report.repeat_complainers[0].customer_id.as_str(),
+            report.repeat_complainers[0].complaints
+        ),
+        ("c-1", 2)
+    );
+    let months: Vec<(&str, u64)> = report
+        .trend
+        .iter()
+        .map(|m| (m.month.as_str(), m.complaints))
+        .collect();
+    assert_eq!(months, vec![("2026-01", 2), ("2026-02", 1)]);
+    let january = service_quality::complaints(&fixture.db, "t1", from, at("2026-02-01T00:00:00Z"))
+        .await
+        .expect("complaints");
+    assert_eq!(january.complaints, 2);
+    assert!(!january.by_category.contains_key("delivery"));
+
+    let report = service_quality::satisfaction(&fixture.db, "t1", from, to, Period::Month)
+        .await
+        .expect("satisfaction");
+    // CSAT: k-1 4 (u-1, the first responder), k-2 1 (no agent), k-3 5 (u-2, assigned).
+    assert_eq!(report.csat.overall.answers, 3);
+    assert_eq!(report.csat.overall.satisfied, 2);
+    assert_eq!(report.csat.overall.mean_score, Some(10.0 / 3.0));
+    assert_eq!(report.csat.by_agent["u-1"].csat_percent, Some(100.0));
+    assert_eq!(report.csat.by_agent["u-2"].mean_score, Some(5.0));
+    assert_eq!(report.csat.without_agent.answers, 1);
+    assert_eq!(report.csat.by_priority["high"].answers, 2);
+    assert_eq!(report.csat.by_priority["low"].csat_percent, Some(0.0));
+    let periods: Vec<(&str, u64)> = report
+        .csat
+        .by_period
+        .iter()
+        .map(|p| (p.period.as_str(), p.figures.answers))
+        .collect();
+    assert_eq!(periods, vec![("2026-01", 1), ("2026-02", 2)]);
+    // NPS: January 3 (detractor): -100; February 10 and 9: 100; overall (2 - 1) / 3.
+    assert_eq!(report.nps.overall.answers, 3);
+    assert_eq!(report.nps.overall.nps, Some(100.0 / 3.0));
+    let nps: Vec<(&str, Option<f64>)> = report
+        .nps
+        .by_period
+        .iter()
+        .map(|p| (p.period.as_str(), p.figures.nps))
+        .collect();
+    assert_eq!(
+        nps,
+        vec![("2026-01", Some(-100.0)), ("2026-02", Some(100.0))]
+    );
+    let other = service_quality::satisfaction(&fixture.db, "t2", from, to, Period::Week)
+        .await
+        .expect("satisfaction");
+    assert_eq!(
+        (other.csat.overall.answers, other.nps.overall.answers),
+        (0, 1)
+    );
+    assert_eq!(other.nps.by_period[0].period, "2026-W04");
+
+    // The latest answers, now and at a cut.
+    let now = service_quality::latest(&fixture.db, "t1", &["c-1"], None)
+        .await
+        .expect("latest");
+    let csat = now.latest_csat.expect("csat");
+    assert_eq!(
+        (csat.case_id.as_str(), csat.answer.comment.as_deref()),
+        ("k-2", Some("awful"))
+    );
+    let nps = now.latest_nps.expect("nps");
+    assert_eq!((nps.answer_id.as_str(), nps.comment), ("n-3", None));
+    let then = service_quality::latest(
+        &fixture.db,
+        "t1",
+        &["c-1"],
+        Some(Cut::OccurredBy(at("2026-01-31T00:00:00Z"))),
+    )
+    .await
+    .expect("latest");
+    assert_eq!(then.latest_csat.expect("csat").case_id, "k-1");
+    assert_eq!(
+        then.latest_nps.expect("nps").comment.as_deref(),
+        Some("meh")
+    );
+
+    // c-2 merged into c-1, then c-1 erased: every comment of both goes, the scores stay.
+    append_all(
+        fixture.store.as_ref(),
+        &[
+            ev(
+                "CustomerMerged",
+                json!({"customer_id": "c-2", "into_customer_id": "c-1"}),
+                "2026-02-10T00:00:00Z",
+            ),
+            ev(
+                "CustomerErased",
+                json!({"customer_id": "c-1"}),
+                "2026-02-11T00:00:00Z",
+            ),
+        ],
+    )
+    .await;
+    fixture.catch_up().await;
+    let after = service_quality::latest(&fixture.db, "t1", &["c-1", "c-2"], None)
+        .await
+        .expect("latest");
+    let csat = after.latest_csat.expect("csat");
+    assert_eq!((csat.case_id.as_str(), csat.answer.score), ("k-3", 5));
+    assert_eq!(csat.answer.comment, None);
+    assert_eq!(after.latest_nps.expect("nps").answer_id, "n-3");
+    let tables = [service_quality::CASES, service_quality::NPS];
+    let mut live = Vec::new();
+    for table in tables {
+        live.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
+    }
+    for rows in &live {
+        let text = format!("{rows:?}");
+        for comment in ["meh", "fine", "awful", "great", "love"] {
+            assert!(
+                !text.contains(&format!("\\\"{comment}\\\""))
+                    && !text.contains(&format!("\"{comment}\"")),
+                "{comment} left in {text}"
+            );
+        }
+    }
+    request_rebuild(&fixture.db, service_quality::NAME)
+        .await
+        .expect("request");
+    fixture.catch_up().await;
+    let mut rebuilt = Vec::new();
+    for table in tables {
+        rebuilt.push(fixture.db.dump(table, "1, 2").await.expect("dump"));
+    }
+    assert_eq!(live, rebuilt, "a rebuild gives the rows of the live run");
 }
 
 /// Issue 19: SLA targets a store kept in its settings table before settings were facts move

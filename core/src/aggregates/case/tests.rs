@@ -4,8 +4,8 @@ use crate::aggregates::case::{Command, State, decide, evolve};
 use crate::aggregates::testing::{self, id};
 use crate::catalog::DomainEvent;
 use crate::catalog::case::{
-    CaseAssigned, CaseClosed, CaseEscalated, CaseOpened, CasePaused, CaseReopened, CaseResolved,
-    CaseResponded, CaseResumed,
+    CaseAssigned, CaseClosed, CaseEscalated, CaseMarkedComplaint, CaseOpened, CasePaused,
+    CaseReopened, CaseResolved, CaseResponded, CaseResumed, CsatRecorded,
 };
 use crate::catalog::values::{InteractionChannel, Priority};
 
@@ -52,6 +52,7 @@ fn resolved() -> CaseResolved {
     CaseResolved {
         case_id: id("k-3"),
         resolution: Some("Mail filter fixed".into()),
+        root_cause: None,
     }
 }
 
@@ -210,6 +211,79 @@ fn a_reopened_case_can_be_responded_to_again() {
     given(history)
         .when(Command::RespondToCase(responded()))
         .then(vec![DomainEvent::CaseResponded(responded())]);
+}
+
+fn marked(category: &str) -> CaseMarkedComplaint {
+    CaseMarkedComplaint {
+        case_id: id("k-3"),
+        category: id(category),
+    }
+}
+
+fn csat(score: u8) -> CsatRecorded {
+    CsatRecorded {
+        case_id: id("k-3"),
+        score,
+        comment: None,
+    }
+}
+
+#[test]
+fn a_case_is_marked_a_complaint_while_not_closed_and_recategorised_only_to_another_category() {
+    given(vec![opened()])
+        .when(Command::MarkComplaint(marked("billing")))
+        .then(vec![DomainEvent::CaseMarkedComplaint(marked("billing"))]);
+    given(resolved_case())
+        .when(Command::MarkComplaint(marked("billing")))
+        .then(vec![DomainEvent::CaseMarkedComplaint(marked("billing"))]);
+    given(vec![
+        opened(),
+        DomainEvent::CaseMarkedComplaint(marked("billing")),
+    ])
+    .when(Command::MarkComplaint(marked("billing")))
+    .then_rejected("it is already a billing complaint");
+    given(vec![
+        opened(),
+        DomainEvent::CaseMarkedComplaint(marked("billing")),
+    ])
+    .when(Command::MarkComplaint(marked("delivery")))
+    .then(vec![DomainEvent::CaseMarkedComplaint(marked("delivery"))]);
+    given(closed_case())
+        .when(Command::MarkComplaint(marked("billing")))
+        .then_rejected("it is closed");
+    given(vec![])
+        .when(Command::MarkComplaint(marked("billing")))
+        .then_rejected("it was never opened");
+}
+
+#[test]
+fn a_root_cause_is_given_only_when_resolving_a_complaint() {
+    let with_cause = CaseResolved {
+        root_cause: Some(id("carrier_delay")),
+        ..resolved()
+    };
+    given(vec![opened()])
+        .when(Command::ResolveCase(with_cause.clone()))
+        .then_rejected("a root cause is given only for a complaint");
+    given(vec![
+        opened(),
+        DomainEvent::CaseMarkedComplaint(marked("billing")),
+    ])
+    .when(Command::ResolveCase(with_cause.clone()))
+    .then(vec![DomainEvent::CaseResolved(with_cause)]);
+}
+
+#[test]
+fn a_csat_answer_is_recorded_once_for_a_case_that_exists() {
+    given(vec![])
+        .when(Command::RecordCsat(csat(5)))
+        .then_rejected("it was never opened");
+    given(closed_case())
+        .when(Command::RecordCsat(csat(5)))
+        .then(vec![DomainEvent::CsatRecorded(csat(5))]);
+    given(vec![opened(), DomainEvent::CsatRecorded(csat(2))])
+        .when(Command::RecordCsat(csat(5)))
+        .then_rejected("its CSAT answer was already recorded");
 }
 
 fn paused() -> CasePaused {

@@ -377,3 +377,31 @@ fn an_account_must_be_a_registered_company_neither_merged_nor_erased() {
         Err("account acme was erased".to_owned())
     );
 }
+
+fn nps(answer_id: &str) -> crate::catalog::customer::NpsAnswered {
+    crate::catalog::customer::NpsAnswered {
+        customer_id: id("c-42"),
+        answer_id: id(answer_id),
+        score: 9,
+        comment: Some("Would recommend".into()),
+    }
+}
+
+#[test]
+fn an_nps_answer_is_recorded_once_and_never_for_an_erased_or_merged_customer() {
+    given(vec![])
+        .when(Command::AnswerNps(nps("a-1")))
+        .then(vec![DomainEvent::NpsAnswered(nps("a-1"))]);
+    given(vec![DomainEvent::NpsAnswered(nps("a-1"))])
+        .when(Command::AnswerNps(nps("a-1")))
+        .then_rejected("NPS answer a-1 was already recorded");
+    given(vec![DomainEvent::NpsAnswered(nps("a-1"))])
+        .when(Command::AnswerNps(nps("a-2")))
+        .then(vec![DomainEvent::NpsAnswered(nps("a-2"))]);
+    given(vec![DomainEvent::CustomerErased(erased())])
+        .when(Command::AnswerNps(nps("a-1")))
+        .then_rejected("it was erased");
+    given(vec![DomainEvent::CustomerMerged(merged_into("c-1"))])
+        .when(Command::AnswerNps(nps("a-1")))
+        .then_rejected("merged into customer c-1");
+}
