@@ -77,6 +77,21 @@ pub async fn business_hours_pauses_and_closed_cases_are_judged_as_they_stood<
     )
     .await
     .problem(403, &[]);
+    // Targets whose due times could pass the year 9999 are refused (issue 19, item 7).
+    let endless = app
+        .send(
+            app.client
+                .put(app.url("/v1/service/sla-targets"))
+                .bearer_auth(app.key(TENANT, Role::Admin))
+                .json(&json!({
+                    "low": {"first_response_minutes": 60, "resolution_minutes": 4_294_967_295u32},
+                    "normal": {"first_response_minutes": 60, "resolution_minutes": 600},
+                    "high": {"first_response_minutes": 60, "resolution_minutes": 600},
+                    "urgent": {"first_response_minutes": 60, "resolution_minutes": 600}})),
+        )
+        .await;
+    endless.problem(422, &["SLA targets", "low.resolution_minutes", "9999"]);
+    assert_eq!(endless.body["field"], "low.resolution_minutes");
     assert_eq!(app.head().await, 0, "nothing refused was written");
 
     let set = calendar(&app, reqwest::Method::PUT, Role::Admin, Some(paris_week())).await;

@@ -751,6 +751,15 @@ fn sla_targets_are_checked_field_by_field_naming_the_priority() {
             "SlaTargetsSet: data.urgent.first_response_minutes: must be at least 1, got 0",
         ),
         (
+            vec![(
+                "low",
+                json!({"first_response_minutes": 60, "resolution_minutes": 4_294_967_295u32}),
+            )],
+            "SlaTargetsSet: data.low.resolution_minutes: 4294967295 is more than 5256000 (ten \
+             years of minutes): its due times could fall past the year 9999, which RFC 3339 \
+             cannot write",
+        ),
+        (
             vec![("low", json!({"first_response_minutes": 1}))],
             "SlaTargetsSet: data.low.resolution_minutes: missing required field",
         ),

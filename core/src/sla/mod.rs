@@ -37,6 +37,11 @@ pub use calendar::{
 };
 pub use clock::{Due, Pause, SlaClock, latest_due};
 
+/// The longest target, in minutes: ten years of 365 days. Longer targets are refused (their
+/// due times could fall past 9999-12-31, which RFC 3339 cannot write); a due time a sparse
+/// calendar would still push past it is [`Due::Beyond`], shown as none.
+pub const MAX_TARGET_MINUTES: u32 = 10 * 365 * 24 * 60;
+
 /// The warning time of a tenant that set none: at 75 % of a target.
 pub const DEFAULT_WARNING_PERCENT: u8 = 75;
 
@@ -121,6 +126,16 @@ impl SlaTargets {
                     return Err(TargetError {
                         field: format!("{priority}.{field}"),
                         reason: "must be at least 1, got 0".to_owned(),
+                    });
+                }
+                if minutes > MAX_TARGET_MINUTES {
+                    return Err(TargetError {
+                        field: format!("{priority}.{field}"),
+                        reason: format!(
+                            "{minutes} is more than {MAX_TARGET_MINUTES} (ten years of minutes): \
+                             its due times could fall past the year 9999, which RFC 3339 \
+                             cannot write"
+                        ),
                     });
                 }
             }
