@@ -127,11 +127,17 @@ pub fn generate_with(customers: u64, seed: u64, phone: bool) -> Vec<CustomerEven
 /// Products the extended data set's order lines draw from.
 const PRODUCTS: u64 = 50;
 
-/// The data set extended with the event types issue 18 added (`crm-bench --crm-mix`): each
-/// customer also places two orders with one to three lines (`OrderPlaced` version 2, after
-/// its ten events), and every hundredth customer stands for a sales rep whose stream
-/// `quota-u-<n>` sets a monthly and a quarterly quota (`QuotaSet`). Drawn from a random
-/// sequence of its own, so the default data set ([`generate_with`]) is unchanged.
+/// The data set extended with the event types issues 18 and 19 added (`crm-bench
+/// --crm-mix`), drawn from a random sequence of its own, so the default data set
+/// ([`generate_with`]) is unchanged. After its ten events each customer also places two
+/// orders with one to three lines (`OrderPlaced` version 2), decides its email marketing
+/// consent (granted for two customers in three, withdrawn otherwise) and gets one outbound
+/// marketing mail (`InteractionLogged` with a purpose), and every twentieth joins the email
+/// campaign `cmp-1`. Then come, each a stream of its own: for every hundredth customer a
+/// sales rep's `quota-u-<n>` (a monthly and a quarterly `QuotaSet`); the tenant's consent
+/// regime, SLA targets and business calendar (`settings-*`); the campaign's launch and cost;
+/// and for every tenth customer a case opened, answered, paused, resumed, resolved and
+/// rated (`CsatRecorded`).
 pub fn crm_mix(data: &mut Vec<CustomerEvents>, seed: u64) {
     let mut rng = Rng::new(seed ^ 0x18);
     let id = |rng: &mut Rng| Uuid::from_u64_pair(rng.next_u64(), rng.next_u64());
@@ -173,6 +179,28 @@ pub fn crm_mix(data: &mut Vec<CustomerEvents>, seed: u64) {
                 .with_occurred_at(at),
             );
         }
+        at += Duration::minutes(1 + rng.below(60 * 24) as i64);
+        customer.events.push(
+            NewEvent::new(
+                "CustomerConsentChanged",
+                &json!({"customer_id": customer_id, "channel": "email", "purpose": "marketing",
+                        "granted": rng.below(3) != 0}),
+            )
+            .with_id(id(&mut rng))
+            .with_occurred_at(at),
+        );
+        at += Duration::minutes(1 + rng.below(60 * 24 * 5) as i64);
+        customer.events.push(
+            NewEvent::new(
+                "InteractionLogged",
+                &json!({"customer_id": customer_id, "interaction_id": format!("m-{n}"),
+                        "channel": "email", "direction": "outbound", "purpose": "marketing",
+                        "subject": "Spring offers"}),
+            )
+            .with_schema_version(2)
+            .with_id(id(&mut rng))
+            .with_occurred_at(at),
+        );
     }
     let start: DateTime<Utc> = Utc
         .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
@@ -196,6 +224,106 @@ pub fn crm_mix(data: &mut Vec<CustomerEvents>, seed: u64) {
             .collect();
         data.push(CustomerEvents { stream, events });
     }
+    let settings = [
+        ("consent", "ConsentRegimeSet", json!({"regime": "opt_in"})),
+        (
+            "sla",
+            "SlaTargetsSet",
+            json!({"low": {"first_response_minutes": 1440, "resolution_minutes": 10080},
+                   "normal": {"first_response_minutes": 480, "resolution_minutes": 4320},
+                   "high": {"first_response_minutes": 240, "resolution_minutes": 1440},
+                   "urgent": {"first_response_minutes": 60, "resolution_minutes": 240},
+                   "warning_percent": 80}),
+        ),
+        (
+            "calendar",
+            "BusinessCalendarSet",
+            json!({"time_zone": "Europe/Paris",
+                   "hours": {"monday": [["09:00", "18:00"]], "tuesday": [["09:00", "18:00"]],
+                             "wednesday": [["09:00", "18:00"]], "thursday": [["09:00", "18:00"]],
+                             "friday": [["09:00", "17:00"]], "saturday": [], "sunday": []},
+                   "holidays": ["2024-12-25", "2025-01-01", "2025-12-25"]}),
+        ),
+    ];
+    for (name, event_type, body) in settings {
+        let Ok(stream) = StreamId::new("settings", name) else {
+            continue;
+        };
+        let event = NewEvent::new(event_type, &body)
+            .with_id(id(&mut rng))
+            .with_occurred_at(start);
+        data.push(CustomerEvents {
+            stream,
+            events: vec![event],
+        });
+    }
+    if let Ok(stream) = StreamId::new("campaign", "cmp-1") {
+        let mut events = vec![
+            NewEvent::new(
+                "CampaignLaunched",
+                &json!({"campaign_id": "cmp-1", "name": "Spring", "channel": "email"}),
+            )
+            .with_schema_version(2)
+            .with_id(id(&mut rng))
+            .with_occurred_at(start),
+            NewEvent::new(
+                "CampaignCostRecorded",
+                &json!({"campaign_id": "cmp-1", "amount": "2500.00", "currency": "USD"}),
+            )
+            .with_id(id(&mut rng))
+            .with_occurred_at(start),
+        ];
+        for n in (0..customers).step_by(20) {
+            events.push(
+                NewEvent::new(
+                    "CampaignMemberAdded",
+                    &json!({"campaign_id": "cmp-1", "customer_id": n.to_string()}),
+                )
+                .with_id(id(&mut rng))
+                .with_occurred_at(start + Duration::minutes(n as i64)),
+            );
+        }
+        data.push(CustomerEvents { stream, events });
+    }
+    for n in (0..customers).step_by(10) {
+        let case_id = format!("k-{n}");
+        let Ok(stream) = StreamId::new("case", &case_id) else {
+            continue;
+        };
+        let mut at = start + Duration::minutes(rng.below(60 * 24 * 300) as i64);
+        let mut step = |kind: &str, data: serde_json::Value, rng: &mut Rng| {
+            at += Duration::minutes(1 + rng.below(60 * 24) as i64);
+            let version =
+                crm_core::catalog::EventTypeInfo::find(kind).map_or(1, |info| info.version);
+            NewEvent::new(kind, &data)
+                .with_schema_version(version)
+                .with_id(id(rng))
+                .with_occurred_at(at)
+        };
+        let priority = ["low", "normal", "high", "urgent"][rng.below(4) as usize];
+        let events = vec![
+            step(
+                "CaseOpened",
+                json!({"case_id": case_id, "customer_id": n.to_string(),
+                       "subject": "Cannot log in", "channel": "email", "priority": priority}),
+                &mut rng,
+            ),
+            step(
+                "CaseResponded",
+                json!({"case_id": case_id, "agent": format!("a-{}", n % 7)}),
+                &mut rng,
+            ),
+            step("CasePaused", json!({"case_id": case_id}), &mut rng),
+            step("CaseResumed", json!({"case_id": case_id}), &mut rng),
+            step("CaseResolved", json!({"case_id": case_id}), &mut rng),
+            step(
+                "CsatRecorded",
+                json!({"case_id": case_id, "score": 1 + rng.below(5)}),
+                &mut rng,
+            ),
+        ];
+        data.push(CustomerEvents { stream, events });
+    }
 }
 
 #[cfg(test)]
@@ -203,13 +331,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_crm_mix_adds_orders_with_lines_and_quotas_that_the_catalog_accepts() {
+    fn the_crm_mix_adds_the_new_event_types_as_the_catalog_accepts_them() {
         let mut data = generate(200, 42);
         let plain = generate(200, 42);
         crm_mix(&mut data, 42);
-        assert_eq!(data.len(), 202, "two sales reps' quota streams");
+        // Two sales reps' quota streams, three settings, one campaign, twenty cases.
+        assert_eq!(data.len(), 200 + 2 + 3 + 1 + 20);
         for (mixed, plain) in data.iter().zip(&plain) {
-            assert_eq!(mixed.events.len(), 12);
+            assert_eq!(mixed.events.len(), 14);
             for (e, f) in mixed.events.iter().zip(&plain.events) {
                 assert_eq!(e.data.get(), f.data.get(), "the ten events are unchanged");
             }
