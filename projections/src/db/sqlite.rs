@@ -97,64 +97,91 @@ struct PoolInner {
     checkpointer: Option<Checkpointer>,
 }
 
-/// A thread that runs passive WAL checkpoints on its own connection when nudged; it ends
-/// when stopped or dropped.
+/// A thread that runs a passive WAL checkpoint, on a connection opened for it, when nudged.
+/// It starts at the first nudge (the first write's commit) and ends when stopped or dropped.
 #[derive(Debug)]
 struct Checkpointer {
-    wake: Mutex<Option<SyncSender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+    options: SqliteOptions,
+    state: Mutex<CheckpointState>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+    stopped: bool,
 }
 
 impl Checkpointer {
-    /// Starts the thread on a connection of its own; without one (the thread or the
-    /// connection could not be made) the connections' own threshold checkpoints.
-    fn start(path: &Path, options: &SqliteOptions) -> Option<Checkpointer> {
-        let conn = match connect(path, options) {
-            Ok(conn) => conn,
-            Err(error) => {
-                tracing::warn!(%error, "no read-model checkpoint thread");
-                return None;
-            }
-        };
-        let (wake, woken) = mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("crm-readdb-checkpoint".into())
-            .spawn(move || {
-                while woken.recv().is_ok() {
-                    // Busy (another checkpoint runs) or failed: the next nudge retries, and
-                    // the connections' own threshold still holds.
-                    if let Err(error) =
-                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::debug!(%error, "read-model checkpoint");
-                    }
-                    std::thread::sleep(CHECKPOINT_PAUSE);
-                }
-            })
-            .inspect_err(|error| tracing::warn!(%error, "no read-model checkpoint thread"))
-            .ok()?;
-        Some(Checkpointer {
-            wake: Mutex::new(Some(wake)),
-            thread: Mutex::new(Some(thread)),
-        })
+    fn new(path: &Path, options: SqliteOptions) -> Checkpointer {
+        Checkpointer {
+            path: path.to_path_buf(),
+            options,
+            state: Mutex::new(CheckpointState::default()),
+        }
     }
 
-    /// Asks for a checkpoint soon; free when one is already asked for.
+    /// Asks for a checkpoint soon (starting the thread the first time); free when one is
+    /// already asked for.
     fn nudge(&self) {
-        if let Ok(wake) = self.wake.lock()
-            && let Some(wake) = wake.as_ref()
-        {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.stopped {
+            return;
+        }
+        if state.wake.is_none() {
+            let (wake, woken) = mpsc::sync_channel::<()>(1);
+            let (path, options) = (self.path.clone(), self.options);
+            let thread = std::thread::Builder::new()
+                .name("crm-readdb-checkpoint".into())
+                .spawn(move || {
+                    while woken.recv().is_ok() {
+                        // A connection for each checkpoint, closed after it: between
+                        // checkpoints the pool's connections are the file's only ones here (a
+                        // tool switching the journal mode needs the file alone). Busy (another
+                        // checkpoint runs) or failed: the next nudge retries, and the
+                        // connections' own threshold still holds.
+                        let checkpoint = connect(&path, &options).and_then(|conn| {
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                                .map_err(ProjectionError::from)
+                        });
+                        if let Err(error) = checkpoint {
+                            tracing::debug!(%error, "read-model checkpoint");
+                        }
+                        std::thread::sleep(CHECKPOINT_PAUSE);
+                    }
+                });
+            match thread {
+                Ok(thread) => {
+                    state.wake = Some(wake);
+                    state.thread = Some(thread);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no read-model checkpoint thread");
+                    state.stopped = true;
+                    return;
+                }
+            }
+        }
+        if let Some(wake) = &state.wake {
             // Full: a checkpoint is already asked for.
             let _ = wake.try_send(());
         }
     }
 
-    /// Ends the thread and closes its connection.
+    /// Ends the thread (waiting for a checkpoint it is running) and closes its connection;
+    /// later nudges do nothing.
     fn stop(&self) {
-        if let Ok(mut wake) = self.wake.lock() {
-            wake.take();
-        }
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        let thread = match self.state.lock() {
+            Ok(mut state) => {
+                state.stopped = true;
+                state.wake = None;
+                state.thread.take()
+            }
+            Err(_) => None,
+        };
         if let Some(thread) = thread {
             let _ = thread.join();
         }
@@ -174,11 +201,7 @@ impl SqlitePool {
     /// Opens the pool and its first connection, switching the file to WAL.
     pub async fn open(path: &Path, options: SqliteOptions) -> Result<SqlitePool, ProjectionError> {
         let max = options.max_connections.max(1);
-        let checkpointer = if options.read_only {
-            None
-        } else {
-            Checkpointer::start(path, &options)
-        };
+        let checkpointer = (!options.read_only).then(|| Checkpointer::new(path, options));
         let pool = SqlitePool {
             inner: Arc::new(PoolInner {
                 path: path.to_path_buf(),
