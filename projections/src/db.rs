@@ -404,9 +404,10 @@ impl ReadTx {
     }
 
     /// Inserts `rows` (each `columns.len()` values). `suffix` follows the `VALUES` list
-    /// (e.g. an `ON CONFLICT` clause). On SQLite one prepared single-row statement runs per
-    /// row (in-process, that is cheaper than parsing a statement of thousands of
-    /// placeholders); on PostgreSQL one `UNNEST` statement takes every row, or, when a
+    /// (e.g. an `ON CONFLICT` clause). On SQLite one prepared statement of a few rows
+    /// ([`SQLITE_ROWS_PER_INSERT`]) runs per chunk and a single-row one for the rest (rows
+    /// apply in order, as one statement per row would; in-process, that is cheaper than
+    /// parsing a statement of thousands of placeholders); on PostgreSQL one `UNNEST` statement takes every row, or, when a
     /// column mixes integers and text, multi-row `VALUES` under the parameter limit.
     pub async fn insert_rows(
         &mut self,
@@ -420,12 +421,19 @@ impl ReadTx {
         }
         let tx = match self {
             ReadTx::Sqlite(tx) => {
-                let sql = format!(
-                    "INSERT INTO {table} ({}) VALUES ({}) {suffix}",
-                    columns.join(", "),
-                    placeholders(columns.len())
-                );
-                return tx.insert_rows(&sql, &rows).await;
+                let tuple = format!("({})", placeholders(columns.len()));
+                let statement = |rows: usize| {
+                    format!(
+                        "INSERT INTO {table} ({}) VALUES {} {suffix}",
+                        columns.join(", "),
+                        vec![tuple.as_str(); rows].join(",")
+                    )
+                };
+                let per_statement =
+                    (SQLITE_ROWS_PER_INSERT * 16 / columns.len()).clamp(1, SQLITE_ROWS_PER_INSERT);
+                return tx
+                    .insert_rows(&statement(1), &statement(per_statement), &rows)
+                    .await;
             }
             ReadTx::Postgres(tx) => tx,
         };
@@ -548,6 +556,11 @@ pub fn in_clauses(backend: Backend, column: &str, values: &[&str]) -> Vec<(Strin
 }
 
 /// `n` placeholders separated by commas, for `IN (...)` lists.
+/// Rows per multi-row `INSERT` on SQLite (fewer for wide rows: at most 16 values a row
+/// times this in one statement): one statement run per chunk opens the table's and its
+/// indexes' cursors once, not once per row.
+const SQLITE_ROWS_PER_INSERT: usize = 32;
+
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }

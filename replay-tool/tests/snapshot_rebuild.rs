@@ -255,6 +255,7 @@ async fn reference(events: Vec<RecordedEvent>) -> Dump {
         all_projections(),
         RunnerOptions {
             batch_size: 97,
+            catch_up_batch_size: 97,
             ..RunnerOptions::default()
         },
     )
@@ -872,6 +873,7 @@ async fn rebuild_while_a_server_runs_is_done_by_it_and_reads_keep_answering() {
         all_projections(),
         RunnerOptions {
             batch_size: 50,
+            catch_up_batch_size: 50,
             poll_interval: Duration::from_millis(100),
             lease_ttl: Duration::from_secs(5),
             stop_when_caught_up: false,

@@ -6,10 +6,11 @@ pub mod fold;
 pub mod summary;
 pub mod view;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crm_core::catalog::DomainEvent;
+use crm_core::envelope::Position;
 
 use crate::attribution::{direct_customer_ref, keys_needed, named_customers};
 use crate::bookkeeping;
@@ -17,7 +18,7 @@ use crate::db::{Col, ReadDb, ReadTx, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
-use crate::rows::{DocRow, LINKS_TABLE, Links, decode_doc, load_docs, upsert_docs};
+use crate::rows::{DocRow, Key, LINKS_TABLE, Links, decode_doc, load_docs, upsert_docs};
 
 pub use fold::{Customer360, World, fold_customer};
 pub use view::CustomerView;
@@ -165,6 +166,12 @@ impl Projection for Customer360Projection {
         if !merged.is_empty() {
             customers.extend(load_docs::<Customer360>(tx, tables.get(TABLE), &merged).await?);
         }
+        // Where each loaded customer's purchases stood: its stored summary rows change only
+        // when that moves (or when it is merged away).
+        let purchases_before: HashMap<Key, Position> = customers
+            .iter()
+            .map(|(key, customer)| (key.clone(), customer.purchases_position))
+            .collect();
         let mut world = World::new(customers, links);
         for event in events {
             world.apply(event);
@@ -174,7 +181,11 @@ impl Projection for Customer360Projection {
             .iter()
             .filter_map(|key| world.customers.get_key_value(key));
         upsert_docs(tx, tables.get(TABLE), changed.clone()).await?;
-        summary::write(tx, tables.get(summary::TABLE), changed).await?;
+        let purchases_changed = changed.filter(|(key, customer)| {
+            customer.merged_into.is_some()
+                || purchases_before.get(*key) != Some(&customer.purchases_position)
+        });
+        summary::write(tx, tables.get(summary::TABLE), purchases_changed).await?;
         world.links.flush(tx, tables.get(LINKS)).await
     }
 }

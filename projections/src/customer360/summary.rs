@@ -117,21 +117,23 @@ impl StoredSummary {
     }
 }
 
-/// Replaces the rows of `customers` (the ones a batch changed) by their current summaries.
+/// Writes the summaries of `customers` (the ones a batch changed the purchases of): each
+/// currency's row inserted or updated in place (a customer's currencies only grow: orders
+/// are never removed), and the rows of customers merged into another deleted.
 pub(super) async fn write<'a>(
     tx: &mut ReadTx,
     table: &str,
     customers: impl Iterator<Item = (&'a Key, &'a Customer360)>,
 ) -> Result<(), ProjectionError> {
-    let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut merged: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut rows = Vec::new();
     for ((tenant, id), customer) in customers {
         // Orders are never removed from a document, so a customer without any has no row.
         if customer.orders.is_empty() {
             continue;
         }
-        by_tenant.entry(tenant).or_default().push(id);
         if customer.merged_into.is_some() {
+            merged.entry(tenant).or_default().push(id);
             continue;
         }
         let changed_at = customer
@@ -171,7 +173,7 @@ pub(super) async fn write<'a>(
         }
     }
     let backend = tx.backend();
-    for (tenant, ids) in by_tenant {
+    for (tenant, ids) in merged {
         for (condition, mut args) in in_clauses(backend, "id", &ids) {
             args.insert(0, tenant.into());
             tx.execute(
@@ -195,7 +197,10 @@ pub(super) async fn write<'a>(
             "position",
         ],
         rows,
-        "",
+        "ON CONFLICT (tenant, currency, id) DO UPDATE SET first_day = excluded.first_day, \
+         last_day = excluded.last_day, frequency = excluded.frequency, \
+         monetary_minor = excluded.monetary_minor, changed_at = excluded.changed_at, \
+         position = excluded.position",
     )
     .await
 }

@@ -2,6 +2,11 @@
 //! thread against a connection taken from a small pool, instead of being handed to a
 //! driver worker thread one at a time.
 //!
+//! WAL checkpoints run off the write path, as the event store's do: a write transaction's
+//! commit nudges a thread of the pool's own, which runs a passive checkpoint; the
+//! connections' automatic checkpoint (inside the commit that crosses it) is only a backstop
+//! at [`AUTOCHECKPOINT_PAGES`].
+//!
 //! Connections never sleep inside SQLite: `busy_timeout` is 0, and a statement that finds
 //! another connection holding the write lock is retried from here after an async pause
 //! (doubling up to [`LOCK_PAUSE_MAX`]) until [`SQLITE_LOCK_WAIT`] has passed. The runtime
@@ -9,7 +14,9 @@
 //! statement waits.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crm_core::store::sqlite::Durability;
@@ -26,6 +33,13 @@ pub const SQLITE_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The longest pause between two tries of a statement that found the database locked.
 const LOCK_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// WAL pages after which a connection checkpoints inside its own commit (SQLite's default
+/// is 1,000): a backstop, should the checkpoint thread fall behind.
+const AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// The least time between two checkpoints of the checkpoint thread.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Prepared statements kept per connection (the runner's per-batch statements, the queries).
 const STATEMENT_CACHE: usize = 96;
@@ -79,18 +93,122 @@ struct PoolInner {
     idle: Mutex<Vec<Connection>>,
     /// One permit per connection that may be in use; closed by [`SqlitePool::close`].
     permits: Arc<Semaphore>,
+    /// The checkpoint thread (none for a read-only pool).
+    checkpointer: Option<Checkpointer>,
+}
+
+/// A thread that runs a passive WAL checkpoint, on a connection opened for it, when nudged.
+/// It starts at the first nudge (the first write's commit) and ends when stopped or dropped.
+#[derive(Debug)]
+struct Checkpointer {
+    path: PathBuf,
+    options: SqliteOptions,
+    state: Mutex<CheckpointState>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl Checkpointer {
+    fn new(path: &Path, options: SqliteOptions) -> Checkpointer {
+        Checkpointer {
+            path: path.to_path_buf(),
+            options,
+            state: Mutex::new(CheckpointState::default()),
+        }
+    }
+
+    /// Asks for a checkpoint soon (starting the thread the first time); free when one is
+    /// already asked for.
+    fn nudge(&self) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.stopped {
+            return;
+        }
+        if state.wake.is_none() {
+            let (wake, woken) = mpsc::sync_channel::<()>(1);
+            let (path, options) = (self.path.clone(), self.options);
+            let thread = std::thread::Builder::new()
+                .name("crm-readdb-checkpoint".into())
+                .spawn(move || {
+                    while woken.recv().is_ok() {
+                        // A connection for each checkpoint, closed after it: between
+                        // checkpoints the pool's connections are the file's only ones here (a
+                        // tool switching the journal mode needs the file alone). Busy (another
+                        // checkpoint runs) or failed: the next nudge retries, and the
+                        // connections' own threshold still holds.
+                        let checkpoint = connect(&path, &options).and_then(|conn| {
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                                .map_err(ProjectionError::from)
+                        });
+                        if let Err(error) = checkpoint {
+                            tracing::debug!(%error, "read-model checkpoint");
+                        }
+                        std::thread::sleep(CHECKPOINT_PAUSE);
+                    }
+                });
+            match thread {
+                Ok(thread) => {
+                    state.wake = Some(wake);
+                    state.thread = Some(thread);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no read-model checkpoint thread");
+                    state.stopped = true;
+                    return;
+                }
+            }
+        }
+        if let Some(wake) = &state.wake {
+            // Full: a checkpoint is already asked for.
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Ends the thread (waiting for a checkpoint it is running) and closes its connection;
+    /// later nudges do nothing.
+    fn stop(&self) {
+        let thread = match self.state.lock() {
+            Ok(mut state) => {
+                state.stopped = true;
+                state.wake = None;
+                state.thread.take()
+            }
+            Err(_) => None,
+        };
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl PoolInner {
+    /// Asks the checkpoint thread for a checkpoint after a write.
+    fn nudge_checkpoint(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
+    }
 }
 
 impl SqlitePool {
     /// Opens the pool and its first connection, switching the file to WAL.
     pub async fn open(path: &Path, options: SqliteOptions) -> Result<SqlitePool, ProjectionError> {
         let max = options.max_connections.max(1);
+        let checkpointer = (!options.read_only).then(|| Checkpointer::new(path, options));
         let pool = SqlitePool {
             inner: Arc::new(PoolInner {
                 path: path.to_path_buf(),
                 options,
                 idle: Mutex::new(Vec::with_capacity(max)),
                 permits: Arc::new(Semaphore::new(max)),
+                checkpointer,
             }),
         };
         let mut conn = pool.acquire().await?;
@@ -129,6 +247,11 @@ impl SqlitePool {
     pub async fn close(&self) {
         let max = u32::try_from(self.inner.options.max_connections.max(1)).unwrap_or(u32::MAX);
         let all = self.inner.permits.acquire_many(max).await;
+        // The thread's connection first (waiting for a checkpoint it is running), so the
+        // pool's last connection is the file's last one here.
+        if let Some(checkpointer) = &self.inner.checkpointer {
+            checkpointer.stop();
+        }
         self.inner.permits.close();
         let idle = match self.inner.idle.lock() {
             Ok(mut idle) => std::mem::take(&mut *idle),
@@ -165,10 +288,12 @@ impl SqlitePool {
         sql: &str,
         args: &[SqlValue],
     ) -> Result<u64, ProjectionError> {
-        self.acquire()
-            .await?
-            .run(|conn| execute_on(conn, sql, args))
-            .await
+        let mut conn = self.acquire().await?;
+        let changed = conn.run(|conn| execute_on(conn, sql, args)).await?;
+        if changed > 0 {
+            conn.pool.nudge_checkpoint();
+        }
+        Ok(changed)
     }
 
     /// Runs one query on a pooled connection.
@@ -207,6 +332,11 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, Projectio
         "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; \
          PRAGMA cache_size = -65536; PRAGMA secure_delete = ON;"
     ))?;
+    if !options.read_only {
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES};"
+        ))?;
+    }
     Ok(conn)
 }
 
@@ -281,6 +411,8 @@ fn is_busy(error: &rusqlite::Error) -> bool {
 pub struct SqliteTx {
     conn: PooledConn,
     open: bool,
+    /// Began with `BEGIN IMMEDIATE`: its commit may have written.
+    write: bool,
 }
 
 impl SqliteTx {
@@ -289,7 +421,11 @@ impl SqliteTx {
         let mut conn = pool.acquire().await?;
         let sql = if write { "BEGIN IMMEDIATE" } else { "BEGIN" };
         conn.run(|c| c.execute_batch(sql)).await?;
-        Ok(SqliteTx { conn, open: true })
+        Ok(SqliteTx {
+            conn,
+            open: true,
+            write,
+        })
     }
 
     pub(crate) async fn execute(
@@ -311,21 +447,36 @@ impl SqliteTx {
             .await
     }
 
-    /// Inserts every row with one prepared single-row statement (no statement text that
-    /// grows with the batch, nothing to parse per batch).
+    /// Inserts every row in order: chunks of rows through `multi` (a prepared statement of
+    /// several rows), the rest through `single` (one row). Neither text grows with the batch,
+    /// so both stay prepared.
     pub(crate) async fn insert_rows(
         &mut self,
-        sql: &str,
+        single: &str,
+        multi: &str,
         rows: &[Vec<SqlValue>],
     ) -> Result<(), ProjectionError> {
         let mut done = 0;
         self.conn
             .run(|conn| {
-                let mut statement = conn.prepare_cached(sql)?;
-                while let Some(row) = rows.get(done) {
-                    bind(&mut statement, row)?;
-                    statement.raw_execute()?;
-                    done += 1;
+                if rows.len() - done > 1 {
+                    let mut statement = conn.prepare_cached(multi)?;
+                    let width = rows[0].len().max(1);
+                    let per = (statement.parameter_count() / width).max(1);
+                    while rows.len() - done >= per {
+                        let chunk = &rows[done..done + per];
+                        bind_all(&mut statement, chunk)?;
+                        statement.raw_execute()?;
+                        done += per;
+                    }
+                }
+                if done < rows.len() {
+                    let mut statement = conn.prepare_cached(single)?;
+                    while let Some(row) = rows.get(done) {
+                        bind(&mut statement, row)?;
+                        statement.raw_execute()?;
+                        done += 1;
+                    }
                 }
                 Ok(())
             })
@@ -335,6 +486,9 @@ impl SqliteTx {
     pub(crate) async fn commit(mut self) -> Result<(), ProjectionError> {
         self.conn.run(|c| c.execute_batch("COMMIT")).await?;
         self.open = false;
+        if self.write {
+            self.conn.pool.nudge_checkpoint();
+        }
         Ok(())
     }
 
@@ -364,11 +518,20 @@ impl Drop for SqliteTx {
 }
 
 fn bind(statement: &mut Statement<'_>, args: &[SqlValue]) -> rusqlite::Result<()> {
+    bind_all(statement, std::slice::from_ref(&args))
+}
+
+/// Binds the values of `rows`, one after the other, to the statement's parameters.
+fn bind_all<A: AsRef<[SqlValue]>>(
+    statement: &mut Statement<'_>,
+    rows: &[A],
+) -> rusqlite::Result<()> {
     let expected = statement.parameter_count();
-    if expected != args.len() {
-        return Err(rusqlite::Error::InvalidParameterCount(args.len(), expected));
+    let given: usize = rows.iter().map(|row| row.as_ref().len()).sum();
+    if expected != given {
+        return Err(rusqlite::Error::InvalidParameterCount(given, expected));
     }
-    for (i, arg) in args.iter().enumerate() {
+    for (i, arg) in rows.iter().flat_map(|row| row.as_ref()).enumerate() {
         let index = i + 1;
         match arg {
             SqlValue::Null | SqlValue::NullInt => {

@@ -199,8 +199,9 @@ struct Runner {
     status_tx: watch::Sender<Vec<ProjectionStatus>>,
     shutdown: watch::Receiver<bool>,
     wake: Arc<Notify>,
-    /// The next batch, read while the current one is applied: (after position, read).
-    prefetch: Option<(Position, PendingRead)>,
+    /// The next batch, read while the current one is applied: (after position, events
+    /// asked for, read).
+    prefetch: Option<(Position, usize, PendingRead)>,
 }
 
 impl Runner {
@@ -452,8 +453,9 @@ impl Runner {
         position: Position,
         lane_ref: LaneRef,
     ) -> Result<bool, ProjectionError> {
-        let batch = self.read(position).await?;
-        let caught_up = batch.len < self.options.batch_size.max(1);
+        let size = self.options.batch_size.max(1);
+        let batch = self.read(position, size).await?;
+        let caught_up = batch.len < size;
         let Some(held) = self.held.get_mut(&lane_index(lane_ref)) else {
             return Ok(false);
         };
@@ -545,16 +547,16 @@ impl Runner {
         position: Position,
         lanes: &[LaneRef],
     ) -> Result<bool, ProjectionError> {
-        let batch = self.options.batch_size.max(1);
+        let batch = self.batch_size(lanes);
         let events = match self.prefetch.take() {
-            Some((after, read)) if after == position => match read.await {
+            Some((after, size, read)) if after == position && size == batch => match read.await {
                 Ok(result) => result?,
-                Err(_) => self.read(position).await?,
+                Err(_) => self.read(position, batch).await?,
             },
             other => {
                 // A read ahead for another group (a rebuild lane, say) stays for that group.
                 self.prefetch = other;
-                self.read(position).await?
+                self.read(position, batch).await?
             }
         };
         let caught_up = events.len < batch;
@@ -569,9 +571,15 @@ impl Runner {
         };
         if !caught_up {
             // Catching up: read and decode the next batch on another thread while this one
-            // is applied (SQLite statements run on this one).
-            let read = read_ahead(Arc::clone(&self.store), last, batch);
-            if let Some((_, unused)) = self.prefetch.replace((last, read)) {
+            // is applied (SQLite statements run on this one). The lanes stay behind, so the
+            // next read is a catch-up batch.
+            let next = self
+                .options
+                .catch_up_batch_size
+                .max(self.options.batch_size)
+                .max(1);
+            let read = read_ahead(Arc::clone(&self.store), last, next);
+            if let Some((_, _, unused)) = self.prefetch.replace((last, next, read)) {
                 unused.abort();
             }
         }
@@ -625,12 +633,32 @@ impl Runner {
         Ok(true)
     }
 
-    async fn read(&self, after: Position) -> Result<Batch, ProjectionError> {
+    async fn read(&self, after: Position, batch: usize) -> Result<Batch, ProjectionError> {
         let recorded = self
             .store
-            .read_all(&Scope::AllTenants, after, self.options.batch_size.max(1))
+            .read_all(&Scope::AllTenants, after, batch)
             .await?;
         Ok(decode_all(recorded))
+    }
+
+    /// Events to read for a group of lanes: a catch-up batch while every lane of the group
+    /// is behind (its last read was full, or it has not read yet), else `batch_size`.
+    fn batch_size(&self, lanes: &[LaneRef]) -> usize {
+        let follow = self.options.batch_size.max(1);
+        let behind = lanes.iter().all(|&lane| {
+            let held = self.held.get(&lane_index(lane));
+            match lane {
+                LaneRef::Live(_) => held.is_some_and(|h| !h.live.caught_up),
+                LaneRef::Building(_) => held
+                    .and_then(|h| h.building.as_ref())
+                    .is_some_and(|b| !b.caught_up),
+            }
+        });
+        if behind {
+            self.options.catch_up_batch_size.max(follow)
+        } else {
+            follow
+        }
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {

@@ -16,6 +16,11 @@ use crate::error::ProjectionError;
 pub struct RunnerOptions {
     /// Events read and applied per transaction.
     pub batch_size: usize,
+    /// Events read and applied per transaction while a lane catches up (its last read filled
+    /// a batch: a rebuild, a start behind the head, a burst of appends); at least
+    /// `batch_size`. Fewer, larger transactions write each shared page (index pages, the
+    /// table's last page) to the WAL fewer times; each holds the write lock longer.
+    pub catch_up_batch_size: usize,
     /// How often leases are tried and renewed and rebuild requests looked for.
     pub poll_interval: Duration,
     /// How long a SQLite lease lasts without renewal.
@@ -29,6 +34,7 @@ impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
             batch_size: 2_000,
+            catch_up_batch_size: 10_000,
             poll_interval: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(15),
             stop_when_caught_up: false,

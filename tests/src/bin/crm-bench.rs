@@ -17,7 +17,7 @@ use crm_projections::bookkeeping::request_rebuild;
 use crm_projections::customer360::Customer360Projection;
 use crm_projections::db::Col;
 use crm_projections::runner::{self, RunnerOptions};
-use crm_projections::{ReadDb, all_projections};
+use crm_projections::{ReadDb, select_projections};
 use crm_tests::api_bench;
 use crm_tests::baseline::{self, BenchEvent, Want};
 use crm_tests::bench_data::{CustomerEvents, crm_mix, generate_with};
@@ -84,9 +84,16 @@ struct Args {
     /// Events timed in W1.
     #[arg(long, default_value_t = 20_000)]
     w1_events: usize,
-    /// Events per projection batch (W4, W5).
+    /// Events per projection batch (W4, W5) once a projection follows the head.
     #[arg(long, default_value_t = RunnerOptions::default().batch_size)]
     batch: usize,
+    /// Events per projection batch (W4, W5) while catching up (a rebuild from 0).
+    #[arg(long, default_value_t = RunnerOptions::default().catch_up_batch_size)]
+    catch_up_batch: usize,
+    /// W5: rebuild only the named read models (repeatable; all of them without it), to
+    /// see what each costs alone.
+    #[arg(long = "projection")]
+    projections: Vec<String>,
     /// Repetitions, each on a fresh store.
     #[arg(long, default_value_t = 1)]
     runs: u32,
@@ -497,13 +504,14 @@ async fn w3(out: &mut Report, fresh: &Fresh, expected: usize) -> Result<()> {
 
 /// W4: the per-customer summary (interactions per channel, last interaction; the customer
 /// 360 projection) built from position 0 through the runner, in the same database.
-async fn w4(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> Result<()> {
+async fn w4(
+    out: &mut Report,
+    fresh: &Fresh,
+    expected: usize,
+    options: RunnerOptions,
+) -> Result<()> {
     let db = ReadDb::open(&fresh.url).await?;
     out.start();
-    let options = RunnerOptions {
-        batch_size: batch,
-        ..RunnerOptions::default()
-    };
     let started = Instant::now();
     let statuses = runner::run_until_caught_up(
         Arc::clone(&fresh.projection_store),
@@ -532,21 +540,24 @@ async fn w4(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> R
 }
 
 /// W5: every read model rebuilt from position 0 (blue/green for those already built).
-async fn w5(out: &mut Report, fresh: &Fresh, expected: usize, batch: usize) -> Result<()> {
+async fn w5(
+    out: &mut Report,
+    fresh: &Fresh,
+    expected: usize,
+    options: RunnerOptions,
+    names: &[String],
+) -> Result<()> {
     let db = ReadDb::open(&fresh.url).await?;
-    for projection in all_projections() {
+    let projections = select_projections(names)?;
+    for projection in &projections {
         request_rebuild(&db, projection.name()).await?;
     }
-    let options = RunnerOptions {
-        batch_size: batch,
-        ..RunnerOptions::default()
-    };
     out.start();
     let started = Instant::now();
     let statuses = runner::run_until_caught_up(
         Arc::clone(&fresh.projection_store),
         db,
-        all_projections(),
+        projections,
         options,
     )
     .await?;
@@ -758,10 +769,17 @@ async fn main() -> Result<()> {
                 w3(&mut out, &fresh, written).await?;
             }
             if report && (all || w == Workload::W4) {
-                w4(&mut out, &fresh, written, args.batch).await?;
+                w4(&mut out, &fresh, written, runner_options(&args)).await?;
             }
             if report && (all || w == Workload::W5) {
-                w5(&mut out, &fresh, written, args.batch).await?;
+                w5(
+                    &mut out,
+                    &fresh,
+                    written,
+                    runner_options(&args),
+                    &args.projections,
+                )
+                .await?;
             }
             if sealed && (all || w == Workload::Q1) {
                 q1(&mut out, &fresh, customers).await?;
@@ -772,6 +790,15 @@ async fn main() -> Result<()> {
         out.summarise(args.runs);
     }
     Ok(())
+}
+
+/// The runner options of W4 and W5.
+fn runner_options(args: &Args) -> RunnerOptions {
+    RunnerOptions {
+        batch_size: args.batch,
+        catch_up_batch_size: args.catch_up_batch,
+        ..RunnerOptions::default()
+    }
 }
 
 /// The benchmark data set, extended with issue 18's event types when `mix` ([`crm_mix`]).

@@ -63,6 +63,7 @@ impl Fixture {
     pub fn options() -> RunnerOptions {
         RunnerOptions {
             batch_size: 97,
+            catch_up_batch_size: 97,
             poll_interval: Duration::from_millis(50),
             lease_ttl: Duration::from_millis(400),
             stop_when_caught_up: false,
