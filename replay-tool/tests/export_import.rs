@@ -209,6 +209,20 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
             json!({"time_zone": "Europe/Paris", "hours": {"monday": [["09:00", "17:30"]], "tuesday": [["09:00", "17:30"]], "wednesday": [["09:00", "17:30"]], "thursday": [["09:00", "17:30"]], "friday": [["09:00", "17:00"]], "saturday": [], "sunday": []}, "holidays": ["2026-12-25"]}),
         ),
         ("BusinessCalendarCleared", json!({})),
+        (
+            "ComplaintCategoriesSet",
+            json!({"categories": ["billing"], "causes": ["pricing_error"]}),
+        ),
+        // Complaint and CSAT on a case without its opening: no personal field.
+        (
+            "CaseMarkedComplaint",
+            json!({"case_id": "k-paused", "category": "billing"}),
+        ),
+        ("CsatRecorded", json!({"case_id": "k-paused", "score": 4})),
+        (
+            "NpsAnswered",
+            json!({"customer_id": "c-nps", "answer_id": "nps-1", "score": 9, "comment": "Would recommend"}),
+        ),
     ];
     let mut count = events.len();
     for tenant in ["acme", "globex"] {
