@@ -59,6 +59,16 @@ impl Fixture {
         })
     }
 
+    /// A fresh, empty fixture on the same backend as this one (`name` names its PostgreSQL
+    /// database).
+    pub async fn another(&self, name: &str) -> Fixture {
+        let fresh = match self.url {
+            StoreUrl::Sqlite { .. } => Fixture::sqlite(name).await,
+            _ => Fixture::postgres(name).await,
+        };
+        fresh.expect("a fresh fixture on the same backend")
+    }
+
     /// Options that exercise batch boundaries and notice takeovers quickly.
     pub fn options() -> RunnerOptions {
         RunnerOptions {

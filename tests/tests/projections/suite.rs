@@ -2658,6 +2658,38 @@ pub async fn the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_ever
     assert_eq!((before.open_count, before.by_status.len()), (0, 0));
     assert_eq!(before.targets.warning_percent, 75, "the defaults then");
 
+    // At each of those times it is the live backlog of a store that holds only the events
+    // that had happened by then (here a prefix of the log), judged then.
+    for (i, when) in [
+        "2026-03-03T12:00:00Z",
+        "2026-03-04T10:00:00Z",
+        "2026-03-05T08:00:00Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cut = t(when);
+        let fresh = fixture.another(&format!("backlog_cut_{i}")).await;
+        let happened: Vec<Emitted> = events
+            .iter()
+            .filter(|e| e.occurred_at <= cut)
+            .cloned()
+            .collect();
+        append_all(fresh.store.as_ref(), &happened).await;
+        fresh.catch_up().await;
+        let folded = backlog::backlog(&fresh.db, "t1", cut, 0, 10)
+            .await
+            .expect("backlog");
+        let past = backlog::backlog_as_of(&fixture.db, "t1", cut, 0, 10)
+            .await
+            .expect("backlog");
+        let mut folded = serde_json::to_value(&folded).expect("json");
+        let mut past = serde_json::to_value(&past).expect("json");
+        folded["basis"] = json!(null);
+        past["basis"] = json!(null);
+        assert_eq!(past, folded, "as of {when}");
+    }
+
     // As of a time after every event, judged then, it is the live backlog.
     let later = t("2030-01-01T00:00:00Z");
     let past = backlog::backlog_as_of(&fixture.db, "t1", later, 0, 10)
