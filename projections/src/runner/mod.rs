@@ -97,18 +97,22 @@ struct Lane {
     tables: Tables,
     /// The last read found fewer events than a batch: the lane had reached the head.
     caught_up: bool,
+    /// Events of its next read while behind: `batch_size` at first, doubled after each
+    /// full batch up to `catch_up_batch_size`, back to `batch_size` once caught up.
+    catch_up: usize,
     /// Tenants parked for this generation ([`crate::parking`]): their events are recorded
     /// as parked, not applied.
     parked: BTreeSet<String>,
 }
 
 impl Lane {
-    fn new(projection: &dyn Projection, checkpoint: Checkpoint) -> Lane {
+    fn new(projection: &dyn Projection, checkpoint: Checkpoint, batch: usize) -> Lane {
         Lane {
             generation: checkpoint.generation,
             position: checkpoint.position,
             tables: Tables::new(projection.tables(), checkpoint.generation),
             caught_up: false,
+            catch_up: batch,
             parked: BTreeSet::new(),
         }
     }
@@ -367,8 +371,9 @@ impl Runner {
             bookkeeping::clear_rebuild_request(&mut tx, name).await?;
         }
         tx.commit().await?;
-        let mut live = Lane::new(projection.as_ref(), live);
-        let mut building = building.map(|b| Lane::new(projection.as_ref(), b));
+        let follow = self.options.batch_size.max(1);
+        let mut live = Lane::new(projection.as_ref(), live, follow);
+        let mut building = building.map(|b| Lane::new(projection.as_ref(), b, follow));
         // Parked tenants are replayed before their next events: a restart after a fix
         // brings them back. A frozen generation is not written; its tenants stay parked.
         if !frozen {
@@ -485,6 +490,7 @@ impl Runner {
         )
         .await?;
         lane.caught_up = caught_up;
+        lane.catch_up = size;
         let had_error = held.error.take().is_some() | std::mem::take(&mut held.stored_error);
         if had_error {
             self.clear_error(projection.name()).await;
@@ -572,12 +578,8 @@ impl Runner {
         if !caught_up {
             // Catching up: read and decode the next batch on another thread while this one
             // is applied (SQLite statements run on this one). The lanes stay behind, so the
-            // next read is a catch-up batch.
-            let next = self
-                .options
-                .catch_up_batch_size
-                .max(self.options.batch_size)
-                .max(1);
+            // next read is a larger catch-up batch (see `batch_size`).
+            let next = self.next_catch_up(batch);
             let read = read_ahead(Arc::clone(&self.store), last, next);
             if let Some((_, _, unused)) = self.prefetch.replace((last, next, read)) {
                 unused.abort();
@@ -625,9 +627,12 @@ impl Runner {
         }
         for &lane_ref in lanes {
             self.batch_went_through(lane_ref).await;
+            let next = self.next_catch_up(batch);
+            let follow = self.options.batch_size.max(1);
             if let Some(lane) = self.lane_mut(lane_ref) {
                 lane.position = last;
                 lane.caught_up = caught_up;
+                lane.catch_up = if caught_up { follow } else { next };
             }
         }
         Ok(true)
@@ -641,24 +646,36 @@ impl Runner {
         Ok(decode_all(recorded))
     }
 
-    /// Events to read for a group of lanes: a catch-up batch while every lane of the group
-    /// is behind (its last read was full, or it has not read yet), else `batch_size`.
+    /// Events to read for a group of lanes: while every lane of the group is behind (its
+    /// last read was full, or it has not read yet), the smallest of their catch-up sizes
+    /// (`batch_size` at first, doubling with each full batch up to `catch_up_batch_size`),
+    /// else `batch_size`.
     fn batch_size(&self, lanes: &[LaneRef]) -> usize {
         let follow = self.options.batch_size.max(1);
-        let behind = lanes.iter().all(|&lane| {
+        let mut size: Option<usize> = None;
+        for &lane in lanes {
             let held = self.held.get(&lane_index(lane));
+            let lane = match lane {
+                LaneRef::Live(_) => held.map(|h| &h.live),
+                LaneRef::Building(_) => held.and_then(|h| h.building.as_ref()),
+            };
             match lane {
-                LaneRef::Live(_) => held.is_some_and(|h| !h.live.caught_up),
-                LaneRef::Building(_) => held
-                    .and_then(|h| h.building.as_ref())
-                    .is_some_and(|b| !b.caught_up),
+                Some(lane) if !lane.caught_up => {
+                    size = Some(size.map_or(lane.catch_up, |s| s.min(lane.catch_up)));
+                }
+                _ => return follow,
             }
-        });
-        if behind {
-            self.options.catch_up_batch_size.max(follow)
-        } else {
-            follow
         }
+        size.unwrap_or(follow).max(follow)
+    }
+
+    /// The catch-up size after a full batch of `batch` events.
+    fn next_catch_up(&self, batch: usize) -> usize {
+        let follow = self.options.batch_size.max(1);
+        batch
+            .saturating_mul(2)
+            .min(self.options.catch_up_batch_size)
+            .max(follow)
     }
 
     fn lane_mut(&mut self, lane: LaneRef) -> Option<&mut Lane> {

@@ -16,10 +16,11 @@ use crate::error::ProjectionError;
 pub struct RunnerOptions {
     /// Events read and applied per transaction.
     pub batch_size: usize,
-    /// Events read and applied per transaction while a lane catches up (its last read filled
-    /// a batch: a rebuild, a start behind the head, a burst of appends); at least
-    /// `batch_size`. Fewer, larger transactions write each shared page (index pages, the
-    /// table's last page) to the WAL fewer times; each holds the write lock longer.
+    /// The most events read and applied per transaction while a lane catches up (its last
+    /// read filled a batch: a rebuild, a start behind the head, a burst of appends): from
+    /// `batch_size`, doubled with each full batch up to this. Fewer, larger transactions write
+    /// each shared page (index pages, the table's last page) to the WAL fewer times; each
+    /// holds the write lock longer.
     pub catch_up_batch_size: usize,
     /// How often leases are tried and renewed and rebuild requests looked for.
     pub poll_interval: Duration,
