@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 
-use crate::backlog::TABLE;
+use crate::backlog::{TABLE, quantile};
 use crate::db::{Col, ReadDb, SqlValue};
 use crate::error::ProjectionError;
 
@@ -94,15 +94,6 @@ impl Group {
             resolution_p90_seconds: quantile(&self.resolution, 0.9),
         }
     }
-}
-
-fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let rank = q * last as f64;
-    let low = rank.floor() as usize;
-    let a = sorted[low];
-    let b = sorted.get(low + 1).copied().unwrap_or(a);
-    Some(a as f64 + (b - a) as f64 * (rank - low as f64))
 }
 
 /// Whether a clock with `limit` and `stop` is late when judged at `at` (the rule of

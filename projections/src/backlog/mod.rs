@@ -595,15 +595,12 @@ async fn targets_at(
     })
 }
 
-/// The `q` quantile of sorted values (linear interpolation between closest ranks), as
-/// [`percentile`] computes it in SQL.
-fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let rank = q * last as f64;
-    let low = rank.floor() as usize;
-    let a = sorted[low];
-    let b = sorted.get(low + 1).copied().unwrap_or(a);
-    Some(a as f64 + (b - a) as f64 * (rank - low as f64))
+/// The `q` quantile of sorted whole seconds (linear interpolation between closest ranks, as
+/// [`percentile`] computes it in SQL): [`crate::service_quality::quantile`]'s rule, which the
+/// service reports share.
+pub(crate) fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
+    let values: Vec<f64> = sorted.iter().map(|v| *v as f64).collect();
+    crate::service_quality::quantile(&values, q)
 }
 
 /// The `q` quantile of first-response times (linear interpolation between closest ranks).
