@@ -29,7 +29,7 @@ from crm_client.models import (
     Outcome,
     Problem,
     SlaTarget,
-    SlaTargets,
+    SlaTargetsBody,
 )
 
 base, admin_key, ingest_key, analyst_key, auditor_key = sys.argv[1:6]
@@ -124,19 +124,21 @@ assert [(c.case_id, c.subject) for c in cases.items] == [("k-7", "Invoice")], ca
 log = expect(list_events.sync_detailed(client=analyst, after=0, limit=100), 200)
 assert [e.event_type for e in log.events][:2] == ["CustomerRegistered", "OrderPlaced"]
 
-# An admin changes the SLA targets; the analyst reads them back.
-targets = SlaTargets(**{p: SlaTarget(first_response_minutes=60 * (i + 1), resolution_minutes=600 * (i + 1))
-                        for i, p in enumerate(["urgent", "high", "normal", "low"])})
-expect(set_sla_targets.sync_detailed(client=admin, body=targets), 200)
-read = expect(get_sla_targets.sync_detailed(client=analyst), 200)
-assert read.high.first_response_minutes == 120, read
+# An admin sets the SLA targets (a `SlaTargetsSet` event, in force for cases opened from
+# now on); the analyst reads them back.
+targets = SlaTargetsBody(**{p: SlaTarget(first_response_minutes=60 * (i + 1), resolution_minutes=600 * (i + 1))
+                            for i, p in enumerate(["urgent", "high", "normal", "low"])})
+recorded = expect(set_sla_targets.sync_detailed(client=admin, body=targets), 200)
+read = expect(get_sla_targets.sync_detailed(client=analyst, min_position=recorded.position), 200)
+assert read.high.first_response_minutes == 120 and read.set_position == recorded.position, read
 
 # --- An auditor ----------------------------------------------------------------------------
 timeline = expect(get_customer_timeline.sync_detailed("c-7", client=auditor, min_position=last), 200)
 assert [e.event_type for e in timeline.entries][:1] == ["CustomerRegistered"]
 assert timeline.entries[0].actor == "signup-form" and timeline.entries[0].data["name"] == "[redacted]"
 verified = expect(verify_log.sync_detailed(client=auditor), 200)
-assert verified.intact and verified.events_checked == 5, verified
+# The five events and the SLA targets set.
+assert verified.intact and verified.events_checked == 6, verified
 reads = expect(list_access_log.sync_detailed(client=auditor, subject="customer:c-7"), 200)
 assert any(r.route == "GET /v1/customers/{id}" for r in reads.items), [r.route for r in reads.items]
 refused = expect(get_personal_data.sync_detailed("c-7", client=auditor), 403)
