@@ -23,11 +23,11 @@
 //!   cause, in the tenant's complaint lists in force (`settings-complaints`); a tenant that
 //!   never set them is told to set them first.
 //!
-//! Those streams take their turn with the batch's own, so within one process no append to
-//! them slips between the judgement and the append. They are only read, not expected at
-//! the append: across processes, a consent withdrawal (or an account's erasure) committed by
-//! another process in the milliseconds between the check and the append is not caught; the
-//! member is then added as if it came just before the withdrawal.
+//! Those streams take their turn with the batch's own (within one process no append to them
+//! waits behind the judgement), and the append names each of them as a guard, expecting it
+//! exactly where it was read ([`EventStore::append_batch`]): if another process moved one
+//! between the judgement and the append (a consent withdrawn, an account erased), the append
+//! fails, the stream is read again and the batch judged again.
 //!
 //! These checks depend on the state folded so far, so the first refusal stops the batch (the
 //! events after it would be judged against a state it never reaches); what can be judged
@@ -268,9 +268,16 @@ async fn attempt(
         stream_state.revision = Some(stream_state.revision.map_or(0, |r| r + 1));
     }
 
-    // The append expects every stream exactly where its state was folded from.
+    // The append expects every stream exactly where its state was folded from, and the
+    // streams only read (to judge another stream's event) exactly where they were read:
+    // guards, so no writer of any process slips between the judgement and the append.
     let expectations: Vec<StreamExpectation> = order
         .into_iter()
+        .chain(
+            looked_up
+                .iter()
+                .map(|(stream, read)| (stream.clone(), read.revision)),
+        )
         .map(|(stream, before)| StreamExpectation {
             stream,
             expected: match before {

@@ -223,10 +223,17 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     /// [`StoreError::WrongExpectedRevision`] for that stream (the first such, in the order of
     /// [`BatchOutcome::streams`]); a reused id is reported before any expectation.
     ///
+    /// An expectation for a stream without events in the call **guards** the call: that
+    /// stream is read in the call's transaction, and when the call writes anything new it
+    /// must be where the expectation says, else the call fails with
+    /// [`StoreError::WrongExpectedRevision`] naming it. So a decision that read another
+    /// stream (a customer's consent before adding it to a campaign) can never be appended
+    /// after that stream moved, whatever process moved it. Guard streams get no events and
+    /// no entry in [`BatchOutcome::streams`].
+    ///
     /// Refused as [`StoreError::InvalidInput`] before anything is read: an empty call, more
     /// than [`MAX_EVENTS_PER_APPEND`] events, an invalid event, an event id given twice
-    /// (in any streams), an expectation for a stream without events in the call, or two
-    /// expectations for one stream.
+    /// (in any streams), or two expectations for one stream.
     async fn append_batch(
         &self,
         tenant: &TenantId,

@@ -40,6 +40,9 @@ pub(crate) struct ExistingEvent {
 pub(crate) struct BatchStream {
     pub stream: StreamId,
     pub expected: ExpectedRevision,
+    /// A stream the call writes nothing to, named only by an expectation: its expectation
+    /// guards the call (it must hold when the call writes anything new).
+    pub guard: bool,
 }
 
 /// An append call, validated: its distinct streams in order of first appearance, and its
@@ -77,6 +80,7 @@ impl Batch {
                     streams.push(BatchStream {
                         stream,
                         expected: ExpectedRevision::Any,
+                        guard: false,
                     });
                     streams.len() - 1
                 }
@@ -86,10 +90,20 @@ impl Batch {
         }
         let mut has_expectation = vec![false; streams.len()];
         for StreamExpectation { stream, expected } in expectations {
-            let Some(&i) = index.get(&stream) else {
-                return Err(StoreError::InvalidInput(format!(
-                    "an expectation names stream {stream}, which has no event in the call"
-                )));
+            let i = match index.get(&stream) {
+                Some(&i) => i,
+                None => {
+                    // A stream without events: a guard, read with the others in the call's
+                    // transaction. `Any` guards nothing.
+                    index.insert(stream.clone(), streams.len());
+                    streams.push(BatchStream {
+                        stream: stream.clone(),
+                        expected,
+                        guard: true,
+                    });
+                    has_expectation.push(false);
+                    streams.len() - 1
+                }
             };
             if std::mem::replace(&mut has_expectation[i], true) {
                 return Err(StoreError::InvalidInput(format!(
@@ -246,8 +260,12 @@ pub(crate) fn plan_append<'a>(
             None => any_new[*stream] = true,
         }
     }
+    // Guards hold whenever the call writes anything new (a call of duplicates writes
+    // nothing and guards nothing).
+    let writes = any_new.iter().any(|new| *new);
     for (index, stream) in batch.streams.iter().enumerate() {
-        if !any_new[index] {
+        let checked = any_new[index] || (stream.guard && writes);
+        if !checked {
             continue;
         }
         let current = head_of(index).map(|(revision, _)| revision);
@@ -343,6 +361,9 @@ pub(crate) fn plan_append<'a>(
     let mut new_heads = Vec::new();
     let mut streams = Vec::with_capacity(batch.streams.len());
     for (index, chain) in chains.into_iter().enumerate() {
+        if batch.streams[index].guard {
+            continue;
+        }
         let current = head_of(index).map(|(revision, _)| revision);
         let stream_revision = if any_new[index] {
             let revision = chain.next_revision - 1;
@@ -520,14 +541,43 @@ mod tests {
     }
 
     #[test]
-    fn expectations_must_name_a_stream_of_the_batch_once() {
+    fn an_expectation_of_a_stream_without_events_guards_the_call() {
         let events = || vec![(stream("a-1"), event(0))];
-        let stray = Batch::new(
-            vec![StreamExpectation::new(stream("b-1"), ExpectedRevision::Any)],
+        let guarded = Batch::new(
+            vec![StreamExpectation::new(
+                stream("b-1"),
+                ExpectedRevision::Exact(2),
+            )],
             events(),
         )
-        .expect_err("b-1 has no event");
-        assert!(stray.to_string().contains("b-1"), "{stray}");
+        .expect("a guard");
+        assert_eq!(guarded.streams.len(), 2);
+        assert!(guarded.streams[1].guard && !guarded.streams[0].guard);
+        // b-1 still at revision 2: the call writes a-1 only, and reports a-1 only.
+        let heads = [None, Some((2, [7; 32]))];
+        let planned = plan(&guarded, 5, &heads, vec![]).expect("the guard holds");
+        assert_eq!(planned.rows.len(), 1);
+        assert_eq!(planned.new_heads.len(), 1);
+        assert_eq!(planned.outcome.streams.len(), 1);
+        assert_eq!(planned.outcome.streams[0].stream_id.as_str(), "a-1");
+        // b-1 moved on: the call is refused, naming b-1.
+        let moved = [None, Some((3, [7; 32]))];
+        let error = plan(&guarded, 5, &moved, vec![]).expect_err("b-1 moved on");
+        assert!(
+            matches!(&error, StoreError::WrongExpectedRevision { stream, actual: Some(3), .. } if stream == "b-1"),
+            "{error:?}"
+        );
+        // A guard expecting no stream fails once the stream exists.
+        let absent = Batch::new(
+            vec![StreamExpectation::new(
+                stream("b-1"),
+                ExpectedRevision::NoStream,
+            )],
+            events(),
+        )
+        .expect("a guard");
+        assert!(plan(&absent, 5, &[None, None], vec![]).is_ok());
+        assert!(plan(&absent, 5, &[None, Some((0, [7; 32]))], vec![]).is_err());
         let twice = Batch::new(
             vec![
                 StreamExpectation::new(stream("a-1"), ExpectedRevision::Any),

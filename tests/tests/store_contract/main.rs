@@ -43,6 +43,7 @@ macro_rules! contract {
                 stream_heads_of_reports_existing_streams_of_the_tenant_only,
                 a_batch_takes_positions_in_input_order_across_interleaved_streams,
                 a_batch_failing_one_streams_expectation_writes_nothing_of_any_stream,
+                an_expectation_of_a_stream_without_events_guards_the_call,
                 replaying_a_batch_acknowledges_every_event_as_duplicate_and_stores_nothing,
                 malformed_batches_are_refused_before_anything_is_written,
                 batches_through_two_store_handles_in_turn_keep_one_consistent_log,

@@ -1817,3 +1817,78 @@ pub async fn stream_heads_of_reports_existing_streams_of_the_tenant_only(f: &Fix
             .is_empty()
     );
 }
+
+/// An expectation for a stream the call writes nothing to guards the call: it holds, the call
+/// writes only its own streams and reports only them; another handle (another process) moved
+/// the guarded stream, the call is refused naming it and writes nothing; a call of duplicates
+/// only guards nothing.
+pub async fn an_expectation_of_a_stream_without_events_guards_the_call(f: &Fixture) {
+    let t = tenant("t1");
+    let consent = stream("customer-c-1");
+    f.store
+        .append(&t, &consent, ExpectedRevision::NoStream, vec![logged(0)])
+        .await
+        .expect("seed the guarded stream");
+    let member = logged(1);
+    let outcome = f
+        .store
+        .append_batch(
+            &t,
+            vec![expect("customer-c-1", ExpectedRevision::Exact(0))],
+            vec![(stream("campaign-cmp-1"), member.clone())],
+        )
+        .await
+        .expect("the guard holds");
+    assert_eq!(outcome.streams.len(), 1, "the guard is not reported");
+    assert_eq!(outcome.streams[0].stream_id.as_str(), "campaign-cmp-1");
+
+    // Another handle moves the guarded stream; a call still expecting revision 0 is refused.
+    let other = f.reopen().await;
+    other
+        .append(&t, &consent, ExpectedRevision::Exact(0), vec![logged(2)])
+        .await
+        .expect("the other writer");
+    let head = f.store.head_position().await.expect("head");
+    let error = f
+        .store
+        .append_batch(
+            &t,
+            vec![expect("customer-c-1", ExpectedRevision::Exact(0))],
+            vec![(stream("campaign-cmp-1"), logged(3))],
+        )
+        .await
+        .expect_err("the guarded stream moved");
+    match &error {
+        StoreError::WrongExpectedRevision { stream, actual, .. } => {
+            assert_eq!(stream, "customer-c-1");
+            assert_eq!(*actual, Some(1));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        f.store.head_position().await.expect("head"),
+        head,
+        "nothing written"
+    );
+    // A guard expecting no stream fails once it exists.
+    let absent = f
+        .store
+        .append_batch(
+            &t,
+            vec![expect("customer-c-1", ExpectedRevision::NoStream)],
+            vec![(stream("campaign-cmp-1"), logged(4))],
+        )
+        .await;
+    assert!(absent.is_err_and(|e| e.is_conflict()));
+    // The first call again: every event a duplicate, so the stale guard does not matter.
+    let again = f
+        .store
+        .append_batch(
+            &t,
+            vec![expect("customer-c-1", ExpectedRevision::Exact(0))],
+            vec![(stream("campaign-cmp-1"), member)],
+        )
+        .await
+        .expect("a replay of duplicates");
+    assert!(again.events.iter().all(|e| e.duplicate));
+}
