@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 
+use crate::backlog::clocks::late;
 use crate::backlog::{TABLE, quantile};
 use crate::db::{Col, ReadDb, SqlValue};
 use crate::error::ProjectionError;
@@ -93,16 +94,6 @@ impl Group {
             resolution_p50_seconds: quantile(&self.resolution, 0.5),
             resolution_p90_seconds: quantile(&self.resolution, 0.9),
         }
-    }
-}
-
-/// Whether a clock with `limit` and `stop` is late when judged at `at` (the rule of
-/// [`crate::backlog::clocks::Clock::breached_at`]).
-fn late(limit: Option<i64>, stop: Option<i64>, at: i64) -> bool {
-    match (limit, stop) {
-        (None, _) => false,
-        (Some(limit), Some(stop)) => stop > limit,
-        (Some(limit), None) => at > limit,
     }
 }
 

@@ -71,7 +71,10 @@ impl Clock {
     }
 }
 
-fn late(limit: Option<DateTime<Utc>>, stopped: Option<DateTime<Utc>>, at: DateTime<Utc>) -> bool {
+/// The one lateness rule of a clock (its due or warning time `limit`): stopped after it, or
+/// still running when judged at `at` past it; no limit, never late. Generic so the service
+/// analytics apply it to the stored microseconds as they are.
+pub(crate) fn late<T: Ord>(limit: Option<T>, stopped: Option<T>, at: T) -> bool {
     match (limit, stopped) {
         (None, _) => false,
         (Some(limit), Some(stopped)) => stopped > limit,
