@@ -3,6 +3,7 @@
 
 pub mod aggregates;
 pub mod audit;
+pub mod automation;
 pub mod catalog;
 pub mod command;
 pub mod envelope;
