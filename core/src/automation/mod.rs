@@ -3,3 +3,4 @@
 //! `crm-automation`.
 
 pub mod condition;
+pub mod rule;

@@ -17,6 +17,7 @@ pub mod settings;
 pub mod task;
 pub mod text;
 pub mod values;
+pub mod workflow;
 
 use serde_json::Value;
 
@@ -329,6 +330,7 @@ domain_events! {
         BusinessCalendarCleared,
         ComplaintCategoriesSet,
     ],
+    workflow => [WorkflowRuleSet, WorkflowRuleRemoved],
 }
 
 impl DomainEvent {

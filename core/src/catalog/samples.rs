@@ -160,6 +160,16 @@ pub(crate) fn full() -> Vec<(&'static str, Value)> {
             json!({"case_id": "k-3", "score": 4, "comment": "Quick and friendly"}),
         ),
         (
+            "WorkflowRuleSet",
+            json!({"rule_id": "assign-cases", "name": "Assign new cases round-robin",
+                "enabled": false,
+                "trigger": {"event": "CaseOpened",
+                    "conditions": [{"field": "data.priority", "op": "in", "value": ["high", "urgent"]}]},
+                "actions": [{"append": {"type": "CaseAssigned", "data": {
+                    "case_id": "{{data.case_id}}", "agent": {"round_robin": ["ana", "ben"]}}}}]}),
+        ),
+        ("WorkflowRuleRemoved", json!({"rule_id": "assign-cases"})),
+        (
             "NpsAnswered",
             json!({"customer_id": "c-42", "answer_id": "nps-2026-q1", "score": 9, "comment": "Would recommend"}),
         ),
@@ -295,6 +305,13 @@ pub(crate) fn minimal() -> Vec<(&'static str, Value)> {
             json!({"case_id": "k-3", "category": "delivery"}),
         ),
         ("CsatRecorded", json!({"case_id": "k-3", "score": 1})),
+        (
+            "WorkflowRuleSet",
+            json!({"rule_id": "win-back", "name": "Win back",
+                "trigger": {"schedule": "customer_without_order", "days": 180},
+                "actions": [{"webhook": {"subscription": "wh_billing"}}]}),
+        ),
+        ("WorkflowRuleRemoved", json!({"rule_id": "win-back"})),
         (
             "NpsAnswered",
             json!({"customer_id": "c-42", "answer_id": "a-1", "score": 0}),

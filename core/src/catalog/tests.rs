@@ -31,7 +31,7 @@ fn every_event_type_has_a_full_and_a_minimal_sample() {
             info.name
         );
     }
-    assert_eq!(EVENT_TYPES.len(), 46);
+    assert_eq!(EVENT_TYPES.len(), 48);
 }
 
 #[test]
