@@ -119,8 +119,9 @@ pub struct AppState {
     pub projections: watch::Receiver<Vec<ProjectionStatus>>,
     pub limits: Limits,
     pub metrics: Metrics,
-    /// Folded stream states kept between appends, so ingest checks rules without re-reading.
-    pub streams: StreamCache,
+    /// Folded stream states kept between appends, so ingest checks rules without re-reading;
+    /// shared with the workflow worker, whose appends take their turns with the API's.
+    pub streams: Arc<StreamCache>,
     /// Set when the server is shutting down: endless answers (live event streams) end.
     pub closing: watch::Sender<bool>,
     /// Per-key request rates and live-stream slots.
@@ -135,6 +136,8 @@ pub struct AppState {
     /// The day's BG/NBD + Gamma-Gamma fits and RFM populations per tenant and currency, for
     /// the 360 view's analytics and the churn filter (`crm_projections::analytics::fit`).
     pub fits: Arc<crm_projections::analytics::fit::Fits>,
+    /// What the workflow worker and the dry run work with (`crm_automation::workflows`).
+    pub workflows: crm_automation::workflows::Context,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -150,6 +153,8 @@ pub struct Running {
     pub tree: TreeWorker,
     /// The head-signing key file created by this start, to be announced.
     pub created_signing_key: Option<std::path::PathBuf>,
+    /// The workflow rule worker: dropping it stops it.
+    pub workflows: crm_automation::workflows::Workflows,
 }
 
 /// [`start_with`] the master key the environment names (`CRM_MASTER_KEY`,
@@ -216,6 +221,18 @@ pub async fn start_with_signing(
     // The tree commits to the bytes as stored: it reads the raw log, never the opened one.
     let tree = crm_projections::audit::spawn(private.inner().clone(), db.clone());
     let edge = Guards::new(&limits);
+    let streams = Arc::new(StreamCache::default());
+    // The worker reads no personal field (rules read none) and appends through the sealing
+    // store, through the ingest decision.
+    let workflows = crm_automation::workflows::Context {
+        reader: Arc::new(private.clone().opening_only(&[])),
+        writer: Arc::clone(&store),
+        cache: Arc::clone(&streams),
+        db: db.clone(),
+    };
+    crm_automation::workflows::tables::create(&db)
+        .await
+        .context("cannot create the workflow tables")?;
     let state = Arc::new(AppState {
         edge,
         store,
@@ -225,12 +242,13 @@ pub async fn start_with_signing(
         projections: workers.subscribe(),
         limits,
         metrics: Metrics::default(),
-        streams: StreamCache::default(),
+        streams,
         closing: watch::channel(false).0,
         parked: crm_projections::parking::ParkedTenants::default(),
         signer,
         analytics: Default::default(),
         fits: Default::default(),
+        workflows: workflows.clone(),
     });
     // SLA targets set before settings were facts become `SlaTargetsSet` events.
     crm_projections::backlog::settings::migrate_legacy(
@@ -240,7 +258,9 @@ pub async fn start_with_signing(
     )
     .await
     .context("cannot move the legacy SLA targets into the log")?;
+    let workflows = crm_automation::workflows::spawn(workflows, Default::default());
     Ok(Running {
+        workflows,
         state,
         workers,
         created_key_file: opened.created_key_file,
@@ -348,6 +368,14 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
             crate::retention::get_rule,
             crate::retention::put_rule
         ))
+        .routes(routes!(crate::workflows::rules))
+        .routes(routes!(
+            crate::workflows::rule,
+            crate::workflows::set_rule,
+            crate::workflows::remove_rule
+        ))
+        .routes(routes!(crate::workflows::runs))
+        .routes(routes!(crate::workflows::test_rule))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -64,7 +64,7 @@ pub async fn append(
     if principal.role != Role::Admin
         && let Some(index) = batch
             .iter()
-            .position(|incoming| incoming.event.category() == "settings")
+            .position(|incoming| matches!(incoming.event.category(), "settings" | "workflow"))
     {
         let event_type = batch[index].event.event_type();
         let also = match event_type {
@@ -73,11 +73,18 @@ pub async fn append(
             "BusinessCalendarSet" => " (or PUT /v1/service/calendar)",
             "BusinessCalendarCleared" => " (or DELETE /v1/service/calendar)",
             "ComplaintCategoriesSet" => " (or PUT /v1/settings/complaints)",
+            "WorkflowRuleSet" => " (or PUT /v1/workflows/{id})",
+            "WorkflowRuleRemoved" => " (or DELETE /v1/workflows/{id})",
             _ => "",
         };
+        let what = if batch[index].event.category() == "workflow" {
+            "a workflow rule"
+        } else {
+            "a tenant setting"
+        };
         return Err(Problem::forbidden(format!(
-            "events[{index}]: a {event_type} changes a tenant setting, which needs a key with \
-             role admin{also}"
+            "events[{index}]: a {event_type} changes {what}, which needs a key with role \
+             admin{also}"
         )));
     }
     match command::append(

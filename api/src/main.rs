@@ -393,6 +393,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let app = router(running.state);
     let workers = running.workers;
     let tree = running.tree;
+    let workflows = running.workflows;
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
@@ -448,6 +449,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         publisher.abort();
         let _ = publisher.await;
     }
+    workflows.shutdown().await;
     workers
         .shutdown()
         .await

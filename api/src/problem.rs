@@ -156,6 +156,20 @@ impl From<StoreError> for Problem {
     }
 }
 
+impl From<crm_automation::AutomationError> for Problem {
+    fn from(error: crm_automation::AutomationError) -> Problem {
+        use crm_automation::AutomationError;
+        match error {
+            AutomationError::Db(error) => Problem::from(error),
+            AutomationError::Store(error) => Problem::from(error),
+            AutomationError::Append(_) | AutomationError::Lost => {
+                tracing::warn!(%error, "automation busy");
+                Problem::unavailable("the automation tables are busy; retry")
+            }
+        }
+    }
+}
+
 impl From<ProjectionError> for Problem {
     fn from(error: ProjectionError) -> Problem {
         if error.is_busy() {

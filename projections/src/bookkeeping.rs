@@ -39,7 +39,7 @@ const SCHEMA: &[&str] = &[
 
 /// Creates the bookkeeping tables if they are missing. On PostgreSQL concurrent starters
 /// are serialised by a transaction-scoped advisory lock.
-pub(crate) async fn create(db: &ReadDb) -> Result<(), ProjectionError> {
+pub async fn create(db: &ReadDb) -> Result<(), ProjectionError> {
     let mut tx = db.begin().await?;
     if tx.backend() == Backend::Postgres {
         tx.execute("SELECT pg_advisory_xact_lock(1668443504, 0)", vec![])

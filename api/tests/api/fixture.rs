@@ -30,6 +30,8 @@ pub struct App {
     workers: Option<RunnerHandle>,
     /// The audit tree worker (stops when dropped).
     _tree: crm_projections::audit::TreeWorker,
+    /// The workflow rule worker (stops when dropped).
+    _workflows: crm_automation::workflows::Workflows,
     _sqlite_dir: Option<tempfile::TempDir>,
     _postgres: Option<TestDatabase>,
 }
@@ -160,6 +162,7 @@ impl App {
             state,
             workers,
             tree,
+            workflows,
             ..
         } = start_with_signing(&url, limits, &source, &signing)
             .await
@@ -200,6 +203,7 @@ impl App {
             key_file,
             workers: Some(workers),
             _tree: tree,
+            _workflows: workflows,
             _sqlite_dir: dir,
             _postgres: database,
         }

@@ -23,6 +23,7 @@ mod service;
 mod service_quality;
 mod storable;
 mod suite;
+mod workflows;
 
 use fixture::App;
 
@@ -119,6 +120,12 @@ macro_rules! api {
                 heads_and_proofs_verify_for_every_event_and_size,
                 bad_proof_requests_name_the_parameter,
                 two_processes_build_one_tree,
+            );
+            api!(@in workflows $backend $with:
+                rules_act_through_the_ingest_decision_once_per_trigger,
+                chains_stop_on_a_cycle_and_the_dry_run_shows_what_a_rule_would_do,
+                schedules_fire_once_for_each_fact_come_due,
+                rules_are_refused_naming_the_member_and_only_admins_change_them,
             );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,

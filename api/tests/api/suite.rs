@@ -1539,6 +1539,10 @@ fn walk_requests(id: &str, head: u64, search: bool) -> Vec<String> {
                 "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z".into(),
                 "?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&period=week".into(),
             ],
+            // Rule definitions (no personal field may be named in one) and run logs of ids.
+            "/v1/workflows" | "/v1/workflows/{id}" | "/v1/workflows/{id}/runs" => {
+                vec![String::new()]
+            }
             other => panic!("GET {other} is not walked: add it to walk_requests"),
         };
         for variant in variants {

@@ -44,6 +44,10 @@ pub struct ParseOptions<'a> {
     pub derived_id: Option<Uuid>,
     /// Recorded in the metadata as `api_key_id` (never taken from the sender).
     pub key_id: Option<&'a str>,
+    /// The workflow rule that appends the event (the rule worker only): recorded in the
+    /// metadata as `workflow`, with `actor` `workflow:<rule id>` and `source` `workflow`.
+    /// An emitter cannot set `workflow` (an unknown metadata key).
+    pub cause: Option<&'a crate::automation::rule::Cause>,
 }
 
 /// The id of the `index`-th event of a request sent with `Idempotency-Key: key`: the same
@@ -95,6 +99,7 @@ pub fn parse_batch(
         let options = ParseOptions {
             derived_id: idempotency_key.map(|key| idempotency_id(tenant, key, index)),
             key_id: Some(key_id),
+            cause: None,
         };
         let incoming = match parse_event(value, &options) {
             Ok(incoming) => incoming,
@@ -195,6 +200,14 @@ pub fn parse_event(value: &Value, options: &ParseOptions<'_>) -> Result<Incoming
         metadata
             .extra
             .insert("api_key_id".into(), Value::String(key_id.to_owned()));
+    }
+    if let Some(cause) = options.cause {
+        metadata.actor = Some(format!("workflow:{}", cause.rule));
+        metadata.source = Some("workflow".to_owned());
+        metadata.extra.insert(
+            "workflow".into(),
+            serde_json::to_value(cause).unwrap_or(Value::Null),
+        );
     }
     let expected = match object.get("expected_revision") {
         None | Some(Value::Null) => None,

@@ -230,6 +230,7 @@ fn parse_ingest(
             format!("{tenant}\n{number}\n{text}").as_bytes(),
         )),
         key_id: None,
+        cause: None,
     };
     let incoming =
         command::parse_event(&Value::Object(object), &options).map_err(|r| r.detail())?;
