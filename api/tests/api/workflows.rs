@@ -158,19 +158,21 @@ pub async fn rules_act_through_the_ingest_decision_once_per_trigger<
     let (first, metadata) = &tasks[0];
     assert_eq!(first["task_id"], "follow-o-1");
     assert_eq!(first["owner"], "ana");
-    assert_eq!(first["due_at"], "2026-03-04T10:00:00.000000Z");
+    assert_eq!(first["due_at"], "2026-03-04T10:00:00Z");
     assert_eq!(tasks[1].0["task_id"], "follow-o-3");
     assert_eq!(tasks[1].0["owner"], "ben", "round-robin: the next name");
-    assert_eq!(metadata["actor"], "workflow:follow-up");
+    assert_eq!(metadata["actor"], "workflow:follow-up@v1");
     assert_eq!(metadata["source"], "workflow");
     assert_eq!(metadata["workflow"]["rule"], "follow-up");
     assert_eq!(metadata["workflow"]["version"], 1);
     assert_eq!(metadata["workflow"]["depth"], 1);
     // The tasks are read models' facts like any other.
     let listed = app
-        .get("/v1/tasks?subject_type=opportunity&subject_id=o-3")
+        .get(&format!("/v1/tasks?owner=ben&min_position={}", app.head().await))
         .await;
-    assert_eq!(listed.status, 200, "{}", listed.body);
+    let items = listed.ok()["items"].as_array().expect("tasks").clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["task_id"], "follow-o-3");
     let runs = app
         .get_as(TENANT, Role::Auditor, "/v1/workflows/follow-up/runs")
         .await;
@@ -358,6 +360,16 @@ pub async fn schedules_fire_once_for_each_fact_come_due<F: Future<Output = Optio
     assert_eq!(run["outcome"], "appended", "{run}");
     assert!(run["delay_ms"].as_i64().unwrap_or(0) > 9 * 24 * 3600 * 1000, "{run}");
     assert!(escalations[0].1["workflow"].get("delay_ms").is_none());
+    // The customer's timeline shows which rule, and which version, acted.
+    let timeline = app
+        .get_as(TENANT, Role::Auditor, &format!("/v1/customers/c-1/timeline?min_position={}", app.head().await))
+        .await;
+    let entries = timeline.ok()["entries"].as_array().expect("entries").clone();
+    assert!(
+        entries.iter().any(|e| e["event_type"] == "CaseEscalated"
+            && e["actor"] == "workflow:breach@v1"),
+        "{entries:?}"
+    );
     // Later checks, and a new version of the rule, fire nothing again for the same facts.
     let mut again = win_back.clone();
     again["name"] = json!("Win back (v2)");

@@ -23,7 +23,9 @@ const PER_CHECK: usize = 200;
 /// One fact come due for a rule.
 #[derive(Debug, Clone)]
 pub struct Due {
-    /// `<schedule>:<fact>:<anchor or due time>`.
+    /// `<schedule>:<entity>:<anchor event>` for deals and customers (a new stage entry or a
+    /// later order is a new fact); `case_first_response_due:<case>` for cases (once per case:
+    /// an escalation that moves the due time does not fire the rule again).
     pub key: String,
     pub data: Value,
     pub due: DateTime<Utc>,
@@ -94,8 +96,7 @@ pub async fn due_now(
                          AND c.first_response_at IS NULL AND c.fr_stop IS NULL AND c.paused = 0 \
                          AND c.fr_due IS NOT NULL AND c.fr_due <= ? AND NOT EXISTS (\
                            SELECT 1 FROM crm_workflow_fired d WHERE d.tenant = c.tenant \
-                           AND d.rule_id = ? AND d.trigger_key = ? || ':' || c.id || ':' || \
-                           CAST(c.fr_due AS TEXT)) \
+                           AND d.rule_id = ? AND d.trigger_key = ? || ':' || c.id) \
                          ORDER BY c.fr_due, c.id LIMIT ?",
                         table = crm_projections::backlog::TABLE
                     ),
@@ -116,10 +117,7 @@ pub async fn due_now(
                     let fr_due = row[5].as_int().unwrap_or(0);
                     let due_at = micros_time(fr_due);
                     Due {
-                        key: format!(
-                            "{name}:{}:{fr_due}",
-                            row[0].as_text().unwrap_or_default()
-                        ),
+                        key: format!("{name}:{}", row[0].as_text().unwrap_or_default()),
                         data: json!({
                             "case_id": text(0), "customer_id": text(1), "channel": text(2),
                             "priority": text(3), "agent": text(4),

@@ -60,8 +60,8 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     /// `offset_minutes` after (negative: before) an open case's first response is due, if it
-    /// has had no response by then. The due time is the backlog's (SLA targets, business
-    /// calendar, pauses); a pause that moves it is a new due time.
+    /// has had no response by then, once per case. The due time is the backlog's (SLA
+    /// targets, business calendar, pauses).
     CaseFirstResponseDue { offset_minutes: i64 },
     /// `days` after an open deal entered its stage (one of `stages`, any when empty), if it
     /// is still open and in that stage.

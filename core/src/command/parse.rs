@@ -45,7 +45,8 @@ pub struct ParseOptions<'a> {
     /// Recorded in the metadata as `api_key_id` (never taken from the sender).
     pub key_id: Option<&'a str>,
     /// The workflow rule that appends the event (the rule worker only): recorded in the
-    /// metadata as `workflow`, with `actor` `workflow:<rule id>` and `source` `workflow`.
+    /// metadata as `workflow`, with `actor` `workflow:<rule id>@v<version>` (what timelines
+    /// show) and `source` `workflow`.
     /// An emitter cannot set `workflow` (an unknown metadata key).
     pub cause: Option<&'a crate::automation::rule::Cause>,
 }
@@ -202,7 +203,7 @@ pub fn parse_event(value: &Value, options: &ParseOptions<'_>) -> Result<Incoming
             .insert("api_key_id".into(), Value::String(key_id.to_owned()));
     }
     if let Some(cause) = options.cause {
-        metadata.actor = Some(format!("workflow:{}", cause.rule));
+        metadata.actor = Some(format!("workflow:{}@v{}", cause.rule, cause.version));
         metadata.source = Some("workflow".to_owned());
         metadata.extra.insert(
             "workflow".into(),
