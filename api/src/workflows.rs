@@ -80,7 +80,10 @@ async fn fold_rule(
             let data: Value = serde_json::from_str(event.data.get()).unwrap_or(Value::Null);
             let metadata: Value = serde_json::from_str(event.metadata.get()).unwrap_or(Value::Null);
             let set = event.event_type == "WorkflowRuleSet";
-            let version = history.iter().filter(|c: &&RuleChange| c.change == "set").count() as u64
+            let version = history
+                .iter()
+                .filter(|c: &&RuleChange| c.change == "set")
+                .count() as u64
                 + u64::from(set);
             history.push(RuleChange {
                 version,
@@ -105,7 +108,8 @@ async fn fold_rule(
     let Some(last) = history.last() else {
         return Ok(None);
     };
-    let (version, active, definition) = (last.version, last.change == "set", last.definition.clone());
+    let (version, active, definition) =
+        (last.version, last.change == "set", last.definition.clone());
     let stored = tables::rules(&state.db, tenant.as_str()).await?;
     Ok(Some(RuleDetail {
         rule_id: id.to_string(),
@@ -158,8 +162,10 @@ pub async fn set_rule(
     let principal = caller.require(&[], "change workflow rules")?;
     let mut value = read_json(&state, body).await?;
     let Some(object) = value.as_object_mut() else {
-        return Err(Problem::unprocessable("workflow rule: the body must be a JSON object")
-            .with("field", ""));
+        return Err(
+            Problem::unprocessable("workflow rule: the body must be a JSON object")
+                .with("field", ""),
+        );
     };
     if object.contains_key("rule_id") {
         return Err(Problem::unprocessable(
@@ -242,7 +248,9 @@ pub async fn remove_rule(
     let principal = caller.require(&[], "remove workflow rules")?;
     let detail = fold_rule(&state, &principal.tenant, &id).await?;
     let Some(detail) = detail.filter(|d| d.active) else {
-        return Err(Problem::not_found(format!("no workflow rule {id} in force")));
+        return Err(Problem::not_found(format!(
+            "no workflow rule {id} in force"
+        )));
     };
     let revision = detail.history.len() as u64 - 1;
     let batch = crm_core::command::parse::parse_batch(
@@ -476,7 +484,11 @@ pub async fn test_rule(
             .with("field", e.path().to_string())
     })?;
     let stored = fold_rule(&state, &principal.tenant, &id).await?;
-    let current = stored.as_ref().filter(|d| d.active).map(|d| d.version).unwrap_or(0);
+    let current = stored
+        .as_ref()
+        .filter(|d| d.active)
+        .map(|d| d.version)
+        .unwrap_or(0);
     let (rule, version) = match (&request.definition, stored.and_then(|d| d.definition)) {
         (Some(definition), _) => (
             Rule::parse(definition).map_err(|e| {

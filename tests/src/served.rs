@@ -69,6 +69,13 @@ impl Served {
         }
     }
 
+    /// Kills the process with SIGKILL (no shutdown: nothing flushed, nothing stopped in
+    /// order) and waits for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// What the server has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()

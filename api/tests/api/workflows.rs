@@ -50,7 +50,11 @@ async fn settle(app: &App) {
     for _ in 0..200 {
         let head = app.head().await;
         let answer = app
-            .get_as(TENANT, Role::Admin, &format!("/v1/workflows?min_position={head}"))
+            .get_as(
+                TENANT,
+                Role::Admin,
+                &format!("/v1/workflows?min_position={head}"),
+            )
             .await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         if head == last && app.head().await == head {
@@ -119,7 +123,14 @@ pub async fn rules_act_through_the_ingest_decision_once_per_trigger<
     start: impl Start<F>,
 ) {
     let app = app!(start);
-    let set = put(&app, TENANT, Role::Admin, "/v1/workflows/follow-up", &follow_up()).await;
+    let set = put(
+        &app,
+        TENANT,
+        Role::Admin,
+        "/v1/workflows/follow-up",
+        &follow_up(),
+    )
+    .await;
     assert_eq!(set.status, 201, "{}", set.body);
     assert_eq!(set.body["version"], 1);
     // Two more workers on the same store, without the lease: with the app's own, three act
@@ -154,7 +165,11 @@ pub async fn rules_act_through_the_ingest_decision_once_per_trigger<
     }
     settle(&app).await;
     let tasks = stored(&app, "TaskCreated").await;
-    assert_eq!(tasks.len(), 2, "one task per negotiation, appended once: {tasks:?}");
+    assert_eq!(
+        tasks.len(),
+        2,
+        "one task per negotiation, appended once: {tasks:?}"
+    );
     let (first, metadata) = &tasks[0];
     assert_eq!(first["task_id"], "follow-o-1");
     assert_eq!(first["owner"], "ana");
@@ -168,7 +183,10 @@ pub async fn rules_act_through_the_ingest_decision_once_per_trigger<
     assert_eq!(metadata["workflow"]["depth"], 1);
     // The tasks are read models' facts like any other.
     let listed = app
-        .get(&format!("/v1/tasks?owner=ben&min_position={}", app.head().await))
+        .get(&format!(
+            "/v1/tasks?owner=ben&min_position={}",
+            app.head().await
+        ))
         .await;
     let items = listed.ok()["items"].as_array().expect("tasks").clone();
     assert_eq!(items.len(), 1, "{items:?}");
@@ -192,16 +210,29 @@ pub async fn rules_act_through_the_ingest_decision_once_per_trigger<
     // A new version acts on later events only, with its own version in the metadata.
     let mut second = follow_up();
     second["name"] = json!("Follow up on negotiation (v2)");
-    let set = put(&app, TENANT, Role::Admin, "/v1/workflows/follow-up", &second).await;
+    let set = put(
+        &app,
+        TENANT,
+        Role::Admin,
+        "/v1/workflows/follow-up",
+        &second,
+    )
+    .await;
     assert_eq!(set.body["version"], 2, "{}", set.body);
-    app.ingest(json!([opened("o-4"), staged("o-4", "Negotiation", "2026-03-03T10:00:00Z")]))
-        .await
-        .ok();
+    app.ingest(json!([
+        opened("o-4"),
+        staged("o-4", "Negotiation", "2026-03-03T10:00:00Z")
+    ]))
+    .await
+    .ok();
     settle(&app).await;
     let tasks = stored(&app, "TaskCreated").await;
     assert_eq!(tasks.len(), 3);
     assert_eq!(tasks[2].1["workflow"]["version"], 2);
-    assert_eq!(tasks[2].0["owner"], "ana", "the count goes on across versions");
+    assert_eq!(
+        tasks[2].0["owner"], "ana",
+        "the count goes on across versions"
+    );
 }
 
 pub async fn chains_stop_on_a_cycle_and_the_dry_run_shows_what_a_rule_would_do<
@@ -229,9 +260,15 @@ pub async fn chains_stop_on_a_cycle_and_the_dry_run_shows_what_a_rule_would_do<
     .ok();
     settle(&app).await;
     let escalations = stored(&app, "CaseEscalated").await;
-    assert_eq!(escalations.len(), 2, "the emitter's and the rule's: {escalations:?}");
+    assert_eq!(
+        escalations.len(),
+        2,
+        "the emitter's and the rule's: {escalations:?}"
+    );
     assert_eq!(escalations[1].1["workflow"]["chain"], json!(["echo"]));
-    let runs = app.get_as(TENANT, Role::Admin, "/v1/workflows/echo/runs").await;
+    let runs = app
+        .get_as(TENANT, Role::Admin, "/v1/workflows/echo/runs")
+        .await;
     let items = runs.ok()["items"].as_array().expect("runs").clone();
     let outcomes: Vec<&str> = items.iter().filter_map(|r| r["outcome"].as_str()).collect();
     assert_eq!(outcomes.len(), 2, "{items:?}");
@@ -253,7 +290,10 @@ pub async fn chains_stop_on_a_cycle_and_the_dry_run_shows_what_a_rule_would_do<
     assert_eq!(dry.status, 200, "{}", dry.body);
     assert_eq!(dry.body["firings"], 2, "{}", dry.body);
     assert_eq!(dry.body["listed"][0]["outcome"], "would_act");
-    assert_eq!(dry.body["listed"][0]["events"][0]["data"]["priority"], "urgent");
+    assert_eq!(
+        dry.body["listed"][0]["events"][0]["data"]["priority"],
+        "urgent"
+    );
     assert_eq!(dry.body["listed"][1]["outcome"], "stopped");
     // A definition tried before it is set: a narrower condition, over a range.
     let narrower = json!({"definition": {
@@ -334,8 +374,19 @@ pub async fn schedules_fire_once_for_each_fact_come_due<F: Future<Output = Optio
         "actions": [{"append": {"type": "CaseEscalated",
             "data": {"case_id": "{{data.case_id}}", "priority": "urgent"}}}]
     });
-    for (id, rule) in [("win-back", &win_back), ("stuck", &stuck), ("breach", &breach)] {
-        let set = put(&app, TENANT, Role::Admin, &format!("/v1/workflows/{id}"), rule).await;
+    for (id, rule) in [
+        ("win-back", &win_back),
+        ("stuck", &stuck),
+        ("breach", &breach),
+    ] {
+        let set = put(
+            &app,
+            TENANT,
+            Role::Admin,
+            &format!("/v1/workflows/{id}"),
+            rule,
+        )
+        .await;
         assert_eq!(set.status, 201, "{}", set.body);
     }
     // Schedules are judged every second: wait for all three to have fired.
@@ -348,26 +399,49 @@ pub async fn schedules_fire_once_for_each_fact_come_due<F: Future<Output = Optio
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ids: Vec<&str> = tasks.iter().filter_map(|t| t.0["task_id"].as_str()).collect();
-    assert_eq!(ids, ["win-back-c-1-o-1", "stuck-d-1"], "only the facts come due");
+    let ids: Vec<&str> = tasks
+        .iter()
+        .filter_map(|t| t.0["task_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["win-back-c-1-o-1", "stuck-d-1"],
+        "only the facts come due"
+    );
     assert_eq!(tasks[1].0["owner"], "u-7", "the deal's owner");
     let escalations = stored(&app, "CaseEscalated").await;
     assert_eq!(escalations.len(), 1, "the high-priority case only");
     assert_eq!(escalations[0].0["case_id"], "k-1");
     // Fired late: the delay is in the run log, not in the event.
-    let runs = app.get_as(TENANT, Role::Admin, "/v1/workflows/win-back/runs").await;
+    let runs = app
+        .get_as(TENANT, Role::Admin, "/v1/workflows/win-back/runs")
+        .await;
     let run = &runs.ok()["items"][0];
     assert_eq!(run["outcome"], "appended", "{run}");
-    assert!(run["delay_ms"].as_i64().unwrap_or(0) > 9 * 24 * 3600 * 1000, "{run}");
+    assert!(
+        run["delay_ms"].as_i64().unwrap_or(0) > 9 * 24 * 3600 * 1000,
+        "{run}"
+    );
     assert!(escalations[0].1["workflow"].get("delay_ms").is_none());
     // The customer's timeline shows which rule, and which version, acted.
     let timeline = app
-        .get_as(TENANT, Role::Auditor, &format!("/v1/customers/c-1/timeline?min_position={}", app.head().await))
+        .get_as(
+            TENANT,
+            Role::Auditor,
+            &format!(
+                "/v1/customers/c-1/timeline?min_position={}",
+                app.head().await
+            ),
+        )
         .await;
-    let entries = timeline.ok()["entries"].as_array().expect("entries").clone();
+    let entries = timeline.ok()["entries"]
+        .as_array()
+        .expect("entries")
+        .clone();
     assert!(
-        entries.iter().any(|e| e["event_type"] == "CaseEscalated"
-            && e["actor"] == "workflow:breach@v1"),
+        entries
+            .iter()
+            .any(|e| e["event_type"] == "CaseEscalated" && e["actor"] == "workflow:breach@v1"),
         "{entries:?}"
     );
     // Later checks, and a new version of the rule, fire nothing again for the same facts.
@@ -457,19 +531,31 @@ pub async fn rules_are_refused_naming_the_member_and_only_admins_change_them<
         )
         .await;
     again.problem(404, &["in force"]);
-    app.ingest(json!([registered("c-1"), opened("o-1"), staged("o-1", "Negotiation", "2026-03-02T10:00:00Z")]))
-        .await
-        .ok();
+    app.ingest(json!([
+        registered("c-1"),
+        opened("o-1"),
+        staged("o-1", "Negotiation", "2026-03-02T10:00:00Z")
+    ]))
+    .await
+    .ok();
     settle(&app).await;
     assert!(stored(&app, "TaskCreated").await.is_empty());
     let listed = app
-        .get_as(TENANT, Role::Auditor, &format!("/v1/workflows?min_position={}", app.head().await))
+        .get_as(
+            TENANT,
+            Role::Auditor,
+            &format!("/v1/workflows?min_position={}", app.head().await),
+        )
         .await;
     assert_eq!(listed.ok()["items"][0]["active"], false);
     assert_eq!(listed.body["items"][0]["version"], 1);
     let detail = app.get_as(TENANT, Role::Admin, "/v1/workflows/r-1").await;
     assert_eq!(detail.ok()["history"][1]["change"], "removed");
-    app.get_as(TENANT, Role::Admin, &format!("/v1/workflows?min_position={}", app.head().await + 5))
-        .await
-        .problem(400, &["min_position"]);
+    app.get_as(
+        TENANT,
+        Role::Admin,
+        &format!("/v1/workflows?min_position={}", app.head().await + 5),
+    )
+    .await
+    .problem(400, &["min_position"]);
 }

@@ -3,6 +3,7 @@
 //! appending, queueing or recording anything. The ingest's business rules are not judged (the
 //! state they depend on is today's, not the trigger's); the catalog is.
 
+use crate::AutomationError;
 use chrono::{DateTime, Utc};
 use crm_core::automation::condition::Subject;
 use crm_core::automation::rule::{
@@ -11,7 +12,6 @@ use crm_core::automation::rule::{
 use crm_core::command::parse::{ParseOptions, parse_event};
 use crm_core::envelope::TenantId;
 use crm_core::store::Scope;
-use crate::AutomationError;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -153,9 +153,7 @@ pub async fn dry_run(
         }
         Trigger::Schedule { schedule, .. } => {
             let position = tables::checkpoint(&context.db).await?;
-            for due in
-                due_now(context, tenant.as_str(), rule_id, schedule, position, at).await?
-            {
+            for due in due_now(context, tenant.as_str(), rule_id, schedule, position, at).await? {
                 if !rule.fact_passes(&due.data) {
                     continue;
                 }

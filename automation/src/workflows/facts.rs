@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
+use crate::AutomationError;
 use chrono::SecondsFormat;
 use crm_core::envelope::RecordedEvent;
-use crate::AutomationError;
 use serde_json::{Value, json};
 
 use super::tables::{self, Fact};
@@ -67,13 +67,14 @@ pub(crate) async fn changes(
         );
         out.push(FactChange::Put(fact));
     };
-    let delete = |kind: &'static str, entity: &str, out: &mut Vec<FactChange>, pending: &mut Pending| {
-        pending.insert((tenant.to_owned(), kind, entity.to_owned()), None);
-        out.push(FactChange::Delete {
-            kind,
-            entity: entity.to_owned(),
-        });
-    };
+    let delete =
+        |kind: &'static str, entity: &str, out: &mut Vec<FactChange>, pending: &mut Pending| {
+            pending.insert((tenant.to_owned(), kind, entity.to_owned()), None);
+            out.push(FactChange::Delete {
+                kind,
+                entity: entity.to_owned(),
+            });
+        };
     match event.event_type.as_str() {
         "OpportunityOpened" => {
             let Some(id) = text(data, "opportunity_id") else {

@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
+use crate::AutomationError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use crm_core::automation::rule::{Firing, Rule, Schedule, Trigger};
-use crate::AutomationError;
 use crm_projections::db::{Col, SqlValue};
 use serde_json::{Value, json};
 
@@ -107,7 +107,14 @@ pub async fn due_now(
                         name.into(),
                         SqlValue::Int(PER_CHECK as i64),
                     ],
-                    &[Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Int],
+                    &[
+                        Col::Text,
+                        Col::Text,
+                        Col::Text,
+                        Col::Text,
+                        Col::Text,
+                        Col::Int,
+                    ],
                 )
                 .await?;
             Ok(rows

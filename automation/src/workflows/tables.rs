@@ -141,7 +141,14 @@ pub async fn all_rules(db: &ReadDb) -> Result<Vec<(String, RuleRow)>, Projection
             "SELECT tenant, rule_id, version, definition, fired, set_at FROM crm_workflow_rules \
              ORDER BY tenant, rule_id",
             vec![],
-            &[Col::Text, Col::Text, Col::Int, Col::Text, Col::Int, Col::Int],
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+            ],
         )
         .await?;
     Ok(rows
@@ -346,7 +353,11 @@ pub struct Run {
     pub delay_ms: i64,
 }
 
-pub(crate) async fn record_run(tx: &mut ReadTx, tenant: &str, run: &Run) -> Result<(), ProjectionError> {
+pub(crate) async fn record_run(
+    tx: &mut ReadTx,
+    tenant: &str,
+    run: &Run,
+) -> Result<(), ProjectionError> {
     tx.execute(
         "INSERT INTO crm_workflow_runs (tenant, rule_id, version, trigger_key, position, \
          trigger_at, ran_at, outcome, detail, events, delay_ms) \

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::AutomationError;
 use chrono::{DateTime, Utc};
 use crm_core::automation::condition::Subject;
 use crm_core::automation::rule::{Cause, EventRef, Firing, Plan, Rule, Stop};
@@ -23,7 +24,6 @@ use crm_core::command::parse::{ParseOptions, parse_event};
 use crm_core::command::{self, CommandError, StreamCache};
 use crm_core::envelope::{RecordedEvent, TenantId};
 use crm_core::store::{Scope, SharedStore, StoreError};
-use crate::AutomationError;
 use crm_projections::db::ReadDb;
 use crm_projections::lease::Leases;
 use serde_json::{Value, json};
@@ -152,10 +152,15 @@ impl Held {
     }
 }
 
-pub(crate) async fn load_rules(db: &ReadDb) -> Result<HashMap<String, TenantRules>, AutomationError> {
+pub(crate) async fn load_rules(
+    db: &ReadDb,
+) -> Result<HashMap<String, TenantRules>, AutomationError> {
     let mut all: HashMap<String, TenantRules> = HashMap::new();
     for (tenant, row) in tables::all_rules(db).await? {
-        all.entry(tenant).or_default().rules.push(Held::from_row(row));
+        all.entry(tenant)
+            .or_default()
+            .rules
+            .push(Held::from_row(row));
     }
     Ok(all)
 }
@@ -283,14 +288,7 @@ async fn apply_batch(
             changed_rules.insert((tenant.to_owned(), row.rule_id.clone()), row);
             continue;
         }
-        let changes = facts::changes(
-            context,
-            tenant,
-            event,
-            &data,
-            &mut pending_facts,
-        )
-        .await?;
+        let changes = facts::changes(context, tenant, event, &data, &mut pending_facts).await?;
         for change in changes {
             outcome.facts.push((tenant.to_owned(), change));
         }
@@ -443,8 +441,8 @@ pub(crate) async fn act(
         run.events = Value::Array(calls);
         return Ok((run, Some(plan)));
     }
-    let tenant = TenantId::parse(firing.tenant)
-        .map_err(|e| AutomationError::Append(e.to_string()))?;
+    let tenant =
+        TenantId::parse(firing.tenant).map_err(|e| AutomationError::Append(e.to_string()))?;
     let mut batch = Vec::with_capacity(plan.events.len());
     for (index, value) in plan.event_values().iter().enumerate() {
         let options = ParseOptions {

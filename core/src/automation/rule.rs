@@ -83,9 +83,14 @@ impl Schedule {
     /// The fields of the fact a schedule's conditions and templates may read.
     pub fn fields(&self) -> &'static [&'static str] {
         match self {
-            Schedule::CaseFirstResponseDue { .. } => {
-                &["case_id", "customer_id", "channel", "priority", "agent", "due_at"]
-            }
+            Schedule::CaseFirstResponseDue { .. } => &[
+                "case_id",
+                "customer_id",
+                "channel",
+                "priority",
+                "agent",
+                "due_at",
+            ],
             Schedule::OpportunityInStage { .. } => &[
                 "opportunity_id",
                 "customer_id",
@@ -93,9 +98,7 @@ impl Schedule {
                 "owner",
                 "entered_at",
             ],
-            Schedule::CustomerWithoutOrder { .. } => {
-                &["customer_id", "order_id", "last_order_at"]
-            }
+            Schedule::CustomerWithoutOrder { .. } => &["customer_id", "order_id", "last_order_at"],
         }
     }
 
@@ -106,8 +109,7 @@ impl Schedule {
             Schedule::CaseFirstResponseDue { offset_minutes } => {
                 at.checked_add_signed(Duration::minutes(*offset_minutes))
             }
-            Schedule::OpportunityInStage { days, .. }
-            | Schedule::CustomerWithoutOrder { days } => {
+            Schedule::OpportunityInStage { days, .. } | Schedule::CustomerWithoutOrder { days } => {
                 at.checked_add_signed(Duration::days(*days))
             }
         };
@@ -178,8 +180,8 @@ fn readable_fields(info: &EventTypeInfo) -> Vec<&'static str> {
 impl Rule {
     /// Reads a rule document: `{"name", "enabled"?, "trigger", "actions"}`.
     pub fn parse(value: &Value) -> Result<Rule, RuleError> {
-        let document = object(value, "")
-            .map_err(|_| refuse("definition", "must be a JSON object"))?;
+        let document =
+            object(value, "").map_err(|_| refuse("definition", "must be a JSON object"))?;
         only_members(document, "", &["name", "enabled", "trigger", "actions"])?;
         let name = document
             .get("name")
@@ -400,7 +402,9 @@ fn parse_trigger(value: &Value) -> Result<Trigger, RuleError> {
                 }
                 "customer_without_order" => {
                     only_members(trigger, at, &["schedule", "days", "conditions"])?;
-                    Schedule::CustomerWithoutOrder { days: days(trigger)? }
+                    Schedule::CustomerWithoutOrder {
+                        days: days(trigger)?,
+                    }
                 }
                 _ => {
                     return Err(refuse(
@@ -421,10 +425,7 @@ fn parse_trigger(value: &Value) -> Result<Trigger, RuleError> {
                 conditions,
             })
         }
-        (Some(_), Some(_)) => Err(refuse(
-            at,
-            "give either event or schedule, not both",
-        )),
+        (Some(_), Some(_)) => Err(refuse(at, "give either event or schedule, not both")),
         (None, None) => Err(refuse(
             at,
             "give event (an event type) or schedule (case_first_response_due, \
@@ -513,7 +514,10 @@ fn parse_action(
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty() && s.len() <= 64 && s.chars().all(crate::ids::is_id_char))
                 .ok_or_else(|| {
-                    refuse(join(at, "subscription"), "required, a webhook subscription id")
+                    refuse(
+                        join(at, "subscription"),
+                        "required, a webhook subscription id",
+                    )
                 })?;
             Ok(Action::Webhook {
                 subscription: subscription.to_owned(),

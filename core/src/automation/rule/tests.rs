@@ -82,7 +82,10 @@ fn an_event_rule_renders_its_actions_from_the_trigger() {
     assert_eq!(rule.plan(&firing(&data, 3, None)).expect("plan"), plan);
     let next = rule.plan(&firing(&data, 4, None)).expect("plan");
     assert_eq!(next.events[0].data["owner"], "ana");
-    assert_eq!(next.events[0].id, plan.events[0].id, "the id depends on the trigger only");
+    assert_eq!(
+        next.events[0].id, plan.events[0].id,
+        "the id depends on the trigger only"
+    );
 }
 
 #[test]
@@ -103,7 +106,13 @@ fn chains_stop_at_the_depth_limit_and_on_cycles() {
         rule: "r4".into(),
         version: 1,
         depth: MAX_DEPTH,
-        chain: vec!["r1".into(), "r2".into(), "r3".into(), "r4".into(), "r5".into()],
+        chain: vec![
+            "r1".into(),
+            "r2".into(),
+            "r3".into(),
+            "r4".into(),
+            "r5".into(),
+        ],
         trigger: "k".into(),
     };
     assert!(matches!(
@@ -117,7 +126,9 @@ fn chains_stop_at_the_depth_limit_and_on_cycles() {
         chain: vec!["follow-up".into(), "other".into()],
         trigger: "k".into(),
     };
-    let stop = rule.plan(&firing(&data, 0, Some(&cycle))).expect_err("a cycle");
+    let stop = rule
+        .plan(&firing(&data, 0, Some(&cycle)))
+        .expect_err("a cycle");
     assert_eq!(
         stop.to_string(),
         "cycle stopped: this rule is already in the chain follow-up → other → follow-up"
@@ -127,9 +138,14 @@ fn chains_stop_at_the_depth_limit_and_on_cycles() {
         depth: 1,
         ..cycle
     };
-    let plan = rule.plan(&firing(&data, 0, Some(&shallow))).expect("a plan");
+    let plan = rule
+        .plan(&firing(&data, 0, Some(&shallow)))
+        .expect("a plan");
     assert_eq!(plan.cause.depth, 2);
-    assert_eq!(plan.cause.chain, vec!["other".to_owned(), "follow-up".into()]);
+    assert_eq!(
+        plan.cause.chain,
+        vec!["other".to_owned(), "follow-up".into()]
+    );
 }
 
 #[test]
@@ -166,7 +182,9 @@ fn schedules_fire_relative_to_their_fact() {
     let due: DateTime<Utc> = "2026-03-01T10:00:00Z".parse().expect("time");
     assert_eq!(
         schedule.due(due),
-        "2026-03-01T09:30:00Z".parse::<DateTime<Utc>>().expect("time")
+        "2026-03-01T09:30:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("time")
     );
     assert!(rule.fact_passes(&json!({"case_id": "k-1", "priority": "high"})));
     assert!(!rule.fact_passes(&json!({"case_id": "k-1", "priority": "low"})));
@@ -179,14 +197,19 @@ fn schedules_fire_relative_to_their_fact() {
             ..firing(&data, 0, None)
         })
         .expect("a plan");
-    assert_eq!(plan.events[0].data, json!({"case_id": "k-1", "priority": "urgent"}));
+    assert_eq!(
+        plan.events[0].data,
+        json!({"case_id": "k-1", "priority": "urgent"})
+    );
     assert_eq!(plan.calls.len(), 1);
     assert_eq!(plan.calls[0].subscription, "wh_1");
     assert_eq!(plan.calls[0].payload["trigger"]["data"]["case_id"], "k-1");
     let days = Schedule::CustomerWithoutOrder { days: 180 };
     assert_eq!(
         days.due(due),
-        "2026-08-28T10:00:00Z".parse::<DateTime<Utc>>().expect("time")
+        "2026-08-28T10:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("time")
     );
 }
 
