@@ -220,6 +220,14 @@ async fn seed(url: &str, customers: usize, steps: usize) -> usize {
         ),
         ("CsatRecorded", json!({"case_id": "k-paused", "score": 4})),
         (
+            "WorkflowRuleSet",
+            json!({"rule_id": "assign", "name": "Assign new cases",
+                "trigger": {"event": "CaseOpened"},
+                "actions": [{"append": {"type": "CaseAssigned",
+                    "data": {"case_id": "{{data.case_id}}", "agent": {"round_robin": ["ana", "ben"]}}}}]}),
+        ),
+        ("WorkflowRuleRemoved", json!({"rule_id": "assign"})),
+        (
             "NpsAnswered",
             json!({"customer_id": "c-nps", "answer_id": "nps-1", "score": 9, "comment": "Would recommend"}),
         ),
