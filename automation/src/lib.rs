@@ -2,3 +2,5 @@
 //! their deliveries (`webhooks`), workflow rules and their worker (`workflows`). What to do is
 //! decided by pure code in `crm_core::automation`; here is the I/O: tables beside the read
 //! models, HTTP to subscribers, appends through the ingest decision.
+
+pub mod webhooks;

@@ -22,7 +22,7 @@ use crate::error::ProjectionError;
 const LOCK_CLASS: i32 = 0x6372_6d70;
 
 #[derive(Debug)]
-pub(crate) struct Leases {
+pub struct Leases {
     holder: String,
     ttl: Duration,
     /// The connection that holds this runner's advisory locks (PostgreSQL only).

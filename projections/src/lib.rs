@@ -28,7 +28,7 @@ pub mod db;
 mod error;
 pub mod event;
 pub mod leads;
-mod lease;
+pub mod lease;
 pub mod orders;
 pub mod parking;
 pub mod pipeline;
