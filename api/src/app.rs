@@ -29,6 +29,7 @@
 //! | `PUT /v1/service/sla-targets`, `PUT`/`DELETE /v1/service/calendar` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
 //! | `GET /v1/privacy/retention`, `PUT /v1/privacy/retention` | admin |
+//! | `POST`/`GET /v1/webhooks`, `GET`/`PATCH`/`DELETE /v1/webhooks/{id}`, `GET /v1/webhooks/{id}/deliveries`, `POST /v1/webhooks/{id}/replay` | admin |
 //!
 //! Personal fields: a key reads them in plain text only if it is an admin key or was created
 //! with `--personal-data`; every other key reads `"[redacted]"` in their place, in every
@@ -135,6 +136,8 @@ pub struct AppState {
     /// The day's BG/NBD + Gamma-Gamma fits and RFM populations per tenant and currency, for
     /// the 360 view's analytics and the churn filter (`crm_projections::analytics::fit`).
     pub fits: Arc<crm_projections::analytics::fit::Fits>,
+    /// Nudges this process's webhook worker when a subscription changes (`crate::webhooks`).
+    pub webhooks: crm_automation::webhooks::Hub,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -215,6 +218,9 @@ pub async fn start_with_signing(
         .context("cannot create the audit tree's tables")?;
     // The tree commits to the bytes as stored: it reads the raw log, never the opened one.
     let tree = crm_projections::audit::spawn(private.inner().clone(), db.clone());
+    crm_automation::webhooks::tables::create(&db)
+        .await
+        .context("cannot create the webhook tables")?;
     let edge = Guards::new(&limits);
     let state = Arc::new(AppState {
         edge,
@@ -231,6 +237,7 @@ pub async fn start_with_signing(
         signer,
         analytics: Default::default(),
         fits: Default::default(),
+        webhooks: Default::default(),
     });
     // SLA targets set before settings were facts become `SlaTargetsSet` events.
     crm_projections::backlog::settings::migrate_legacy(
@@ -348,6 +355,14 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
             crate::retention::get_rule,
             crate::retention::put_rule
         ))
+        .routes(routes!(crate::webhooks::create, crate::webhooks::list))
+        .routes(routes!(
+            crate::webhooks::get,
+            crate::webhooks::update,
+            crate::webhooks::delete
+        ))
+        .routes(routes!(crate::webhooks::deliveries))
+        .routes(routes!(crate::webhooks::replay))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

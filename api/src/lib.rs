@@ -21,3 +21,4 @@ pub mod problem;
 pub mod proofs;
 pub mod queries;
 pub mod retention;
+pub mod webhooks;

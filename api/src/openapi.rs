@@ -43,6 +43,7 @@ field or the event index at fault.",
         (name = "audit", description = "Verification and the access log"),
         (name = "privacy", description = "Subject access, erasure, retention"),
         (name = "operations", description = "Health, metrics, projections, this document"),
+        (name = "automation", description = "Webhook subscriptions and their deliveries"),
     )
 )]
 pub struct ApiDoc;

@@ -18,6 +18,7 @@ pub mod address;
 pub mod calls;
 pub mod client;
 pub mod lane;
+pub mod manage;
 pub mod model;
 pub mod render;
 pub mod resolver;
