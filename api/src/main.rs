@@ -206,10 +206,20 @@ struct WebhookArgs {
     #[arg(long, env = "CRM_WEBHOOKS_ALLOW_LOOPBACK")]
     webhooks_allow_loopback: bool,
     /// For tests only: divide every retry delay by this (a compressed clock).
-    #[arg(long, env = "CRM_WEBHOOKS_TIME_DIVISOR", default_value_t = 1, hide = true)]
+    #[arg(
+        long,
+        env = "CRM_WEBHOOKS_TIME_DIVISOR",
+        default_value_t = 1,
+        hide = true
+    )]
     webhooks_time_divisor: u32,
     /// For tests and benchmarks: the longest one delivery may take, in milliseconds.
-    #[arg(long, env = "CRM_WEBHOOKS_TIMEOUT_MS", default_value_t = 15_000, hide = true)]
+    #[arg(
+        long,
+        env = "CRM_WEBHOOKS_TIMEOUT_MS",
+        default_value_t = 15_000,
+        hide = true
+    )]
     webhooks_timeout_ms: u64,
 }
 
@@ -410,7 +420,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let webhook_options = crm_automation::webhooks::WorkerOptions {
         client: crm_automation::webhooks::client::ClientOptions {
             allow_loopback: args.webhooks.webhooks_allow_loopback,
-            answer_timeout: std::time::Duration::from_millis(args.webhooks.webhooks_timeout_ms.max(1)),
+            answer_timeout: std::time::Duration::from_millis(
+                args.webhooks.webhooks_timeout_ms.max(1),
+            ),
             ..Default::default()
         },
         time_divisor: args.webhooks.webhooks_time_divisor.max(1),

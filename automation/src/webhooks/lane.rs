@@ -111,7 +111,8 @@ impl Lane {
         if let Some(call) = calls::next_call(db, &self.id).await? {
             return self.attempt(tenant, &stored, Item::Call(call)).await;
         }
-        match self.next_event(tenant, &stored).await? {
+        let mut stored = stored;
+        match self.next_event(tenant, &mut stored).await? {
             Some(event) => self.attempt(tenant, &stored, Item::Event(event)).await,
             None => Ok(Step::Idle),
         }
@@ -122,7 +123,7 @@ impl Lane {
     async fn next_event(
         &mut self,
         tenant: &TenantId,
-        stored: &Stored,
+        stored: &mut Stored,
     ) -> Result<Option<RecordedEvent>, WebhookError> {
         let cursor = stored.subscription.cursor;
         if self.known != Some((cursor, stored.epoch)) {
@@ -159,8 +160,8 @@ impl Lane {
         }
     }
 
-    /// Moves the cursor over events that do not match, up to `to`.
-    async fn skip(&mut self, stored: &Stored, to: u64) -> Result<(), WebhookError> {
+    /// Moves the cursor over events that do not match, up to `to` (and `stored` with it).
+    async fn skip(&mut self, stored: &mut Stored, to: u64) -> Result<(), WebhookError> {
         let from = stored.subscription.cursor;
         if to <= from {
             return Ok(());
@@ -168,6 +169,7 @@ impl Lane {
         let mut tx = self.shared.db.begin().await?;
         if tables::move_cursor(&mut tx, &self.tenant, &self.id, stored.epoch, from, to).await? {
             tx.commit().await?;
+            stored.subscription.cursor = to;
             self.known = Some((to, stored.epoch));
         } else {
             self.known = None;
