@@ -87,6 +87,13 @@ struct DeliveryPage {
     next: Option<String>,
 }
 
+/// A deleted subscription.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Deleted {
+    id: String,
+    deleted: bool,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -222,7 +229,7 @@ pub async fn update(
     tag = "automation",
     summary = "Delete a webhook subscription with its delivery log (role admin)",
     params(crate::extract::IdParam),
-    responses((status = 204, description = "Deleted; no more deliveries."))
+    responses((status = 200, description = "Deleted; no more deliveries.", body = Deleted))
 )]
 pub async fn delete(
     State(state): State<SharedState>,
@@ -235,7 +242,11 @@ pub async fn delete(
     }
     tracing::info!(tenant = caller.tenant(), webhook = %id, "webhook deleted");
     state.webhooks.nudge();
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(axum::Json(Deleted {
+        id: id.as_str().to_owned(),
+        deleted: true,
+    })
+    .into_response())
 }
 
 /// `GET /v1/webhooks/{id}/deliveries`.

@@ -23,6 +23,7 @@ mod service;
 mod service_quality;
 mod storable;
 mod suite;
+mod webhooks;
 
 use fixture::App;
 
@@ -65,6 +66,9 @@ macro_rules! api {
             );
             api!(@in errors $backend $with:
                 a_batch_lists_every_invalid_event_and_writes_nothing,
+            );
+            api!(@in webhooks $backend $with:
+                webhook_subscriptions_are_admin_only_per_tenant_and_checked,
             );
             api!(@in keys $backend $with:
                 an_expired_key_is_refused_saying_so,
