@@ -118,6 +118,25 @@ impl Receiver {
             .collect()
     }
 
+    /// How many deliveries to `name` arrived (without copying them).
+    pub fn count(&self, name: &str) -> usize {
+        self.inner
+            .got
+            .lock()
+            .expect("got")
+            .iter()
+            .filter(|d| d.endpoint == name)
+            .count()
+    }
+
+    /// When the first and the last delivery to `name` arrived.
+    pub fn span(&self, name: &str) -> Option<(Instant, Instant)> {
+        let got = self.inner.got.lock().expect("got");
+        let mut at = got.iter().filter(|d| d.endpoint == name).map(|d| d.at);
+        let first = at.next()?;
+        Some((first, at.last().unwrap_or(first)))
+    }
+
     /// Deliveries whose signature did not verify (or came without one).
     pub fn bad_signatures(&self) -> usize {
         self.inner.bad_signatures.load(Ordering::SeqCst)
