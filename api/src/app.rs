@@ -29,6 +29,7 @@
 //! | `PUT /v1/service/sla-targets`, `PUT`/`DELETE /v1/service/calendar` | admin |
 //! | `POST /v1/customers/{id}/erase`, `POST /v1/leads/{id}/erase` | admin |
 //! | `GET /v1/privacy/retention`, `PUT /v1/privacy/retention` | admin |
+//! | `POST`/`GET /v1/webhooks`, `GET`/`PATCH`/`DELETE /v1/webhooks/{id}`, `GET /v1/webhooks/{id}/deliveries`, `POST /v1/webhooks/{id}/replay` | admin |
 //!
 //! Personal fields: a key reads them in plain text only if it is an admin key or was created
 //! with `--personal-data`; every other key reads `"[redacted]"` in their place, in every
@@ -138,6 +139,8 @@ pub struct AppState {
     pub fits: Arc<crm_projections::analytics::fit::Fits>,
     /// What the workflow worker and the dry run work with (`crm_automation::workflows`).
     pub workflows: crm_automation::workflows::Context,
+    /// Nudges this process's webhook worker when a subscription changes (`crate::webhooks`).
+    pub webhooks: crm_automation::webhooks::Hub,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -220,8 +223,12 @@ pub async fn start_with_signing(
         .context("cannot create the audit tree's tables")?;
     // The tree commits to the bytes as stored: it reads the raw log, never the opened one.
     let tree = crm_projections::audit::spawn(private.inner().clone(), db.clone());
+    crm_automation::webhooks::tables::create(&db)
+        .await
+        .context("cannot create the webhook tables")?;
     let edge = Guards::new(&limits);
     let streams = Arc::new(StreamCache::default());
+    let hub = crm_automation::webhooks::Hub::default();
     // The worker reads no personal field (rules read none) and appends through the sealing
     // store, through the ingest decision.
     let workflows = crm_automation::workflows::Context {
@@ -229,6 +236,7 @@ pub async fn start_with_signing(
         writer: Arc::clone(&store),
         cache: Arc::clone(&streams),
         db: db.clone(),
+        webhooks: hub.clone(),
     };
     crm_automation::workflows::tables::create(&db)
         .await
@@ -249,6 +257,7 @@ pub async fn start_with_signing(
         analytics: Default::default(),
         fits: Default::default(),
         workflows: workflows.clone(),
+        webhooks: hub,
     });
     // SLA targets set before settings were facts become `SlaTargetsSet` events.
     crm_projections::backlog::settings::migrate_legacy(
@@ -376,6 +385,14 @@ pub fn api_routes() -> OpenApiRouter<SharedState> {
         ))
         .routes(routes!(crate::workflows::runs))
         .routes(routes!(crate::workflows::test_rule))
+        .routes(routes!(crate::webhooks::create, crate::webhooks::list))
+        .routes(routes!(
+            crate::webhooks::get,
+            crate::webhooks::update,
+            crate::webhooks::delete
+        ))
+        .routes(routes!(crate::webhooks::deliveries))
+        .routes(routes!(crate::webhooks::replay))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

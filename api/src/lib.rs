@@ -21,4 +21,5 @@ pub mod problem;
 pub mod proofs;
 pub mod queries;
 pub mod retention;
+pub mod webhooks;
 pub mod workflows;

@@ -194,6 +194,33 @@ struct ServeArgs {
     retention_delay_secs: u64,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// The webhook delivery worker (docs/automation.md).
+#[derive(Debug, clap::Args)]
+struct WebhookArgs {
+    /// Let webhooks deliver to loopback addresses (127.0.0.0/8, ::1): for tests and local
+    /// development only. Every other private, link-local or reserved address stays refused.
+    #[arg(long, env = "CRM_WEBHOOKS_ALLOW_LOOPBACK")]
+    webhooks_allow_loopback: bool,
+    /// For tests only: divide every retry delay by this (a compressed clock).
+    #[arg(
+        long,
+        env = "CRM_WEBHOOKS_TIME_DIVISOR",
+        default_value_t = 1,
+        hide = true
+    )]
+    webhooks_time_divisor: u32,
+    /// For tests and benchmarks: the longest one delivery may take, in milliseconds.
+    #[arg(
+        long,
+        env = "CRM_WEBHOOKS_TIMEOUT_MS",
+        default_value_t = 15_000,
+        hide = true
+    )]
+    webhooks_timeout_ms: u64,
 }
 
 /// The bounds on what one client, key or connection may cost (docs/architecture.md: "the
@@ -390,6 +417,28 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ),
         (None, _) => None,
     };
+    let webhook_options = crm_automation::webhooks::WorkerOptions {
+        client: crm_automation::webhooks::client::ClientOptions {
+            allow_loopback: args.webhooks.webhooks_allow_loopback,
+            answer_timeout: std::time::Duration::from_millis(
+                args.webhooks.webhooks_timeout_ms.max(1),
+            ),
+            ..Default::default()
+        },
+        time_divisor: args.webhooks.webhooks_time_divisor.max(1),
+        ..Default::default()
+    };
+    if args.webhooks.webhooks_allow_loopback {
+        tracing::warn!("webhooks may deliver to loopback addresses (--webhooks-allow-loopback)");
+    }
+    let deliveries = crm_automation::webhooks::spawn(
+        state.private.clone(),
+        state.db.clone(),
+        state.webhooks.clone(),
+        webhook_options,
+    )
+    .await
+    .context("cannot start the webhook delivery worker")?;
     let app = router(running.state);
     let workers = running.workers;
     let tree = running.tree;
@@ -450,6 +499,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let _ = publisher.await;
     }
     workflows.shutdown().await;
+    deliveries.shutdown().await;
     workers
         .shutdown()
         .await

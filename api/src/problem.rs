@@ -14,6 +14,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use crm_automation::webhooks::WebhookError;
 use crm_core::command::{CommandError, Refusal};
 use crm_core::store::StoreError;
 use crm_projections::ProjectionError;
@@ -118,6 +119,27 @@ impl Problem {
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Problem {
         self.headers.push((name, value.into()));
         self
+    }
+}
+
+/// Webhook subscriptions (issue 20): a member at fault is 422 naming it (also as `field`),
+/// another tenant's or a deleted subscription 404, the per-tenant limit 409.
+impl From<WebhookError> for Problem {
+    fn from(error: WebhookError) -> Problem {
+        match error {
+            WebhookError::Invalid { member, reason } => {
+                Problem::unprocessable(format!("webhook: {member}: {reason}")).with("field", member)
+            }
+            WebhookError::NotFound(id) => {
+                Problem::not_found(format!("no webhook subscription {id} for this tenant"))
+            }
+            WebhookError::Limit(text) => Problem::conflict(text),
+            WebhookError::Database(error) => Problem::from(error),
+            WebhookError::Store(error) => Problem::from(error),
+            error @ (WebhookError::Sealing(_) | WebhookError::Corrupt(_)) => {
+                Problem::internal(&error)
+            }
+        }
     }
 }
 

@@ -7,3 +7,4 @@ pub mod error;
 pub mod workflows;
 
 pub use error::AutomationError;
+pub mod webhooks;

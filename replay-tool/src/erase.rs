@@ -101,16 +101,26 @@ pub async fn tenant(ctx: &Ctx, tenant: &str) -> Result<ExitCode> {
     let destroyed = store.vault().table().erase_tenant(&tenant).await?;
     store.vault().forget_all();
     scrub_keys(store).await?;
+    // Its webhook subscriptions, their delivery log and queued calls go with it.
+    let db = ReadDb::open(&ctx.url)
+        .await
+        .context("cannot open the read models")?;
+    let webhooks = crm_automation::webhooks::tables::erase_tenant(&db, tenant.as_str()).await?;
+    db.close().await;
     if ctx.json {
         outln!(
             "{}",
-            serde_json::json!({"tenant": tenant.as_str(), "keys_destroyed": destroyed})
+            serde_json::json!({
+                "tenant": tenant.as_str(),
+                "keys_destroyed": destroyed,
+                "webhooks_deleted": webhooks,
+            })
         );
     } else {
         eprintln!(
-            "tenant {tenant}: {destroyed} data keys destroyed; its log still verifies, its \
-             personal fields read \"[erased]\" (rebuild the read models to clear them there: \
-             crm-replay rebuild --all)"
+            "tenant {tenant}: {destroyed} data keys destroyed, {webhooks} webhook subscriptions \
+             deleted with their delivery log; its log still verifies, its personal fields read \
+             \"[erased]\" (rebuild the read models to clear them there: crm-replay rebuild --all)"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -126,15 +136,30 @@ pub async fn rotate(ctx: &Ctx, new_key_file: &Path) -> Result<ExitCode> {
             key
         }
     };
+    // Webhook secrets are sealed under the master key too: re-sealed first, so a rotation
+    // stopped between the two steps is run again with the same new key (a secret already
+    // under it is left as it is).
+    let db = ReadDb::open(&ctx.url)
+        .await
+        .context("cannot open the webhook tables")?;
+    let resealed =
+        crm_automation::webhooks::secrets::reseal_all(&db, store.vault().master(), &new_master)
+            .await?;
+    db.close().await;
     let count = store.vault().rotate_master(&new_master).await?;
     if ctx.json {
         outln!(
             "{}",
-            serde_json::json!({"rewrapped": count, "fingerprint": new_master.fingerprint()})
+            serde_json::json!({
+                "rewrapped": count,
+                "webhook_secrets_resealed": resealed,
+                "fingerprint": new_master.fingerprint(),
+            })
         );
     } else {
         eprintln!(
-            "{count} data keys re-wrapped under the key in {} (fingerprint {}); use it from \
+            "{count} data keys re-wrapped and {resealed} webhook secrets re-sealed under the key \
+             in {} (fingerprint {}); use it from \
              now on and destroy the old one once every backup made with it has expired",
             new_key_file.display(),
             new_master.fingerprint()

@@ -55,6 +55,18 @@ impl Server {
         tenant: &str,
         role: &str,
     ) -> Result<Server> {
+        Server::start_with(store, data_dir, key_file, tenant, role, &[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments.
+    pub fn start_with(
+        store: &str,
+        data_dir: &Path,
+        key_file: &Path,
+        tenant: &str,
+        role: &str,
+        serve_args: &[&str],
+    ) -> Result<Server> {
         let binary = api_binary()?;
         let output = Command::new(&binary)
             .args([
@@ -75,6 +87,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(serve_args)
             .env("CRM_MASTER_KEY_FILE", key_file)
             .env_remove("CRM_MASTER_KEY")
             .env("CRM_LOG", "info")

@@ -11,6 +11,8 @@ pub mod raw_bytes;
 pub mod score_bench;
 pub mod served;
 pub mod tree_bench;
+pub mod webhook_bench;
+pub mod webhook_receiver;
 
 /// The master key the end-to-end tests give the stores they fill and the binaries they run
 /// (`CRM_MASTER_KEY`): a fixed test value, never used outside tests.

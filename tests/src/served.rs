@@ -14,6 +14,7 @@ pub struct Served {
     /// `host:port` it listens on.
     pub address: String,
     log: Arc<Mutex<Vec<String>>>,
+    killed: bool,
 }
 
 impl Served {
@@ -42,6 +43,7 @@ impl Served {
             child,
             address: String::new(),
             log,
+            killed: false,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -69,11 +71,13 @@ impl Served {
         }
     }
 
-    /// Kills the process with SIGKILL (no shutdown: nothing flushed, nothing stopped in
-    /// order) and waits for it to be gone.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
+    /// Kills the server with SIGKILL (no shutdown of any kind) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
+        self.killed = true;
     }
 
     /// What the server has logged so far.
@@ -84,6 +88,9 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        if self.killed {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

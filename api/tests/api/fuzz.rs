@@ -72,6 +72,9 @@ const GET_PATHS: &[&str] = &[
     "/v1/service/complaints",
     "/v1/service/satisfaction",
     "/v1/settings/complaints",
+    "/v1/webhooks",
+    "/v1/webhooks/wh_1",
+    "/v1/webhooks/wh_1/deliveries",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",

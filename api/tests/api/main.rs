@@ -23,6 +23,7 @@ mod service;
 mod service_quality;
 mod storable;
 mod suite;
+mod webhooks;
 mod workflows;
 
 use fixture::App;
@@ -66,6 +67,9 @@ macro_rules! api {
             );
             api!(@in errors $backend $with:
                 a_batch_lists_every_invalid_event_and_writes_nothing,
+            );
+            api!(@in webhooks $backend $with:
+                webhook_subscriptions_are_admin_only_per_tenant_and_checked,
             );
             api!(@in keys $backend $with:
                 an_expired_key_is_refused_saying_so,
@@ -126,6 +130,7 @@ macro_rules! api {
                 chains_stop_on_a_cycle_and_the_dry_run_shows_what_a_rule_would_do,
                 schedules_fire_once_for_each_fact_come_due,
                 rules_are_refused_naming_the_member_and_only_admins_change_them,
+                a_rule_queues_one_webhook_call_per_trigger,
             );
             api!(@parking $backend $with:
                 a_failure_stays_with_its_tenant,

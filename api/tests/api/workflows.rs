@@ -559,3 +559,92 @@ pub async fn rules_are_refused_naming_the_member_and_only_admins_change_them<
     .await
     .problem(400, &["min_position"]);
 }
+
+pub async fn a_rule_queues_one_webhook_call_per_trigger<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let created = post(
+        &app,
+        Role::Admin,
+        "/v1/webhooks",
+        &json!({"url": "https://billing.example.com/hooks/crm", "event_types": ["OpportunityWon"]}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let subscription = created.body["id"].as_str().expect("id").to_owned();
+    let rule = json!({
+        "name": "Big wins to billing",
+        "trigger": {"event": "OpportunityStageChanged",
+            "conditions": [{"field": "data.stage", "op": "eq", "value": "Negotiation"}]},
+        "actions": [{"webhook": {"subscription": subscription}},
+                    {"webhook": {"subscription": "wh_missing"}}]
+    });
+    let set = put(&app, TENANT, Role::Admin, "/v1/workflows/to-billing", &rule).await;
+    assert_eq!(set.status, 201, "{}", set.body);
+    app.ingest(json!([
+        registered("c-1"),
+        opened("o-1"),
+        staged("o-1", "Negotiation", "2026-03-02T10:00:00Z"),
+    ]))
+    .await
+    .ok();
+    settle(&app).await;
+    let queued = app
+        .state
+        .db
+        .fetch(
+            "SELECT call_id, rule_id, rule_version, payload FROM crm_webhook_calls",
+            vec![],
+            &[
+                crm_projections::db::Col::Text,
+                crm_projections::db::Col::Text,
+                crm_projections::db::Col::Int,
+                crm_projections::db::Col::Text,
+            ],
+        )
+        .await
+        .expect("read the calls");
+    assert_eq!(queued.len(), 1, "one call, to the tenant's subscription");
+    assert_eq!(queued[0][1].as_text(), Some("to-billing"));
+    assert_eq!(queued[0][2].as_int(), Some(1));
+    let payload: Value =
+        serde_json::from_str(queued[0][3].as_text().expect("payload")).expect("json");
+    assert_eq!(payload["trigger"]["data"]["opportunity_id"], "o-1");
+    assert_eq!(payload["rule"]["id"], "to-billing");
+    let runs = app
+        .get_as(TENANT, Role::Admin, "/v1/workflows/to-billing/runs")
+        .await;
+    let run = &runs.ok()["items"][0];
+    assert_eq!(run["outcome"], "called", "{run}");
+    assert!(
+        run["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("webhook wh_missing: no such subscription"),
+        "{run}"
+    );
+    // Acting again on the same trigger (a dry run, then a second worker over the log) queues
+    // nothing new.
+    let again = crm_automation::workflows::spawn(
+        app.state.workflows.clone(),
+        crm_automation::workflows::WorkerOptions {
+            lease: false,
+            ..Default::default()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    again.shutdown().await;
+    let count = app
+        .state
+        .db
+        .fetch(
+            "SELECT call_id FROM crm_webhook_calls",
+            vec![],
+            &[crm_projections::db::Col::Text],
+        )
+        .await
+        .expect("read the calls")
+        .len();
+    assert_eq!(count, 1);
+}

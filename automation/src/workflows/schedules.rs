@@ -186,7 +186,7 @@ async fn fire(
         cause: None,
     };
     let delay_ms = (now - fact.due).num_milliseconds().max(0);
-    let (run, plan) = act(context, rule, &firing, None, delay_ms).await?;
+    let (mut run, plan) = act(context, rule, &firing, None, delay_ms).await?;
     if delay_ms > 60_000 {
         tracing::info!(
             rule = %row.rule_id,
@@ -198,9 +198,14 @@ async fn fire(
     }
     let mut tx = context.db.begin().await?;
     tables::mark_fired(&mut tx, tenant, &row.rule_id, row.version, &fact.key).await?;
-    tables::record_run(&mut tx, tenant, &run).await?;
-    if let Some(plan) = plan.filter(|p| !p.calls.is_empty()) {
-        super::calls::enqueue(&mut tx, tenant, &run, &plan).await?;
+    let calls = plan.filter(|p| !p.calls.is_empty());
+    if let Some(plan) = &calls {
+        super::calls::enqueue(&mut tx, tenant, &mut run, plan).await?;
     }
-    Ok(tx.commit().await?)
+    tables::record_run(&mut tx, tenant, &run).await?;
+    tx.commit().await?;
+    if calls.is_some() {
+        context.webhooks.nudge();
+    }
+    Ok(())
 }

@@ -68,6 +68,8 @@ pub struct Context {
     /// The ingest's folded streams and turns, shared with the API in this process.
     pub cache: Arc<StreamCache>,
     pub db: ReadDb,
+    /// Nudges the webhook delivery lanes of this process when calls are queued.
+    pub webhooks: crate::webhooks::Hub,
 }
 
 /// A running worker.
@@ -203,8 +205,12 @@ async fn run(
                 tx.rollback().await?;
                 return Err(AutomationError::Lost);
             }
+            let calls = outcome.calls;
             outcome.store(&mut tx).await?;
             tx.commit().await?;
+            if calls {
+                context.webhooks.nudge();
+            }
             rules = working;
             at = last;
             let _ = position.send(at);
@@ -231,10 +237,12 @@ pub(crate) fn store_error(error: StoreError) -> AutomationError {
 struct BatchOutcome {
     rules: Vec<(String, RuleRow)>,
     facts: Vec<(String, FactChange)>,
-    runs: Vec<(String, Run)>,
-    calls: Vec<(String, Run, Plan)>,
+    /// Each run, with its plan when it has webhook calls to queue.
+    runs: Vec<(String, Run, Option<Plan>)>,
     /// Schedules fired, read back from the events rules appended (tenant, rule, version, key).
     fired: Vec<(String, String, u64, String)>,
+    /// Whether any webhook call was queued (the delivery lanes are nudged after the commit).
+    calls: bool,
 }
 
 impl BatchOutcome {
@@ -250,14 +258,14 @@ impl BatchOutcome {
                 }
             }
         }
-        for (tenant, run) in &self.runs {
-            tables::record_run(tx, tenant, run).await?;
+        for (tenant, mut run, plan) in self.runs {
+            if let Some(plan) = &plan {
+                super::calls::enqueue(tx, &tenant, &mut run, plan).await?;
+            }
+            tables::record_run(tx, &tenant, &run).await?;
         }
         for (tenant, rule, version, key) in &self.fired {
             tables::mark_fired(tx, tenant, rule, *version, key).await?;
-        }
-        for (tenant, run, plan) in &self.calls {
-            super::calls::enqueue(tx, tenant, run, plan).await?;
         }
         Ok(())
     }
@@ -340,10 +348,9 @@ async fn apply_batch(
                 held.row.clone(),
             );
             let (run, plan) = act(context, rule, &firing, Some(event.position), 0).await?;
-            if let Some(plan) = plan.filter(|p| !p.calls.is_empty()) {
-                outcome.calls.push((tenant.to_owned(), run.clone(), plan));
-            }
-            outcome.runs.push((tenant.to_owned(), run));
+            let calls = plan.filter(|p| !p.calls.is_empty());
+            outcome.calls |= calls.is_some();
+            outcome.runs.push((tenant.to_owned(), run, calls));
         }
     }
     outcome.rules = changed_rules

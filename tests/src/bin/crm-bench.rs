@@ -23,6 +23,8 @@ use crm_tests::baseline::{self, BenchEvent, Want};
 use crm_tests::bench_data::{CustomerEvents, crm_mix, generate_with};
 use crm_tests::postgres::TestDatabase;
 use crm_tests::tree_bench;
+use crm_tests::webhook_bench;
+use crm_tests::webhook_receiver::Mode;
 use serde_json::json;
 
 /// mimalloc instead of the system allocator: decoding, folding and serialising events
@@ -56,6 +58,12 @@ enum Workload {
     /// into the 360 and its stored summaries, then the day's fit from the stored summaries and
     /// every customer scored from them. `--customers` sets how many (default 100,000).
     S1,
+    /// Webhooks (issue 20): deliveries per second of one subscription to every event, then
+    /// append→delivery latency of single appends (p50, p99).
+    H1,
+    /// Webhooks (issue 20): A1 alone, A1 beside a subscription whose endpoint never answers,
+    /// and A1 beside one that answers at once, alternating within each run.
+    H2,
     All,
 }
 
@@ -217,8 +225,9 @@ struct Report {
 }
 
 /// The measures a summary line gives the median, minimum and maximum of.
-const MEASURES: [&str; 8] = [
+const MEASURES: [&str; 9] = [
     "events_per_s",
+    "deliveries_per_s",
     "vs_baseline",
     "requests_per_s",
     "p50_ms",
@@ -645,20 +654,37 @@ async fn q1(out: &mut Report, fresh: &Fresh, customers: u64) -> Result<()> {
 
 /// A1: the data set through `POST /v1/events` of a real `crm-api` on a fresh store.
 async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
+    a1_beside(out, data, None).await
+}
+
+/// A1, beside a webhook subscription whose endpoint answers as `webhook` says (H2).
+async fn a1_beside(out: &mut Report, data: &[CustomerEvents], webhook: Option<Mode>) -> Result<()> {
     let fresh = fresh(out.backend, false).await?;
     let dir = tempfile::tempdir()?;
-    let server = api_bench::Server::start(
+    let server = api_bench::Server::start_with(
         &fresh.store_arg,
         dir.path(),
         &fresh.key_file,
         "bench",
-        "ingest",
+        if webhook.is_some() { "admin" } else { "ingest" },
+        &["--webhooks-allow-loopback"],
     )?;
+    let receiver = match webhook {
+        Some(mode) => Some(webhook_bench::beside(&server, mode).await?),
+        None => None,
+    };
     out.start();
     let (events, seconds) = api_bench::a1(&server, data, 500, 4).await?;
     let events_per_s = events as f64 / seconds;
+    let workload = match webhook {
+        None => "A1",
+        Some(Mode::Hang) => "A1+hanging-webhook",
+        Some(_) => "A1+webhook",
+    };
+    let delivered = receiver.as_ref().map(|r| r.count("endpoint"));
     let mut line = json!({
-        "workload": "A1",
+        "workload": workload,
+        "delivered_during_run": delivered,
         "backend": out.backend_name(),
         "events": events,
         "events_per_request": 500,
@@ -673,6 +699,37 @@ async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
         line["baseline"] = json!("W2-baseline");
         line["vs_baseline"] = json!((events_per_s / base * 100.0).round() / 100.0);
     }
+    out.print(line);
+    Ok(())
+}
+
+/// H1: webhook deliveries per second and append→delivery latency.
+async fn h1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
+    let fresh = fresh(out.backend, false).await?;
+    let dir = tempfile::tempdir()?;
+    let server = api_bench::Server::start_with(
+        &fresh.store_arg,
+        dir.path(),
+        &fresh.key_file,
+        "bench",
+        "admin",
+        &["--webhooks-allow-loopback"],
+    )?;
+    out.start();
+    let figures = webhook_bench::h1(&server, data, 1_000).await?;
+    let line = json!({
+        "workload": "H1",
+        "backend": out.backend_name(),
+        "deliveries": figures.deliveries,
+        "seconds": round3(figures.seconds),
+        "deliveries_per_s": figures.deliveries_per_s.round(),
+        "latency_samples": figures.latency_samples,
+        "p50_ms": round3(figures.p50_ms),
+        "p99_ms": round3(figures.p99_ms),
+        "max_ms": round3(figures.max_ms),
+        "durability": fresh.durability,
+        "server_peak_rss_mib": server.peak_rss_mib(),
+    });
     out.print(line);
     Ok(())
 }
@@ -731,6 +788,16 @@ async fn main() -> Result<()> {
         }
         if all || w == Workload::A1 {
             a1(&mut out, &data).await?;
+        }
+        if w == Workload::H1 {
+            h1(&mut out, &data).await?;
+            continue;
+        }
+        if w == Workload::H2 {
+            a1(&mut out, &data).await?;
+            a1_beside(&mut out, &data, Some(Mode::Hang)).await?;
+            a1_beside(&mut out, &data, Some(Mode::Ok)).await?;
+            continue;
         }
         if matches!(w, Workload::W1 | Workload::Baseline | Workload::A1) {
             continue;
