@@ -222,10 +222,10 @@ fn parse_one(
             }
         }
     }
-    if let Some(Value::String(text)) = &value {
-        if text.chars().count() > 1_000 || text.contains('\0') {
-            return Err(refuse(member, "at most 1,000 characters, without NUL"));
-        }
+    if let Some(Value::String(text)) = &value
+        && (text.chars().count() > 1_000 || text.contains('\0'))
+    {
+        return Err(refuse(member, "at most 1,000 characters, without NUL"));
     }
     Ok(Condition {
         field: field.to_owned(),
@@ -320,10 +320,10 @@ fn numeric(value: &Value) -> Option<f64> {
 }
 
 fn same(a: &Value, b: &Value) -> bool {
-    if a.is_number() || b.is_number() {
-        if let (Some(x), Some(y)) = (numeric(a), numeric(b)) {
-            return x == y;
-        }
+    if (a.is_number() || b.is_number())
+        && let (Some(x), Some(y)) = (numeric(a), numeric(b))
+    {
+        return x == y;
     }
     a == b
 }
@@ -361,12 +361,12 @@ impl Condition {
                 let (Some(f), Some(v)) = (found, value) else {
                     return false;
                 };
-                match (order(f, v), self.op) {
-                    (Some(Greater), Op::Gt | Op::Gte) => true,
-                    (Some(Equal), Op::Gte | Op::Lte) => true,
-                    (Some(Less), Op::Lt | Op::Lte) => true,
-                    _ => false,
-                }
+                matches!(
+                    (order(f, v), self.op),
+                    (Some(Greater), Op::Gt | Op::Gte)
+                        | (Some(Equal), Op::Gte | Op::Lte)
+                        | (Some(Less), Op::Lt | Op::Lte)
+                )
             }
         }
     }
