@@ -106,6 +106,14 @@ pub async fn tenant(ctx: &Ctx, tenant: &str) -> Result<ExitCode> {
         .await
         .context("cannot open the read models")?;
     let webhooks = crm_automation::webhooks::tables::erase_tenant(&db, tenant.as_str()).await?;
+    // So does the rule worker's state (rules held, scheduled facts, run log): the tenant's
+    // rules act no more (their events stay in the log, which stays verifiable).
+    crm_automation::workflows::tables::create(&db)
+        .await
+        .context("cannot open the workflow tables")?;
+    crm_automation::workflows::tables::erase_tenant(&db, tenant.as_str())
+        .await
+        .context("cannot delete the tenant's workflow state")?;
     db.close().await;
     if ctx.json {
         outln!(
@@ -119,7 +127,7 @@ pub async fn tenant(ctx: &Ctx, tenant: &str) -> Result<ExitCode> {
     } else {
         eprintln!(
             "tenant {tenant}: {destroyed} data keys destroyed, {webhooks} webhook subscriptions \
-             deleted with their delivery log; its log still verifies, its personal fields read \
+             deleted with their delivery log, its workflow rules' state deleted; its log still verifies, its personal fields read \
              \"[erased]\" (rebuild the read models to clear them there: crm-replay rebuild --all)"
         );
     }

@@ -211,9 +211,41 @@ async fn erase_tenant_leaves_its_log_verifiable_and_unreadable(target: Target) {
             .any(|(_, v)| v == "Ada Lovelace")
     );
 
+    // The rule worker's state of both tenants (as a server running rules leaves it).
+    let db = ReadDb::open(&target.store_url())
+        .await
+        .expect("read models");
+    crm_automation::workflows::tables::create(&db)
+        .await
+        .expect("workflow tables");
+    for tenant in ["acme", "globex"] {
+        db.execute(
+            "INSERT INTO crm_workflow_facts (tenant, kind, entity, at, anchor, data) \
+             VALUES (?, 'customer', 'c-1', 0, 'a', '{}')",
+            vec![tenant.into()],
+        )
+        .await
+        .expect("a fact");
+    }
+
     let report = target.json(&["erase-tenant", "acme", "--json"]);
     assert_eq!(report["tenant"], "acme");
     assert_eq!(report["keys_destroyed"], 3, "{report}");
+    let facts = db
+        .fetch(
+            "SELECT tenant FROM crm_workflow_facts ORDER BY tenant",
+            vec![],
+            &[crm_projections::db::Col::Text],
+        )
+        .await
+        .expect("facts");
+    assert_eq!(
+        facts.len(),
+        1,
+        "only the other tenant's workflow state stays"
+    );
+    assert_eq!(facts[0][0].as_text(), Some("globex"));
+    db.close().await;
 
     // The log is untouched and verifies; every personal field of acme reads "[erased]".
     let after = target.raw_events().await;
