@@ -340,6 +340,11 @@ pub async fn schedules_fire_once_for_each_fact_come_due<F: Future<Output = Optio
         order("c-1", "o-1", ago(40)),
         order("c-2", "o-2", ago(50)),
         order("c-2", "o-3", ago(10)),
+        // A merged customer's latest order counts for the survivor, which never ordered.
+        registered("c-3"),
+        registered("c-4"),
+        order("c-3", "o-4", ago(45)),
+        {"type": "CustomerMerged", "data": {"customer_id": "c-3", "into_customer_id": "c-4"}},
         opened("d-1"),
         staged("d-1", "Proposal", &ago(20)),
         opened("d-2"),
@@ -394,21 +399,26 @@ pub async fn schedules_fire_once_for_each_fact_come_due<F: Future<Output = Optio
     for _ in 0..100 {
         settle(&app).await;
         tasks = stored(&app, "TaskCreated").await;
-        if tasks.len() >= 2 && stored(&app, "CaseEscalated").await.len() == 1 {
+        if tasks.len() >= 3 && stored(&app, "CaseEscalated").await.len() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ids: Vec<&str> = tasks
+    let mut ids: Vec<&str> = tasks
         .iter()
         .filter_map(|t| t.0["task_id"].as_str())
         .collect();
+    ids.sort_unstable();
     assert_eq!(
         ids,
-        ["win-back-c-1-o-1", "stuck-d-1"],
+        ["stuck-d-1", "win-back-c-1-o-1", "win-back-c-4-o-4"],
         "only the facts come due"
     );
-    assert_eq!(tasks[1].0["owner"], "u-7", "the deal's owner");
+    let stuck = tasks
+        .iter()
+        .find(|t| t.0["task_id"] == "stuck-d-1")
+        .expect("the stuck deal's task");
+    assert_eq!(stuck.0["owner"], "u-7", "the deal's owner");
     let escalations = stored(&app, "CaseEscalated").await;
     assert_eq!(escalations.len(), 1, "the high-priority case only");
     assert_eq!(escalations[0].0["case_id"], "k-1");
@@ -452,21 +462,21 @@ pub async fn schedules_fire_once_for_each_fact_come_due<F: Future<Output = Optio
         .ok();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     settle(&app).await;
-    assert_eq!(stored(&app, "TaskCreated").await.len(), 2);
+    assert_eq!(stored(&app, "TaskCreated").await.len(), 3);
     assert_eq!(stored(&app, "CaseEscalated").await.len(), 1);
     // A new order dates a new fact: it comes due again only after 30 days.
     app.ingest(json!([order("c-1", "o-9", ago(31))])).await.ok();
     for _ in 0..50 {
         settle(&app).await;
-        if stored(&app, "TaskCreated").await.len() == 3 {
+        if stored(&app, "TaskCreated").await.len() == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tasks = stored(&app, "TaskCreated").await;
-    assert_eq!(tasks.len(), 3);
-    assert_eq!(tasks[2].0["task_id"], "win-back-c-1-o-9");
-    assert_eq!(tasks[2].1["workflow"]["version"], 2);
+    assert_eq!(tasks.len(), 4);
+    assert_eq!(tasks[3].0["task_id"], "win-back-c-1-o-9");
+    assert_eq!(tasks[3].1["workflow"]["version"], 2);
 }
 
 pub async fn rules_are_refused_naming_the_member_and_only_admins_change_them<

@@ -273,26 +273,32 @@ pub async fn facts_due(
     Ok(rows.into_iter().map(|row| fact_row(kind, row)).collect())
 }
 
-pub(crate) async fn put_fact(
+/// Inserts or replaces facts (each key at most once), in multi-row statements.
+pub(crate) async fn put_facts(
     tx: &mut ReadTx,
-    tenant: &str,
-    fact: &Fact,
+    facts: &[(&str, &Fact)],
 ) -> Result<(), ProjectionError> {
-    tx.execute(
-        "INSERT INTO crm_workflow_facts (tenant, kind, entity, at, anchor, data) \
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, kind, entity) DO UPDATE SET \
-         at = excluded.at, anchor = excluded.anchor, data = excluded.data",
-        vec![
-            tenant.into(),
-            fact.kind.into(),
-            fact.entity.as_str().into(),
-            SqlValue::Int(fact.at),
-            fact.anchor.as_str().into(),
-            fact.data.to_string().into(),
-        ],
+    let rows = facts
+        .iter()
+        .map(|(tenant, fact)| {
+            vec![
+                (*tenant).into(),
+                fact.kind.into(),
+                fact.entity.as_str().into(),
+                SqlValue::Int(fact.at),
+                fact.anchor.as_str().into(),
+                fact.data.to_string().into(),
+            ]
+        })
+        .collect();
+    tx.insert_rows(
+        "crm_workflow_facts",
+        &["tenant", "kind", "entity", "at", "anchor", "data"],
+        rows,
+        "ON CONFLICT (tenant, kind, entity) DO UPDATE SET at = excluded.at, \
+         anchor = excluded.anchor, data = excluded.data",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 pub(crate) async fn delete_fact(

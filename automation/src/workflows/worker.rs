@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::facts::{self, FactChange};
 use super::schedules;
-use super::tables::{self, Fact, RuleRow, Run};
+use super::tables::{self, RuleRow, Run};
 
 const LEASE: &str = "workflows";
 
@@ -51,7 +51,7 @@ pub struct WorkerOptions {
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
-            batch: 500,
+            batch: 2_000,
             tick: Duration::from_secs(1),
             lease: true,
         }
@@ -250,14 +250,16 @@ impl BatchOutcome {
         for (tenant, row) in &self.rules {
             tables::upsert_rule(tx, tenant, row).await?;
         }
+        let mut puts = Vec::new();
         for (tenant, change) in &self.facts {
             match change {
-                FactChange::Put(fact) => tables::put_fact(tx, tenant, fact).await?,
+                FactChange::Put(fact) => puts.push((tenant.as_str(), fact)),
                 FactChange::Delete { kind, entity } => {
                     tables::delete_fact(tx, tenant, kind, entity).await?
                 }
             }
         }
+        tables::put_facts(tx, &puts).await?;
         for (tenant, mut run, plan) in self.runs {
             if let Some(plan) = &plan {
                 super::calls::enqueue(tx, &tenant, &mut run, plan).await?;
@@ -279,7 +281,8 @@ async fn apply_batch(
 ) -> Result<BatchOutcome, AutomationError> {
     let mut outcome = BatchOutcome::default();
     let mut changed_rules: HashMap<(String, String), RuleRow> = HashMap::new();
-    let mut pending_facts: HashMap<(String, &'static str, String), Option<Fact>> = HashMap::new();
+    let mut pending_facts = facts::preload(context, events).await?;
+    let mut changed_facts: Vec<(String, &'static str, String)> = Vec::new();
     for event in events {
         let tenant = event.tenant.as_str();
         let data: Value = match serde_json::from_str::<Value>(event.data.get())
@@ -298,7 +301,11 @@ async fn apply_batch(
         }
         let changes = facts::changes(context, tenant, event, &data, &mut pending_facts).await?;
         for change in changes {
-            outcome.facts.push((tenant.to_owned(), change));
+            let key = match &change {
+                FactChange::Put(fact) => (tenant.to_owned(), fact.kind, fact.entity.clone()),
+                FactChange::Delete { kind, entity } => (tenant.to_owned(), *kind, entity.clone()),
+            };
+            changed_facts.push(key);
         }
         let Some(tenant_rules) = rules.get_mut(tenant) else {
             continue;
@@ -352,6 +359,19 @@ async fn apply_batch(
             outcome.calls |= calls.is_some();
             outcome.runs.push((tenant.to_owned(), run, calls));
         }
+    }
+    // Each changed fact once, as the batch left it.
+    changed_facts.sort();
+    changed_facts.dedup();
+    for key in changed_facts {
+        let change = match pending_facts.remove(&key) {
+            Some(Some(fact)) => FactChange::Put(fact),
+            _ => FactChange::Delete {
+                kind: key.1,
+                entity: key.2,
+            },
+        };
+        outcome.facts.push((key.0, change));
     }
     outcome.rules = changed_rules
         .into_iter()
