@@ -42,6 +42,7 @@ const QUERY_NAMES: &[&str] = &[
     "limit[]",
     "currency",
     "min_together",
+    "before",
 ];
 const GET_PATHS: &[&str] = &[
     "/v1/customers",
@@ -75,6 +76,9 @@ const GET_PATHS: &[&str] = &[
     "/v1/webhooks",
     "/v1/webhooks/wh_1",
     "/v1/webhooks/wh_1/deliveries",
+    "/v1/workflows",
+    "/v1/workflows/r-1",
+    "/v1/workflows/r-1/runs",
 ];
 const TYPES: &[&str] = &[
     "CustomerRegistered",
@@ -108,6 +112,8 @@ const TYPES: &[&str] = &[
     "CaseMarkedComplaint",
     "CsatRecorded",
     "NpsAnswered",
+    "WorkflowRuleSet",
+    "WorkflowRuleRemoved",
 ];
 
 fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {
@@ -292,7 +298,7 @@ pub async fn run(app: &App, rounds: u64) {
         } else {
             keys[rng.below(keys.len() as u64) as usize].clone()
         };
-        let request = match rng.below(6) {
+        let request = match rng.below(8) {
             0 => {
                 let bytes: Vec<u8> = (0..rng.below(300)).map(|_| rng.next_u64() as u8).collect();
                 app.client.post(app.url("/v1/events")).body(bytes)
@@ -309,6 +315,23 @@ pub async fn run(app: &App, rounds: u64) {
                     .post(app.url("/v1/events"))
                     .json(&json!({ "events": events }))
             }
+            6 => {
+                // A workflow rule with one member replaced by random JSON.
+                let mut rule = json!({"name": "r", "trigger": {"event": "CaseOpened",
+                    "conditions": [{"field": "data.priority", "op": "eq", "value": "high"}]},
+                    "actions": [{"append": {"type": "CaseAssigned",
+                        "data": {"case_id": "{{data.case_id}}", "agent": "a"}}}]});
+                let spot = pick(
+                    &mut rng,
+                    &["name", "enabled", "trigger", "actions", "extra"],
+                );
+                rule[spot] = random_json(&mut rng, 3);
+                app.client.put(app.url("/v1/workflows/r-1")).json(&rule)
+            }
+            7 => app
+                .client
+                .post(app.url("/v1/workflows/r-1/test"))
+                .json(&random_json(&mut rng, 3)),
             4 => {
                 let path = pick(&mut rng, GET_PATHS);
                 app.client
