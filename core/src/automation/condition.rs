@@ -181,10 +181,7 @@ fn parse_one(item: &Value, at: &str, types: &[String]) -> Result<Condition, Cond
         Op::In | Op::NotIn => match &value {
             Some(Value::Array(values)) if !values.is_empty() && values.len() <= MAX_VALUES => {
                 if values.iter().any(|v| v.is_array() || v.is_object()) {
-                    return Err(refuse(
-                        member,
-                        "the values must be strings, numbers or booleans",
-                    ));
+                    return Err(refuse(member, "the values must be strings, numbers or booleans"));
                 }
             }
             _ => {
@@ -200,10 +197,7 @@ fn parse_one(item: &Value, at: &str, types: &[String]) -> Result<Condition, Cond
             }
         }
         Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
-            if !value
-                .as_ref()
-                .is_some_and(|v| v.is_string() || v.is_number())
-            {
+            if !value.as_ref().is_some_and(|v| v.is_string() || v.is_number()) {
                 return Err(refuse(member, "required, a string or a number"));
             }
         }
@@ -250,10 +244,7 @@ fn check_field(field: &str, types: &[String]) -> Result<(), String> {
             format!("{name:?} is not a field of {}", types.join(", "))
         });
     }
-    if let Some(info) = seen
-        .iter()
-        .find(|info| info.personal_fields.contains(&name))
-    {
+    if let Some(info) = seen.iter().find(|info| info.personal_fields.contains(&name)) {
         return Err(format!(
             "{name:?} holds personal data in {}: filters are stored in the clear and cannot \
              compare it",
@@ -330,12 +321,7 @@ impl Condition {
         let found = lookup(&self.field, subject);
         let found = found.as_deref();
         let value = self.value.as_ref();
-        let list = || {
-            value
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        };
+        let list = || value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         match self.op {
             Op::Exists => found.is_some(),
             Op::NotExists => found.is_none(),
@@ -366,10 +352,7 @@ pub fn all_hold(conditions: &[Condition], subject: &Subject<'_>) -> bool {
 /// Checks a list of event type names (`at` naming it): each in the catalog, none repeated.
 pub fn parse_event_types(value: &Value, at: &str) -> Result<Vec<String>, ConditionError> {
     let Some(items) = value.as_array() else {
-        return Err(refuse(
-            at.to_owned(),
-            "must be an array of event type names",
-        ));
+        return Err(refuse(at.to_owned(), "must be an array of event type names"));
     };
     let mut types = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -380,10 +363,7 @@ pub fn parse_event_types(value: &Value, at: &str) -> Result<Vec<String>, Conditi
         if !EVENT_TYPES.iter().any(|info| info.name == name) {
             return Err(refuse(
                 member,
-                format!(
-                    "{:?} is not an event type of the catalog",
-                    name.chars().take(80).collect::<String>()
-                ),
+                format!("{:?} is not an event type of the catalog", name.chars().take(80).collect::<String>()),
             ));
         }
         if types.iter().any(|t| t == name) {
@@ -417,34 +397,19 @@ mod tests {
         let data = json!({"opportunity_id": "o-1", "to_stage": "negotiation", "n": 5});
         let metadata = json!({"actor": "ana"});
         let event = subject(&data, &metadata);
-        let parse =
-            |value: Value| parse_conditions(&value, "conditions", &[]).expect("valid conditions");
+        let parse = |value: Value| {
+            parse_conditions(&value, "conditions", &[]).expect("valid conditions")
+        };
         let holds = |value: Value| all_hold(&parse(value), &event);
-        assert!(holds(
-            json!([{"field": "data.to_stage", "op": "eq", "value": "negotiation"}])
-        ));
-        assert!(!holds(
-            json!([{"field": "data.to_stage", "op": "eq", "value": "won"}])
-        ));
-        assert!(holds(
-            json!([{"field": "data.to_stage", "op": "in", "value": ["won", "negotiation"]}])
-        ));
+        assert!(holds(json!([{"field": "data.to_stage", "op": "eq", "value": "negotiation"}])));
+        assert!(!holds(json!([{"field": "data.to_stage", "op": "eq", "value": "won"}])));
+        assert!(holds(json!([{"field": "data.to_stage", "op": "in", "value": ["won", "negotiation"]}])));
         assert!(holds(json!([{"field": "data.stage", "op": "not_exists"}])));
-        assert!(holds(
-            json!([{"field": "data.to_stage", "op": "ne", "value": "won"}])
-        ));
-        assert!(holds(
-            json!([{"field": "metadata.actor", "op": "eq", "value": "ana"}])
-        ));
-        assert!(holds(
-            json!([{"field": "type", "op": "eq", "value": "OpportunityStageChanged"}])
-        ));
-        assert!(holds(
-            json!([{"field": "stream", "op": "gte", "value": "opportunity-"}])
-        ));
-        assert!(!holds(
-            json!([{"field": "data.to_stage", "op": "gt", "value": 3}])
-        ));
+        assert!(holds(json!([{"field": "data.to_stage", "op": "ne", "value": "won"}])));
+        assert!(holds(json!([{"field": "metadata.actor", "op": "eq", "value": "ana"}])));
+        assert!(holds(json!([{"field": "type", "op": "eq", "value": "OpportunityStageChanged"}])));
+        assert!(holds(json!([{"field": "stream", "op": "gte", "value": "opportunity-"}])));
+        assert!(!holds(json!([{"field": "data.to_stage", "op": "gt", "value": 3}])));
         assert!(holds(json!([])));
     }
 
@@ -470,10 +435,7 @@ mod tests {
         assert!(all_hold(&c("eq", json!(1500.0)), &event));
         assert!(all_hold(&c("lte", json!(1500)), &event));
         assert!(!all_hold(&c("lt", json!(1500)), &event));
-        assert!(
-            !all_hold(&c("gt", json!("2")), &event),
-            "strings compare bytewise"
-        );
+        assert!(!all_hold(&c("gt", json!("2")), &event), "strings compare bytewise");
     }
 
     #[test]
@@ -508,18 +470,12 @@ mod tests {
                 .starts_with("conditions[0].value:")
         );
         assert!(
-            refused(
-                json!([{"field": "type", "op": "exists", "value": "x"}]),
-                &[]
-            )
-            .starts_with("conditions[0].value:")
+            refused(json!([{"field": "type", "op": "exists", "value": "x"}]), &[])
+                .starts_with("conditions[0].value:")
         );
         assert!(
-            refused(
-                json!([{"field": "type", "op": "eq", "value": "x", "x": 1}]),
-                &[]
-            )
-            .starts_with("conditions[0].x:")
+            refused(json!([{"field": "type", "op": "eq", "value": "x", "x": 1}]), &[])
+                .starts_with("conditions[0].x:")
         );
         let err = parse_event_types(&json!(["OrderPlaced", "Nope"]), "event_types")
             .expect_err("unknown type");
