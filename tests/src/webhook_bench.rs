@@ -4,7 +4,7 @@
 //!
 //! - H1: deliveries per second of one subscription taking every event of the data set (sent
 //!   by A1's client), from the first delivery to the last; then append→delivery latency:
-//!   single-event appends one after another, each delivery's arrival minus its append's
+//!   single-event appends paced at 200 a second, each delivery's arrival minus its append's
 //!   acknowledgement, p50 and p99.
 //! - H2: A1 beside a subscription whose endpoint never answers (each attempt ends at the
 //!   delivery timeout) and beside one whose endpoint answers at once, against A1 alone.
@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 use crate::api_bench::{self, Server};
 use crate::bench_data::CustomerEvents;
 use crate::webhook_receiver::{Mode, Receiver};
+
+/// The interval between the latency samples' appends.
+const PACE: Duration = Duration::from_millis(5);
 
 /// Subscribes the receiver's endpoint `name` to every event; gives the receiver its secret.
 pub async fn subscribe(server: &Server, receiver: &Receiver, name: &str) -> Result<String> {
@@ -73,15 +76,19 @@ pub async fn h1(server: &Server, data: &[CustomerEvents], latency_samples: usize
         .span("bulk")
         .ok_or_else(|| anyhow::anyhow!("no delivery"))?;
     let seconds = last.duration_since(first).as_secs_f64().max(1e-9);
-    // Latency: one event per append, one after another, on the caught-up subscription.
+    // Latency: one event per append, paced at one every 5 ms (200/s, a tenth of what the
+    // subscription delivers, so no backlog forms), on the caught-up subscription.
     let mut acknowledged: HashMap<u64, Instant> = HashMap::new();
+    let paced = Instant::now();
     for i in 0..latency_samples {
+        let due = paced + PACE * u32::try_from(i).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due.into()).await;
         let answer: Value = server
             .client
             .post(format!("{}/v1/events", server.address))
             .bearer_auth(&server.key)
             .json(&json!({"events": [{"type": "CustomerRegistered", "data": {
-                "customer_id": format!("lat-{i}"), "kind": "person"}}]}))
+                "customer_id": format!("lat-{i}"), "kind": "person", "name": "Lat"}}]}))
             .send()
             .await?
             .json()

@@ -134,7 +134,7 @@ impl Receiver {
         let got = self.inner.got.lock().expect("got");
         let mut at = got.iter().filter(|d| d.endpoint == name).map(|d| d.at);
         let first = at.next()?;
-        Some((first, at.last().unwrap_or(first)))
+        Some((first, at.next_back().unwrap_or(first)))
     }
 
     /// Deliveries whose signature did not verify (or came without one).

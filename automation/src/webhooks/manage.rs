@@ -11,11 +11,19 @@ use super::model::{NewSubscription, Patch, Subscription};
 use super::{WebhookError, secrets, tables};
 
 /// A subscription with its secret, shown once.
-#[derive(Debug)]
 pub struct WithSecret {
     pub subscription: Subscription,
     /// `whsec_...`, when it was made now (creation, rotation).
     pub secret: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for WithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithSecret")
+            .field("subscription", &self.subscription)
+            .field("secret", &self.secret.as_ref().map(|_| "[hidden]"))
+            .finish()
+    }
 }
 
 /// Creates a subscription of `tenant` from a POST body; it starts after `head` (the log's
