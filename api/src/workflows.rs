@@ -150,6 +150,7 @@ pub struct RuleSetAnswer {
     request_body(content = Object, description = "The rule's definition."),
     responses(
         (status = 201, description = "The rule's new version was recorded.", body = RuleSetAnswer),
+        (status = 409, description = "The rule's stream moved while the change was judged, again and again; retry.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The definition is refused; the problem names the member (`trigger.conditions[0].op`).", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
     )
 )]
@@ -237,6 +238,7 @@ pub struct RuleRemovedAnswer {
     params(crate::extract::IdParam),
     responses(
         (status = 200, description = "The rule acts no more.", body = RuleRemovedAnswer),
+        (status = 409, description = "The rule changed while it was being removed; read it again.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No rule in force with this id.", body = crate::openapi::ProblemDocument, content_type = "application/problem+json")
     )
 )]
