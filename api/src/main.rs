@@ -301,6 +301,10 @@ async fn main() -> ExitCode {
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    // The stop signals are caught from the start: one that arrives while the store opens and
+    // the workers start is kept, and stops the server once it runs (a signal before the
+    // handler existed would kill the process mid-start).
+    let stop_signal = shutdown_signal();
     let url = args.store.store_url()?;
     if args.max_batch_events == 0 || args.max_body_bytes == 0 {
         anyhow::bail!("--max-batch-events and --max-body-bytes must be above 0");
@@ -460,7 +464,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     ));
     tokio::select! {
         () = report_progress(workers.subscribe()) => {}
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = stop_signal => tracing::info!("shutting down"),
     }
     // Live event streams end; in-flight requests (appends among them) finish; then the
     // workers stop after their batch in progress.
@@ -720,26 +724,43 @@ async fn report_progress(mut statuses: watch::Receiver<Vec<ProjectionStatus>>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the SIGTERM and Ctrl-C handlers now (not when first polled) and answers a future
+/// that completes once either arrives, also one that arrived before it is awaited.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match term.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match int.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = terminate => {},
+                () = interrupt => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
