@@ -22,6 +22,23 @@ pub enum FactChange {
     Delete { kind: &'static str, entity: String },
 }
 
+/// Whether events of this type set, move or end a scheduled fact, or a rule.
+pub(crate) fn dates_a_fact(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "OpportunityOpened"
+            | "OpportunityStageChanged"
+            | "OpportunityUpdated"
+            | "OpportunityWon"
+            | "OpportunityLost"
+            | "OrderPlaced"
+            | "CustomerErased"
+            | "CustomerMerged"
+            | "WorkflowRuleSet"
+            | "WorkflowRuleRemoved"
+    )
+}
+
 pub const OPPORTUNITY: &str = "opportunity";
 pub const CUSTOMER: &str = "customer";
 

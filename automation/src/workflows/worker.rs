@@ -285,6 +285,12 @@ async fn apply_batch(
     let mut changed_facts: Vec<(String, &'static str, String)> = Vec::new();
     for event in events {
         let tenant = event.tenant.as_str();
+        // A tenant that never set a rule has nothing to trigger: only rule events and the
+        // events that date scheduled facts are read (the facts are kept for the rules it may
+        // set later).
+        if !rules.contains_key(tenant) && !facts::dates_a_fact(&event.event_type) {
+            continue;
+        }
         let data: Value = match serde_json::from_str::<Value>(event.data.get())
             .ok()
             .and_then(|d| {
