@@ -6,9 +6,7 @@
 use crate::AutomationError;
 use chrono::{DateTime, Utc};
 use crm_core::automation::condition::Subject;
-use crm_core::automation::rule::{
-    Cause, EventRef, Firing, PlannedCall, PlannedEvent, Rule, Trigger,
-};
+use crm_core::automation::rule::{Cause, Firing, PlannedCall, PlannedEvent, Rule, Trigger};
 use crm_core::command::parse::{ParseOptions, parse_event};
 use crm_core::envelope::TenantId;
 use crm_core::store::Scope;
@@ -17,7 +15,7 @@ use serde_json::Value;
 
 use super::schedules::due_now;
 use super::tables;
-use super::worker::{Context, store_error};
+use super::worker::{Context, event_data, event_firing, store_error};
 
 /// Events examined per dry run at most.
 pub const MAX_EXAMINED: u64 = 100_000;
@@ -109,13 +107,7 @@ pub async fn dry_run(
                         run.to = event.position - 1;
                         break 'read;
                     }
-                    let Some(data) = serde_json::from_str::<Value>(event.data.get())
-                        .ok()
-                        .and_then(|d| {
-                            crm_core::catalog::upcast(&event.event_type, event.schema_version, d)
-                                .ok()
-                        })
-                    else {
+                    let Some(data) = event_data(event) else {
                         continue;
                     };
                     let metadata: Value =
@@ -130,22 +122,8 @@ pub async fn dry_run(
                         continue;
                     }
                     let cause = Cause::of_metadata(&metadata);
-                    let firing = Firing {
-                        tenant: tenant.as_str(),
-                        rule_id,
-                        version,
-                        key: format!("event:{}:{}", event.stream_id, event.event_id),
-                        data: &data,
-                        at: event.occurred_at,
-                        event: Some(EventRef {
-                            id: event.event_id,
-                            stream: event.stream_id.as_str(),
-                            event_type: &event.event_type,
-                            position: event.position,
-                        }),
-                        count,
-                        cause: cause.as_ref(),
-                    };
+                    let firing =
+                        event_firing((rule_id, version), event, &data, count, cause.as_ref());
                     count += 1;
                     record(&mut run, rule, &firing, Some(event.position));
                 }

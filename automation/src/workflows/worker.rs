@@ -291,14 +291,9 @@ async fn apply_batch(
         if !rules.contains_key(tenant) && !facts::dates_a_fact(&event.event_type) {
             continue;
         }
-        let data: Value = match serde_json::from_str::<Value>(event.data.get())
-            .ok()
-            .and_then(|d| {
-                crm_core::catalog::upcast(&event.event_type, event.schema_version, d).ok()
-            }) {
-            Some(data) => data,
-            // An event this build cannot read triggers nothing (the projections park it).
-            None => continue,
+        // An event this build cannot read triggers nothing (the projections park it).
+        let Some(data) = event_data(event) else {
+            continue;
         };
         if event.event_type == "WorkflowRuleSet" || event.event_type == "WorkflowRuleRemoved" {
             let row = rule_event(rules, tenant, event, &data);
@@ -339,22 +334,13 @@ async fn apply_batch(
             if !rule.triggered_by(&subject) {
                 continue;
             }
-            let firing = Firing {
-                tenant,
-                rule_id: &held.row.rule_id,
-                version: held.row.version,
-                key: format!("event:{}:{}", event.stream_id, event.event_id),
-                data: &data,
-                at: event.occurred_at,
-                event: Some(EventRef {
-                    id: event.event_id,
-                    stream: event.stream_id.as_str(),
-                    event_type: &event.event_type,
-                    position: event.position,
-                }),
-                count: held.row.fired,
-                cause: cause.as_ref(),
-            };
+            let firing = event_firing(
+                (&held.row.rule_id, held.row.version),
+                event,
+                &data,
+                held.row.fired,
+                cause.as_ref(),
+            );
             held.row.fired += 1;
             changed_rules.insert(
                 (tenant.to_owned(), held.row.rule_id.clone()),
@@ -384,6 +370,41 @@ async fn apply_batch(
         .map(|((tenant, _), row)| (tenant, row))
         .collect();
     Ok(outcome)
+}
+
+/// An event's data as rules read it (upcast to the current version); `None` for an event
+/// this build cannot read.
+pub(crate) fn event_data(event: &RecordedEvent) -> Option<Value> {
+    serde_json::from_str::<Value>(event.data.get())
+        .ok()
+        .and_then(|d| crm_core::catalog::upcast(&event.event_type, event.schema_version, d).ok())
+}
+
+/// The firing of rule `(id, version)` by `event`: the one trigger key and time the worker
+/// and the dry run both use. `count`: the rule's firings before this one.
+pub(crate) fn event_firing<'a>(
+    (rule_id, version): (&'a str, u64),
+    event: &'a RecordedEvent,
+    data: &'a Value,
+    count: u64,
+    cause: Option<&'a Cause>,
+) -> Firing<'a> {
+    Firing {
+        tenant: event.tenant.as_str(),
+        rule_id,
+        version,
+        key: format!("event:{}:{}", event.stream_id, event.event_id),
+        data,
+        at: event.occurred_at,
+        event: Some(EventRef {
+            id: event.event_id,
+            stream: event.stream_id.as_str(),
+            event_type: &event.event_type,
+            position: event.position,
+        }),
+        count,
+        cause,
+    }
 }
 
 /// A rule event moves the tenant's rule: a new version in force, or removed.
