@@ -5,6 +5,8 @@ pub mod analytics_data;
 pub mod api_bench;
 pub mod baseline;
 pub mod bench_data;
+pub mod concurrent_bench;
+pub mod concurrent_writers;
 pub mod crm_data;
 pub mod postgres;
 pub mod raw_bytes;

@@ -13,6 +13,7 @@ use crate::envelope::{NewEvent, Position, RecordedEvent, StreamId, TenantId};
 
 pub mod chain;
 mod error;
+mod group;
 pub mod guards;
 pub mod keys;
 mod migrations;

@@ -64,6 +64,11 @@ enum Workload {
     /// Webhooks (issue 20): A1 alone, A1 beside a subscription whose endpoint never answers,
     /// and A1 beside one that answers at once, alternating within each run.
     H2,
+    /// Concurrent single appends (issue 21): `--clients` tasks on one store handle, one event
+    /// per append, each to a stream of its own, `--w1-events` appends; beside the same
+    /// appends from one client, and on PostgreSQL the same rows by `--clients` plain
+    /// connections with autocommit INSERTs.
+    W6,
     All,
 }
 
@@ -124,7 +129,16 @@ struct Args {
     /// W5 over the new read models; without it the data set is the default one.
     #[arg(long)]
     crm_mix: bool,
+    /// W6: concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// SQLite's `synchronous` for every store of the run: `normal` (the default) or `full`.
+    #[arg(long, default_value = "normal")]
+    synchronous: String,
 }
+
+/// The SQLite durability of every fresh store of this run (`--synchronous`).
+static SQLITE_DURABILITY: std::sync::OnceLock<Durability> = std::sync::OnceLock::new();
 
 /// A fresh store that lives as long as this value.
 struct Fresh {
@@ -174,7 +188,10 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
                 .prefix("crm-bench")
                 .tempdir_in(std::env::current_dir()?)?;
             let path = dir.path().join("events.db");
-            let store = SqliteEventStore::open(&path).await?;
+            let durability = *SQLITE_DURABILITY.get_or_init(|| Durability::Normal);
+            let mut options = crm_core::store::sqlite::SqliteOptions::new(&path);
+            options.durability = durability;
+            let store = SqliteEventStore::open_with(options).await?;
             let store: SharedStore = Arc::new(store);
             Ok(Fresh {
                 projection_store: Arc::clone(&store),
@@ -182,11 +199,12 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
                 suffix: "",
                 key_file,
                 store_arg: format!("sqlite://{}", path.display()),
-                url: StoreUrl::Sqlite {
-                    path,
-                    durability: Durability::Normal,
+                url: StoreUrl::Sqlite { path, durability },
+                durability: match durability {
+                    Durability::Full => "sqlite WAL synchronous=FULL",
+                    Durability::Extra => "sqlite WAL synchronous=EXTRA",
+                    Durability::Normal => "sqlite WAL synchronous=NORMAL",
                 },
-                durability: "sqlite WAL synchronous=NORMAL",
                 _guard: Box::new((dir, keys)),
             })
         }
@@ -703,6 +721,68 @@ async fn a1_beside(out: &mut Report, data: &[CustomerEvents], webhook: Option<Mo
     Ok(())
 }
 
+/// W6: concurrent single appends, beside one client and (PostgreSQL) plain connections.
+async fn w6(out: &mut Report, data: &[CustomerEvents], args: &Args) -> Result<()> {
+    use crm_tests::concurrent_bench;
+    let appends = Arc::new(concurrent_bench::appends(data, args.w1_events)?);
+    let tenant = crm_core::envelope::TenantId::parse("bench")?;
+    let line = |out: &mut Report,
+                name: &str,
+                clients: usize,
+                f: concurrent_bench::Figures,
+                durability: &str| {
+        let mut line = json!({
+            "workload": name,
+            "backend": out.backend_name(),
+            "clients": clients,
+            "events": f.appends,
+            "seconds": round3(f.seconds),
+            "events_per_s": f.per_s().round(),
+            "p50_ms": round3(f.p50_ms),
+            "p99_ms": round3(f.p99_ms),
+            "durability": durability,
+        });
+        if name == "W6" {
+            for (baseline, key) in [
+                ("W6-baseline", "vs_baseline"),
+                ("W6-1-client", "vs_one_client"),
+            ] {
+                if let Some(base) = out.baselines.get(baseline) {
+                    line[key] = json!((f.per_s() / base * 100.0).round() / 100.0);
+                }
+            }
+        }
+        out.baselines.insert(name.to_owned(), f.per_s());
+        out.print(line);
+    };
+    if out.backend == Backend::Postgres && !args.no_baseline {
+        let Some(db) = TestDatabase::create("crm-bench-w6").await else {
+            bail!("PostgreSQL is not reachable; set CRM_TEST_POSTGRES_URL");
+        };
+        out.start();
+        let figures =
+            concurrent_bench::postgres_baseline(db.url(), Arc::clone(&appends), args.clients)
+                .await?;
+        line(
+            out,
+            "W6-baseline",
+            args.clients,
+            figures,
+            "postgres synchronous_commit=on",
+        );
+    }
+    let one = fresh_plain(out.backend).await?;
+    out.start();
+    let figures = concurrent_bench::store(&one.store, &tenant, Arc::clone(&appends), 1).await?;
+    line(out, "W6-1-client", 1, figures, one.durability);
+    drop(one);
+    let fresh = fresh_plain(out.backend).await?;
+    out.start();
+    let figures = concurrent_bench::store(&fresh.store, &tenant, appends, args.clients).await?;
+    line(out, "W6", args.clients, figures, fresh.durability);
+    Ok(())
+}
+
 /// H1: webhook deliveries per second and append→delivery latency.
 async fn h1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
     let fresh = fresh(out.backend, false).await?;
@@ -746,7 +826,26 @@ async fn main() -> Result<()> {
     if customers == 0 {
         bail!("the data set needs at least one customer (--events 10 or more)");
     }
+    let durability: Durability = args
+        .synchronous
+        .parse()
+        .context("--synchronous must be normal or full")?;
+    SQLITE_DURABILITY
+        .set(durability)
+        .map_err(|_| anyhow::anyhow!("durability set twice"))?;
     let w = args.workload;
+    if w == Workload::W6 {
+        let mut out = Report::new(args.backend);
+        for _ in 0..args.runs {
+            out.baselines.clear();
+            let data = dataset(customers, false, false);
+            w6(&mut out, &data, &args).await?;
+        }
+        if args.runs > 1 {
+            out.summarise(args.runs);
+        }
+        return Ok(());
+    }
     if w == Workload::S1 {
         for _ in 0..args.runs {
             let fresh = fresh_plain(args.backend).await?;

@@ -48,6 +48,8 @@ macro_rules! contract {
                 malformed_batches_are_refused_before_anything_is_written,
                 batches_through_two_store_handles_in_turn_keep_one_consistent_log,
                 an_abandoned_batch_neither_blocks_the_store_nor_half_writes,
+                concurrent_single_appends_leave_no_gap_and_no_skipped_event,
+                a_refused_append_fails_only_itself_among_concurrent_appends,
             );
         }
     };

@@ -54,6 +54,7 @@ async fn postgres_a_stale_remembered_head_falls_back_to_the_transactional_path()
     let paths = |one_round_trip, transactional| AppendPaths {
         one_round_trip,
         transactional,
+        ..AppendPaths::default()
     };
     let first = opened(0);
     // A remembers the head it wrote (revision 0, position 1) ...
@@ -276,4 +277,56 @@ async fn postgres_appends_abandoned_mid_statement_leave_a_consistent_log() {
     let events = last.last_position as usize + 1;
     assert!(events >= 2, "abandoned {abandoned}");
     assert_consistent(&f.store, events).await;
+}
+
+/// Group commit: concurrent appends on one handle share calls (and so commits), across
+/// tenants; each keeps its own outcome, and the log stays gap-free with intact chains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_appends_on_one_handle_share_commits() {
+    let Some(f) = Fixture::postgres("postgres_concurrent_appends_share_commits").await else {
+        return;
+    };
+    let pg = f.postgres_store().await.expect("postgres store");
+    let store: SharedStore = Arc::new(pg.clone());
+    let mut tasks = Vec::new();
+    for n in 0..256usize {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let t = tenant(if n % 2 == 0 { "t1" } else { "t2" });
+            let outcome = store
+                .append(
+                    &t,
+                    &stream(&format!("case-{n}")),
+                    ExpectedRevision::NoStream,
+                    vec![opened(n)],
+                )
+                .await
+                .expect("append");
+            (t, outcome)
+        }));
+    }
+    let mut positions = Vec::new();
+    for task in tasks {
+        let (t, outcome) = task.await.expect("task");
+        assert_eq!(outcome.stream_revision, 0);
+        let stored = store
+            .read_all(&Scope::Tenant(t), outcome.last_position - 1, 1)
+            .await
+            .expect("read");
+        assert_eq!(
+            stored.first().map(|e| (e.position, e.event_id)),
+            Some((outcome.last_position, outcome.events[0].event_id)),
+            "each outcome names its own event, in its own tenant"
+        );
+        positions.push(outcome.last_position);
+    }
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=256).collect::<Vec<u64>>());
+    let paths = pg.append_paths();
+    assert_eq!(paths.one_round_trip + paths.transactional, 256);
+    assert!(
+        paths.groups > 0 && paths.grouped > paths.groups,
+        "256 concurrent appends were never grouped: {paths:?}"
+    );
+    assert_consistent(&store, 256).await;
 }

@@ -1887,3 +1887,94 @@ pub async fn an_expectation_of_a_stream_without_events_guards_the_call(f: &Fixtu
         .expect("a replay of duplicates");
     assert!(again.events.iter().all(|e| e.duplicate));
 }
+
+/// The gap test with concurrent writers in one process (issue 21): 32 tasks append single
+/// events at once through one handle (so the store groups them into shared commits) while a
+/// reader follows the log from its checkpoint.
+pub async fn concurrent_single_appends_leave_no_gap_and_no_skipped_event(f: &Fixture) {
+    use crm_tests::concurrent_writers;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn(concurrent_writers::follow(
+        Arc::clone(&f.store),
+        Arc::clone(&stop),
+    ));
+    let acks = concurrent_writers::write(&f.store, &tenant("t1"), "g", 32, 40)
+        .await
+        .expect("every append written");
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let seen = reader.await.expect("reader").expect("read the log");
+    concurrent_writers::check(&f.store, &acks, &seen, 32 * 40)
+        .await
+        .expect("no gap, no skip, nothing lost");
+}
+
+/// Appends written in one group are each judged on their own: a conflicting append and an
+/// append reusing an id for another type, sent among many good ones, are refused alone and
+/// store nothing, and the good ones are all written.
+pub async fn a_refused_append_fails_only_itself_among_concurrent_appends(f: &Fixture) {
+    let t = tenant("t1");
+    let taken = stream("taken-1");
+    let reused = logged(0);
+    f.store
+        .append(&t, &taken, ExpectedRevision::NoStream, vec![reused.clone()])
+        .await
+        .expect("seed");
+    let mut tasks = Vec::new();
+    for n in 0..48u32 {
+        let (store, t, taken) = (Arc::clone(&f.store), t.clone(), taken.clone());
+        let mut reused = reused.clone();
+        tasks.push(tokio::spawn(async move {
+            match n % 16 {
+                // A conflict: the stream exists.
+                5 => store
+                    .append(&t, &taken, ExpectedRevision::NoStream, vec![logged(n)])
+                    .await
+                    .map(|_| "written"),
+                // The seed's id for another type, in its stream.
+                11 => {
+                    reused.event_type = "CaseOpened".to_owned();
+                    store
+                        .append(&t, &taken, ExpectedRevision::Any, vec![reused])
+                        .await
+                        .map(|_| "written")
+                }
+                _ => store
+                    .append(
+                        &t,
+                        &stream(&format!("good-{n}")),
+                        ExpectedRevision::NoStream,
+                        vec![logged(n)],
+                    )
+                    .await
+                    .map(|_| "good"),
+            }
+        }));
+    }
+    let mut good = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        match (n % 16, task.await.expect("task")) {
+            (5, Err(StoreError::WrongExpectedRevision { actual, .. })) => {
+                assert_eq!(actual, Some(0))
+            }
+            (11, Err(StoreError::EventIdReused { stored_type, .. })) => {
+                assert_eq!(stored_type, "InteractionLogged")
+            }
+            (5 | 11, other) => panic!("append {n} should have been refused: {other:?}"),
+            (_, Ok(_)) => good += 1,
+            (_, Err(error)) => panic!("good append {n} failed: {error}"),
+        }
+    }
+    assert_eq!(good, 48 - 6);
+    assert_eq!(
+        f.store.head_position().await.expect("head"),
+        1 + 48 - 6,
+        "the refused appends stored nothing, the good ones all"
+    );
+    let taken_events = f
+        .store
+        .read_stream(&t, &taken, Direction::Forwards, StreamStart::Boundary, 10)
+        .await
+        .expect("read");
+    assert_eq!(taken_events.len(), 1);
+}

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "subject keys",
         sql: include_str!("0003_subject_keys.sql"),
     },
+    Migration {
+        version: 4,
+        description: "group append function",
+        sql: include_str!("0004_append_group.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises appends ("crm_evts" in ASCII).
@@ -808,9 +813,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_append_function_takes_the_same_append_lock() {
+    fn the_append_functions_take_the_same_append_lock() {
         let lock = format!("PERFORM pg_advisory_xact_lock({APPEND_LOCK_KEY});");
         assert!(include_str!("0002_append_function.sql").contains(&lock));
+        assert!(include_str!("0004_append_group.sql").contains(&lock));
     }
 
     #[test]

@@ -4,19 +4,31 @@
 //! per connection and each is a single index seek or row insert, so SQLite's own work (above
 //! all the commit's write to the WAL) is most of an append's cost.
 //!
+//! Group commit (`store/group.rs`): appends that arrive while the writer is busy wait in the
+//! store's queue, and whoever takes the writer next writes all of them in one transaction,
+//! each inside a savepoint of its own: an append that is refused (a conflict, a reused id)
+//! is rolled back to its savepoint and answered with its refusal, the others commit. Each
+//! append reads the heads the group's earlier appends left, so it is judged exactly as it
+//! would be alone. If the group's transaction fails as a whole (other than "busy"), each of
+//! its appends is written again on its own, for its own answer. With `synchronous=full`
+//! one fsync then carries the whole group.
+//!
 //! Nothing in a transaction awaits: the only awaits of an append are taking the writer and
 //! the pauses of [`retry_busy`] while another connection (another process) holds the write
 //! lock, and no transaction is open during either. An append whose caller goes away therefore
-//! never leaves a transaction or the write lock behind.
+//! never leaves a transaction or the write lock behind; a group whose writer goes away during
+//! a pause is put back at the front of the queue, unwritten, for the next writer.
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Mutex;
+use tokio::sync::oneshot::error::TryRecvError;
 
 use crate::envelope::{Position, TenantId, to_stored_precision};
+use crate::store::group::{self, Queue, Waiting};
 use crate::store::plan::{self, Batch, ExistingEvent, Head};
 use crate::store::sqlite::checkpoint::Checkpointer;
-use crate::store::sqlite::error::retry_busy;
+use crate::store::sqlite::error::{is_busy, retry_busy};
 use crate::store::sqlite::{EVENT_COLUMNS, stored_event};
 use crate::store::{BatchOutcome, StoreError, stored_hash};
 
@@ -65,17 +77,115 @@ pub(super) async fn write_transaction<T>(
     Ok(result)
 }
 
-/// Appends one call's events; see the module documentation.
-#[tracing::instrument(skip_all, fields(streams = batch.streams.len(), events = batch.events.len()), err)]
+/// Appends one call's events, in a group with whatever else waits for the writer; see the
+/// module documentation.
 pub(super) async fn append(
     writer: &Mutex<Writer>,
+    queue: &Queue,
     tenant: &TenantId,
-    batch: &Batch,
+    batch: Batch,
 ) -> Result<BatchOutcome, StoreError> {
-    let mut writer = writer.lock().await;
-    let outcome = retry_busy(|| append_now(&mut writer.conn, tenant, batch)).await?;
+    let mut reply = queue.push(tenant.clone(), batch);
+    loop {
+        let mut writer = tokio::select! {
+            biased;
+            answer = &mut reply => return answer.unwrap_or_else(|_| Err(group::abandoned())),
+            writer = writer.lock() => writer,
+        };
+        match reply.try_recv() {
+            Ok(answer) => return answer,
+            Err(TryRecvError::Closed) => return Err(group::abandoned()),
+            Err(TryRecvError::Empty) => {}
+        }
+        let waiting = queue.take();
+        if waiting.is_empty() {
+            continue;
+        }
+        write_group(&mut writer, queue, waiting).await;
+    }
+}
+
+/// Writes one group and answers each of its appends.
+#[tracing::instrument(skip_all, fields(appends = waiting.len()))]
+async fn write_group(writer: &mut Writer, queue: &Queue, waiting: Vec<Waiting>) {
+    // Put back, unwritten, if this future is dropped during a pause.
+    let mut pending = Unanswered {
+        queue,
+        waiting: Some(waiting),
+    };
+    let group = pending.waiting.as_deref().unwrap_or_default();
+    let answers = if group.len() == 1 {
+        let only = &group[0];
+        vec![retry_busy(|| append_now(&mut writer.conn, &only.tenant, &only.batch)).await]
+    } else {
+        match retry_busy(|| group_now(&mut writer.conn, group)).await {
+            Ok(answers) => answers,
+            Err(error) => {
+                // Each append is written again on its own, for its own answer.
+                tracing::debug!(%error, "the group's transaction failed");
+                let mut answers = Vec::with_capacity(group.len());
+                for append in group {
+                    answers.push(
+                        retry_busy(|| append_now(&mut writer.conn, &append.tenant, &append.batch))
+                            .await,
+                    );
+                }
+                answers
+            }
+        }
+    };
     writer.checkpointer.nudge();
-    Ok(outcome)
+    let waiting = pending.waiting.take().unwrap_or_default();
+    for (append, answer) in waiting.into_iter().zip(answers) {
+        append.answer(answer);
+    }
+}
+
+/// A group not answered yet; dropped before that (its writer went away during a pause, with
+/// no transaction open) it goes back to the front of the queue.
+struct Unanswered<'q> {
+    queue: &'q Queue,
+    waiting: Option<Vec<Waiting>>,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(waiting) = self.waiting.take() {
+            self.queue.put_back(waiting);
+        }
+    }
+}
+
+/// One attempt at a group: one transaction, each append in a savepoint of its own. A busy
+/// answer (or any failure of the transaction itself) rolls back everything.
+fn group_now(
+    conn: &mut Connection,
+    group: &[Waiting],
+) -> Result<Vec<Result<BatchOutcome, StoreError>>, StoreError> {
+    let conn = &*conn;
+    let transaction = Transaction::begin_immediate(conn)?;
+    let mut answers = Vec::with_capacity(group.len());
+    let mut wrote = false;
+    for append in group {
+        conn.prepare_cached("SAVEPOINT crm_append")?.execute([])?;
+        match write(conn, &append.tenant, &append.batch) {
+            Ok((outcome, new)) => {
+                conn.prepare_cached("RELEASE crm_append")?.execute([])?;
+                wrote |= new;
+                answers.push(Ok(outcome));
+            }
+            Err(error) if is_busy(&error) => return Err(error),
+            Err(error) => {
+                conn.prepare_cached("ROLLBACK TO crm_append")?.execute([])?;
+                conn.prepare_cached("RELEASE crm_append")?.execute([])?;
+                answers.push(Err(error));
+            }
+        }
+    }
+    if wrote {
+        transaction.commit()?;
+    }
+    Ok(answers)
 }
 
 /// One attempt: a whole transaction, committed, or rolled back when anything fails.

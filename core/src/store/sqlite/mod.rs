@@ -134,6 +134,8 @@ pub struct SqliteEventStore {
 #[derive(Debug)]
 struct Inner {
     writer: Mutex<Writer>,
+    /// Appends waiting for the writer (group commit, `store/group.rs`).
+    queue: crate::store::group::Queue,
     readers: Arc<Readers>,
     head: Arc<watch::Sender<Position>>,
     path: PathBuf,
@@ -216,6 +218,7 @@ impl SqliteEventStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Writer::new(writer, checkpointer)),
+                queue: Default::default(),
                 readers,
                 head,
                 path: options.path,
@@ -463,7 +466,7 @@ impl EventStore for SqliteEventStore {
     ) -> Result<BatchOutcome, StoreError> {
         let mut batch = Batch::new(expectations, events)?;
         batch.keys = keys;
-        let outcome = append::append(&self.inner.writer, tenant, &batch).await?;
+        let outcome = append::append(&self.inner.writer, &self.inner.queue, tenant, batch).await?;
         advance_head(&self.inner.head, outcome.last_position);
         Ok(outcome)
     }
