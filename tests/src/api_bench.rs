@@ -68,21 +68,7 @@ impl Server {
         serve_args: &[&str],
     ) -> Result<Server> {
         let binary = api_binary()?;
-        let output = Command::new(&binary)
-            .args([
-                "keys", "create", "--tenant", tenant, "--role", role, "--store", store,
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .output()
-            .context("run crm-api keys create")?;
-        if !output.status.success() {
-            bail!(
-                "crm-api keys create failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let key = create_key(store, data_dir, tenant, role)?;
         let mut child = Command::new(&binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .arg("--data-dir")
@@ -307,6 +293,25 @@ pub async fn a1(
         bail!("{appended} events appended of {total}");
     }
     Ok((appended, seconds))
+}
+
+/// Creates a key of `role` for `tenant` with `crm-api keys create` and returns it.
+pub fn create_key(store: &str, data_dir: &Path, tenant: &str, role: &str) -> Result<String> {
+    let output = Command::new(api_binary()?)
+        .args([
+            "keys", "create", "--tenant", tenant, "--role", role, "--store", store,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .context("run crm-api keys create")?;
+    if !output.status.success() {
+        bail!(
+            "crm-api keys create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// `VmHWM` (peak resident set) of a `/proc/<pid>/status` file, in MiB.

@@ -170,3 +170,77 @@ fn figures(mut latencies: Vec<f64>, started: Instant) -> Result<Figures> {
         p99_ms: at(0.99),
     })
 }
+
+/// W6 across processes: `processes` `crm-concurrent-writer` processes (found beside this
+/// binary) on the store at `url`, each with `clients` tasks making `per_client` appends
+/// (`crate::concurrent_writers::write`: mostly single events to streams of their own, a
+/// quarter to the client's stream with exact revisions, and one deliberately stale append per
+/// ten, refused). Timed from the moment all are told to go until the last is done; returns
+/// the acknowledged appends and the seconds.
+pub fn processes(
+    url: &str,
+    processes: usize,
+    clients: usize,
+    per_client: usize,
+) -> Result<(usize, f64)> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let binary = std::env::current_exe()?
+        .parent()
+        .context("the binary's folder")?
+        .join("crm-concurrent-writer");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p crm-tests --bins`",
+            binary.display()
+        );
+    }
+    let mut children = Vec::with_capacity(processes);
+    for p in 0..processes {
+        let mut child = Command::new(&binary)
+            .args([
+                url,
+                &format!("w6p{p}"),
+                &clients.to_string(),
+                &per_client.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start crm-concurrent-writer")?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        match lines.next() {
+            Some(Ok(line)) if line == "ready" => {}
+            other => bail!("crm-concurrent-writer did not start: {other:?}"),
+        }
+        children.push((child, lines));
+    }
+    let started = Instant::now();
+    for (child, _) in &mut children {
+        writeln!(child.stdin.as_mut().context("stdin")?, "go")?;
+    }
+    let mut acks = 0;
+    let mut seconds = 0.0f64;
+    for (mut child, lines) in children {
+        for line in lines {
+            let line = line?;
+            if line == "done" {
+                seconds = seconds.max(started.elapsed().as_secs_f64());
+                break;
+            }
+            acks += usize::from(line.starts_with("ack "));
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("crm-concurrent-writer failed: {status}");
+        }
+    }
+    if acks != processes * clients * per_client {
+        bail!(
+            "{acks} appends acknowledged of {}",
+            processes * clients * per_client
+        );
+    }
+    Ok((acks, seconds))
+}

@@ -8,6 +8,8 @@ pub mod bench_data;
 pub mod concurrent_bench;
 pub mod concurrent_writers;
 pub mod crm_data;
+pub mod ladder;
+pub mod mixed_bench;
 pub mod postgres;
 pub mod raw_bytes;
 pub mod score_bench;

@@ -69,6 +69,14 @@ enum Workload {
     /// appends from one client, and on PostgreSQL the same rows by `--clients` plain
     /// connections with autocommit INSERTs.
     W6,
+    /// The cost ladder (issue 21): W1-W3 with the plain driver on a minimal event table, then
+    /// adding one by one each column, index and statement the store keeps per event
+    /// (`crm_tests::ladder`), then the store's own W1-W3 on the same data.
+    Ladder,
+    /// Mixed load (issue 21): A1 for its maximum rate, then Q1 on a store holding the data
+    /// set while the real crm-api ingests as many new customers' events at half that rate
+    /// (`--rate` to set it).
+    W7,
     All,
 }
 
@@ -129,9 +137,16 @@ struct Args {
     /// W5 over the new read models; without it the data set is the default one.
     #[arg(long)]
     crm_mix: bool,
+    /// W7: the ingest rate in events per second (default: half of A1 measured first).
+    #[arg(long)]
+    rate: Option<f64>,
     /// W6: concurrent clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// W6: also spread the clients over this many `crm-concurrent-writer` processes on the
+    /// same store (`W6-processes`); 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    processes: usize,
     /// SQLite's `synchronous` for every store of the run: `normal` (the default) or `full`.
     #[arg(long, default_value = "normal")]
     synchronous: String,
@@ -355,6 +370,9 @@ impl Report {
             line["baseline"] = json!(baseline);
             line["baseline_events_per_s"] = json!(base.round());
             line["vs_baseline"] = json!((events_per_s / base * 100.0).round() / 100.0);
+        }
+        if let Some(minimal) = self.baselines.get(&format!("{workload}-minimal")) {
+            line["vs_minimal"] = json!((events_per_s / minimal * 100.0).round() / 100.0);
         }
         if let Some(rusqlite) = self.baselines.get(&format!("{baseline}-rusqlite")) {
             line["vs_rusqlite_baseline"] = json!((events_per_s / rusqlite * 100.0).round() / 100.0);
@@ -670,13 +688,61 @@ async fn q1(out: &mut Report, fresh: &Fresh, customers: u64) -> Result<()> {
     Ok(())
 }
 
-/// A1: the data set through `POST /v1/events` of a real `crm-api` on a fresh store.
-async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
+/// A1: the data set through `POST /v1/events` of a real `crm-api` on a fresh store; returns
+/// its events per second.
+async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<f64> {
     a1_beside(out, data, None).await
 }
 
+/// W7: Q1 under a paced ingest (`crm_tests::mixed_bench`).
+async fn w7(out: &mut Report, customers: u64, rate: Option<f64>) -> Result<()> {
+    let mut first = dataset(customers * 2, false, false);
+    let second = first.split_off(customers as usize);
+    let rate = match rate {
+        Some(rate) => rate,
+        None => a1(out, &first).await? / 2.0,
+    };
+    let fresh = fresh(out.backend, true).await?;
+    fill(&fresh, first).await?;
+    let dir = tempfile::tempdir()?;
+    let server = api_bench::Server::start(
+        &fresh.store_arg,
+        dir.path(),
+        &fresh.key_file,
+        "bench",
+        "analyst",
+    )?;
+    let head = fresh.store.head_position().await?;
+    server.wait_caught_up(head).await?;
+    let ingest_key = api_bench::create_key(&fresh.store_arg, dir.path(), "bench", "ingest")?;
+    out.start();
+    let figures =
+        crm_tests::mixed_bench::w7(&server, &ingest_key, &second, rate, customers, 10_000).await?;
+    out.print(json!({
+        "workload": "W7",
+        "backend": out.backend_name(),
+        "requests": figures.q1.requests,
+        "connections": 8,
+        "seconds": round3(figures.q1.seconds),
+        "requests_per_s": (figures.q1.requests as f64 / figures.q1.seconds).round(),
+        "p50_ms": round3(figures.q1.p50_ms),
+        "p99_ms": round3(figures.q1.p99_ms),
+        "max_ms": round3(figures.q1.max_ms),
+        "ingest_target_events_per_s": rate.round(),
+        "events_per_s": (figures.ingested as f64 / figures.ingest_seconds).round(),
+        "ingested": figures.ingested,
+        "durability": fresh.durability,
+        "server_peak_rss_mib": server.peak_rss_mib(),
+    }));
+    Ok(())
+}
+
 /// A1, beside a webhook subscription whose endpoint answers as `webhook` says (H2).
-async fn a1_beside(out: &mut Report, data: &[CustomerEvents], webhook: Option<Mode>) -> Result<()> {
+async fn a1_beside(
+    out: &mut Report,
+    data: &[CustomerEvents],
+    webhook: Option<Mode>,
+) -> Result<f64> {
     let fresh = fresh(out.backend, false).await?;
     let dir = tempfile::tempdir()?;
     let server = api_bench::Server::start_with(
@@ -718,6 +784,52 @@ async fn a1_beside(out: &mut Report, data: &[CustomerEvents], webhook: Option<Mo
         line["vs_baseline"] = json!((events_per_s / base * 100.0).round() / 100.0);
     }
     out.print(line);
+    Ok(events_per_s)
+}
+
+/// The cost ladder, then the store's W1-W3 on the same data, each beside the minimal step.
+async fn ladder(out: &mut Report, customers: u64, args: &Args) -> Result<()> {
+    use crm_tests::ladder;
+    let data = dataset(customers, false, false);
+    let (figures, durability) = match out.backend {
+        Backend::Sqlite => {
+            let dir = tempfile::Builder::new()
+                .prefix("crm-ladder")
+                .tempdir_in(std::env::current_dir()?)?;
+            let synchronous = args.synchronous.to_uppercase();
+            let figures = ladder::rusqlite(dir.path(), &data, args.w1_events, &synchronous)?;
+            (figures, format!("sqlite WAL synchronous={synchronous}"))
+        }
+        Backend::Postgres => {
+            let Some(db) = TestDatabase::create("crm-bench-ladder").await else {
+                bail!("PostgreSQL is not reachable; set CRM_TEST_POSTGRES_URL");
+            };
+            let figures = ladder::postgres(db.url(), &data, args.w1_events).await?;
+            (figures, "postgres synchronous_commit=on".to_owned())
+        }
+    };
+    for figure in figures {
+        let label = format!("{}-{}", figure.workload, figure.step);
+        let mut line = json!({
+            "workload": label,
+            "backend": out.backend_name(),
+            "adds": figure.adds,
+            "events": figure.events,
+            "seconds": round3(figure.seconds),
+            "events_per_s": figure.events_per_s().round(),
+            "durability": durability,
+        });
+        if let Some(minimal) = out.baselines.get(&format!("{}-minimal", figure.workload)) {
+            line["vs_minimal"] = json!((figure.events_per_s() / minimal * 100.0).round() / 100.0);
+        }
+        out.baselines.insert(label, figure.events_per_s());
+        out.emit(line);
+    }
+    // The store's own, on the same data and durability.
+    w1(out, &data, args.w1_events, false, false).await?;
+    let fresh = fresh(out.backend, false).await?;
+    let written = w2(out, &fresh, data, false).await?;
+    w3(out, &fresh, written).await?;
     Ok(())
 }
 
@@ -780,6 +892,33 @@ async fn w6(out: &mut Report, data: &[CustomerEvents], args: &Args) -> Result<()
     out.start();
     let figures = concurrent_bench::store(&fresh.store, &tenant, appends, args.clients).await?;
     line(out, "W6", args.clients, figures, fresh.durability);
+    drop(fresh);
+    if args.processes > 0 {
+        let fresh = fresh_plain(out.backend).await?;
+        let clients = args.clients.div_ceil(args.processes);
+        let per_client = args.w1_events.div_ceil(args.processes * clients);
+        let (appends, seconds) =
+            concurrent_bench::processes(&fresh.store_arg, args.processes, clients, per_client)?;
+        let per_s = appends as f64 / seconds;
+        let mut line = json!({
+            "workload": "W6-processes",
+            "backend": out.backend_name(),
+            "processes": args.processes,
+            "clients": clients * args.processes,
+            "events": appends,
+            "seconds": round3(seconds),
+            "events_per_s": per_s.round(),
+            "durability": fresh.durability,
+            "note": "a quarter of the appends go to a shared client stream with exact revisions, and one stale append per ten is refused (not counted)",
+        });
+        if let Some(one) = out.baselines.get("W6-1-client") {
+            line["vs_one_client"] = json!((per_s / one * 100.0).round() / 100.0);
+        }
+        if let Some(base) = out.baselines.get("W6-baseline") {
+            line["vs_baseline"] = json!((per_s / base * 100.0).round() / 100.0);
+        }
+        out.emit(line);
+    }
     Ok(())
 }
 
@@ -840,6 +979,27 @@ async fn main() -> Result<()> {
             out.baselines.clear();
             let data = dataset(customers, false, false);
             w6(&mut out, &data, &args).await?;
+        }
+        if args.runs > 1 {
+            out.summarise(args.runs);
+        }
+        return Ok(());
+    }
+    if w == Workload::W7 {
+        let mut out = Report::new(args.backend);
+        for _ in 0..args.runs {
+            w7(&mut out, customers, args.rate).await?;
+        }
+        if args.runs > 1 {
+            out.summarise(args.runs);
+        }
+        return Ok(());
+    }
+    if w == Workload::Ladder {
+        let mut out = Report::new(args.backend);
+        for _ in 0..args.runs {
+            out.baselines.clear();
+            ladder(&mut out, customers, &args).await?;
         }
         if args.runs > 1 {
             out.summarise(args.runs);

@@ -330,3 +330,41 @@ async fn postgres_concurrent_appends_on_one_handle_share_commits() {
     );
     assert_consistent(&store, 256).await;
 }
+
+/// Two handles (as two processes have) writing concurrently make each other's remembered
+/// heads stale: their groups then take the transactional path together, one transaction per
+/// group, each append judged on heads read under the lock (the stale appends among them
+/// refused alone), while a reader following the log misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_handles_writing_at_once_group_their_transactional_appends() {
+    use crm_tests::concurrent_writers;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(f) = Fixture::postgres("postgres_two_handles_group_transactional").await else {
+        return;
+    };
+    let pg = f.postgres_store().await.expect("postgres store");
+    let a: SharedStore = Arc::new(pg.clone());
+    let b = f.reopen().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn(concurrent_writers::follow(
+        Arc::clone(&f.store),
+        Arc::clone(&stop),
+    ));
+    let t = tenant("t1");
+    let (from_a, from_b) = tokio::join!(
+        concurrent_writers::write(&a, &t, "a", 24, 30),
+        concurrent_writers::write(&b, &t, "b", 24, 30),
+    );
+    let mut acks = from_a.expect("a's appends");
+    acks.extend(from_b.expect("b's appends"));
+    stop.store(true, Ordering::Release);
+    let seen = reader.await.expect("reader").expect("read");
+    concurrent_writers::check(&f.store, &acks, &seen, 2 * 24 * 30)
+        .await
+        .expect("no gap, no skip, nothing lost");
+    let paths = pg.append_paths();
+    assert!(
+        paths.transactional > 0,
+        "two writers never made each other's heads stale: {paths:?}"
+    );
+}

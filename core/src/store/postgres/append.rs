@@ -37,6 +37,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -53,6 +54,9 @@ use crate::store::{BatchOutcome, StoreError, advance_head};
 /// Remembered stream heads kept at most; past this the memory starts again (appends to a
 /// forgotten stream take the transactional path once).
 const MAX_REMEMBERED_HEADS: usize = 16_384;
+
+/// How long after a stale plan groups skip the remembered heads.
+const CONTENDED_FOR: Duration = Duration::from_secs(1);
 
 /// The one-round-trip group append (migration 0004).
 const CALL_APPEND_GROUP: &str = "SELECT crm_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, \
@@ -98,6 +102,10 @@ struct WriterState {
     /// Last known (revision, hash) per tenant and stream.
     heads: HashMap<String, HashMap<String, Head>>,
     remembered: usize,
+    /// When a group's plan from remembered heads was last found stale: another writer (another
+    /// process) is appending too, and for a while groups go straight to the transactional
+    /// path instead of trying remembered heads first.
+    stale_at: Option<Instant>,
 }
 
 impl WriterState {
@@ -243,6 +251,38 @@ async fn write_group(
     head: Arc<watch::Sender<Position>>,
 ) {
     let state = &mut *state;
+    let contended = state
+        .stale_at
+        .is_some_and(|at| at.elapsed() < CONTENDED_FOR);
+    let (answers, alone) = if contended {
+        let all: Vec<usize> = (0..waiting.len()).collect();
+        (Vec::new(), all)
+    } else {
+        from_remembered_heads(state, &options, &counters, &waiting, &head).await
+    };
+    let mut waiting: Vec<Option<Waiting>> = waiting.into_iter().map(Some).collect();
+    for (index, answer) in answers {
+        if let Some(append) = waiting[index].take() {
+            append.answer(answer);
+        }
+    }
+    let alone: Vec<Waiting> = alone
+        .into_iter()
+        .filter_map(|index| waiting[index].take())
+        .collect();
+    in_one_transaction(state, &options, &counters, alone, &head).await;
+}
+
+/// The appends of a group that could be planned from remembered heads, written by one
+/// `crm_append_group` call: their answers, and the indexes of the appends left for the
+/// transactional path.
+async fn from_remembered_heads(
+    state: &mut WriterState,
+    options: &PgConnectOptions,
+    counters: &Counters,
+    waiting: &[Waiting],
+    head: &watch::Sender<Position>,
+) -> (Vec<(usize, Result<BatchOutcome, StoreError>)>, Vec<usize>) {
     let log_head = *head.borrow();
     let recorded_at = crate::envelope::to_stored_precision(Utc::now());
     let mut alone: Vec<usize> = Vec::new();
@@ -291,10 +331,10 @@ async fn write_group(
         if planned.is_empty() {
             Ok(None)
         } else {
-            call.run(state, &options).await
+            call.run(state, options).await
         }
     };
-    let mut waiting: Vec<Option<Waiting>> = waiting.into_iter().map(Some).collect();
+    let mut answers = Vec::with_capacity(planned.len());
     match written {
         Ok(Some(last)) => {
             let count = planned.len() as u64;
@@ -303,22 +343,22 @@ async fn write_group(
                 counters.grouped.fetch_add(count, Ordering::Relaxed);
                 counters.groups.fetch_add(1, Ordering::Relaxed);
             }
-            advance_head(&head, last);
+            advance_head(head, last);
             for done in planned {
-                if let Some(append) = waiting[done.index].take() {
-                    state.remember(&append.tenant, &append.batch, &done.heads);
-                    append.answer(Ok(done.outcome));
-                }
+                let append = &waiting[done.index];
+                state.remember(&append.tenant, &append.batch, &done.heads);
+                answers.push((done.index, Ok(done.outcome)));
             }
         }
         Ok(None) => {
             if !planned.is_empty() {
                 tracing::debug!(appends = planned.len(), "remembered heads were stale");
+                state.stale_at = Some(Instant::now());
             }
             alone.extend(planned.iter().map(|p| p.index));
         }
         Err(error) => {
-            // Each append is written again on its own, which gives each its own answer (a
+            // The transactional path writes them again, which gives each its own answer (a
             // conflict, or the error again if the database is unreachable).
             tracing::debug!(%error, appends = planned.len(), "the group call failed");
             state.forget();
@@ -326,13 +366,250 @@ async fn write_group(
         }
     }
     alone.sort_unstable();
-    for index in alone {
-        if let Some(append) = waiting[index].take() {
-            counters.transactional.fetch_add(1, Ordering::Relaxed);
-            let answer = transactional(state, &options, &append.tenant, &append.batch, &head).await;
-            append.answer(answer);
+    (answers, alone)
+}
+
+/// Writes `appends` through the transactional path, as few transactions as possible: one for
+/// all of them (each planned from heads and ids read under the lock, a refused one answered
+/// with its refusal and left out), except appends with key changes or restores and appends
+/// naming a stream an earlier one of the group writes, which each get a transaction of
+/// their own, after.
+async fn in_one_transaction(
+    state: &mut WriterState,
+    options: &PgConnectOptions,
+    counters: &Counters,
+    appends: Vec<Waiting>,
+    head: &watch::Sender<Position>,
+) {
+    if appends.is_empty() {
+        return;
+    }
+    counters
+        .transactional
+        .fetch_add(appends.len() as u64, Ordering::Relaxed);
+    let mut together: Vec<Waiting> = Vec::new();
+    let mut after: Vec<Waiting> = Vec::new();
+    {
+        let mut streams: HashSet<(String, String)> = HashSet::new();
+        for append in appends {
+            let overlaps = append.batch.streams.iter().any(|s| {
+                streams.contains(&(
+                    append.tenant.as_str().to_owned(),
+                    s.stream.as_str().to_owned(),
+                ))
+            });
+            if needs_transaction(&append.batch) || overlaps {
+                after.push(append);
+                continue;
+            }
+            streams.extend(append.batch.streams.iter().map(|s| {
+                (
+                    append.tenant.as_str().to_owned(),
+                    s.stream.as_str().to_owned(),
+                )
+            }));
+            together.push(append);
         }
     }
+    if together.len() == 1 {
+        after.insert(0, together.remove(0));
+    }
+    if !together.is_empty() {
+        match group_transaction(state, options, &together, head).await {
+            Ok(answers) => {
+                for (append, answer) in together.into_iter().zip(answers) {
+                    append.answer(answer);
+                }
+            }
+            // The group's transaction failed as a whole: each is written on its own.
+            Err(error) => {
+                tracing::debug!(%error, appends = together.len(), "the group's transaction failed");
+                state.forget();
+                together.append(&mut after);
+                after = together;
+            }
+        }
+    }
+    for append in after {
+        let answer = transactional(state, options, &append.tenant, &append.batch, head).await;
+        append.answer(answer);
+    }
+}
+/// One round trip under the append lock: the log head (kind 0), the heads of every (tenant,
+/// stream) of a group (kind 1) and its (tenant, stream, id) triples already stored (kind 2).
+/// Each look-up is a LATERAL probe of a unique index (see `append_in` in postgres/mod.rs).
+const READ_GROUP: &str = "SELECT 0 AS kind, \
+        (SELECT position FROM crm_events ORDER BY position DESC LIMIT 1) AS position, \
+        NULL::bigint AS revision, NULL::bytea AS hash, NULL::text AS tenant, \
+        NULL::text AS stream_id, NULL::uuid AS event_id, NULL::text AS event_type \
+     UNION ALL \
+     SELECT 1, NULL, s.revision, s.hash, k.tenant, k.stream_id, NULL, NULL \
+     FROM UNNEST($1::text[], $2::text[]) AS k(tenant, stream_id) \
+     CROSS JOIN LATERAL (SELECT revision, hash FROM crm_streams \
+         WHERE tenant = k.tenant AND stream_id = k.stream_id LIMIT 1) AS s \
+     UNION ALL \
+     SELECT 2, e.position, e.revision, NULL, k.tenant, k.stream_id, k.event_id, e.event_type \
+     FROM UNNEST($3::text[], $4::text[], $5::uuid[]) AS k(tenant, stream_id, event_id) \
+     CROSS JOIN LATERAL (SELECT position, revision, event_type FROM crm_events \
+         WHERE tenant = k.tenant AND stream_id = k.stream_id AND event_id = k.event_id \
+         LIMIT 1) AS e";
+
+/// What a group's transaction decided: each append's answer and, for those written, its
+/// streams' heads after it; and the log head after the group.
+struct GroupWritten {
+    answers: Vec<Result<BatchOutcome, StoreError>>,
+    heads: Vec<Option<Vec<Option<Head>>>>,
+    log_head: Position,
+}
+
+/// The transactional path for a group of appends on distinct streams, without key changes
+/// or restores: one transaction on the writer connection. Answers each append (a refusal for
+/// the refused); an error means nothing of the group was written, or (the commit's answer
+/// lost) that it is unknown, and the connection is then replaced.
+async fn group_transaction(
+    state: &mut WriterState,
+    options: &PgConnectOptions,
+    group: &[Waiting],
+    head: &watch::Sender<Position>,
+) -> Result<Vec<Result<BatchOutcome, StoreError>>, StoreError> {
+    state.connection(options).await?;
+    let mut conn = state.conn.take().ok_or(sqlx::Error::PoolClosed)?;
+    let (result, clean) = {
+        match conn.begin_with(BEGIN_APPEND).await {
+            Err(error) => (Err(error.into()), false),
+            Ok(mut tx) => match plan_and_write_group(&mut tx, group).await {
+                Ok(written) => match tx.commit().await {
+                    Ok(()) => (Ok(written), true),
+                    Err(error) => (Err(error.into()), false),
+                },
+                Err(error) => {
+                    let clean = tx.rollback().await.is_ok();
+                    (Err(error), clean)
+                }
+            },
+        }
+    };
+    if clean {
+        state.conn = Some(conn);
+    }
+    let written = result?;
+    for (append, heads) in group.iter().zip(&written.heads) {
+        if let Some(heads) = heads {
+            state.remember(&append.tenant, &append.batch, heads);
+        }
+    }
+    advance_head(head, written.log_head);
+    Ok(written.answers)
+}
+
+/// Reads what the group's plans need, plans each append in order, and writes every planned
+/// row with one `crm_append_group` call, inside `tx` (which holds the append lock).
+async fn plan_and_write_group(
+    tx: &mut PgConnection,
+    group: &[Waiting],
+) -> Result<GroupWritten, StoreError> {
+    let (mut head_tenants, mut head_streams) = (Vec::new(), Vec::new());
+    let (mut id_tenants, mut id_streams, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for append in group {
+        let tenant = append.tenant.as_str();
+        for stream in &append.batch.streams {
+            head_tenants.push(tenant);
+            head_streams.push(stream.stream.as_str());
+        }
+        for (stream, event) in &append.batch.events {
+            id_tenants.push(tenant);
+            id_streams.push(append.batch.streams[*stream].stream.as_str());
+            ids.push(event.event_id);
+        }
+    }
+    let rows = sqlx::query(READ_GROUP)
+        .bind(&head_tenants)
+        .bind(&head_streams)
+        .bind(&id_tenants)
+        .bind(&id_streams)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut log_head: Position = 0;
+    let mut heads: HashMap<(String, String), Head> = HashMap::new();
+    let mut existing: HashMap<String, Vec<plan::ExistingEvent>> = HashMap::new();
+    for row in &rows {
+        let kind: i32 = row.try_get(0)?;
+        match kind {
+            0 => log_head = row.try_get::<Option<i64>, _>(1)?.unwrap_or(0) as Position,
+            1 => {
+                let hash: Vec<u8> = row.try_get(3)?;
+                heads.insert(
+                    (row.try_get(4)?, row.try_get(5)?),
+                    (
+                        row.try_get::<i64, _>(2)? as u64,
+                        crate::store::stored_hash(&hash, 0)?,
+                    ),
+                );
+            }
+            _ => existing
+                .entry(row.try_get(4)?)
+                .or_default()
+                .push(plan::ExistingEvent {
+                    event_id: row.try_get(6)?,
+                    stream_id: row.try_get(5)?,
+                    event_type: row.try_get(7)?,
+                    revision: row.try_get::<i64, _>(2)? as u64,
+                    position: row.try_get::<i64, _>(1)? as Position,
+                }),
+        }
+    }
+    let recorded_at = crate::envelope::to_stored_precision(Utc::now());
+    let mut call = Call::new(log_head, recorded_at);
+    let mut next_head = log_head;
+    let mut answers = Vec::with_capacity(group.len());
+    let mut after_heads = Vec::with_capacity(group.len());
+    for append in group {
+        let (tenant, batch) = (&append.tenant, &append.batch);
+        let before: Vec<Option<Head>> = batch
+            .streams
+            .iter()
+            .map(|s| {
+                heads
+                    .get(&(tenant.as_str().to_owned(), s.stream.as_str().to_owned()))
+                    .copied()
+            })
+            .collect();
+        // The tenant's stored ids; `plan_append` ignores those of other streams.
+        let stored = existing.get(tenant.as_str()).cloned().unwrap_or_default();
+        match plan::plan_append(tenant, batch, next_head, &before, stored, recorded_at) {
+            Ok(plan) => {
+                if !plan.rows.is_empty() {
+                    call.add(tenant, batch, &plan, &before);
+                    next_head += plan.rows.len() as Position;
+                }
+                let mut after = before;
+                for new in &plan.new_heads {
+                    after[new.stream] = Some((new.revision, new.hash));
+                }
+                after_heads.push(Some(after));
+                answers.push(Ok(plan.outcome));
+            }
+            Err(refused) => {
+                after_heads.push(None);
+                answers.push(Err(refused));
+            }
+        }
+    }
+    if !call.is_empty() {
+        let row = call.query().fetch_one(&mut *tx).await?;
+        let last: Option<i64> = row.try_get(0)?;
+        if last.map(|p| p as Position) != Some(next_head) {
+            return Err(StoreError::Task(
+                "the group's heads moved under the append lock".to_owned(),
+            ));
+        }
+    }
+    Ok(GroupWritten {
+        answers,
+        heads: after_heads,
+        log_head: next_head,
+    })
 }
 
 /// Key changes are read and written under the lock: only the transactional path does them.
@@ -483,25 +760,7 @@ impl<'a> Call<'a> {
         state: &mut WriterState,
         options: &PgConnectOptions,
     ) -> Result<Option<Position>, sqlx::Error> {
-        let query = sqlx::query(CALL_APPEND_GROUP)
-            .bind(self.log_head)
-            .bind(self.recorded_at)
-            .bind(&self.head_tenants)
-            .bind(&self.head_streams)
-            .bind(&self.head_revisions)
-            .bind(&self.new_revisions)
-            .bind(&self.new_hashes)
-            .bind(&self.positions)
-            .bind(&self.tenants)
-            .bind(&self.streams)
-            .bind(&self.revisions)
-            .bind(&self.event_ids)
-            .bind(&self.types)
-            .bind(&self.versions)
-            .bind(&self.data)
-            .bind(&self.metadata)
-            .bind(&self.occurred)
-            .bind(&self.hashes);
+        let query = self.query();
         state.connection(options).await?;
         let WriterState {
             conn, in_flight, ..
@@ -521,5 +780,32 @@ impl<'a> Call<'a> {
                 Err(error)
             }
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// The call as a query.
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(CALL_APPEND_GROUP)
+            .bind(self.log_head)
+            .bind(self.recorded_at)
+            .bind(&self.head_tenants)
+            .bind(&self.head_streams)
+            .bind(&self.head_revisions)
+            .bind(&self.new_revisions)
+            .bind(&self.new_hashes)
+            .bind(&self.positions)
+            .bind(&self.tenants)
+            .bind(&self.streams)
+            .bind(&self.revisions)
+            .bind(&self.event_ids)
+            .bind(&self.types)
+            .bind(&self.versions)
+            .bind(&self.data)
+            .bind(&self.metadata)
+            .bind(&self.occurred)
+            .bind(&self.hashes)
     }
 }
