@@ -10,6 +10,7 @@ pub mod concurrent_writers;
 pub mod crm_data;
 pub mod ladder;
 pub mod mixed_bench;
+pub mod multi_api_bench;
 pub mod postgres;
 pub mod raw_bytes;
 pub mod score_bench;

@@ -77,6 +77,10 @@ enum Workload {
     /// set while the real crm-api ingests as many new customers' events at half that rate
     /// (`--rate` to set it).
     W7,
+    /// Three crm-api processes on one PostgreSQL (issue 21): the data set ingested through all
+    /// three at once, then every customer's 360 view and a sample of timelines checked
+    /// against the data set through the three servers (nothing skipped or applied twice).
+    A3,
     All,
 }
 
@@ -694,6 +698,50 @@ async fn a1(out: &mut Report, data: &[CustomerEvents]) -> Result<f64> {
     a1_beside(out, data, None).await
 }
 
+/// A3: three servers on one store (`crm_tests::multi_api_bench`).
+async fn a3(out: &mut Report, data: Vec<CustomerEvents>) -> Result<()> {
+    let fresh = fresh(out.backend, false).await?;
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        servers.push(api_bench::Server::start(
+            &fresh.store_arg,
+            dir.path(),
+            &fresh.key_file,
+            "bench",
+            "ingest",
+        )?);
+    }
+    let mut parts: Vec<Vec<CustomerEvents>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for (n, customer) in data.into_iter().enumerate() {
+        parts[n % 3].push(customer);
+    }
+    out.start();
+    let store = Arc::clone(&fresh.store);
+    let head = async move { Ok(store.head_position().await?) };
+    let figures =
+        crm_tests::multi_api_bench::a3(&servers, parts, &fresh.store_arg, dirs[0].path(), head)
+            .await?;
+    out.print(json!({
+        "workload": "A3",
+        "backend": out.backend_name(),
+        "processes": 3,
+        "events": figures.events,
+        "events_per_request": 500,
+        "connections": 12,
+        "seconds": round3(figures.seconds),
+        "events_per_s": (figures.events as f64 / figures.seconds).round(),
+        "customers_checked": figures.customers_checked,
+        "timelines_checked": figures.timelines_checked,
+        "durability": fresh.durability,
+    }));
+    Ok(())
+}
+
 /// W7: Q1 under a paced ingest (`crm_tests::mixed_bench`).
 async fn w7(out: &mut Report, customers: u64, rate: Option<f64>) -> Result<()> {
     let mut first = dataset(customers * 2, false, false);
@@ -979,6 +1027,17 @@ async fn main() -> Result<()> {
             out.baselines.clear();
             let data = dataset(customers, false, false);
             w6(&mut out, &data, &args).await?;
+        }
+        if args.runs > 1 {
+            out.summarise(args.runs);
+        }
+        return Ok(());
+    }
+    if w == Workload::A3 {
+        let mut out = Report::new(args.backend);
+        for _ in 0..args.runs {
+            let data = dataset(customers, false, false);
+            a3(&mut out, data).await?;
         }
         if args.runs > 1 {
             out.summarise(args.runs);
