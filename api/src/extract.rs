@@ -11,8 +11,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use crm_core::envelope::Position;
 use crm_core::ids::EntityId;
-use crm_projections::{ReadDb, RunState};
 use crm_projections::bookkeeping;
+use crm_projections::{ReadDb, RunState};
 use serde::de::DeserializeOwned;
 
 use crate::app::{AppState, SharedState};

@@ -336,17 +336,21 @@ async fn add_accounts_and_tasks(
     ids.extend(view.merged_ids.iter().map(String::as_str));
     view.consent_record = Some(consent::record(&state.read_db, tenant.as_str(), &ids, cut).await?);
     view.satisfaction = Some(
-        crm_projections::service_quality::latest(&state.read_db, tenant.as_str(), &ids, cut).await?,
+        crm_projections::service_quality::latest(&state.read_db, tenant.as_str(), &ids, cut)
+            .await?,
     );
     view.contact_of =
         accounts::account_of(&state.read_db, tenant.as_str(), &view.customer_id, cut).await?;
     if view.kind == Some("company") {
-        view.account =
-            Some(accounts::summary(state.store.as_ref(), &state.read_db, tenant, view, cut, at).await?);
+        view.account = Some(
+            accounts::summary(state.store.as_ref(), &state.read_db, tenant, view, cut, at).await?,
+        );
     }
     let kind = crm_core::catalog::values::TaskSubjectKind::Customer;
     view.open_tasks = Some(match cut {
-        None => tasks::open_for(&state.read_db, tenant.as_str(), kind, &view.customer_id, at).await?,
+        None => {
+            tasks::open_for(&state.read_db, tenant.as_str(), kind, &view.customer_id, at).await?
+        }
         Some(cut) => {
             tasks::open_for_at(
                 state.store.as_ref(),

@@ -66,7 +66,8 @@ pub async fn pipeline(
         as_of,
     };
     let summary =
-        pipeline::summary_with_attainment(&state.read_db, caller.tenant(), &filter, Utc::now()).await?;
+        pipeline::summary_with_attainment(&state.read_db, caller.tenant(), &filter, Utc::now())
+            .await?;
     Ok(at_position(position, &summary))
 }
 

@@ -65,7 +65,8 @@ pub async fn backlog(
         let head = state.store.head_position().await?;
         let wanted = head.max(params.min_position.unwrap_or(0));
         let position = reach_known(&state, caller.tenant(), &[BACKLOG], Some(wanted)).await?;
-        let backlog = backlog::backlog_as_of(&state.read_db, caller.tenant(), at, offset, limit).await?;
+        let backlog =
+            backlog::backlog_as_of(&state.read_db, caller.tenant(), at, offset, limit).await?;
         (position, backlog)
     } else {
         let position =
@@ -306,8 +307,14 @@ pub async fn service_analytics(
         }
     };
     let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
-    let figures =
-        backlog::analytics::service_analytics(&state.read_db, caller.tenant(), from, to, at, period)
-            .await?;
+    let figures = backlog::analytics::service_analytics(
+        &state.read_db,
+        caller.tenant(),
+        from,
+        to,
+        at,
+        period,
+    )
+    .await?;
     Ok(at_position(position, &figures))
 }
