@@ -45,7 +45,7 @@ as_postgres() {
 }
 
 primary_sql() {
-  psql -X -A -t -q -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U "$PRIMARY_USER" -d postgres -c "$1"
+  psql -X -A -t -q -w -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U "$PRIMARY_USER" -d postgres -c "$1"
 }
 
 bin_dir() {
@@ -118,12 +118,13 @@ create() {
   wal_level=$(primary_sql "SHOW wal_level")
   [ "$wal_level" != minimal ] ||
     die "the primary runs with wal_level = minimal: set it to replica (and restart it)"
-  if ! psql -X -q "host=$PRIMARY_HOST port=$PRIMARY_PORT user=$PRIMARY_USER replication=true" \
+  if ! psql -X -q -w "host=$PRIMARY_HOST port=$PRIMARY_PORT user=$PRIMARY_USER replication=true" \
     -c "IDENTIFY_SYSTEM" >/dev/null 2>&1; then
     local hba
     hba=$(primary_sql "SHOW hba_file" 2>/dev/null || echo "the primary's pg_hba.conf")
     die "the primary refuses replication connections from $PRIMARY_HOST as $PRIMARY_USER.
-Add this line to $hba:
+Add this line to $hba, before any other line for replication from 127.0.0.1 (the first
+matching line wins):
   host replication all 127.0.0.1/32 trust
 then reload it: psql -h $PRIMARY_HOST -U postgres -c 'SELECT pg_reload_conf()'"
   fi
