@@ -114,7 +114,15 @@ pub struct AppState {
     pub store: SharedStore,
     /// The same store, with its vault (erasure, subject access).
     pub private: PrivateStore,
+    /// The read-model database on the primary: the projection workers, keys, webhooks,
+    /// workflows, access logs and everything else that writes.
     pub db: ReadDb,
+    /// Where the read-model queries read: a PostgreSQL hot standby (`serve --read-store`),
+    /// else the same pool as `db`.
+    pub read_db: ReadDb,
+    /// Whether `read_db` is a replica: read-your-writes then reads its checkpoints
+    /// ([`crate::extract::reach_read`]).
+    pub read_replica: bool,
     pub keys: KeyStore,
     /// The projection workers' statuses, as this process's runner publishes them.
     pub projections: watch::Receiver<Vec<ProjectionStatus>>,
@@ -185,7 +193,23 @@ pub async fn start_with_signing(
     source: &KeySource,
     signing: &SigningKeySource,
 ) -> anyhow::Result<Running> {
+    start_with_replica(url, None, limits, source, signing).await
+}
+
+/// [`start_with_signing`], the read-model queries sent to `replica` when given (a hot
+/// standby of the PostgreSQL store, opened with [`ReadDb::open_replica`]); everything that
+/// writes stays on the store's database.
+pub async fn start_with_replica(
+    url: &StoreUrl,
+    replica: Option<ReadDb>,
+    limits: Limits,
+    source: &KeySource,
+    signing: &SigningKeySource,
+) -> anyhow::Result<Running> {
     use anyhow::Context;
+    if replica.is_some() && !matches!(url, StoreUrl::Postgres { .. }) {
+        anyhow::bail!("a read replica needs a PostgreSQL store; a SQLite store has none");
+    }
     let (signer, created_signing_key) = match signing
         .resolve(url, true)
         .context("cannot load the head-signing key")?
@@ -217,7 +241,16 @@ pub async fn start_with_signing(
         all_projections(),
         RunnerOptions::default(),
     );
-    wait_for_read_models(&db).await?;
+    wait_for_read_models(&db, "the read-model tables were not created within 60 s").await?;
+    if let Some(replica) = &replica {
+        // Created on the primary, they reach the replica with its replay.
+        wait_for_read_models(
+            replica,
+            "the read replica shows no read-model tables after 60 s: is it a replica of the \
+             store's database, and does it replay?",
+        )
+        .await?;
+    }
     crm_projections::audit::create(&db)
         .await
         .context("cannot create the audit tree's tables")?;
@@ -245,6 +278,8 @@ pub async fn start_with_signing(
         edge,
         store,
         private,
+        read_replica: replica.is_some(),
+        read_db: replica.unwrap_or_else(|| db.clone()),
         db,
         keys,
         projections: workers.subscribe(),
@@ -280,7 +315,7 @@ pub async fn start_with_signing(
 
 /// Waits until every read model has live tables (the runner, or another process holding a
 /// projection, creates them on its first start), so no query meets a missing table.
-async fn wait_for_read_models(db: &ReadDb) -> anyhow::Result<()> {
+async fn wait_for_read_models(db: &ReadDb, timed_out: &str) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let wanted = all_projections().len();
     loop {
@@ -292,7 +327,7 @@ async fn wait_for_read_models(db: &ReadDb) -> anyhow::Result<()> {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            anyhow::bail!("the read-model tables were not created within 60 s");
+            anyhow::bail!("{timed_out}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

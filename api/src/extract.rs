@@ -11,8 +11,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use crm_core::envelope::Position;
 use crm_core::ids::EntityId;
-use crm_projections::RunState;
 use crm_projections::bookkeeping;
+use crm_projections::{ReadDb, RunState};
 use serde::de::DeserializeOwned;
 
 use crate::app::{AppState, SharedState};
@@ -210,6 +210,53 @@ pub async fn reach(
     Ok(position)
 }
 
+/// [`reach`] for the read-model queries, which read [`AppState::read_db`]. Without a read
+/// replica it is [`reach`]. With one (`serve --read-store`), the checkpoints are read from
+/// the replica, where they arrive with the rows they cover: the wait ends once the replica
+/// has replayed the checkpoint at `min_position`, or with the same 503 as [`reach`] (the
+/// replica's position) when the wait runs out.
+pub async fn reach_read(
+    state: &AppState,
+    tenant: &str,
+    names: &[&str],
+    min_position: Option<u64>,
+) -> Result<Position, Problem> {
+    if !state.read_replica {
+        return reach(state, tenant, names, min_position).await;
+    }
+    let deadline = tokio::time::Instant::now() + state.limits.max_wait;
+    let wanted = min_position.unwrap_or(0);
+    let position = loop {
+        let position = stored_position(&state.read_db, names).await?;
+        if position >= wanted {
+            break position;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(not_reached(state, position, wanted));
+        }
+        // A replica's progress is not announced to this process: it is polled.
+        tokio::time::sleep((deadline - now).min(REPLICA_POLL)).await;
+    };
+    parked(state, tenant, names).await?;
+    Ok(position)
+}
+
+/// How often [`reach_read`] reads a replica's checkpoints while it waits.
+const REPLICA_POLL: Duration = Duration::from_millis(20);
+
+/// The 503 of a `min_position` not reached within the configured wait.
+fn not_reached(state: &AppState, position: Position, wanted: u64) -> Problem {
+    Problem::unavailable(format!(
+        "the read model has reached position {position}, not min_position {wanted}, \
+         within {} ms; retry later",
+        state.limits.max_wait.as_millis()
+    ))
+    .with("position", position)
+    .with_header(READ_POSITION, position.to_string())
+    .with_header("retry-after", "1")
+}
+
 async fn reach_position(
     state: &AppState,
     names: &[&str],
@@ -228,7 +275,7 @@ async fn reach_position(
         // The statuses of projections another process holds move only with that process's
         // checkpoints: read them from the database.
         let position = match standby(state, names) {
-            true => stored_position(state, names).await?,
+            true => stored_position(&state.db, names).await?,
             false => local_position(state, names),
         };
         if position >= wanted {
@@ -236,14 +283,7 @@ async fn reach_position(
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return Err(Problem::unavailable(format!(
-                "the read model has reached position {position}, not min_position {wanted}, \
-                 within {} ms; retry later",
-                state.limits.max_wait.as_millis()
-            ))
-            .with("position", position)
-            .with_header(READ_POSITION, position.to_string())
-            .with_header("retry-after", "1"));
+            return Err(not_reached(state, position, wanted));
         }
         let step = (deadline - now).min(Duration::from_millis(50));
         let _ = tokio::time::timeout(step, statuses.changed()).await;
@@ -318,8 +358,9 @@ fn standby(state: &AppState, names: &[&str]) -> bool {
         .any(|s| names.contains(&s.name) && s.state == RunState::Standby)
 }
 
-async fn stored_position(state: &AppState, names: &[&str]) -> Result<Position, Problem> {
-    let stored = bookkeeping::stored_positions(&state.db)
+/// The lowest of the named read models' checkpoints as stored in `db`.
+async fn stored_position(db: &ReadDb, names: &[&str]) -> Result<Position, Problem> {
+    let stored = bookkeeping::stored_positions(db)
         .await
         .map_err(|e| Problem::internal(&e))?;
     Ok(names

@@ -159,6 +159,12 @@ struct ServeArgs {
     listen: String,
     #[command(flatten)]
     store: StoreArgs,
+    /// A PostgreSQL hot standby of the --store database (`postgres://...`), to which the
+    /// read-model queries go; appends, the projection workers and everything else that writes
+    /// stay on --store. Read-your-writes (min_position) waits for the replica's own
+    /// checkpoints. Its sessions are named `crm-api-read` (application_name).
+    #[arg(long, env = "CRM_READ_STORE")]
+    read_store: Option<String>,
     /// Largest request body in bytes.
     #[arg(long, env = "CRM_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -306,6 +312,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // handler existed would kill the process mid-start).
     let stop_signal = shutdown_signal();
     let url = args.store.store_url()?;
+    let read_url = read_store_url(args.read_store.as_deref(), &url)?;
     if args.max_batch_events == 0 || args.max_body_bytes == 0 {
         anyhow::bail!("--max-batch-events and --max-body-bytes must be above 0");
     }
@@ -371,7 +378,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         value: std::env::var(crm_core::audit::SIGNING_KEY_ENV).ok(),
         file: args.signing_key_file.clone(),
     };
-    let running = crm_api::app::start_with_signing(&url, limits, &source, &signing).await?;
+    let replica = match &read_url {
+        Some(read_url) => Some(open_replica(read_url).await?),
+        None => None,
+    };
+    let running =
+        crm_api::app::start_with_replica(&url, replica, limits, &source, &signing).await?;
     if let Some(path) = &running.created_signing_key {
         eprintln!(
             "\n*** A new head-signing key was written to {} (mode 0600). It signs the tree \
@@ -515,6 +527,66 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The `--read-store` URL, refused unless it and `--store` are both PostgreSQL.
+fn read_store_url(read_store: Option<&str>, store: &StoreUrl) -> Result<Option<StoreUrl>> {
+    let Some(text) = read_store else {
+        return Ok(None);
+    };
+    let read_url = StoreUrl::parse(text).context("--read-store / CRM_READ_STORE")?;
+    if !matches!(read_url, StoreUrl::Postgres { .. }) {
+        anyhow::bail!(
+            "--read-store / CRM_READ_STORE: {} is not a PostgreSQL URL; a read replica is a \
+             PostgreSQL hot standby (postgres://...)",
+            read_url.redacted()
+        );
+    }
+    if !matches!(store, StoreUrl::Postgres { .. }) {
+        anyhow::bail!(
+            "--read-store / CRM_READ_STORE needs a PostgreSQL --store; {} is SQLite, which has \
+             no read replicas",
+            store.redacted()
+        );
+    }
+    Ok(Some(read_url))
+}
+
+/// Connects to the read replica (one connection at once, so an unreachable one stops the
+/// start) and warns when it is not a hot standby.
+async fn open_replica(url: &StoreUrl) -> Result<ReadDb> {
+    let db = ReadDb::open_replica(url, REPLICA_POOL)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the read replica {} (--read-store / CRM_READ_STORE)",
+                url.redacted()
+            )
+        })?;
+    let standby = db
+        .fetch(
+            "SELECT CAST(CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END AS BIGINT)",
+            vec![],
+            &[crm_projections::db::Col::Int],
+        )
+        .await
+        .with_context(|| format!("cannot query the read replica {}", url.redacted()))?
+        .first()
+        .and_then(|row| row[0].as_int())
+        == Some(1);
+    if standby {
+        tracing::info!(read_store = %url.redacted(), "read-model queries go to the read replica");
+    } else {
+        tracing::warn!(
+            read_store = %url.redacted(),
+            "--read-store is not a hot standby (pg_is_in_recovery() is false): read-model \
+             queries go there all the same"
+        );
+    }
+    Ok(db)
+}
+
+/// The read replica's pool: as many connections as the primary's read-model pool.
+const REPLICA_POOL: u32 = 8;
 
 /// On a store without any key: an admin key for the tenant `default`, printed once (stdout,
 /// never the log) and written to `<data-dir>/admin.key`, readable by the owner only.

@@ -204,13 +204,13 @@ pub async fn personal_data(
         crate::queries::reach_known(&state, caller.tenant(), &names, params.min_position).await?;
     let tenant = caller.tenant();
     let internal = |e: &dyn std::fmt::Display| Problem::internal(&e.to_string());
-    let customer = customer360::get(&state.db, tenant, id.as_str())
+    let customer = customer360::get(&state.read_db, tenant, id.as_str())
         .await
         .map_err(Problem::from)?;
     let mut positions = Vec::new();
     loop {
         let page = timeline::page(
-            &state.db,
+            &state.read_db,
             tenant,
             id.as_str(),
             TimelinePage {

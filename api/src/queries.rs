@@ -33,7 +33,7 @@ pub mod service_quality;
 
 use crate::app::SharedState;
 use crate::disclosure::{disclose, require_personal_data};
-use crate::extract::{Caller, Id, Params, at_position, reach};
+use crate::extract::{Caller, Id, Params, at_position, reach_read};
 use crate::keys::Role;
 use crate::problem::Problem;
 
@@ -104,7 +104,7 @@ pub(crate) async fn reach_known(
     min_position: Option<u64>,
 ) -> Result<Position, Problem> {
     within_head(state, min_position).await?;
-    reach(state, tenant, names, min_position).await
+    reach_read(state, tenant, names, min_position).await
 }
 
 /// Refuses a `min_position` beyond the log's head as the store records it (400 naming it).
@@ -260,10 +260,10 @@ pub async fn customer(
         )
         .await?;
         let evaluate_at = at.unwrap_or_else(Utc::now);
-        let mut view = customer360::view(&state.db, caller.tenant(), id.as_str(), evaluate_at)
+        let mut view = customer360::view(&state.read_db, caller.tenant(), id.as_str(), evaluate_at)
             .await?
             .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
-        if let Some(live) = customer360::get(&state.db, caller.tenant(), id.as_str()).await? {
+        if let Some(live) = customer360::get(&state.read_db, caller.tenant(), id.as_str()).await? {
             view.analytics = Some(
                 customer_analytics(&state, &principal.tenant, &live, evaluate_at, at.is_none())
                     .await?,
@@ -301,7 +301,7 @@ pub async fn customer(
     .await?;
     let found = customer_as_of(
         state.store.as_ref(),
-        &state.db,
+        &state.read_db,
         &principal.tenant,
         id.as_str(),
         cut,
@@ -334,23 +334,27 @@ async fn add_accounts_and_tasks(
     use crm_projections::{accounts, consent, tasks};
     let mut ids: Vec<&str> = vec![view.customer_id.as_str()];
     ids.extend(view.merged_ids.iter().map(String::as_str));
-    view.consent_record = Some(consent::record(&state.db, tenant.as_str(), &ids, cut).await?);
+    view.consent_record = Some(consent::record(&state.read_db, tenant.as_str(), &ids, cut).await?);
     view.satisfaction = Some(
-        crm_projections::service_quality::latest(&state.db, tenant.as_str(), &ids, cut).await?,
+        crm_projections::service_quality::latest(&state.read_db, tenant.as_str(), &ids, cut)
+            .await?,
     );
     view.contact_of =
-        accounts::account_of(&state.db, tenant.as_str(), &view.customer_id, cut).await?;
+        accounts::account_of(&state.read_db, tenant.as_str(), &view.customer_id, cut).await?;
     if view.kind == Some("company") {
-        view.account =
-            Some(accounts::summary(state.store.as_ref(), &state.db, tenant, view, cut, at).await?);
+        view.account = Some(
+            accounts::summary(state.store.as_ref(), &state.read_db, tenant, view, cut, at).await?,
+        );
     }
     let kind = crm_core::catalog::values::TaskSubjectKind::Customer;
     view.open_tasks = Some(match cut {
-        None => tasks::open_for(&state.db, tenant.as_str(), kind, &view.customer_id, at).await?,
+        None => {
+            tasks::open_for(&state.read_db, tenant.as_str(), kind, &view.customer_id, at).await?
+        }
         Some(cut) => {
             tasks::open_for_at(
                 state.store.as_ref(),
-                &state.db,
+                &state.read_db,
                 tenant,
                 kind,
                 &view.customer_id,
@@ -384,7 +388,7 @@ async fn customer_analytics(
     Ok(fit::customer_analytics(
         &state.fits,
         &analytics::reader(state),
-        &state.db,
+        &state.read_db,
         tenant,
         customer,
         at,
@@ -527,7 +531,7 @@ pub async fn customers(
     };
     let (items, next_after) = match churn {
         None => {
-            let items = customer360::list(&state.db, caller.tenant(), &filter).await?;
+            let items = customer360::list(&state.read_db, caller.tenant(), &filter).await?;
             let next_after = (items.len() == limit)
                 .then(|| items.last().map(|c| c.customer_id.clone()))
                 .flatten();
@@ -539,7 +543,7 @@ pub async fn customers(
                 .fits
                 .get(
                     &analytics::reader(&state),
-                    &state.db,
+                    &state.read_db,
                     &principal.tenant,
                     currency,
                     now,
@@ -547,7 +551,7 @@ pub async fn customers(
                 )
                 .await?;
             fit::list_by_churn(
-                &state.db,
+                &state.read_db,
                 &principal.tenant,
                 &filter,
                 currency,
@@ -645,7 +649,7 @@ pub async fn timeline(
     .await?;
     let newest_first = params.order.as_deref() == Some("desc");
     let entries = timeline::page(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         id.as_str(),
         TimelinePage {
@@ -655,7 +659,7 @@ pub async fn timeline(
         },
     )
     .await?;
-    let customer = customer360::get(&state.db, caller.tenant(), id.as_str()).await?;
+    let customer = customer360::get(&state.read_db, caller.tenant(), id.as_str()).await?;
     if entries.is_empty() && customer.is_none() && params.after.is_none() {
         return Err(Problem::not_found(format!("customer {id} not found")));
     }

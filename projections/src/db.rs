@@ -12,7 +12,7 @@ pub mod sqlite;
 
 use std::path::Path;
 
-use crm_core::store::StoreUrl;
+use crm_core::store::{StoreError, StoreUrl};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
@@ -102,6 +102,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The `application_name` of the sessions [`ReadDb::open_replica`] opens.
+pub const REPLICA_APPLICATION_NAME: &str = "crm-api-read";
+
 /// A pool on the read-model database.
 #[derive(Debug, Clone)]
 pub enum ReadDb {
@@ -139,6 +142,33 @@ impl ReadDb {
                 let options =
                     connect_options(url)?.options([("default_transaction_read_only", "on")]);
                 let pool = connect_pool(pool_options(2), options).await?;
+                Ok(ReadDb::Postgres(pool))
+            }
+        }
+    }
+
+    /// Opens a PostgreSQL read replica (a hot standby of the store's database) for the
+    /// read-model queries only: nothing is created, every transaction is read-only, and its
+    /// sessions carry `application_name` = [`REPLICA_APPLICATION_NAME`] so operators can
+    /// tell them apart in `pg_stat_activity`. One connection is made at once, so a replica
+    /// that cannot be reached is an error here, not at the first query.
+    pub async fn open_replica(url: &StoreUrl, max: u32) -> Result<ReadDb, ProjectionError> {
+        match url {
+            StoreUrl::Sqlite { .. } => Err(ProjectionError::Store(StoreError::Config(
+                "a read replica must be a PostgreSQL database (postgres://...)".to_owned(),
+            ))),
+            StoreUrl::Postgres { url } => {
+                use crm_core::store::postgres::{
+                    connect_one, connect_options, connect_pool, pool_options,
+                };
+                use sqlx::Connection;
+                let options = connect_options(url)?
+                    .application_name(REPLICA_APPLICATION_NAME)
+                    .options([("default_transaction_read_only", "on")]);
+                // One attempt first: the pool retries until its acquire timeout and then
+                // reports only that, not why the server could not be reached.
+                connect_one(&options).await?.close().await?;
+                let pool = connect_pool(pool_options(max.max(1)), options).await?;
                 Ok(ReadDb::Postgres(pool))
             }
         }

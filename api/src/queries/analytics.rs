@@ -72,7 +72,7 @@ impl Cache {
         let basis = kept.basis();
         let fresh = fit::still_fresh(
             &reader(state),
-            &state.db,
+            &state.read_db,
             tenant,
             currency,
             basis.position,

@@ -52,8 +52,13 @@ pub async fn campaigns(
     caller.require(&[Role::Analyst], "read campaigns")?;
     let limit = page_size(&state, params.limit)?;
     let position = reach_known(&state, caller.tenant(), READ_MODELS, params.min_position).await?;
-    let items =
-        campaigns::reports(&state.db, caller.tenant(), params.after.as_deref(), limit).await?;
+    let items = campaigns::reports(
+        &state.read_db,
+        caller.tenant(),
+        params.after.as_deref(),
+        limit,
+    )
+    .await?;
     let next_after = (items.len() == limit)
         .then(|| items.last().map(|c| c.campaign_id.clone()))
         .flatten();
@@ -90,7 +95,7 @@ pub async fn campaign(
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read campaigns")?;
     let position = reach_known(&state, caller.tenant(), READ_MODELS, params.min_position).await?;
-    let report = campaigns::report(&state.db, caller.tenant(), id.as_str())
+    let report = campaigns::report(&state.read_db, caller.tenant(), id.as_str())
         .await?
         .ok_or_else(|| Problem::not_found(format!("campaign {id} is unknown")))?;
     Ok(at_position(position, &report))

@@ -109,7 +109,7 @@ pub async fn cases(
     let limit = page_size(&state, params.limit)?;
     let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
     let items = backlog::cases::list(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         &CaseFilter {
             status,

@@ -82,7 +82,7 @@ pub async fn violations(
     let limit = page_size(&state, params.limit)?;
     let position = reach_known(&state, caller.tenant(), &[CONSENT], params.min_position).await?;
     let items = consent::violations(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         &ViolationFilter {
             from,
@@ -125,7 +125,7 @@ pub async fn regime(
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst, Role::Auditor], "read the consent regime")?;
     let position = reach_known(&state, caller.tenant(), &[CONSENT], params.min_position).await?;
-    let regime = consent::regime(&state.db, caller.tenant(), None).await?;
+    let regime = consent::regime(&state.read_db, caller.tenant(), None).await?;
     Ok(at_position(position, &regime))
 }
 

@@ -66,7 +66,7 @@ pub async fn leads(
     let limit = page_size(&state, params.limit)?;
     let position = reach_known(&state, caller.tenant(), &[LEADS], params.min_position).await?;
     let items = leads::list(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         &LeadFilter {
             status,
@@ -145,7 +145,7 @@ pub async fn lead_funnel(
         .with("parameter", "from"));
     }
     let position = reach_known(&state, caller.tenant(), &[LEADS], params.min_position).await?;
-    let funnel = leads::funnel(&state.db, caller.tenant(), from, to).await?;
+    let funnel = leads::funnel(&state.read_db, caller.tenant(), from, to).await?;
     let funnel = disclose(&state, &caller, funnel).await?;
     Ok(at_position(position, &funnel))
 }

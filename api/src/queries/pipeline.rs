@@ -66,7 +66,8 @@ pub async fn pipeline(
         as_of,
     };
     let summary =
-        pipeline::summary_with_attainment(&state.db, caller.tenant(), &filter, Utc::now()).await?;
+        pipeline::summary_with_attainment(&state.read_db, caller.tenant(), &filter, Utc::now())
+            .await?;
     Ok(at_position(position, &summary))
 }
 
@@ -133,7 +134,7 @@ pub async fn opportunities(
         .unwrap_or_else(Utc::now);
     let position = reach_known(&state, caller.tenant(), &[PIPELINE], params.min_position).await?;
     let items = pipeline::list(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         &OpportunityFilter {
             status: params.status,

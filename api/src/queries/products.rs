@@ -116,6 +116,6 @@ pub async fn products(
         limit,
         min_together,
     };
-    let report = orders::products_report(&state.db, caller.tenant(), &query).await?;
+    let report = orders::products_report(&state.read_db, caller.tenant(), &query).await?;
     Ok(at_position(position, &report))
 }

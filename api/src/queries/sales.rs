@@ -67,14 +67,14 @@ pub async fn account_contacts(
         params.min_position,
     )
     .await?;
-    if customer360::get(&state.db, caller.tenant(), id.as_str())
+    if customer360::get(&state.read_db, caller.tenant(), id.as_str())
         .await?
         .is_none()
     {
         return Err(Problem::not_found(format!("customer {id} not found")));
     }
     let items = accounts::contacts(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         id.as_str(),
         None,
@@ -183,7 +183,7 @@ pub async fn tasks(
         after,
         limit,
     };
-    let items = tasks::list(&state.db, caller.tenant(), &filter, now).await?;
+    let items = tasks::list(&state.read_db, caller.tenant(), &filter, now).await?;
     let next_after = (items.len() == limit)
         .then(|| items.last().map(|line| cursor_of(order, line)))
         .flatten();
@@ -300,11 +300,11 @@ pub async fn opportunity(
         params.min_position,
     )
     .await?;
-    let line = pipeline::line(&state.db, caller.tenant(), id.as_str(), now)
+    let line = pipeline::line(&state.read_db, caller.tenant(), id.as_str(), now)
         .await?
         .ok_or_else(|| Problem::not_found(format!("opportunity {id} not found")))?;
     let open_tasks = tasks::open_for(
-        &state.db,
+        &state.read_db,
         caller.tenant(),
         TaskSubjectKind::Opportunity,
         id.as_str(),

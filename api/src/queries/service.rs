@@ -65,12 +65,13 @@ pub async fn backlog(
         let head = state.store.head_position().await?;
         let wanted = head.max(params.min_position.unwrap_or(0));
         let position = reach_known(&state, caller.tenant(), &[BACKLOG], Some(wanted)).await?;
-        let backlog = backlog::backlog_as_of(&state.db, caller.tenant(), at, offset, limit).await?;
+        let backlog =
+            backlog::backlog_as_of(&state.read_db, caller.tenant(), at, offset, limit).await?;
         (position, backlog)
     } else {
         let position =
             reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
-        let backlog = backlog::backlog(&state.db, caller.tenant(), at, offset, limit).await?;
+        let backlog = backlog::backlog(&state.read_db, caller.tenant(), at, offset, limit).await?;
         (position, backlog)
     };
     let (position, backlog) = backlog;
@@ -95,7 +96,7 @@ pub async fn sla_targets(
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read SLA targets")?;
     let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
-    let targets = backlog::sla_targets(&state.db, caller.tenant()).await?;
+    let targets = backlog::sla_targets(&state.read_db, caller.tenant()).await?;
     Ok(at_position(position, &targets))
 }
 
@@ -178,7 +179,7 @@ pub async fn calendar(
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Analyst], "read the calendar")?;
     let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position()).await?;
-    let calendar = backlog::settings::calendar_in_force(&state.db, caller.tenant())
+    let calendar = backlog::settings::calendar_in_force(&state.read_db, caller.tenant())
         .await?
         .ok_or_else(|| {
             Problem::not_found(
@@ -306,8 +307,14 @@ pub async fn service_analytics(
         }
     };
     let position = reach_known(&state, caller.tenant(), &[BACKLOG], params.min_position).await?;
-    let figures =
-        backlog::analytics::service_analytics(&state.db, caller.tenant(), from, to, at, period)
-            .await?;
+    let figures = backlog::analytics::service_analytics(
+        &state.read_db,
+        caller.tenant(),
+        from,
+        to,
+        at,
+        period,
+    )
+    .await?;
     Ok(at_position(position, &figures))
 }

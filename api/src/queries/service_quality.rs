@@ -78,7 +78,7 @@ pub async fn complaints(
         params.min_position,
     )
     .await?;
-    let report = service_quality::complaints(&state.db, caller.tenant(), from, to).await?;
+    let report = service_quality::complaints(&state.read_db, caller.tenant(), from, to).await?;
     Ok(at_position(position, &report))
 }
 
@@ -131,7 +131,7 @@ pub async fn satisfaction(
     )
     .await?;
     let report =
-        service_quality::satisfaction(&state.db, caller.tenant(), from, to, period).await?;
+        service_quality::satisfaction(&state.read_db, caller.tenant(), from, to, period).await?;
     Ok(at_position(position, &report))
 }
 
@@ -166,7 +166,7 @@ pub async fn complaint_lists(
         params.min_position,
     )
     .await?;
-    let lists = service_quality::lists(&state.db, caller.tenant()).await?;
+    let lists = service_quality::lists(&state.read_db, caller.tenant()).await?;
     Ok(at_position(position, &lists))
 }
 

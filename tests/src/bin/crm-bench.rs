@@ -154,6 +154,18 @@ struct Args {
     /// SQLite's `synchronous` for every store of the run: `normal` (the default) or `full`.
     #[arg(long, default_value = "normal")]
     synchronous: String,
+    /// Keep every fresh store instead of deleting it, and say where it is on stderr (a SQLite
+    /// directory in the working directory, a PostgreSQL database): to measure its size on
+    /// disk (docs/operations.md, "Sizing"). Drop or delete them yourself.
+    #[arg(long)]
+    keep_store: bool,
+}
+
+/// `--keep-store`: fresh stores outlive the run.
+static KEEP_STORE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn keep_store() -> bool {
+    KEEP_STORE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The SQLite durability of every fresh store of this run (`--synchronous`).
@@ -207,6 +219,12 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
                 .prefix("crm-bench")
                 .tempdir_in(std::env::current_dir()?)?;
             let path = dir.path().join("events.db");
+            let dir: Box<dyn std::any::Any> = if keep_store() {
+                eprintln!("crm-bench: keeping the store {}", path.display());
+                Box::new(dir.keep())
+            } else {
+                Box::new(dir)
+            };
             let durability = *SQLITE_DURABILITY.get_or_init(|| Durability::Normal);
             let mut options = crm_core::store::sqlite::SqliteOptions::new(&path);
             options.durability = durability;
@@ -231,17 +249,23 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
             let Some(db) = TestDatabase::create("crm-bench").await else {
                 bail!("PostgreSQL is not reachable; set CRM_TEST_POSTGRES_URL");
             };
-            let store = PostgresEventStore::connect(db.url()).await?;
+            let url = db.url().to_owned();
+            let db: Box<dyn std::any::Any> = if keep_store() {
+                eprintln!("crm-bench: keeping the database {}", db.name());
+                std::mem::forget(db);
+                Box::new(())
+            } else {
+                Box::new(db)
+            };
+            let store = PostgresEventStore::connect(&url).await?;
             let store: SharedStore = Arc::new(store);
             Ok(Fresh {
                 projection_store: Arc::clone(&store),
                 store,
                 suffix: "",
                 key_file,
-                store_arg: db.url().to_owned(),
-                url: StoreUrl::Postgres {
-                    url: db.url().to_owned(),
-                },
+                store_arg: url.clone(),
+                url: StoreUrl::Postgres { url },
                 durability: "postgres synchronous_commit=on",
                 _guard: Box::new((db, keys)),
             })
@@ -1004,6 +1028,7 @@ async fn h1(out: &mut Report, data: &[CustomerEvents]) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    KEEP_STORE.store(args.keep_store, std::sync::atomic::Ordering::Relaxed);
     let customers = match (args.events, args.customers) {
         (Some(events), _) => events.div_ceil(10),
         (None, Some(customers)) => customers,
