@@ -159,6 +159,10 @@ struct Args {
     /// disk (docs/operations.md, "Sizing"). Drop or delete them yourself.
     #[arg(long)]
     keep_store: bool,
+    /// Also run these of W3, W4, W5 on the same store as the main workload (repeatable): at
+    /// 10M events, `q1 --also w4` fills the store once for both.
+    #[arg(long, value_enum, ignore_case = true)]
+    also: Vec<Workload>,
 }
 
 /// `--keep-store`: fresh stores outlive the run.
@@ -1175,13 +1179,13 @@ async fn main() -> Result<()> {
             } else {
                 fill(&fresh, events).await?
             };
-            if report && (all || w == Workload::W3) {
+            if report && (all || w == Workload::W3 || args.also.contains(&Workload::W3)) {
                 w3(&mut out, &fresh, written).await?;
             }
-            if report && (all || w == Workload::W4) {
+            if report && (all || w == Workload::W4 || args.also.contains(&Workload::W4)) {
                 w4(&mut out, &fresh, written, runner_options(&args)).await?;
             }
-            if report && (all || w == Workload::W5) {
+            if report && (all || w == Workload::W5 || args.also.contains(&Workload::W5)) {
                 w5(
                     &mut out,
                     &fresh,

@@ -72,8 +72,7 @@ pub(super) async fn apply_ops(
         .fetch_all(&mut *conn)
         .await?;
         if inserted.len() != ops.new.len() {
-            let mut left: std::collections::HashMap<&str, usize> =
-                std::collections::HashMap::new();
+            let mut left: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
             for subject in &inserted {
                 *left.entry(subject.as_str()).or_default() += 1;
             }
