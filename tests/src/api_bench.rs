@@ -143,10 +143,13 @@ impl Server {
                 .await?
                 .json()
                 .await?;
+            // Every read model live at the head, and the audit tree too: at 10M events the
+            // tree worker may still be building after the read models are done, and a query
+            // workload must not run beside it.
             let done = health["projections"].as_array().is_some_and(|all| {
                 all.iter()
                     .all(|p| p["position"].as_u64() >= Some(head) && p["state"] == "live")
-            });
+            }) && health["audit_tree"]["position"].as_u64() >= Some(head);
             if done {
                 return Ok(());
             }
