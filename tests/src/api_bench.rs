@@ -239,23 +239,8 @@ pub async fn a1(
     per_request: usize,
     connections: usize,
 ) -> Result<(usize, f64)> {
-    let events: Vec<Value> = data
-        .iter()
-        .flat_map(|customer| customer.events.iter())
-        .map(|event| {
-            json!({
-                "id": event.event_id,
-                "type": event.event_type,
-                "data": serde_json::from_str::<Value>(event.data.get()).unwrap_or_default(),
-                "occurred_at": event.occurred_at,
-            })
-        })
-        .collect();
-    let bodies: Vec<Vec<u8>> = events
-        .chunks(per_request)
-        .map(|chunk| serde_json::to_vec(&json!({ "events": chunk })))
-        .collect::<Result<_, _>>()?;
-    let total = events.len();
+    let bodies = request_bodies(data, per_request)?;
+    let total: usize = data.iter().map(|customer| customer.events.len()).sum();
     let queue = Arc::new(Mutex::new(bodies.into_iter().rev().collect::<Vec<_>>()));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -296,6 +281,26 @@ pub async fn a1(
         bail!("{appended} events appended of {total}");
     }
     Ok((appended, seconds))
+}
+
+/// The data set's events as `POST /v1/events` bodies of `per_request` events each, in order.
+pub fn request_bodies(data: &[CustomerEvents], per_request: usize) -> Result<Vec<Vec<u8>>> {
+    let events: Vec<Value> = data
+        .iter()
+        .flat_map(|customer| customer.events.iter())
+        .map(|event| {
+            json!({
+                "id": event.event_id,
+                "type": event.event_type,
+                "data": serde_json::from_str::<Value>(event.data.get()).unwrap_or_default(),
+                "occurred_at": event.occurred_at,
+            })
+        })
+        .collect();
+    Ok(events
+        .chunks(per_request)
+        .map(|chunk| serde_json::to_vec(&json!({ "events": chunk })))
+        .collect::<Result<_, _>>()?)
 }
 
 /// Creates a key of `role` for `tenant` with `crm-api keys create` and returns it.

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api_bench::{Latencies, Server, q1};
+use crate::api_bench::{Latencies, Server, q1, request_bodies};
 use crate::bench_data::CustomerEvents;
 
 /// What W7 measured.
@@ -35,21 +35,7 @@ pub async fn w7(
 ) -> Result<Figures> {
     const PER_REQUEST: usize = 100;
     const CONNECTIONS: usize = 4;
-    let bodies: Vec<Vec<u8>> = data
-        .iter()
-        .flat_map(|customer| customer.events.iter())
-        .map(|event| {
-            json!({
-                "id": event.event_id,
-                "type": event.event_type,
-                "data": serde_json::from_str::<Value>(event.data.get()).unwrap_or_default(),
-                "occurred_at": event.occurred_at,
-            })
-        })
-        .collect::<Vec<_>>()
-        .chunks(PER_REQUEST)
-        .map(|chunk| serde_json::to_vec(&json!({ "events": chunk })))
-        .collect::<Result<_, _>>()?;
+    let bodies = request_bodies(data, PER_REQUEST)?;
     let bodies = Arc::new(bodies);
     let interval = Duration::from_secs_f64(PER_REQUEST as f64 / rate);
     let stop = Arc::new(AtomicBool::new(false));
