@@ -260,15 +260,14 @@ pub async fn customer(
         )
         .await?;
         let evaluate_at = at.unwrap_or_else(Utc::now);
-        let mut view = customer360::view(&state.read_db, caller.tenant(), id.as_str(), evaluate_at)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
-        if let Some(live) = customer360::get(&state.read_db, caller.tenant(), id.as_str()).await? {
-            view.analytics = Some(
-                customer_analytics(&state, &principal.tenant, &live, evaluate_at, at.is_none())
-                    .await?,
-            );
-        }
+        // The view and the stored state it is made from, from one read of the row.
+        let (mut view, live) =
+            customer360::view_and_state(&state.read_db, caller.tenant(), id.as_str(), evaluate_at)
+                .await?
+                .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
+        view.analytics = Some(
+            customer_analytics(&state, &principal.tenant, &live, evaluate_at, at.is_none()).await?,
+        );
         add_accounts_and_tasks(&state, &principal.tenant, &mut view, None, evaluate_at).await?;
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));

@@ -221,6 +221,19 @@ pub async fn view(
     customer: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<CustomerView>, ProjectionError> {
+    Ok(view_and_state(db, tenant, customer, at)
+        .await?
+        .map(|(view, _)| view))
+}
+
+/// [`view`], with the stored state it was made from (for callers that also need the state:
+/// one read of the row, not two).
+pub async fn view_and_state(
+    db: &ReadDb,
+    tenant: &str,
+    customer: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(CustomerView, Customer360)>, ProjectionError> {
     // The two reads go out together: on PostgreSQL that is one round trip of latency, not two.
     let (state, recent) = tokio::try_join!(
         get(db, tenant, customer),
@@ -241,7 +254,7 @@ pub async fn view(
     if let Some(what) = state.overflowing_total() {
         return Err(ProjectionError::TotalOverflow { what });
     }
-    Ok(Some(state.view(at, recent)))
+    Ok(Some((state.view(at, recent), state)))
 }
 
 /// What to list customers by.
