@@ -387,30 +387,35 @@ async fn in_one_transaction(
     counters
         .transactional
         .fetch_add(appends.len() as u64, Ordering::Relaxed);
-    let mut together: Vec<Waiting> = Vec::new();
-    let mut after: Vec<Waiting> = Vec::new();
-    {
-        let mut streams: HashSet<(String, String)> = HashSet::new();
-        for append in appends {
-            let overlaps = append.batch.streams.iter().any(|s| {
-                streams.contains(&(
-                    append.tenant.as_str().to_owned(),
-                    s.stream.as_str().to_owned(),
-                ))
-            });
-            if needs_transaction(&append.batch) || overlaps {
-                after.push(append);
-                continue;
-            }
-            streams.extend(append.batch.streams.iter().map(|s| {
-                (
-                    append.tenant.as_str().to_owned(),
-                    s.stream.as_str().to_owned(),
-                )
-            }));
-            together.push(append);
-        }
-    }
+    // Which appends share the transaction: decided on borrowed names, then the appends move.
+    let alone: Vec<bool> = {
+        let mut streams: HashSet<(&str, &str)> = HashSet::new();
+        appends
+            .iter()
+            .map(|append| {
+                let tenant = append.tenant.as_str();
+                let names = || {
+                    append
+                        .batch
+                        .streams
+                        .iter()
+                        .map(|s| (tenant, s.stream.as_str()))
+                };
+                let alone =
+                    needs_transaction(&append.batch) || names().any(|n| streams.contains(&n));
+                if !alone {
+                    streams.extend(names());
+                }
+                alone
+            })
+            .collect()
+    };
+    let (mut after, mut together): (Vec<Waiting>, Vec<Waiting>) = {
+        let mut flags = alone.iter();
+        appends
+            .into_iter()
+            .partition(|_| flags.next().copied().unwrap_or(true))
+    };
     if together.len() == 1 {
         after.insert(0, together.remove(0));
     }
