@@ -1,5 +1,5 @@
-//! PostgreSQL only: the one-round-trip append from remembered heads (`crm_append`) and its
-//! fall-back to the transactional path when those heads are stale.
+//! PostgreSQL only: the one-round-trip append from remembered heads (`crm_append_group`), its
+//! fall-back to the transactional path when those heads are stale, and group commit.
 
 use std::collections::HashSet;
 use std::sync::Arc;
