@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod app;
+pub mod console;
 pub mod disclosure;
 pub mod docs_page;
 pub mod edge;
