@@ -74,7 +74,11 @@ async fn secure_headers(request: Request, next: Next) -> Response {
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it a browser sends `Origin: null` with every form post
+        // (Fetch, "append a request Origin header"), and the same-origin check of sign-in
+        // and sign-out refuses them all. `same-origin` keeps page addresses (customer ids)
+        // from other sites all the same.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
