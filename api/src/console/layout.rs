@@ -178,7 +178,8 @@ pub fn table(id: &str, caption: &str, items: &[Value], columns: &[(&str, &str)])
         @if items.is_empty() {
             p #(id) .empty { (caption) ": none." }
         } @else {
-            div.scroll {
+            // A table wider than a phone scrolls: keyboard users reach it as a named region.
+            div.scroll tabindex="0" role="region" aria-label=(caption) {
                 table #(id) {
                     caption { (caption) }
                     thead { tr { @for (header, _) in columns { th scope="col" { (header) } } } }

@@ -86,7 +86,7 @@ pub async fn list(
             @if items.is_empty() {
                 p .empty #customers { "No customer matches." }
             } @else {
-                div.scroll {
+                div.scroll tabindex="0" role="region" aria-label="Customers by id" {
                     table #customers {
                         caption { "Customers by id" }
                         thead { tr {
@@ -379,7 +379,7 @@ fn consents(view: &Value) -> Markup {
             @if entries.is_empty() {
                 p .empty { "No consent given or withdrawn." }
             } @else {
-                div.scroll { table #consent-table {
+                div.scroll tabindex="0" role="region" aria-label="Consent by channel" { table #consent-table {
                     caption { "Consent by channel" }
                     thead { tr { th scope="col" { "Channel" } th scope="col" { "Granted" } th scope="col" { "Since" } } }
                     tbody { @for (channel, consent) in &entries {

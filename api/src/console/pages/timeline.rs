@@ -132,7 +132,7 @@ pub async fn timeline(
                 @if !auditor {
                     p .note { "This key's role may not verify chains (it needs role auditor or admin)." }
                 }
-                div.scroll { table #streams {
+                div.scroll tabindex="0" role="region" aria-label="Hash-chain verification per stream" { table #streams {
                     caption { "Hash-chain verification per stream" }
                     thead { tr { th scope="col" { "Stream" } th scope="col" { "Chain" } th scope="col" { "First failure" } } }
                     tbody { @for (stream, chain) in &streams {
@@ -149,7 +149,7 @@ pub async fn timeline(
                 @if entries.is_empty() {
                     p .empty #timeline { "No events on this page." }
                 } @else {
-                    div.scroll { table #timeline {
+                    div.scroll tabindex="0" role="region" aria-label="Events" { table #timeline {
                         caption { "Events touching the customer, " @if order == "desc" { "newest first" } @else { "oldest first" } }
                         thead { tr {
                             th scope="col" .num { "Position" } th scope="col" { "Occurred" } th scope="col" { "Recorded" }
