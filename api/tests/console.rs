@@ -17,23 +17,47 @@ use sqlx::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crm-api");
 
-fn serve(dir: &Path) -> Served {
-    let admin = dir.join("admin.key");
+/// Where a test's server keeps its store: the data dir, and the store URL on PostgreSQL.
+struct Store {
+    dir: tempfile::TempDir,
+    postgres: Option<crm_tests::postgres::TestDatabase>,
+}
+
+impl Store {
+    /// The arguments that name the store, for `serve` and `keys`.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--data-dir".to_owned(),
+            self.dir.path().display().to_string(),
+        ];
+        if let Some(database) = &self.postgres {
+            args.extend(["--store".to_owned(), database.url().to_owned()]);
+        }
+        args
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn serve(store: &Store) -> Served {
+    let admin = store.path().join("admin.key");
     Served::start(
         Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir),
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(store.args())
+            .env("CRM_MASTER_KEY_FILE", store.path().join("master.key")),
         move || admin.exists(),
     )
 }
 
-/// `crm-api keys create` on the data dir: the new key.
-fn key(dir: &Path, args: &[&str]) -> String {
+/// `crm-api keys create` on the store: the new key.
+fn key(store: &Store, args: &[&str]) -> String {
     let output = Command::new(BIN)
         .args(["keys", "create"])
         .args(args)
-        .arg("--data-dir")
-        .arg(dir)
+        .args(store.args())
         .output()
         .expect("run crm-api keys");
     assert!(
@@ -159,10 +183,19 @@ fn raw(value: &Value) -> String {
     }
 }
 
-async fn seeded() -> (tempfile::TempDir, Served, Site, String) {
-    let dir = tempfile::tempdir().expect("dir");
-    let served = serve(dir.path());
-    let admin = std::fs::read_to_string(dir.path().join("admin.key"))
+/// A served store with the CI fixture's events applied; on PostgreSQL (`postgres` names
+/// the test's database) `None` when no server is reachable and none is required.
+async fn seeded(postgres: Option<&str>) -> Option<(Store, Served, Site, String)> {
+    let postgres = match postgres {
+        None => None,
+        Some(name) => Some(crm_tests::postgres::TestDatabase::create(name).await?),
+    };
+    let store = Store {
+        dir: tempfile::tempdir().expect("dir"),
+        postgres,
+    };
+    let served = serve(&store);
+    let admin = std::fs::read_to_string(store.path().join("admin.key"))
         .expect("admin key")
         .trim()
         .to_owned();
@@ -197,12 +230,23 @@ async fn seeded() -> (tempfile::TempDir, Served, Site, String) {
         &format!("/v1/customers/c-1/timeline?min_position={last}"),
     )
     .await;
-    (dir, served, site, admin)
+    Some((store, served, site, admin))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_made_from_a_key_and_ends_with_sign_out_revocation_or_expiry() {
-    let (dir, _served, site, admin) = seeded().await;
+    sessions(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_session_is_made_from_a_key_and_ends_with_sign_out_revocation_or_expiry() {
+    sessions(Some("console_sessions")).await;
+}
+
+async fn sessions(postgres: Option<&str>) {
+    let Some((store, _served, site, admin)) = seeded(postgres).await else {
+        return;
+    };
 
     // No cookie: to the sign-in page, which shows the form.
     let (status, to) = site.page("", "/console/customers").await;
@@ -292,15 +336,15 @@ async fn a_session_is_made_from_a_key_and_ends_with_sign_out_revocation_or_expir
     );
 
     // A revoked key's session ends (within the key cache's 2 s).
-    let analyst = key(dir.path(), &["--tenant", "default", "--role", "analyst"]);
+    let analyst = key(&store, &["--tenant", "default", "--role", "analyst"]);
     let cookie = site.sign_in(&analyst).await;
     assert_eq!(
         site.page(&cookie, "/console/customers").await.0,
         StatusCode::OK
     );
     let revoked = Command::new(BIN)
-        .args(["keys", "revoke", &analyst, "--data-dir"])
-        .arg(dir.path())
+        .args(["keys", "revoke", &analyst])
+        .args(store.args())
         .output()
         .expect("revoke");
     assert!(revoked.status.success());
@@ -319,7 +363,7 @@ async fn a_session_is_made_from_a_key_and_ends_with_sign_out_revocation_or_expir
 
     // So does an expired key's.
     let brief = key(
-        dir.path(),
+        &store,
         &[
             "--tenant",
             "default",
@@ -350,10 +394,21 @@ async fn a_session_is_made_from_a_key_and_ends_with_sign_out_revocation_or_expir
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keys_tenant_and_role_decide_what_the_pages_show() {
-    let (dir, _served, site, _admin) = seeded().await;
+    tenants_and_roles(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_keys_tenant_and_role_decide_what_the_pages_show() {
+    tenants_and_roles(Some("console_roles")).await;
+}
+
+async fn tenants_and_roles(postgres: Option<&str>) {
+    let Some((store, _served, site, _admin)) = seeded(postgres).await else {
+        return;
+    };
 
     // An analyst without personal data: names masked as the API masks them, no search.
-    let masked = key(dir.path(), &["--tenant", "default", "--role", "analyst"]);
+    let masked = key(&store, &["--tenant", "default", "--role", "analyst"]);
     let cookie = site.sign_in(&masked).await;
     let (status, list) = site.page(&cookie, "/console/customers?search=Ada").await;
     assert_eq!(status, StatusCode::OK);
@@ -370,7 +425,7 @@ async fn a_keys_tenant_and_role_decide_what_the_pages_show() {
     assert!(!timeline.contains("ada@example.com"));
 
     // An auditor: no customer pages (the API's 403, with its reason), timelines verified.
-    let auditor = key(dir.path(), &["--tenant", "default", "--role", "auditor"]);
+    let auditor = key(&store, &["--tenant", "default", "--role", "auditor"]);
     let cookie = site.sign_in(&auditor).await;
     let (status, refused) = site.page(&cookie, "/console/customers").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -389,7 +444,7 @@ async fn a_keys_tenant_and_role_decide_what_the_pages_show() {
 
     // Another tenant's key sees none of it.
     let other = key(
-        dir.path(),
+        &store,
         &["--tenant", "other", "--role", "analyst", "--personal-data"],
     );
     let cookie = site.sign_in(&other).await;
@@ -418,7 +473,7 @@ async fn a_keys_tenant_and_role_decide_what_the_pages_show() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_as_of_a_past_day_shows_the_logs_figures_then_and_a_tampered_stream_shows_broken()
  {
-    let (dir, served, site, admin) = seeded().await;
+    let (store, served, site, admin) = seeded(None).await.expect("a SQLite store");
     let cookie = site.sign_in(&admin).await;
 
     let mut seen_counts = Vec::new();
@@ -467,7 +522,7 @@ async fn a_customer_as_of_a_past_day_shows_the_logs_figures_then_and_a_tampered_
     assert!(timeline.contains("data-stream=\"customer-c-1\" data-status=\"intact\""));
     let mut conn = sqlx::SqliteConnection::connect(&format!(
         "sqlite://{}",
-        dir.path().join("events.db").display()
+        store.path().join("events.db").display()
     ))
     .await
     .expect("open the store's file");
