@@ -4,6 +4,8 @@
 //! recorded (recording time): `GET /v1/customers/{id}` with `as_of` or `known_at`.
 
 use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -187,46 +189,49 @@ pub async fn customer(
     console: Console,
     Path(raw_id): Path<String>,
     params: Result<Query<CustomerParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Markup, Failure> {
+) -> Result<Response, Failure> {
     let Query(params) = params.map_err(|e| Failure::bad_request(e.body_text()))?;
     let id = entity_id(&raw_id)?;
     let moment = Moment::parse(&params)?;
     let cut = moment.cut();
     let path = format!("/v1/customers/{}", id.as_str());
-    let (view, position) = console
+    let answer = console
         .get_at(&with_query(
             &path,
             &[cut
                 .as_ref()
                 .map_or(("as_of", None), |(k, v)| (*k, Some(v.as_str())))],
         ))
-        .await?;
+        .await;
+    let (view, position) = match answer {
+        Ok(answer) => answer,
+        // Before the customer's first event: the page stays, to pick another date.
+        Err(failure) if moment != Moment::Live && failure.status == StatusCode::NOT_FOUND => {
+            let body = html! {
+                (as_of_form(id.as_str(), moment))
+                (cut_note(moment, None))
+                p #error role="alert" { (failure.detail) }
+            };
+            let page = layout::page(
+                &console,
+                Nav::Customers,
+                &format!("Customer {}", id.as_str()),
+                body,
+            );
+            return Ok((StatusCode::NOT_FOUND, page).into_response());
+        }
+        Err(failure) => return Err(failure),
+    };
     let title = match view["name"].as_str() {
         Some(name) if name != "[redacted]" => format!("{name} ({})", id.as_str()),
         _ => format!("Customer {}", id.as_str()),
     };
-    let date_value = moment.date().map(|d| d.format("%Y-%m-%d").to_string());
-    let recorded = matches!(moment, Moment::Recorded(_));
     Ok(layout::page(
         &console,
         Nav::Customers,
         &title,
         html! {
-            form #as-of .filters method="get" action=(format!("/console/customers/{}", id.as_str())) {
-                label for="as-of-date" { "As of the end of (UTC)"
-                    input #as-of-date name="date" type="date" value=[date_value.as_deref()];
-                }
-                label for="as-of-time" { "By"
-                    select #as-of-time name="time" {
-                        option value="business" selected[!recorded] { "when events occurred (business time)" }
-                        option value="recorded" selected[recorded] { "when events were recorded (recording time)" }
-                    }
-                }
-                button #as-of-apply type="submit" { "Show" }
-                @if moment != Moment::Live {
-                    a href=(format!("/console/customers/{}", id.as_str())) { "Back to now" }
-                }
-            }
+            (as_of_form(id.as_str(), moment))
             (cut_note(moment, position))
             p { a #timeline-link href=(format!("/console/customers/{}/timeline", id.as_str())) { "Timeline: every event, with its verification" } }
             (profile(&view))
@@ -247,7 +252,31 @@ pub async fn customer(
                 (generic_table("open-tasks", "Open tasks", as_items(&view["open_tasks"])))
             }
         },
-    ))
+    )
+    .into_response())
+}
+
+/// The as-of picker: a day and the time axis.
+fn as_of_form(id: &str, moment: Moment) -> Markup {
+    let date_value = moment.date().map(|d| d.format("%Y-%m-%d").to_string());
+    let recorded = matches!(moment, Moment::Recorded(_));
+    html! {
+        form #as-of .filters method="get" action=(format!("/console/customers/{id}")) {
+            label for="as-of-date" { "As of the end of (UTC)"
+                input #as-of-date name="date" type="date" value=[date_value.as_deref()];
+            }
+            label for="as-of-time" { "By"
+                select #as-of-time name="time" {
+                    option value="business" selected[!recorded] { "when events occurred (business time)" }
+                    option value="recorded" selected[recorded] { "when events were recorded (recording time)" }
+                }
+            }
+            button #as-of-apply type="submit" { "Show" }
+            @if moment != Moment::Live {
+                a href=(format!("/console/customers/{id}")) { "Back to now" }
+            }
+        }
+    }
 }
 
 fn cut_note(moment: Moment, position: Option<u64>) -> Markup {
@@ -403,7 +432,17 @@ fn analytics(view: &Value) -> Markup {
                 div { dt { "Lifecycle stage" } dd data-figure="analytics.lifecycle_stage" data-value=(raw(&analytics["lifecycle_stage"])) { (text(&analytics["lifecycle_stage"])) } }
                 div { dt { "Evaluated at" } dd { (text(&analytics["as_of"])) } }
             }
-            (generic_table("analytics-currencies", "Segment, churn risk and lifetime value per currency", as_items(&analytics["currencies"])))
+            (layout::table("analytics-currencies", "Segment, churn risk and lifetime value per currency", as_items(&analytics["currencies"]), &[
+                ("Currency", "currency"), ("RFM code", "rfm_code"), ("RFM segment", "rfm_segment"),
+                ("P(alive)", "p_alive"), ("Churn risk, 90 days", "churn_risk"), ("Churn bucket", "churn_bucket"),
+                ("Expected purchases, 90 days", "expected_purchases"), ("Expected average value", "expected_average_value"),
+                ("CLV, 12 months", "clv"),
+            ]))
+            @for currency in as_items(&analytics["currencies"]) {
+                @if let Some(why) = currency["fit"]["unavailable"].as_str() {
+                    p .note { (text(&currency["currency"])) ": no model figures: " (why) }
+                }
+            }
         }
     }
 }
