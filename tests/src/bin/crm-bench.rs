@@ -81,6 +81,11 @@ enum Workload {
     /// three at once, then every customer's 360 view and a sample of timelines checked
     /// against the data set through the three servers (nothing skipped or applied twice).
     A3,
+    /// The web console (issue 22): a store of `--events` (default 100,000) of the whole CRM
+    /// history (`crm_tests::crm_full`), the real crm-api on it, then each console page
+    /// `--console-rounds` times over many customers with its JSON API call beside it
+    /// (`crm_tests::console_bench`).
+    Console,
     All,
 }
 
@@ -163,6 +168,9 @@ struct Args {
     /// 10M events, `q1 --also w4` fills the store once for both.
     #[arg(long, value_enum, ignore_case = true)]
     also: Vec<Workload>,
+    /// Console: requests of each page (and of its API twin).
+    #[arg(long, default_value_t = 500)]
+    console_rounds: usize,
 }
 
 /// `--keep-store`: fresh stores outlive the run.
@@ -770,6 +778,49 @@ async fn a3(out: &mut Report, data: Vec<CustomerEvents>) -> Result<()> {
     Ok(())
 }
 
+/// Console: the pages of the web console beside their API calls (`crm_tests::console_bench`).
+async fn console(out: &mut Report, events: u64, rounds: usize) -> Result<()> {
+    use crm_tests::console_bench;
+    // About 100,000 events for the default: the generator's steps are most of them.
+    let steps = (events as usize * 22 / 25).max(1_000);
+    let history = crm_tests::crm_full::full_history(22, (events as usize / 25).max(50), steps);
+    let fresh = fresh(out.backend, true).await?;
+    crm_tests::crm_data::append_all(fresh.store.as_ref(), &history).await;
+    let dir = tempfile::tempdir()?;
+    let server = api_bench::Server::start(
+        &fresh.store_arg,
+        dir.path(),
+        &fresh.key_file,
+        "acme",
+        "admin",
+    )?;
+    let head = fresh.store.head_position().await?;
+    server.wait_caught_up(head).await?;
+    let cookie = console_bench::sign_in(&server).await?;
+    let (customers, date) = console_bench::customers_and_date(&history, "acme");
+    out.start();
+    let figures = console_bench::console(&server, &cookie, &customers, date, rounds).await?;
+    for page in figures {
+        out.print(json!({
+            "workload": format!("console-{}", page.page.name),
+            "backend": out.backend_name(),
+            "events": history.len(),
+            "page": page.page.console,
+            "requests": page.console.requests,
+            "p50_ms": round3(page.console.p50_ms),
+            "p99_ms": round3(page.console.p99_ms),
+            "max_ms": round3(page.console.max_ms),
+            "html_bytes": page.console_bytes,
+            "api": page.page.api,
+            "api_p50_ms": round3(page.api.p50_ms),
+            "api_p99_ms": round3(page.api.p99_ms),
+            "durability": fresh.durability,
+            "server_peak_rss_mib": server.peak_rss_mib(),
+        }));
+    }
+    Ok(())
+}
+
 /// W7: Q1 under a paced ingest (`crm_tests::mixed_bench`).
 async fn w7(out: &mut Report, customers: u64, rate: Option<f64>) -> Result<()> {
     let mut first = dataset(customers * 2, false, false);
@@ -1077,6 +1128,17 @@ async fn main() -> Result<()> {
         let mut out = Report::new(args.backend);
         for _ in 0..args.runs {
             w7(&mut out, customers, args.rate).await?;
+        }
+        if args.runs > 1 {
+            out.summarise(args.runs);
+        }
+        return Ok(());
+    }
+    if w == Workload::Console {
+        let mut out = Report::new(args.backend);
+        let events = args.events.unwrap_or(100_000);
+        for _ in 0..args.runs {
+            console(&mut out, events, args.console_rounds).await?;
         }
         if args.runs > 1 {
             out.summarise(args.runs);
