@@ -195,6 +195,19 @@ impl Browser {
         self.click("#sign-in").await;
     }
 
+    /// Signs out from the customers list (every page of the shell has the button; an
+    /// error page may not) and waits for the sign-in page.
+    pub async fn sign_out(&self) {
+        self.goto("/console/customers").await;
+        self.click("#sign-out").await;
+        assert!(
+            self.wait_for_location("/console/sign-in", Duration::from_secs(10))
+                .await,
+            "signed out, the browser is at {}",
+            self.location().await
+        );
+    }
+
     /// Waits (up to `limit`) until the browser shows a path starting with `path`.
     pub async fn wait_for_location(&self, path: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
