@@ -466,6 +466,14 @@ async fn tenants_and_roles(postgres: Option<&str>) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("date=") && page.contains("role=\"alert\""));
+    let (status, page) = site.page(&cookie, "/console/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("no such page"));
+    let (status, page) = site
+        .page(&cookie, "/console/customers?churn_risk=high")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("churn_risk needs currency") && page.contains("id=\"customer-search\""));
     let (status, _) = site.page(&cookie, "/console/customers/a%2Fb").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -55,6 +55,15 @@ pub fn routes(api: Router) -> Router<SharedState> {
             get(pages::timeline::timeline),
         )
         .route("/console/proofs", get(pages::timeline::proof))
+        .route(
+            "/console/{*rest}",
+            get(|| async {
+                Failure {
+                    status: StatusCode::NOT_FOUND,
+                    detail: "the console has no such page".into(),
+                }
+            }),
+        )
         .layer(Extension(call::ApiRouter(api)))
         .layer(axum::middleware::from_fn(secure_headers))
 }

@@ -25,6 +25,9 @@ pub struct ListParams {
     segment: Option<String>,
     owner: Option<String>,
     status: Option<String>,
+    /// `low`, `medium` or `high`, with `currency`.
+    churn_risk: Option<String>,
+    currency: Option<String>,
     after: Option<String>,
 }
 
@@ -32,7 +35,7 @@ pub struct ListParams {
 pub async fn list(
     console: Console,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Markup, Failure> {
+) -> Result<Response, Failure> {
     let Query(params) = params.map_err(|e| Failure::bad_request(e.body_text()))?;
     let may_search = console.principal().reads_personal_data();
     let search = params.search.as_deref().map(str::trim);
@@ -41,11 +44,25 @@ pub async fn list(
         ("segment", params.segment.as_deref()),
         ("owner", params.owner.as_deref()),
         ("status", params.status.as_deref()),
+        ("churn_risk", params.churn_risk.as_deref()),
+        ("currency", params.currency.as_deref().map(str::trim)),
     ];
     let mut query: Vec<(&str, Option<&str>)> = filters.to_vec();
     query.push(("after", params.after.as_deref()));
     query.push(("limit", Some(PAGE)));
-    let listing = console.get(&with_query("/v1/customers", &query)).await?;
+    // A filter the API refuses (a churn risk without its currency) is named above the form.
+    let (listing, refused) = match console.get(&with_query("/v1/customers", &query)).await {
+        Ok(listing) => (listing, None),
+        Err(failure)
+            if matches!(
+                failure.status,
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            ) =>
+        {
+            (Value::Null, Some(failure))
+        }
+        Err(failure) => return Err(failure),
+    };
     let items = listing["items"].as_array().cloned().unwrap_or_default();
     let next = listing["next_after"].as_str().map(|after| {
         let mut pairs = filters.to_vec();
@@ -53,11 +70,16 @@ pub async fn list(
         with_query("/console/customers", &pairs)
     });
     let status = params.status.as_deref().unwrap_or("");
-    Ok(layout::page(
+    let churn = params.churn_risk.as_deref().unwrap_or("");
+    let status_code = refused.as_ref().map_or(StatusCode::OK, |f| f.status);
+    let page = layout::page(
         &console,
         Nav::Customers,
         "Customers",
         html! {
+            @if let Some(refused) = &refused {
+                p #error role="alert" { (refused.detail) }
+            }
             form #customer-search .filters method="get" action="/console/customers" role="search" {
                 label for="search" { "Name, email, phone or id"
                     @if may_search {
@@ -79,6 +101,17 @@ pub async fn list(
                             option value=(value) selected[status == value] { (name) }
                         }
                     }
+                }
+                label for="churn-risk" { "Churn risk (90 days)"
+                    select #churn-risk name="churn_risk" {
+                        @for (value, name) in [("", "Any"), ("low", "Low"), ("medium", "Medium"), ("high", "High")] {
+                            option value=(value) selected[churn == value] { (name) }
+                        }
+                    }
+                }
+                label for="currency" { "in currency"
+                    input #currency name="currency" type="text" size="4" maxlength="3" placeholder="EUR"
+                        value=[params.currency.as_deref()];
                 }
                 button type="submit" { "Find" }
             }
@@ -121,7 +154,8 @@ pub async fn list(
                 nav.pager aria-label="Pages" { a #next-page href=(next) { "Next customers" } }
             }
         },
-    ))
+    );
+    Ok((status_code, page).into_response())
 }
 
 #[derive(Debug, Deserialize)]
