@@ -195,6 +195,18 @@ impl Browser {
         self.click("#sign-in").await;
     }
 
+    /// Signs in with `key` and expects the customers list, where a session starts.
+    pub async fn sign_in_to_list(&self, key: &str) {
+        self.sign_in(key).await;
+        assert!(
+            self.wait_for_location("/console/customers", Duration::from_secs(10))
+                .await,
+            "signed in, the browser is at {}: {:?}",
+            self.location().await,
+            self.text_of("#error").await
+        );
+    }
+
     /// Signs out from the customers list (every page of the shell has the button; an
     /// error page may not) and waits for the sign-in page.
     pub async fn sign_out(&self) {
