@@ -58,37 +58,41 @@ pub fn full_history(seed: u64, customers: usize, steps: usize) -> Vec<Emitted> {
     out
 }
 
-/// The history as of which every event lies in the past: the generator's clock starts in
-/// 2025 and, over 100,000 steps, runs for decades, and an order dated after today has no
-/// recency the analytics can score. Every time (the events' own, tasks' due times, deals'
-/// close dates) moves back by the same whole number of days, so the last event falls on
-/// [`ENDS_BY`] or the day before; dates and weekdays keep their order and spacing.
+/// The history moved into the past: the generator's clock starts in 2025 and, over 100,000
+/// steps, runs on for decades, and an order dated after today has no recency the analytics
+/// can score. Every time (the events' own, tasks' due times, deals' close dates) is mapped
+/// alike: the last event lands at noon on [`ENDS_BY`], and a history longer than
+/// [`LONGEST`] is compressed to it (times keep their order, spacing shrinks in proportion).
 fn in_the_past(events: &mut [Emitted]) {
-    let Some(last) = events.iter().map(|e| e.occurred_at).max() else {
+    let times = events.iter().map(|e| e.occurred_at);
+    let (Some(first), Some(last)) = (times.clone().min(), times.max()) else {
         return;
     };
-    let ends_by = ENDS_BY.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let days = (last - ends_by).num_days() + 1;
-    if days <= 0 {
-        return;
-    }
-    // Whole weeks, so a business day stays a business day.
-    let shift = Duration::days(days.div_euclid(7) * 7 + 7);
+    let span = (last - first).num_seconds().max(1) as f64;
+    let factor = (LONGEST.num_seconds() as f64 / span).min(1.0);
+    let end = ENDS_BY.and_hms_opt(12, 0, 0).unwrap_or_default().and_utc();
+    let map = |t: DateTime<Utc>| {
+        end - Duration::seconds(((last - t).num_seconds() as f64 * factor).round() as i64)
+    };
     for event in events.iter_mut() {
-        event.occurred_at -= shift;
+        event.occurred_at = map(event.occurred_at);
         if let Some(due) = event.data["due_at"].as_str()
             && let Ok(due) = DateTime::parse_from_rfc3339(due)
         {
-            let due = due.with_timezone(&Utc) - shift;
+            let due = map(due.with_timezone(&Utc));
             event.data["due_at"] = json!(due.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
         }
         if let Some(close) = event.data["close_date"].as_str()
             && let Ok(close) = chrono::NaiveDate::parse_from_str(close, "%Y-%m-%d")
         {
-            event.data["close_date"] = json!((close - shift).format("%Y-%m-%d").to_string());
+            let close = map(close.and_hms_opt(12, 0, 0).unwrap_or_default().and_utc());
+            event.data["close_date"] = json!(close.format("%Y-%m-%d").to_string());
         }
     }
 }
+
+/// The longest history [`full_history`] spans.
+pub const LONGEST: Duration = Duration::days(8 * 365);
 
 /// The day by which [`full_history`] has ended.
 pub const ENDS_BY: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(2026, 6, 30) {

@@ -782,7 +782,7 @@ async fn a3(out: &mut Report, data: Vec<CustomerEvents>) -> Result<()> {
 async fn console(out: &mut Report, events: u64, rounds: usize) -> Result<()> {
     use crm_tests::console_bench;
     // About 100,000 events for the default: the generator's steps are most of them.
-    let steps = (events as usize * 22 / 25).max(1_000);
+    let steps = (events as usize * 4 / 5).max(1_000);
     let history = crm_tests::crm_full::full_history(22, (events as usize / 25).max(50), steps);
     let fresh = fresh(out.backend, true).await?;
     crm_tests::crm_data::append_all(fresh.store.as_ref(), &history).await;
