@@ -402,3 +402,39 @@ async fn operations_for_admins_only(browser: &Browser, site: &Site) {
     );
     browser.sign_out().await;
 }
+
+/// The checks themselves can fail: on the sign-in page, an image from another origin and an
+/// inline style (put there by the test, as a faulty page would have them) are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_checks_catch_a_blocked_foreign_load_and_an_inline_style() {
+    let Some(tools) = BrowserTools::find_or_explain("console_browser") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("data dir");
+    let api = processes::Api::start(dir.path(), &[]);
+    let driver = Chromedriver::start(&tools).await;
+    let browser = Browser::open(&tools, &driver, &api.origin).await;
+    browser.visit("/console/sign-in", None).await;
+    assert!(browser.csp_violations().await.is_empty());
+    browser
+        .client
+        .execute(
+            "const img = document.createElement('img');\
+             img.src = 'http://127.0.0.2:9/pixel.png'; img.alt = '';\
+             document.body.appendChild(img);\
+             document.body.setAttribute('style', 'color: red');",
+            vec![],
+        )
+        .await
+        .expect("spoil the page");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while seen.len() < 2 && Instant::now() < deadline {
+        seen.extend(browser.csp_violations().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = format!("{seen:?}");
+    assert!(text.contains("img-src"), "the blocked image: {text}");
+    assert!(text.contains("style-src"), "the inline style: {text}");
+    browser.client.close().await.expect("close the browser");
+}

@@ -295,7 +295,7 @@ impl Browser {
     /// Chromium logs each blocked load, inline style or script to the browser console;
     /// chromedriver hands those lines over (`goog:loggingPrefs`). Reading them empties
     /// the log, so each page is judged on its own lines.
-    async fn no_csp_violation(&self, page: &str) {
+    pub async fn csp_violations(&self) -> Vec<Value> {
         let answer = reqwest::Client::new()
             .post(format!(
                 "{}/session/{}/se/log",
@@ -307,7 +307,7 @@ impl Browser {
             .expect("chromedriver's browser log");
         assert!(answer.status().is_success(), "the browser log: {answer:?}");
         let log: Value = answer.json().await.expect("log json");
-        let violations: Vec<&Value> = log["value"]
+        log["value"]
             .as_array()
             .map(|lines| {
                 lines
@@ -316,9 +316,14 @@ impl Browser {
                         let text = l["message"].as_str().unwrap_or_default();
                         text.contains("Content Security Policy") || text.contains("Refused to")
                     })
+                    .cloned()
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    async fn no_csp_violation(&self, page: &str) {
+        let violations = self.csp_violations().await;
         assert!(
             violations.is_empty(),
             "{page}: Content Security Policy violations: {violations:#?}"
