@@ -293,9 +293,38 @@ async fn another_tenant_sees_nothing(browser: &Browser, site: &Site) {
         .await;
     let row = format!("tr[data-customer=\"{}\"]", site.customer.id);
     assert!(!browser.has(&row).await, "globex found acme's customer");
+    // Its own customers it does find; none of them is acme's (`c-N`, N even, and
+    // `acct-acme-*` in the generated history).
+    browser
+        .visit("/console/customers?search=Customer", None)
+        .await;
+    let ids = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('tr[data-customer]'))\
+             .map(r => r.getAttribute('data-customer'));",
+            vec![],
+        )
+        .await
+        .expect("the listed ids");
+    let ids: Vec<String> = serde_json::from_value(ids).expect("ids");
+    assert!(!ids.is_empty(), "globex's search found none of its own");
+    let acme = |id: &str| {
+        id.starts_with("acct-acme")
+            || id
+                .strip_prefix("c-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n % 2 == 0)
+    };
+    assert!(
+        !ids.iter().any(|id| acme(id)),
+        "acme's customers for globex: {ids:?}"
+    );
     let session = browser.session_cookie().await.expect("globex session");
-    let (status, _, body) = site.http.console(&session, &customer_page(site)).await;
-    assert_eq!(status, 404, "acme's customer for globex: {body}");
+    for page in [customer_page(site), timeline_page(site)] {
+        let (status, _, body) = site.http.console(&session, &page).await;
+        assert_eq!(status, 404, "{page} for globex: {body}");
+    }
     browser.goto(&customer_page(site)).await;
     browser
         .must_have("another tenant's customer", "#error")
