@@ -143,15 +143,22 @@ async fn searching_and_reading_a_customer(browser: &Browser, site: &Site) {
     figures_match("customer, live", &browser.figures().await, &live);
 }
 
-/// The as-of form moved to the first order's day, then to the last order's: each figure is
-/// the API's for that moment, and the order count differs between them.
+/// The as-of form moved to the first order's day, then to the last order's (business time),
+/// then to today by recording time: each figure is the API's for that moment, and the order
+/// count differs between the two business days.
 async fn the_customer_as_of_two_days(browser: &Browser, site: &Site) {
     let (first, last) = (site.customer.first_order, site.customer.last_order);
+    let today = chrono::Utc::now().date_naive();
     let page = customer_page(site);
     let mut counts = Vec::new();
-    for (date, shot) in [(first, Some("customer-as-of")), (last, None)] {
+    for (date, time, shot) in [
+        (first, "business", Some("customer-as-of")),
+        (last, "business", None),
+        (today, "recorded", None),
+    ] {
         browser.goto(&page).await;
         browser.set_value("#as-of-date", &date.to_string()).await;
+        browser.set_value("#as-of-time", time).await;
         browser.click("#as-of-apply").await;
         let wanted = format!("date={date}");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,11 +169,24 @@ async fn the_customer_as_of_two_days(browser: &Browser, site: &Site) {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let label = format!("customer as of {date}");
+        let label = format!("customer as of {date} by {time} time");
+        assert!(
+            browser.location().await.contains(&format!("time={time}")),
+            "{label}: at {}",
+            browser.location().await
+        );
         browser.check_page(&label).await;
         let cut = browser.text_of("#cut").await.unwrap_or_default();
         assert!(cut.contains(&date.to_string()), "{label}: #cut says {cut}");
-        let path = format!("/v1/customers/{}?as_of={date}T23:59:59Z", site.customer.id);
+        let parameter = if time == "business" {
+            "as_of"
+        } else {
+            "known_at"
+        };
+        let path = format!(
+            "/v1/customers/{}?{parameter}={date}T23:59:59Z",
+            site.customer.id
+        );
         let (status, then) = site.http.get(&site.analyst, &path).await;
         assert_eq!(status, 200, "{then}");
         let figures = figures_match(&label, &browser.figures().await, &then);
