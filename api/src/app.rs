@@ -274,6 +274,9 @@ pub async fn start_with_replica(
     crm_automation::workflows::tables::create(&db)
         .await
         .context("cannot create the workflow tables")?;
+    crate::console::session::create_table(&db)
+        .await
+        .context("cannot create the console's session table")?;
     let state = Arc::new(AppState {
         edge,
         store,
@@ -337,7 +340,10 @@ async fn wait_for_read_models(db: &ReadDb, timed_out: &str) -> anyhow::Result<()
 /// the problem answers for everything else.
 pub fn router(state: SharedState) -> Router {
     let (api, _) = api_routes().split_for_parts();
+    // The console's pages call the API's routes in-process (`console::call`).
+    let (inner, _) = api_routes().split_for_parts();
     api.merge(crate::docs_page::routes())
+        .merge(crate::console::routes(inner.with_state(Arc::clone(&state))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

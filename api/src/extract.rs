@@ -63,6 +63,24 @@ impl FromRequestParts<SharedState> for Caller {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        let route = || {
+            format!(
+                "{} {}",
+                parts.method,
+                parts
+                    .extensions
+                    .get::<MatchedPath>()
+                    .map_or("?", |path| path.as_str())
+            )
+        };
+        // A console page calling the API in-process as its session's key: the principal
+        // travels in the request's extensions, which only this process can set.
+        if let Some(crate::console::call::AsSession(principal)) = parts.extensions.get() {
+            return Ok(Caller {
+                principal: principal.clone(),
+                route: route(),
+            });
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(Problem::unauthorized(
                 "no API key: send `Authorization: Bearer <key>`",
@@ -76,14 +94,7 @@ impl FromRequestParts<SharedState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must read `Bearer <key>`")
             })?;
-        let route = format!(
-            "{} {}",
-            parts.method,
-            parts
-                .extensions
-                .get::<MatchedPath>()
-                .map_or("?", |path| path.as_str())
-        );
+        let route = route();
         match state.keys.authenticate(token).await {
             Ok(Ok(principal)) => match state.edge.rate.check(&principal.key_id) {
                 Ok(()) => Ok(Caller { principal, route }),

@@ -264,6 +264,22 @@ impl KeyStore {
             .is_some_and(|stored| !stored.revoked && !stored.expired()))
     }
 
+    /// The principal of `key_id` while it is neither revoked nor expired, by what was read at
+    /// most the cache time ago: what a console session (`crate::console::session`) acts as,
+    /// so a session ends with its key's revocation or expiry.
+    pub async fn principal_of(&self, key_id: &str) -> Result<Option<Principal>, KeyError> {
+        Ok(self
+            .lookup(key_id)
+            .await?
+            .filter(|stored| !stored.revoked && !stored.expired())
+            .map(|stored| Principal {
+                key_id: key_id.to_owned(),
+                tenant: stored.tenant,
+                role: stored.role,
+                personal_data: stored.personal_data,
+            }))
+    }
+
     /// The database the keys (and the access log) live in.
     pub fn db(&self) -> &ReadDb {
         &self.db
