@@ -121,48 +121,6 @@ fn draw_bars(
     Ok(())
 }
 
-/// The Pareto curve of `values` (one per customer): customers ranked by value, highest
-/// first, and the running share of the total they hold, starting at (0, 0). Empty when
-/// there is nothing to share (no values, or a total that is not above zero); negative and
-/// non-finite values count as zero.
-pub fn pareto_curve(values: &[f64]) -> Vec<ParetoPoint> {
-    let mut ranked: Vec<f64> = values.iter().map(|v| finite(*v).max(0.0)).collect();
-    let total: f64 = ranked.iter().sum();
-    if ranked.is_empty() || total <= 0.0 || !total.is_finite() {
-        return Vec::new();
-    }
-    ranked.sort_by(|a, b| b.total_cmp(a));
-    let count = ranked.len() as f64;
-    let mut running = 0.0;
-    let mut curve = Vec::with_capacity(ranked.len() + 1);
-    curve.push(ParetoPoint {
-        customers: 0.0,
-        value: 0.0,
-    });
-    for (rank, value) in ranked.iter().enumerate() {
-        running += value;
-        curve.push(ParetoPoint {
-            customers: (rank + 1) as f64 / count,
-            value: (running / total).min(1.0),
-        });
-    }
-    curve
-}
-
-/// The share of the total held by the top `share` (0..=1) of customers, read off `curve`
-/// (linear between its points): the "80" of 80/20 for `share` 0.2.
-pub fn pareto_share(curve: &[ParetoPoint], share: f64) -> Option<f64> {
-    let share = finite(share).clamp(0.0, 1.0);
-    let after = curve.iter().position(|p| p.customers >= share)?;
-    let point = curve[after];
-    if after == 0 || point.customers == share {
-        return Some(point.value);
-    }
-    let before = curve[after - 1];
-    let span = point.customers - before.customers;
-    Some(before.value + (point.value - before.value) * (share - before.customers) / span)
-}
-
 /// A line chart of a Pareto curve: share of customers (x) against share of value (y),
 /// both in per cent, with the line of an even spread as reference.
 pub fn pareto_chart(id: &str, title: &str, curve: &[ParetoPoint]) -> String {
@@ -395,7 +353,7 @@ mod tests {
         assert_console_svg(&svg, "empty");
         assert!(svg.contains("No data"));
         assert_eq!(svg.matches("<rect").count(), 0);
-        let svg = pareto_chart("p", "Pareto", &pareto_curve(&[]));
+        let svg = pareto_chart("p", "Pareto", &[]);
         assert_console_svg(&svg, "p");
         assert!(svg.contains("No data"));
     }
@@ -433,25 +391,15 @@ mod tests {
     }
 
     #[test]
-    fn the_pareto_curve_ranks_customers_by_value() {
-        let curve = pareto_curve(&[10.0, 80.0, 5.0, 5.0, -3.0]);
-        assert_eq!(curve.len(), 6);
-        assert_eq!(curve[0], ParetoPoint { customers: 0.0, value: 0.0 });
-        // The top fifth (one of five) holds 80 %.
-        assert!((curve[1].customers - 0.2).abs() < 1e-12);
-        assert!((curve[1].value - 0.8).abs() < 1e-12);
-        assert!((curve[5].value - 1.0).abs() < 1e-12);
-        assert!((pareto_share(&curve, 0.2).expect("share") - 0.8).abs() < 1e-12);
-        // Halfway between the first and the second customer.
-        assert!((pareto_share(&curve, 0.3).expect("share") - 0.85).abs() < 1e-12);
-        assert!(pareto_curve(&[0.0, 0.0]).is_empty());
-        assert!(pareto_curve(&[-1.0]).is_empty());
-        assert!(pareto_curve(&[f64::NAN, f64::INFINITY]).is_empty());
-    }
-
-    #[test]
     fn a_pareto_chart_draws_the_curve_and_the_even_spread() {
-        let curve = pareto_curve(&[100.0, 50.0, 25.0, 12.5]);
+        let point = |customers, value| ParetoPoint { customers, value };
+        let curve = [
+            point(0.0, 0.0),
+            point(0.25, 0.53),
+            point(0.5, 0.8),
+            point(0.75, f64::NAN),
+            point(1.0, 1.0),
+        ];
         let svg = pareto_chart("pareto", "80/20", &curve);
         assert_console_svg(&svg, "pareto");
         // The curve: one line through every point (axis ticks are polylines too, in ink).
