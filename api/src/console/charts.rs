@@ -106,7 +106,11 @@ fn draw_bars(
         .draw()?;
     chart.draw_series(values.iter().take(200).enumerate().map(|(index, value)| {
         let index = i32::try_from(index).unwrap_or(i32::MAX);
-        let fill = if *value < 0.0 { NEGATIVE_FILL } else { BAR_FILL };
+        let fill = if *value < 0.0 {
+            NEGATIVE_FILL
+        } else {
+            BAR_FILL
+        };
         let mut bar = Rectangle::new(
             [
                 (0.0, SegmentValue::Exact(index)),
@@ -177,7 +181,11 @@ pub fn no_data(id: &str, title: &str) -> String {
 }
 
 fn cannot_draw(id: &str, title: &str) -> String {
-    message(id, title, "This chart could not be drawn; the table holds its figures.")
+    message(
+        id,
+        title,
+        "This chart could not be drawn; the table holds its figures.",
+    )
 }
 
 fn message(id: &str, title: &str, text: &str) -> String {
@@ -310,9 +318,15 @@ mod tests {
         assert!(svg.contains("viewBox=\"0 0 "));
         assert!(svg.contains(&format!("aria-labelledby=\"{id}-title")));
         assert!(svg.contains(&format!("<title id=\"{id}-title\">")));
-        assert!(!svg.contains("style"), "no style attribute or element: {svg}");
+        assert!(
+            !svg.contains("style"),
+            "no style attribute or element: {svg}"
+        );
         let root = &svg[..svg.find('>').expect("root tag")];
-        assert!(!root.contains("height="), "the height follows the width: {root}");
+        assert!(
+            !root.contains("height="),
+            "the height follows the width: {root}"
+        );
         // Tags balance (a cheap well-formedness check: plotters closes what it opens).
         let opened = svg.matches("<text").count();
         assert_eq!(opened, svg.matches("</text>").count());
@@ -320,13 +334,20 @@ mod tests {
 
     #[test]
     fn a_bar_chart_draws_one_bar_per_entry_with_its_label() {
-        let data = bars(&[("Qualify", 1200.0), ("Propose", 800.0), ("Negotiate", 300.5)]);
+        let data = bars(&[
+            ("Qualify", 1200.0),
+            ("Propose", 800.0),
+            ("Negotiate", 300.5),
+        ]);
         let svg = bar_chart("funnel", "Open amount by stage", "Amount, EUR", &data);
         assert_console_svg(&svg, "funnel");
         // No background fill: every rectangle is a bar.
         assert_eq!(svg.matches("<rect").count(), 3, "{svg}");
         for label in ["Qualify", "Propose", "Negotiate"] {
-            assert!(svg.contains(&format!(">\n{label}\n</text>")), "{label}: {svg}");
+            assert!(
+                svg.contains(&format!(">\n{label}\n</text>")),
+                "{label}: {svg}"
+            );
         }
         assert!(svg.contains("<title id=\"funnel-title\">Open amount by stage</title>"));
     }
@@ -367,14 +388,20 @@ mod tests {
             bars(&[("loss", -500.0), ("gain", 250.0)]),
             bars(&[("huge", 1e300), ("tiny", 1e-300)]),
             bars(&[("max", f64::MAX), ("min", f64::MIN)]),
-            bars(&[("nan", f64::NAN), ("inf", f64::INFINITY), ("-inf", f64::NEG_INFINITY)]),
+            bars(&[
+                ("nan", f64::NAN),
+                ("inf", f64::INFINITY),
+                ("-inf", f64::NEG_INFINITY),
+            ]),
         ];
         for data in cases {
             let svg = bar_chart("x", "t", "axis", &data);
             assert_console_svg(&svg, "x");
             assert!(!svg.contains("NaN"), "{svg}");
         }
-        let many: Vec<Bar> = (0..500).map(|i| Bar::new(format!("m{i}"), f64::from(i))).collect();
+        let many: Vec<Bar> = (0..500)
+            .map(|i| Bar::new(format!("m{i}"), f64::from(i)))
+            .collect();
         let svg = bar_chart("many", "t", "axis", &many);
         assert_console_svg(&svg, "many");
     }
@@ -413,7 +440,10 @@ mod tests {
         let points = points.split('"').next().expect("end");
         assert_eq!(points.split_whitespace().count(), curve.len(), "{points}");
         // The even spread, from (0, 0) to (100 %, 100 %), in grey.
-        assert!(svg.contains("stroke=\"#CCCCCC\" stroke-width=\"2\""), "{svg}");
+        assert!(
+            svg.contains("stroke=\"#CCCCCC\" stroke-width=\"2\""),
+            "{svg}"
+        );
         assert!(svg.contains("Share of customers"));
         assert!(svg.contains("100 %"));
     }

@@ -95,7 +95,11 @@ pub async fn analytics(
     let lifecycle = console.get("/v1/analytics/lifecycle").await?;
     let rfm = section(read_rfm(&console, &currency).await)?;
     let cohorts = section(console.get(&with_currency("/v1/analytics/cohorts")).await)?;
-    let profitability = section(console.get(&with_currency("/v1/analytics/profitability")).await)?;
+    let profitability = section(
+        console
+            .get(&with_currency("/v1/analytics/profitability"))
+            .await,
+    )?;
     Ok(layout::page(
         &console,
         Nav::Analytics,
@@ -241,7 +245,7 @@ fn cohort_table(report: &Value) -> Markup {
                             @match months.get(index) {
                                 Some(month) => {
                                     @let rate = month["retention"].as_f64().unwrap_or(0.0);
-                                    td .num class=(heat_bucket(rate)) data-month=(index)
+                                    td class=(format!("num {}", heat_bucket(rate))) data-month=(index)
                                         data-value=(month["retention"])
                                         title=(format!("{} active", text(&month["active"]))) {
                                         (percent(rate))
@@ -335,9 +339,27 @@ mod tests {
         ];
         let points = pareto_points(&deciles);
         assert_eq!(points.len(), 3);
-        assert_eq!(points[0], ParetoPoint { customers: 0.0, value: 0.0 });
-        assert_eq!(points[1], ParetoPoint { customers: 0.25, value: 0.8 });
-        assert_eq!(points[2], ParetoPoint { customers: 1.0, value: 1.0 });
+        assert_eq!(
+            points[0],
+            ParetoPoint {
+                customers: 0.0,
+                value: 0.0
+            }
+        );
+        assert_eq!(
+            points[1],
+            ParetoPoint {
+                customers: 0.25,
+                value: 0.8
+            }
+        );
+        assert_eq!(
+            points[2],
+            ParetoPoint {
+                customers: 1.0,
+                value: 1.0
+            }
+        );
         assert!(pareto_points(&[json!({"customers": 0})]).is_empty());
     }
 }

@@ -98,12 +98,19 @@ mod tests {
         assert_eq!(totals.amount("EUR").as_deref(), Some("0.30"));
         assert_eq!(totals.amount("JPY").as_deref(), Some("5"));
         assert_eq!(totals.amount("USD"), None);
-        assert!(totals.add(&json!({"amount": "x", "currency": "EUR"})).is_none());
+        assert!(
+            totals
+                .add(&json!({"amount": "x", "currency": "EUR"}))
+                .is_none()
+        );
         assert!(totals.add(&json!(null)).is_none());
         let mut full = Totals::default();
         full.add(&json!({"amount": "92233720368547758.07", "currency": "EUR"}))
             .expect("the largest amount");
-        assert!(full.add(&json!({"amount": "0.01", "currency": "EUR"})).is_none());
+        assert!(
+            full.add(&json!({"amount": "0.01", "currency": "EUR"}))
+                .is_none()
+        );
     }
 
     #[test]
@@ -120,7 +127,10 @@ mod tests {
         assert!(matches!(section(Ok(json!({}))), Ok(Ok(_))));
         assert_eq!(percent(0.125), "12.5 %");
         assert_eq!(percent(f64::NAN), "—");
-        assert_eq!(approximate(&json!({"amount": "12.50", "currency": "EUR"})), 12.5);
+        assert_eq!(
+            approximate(&json!({"amount": "12.50", "currency": "EUR"})),
+            12.5
+        );
         assert_eq!(approximate(&json!(null)), 0.0);
     }
 }

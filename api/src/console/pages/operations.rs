@@ -122,5 +122,7 @@ fn audit_tree(health: &Value) -> Markup {
 }
 
 fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    at.map_or("—".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+    at.map_or("—".to_owned(), |t| {
+        t.format("%Y-%m-%d %H:%M UTC").to_string()
+    })
 }

@@ -91,7 +91,11 @@ pub async fn pipeline(
     params: Result<Query<PipelineParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Markup, Failure> {
     let Query(params) = params.map_err(|e| Failure::bad_request(e.body_text()))?;
-    let owner = params.owner.as_deref().map(str::trim).filter(|o| !o.is_empty());
+    let owner = params
+        .owner
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty());
     let summary = console
         .get(&with_query("/v1/pipeline", &[("owner", owner)]))
         .await?;
@@ -159,14 +163,14 @@ pub async fn pipeline(
             }
             h2 { "Deals by stage" }
             figure #funnel-chart {
-                figcaption { "Open deals per stage (all currencies); the table below holds the amounts." }
+                figcaption { "Deals per stage, open and closed (all currencies); the table below holds the amounts." }
                 (PreEscaped(funnel_svg))
             }
             @if by_stage.is_empty() {
-                p #funnel .empty { "No open deal." }
+                p #funnel .empty { "No deal." }
             } @else {
                 div.scroll { table #funnel {
-                    caption { "Open deals by stage and currency" }
+                    caption { "Deals by stage and currency" }
                     thead { tr {
                         th scope="col" { "Stage" } th scope="col" { "Currency" }
                         th scope="col" .num { "Deals" } th scope="col" .num { "Amount" }
@@ -186,12 +190,12 @@ pub async fn pipeline(
             }
             h2 { "Forecast by close month" }
             figure #forecast-chart {
-                figcaption { "Weighted amount (amount × stage probability) of open deals by expected close month"
+                figcaption { "Weighted amount (amount × stage probability) of deals by expected close month"
                     @if !chosen.is_empty() { ", " (chosen) } "." }
                 (PreEscaped(forecast_svg))
             }
             @if forecast.is_empty() {
-                p #forecast .empty { "No open deal with an expected close date." }
+                p #forecast .empty { "No deal with an expected close date." }
             } @else {
                 div.scroll { table #forecast {
                     caption { "Forecast by close month and currency (the chart's data)" }
@@ -297,6 +301,9 @@ mod tests {
             json!({"stage": "Proposal", "count": 1}),
             json!({"stage": "Negotiation", "count": 4}),
         ]);
-        assert_eq!(bars, [Bar::new("Proposal", 3.0), Bar::new("Negotiation", 4.0)]);
+        assert_eq!(
+            bars,
+            [Bar::new("Proposal", 3.0), Bar::new("Negotiation", 4.0)]
+        );
     }
 }

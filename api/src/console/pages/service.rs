@@ -35,7 +35,10 @@ fn sla_state(line: &Value) -> (&'static str, String) {
     }
     let warned = clocks(&line["warnings"]);
     if !warned.is_empty() {
-        return ("warning", format!("Warning: {} due soon", warned.join(", ")));
+        return (
+            "warning",
+            format!("Warning: {} due soon", warned.join(", ")),
+        );
     }
     if line["paused"].as_bool() == Some(true) {
         return ("ok", "Paused (waiting on the customer)".to_owned());
@@ -150,7 +153,11 @@ fn satisfaction_tables(report: &Value) -> Markup {
     let nps = &report["nps"]["overall"];
     let mut rows: Vec<(String, &Value)> = vec![("Overall".to_owned(), &csat["overall"])];
     if let Some(by_agent) = csat["by_agent"].as_object() {
-        rows.extend(by_agent.iter().map(|(agent, f)| (format!("Agent {agent}"), f)));
+        rows.extend(
+            by_agent
+                .iter()
+                .map(|(agent, f)| (format!("Agent {agent}"), f)),
+        );
     }
     rows.push(("Cases without agent".to_owned(), &csat["without_agent"]));
     html! {
@@ -202,15 +209,16 @@ mod tests {
 
     #[test]
     fn the_sla_state_is_said_in_words() {
-        let line = |breaches: Value, warnings: Value, paused: bool| {
-            json!({"breaches": breaches, "warnings": warnings, "paused": paused})
-        };
+        let line = |breaches: Value, warnings: Value, paused: bool| json!({"breaches": breaches, "warnings": warnings, "paused": paused});
         let none = json!({"first_response": false, "resolution": false});
         let first = json!({"first_response": true, "resolution": false});
         let both = json!({"first_response": true, "resolution": true});
         assert_eq!(
             sla_state(&line(both.clone(), both.clone(), false)),
-            ("breached", "Breached: first response, resolution".to_owned())
+            (
+                "breached",
+                "Breached: first response, resolution".to_owned()
+            )
         );
         assert_eq!(sla_state(&line(none.clone(), first, false)).0, "warning");
         assert_eq!(
