@@ -14,16 +14,19 @@ use plotters::prelude::*;
 /// Width of every chart's coordinate system; the SVG itself scales to its container.
 const WIDTH: u32 = 640;
 /// Height given to one bar of a horizontal bar chart, gap included.
-const BAR_HEIGHT: u32 = 34;
+const BAR_HEIGHT: u32 = 40;
 /// Room above and below the bars (axis labels, margins).
-const BAR_CHART_FRAME: u32 = 70;
+const BAR_CHART_FRAME: u32 = 90;
 /// The longest axis label drawn; longer ones are cut with an ellipsis (the table beside
 /// the chart holds the full text).
-const LABEL_CHARS: usize = 18;
+const LABEL_CHARS: usize = 16;
 const BAR_FILL: RGBColor = RGBColor(0x1F, 0x5F, 0xA8);
 const NEGATIVE_FILL: RGBColor = RGBColor(0xA8, 0x3A, 0x1F);
 const INK: RGBColor = RGBColor(0x22, 0x22, 0x22);
 const GRID: RGBColor = RGBColor(0xCC, 0xCC, 0xCC);
+/// Text size in chart units: a 640-unit chart shrinks to about 360 px on a phone, where
+/// this still reads as about 11 px (plotters writes 1/1.24 of it as the font size).
+const FONT: u32 = 24;
 
 /// One bar: its category and its value (amounts in major units, counts).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +84,8 @@ fn draw_bars(
     let mut chart = ChartBuilder::on(&root)
         .margin(10)
         .margin_right(24)
-        .x_label_area_size(40)
-        .y_label_area_size(150)
+        .x_label_area_size(60)
+        .y_label_area_size(210)
         .build_cartesian_2d(low..high, (0..count).into_segmented())?;
     chart
         .configure_mesh()
@@ -90,22 +93,25 @@ fn draw_bars(
         .light_line_style(TRANSPARENT)
         .bold_line_style(GRID)
         .axis_style(INK)
-        .x_labels(5)
+        .x_labels(ticks(values, high))
         .x_label_formatter(&|value| compact(*value))
         .y_label_formatter(&|segment| match segment {
-            SegmentValue::CenterOf(index) | SegmentValue::Exact(index) => usize::try_from(*index)
-                .ok()
-                .and_then(|index| bars.get(index))
-                .map(|bar| shorten(&bar.label))
-                .unwrap_or_default(),
+            SegmentValue::CenterOf(index) | SegmentValue::Exact(index) => {
+                usize::try_from(count - 1 - *index)
+                    .ok()
+                    .and_then(|index| bars.get(index))
+                    .map(|bar| shorten(&bar.label))
+                    .unwrap_or_default()
+            }
             SegmentValue::Last => String::new(),
         })
         .x_desc(axis)
-        .label_style(("sans-serif", 14).into_font().color(&INK))
-        .axis_desc_style(("sans-serif", 14).into_font().color(&INK))
+        .label_style(("sans-serif", FONT).into_font().color(&INK))
+        .axis_desc_style(("sans-serif", FONT).into_font().color(&INK))
         .draw()?;
     chart.draw_series(values.iter().take(200).enumerate().map(|(index, value)| {
-        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        // The first entry on top: the axis counts from the bottom.
+        let index = count - 1 - i32::try_from(index).unwrap_or(0);
         let fill = if *value < 0.0 {
             NEGATIVE_FILL
         } else {
@@ -143,22 +149,22 @@ fn draw_pareto(svg: &mut String, curve: &[ParetoPoint]) -> Result<(), Box<dyn st
     let mut chart = ChartBuilder::on(&root)
         .margin(10)
         .margin_right(24)
-        .x_label_area_size(44)
-        .y_label_area_size(60)
+        .x_label_area_size(70)
+        .y_label_area_size(90)
         .build_cartesian_2d(0.0..100.0, 0.0..100.0)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .bold_line_style(GRID)
         .axis_style(INK)
-        .x_labels(6)
-        .y_labels(6)
+        .x_labels(5)
+        .y_labels(5)
         .x_label_formatter(&|value| format!("{value:.0} %"))
         .y_label_formatter(&|value| format!("{value:.0} %"))
         .x_desc("Share of customers, highest value first")
         .y_desc("Share of value")
-        .label_style(("sans-serif", 14).into_font().color(&INK))
-        .axis_desc_style(("sans-serif", 14).into_font().color(&INK))
+        .label_style(("sans-serif", FONT).into_font().color(&INK))
+        .axis_desc_style(("sans-serif", FONT).into_font().color(&INK))
         .draw()?;
     chart.draw_series(LineSeries::new(
         [(0.0, 0.0), (100.0, 100.0)],
@@ -228,6 +234,18 @@ fn finish(id: &str, title: &str, svg: &str) -> String {
          <title id=\"{id}-title\">{title}</title>\n{body}",
         title = escape(title),
     )
+}
+
+/// How many value ticks: one per whole number when every value is a small count (no
+/// "0.5 deals"), else five.
+fn ticks(values: &[f64], high: f64) -> usize {
+    let counts = values.iter().all(|v| v.fract() == 0.0);
+    if counts && high <= 10.0 {
+        // Whole numbers from zero to the top of the axis.
+        high.floor().max(1.0) as usize + 1
+    } else {
+        5
+    }
 }
 
 /// The value axis: always holds zero, and never is empty.
@@ -369,6 +387,31 @@ mod tests {
     }
 
     #[test]
+    fn bars_read_from_the_top_in_the_given_order_with_whole_ticks_for_counts() {
+        let data = bars(&[("first", 1.0), ("second", 2.0), ("third", 3.0)]);
+        let svg = bar_chart("o", "t", "Deals", &data);
+        let tops: Vec<i64> = svg
+            .split("<rect")
+            .skip(1)
+            .map(|rect| {
+                let y = rect.split(" y=\"").nth(1).expect("y");
+                y.split('"').next().expect("value").parse().expect("number")
+            })
+            .collect();
+        assert_eq!(tops.len(), 3);
+        assert!(tops[0] < tops[1] && tops[1] < tops[2], "{tops:?}");
+        let label_y = |label: &str| -> i64 {
+            let at = svg.find(&format!(">\n{label}\n</text>")).expect("label");
+            let tag = &svg[svg[..at].rfind("<text").expect("text")..at];
+            let y = tag.split(" y=\"").nth(1).expect("y");
+            y.split('"').next().expect("value").parse().expect("number")
+        };
+        assert!(label_y("first") < label_y("second"));
+        assert!(label_y("second") < label_y("third"));
+        assert!(!svg.contains(">\n0.5\n</text>"), "no half deals: {svg}");
+    }
+
+    #[test]
     fn empty_data_renders_a_no_data_svg() {
         let svg = bar_chart("empty", "Forecast", "Amount", &[]);
         assert_console_svg(&svg, "empty");
@@ -413,7 +456,7 @@ mod tests {
         assert!(!svg.contains("<script>"));
         assert!(!svg.contains("<b>"));
         assert!(svg.contains("Title &lt;b&gt;"));
-        assert!(svg.contains("A very long stage…"), "{svg}");
+        assert!(svg.contains("A very long sta…"), "{svg}");
         assert!(svg.contains("aria-labelledby=\"e&quot;x-title\""));
     }
 

@@ -3,6 +3,7 @@
 //! one: `GET /v1/pipeline?owner=`.
 
 use axum::extract::Query;
+use crm_core::catalog::values::Stage;
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,7 +72,21 @@ fn months(forecast: &[Value]) -> Vec<MonthRow> {
     rows
 }
 
-/// Deals per stage over every currency, in the API's order of stages.
+/// The stage lines in the pipeline's order (prospecting first, closed last), currencies
+/// in the API's order within a stage; stages the catalog does not know go last.
+fn in_stage_order(by_stage: &[Value]) -> Vec<Value> {
+    let mut lines = by_stage.to_vec();
+    lines.sort_by_key(|line| {
+        let stage = line["stage"].as_str().unwrap_or_default();
+        Stage::ALL
+            .iter()
+            .position(|known| known.as_str() == stage)
+            .unwrap_or(Stage::ALL.len())
+    });
+    lines
+}
+
+/// Deals per stage over every currency, in the order of `by_stage`.
 fn stage_counts(by_stage: &[Value]) -> Vec<Bar> {
     let mut bars: Vec<Bar> = Vec::new();
     for line in by_stage {
@@ -100,7 +115,7 @@ pub async fn pipeline(
         .get(&with_query("/v1/pipeline", &[("owner", owner)]))
         .await?;
     let empty = Vec::new();
-    let by_stage = summary["by_stage"].as_array().unwrap_or(&empty);
+    let by_stage = &in_stage_order(summary["by_stage"].as_array().unwrap_or(&empty));
     let forecast = months(summary["forecast"].as_array().unwrap_or(&empty));
     let currencies: Vec<&str> = {
         let mut seen: Vec<&str> = Vec::new();
