@@ -437,7 +437,23 @@ async fn the_console_pages_show_what_the_api_answers_the_session_key() {
     );
     // A currency nobody bought in: the sections say so, the page still answers.
     let html = analyst.page("/console/analytics?currency=JPY").await;
-    assert!(html.contains("id=\"cohorts\""), "{html}");
+    for id in ["rfm-grid", "cohorts"] {
+        let said = element(&html, &format!("id=\"{id}\""), "</p>");
+        assert!(
+            said.contains("No customer bought in this currency."),
+            "{said}"
+        );
+    }
+    assert!(!html.contains("id=\"top-20\""), "no share of nothing");
+    assert!(html.contains("No data for this chart."));
+    // A code that is no currency: one refusal naming it, not a page of failed sections.
+    let refused = analyst.get("/console/analytics?currency=E%3CX").await;
+    assert_eq!(refused.status, 400, "{}", refused.html);
+    assert!(
+        refused.html.contains("currency=&quot;E&lt;X&quot;"),
+        "{}",
+        refused.html
+    );
 
     // Operations: admin only.
     let refused = analyst.get("/console/operations").await;
@@ -488,4 +504,27 @@ async fn another_tenants_key_sees_none_of_the_first_tenants_deals() {
     let mine = Browser::sign_in(&app, app.key(TENANT, Role::Analyst)).await;
     let html = mine.page("/console/pipeline").await;
     assert!(!html.contains("777.00"));
+}
+
+#[tokio::test]
+async fn the_apis_role_checks_hold_on_every_page() {
+    let app = seeded_app().await;
+    // An ingest key may append, not read: each page answers the API's 403 with its reason.
+    let ingest = Browser::sign_in(&app, app.key(TENANT, Role::Ingest)).await;
+    for path in [
+        "/console/pipeline",
+        "/console/service",
+        "/console/analytics",
+        "/console/operations",
+    ] {
+        let page = ingest.get(path).await;
+        assert_eq!(page.status, 403, "{path}: {}", page.html);
+        let error = element(&page.html, "id=\"error\"", "</p>");
+        assert!(error.contains("ingest"), "{path}: {error}");
+    }
+    // An auditor reads read-model state through the API, but the page is for admins.
+    let auditor = Browser::sign_in(&app, app.key(TENANT, Role::Auditor)).await;
+    let page = auditor.get("/console/operations").await;
+    assert_eq!(page.status, 403, "{}", page.html);
+    assert!(page.html.contains("needs an admin key"), "{}", page.html);
 }

@@ -4,6 +4,7 @@
 //! (Pareto) curve of revenue: `GET /v1/analytics/{rfm,cohorts,lifecycle,profitability}`.
 
 use axum::extract::Query;
+use crm_core::money::currency::Currency;
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -91,8 +92,11 @@ pub async fn analytics(
         .filter(|c| !c.is_empty())
         .unwrap_or(DEFAULT_CURRENCY)
         .to_ascii_uppercase();
+    // A code the API would refuse fails the page once, not each of its sections.
+    Currency::parse(&currency)
+        .map_err(|e| Failure::bad_request(format!("currency={currency:?}: {e}")))?;
     let with_currency = |path: &str| with_query(path, &[("currency", Some(&currency))]);
-    let lifecycle = console.get("/v1/analytics/lifecycle").await?;
+    let lifecycle = section(console.get("/v1/analytics/lifecycle").await)?;
     let rfm = section(read_rfm(&console, &currency).await)?;
     let cohorts = section(console.get(&with_currency("/v1/analytics/cohorts")).await)?;
     let profitability = section(
@@ -114,7 +118,10 @@ pub async fn analytics(
             }
             p.note { "Evaluated as of the start of today (UTC), from the log." }
             h2 { "Lifecycle" }
-            (lifecycle_table(&lifecycle))
+            @match &lifecycle {
+                Err(failure) => (unavailable("lifecycle", failure)),
+                Ok(report) => (lifecycle_table(report)),
+            }
             h2 { "RFM" }
             @match &rfm {
                 Err(failure) => (unavailable("rfm-grid", failure)),
@@ -185,6 +192,9 @@ fn rfm_tables(report: &Value) -> Markup {
     let items = report["items"].as_array().unwrap_or(&empty);
     let grid = rfm_grid(items);
     let segments = report["segments"].as_array().unwrap_or(&empty);
+    if report["customers"].as_u64() == Some(0) {
+        return html! { p #rfm-grid .empty { "No customer bought in this currency." } };
+    }
     html! {
         div.scroll { table #rfm-grid {
             caption { "Customers by recency score (rows) and frequency score (columns), 5 the best; "
@@ -276,7 +286,7 @@ fn pareto_section(report: &Value, currency: &str) -> Markup {
         figure #pareto-chart {
             figcaption {
                 "Customers ranked by net revenue: the share of revenue the top share of customers holds"
-                @if let Some(top) = top { "; the top 20 % hold " strong #top-20 { (percent(top)) } }
+                @if let Some(top) = top.filter(|_| !points.is_empty()) { "; the top 20 % hold " strong #top-20 { (percent(top)) } }
                 "."
             }
             (PreEscaped(svg))
