@@ -59,6 +59,15 @@ pub fn routes(api: Router) -> Router<SharedState> {
         .route("/console/service", get(pages::service::service))
         .route("/console/analytics", get(pages::analytics::analytics))
         .route("/console/operations", get(pages::operations::operations))
+        .route(
+            "/console/{*rest}",
+            get(|| async {
+                Failure {
+                    status: StatusCode::NOT_FOUND,
+                    detail: "the console has no such page".into(),
+                }
+            }),
+        )
         .layer(Extension(call::ApiRouter(api)))
         .layer(axum::middleware::from_fn(secure_headers))
 }

@@ -4,6 +4,8 @@
 //! recorded (recording time): `GET /v1/customers/{id}` with `as_of` or `known_at`.
 
 use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -23,6 +25,9 @@ pub struct ListParams {
     segment: Option<String>,
     owner: Option<String>,
     status: Option<String>,
+    /// `low`, `medium` or `high`, with `currency`.
+    churn_risk: Option<String>,
+    currency: Option<String>,
     after: Option<String>,
 }
 
@@ -30,7 +35,7 @@ pub struct ListParams {
 pub async fn list(
     console: Console,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Markup, Failure> {
+) -> Result<Response, Failure> {
     let Query(params) = params.map_err(|e| Failure::bad_request(e.body_text()))?;
     let may_search = console.principal().reads_personal_data();
     let search = params.search.as_deref().map(str::trim);
@@ -39,11 +44,25 @@ pub async fn list(
         ("segment", params.segment.as_deref()),
         ("owner", params.owner.as_deref()),
         ("status", params.status.as_deref()),
+        ("churn_risk", params.churn_risk.as_deref()),
+        ("currency", params.currency.as_deref().map(str::trim)),
     ];
     let mut query: Vec<(&str, Option<&str>)> = filters.to_vec();
     query.push(("after", params.after.as_deref()));
     query.push(("limit", Some(PAGE)));
-    let listing = console.get(&with_query("/v1/customers", &query)).await?;
+    // A filter the API refuses (a churn risk without its currency) is named above the form.
+    let (listing, refused) = match console.get(&with_query("/v1/customers", &query)).await {
+        Ok(listing) => (listing, None),
+        Err(failure)
+            if matches!(
+                failure.status,
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            ) =>
+        {
+            (Value::Null, Some(failure))
+        }
+        Err(failure) => return Err(failure),
+    };
     let items = listing["items"].as_array().cloned().unwrap_or_default();
     let next = listing["next_after"].as_str().map(|after| {
         let mut pairs = filters.to_vec();
@@ -51,11 +70,16 @@ pub async fn list(
         with_query("/console/customers", &pairs)
     });
     let status = params.status.as_deref().unwrap_or("");
-    Ok(layout::page(
+    let churn = params.churn_risk.as_deref().unwrap_or("");
+    let status_code = refused.as_ref().map_or(StatusCode::OK, |f| f.status);
+    let page = layout::page(
         &console,
         Nav::Customers,
         "Customers",
         html! {
+            @if let Some(refused) = &refused {
+                p #error role="alert" { (refused.detail) }
+            }
             form #customer-search .filters method="get" action="/console/customers" role="search" {
                 label for="search" { "Name, email, phone or id"
                     @if may_search {
@@ -77,6 +101,17 @@ pub async fn list(
                             option value=(value) selected[status == value] { (name) }
                         }
                     }
+                }
+                label for="churn-risk" { "Churn risk (90 days)"
+                    select #churn-risk name="churn_risk" {
+                        @for (value, name) in [("", "Any"), ("low", "Low"), ("medium", "Medium"), ("high", "High")] {
+                            option value=(value) selected[churn == value] { (name) }
+                        }
+                    }
+                }
+                label for="currency" { "in currency"
+                    input #currency name="currency" type="text" size="4" maxlength="3" placeholder="EUR"
+                        value=[params.currency.as_deref()];
                 }
                 button type="submit" { "Find" }
             }
@@ -119,7 +154,8 @@ pub async fn list(
                 nav.pager aria-label="Pages" { a #next-page href=(next) { "Next customers" } }
             }
         },
-    ))
+    );
+    Ok((status_code, page).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,46 +223,49 @@ pub async fn customer(
     console: Console,
     Path(raw_id): Path<String>,
     params: Result<Query<CustomerParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Markup, Failure> {
+) -> Result<Response, Failure> {
     let Query(params) = params.map_err(|e| Failure::bad_request(e.body_text()))?;
     let id = entity_id(&raw_id)?;
     let moment = Moment::parse(&params)?;
     let cut = moment.cut();
     let path = format!("/v1/customers/{}", id.as_str());
-    let (view, position) = console
+    let answer = console
         .get_at(&with_query(
             &path,
             &[cut
                 .as_ref()
                 .map_or(("as_of", None), |(k, v)| (*k, Some(v.as_str())))],
         ))
-        .await?;
+        .await;
+    let (view, position) = match answer {
+        Ok(answer) => answer,
+        // Before the customer's first event: the page stays, to pick another date.
+        Err(failure) if moment != Moment::Live && failure.status == StatusCode::NOT_FOUND => {
+            let body = html! {
+                (as_of_form(id.as_str(), moment))
+                (cut_note(moment, None))
+                p #error role="alert" { (failure.detail) }
+            };
+            let page = layout::page(
+                &console,
+                Nav::Customers,
+                &format!("Customer {}", id.as_str()),
+                body,
+            );
+            return Ok((StatusCode::NOT_FOUND, page).into_response());
+        }
+        Err(failure) => return Err(failure),
+    };
     let title = match view["name"].as_str() {
         Some(name) if name != "[redacted]" => format!("{name} ({})", id.as_str()),
         _ => format!("Customer {}", id.as_str()),
     };
-    let date_value = moment.date().map(|d| d.format("%Y-%m-%d").to_string());
-    let recorded = matches!(moment, Moment::Recorded(_));
     Ok(layout::page(
         &console,
         Nav::Customers,
         &title,
         html! {
-            form #as-of .filters method="get" action=(format!("/console/customers/{}", id.as_str())) {
-                label for="as-of-date" { "As of the end of (UTC)"
-                    input #as-of-date name="date" type="date" value=[date_value.as_deref()];
-                }
-                label for="as-of-time" { "By"
-                    select #as-of-time name="time" {
-                        option value="business" selected[!recorded] { "when events occurred (business time)" }
-                        option value="recorded" selected[recorded] { "when events were recorded (recording time)" }
-                    }
-                }
-                button #as-of-apply type="submit" { "Show" }
-                @if moment != Moment::Live {
-                    a href=(format!("/console/customers/{}", id.as_str())) { "Back to now" }
-                }
-            }
+            (as_of_form(id.as_str(), moment))
             (cut_note(moment, position))
             p { a #timeline-link href=(format!("/console/customers/{}/timeline", id.as_str())) { "Timeline: every event, with its verification" } }
             (profile(&view))
@@ -247,7 +286,31 @@ pub async fn customer(
                 (generic_table("open-tasks", "Open tasks", as_items(&view["open_tasks"])))
             }
         },
-    ))
+    )
+    .into_response())
+}
+
+/// The as-of picker: a day and the time axis.
+fn as_of_form(id: &str, moment: Moment) -> Markup {
+    let date_value = moment.date().map(|d| d.format("%Y-%m-%d").to_string());
+    let recorded = matches!(moment, Moment::Recorded(_));
+    html! {
+        form #as-of .filters method="get" action=(format!("/console/customers/{id}")) {
+            label for="as-of-date" { "As of the end of (UTC)"
+                input #as-of-date name="date" type="date" value=[date_value.as_deref()];
+            }
+            label for="as-of-time" { "By"
+                select #as-of-time name="time" {
+                    option value="business" selected[!recorded] { "when events occurred (business time)" }
+                    option value="recorded" selected[recorded] { "when events were recorded (recording time)" }
+                }
+            }
+            button #as-of-apply type="submit" { "Show" }
+            @if moment != Moment::Live {
+                a href=(format!("/console/customers/{id}")) { "Back to now" }
+            }
+        }
+    }
 }
 
 fn cut_note(moment: Moment, position: Option<u64>) -> Markup {
@@ -403,7 +466,17 @@ fn analytics(view: &Value) -> Markup {
                 div { dt { "Lifecycle stage" } dd data-figure="analytics.lifecycle_stage" data-value=(raw(&analytics["lifecycle_stage"])) { (text(&analytics["lifecycle_stage"])) } }
                 div { dt { "Evaluated at" } dd { (text(&analytics["as_of"])) } }
             }
-            (generic_table("analytics-currencies", "Segment, churn risk and lifetime value per currency", as_items(&analytics["currencies"])))
+            (layout::table("analytics-currencies", "Segment, churn risk and lifetime value per currency", as_items(&analytics["currencies"]), &[
+                ("Currency", "currency"), ("RFM code", "rfm_code"), ("RFM segment", "rfm_segment"),
+                ("P(alive)", "p_alive"), ("Churn risk, 90 days", "churn_risk"), ("Churn bucket", "churn_bucket"),
+                ("Expected purchases, 90 days", "expected_purchases"), ("Expected average value", "expected_average_value"),
+                ("CLV, 12 months", "clv"),
+            ]))
+            @for currency in as_items(&analytics["currencies"]) {
+                @if let Some(why) = currency["fit"]["unavailable"].as_str() {
+                    p .note { (text(&currency["currency"])) ": no model figures: " (why) }
+                }
+            }
         }
     }
 }
