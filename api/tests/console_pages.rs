@@ -492,7 +492,24 @@ async fn pages_show_what_the_api_answers(app: App) {
             "{name}"
         );
     }
-    assert!(html.contains("id=\"audit-tree\""));
+    let tree = element(&html, "id=\"audit-tree\"", "</dl>");
+    assert!(tree.contains("data-figure=\"audit_tree.lag\""), "{tree}");
+    let signed = app
+        .get_as(
+            TENANT,
+            Role::Auditor,
+            &format!("/v1/audit/head?min_position={}", app.head().await),
+        )
+        .await;
+    let size = signed.ok()["tree_size"].as_u64().expect("tree size");
+    // The tenant's 38 seeded events, not the other tenant's deal.
+    assert_eq!(size, 38);
+    let html = admin.page("/console/operations").await;
+    let head = element(&html, "id=\"signed-head\"", "</dl>");
+    assert!(
+        head.contains(&format!("data-figure=\"tree_size\" data-value=\"{size}\"")),
+        "{size}: {head}"
+    );
     let keys = element(&html, "<table id=\"keys\"", "</table>");
     assert!(keys.contains(App::key_id(admin_key)));
     assert!(!html.contains(admin_key), "a secret is shown");

@@ -1,6 +1,7 @@
 //! Operations (admin keys only): each read model's position, lag and state with any rebuild
-//! in progress (`GET /v1/projections`), the audit tree's checkpoint and lag (`GET /healthz`),
-//! and the tenant's API keys without their secrets (the key store: keys have no API route).
+//! in progress (`GET /v1/projections`), the audit tree's checkpoint and lag (`GET /healthz`)
+//! and the tenant's signed tree head (`GET /v1/audit/head`), and the tenant's API keys
+//! without their secrets (the key store: keys have no API route).
 
 use axum::http::StatusCode;
 use maud::{Markup, html};
@@ -24,6 +25,7 @@ pub async fn operations(console: Console) -> Result<Markup, Failure> {
     }
     let (projections, head) = console.get_at("/v1/projections").await?;
     let health = section(console.get("/healthz").await)?;
+    let signed = section(console.get("/v1/audit/head").await)?;
     let keys = console
         .state
         .keys
@@ -80,6 +82,10 @@ pub async fn operations(console: Console) -> Result<Markup, Failure> {
                 Err(failure) => (unavailable("audit-tree", failure)),
                 Ok(health) => (audit_tree(health)),
             }
+            @match &signed {
+                Err(failure) => (unavailable("signed-head", failure)),
+                Ok(head) => (signed_head(head)),
+            }
             h2 { "API keys of tenant " (console.principal().tenant.as_str()) }
             div.scroll { table #keys {
                 caption { "Keys (ids only: secrets are never stored in a readable form nor shown)" }
@@ -117,6 +123,19 @@ fn audit_tree(health: &Value) -> Markup {
             div { dt { "Covered up to position" } dd data-figure="audit_tree.position" data-value=(tree["position"]) { (text(&tree["position"])) } }
             div { dt { "Lag behind the head" } dd data-figure="audit_tree.lag" data-value=(tree["lag"]) { (text(&tree["lag"])) } }
             div { dt { "Service status" } dd data-figure="status" data-value=(health["status"].as_str().unwrap_or_default()) { (text(&health["status"])) } }
+        }
+    }
+}
+
+/// The tenant's signed tree head (`GET /v1/audit/head`): what an auditor keeps to check a
+/// later store against.
+fn signed_head(head: &Value) -> Markup {
+    html! {
+        dl.figures #signed-head {
+            div { dt { "This tenant's events in the tree" } dd data-figure="tree_size" data-value=(head["tree_size"]) { (text(&head["tree_size"])) } }
+            div { dt { "Root hash" } dd data-figure="root_hash" { code { (head["root_hash"].as_str().unwrap_or("—")) } } }
+            div { dt { "Signed at" } dd { (text(&head["timestamp"])) } }
+            div { dt { "Signing key id" } dd { code { (head["key_id"].as_str().unwrap_or("—")) } } }
         }
     }
 }
