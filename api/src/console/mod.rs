@@ -55,6 +55,10 @@ pub fn routes(api: Router) -> Router<SharedState> {
             get(pages::timeline::timeline),
         )
         .route("/console/proofs", get(pages::timeline::proof))
+        .route("/console/pipeline", get(pages::pipeline::pipeline))
+        .route("/console/service", get(pages::service::service))
+        .route("/console/analytics", get(pages::analytics::analytics))
+        .route("/console/operations", get(pages::operations::operations))
         .route(
             "/console/{*rest}",
             get(|| async {

@@ -1,7 +1,12 @@
 //! The console's pages, one module per navigation entry; each handler reads through
 //! [`super::Console::get`] and renders with [`super::layout`].
 
+pub mod analytics;
 pub mod customers;
+pub mod figures;
+pub mod operations;
+pub mod pipeline;
+pub mod service;
 pub mod timeline;
 
 /// `path?query` with the pairs whose value is present and not empty, form-encoded.
