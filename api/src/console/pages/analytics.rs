@@ -174,7 +174,7 @@ fn lifecycle_table(report: &Value) -> Markup {
     let empty = Vec::new();
     let stages = report["stages"].as_array().unwrap_or(&empty);
     html! {
-        div.scroll { table #lifecycle {
+        div.scroll tabindex="0" role="region" aria-label="Lifecycle stages" { table #lifecycle {
             caption { "Customers per lifecycle stage (" (text(&report["customers"])) " customers)" }
             thead { tr { th scope="col" { "Stage" } th scope="col" .num { "Customers" } } }
             tbody { @for stage in stages {
@@ -196,7 +196,7 @@ fn rfm_tables(report: &Value) -> Markup {
         return html! { p #rfm-grid .empty { "No customer bought in this currency." } };
     }
     html! {
-        div.scroll { table #rfm-grid {
+        div.scroll tabindex="0" role="region" aria-label="RFM grid" { table #rfm-grid {
             caption { "Customers by recency score (rows) and frequency score (columns), 5 the best; "
                 (text(&report["customers"])) " customers" }
             thead { tr {
@@ -215,7 +215,7 @@ fn rfm_tables(report: &Value) -> Markup {
         @if report["truncated"].as_bool() == Some(true) {
             p.note { "The grid counts the first " (items.len()) " customers by id." }
         }
-        div.scroll { table #rfm-segments {
+        div.scroll tabindex="0" role="region" aria-label="RFM segments" { table #rfm-segments {
             caption { "Customers per RFM segment" }
             thead { tr { th scope="col" { "Segment" } th scope="col" .num { "Customers" } } }
             tbody { @for segment in segments {
@@ -240,7 +240,7 @@ fn cohort_table(report: &Value) -> Markup {
         @if cohorts.is_empty() {
             p #cohorts .empty { "No customer bought in this currency." }
         } @else {
-            div.scroll { table #cohorts .heatmap {
+            div.scroll tabindex="0" role="region" aria-label="Cohort retention" { table #cohorts .heatmap {
                 caption { "Share of each first-purchase cohort buying again, month by month (month 0: the cohort's own)" }
                 thead { tr {
                     th scope="col" { "Cohort" } th scope="col" .num { "Customers" }
@@ -292,7 +292,7 @@ fn pareto_section(report: &Value, currency: &str) -> Markup {
             (PreEscaped(svg))
         }
         @if !deciles.is_empty() {
-            div.scroll { table #pareto {
+            div.scroll tabindex="0" role="region" aria-label="Revenue by customer decile" { table #pareto {
                 caption { "Revenue by customer decile, " (currency) " (the chart's data); total " (text(&report["revenue"])) }
                 thead { tr {
                     th scope="col" { "Decile" } th scope="col" .num { "Customers" }

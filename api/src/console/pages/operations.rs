@@ -43,7 +43,7 @@ pub async fn operations(console: Console) -> Result<Markup, Failure> {
             p.note { "Positions are the shared log's (every tenant's events); the log's head is "
                 strong #head { (head.map_or("—".to_owned(), |h| h.to_string())) } "." }
             h2 { "Read models" }
-            div.scroll { table #read-models {
+            div.scroll tabindex="0" role="region" aria-label="Read models" { table #read-models {
                 caption { "Read models: checkpoint, lag behind the head, state" }
                 thead { tr {
                     th scope="col" { "Read model" } th scope="col" .num { "Version" }
@@ -87,7 +87,7 @@ pub async fn operations(console: Console) -> Result<Markup, Failure> {
                 Ok(head) => (signed_head(head)),
             }
             h2 { "API keys of tenant " (console.principal().tenant.as_str()) }
-            div.scroll { table #keys {
+            div.scroll tabindex="0" role="region" aria-label="API keys" { table #keys {
                 caption { "Keys (ids only: secrets are never stored in a readable form nor shown)" }
                 thead { tr {
                     th scope="col" { "Key id" } th scope="col" { "Role" }

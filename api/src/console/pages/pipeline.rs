@@ -184,7 +184,7 @@ pub async fn pipeline(
             @if by_stage.is_empty() {
                 p #funnel .empty { "No deal." }
             } @else {
-                div.scroll { table #funnel {
+                div.scroll tabindex="0" role="region" aria-label="Deals by stage" { table #funnel {
                     caption { "Deals by stage and currency" }
                     thead { tr {
                         th scope="col" { "Stage" } th scope="col" { "Currency" }
@@ -212,7 +212,7 @@ pub async fn pipeline(
             @if forecast.is_empty() {
                 p #forecast .empty { "No deal with an expected close date." }
             } @else {
-                div.scroll { table #forecast {
+                div.scroll tabindex="0" role="region" aria-label="Forecast by close month" { table #forecast {
                     caption { "Forecast by close month and currency (the chart's data)" }
                     thead { tr {
                         th scope="col" { "Close month" } th scope="col" { "Currency" }
@@ -234,7 +234,7 @@ pub async fn pipeline(
                 } }
             }
             h2 { "Win rate and sales cycle" }
-            div.scroll { table #win-rate {
+            div.scroll tabindex="0" role="region" aria-label="Win rate" { table #win-rate {
                 caption { "Closed deals" }
                 thead { tr {
                     th scope="col" .num { "Open" } th scope="col" .num { "Won" }

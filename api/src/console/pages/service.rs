@@ -97,7 +97,7 @@ pub async fn service(console: Console) -> Result<Markup, Failure> {
             @if open.is_empty() {
                 p #backlog .empty { "No open case." }
             } @else {
-                div.scroll { table #backlog {
+                div.scroll tabindex="0" role="region" aria-label="Case backlog" { table #backlog {
                     caption { "Open cases, the most urgent due time first (paused ones last)" }
                     thead { tr {
                         th scope="col" { "Case" } th scope="col" { "SLA" } th scope="col" { "Next due" }
@@ -128,7 +128,7 @@ pub async fn service(console: Console) -> Result<Markup, Failure> {
             @if agents.is_empty() && backlog["unassigned"].as_u64().unwrap_or(0) == 0 {
                 p #agents .empty { "No open case." }
             } @else {
-                div.scroll { table #agents {
+                div.scroll tabindex="0" role="region" aria-label="Load per agent" { table #agents {
                     caption { "Open cases per agent (the assignee, else the first responder)" }
                     thead { tr { th scope="col" { "Agent" } th scope="col" .num { "Open cases" } } }
                     tbody {
@@ -161,7 +161,7 @@ fn satisfaction_tables(report: &Value) -> Markup {
     }
     rows.push(("Cases without agent".to_owned(), &csat["without_agent"]));
     html! {
-        div.scroll { table #satisfaction {
+        div.scroll tabindex="0" role="region" aria-label="Satisfaction" { table #satisfaction {
             caption { "CSAT (scores 1 to 5; satisfied: 4 and 5) and NPS" }
             thead { tr {
                 th scope="col" { "Scope" } th scope="col" .num { "Answers" }
