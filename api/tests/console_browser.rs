@@ -408,14 +408,22 @@ async fn pipeline_service_and_analytics(browser: &Browser, site: &Site) {
             "service: data-sla {mark}"
         );
     }
-    browser.visit("/console/analytics", Some("analytics")).await;
-    for part in ["#rfm-grid", "#cohorts", "#lifecycle", "#pareto-chart"] {
+    // The history's orders are in USD (deals in EUR).
+    browser
+        .visit("/console/analytics?currency=USD", Some("analytics"))
+        .await;
+    for part in [
+        "table#rfm-grid td",
+        "table#cohorts td",
+        "#lifecycle",
+        "#pareto-chart svg",
+    ] {
         browser.must_have("analytics", part).await;
     }
     for path in [
         "/console/pipeline",
         "/console/service",
-        "/console/analytics",
+        "/console/analytics?currency=USD",
     ] {
         let (status, csp, _) = site.http.console(&session, path).await;
         assert_eq!((status, csp.as_str()), (200, CSP), "{path}");
