@@ -87,10 +87,8 @@ async fn secure_headers(request: Request, next: Next) -> Response {
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        // Not `no-referrer`: under it a browser sends `Origin: null` with every form post
-        // (Fetch, "append a request Origin header"), and the same-origin check of sign-in
-        // and sign-out refuses them all. `same-origin` keeps page addresses (customer ids)
-        // from other sites all the same.
+        // `same-origin`, not `no-referrer`: with `no-referrer` Chromium sends `Origin: null` on
+        // the console's own form posts, which the origin check must refuse.
         (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ] {

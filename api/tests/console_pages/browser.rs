@@ -168,9 +168,8 @@ async fn the_pages_fit_a_phone_and_their_charts_scale_to_it() {
     };
     let app = crate::seeded_app().await;
     let session = driver.session().await;
-    // Signed in over HTTP, the session's cookie handed to the browser. (Posting the form
-    // from Chromium is refused today: the console's `Referrer-Policy: no-referrer` makes the
-    // browser send `Origin: null` with every POST, which the origin check rightly refuses.)
+    // Signed in over HTTP, the session's cookie handed to the browser (signing in through
+    // the form in Chromium is `console_browser.rs`'s part).
     let signed_in = crate::Browser::sign_in(&app, app.key(TENANT, Role::Admin)).await;
     let (name, value) = signed_in
         .cookie
