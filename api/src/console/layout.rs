@@ -125,7 +125,15 @@ pub fn text(value: &Value) -> String {
     match value {
         Value::Null => "—".into(),
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            // Model figures (probabilities, expected values) to a reader's precision; the
+            // `data-value` of a figure keeps the exact number.
+            (_, _, Some(f)) if f.abs() < 10.0 => format!("{f:.3}"),
+            (_, _, Some(f)) => format!("{f:.2}"),
+            _ => n.to_string(),
+        },
         Value::String(s) => time(s).unwrap_or_else(|| s.clone()),
         Value::Array(items) if items.is_empty() => "—".into(),
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
@@ -210,6 +218,9 @@ mod tests {
         assert_eq!(text(&json!(null)), "—");
         assert_eq!(text(&json!([1, 2])), "1, 2");
         assert_eq!(text(&json!(true)), "yes");
+        assert_eq!(text(&json!(0.7241999660109304)), "0.724");
+        assert_eq!(text(&json!(360.80495031404087)), "360.80");
+        assert_eq!(text(&json!(12)), "12");
         assert_eq!(raw(&json!("x")), "x");
         assert_eq!(raw(&json!(3)), "3");
         assert_eq!(label("open_cases"), "Open cases");

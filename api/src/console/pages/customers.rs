@@ -450,8 +450,32 @@ fn consents(view: &Value) -> Markup {
                     } }
                 } }
             }
-            @if let Some(satisfaction) = view["satisfaction"].as_object().filter(|s| !s.is_empty()) {
-                p { "Latest satisfaction answers: " (text(&Value::Object(satisfaction.clone()))) }
+            (satisfaction(&view["satisfaction"]))
+        }
+    }
+}
+
+/// The latest CSAT and NPS answers, when there are any.
+fn satisfaction(satisfaction: &Value) -> Markup {
+    let csat = &satisfaction["latest_csat"];
+    let nps = &satisfaction["latest_nps"];
+    html! {
+        @if !csat.is_null() || !nps.is_null() {
+            dl.figures #satisfaction {
+                @if !csat.is_null() {
+                    div { dt { "Latest CSAT (1–5)" }
+                        dd data-figure="satisfaction.latest_csat.score" data-value=(raw(&csat["score"])) { (text(&csat["score"])) }
+                        dd.note { "case " (text(&csat["case_id"])) ", " (text(&csat["at"]))
+                            @if let Some(comment) = csat["comment"].as_str() { ": “" (comment) "”" } }
+                    }
+                }
+                @if !nps.is_null() {
+                    div { dt { "Latest NPS answer (0–10)" }
+                        dd data-figure="satisfaction.latest_nps.score" data-value=(raw(&nps["score"])) { (text(&nps["score"])) }
+                        dd.note { (text(&nps["at"]))
+                            @if let Some(comment) = nps["comment"].as_str() { ": “" (comment) "”" } }
+                    }
+                }
             }
         }
     }
