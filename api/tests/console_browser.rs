@@ -33,7 +33,7 @@ async fn the_console_shows_customers_as_of_any_date_marks_broken_streams_and_end
     let session = signing_in(&browser, &site).await;
     searching_and_reading_a_customer(&browser, &site).await;
     the_customer_as_of_two_days(&browser, &site).await;
-    the_customer_at_phone_width(&browser, &site).await;
+    the_pages_at_phone_width(&browser, &site).await;
     the_timeline_for_an_analyst(&browser, &site).await;
     every_answer_carries_the_csp(&site, &session).await;
     signing_out_ends_the_session(&browser, &site, &session).await;
@@ -203,34 +203,50 @@ async fn the_customer_as_of_two_days(browser: &Browser, site: &Site) {
     assert_ne!(counts[0], counts[1], "orders.count on {first} and {last}");
 }
 
-/// At 375 px wide the customer page has no horizontal scroll.
-async fn the_customer_at_phone_width(browser: &Browser, site: &Site) {
+/// At 375 px wide no page scrolls sideways (a wide table scrolls in its own box) and every
+/// chart fits the screen.
+async fn the_pages_at_phone_width(browser: &Browser, site: &Site) {
     browser
         .client
         .set_window_size(375, 812)
         .await
         .expect("phone width");
-    browser.goto(&customer_page(site)).await;
-    let widths = browser
-        .client
-        .execute(
-            "return [document.documentElement.scrollWidth, window.innerWidth];",
-            vec![],
-        )
-        .await
-        .expect("widths");
-    let (scroll, inner) = (
-        widths[0].as_u64().unwrap_or(0),
-        widths[1].as_u64().unwrap_or(0),
-    );
-    assert!(
-        (300..=420).contains(&inner),
-        "the window is phone-wide: {inner}"
-    );
-    assert!(
-        scroll <= inner,
-        "horizontal scroll at {inner} px: {scroll} px wide"
-    );
+    for page in [
+        customer_page(site),
+        "/console/customers".to_owned(),
+        timeline_page(site),
+        "/console/pipeline".to_owned(),
+        "/console/service".to_owned(),
+        "/console/analytics?currency=USD".to_owned(),
+    ] {
+        browser.goto(&page).await;
+        let widths = browser
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth, \
+                 Math.max(0, ...[...document.querySelectorAll('figure svg')] \
+                   .map(svg => svg.getBoundingClientRect().right)), \
+                 document.querySelectorAll('main h1').length];",
+                vec![],
+            )
+            .await
+            .expect("widths");
+        let number = |i: usize| widths[i].as_f64().unwrap_or(f64::NAN);
+        let (scroll, inner, charts, headings) = (number(0), number(1), number(2), number(3));
+        assert_eq!(headings, 1.0, "{page}: one h1 (signed in and shown)");
+        assert!(
+            (300.0..=420.0).contains(&inner),
+            "the window is phone-wide: {inner}"
+        );
+        assert!(
+            scroll <= inner,
+            "{page}: horizontal scroll at {inner} px: {scroll} px wide"
+        );
+        assert!(
+            charts <= inner + 1.0,
+            "{page}: a chart reaches {charts} px on a {inner} px screen"
+        );
+    }
     browser
         .client
         .set_window_size(1280, 900)

@@ -3,8 +3,6 @@
 //! events seeded through `POST /v1/events`, a session opened by posting a key to
 //! `/console/sign-in`, each page read with its cookie and held to what the API answers.
 
-#[path = "console_pages/browser.rs"]
-mod browser;
 #[path = "api/fixture.rs"]
 #[allow(dead_code)]
 mod fixture;
