@@ -75,9 +75,14 @@ pub struct PageFigures {
     pub console_bytes: usize,
 }
 
-/// The customers of `tenant` worth a page (registered, never merged nor erased), and a date
-/// halfway through the history for the as-of pages.
+/// The customers of `tenant` worth a page (registered before the as-of day, never merged nor
+/// erased), and that day: halfway through the history.
 pub fn customers_and_date(events: &[Emitted], tenant: &str) -> (Vec<String>, NaiveDate) {
+    let (first, last) = match (events.first(), events.last()) {
+        (Some(first), Some(last)) => (first.occurred_at, last.occurred_at),
+        _ => (chrono::Utc::now(), chrono::Utc::now()),
+    };
+    let middle = first + (last - first) / 2;
     let mut registered = Vec::new();
     let mut gone = std::collections::BTreeSet::new();
     for e in events.iter().filter(|e| e.tenant == tenant) {
@@ -86,7 +91,9 @@ pub fn customers_and_date(events: &[Emitted], tenant: &str) -> (Vec<String>, Nai
             .unwrap_or_default()
             .to_owned();
         match e.event_type {
-            "CustomerRegistered" => registered.push(id),
+            "CustomerRegistered" if e.occurred_at.date_naive() < middle.date_naive() => {
+                registered.push(id)
+            }
             "CustomerMerged" | "CustomerErased" => {
                 gone.insert(id);
             }
@@ -94,11 +101,6 @@ pub fn customers_and_date(events: &[Emitted], tenant: &str) -> (Vec<String>, Nai
         }
     }
     registered.retain(|id| !gone.contains(id));
-    let (first, last) = match (events.first(), events.last()) {
-        (Some(first), Some(last)) => (first.occurred_at, last.occurred_at),
-        _ => (chrono::Utc::now(), chrono::Utc::now()),
-    };
-    let middle = first + (last - first) / 2;
     (registered, middle.date_naive())
 }
 
