@@ -1,6 +1,6 @@
 //! `GET /v1/analytics/rfm`, `/clv`, `/profitability` and `/cohorts` (analyst): the reports of
-//! `crm_projections::analytics` (the decision `crm-replay analytics` prints), in pages of
-//! customers by id. A report is kept per (tenant, report, currency, evaluation time) and served
+//! `crm_projections::analytics` (the decision `crm-replay analytics` prints), RFM and CLV in
+//! pages of customers by id. Every one of them is kept per (tenant, report, currency, evaluation time) and served
 //! again while `fit::still_fresh` (nothing appended since, or at most 1% of its customers
 //! changed purchases; it states the position it was computed at); a request without `as_of` is
 //! evaluated at the start of the current UTC day, so one fit serves a day.
@@ -17,6 +17,7 @@ use crm_core::envelope::TenantId;
 use crm_core::money::currency::Currency;
 use crm_core::store::SharedStore;
 use crm_projections::analytics::fit;
+use crm_projections::analytics::lifecycle::LifecycleReport;
 use crm_projections::analytics::{
     Basis, ClvReport, CohortsReport, CustomerClv, CustomerRfm, Model, ProfitabilityReport,
     ReportError, RfmReport, SegmentCount, clv_report, cohorts_report, profitability_report,
@@ -37,6 +38,11 @@ const KEPT: usize = 64;
 enum Kept {
     Rfm(Arc<RfmReport>),
     Clv(Arc<ClvReport>),
+    Profitability(Arc<ProfitabilityReport>),
+    Cohorts(Arc<CohortsReport>),
+    /// Of every customer, in every currency: kept only while nothing of the tenant was
+    /// appended ([`Cache::unchanged`]).
+    Lifecycle(Arc<LifecycleReport>),
 }
 
 /// Reports computed, by (tenant, report and its options, currency, evaluation time).
@@ -46,11 +52,15 @@ pub struct Cache {
 }
 
 impl Kept {
-    /// The log position the report was computed at and its customers.
-    fn basis(&self) -> &Basis {
+    /// The log position the report was computed at and its customers (a report in one
+    /// currency).
+    fn basis(&self) -> Option<&Basis> {
         match self {
-            Kept::Rfm(report) => &report.basis,
-            Kept::Clv(report) => &report.basis,
+            Kept::Rfm(report) => Some(&report.basis),
+            Kept::Clv(report) => Some(&report.basis),
+            Kept::Profitability(report) => Some(&report.basis),
+            Kept::Cohorts(report) => Some(&report.basis),
+            Kept::Lifecycle(_) => None,
         }
     }
 }
@@ -69,7 +79,9 @@ impl Cache {
         let Some(kept) = kept else {
             return Ok(None);
         };
-        let basis = kept.basis();
+        let Some(basis) = kept.basis() else {
+            return Ok(None);
+        };
         let fresh = fit::still_fresh(
             &reader(state),
             &state.read_db,
@@ -80,6 +92,30 @@ impl Cache {
         )
         .await?;
         Ok(fresh.then_some(kept))
+    }
+
+    /// The lifecycle report kept for `key`, while nothing of `tenant` was appended since it
+    /// was made.
+    pub(crate) async fn lifecycle(
+        &self,
+        key: &(String, String, String, i64),
+        state: &AppState,
+        tenant: &TenantId,
+    ) -> Result<Option<Arc<LifecycleReport>>, Problem> {
+        let kept = self.reports.lock().ok().and_then(|r| r.get(key).cloned());
+        let Some(Kept::Lifecycle(report)) = kept else {
+            return Ok(None);
+        };
+        let unchanged = fit::unchanged_since(&reader(state), tenant, report.position).await?;
+        Ok(unchanged.then_some(report))
+    }
+
+    pub(crate) fn put_lifecycle(
+        &self,
+        key: (String, String, String, i64),
+        report: Arc<LifecycleReport>,
+    ) {
+        self.put(key, Kept::Lifecycle(report));
     }
 
     fn put(&self, key: (String, String, String, i64), report: Kept) {
@@ -363,7 +399,7 @@ pub struct BasisParams {
     operation_id = "getProfitability",
     tag = "analytics",
     summary = "Customer profitability: the share of revenue by customer decile, the 80/20 curve (role analyst)",
-    description = "Customers with a purchase in the currency by `as_of`, ranked by net revenue (orders net of their refunds) and split into ten groups: each decile's customers, revenue, share and cumulative share, and the top 20%'s share.",
+    description = "Customers with a purchase in the currency by `as_of`, ranked by net revenue (orders net of their refunds) and split into ten groups: each decile's customers, revenue, share and cumulative share, and the top 20%'s share. The report is kept per tenant, currency and `as_of` while at most 1% of its customers changed purchases since its `position`.",
     params(BasisParams),
     responses(
         (status = 200, description = "The deciles.", body = ProfitabilityReport),
@@ -378,8 +414,29 @@ pub async fn profitability(
     let principal = caller.require(&[Role::Analyst], "read analytics")?;
     let currency = currency(&params.currency)?;
     let as_of = as_of(&params.as_of)?;
-    let report = profitability_report(&reader(&state), &principal.tenant, currency, as_of).await?;
-    Ok(Json(report).into_response())
+    let tenant = principal.tenant.clone();
+    let key = (
+        tenant.as_str().to_owned(),
+        "profitability".to_owned(),
+        currency.code().to_owned(),
+        as_of.timestamp_micros(),
+    );
+    let report = match state
+        .analytics
+        .fresh(&key, &state, &tenant, currency)
+        .await?
+    {
+        Some(Kept::Profitability(report)) => report,
+        _ => {
+            let report =
+                Arc::new(profitability_report(&reader(&state), &tenant, currency, as_of).await?);
+            state
+                .analytics
+                .put(key, Kept::Profitability(report.clone()));
+            report
+        }
+    };
+    Ok(Json(report.as_ref()).into_response())
 }
 
 /// `GET /v1/analytics/cohorts`.
@@ -389,7 +446,7 @@ pub async fn profitability(
     operation_id = "getCohorts",
     tag = "analytics",
     summary = "Cohorts by month of first purchase: retention and revenue month by month (role analyst)",
-    description = "Customers grouped by the UTC month of their first purchase day in the currency; for each month since, up to `as_of`'s month, how many of them had a purchase day (retention) and the net value of those days.",
+    description = "Customers grouped by the UTC month of their first purchase day in the currency; for each month since, up to `as_of`'s month, how many of them had a purchase day (retention) and the net value of those days. The report is kept per tenant, currency and `as_of` while at most 1% of its customers changed purchases since its `position`.",
     params(BasisParams),
     responses(
         (status = 200, description = "The cohorts.", body = CohortsReport),
@@ -404,6 +461,24 @@ pub async fn cohorts(
     let principal = caller.require(&[Role::Analyst], "read analytics")?;
     let currency = currency(&params.currency)?;
     let as_of = as_of(&params.as_of)?;
-    let report = cohorts_report(&reader(&state), &principal.tenant, currency, as_of).await?;
-    Ok(Json(report).into_response())
+    let tenant = principal.tenant.clone();
+    let key = (
+        tenant.as_str().to_owned(),
+        "cohorts".to_owned(),
+        currency.code().to_owned(),
+        as_of.timestamp_micros(),
+    );
+    let report = match state
+        .analytics
+        .fresh(&key, &state, &tenant, currency)
+        .await?
+    {
+        Some(Kept::Cohorts(report)) => report,
+        _ => {
+            let report = Arc::new(cohorts_report(&reader(&state), &tenant, currency, as_of).await?);
+            state.analytics.put(key, Kept::Cohorts(report.clone()));
+            report
+        }
+    };
+    Ok(Json(report.as_ref()).into_response())
 }

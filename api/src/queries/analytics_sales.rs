@@ -50,7 +50,7 @@ pub struct LifecycleParams {
     operation_id = "getLifecycle",
     tag = "analytics",
     summary = "Customers per lifecycle stage as of any time, and the moves between stages over a period (role analyst)",
-    description = "Every customer (merged ones under their survivor; erased ones count) in one stage at `as_of`: lead, new, active, at_risk, lapsed, won_back, from its purchase days in any currency (docs/analytics.md). With `since`: how many customers went from each stage at `since` (`none`: not yet in the log) to each stage at `as_of` (`merged`: merged into another since).",
+    description = "Every customer (merged ones under their survivor; erased ones count) in one stage at `as_of`: lead, new, active, at_risk, lapsed, won_back, from its purchase days in any currency (docs/analytics.md). With `since`: how many customers went from each stage at `since` (`none`: not yet in the log) to each stage at `as_of` (`merged`: merged into another since). The report is kept while nothing of the tenant was appended since its `position`.",
     params(LifecycleParams),
     responses(
         (status = 200, description = "The counts per stage, and the transitions with `since`.", body = LifecycleReport),
@@ -69,8 +69,28 @@ pub async fn lifecycle(
         .as_deref()
         .map(|text| parse_time("since", text))
         .transpose()?;
-    let report = lifecycle_report(&reader(&state), &principal.tenant, as_of, since).await?;
-    Ok(Json(report).into_response())
+    let tenant = principal.tenant.clone();
+    let key = (
+        tenant.as_str().to_owned(),
+        format!(
+            "lifecycle:{}",
+            since.map_or(String::new(), |t| t.timestamp_micros().to_string())
+        ),
+        String::new(),
+        as_of.timestamp_micros(),
+    );
+    // All of the tenant's customers, in every currency: kept only while nothing was appended.
+    let report = match state.analytics.lifecycle(&key, &state, &tenant).await? {
+        Some(report) => report,
+        None => {
+            let report = std::sync::Arc::new(
+                lifecycle_report(&reader(&state), &tenant, as_of, since).await?,
+            );
+            state.analytics.put_lifecycle(key, report.clone());
+            report
+        }
+    };
+    Ok(Json(report.as_ref()).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -191,10 +191,18 @@ pub async fn rules_act_through_the_ingest_decision_once_per_trigger<
     let items = listed.ok()["items"].as_array().expect("tasks").clone();
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["task_id"], "follow-o-3");
-    let runs = app
-        .get_as(TENANT, Role::Auditor, "/v1/workflows/follow-up/runs")
-        .await;
-    let items = runs.ok()["items"].as_array().expect("runs").clone();
+    // A run is recorded once its append committed: the task can be listed a moment before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let items = loop {
+        let runs = app
+            .get_as(TENANT, Role::Auditor, "/v1/workflows/follow-up/runs")
+            .await;
+        let items = runs.ok()["items"].as_array().expect("runs").clone();
+        if items.len() >= 2 || std::time::Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(items.len(), 2, "{items:?}");
     assert!(
         items

@@ -98,6 +98,16 @@ pub async fn still_fresh(
     Ok(changed as f64 <= REFIT_SHARE * customers.max(1) as f64)
 }
 
+/// Whether nothing of `tenant` was appended after `position`: a report of all its customers
+/// (the lifecycle) made at `position` still answers exactly.
+pub async fn unchanged_since(
+    store: &SharedStore,
+    tenant: &TenantId,
+    position: u64,
+) -> Result<bool, ReportError> {
+    Ok(!appended_after(store, tenant, position).await?)
+}
+
 /// Whether `tenant` has an event after `position`.
 async fn appended_after(
     store: &SharedStore,

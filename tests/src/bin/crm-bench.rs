@@ -231,6 +231,11 @@ async fn fresh_plain(backend: Backend) -> Result<Fresh> {
                 .prefix("crm-bench")
                 .tempdir_in(std::env::current_dir()?)?;
             let path = dir.path().join("events.db");
+            // A kept store keeps its master key beside it, or it could never be opened again.
+            let key_file = match keep_store() {
+                true => dir.path().join("master.key"),
+                false => key_file,
+            };
             let dir: Box<dyn std::any::Any> = if keep_store() {
                 eprintln!("crm-bench: keeping the store {}", path.display());
                 Box::new(dir.keep())

@@ -96,14 +96,19 @@ pub async fn analytics(
     Currency::parse(&currency)
         .map_err(|e| Failure::bad_request(format!("currency={currency:?}: {e}")))?;
     let with_currency = |path: &str| with_query(path, &[("currency", Some(&currency))]);
-    let lifecycle = section(console.get("/v1/analytics/lifecycle").await)?;
-    let rfm = section(read_rfm(&console, &currency).await)?;
-    let cohorts = section(console.get(&with_currency("/v1/analytics/cohorts")).await)?;
-    let profitability = section(
-        console
-            .get(&with_currency("/v1/analytics/profitability"))
-            .await,
-    )?;
+    // The four reports are independent: asked at once.
+    let cohorts_path = with_currency("/v1/analytics/cohorts");
+    let profitability_path = with_currency("/v1/analytics/profitability");
+    let (lifecycle, rfm, cohorts, profitability) = tokio::join!(
+        console.get("/v1/analytics/lifecycle"),
+        read_rfm(&console, &currency),
+        console.get(&cohorts_path),
+        console.get(&profitability_path),
+    );
+    let lifecycle = section(lifecycle)?;
+    let rfm = section(rfm)?;
+    let cohorts = section(cohorts)?;
+    let profitability = section(profitability)?;
     Ok(layout::page(
         &console,
         Nav::Analytics,
@@ -228,14 +233,21 @@ fn rfm_tables(report: &Value) -> Markup {
     }
 }
 
+/// Cohorts and months the heat map shows at most: the latest cohorts, their first months
+/// (`GET /v1/analytics/cohorts` has them all).
+const HEAT_MAP_COHORTS: usize = 24;
+const HEAT_MAP_MONTHS: usize = 24;
+
 fn cohort_table(report: &Value) -> Markup {
     let empty = Vec::new();
-    let cohorts = report["cohorts"].as_array().unwrap_or(&empty);
-    let width = cohorts
+    let all = report["cohorts"].as_array().unwrap_or(&empty);
+    let cohorts = &all[all.len().saturating_sub(HEAT_MAP_COHORTS)..];
+    let longest = cohorts
         .iter()
         .filter_map(|c| c["months"].as_array().map(Vec::len))
         .max()
         .unwrap_or(0);
+    let width = longest.min(HEAT_MAP_MONTHS);
     html! {
         @if cohorts.is_empty() {
             p #cohorts .empty { "No customer bought in this currency." }
@@ -267,6 +279,10 @@ fn cohort_table(report: &Value) -> Markup {
                     }
                 } }
             } }
+            @if all.len() > cohorts.len() || longest > width {
+                p.note { "The latest " (cohorts.len()) " of " (all.len()) " cohorts, their first "
+                    (width) " months; GET /v1/analytics/cohorts has every cohort and month." }
+            }
             p.note { "Shading: none for 0 %, then darker for under 25 %, under 50 %, under 75 %, and 75 % or more; every cell states its rate." }
         }
     }
