@@ -362,3 +362,42 @@ pub async fn customers_filter_by_churn_risk_and_refit_when_enough_changed<
     );
     assert_eq!(refitted["customers"], before["customers"]);
 }
+
+/// An order dated after now (an emitter's clock ahead, a scheduled delivery) has not happened
+/// yet for a view evaluated now: the 360 view answers, counting it from its day on. It was a
+/// 422 ("recency must satisfy 0 <= recency <= t") before.
+pub async fn an_order_dated_after_now_counts_from_its_day_on<F: Future<Output = Option<App>>>(
+    start: impl Start<F>,
+) {
+    let app = app!(start);
+    let tomorrow =
+        (Utc::now() + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let order = |id: &str, at: &str| {
+        json!({"type": "OrderPlaced", "occurred_at": at,
+               "data": {"customer_id": "c-future", "order_id": id, "amount": "10.00", "currency": "EUR"}})
+    };
+    app.ingest(json!([
+        {"type": "CustomerRegistered", "data": {"customer_id": "c-future", "kind": "person", "name": "F"}},
+        order("o-past", "2026-01-10T10:00:00Z"),
+        order("o-future", &tomorrow),
+    ]))
+    .await
+    .ok();
+    let head = app.head().await;
+    let view = app
+        .get(&format!("/v1/customers/c-future?min_position={head}"))
+        .await;
+    let view = view.ok();
+    assert_eq!(
+        view["orders"]["count"], 2,
+        "both orders are on record: {view}"
+    );
+    let rfm = &view["rfm"][0];
+    assert_eq!(rfm["frequency"], 0, "one purchase day by now: {view}");
+    assert_eq!(rfm["recency"], 0, "{view}");
+    // Evaluated after it, the order counts.
+    let later =
+        (Utc::now() + chrono::Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let view = app.get(&format!("/v1/customers/c-future?at={later}")).await;
+    assert_eq!(view.ok()["rfm"][0]["frequency"], 1, "{}", view.ok());
+}

@@ -105,6 +105,7 @@ macro_rules! api {
             api!(@in customer_analytics $backend $with:
                 the_360_analytics_agree_with_the_reports_now_and_in_the_past,
                 customers_filter_by_churn_risk_and_refit_when_enough_changed,
+                an_order_dated_after_now_counts_from_its_day_on,
             );
             api!(@in analytics_sales $backend $with:
                 lifecycle_counts_stages_and_moves_exactly,

@@ -310,7 +310,9 @@ impl Customer360 {
     /// nothing is refunded this is how `lifetimes` summarises transactions.
     pub fn rfm(&self, at: DateTime<Utc>) -> Vec<Rfm> {
         let evaluation_day = at.date_naive();
-        self.rfm_days()
+        // An order dated after the evaluation time (a future `occurred_at`) has not happened
+        // yet at `at`: it counts from its day on, as a view as of that day would count it.
+        self.rfm_days_through(Some(evaluation_day))
             .into_iter()
             .map(|days| Rfm {
                 currency: days.currency,
@@ -325,9 +327,17 @@ impl Customer360 {
     /// The part of [`Customer360::rfm`] that does not depend on the evaluation time, per
     /// currency with at least one purchase day: what the stored summaries hold.
     pub fn rfm_days(&self) -> Vec<RfmDays> {
+        self.rfm_days_through(None)
+    }
+
+    /// [`Customer360::rfm_days`] of the purchase days up to `last` (all when `None`).
+    fn rfm_days_through(&self, last: Option<NaiveDate>) -> Vec<RfmDays> {
         self.purchase_days()
             .into_iter()
-            .filter_map(|(currency, purchase)| {
+            .filter_map(|(currency, mut purchase)| {
+                if let Some(last) = last {
+                    purchase.retain(|(day, _)| *day <= last);
+                }
                 let (first_day, _) = *purchase.first()?;
                 let (last_day, _) = *purchase.last()?;
                 let repeat = &purchase[1..];
@@ -480,6 +490,19 @@ mod tests {
             rfm[0].monetary_value,
             Money::parse("1.50", "EUR").expect("m")
         );
+        // Evaluated before the later orders, only what had happened counts (a 422 once: the
+        // recency came out beyond the customer's age).
+        let early = DateTime::parse_from_rfc3339("2026-01-06T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let rfm = view.rfm(early);
+        assert_eq!(rfm[0].frequency, 1, "Jan 1 and Jan 5");
+        assert_eq!(rfm[0].recency, 4);
+        assert_eq!(rfm[0].t, 5);
+        let before = DateTime::parse_from_rfc3339("2025-12-31T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert!(view.rfm(before).is_empty(), "no purchase had happened");
         let figures = view.order_figures();
         assert_eq!(figures.count, 5);
         assert_eq!(figures.refunded_count, 2, "o-3 and o-4; never the free o-2");
