@@ -65,6 +65,35 @@ impl Kept {
     }
 }
 
+/// A report in one currency the cache keeps: how it goes in and comes out of [`Kept`].
+trait Keepable: Sized {
+    fn wrap(report: Arc<Self>) -> Kept;
+    fn unwrap(kept: Kept) -> Option<Arc<Self>>;
+}
+
+macro_rules! keepable {
+    ($($report:ty => $variant:ident),* $(,)?) => {$(
+        impl Keepable for $report {
+            fn wrap(report: Arc<Self>) -> Kept {
+                Kept::$variant(report)
+            }
+            fn unwrap(kept: Kept) -> Option<Arc<Self>> {
+                match kept {
+                    Kept::$variant(report) => Some(report),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+keepable!(
+    RfmReport => Rfm,
+    ClvReport => Clv,
+    ProfitabilityReport => Profitability,
+    CohortsReport => Cohorts,
+);
+
 impl Cache {
     /// The report kept for `key`, while it is still fresh (`fit::still_fresh`: nothing
     /// appended since, or at most 1% of its customers changed purchases).
@@ -116,6 +145,35 @@ impl Cache {
         report: Arc<LifecycleReport>,
     ) {
         self.put(key, Kept::Lifecycle(report));
+    }
+
+    /// The report `kind` of `tenant` in `currency` at `as_of` kept while still fresh
+    /// ([`Cache::fresh`]), else the one `make` computes, then kept.
+    async fn kept_or<T: Keepable>(
+        &self,
+        state: &AppState,
+        tenant: &TenantId,
+        kind: String,
+        currency: Currency,
+        as_of: DateTime<Utc>,
+        make: impl std::future::Future<Output = Result<T, ReportError>>,
+    ) -> Result<Arc<T>, Problem> {
+        let key = (
+            tenant.as_str().to_owned(),
+            kind,
+            currency.code().to_owned(),
+            as_of.timestamp_micros(),
+        );
+        if let Some(report) = self
+            .fresh(&key, state, tenant, currency)
+            .await?
+            .and_then(T::unwrap)
+        {
+            return Ok(report);
+        }
+        let report = Arc::new(make.await?);
+        self.put(key, T::wrap(report.clone()));
+        Ok(report)
     }
 
     fn put(&self, key: (String, String, String, i64), report: Kept) {
@@ -267,25 +325,18 @@ pub async fn rfm(
     let as_of = as_of(&params.as_of)?;
     let limit = page_size(&state, params.limit)?;
     let tenant = principal.tenant.clone();
-    let key = (
-        tenant.as_str().to_owned(),
-        "rfm".to_owned(),
-        currency.code().to_owned(),
-        as_of.timestamp_micros(),
-    );
     let store = reader(&state);
-    let report = match state
+    let report = state
         .analytics
-        .fresh(&key, &state, &tenant, currency)
-        .await?
-    {
-        Some(Kept::Rfm(report)) => report,
-        _ => {
-            let report = Arc::new(rfm_report(&store, &tenant, currency, as_of).await?);
-            state.analytics.put(key, Kept::Rfm(report.clone()));
-            report
-        }
-    };
+        .kept_or(
+            &state,
+            &tenant,
+            "rfm".to_owned(),
+            currency,
+            as_of,
+            rfm_report(&store, &tenant, currency, as_of),
+        )
+        .await?;
     let (items, next_after) = page(&report.scores, |s| &s.customer_id, &params.after, limit);
     Ok(Json(RfmPage {
         basis: report.basis.clone(),
@@ -345,28 +396,22 @@ pub async fn clv(
         Problem::bad_request(format!("query string: {e}")).with("parameter", e.parameter)
     })?;
     let tenant = principal.tenant.clone();
-    let key = (
-        tenant.as_str().to_owned(),
-        format!(
-            "clv:{}:{}:{}",
-            options.horizon_days, options.months, options.discount
-        ),
-        currency.code().to_owned(),
-        as_of.timestamp_micros(),
+    let kind = format!(
+        "clv:{}:{}:{}",
+        options.horizon_days, options.months, options.discount
     );
     let store = reader(&state);
-    let report = match state
+    let report = state
         .analytics
-        .fresh(&key, &state, &tenant, currency)
-        .await?
-    {
-        Some(Kept::Clv(report)) => report,
-        _ => {
-            let report = Arc::new(clv_report(&store, &tenant, currency, as_of, options).await?);
-            state.analytics.put(key, Kept::Clv(report.clone()));
-            report
-        }
-    };
+        .kept_or(
+            &state,
+            &tenant,
+            kind,
+            currency,
+            as_of,
+            clv_report(&store, &tenant, currency, as_of, options),
+        )
+        .await?;
     let (items, next_after) = page(&report.scores, |s| &s.customer_id, &params.after, limit);
     Ok(Json(ClvPage {
         basis: report.basis.clone(),
@@ -415,27 +460,18 @@ pub async fn profitability(
     let currency = currency(&params.currency)?;
     let as_of = as_of(&params.as_of)?;
     let tenant = principal.tenant.clone();
-    let key = (
-        tenant.as_str().to_owned(),
-        "profitability".to_owned(),
-        currency.code().to_owned(),
-        as_of.timestamp_micros(),
-    );
-    let report = match state
+    let store = reader(&state);
+    let report = state
         .analytics
-        .fresh(&key, &state, &tenant, currency)
-        .await?
-    {
-        Some(Kept::Profitability(report)) => report,
-        _ => {
-            let report =
-                Arc::new(profitability_report(&reader(&state), &tenant, currency, as_of).await?);
-            state
-                .analytics
-                .put(key, Kept::Profitability(report.clone()));
-            report
-        }
-    };
+        .kept_or(
+            &state,
+            &tenant,
+            "profitability".to_owned(),
+            currency,
+            as_of,
+            profitability_report(&store, &tenant, currency, as_of),
+        )
+        .await?;
     Ok(Json(report.as_ref()).into_response())
 }
 
@@ -462,23 +498,17 @@ pub async fn cohorts(
     let currency = currency(&params.currency)?;
     let as_of = as_of(&params.as_of)?;
     let tenant = principal.tenant.clone();
-    let key = (
-        tenant.as_str().to_owned(),
-        "cohorts".to_owned(),
-        currency.code().to_owned(),
-        as_of.timestamp_micros(),
-    );
-    let report = match state
+    let store = reader(&state);
+    let report = state
         .analytics
-        .fresh(&key, &state, &tenant, currency)
-        .await?
-    {
-        Some(Kept::Cohorts(report)) => report,
-        _ => {
-            let report = Arc::new(cohorts_report(&reader(&state), &tenant, currency, as_of).await?);
-            state.analytics.put(key, Kept::Cohorts(report.clone()));
-            report
-        }
-    };
+        .kept_or(
+            &state,
+            &tenant,
+            "cohorts".to_owned(),
+            currency,
+            as_of,
+            cohorts_report(&store, &tenant, currency, as_of),
+        )
+        .await?;
     Ok(Json(report.as_ref()).into_response())
 }
