@@ -208,6 +208,7 @@ impl From<ProjectionError> for Problem {
             | ProjectionError::Sqlite(_)
             | ProjectionError::Locked(_)
             | ProjectionError::Closed
+            | ProjectionError::Decode(_)
             | ProjectionError::Undecodable { .. }
             | ProjectionError::Corrupt { .. }
             | ProjectionError::LostLease(_)

@@ -260,15 +260,16 @@ pub async fn customer(
         )
         .await?;
         let evaluate_at = at.unwrap_or_else(Utc::now);
-        // The view and the stored state it is made from, from one read of the row.
+        // The view with its read-model members and the stored state it is made from, read
+        // together (one statement on PostgreSQL).
         let (mut view, live) =
-            customer360::view_and_state(&state.read_db, caller.tenant(), id.as_str(), evaluate_at)
+            customer360::live::live_view(&state.read_db, caller.tenant(), id.as_str(), evaluate_at)
                 .await?
                 .ok_or_else(|| Problem::not_found(format!("customer {id} not found")))?;
         view.analytics = Some(
             customer_analytics(&state, &principal.tenant, &live, evaluate_at, at.is_none()).await?,
         );
-        add_accounts_and_tasks(&state, &principal.tenant, &mut view, None, evaluate_at).await?;
+        add_account_summary(&state, &principal.tenant, &mut view, None, evaluate_at).await?;
         let view = disclose(&state, &caller, view).await?;
         return Ok(at_position(position, &view));
     };
@@ -315,54 +316,69 @@ pub async fn customer(
     view.analytics = Some(
         customer_analytics(&state, &principal.tenant, &found.state, evaluate_at, false).await?,
     );
-    add_accounts_and_tasks(&state, &principal.tenant, &mut view, Some(cut), evaluate_at).await?;
+    add_accounts_and_tasks(&state, &principal.tenant, &mut view, cut, evaluate_at).await?;
     let view = disclose(&state, &caller, view).await?;
     Ok(at_position(position, &view))
 }
 
-/// The 360 view's issue-18 members at `cut` (live when `None`): the account a person is a
-/// contact of, a company's contacts and their figures, the consent record, the latest CSAT
-/// and NPS answers and the open tasks (folded from their streams for a past view).
+/// The 360 view's issue-18 members at a past `cut`: the account a person is a contact of, a
+/// company's contacts and their figures, the consent record, the latest CSAT and NPS answers
+/// and the open tasks (folded from their streams). The live view reads its own together
+/// (`customer360::live`).
 async fn add_accounts_and_tasks(
+    state: &SharedState,
+    tenant: &crm_core::envelope::TenantId,
+    view: &mut customer360::CustomerView,
+    cut: Cut,
+    at: DateTime<Utc>,
+) -> Result<(), Problem> {
+    use crm_projections::{accounts, consent, service_quality, tasks};
+    let mut ids: Vec<&str> = vec![view.customer_id.as_str()];
+    ids.extend(view.merged_ids.iter().map(String::as_str));
+    let db = &state.read_db;
+    view.consent_record = Some(consent::record(db, tenant.as_str(), &ids, Some(cut)).await?);
+    view.satisfaction = Some(service_quality::latest(db, tenant.as_str(), &ids, Some(cut)).await?);
+    view.contact_of =
+        accounts::account_of(db, tenant.as_str(), &view.customer_id, Some(cut)).await?;
+    add_account_summary(state, tenant, view, Some(cut), at).await?;
+    let kind = crm_core::catalog::values::TaskSubjectKind::Customer;
+    view.open_tasks = Some(
+        tasks::open_for_at(
+            state.store.as_ref(),
+            db,
+            tenant,
+            kind,
+            &view.customer_id,
+            cut,
+            at,
+        )
+        .await?,
+    );
+    Ok(())
+}
+
+/// A company's account summary (its contacts and their figures) at `cut` (live when
+/// `None`).
+async fn add_account_summary(
     state: &SharedState,
     tenant: &crm_core::envelope::TenantId,
     view: &mut customer360::CustomerView,
     cut: Option<Cut>,
     at: DateTime<Utc>,
 ) -> Result<(), Problem> {
-    use crm_projections::{accounts, consent, tasks};
-    let mut ids: Vec<&str> = vec![view.customer_id.as_str()];
-    ids.extend(view.merged_ids.iter().map(String::as_str));
-    view.consent_record = Some(consent::record(&state.read_db, tenant.as_str(), &ids, cut).await?);
-    view.satisfaction = Some(
-        crm_projections::service_quality::latest(&state.read_db, tenant.as_str(), &ids, cut)
-            .await?,
-    );
-    view.contact_of =
-        accounts::account_of(&state.read_db, tenant.as_str(), &view.customer_id, cut).await?;
     if view.kind == Some("company") {
         view.account = Some(
-            accounts::summary(state.store.as_ref(), &state.read_db, tenant, view, cut, at).await?,
-        );
-    }
-    let kind = crm_core::catalog::values::TaskSubjectKind::Customer;
-    view.open_tasks = Some(match cut {
-        None => {
-            tasks::open_for(&state.read_db, tenant.as_str(), kind, &view.customer_id, at).await?
-        }
-        Some(cut) => {
-            tasks::open_for_at(
+            crm_projections::accounts::summary(
                 state.store.as_ref(),
                 &state.read_db,
                 tenant,
-                kind,
-                &view.customer_id,
+                view,
                 cut,
                 at,
             )
-            .await?
-        }
-    });
+            .await?,
+        );
+    }
     Ok(())
 }
 

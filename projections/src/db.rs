@@ -9,6 +9,7 @@
 //! SQLite is reached through rusqlite ([`sqlite`]), PostgreSQL through sqlx.
 
 pub mod sqlite;
+mod together;
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
 pub use self::sqlite::{SQLITE_LOCK_WAIT, SqliteOptions, SqlitePool, SqliteTx};
+pub use self::together::{Query, Rows};
 use crate::error::ProjectionError;
 
 /// Bound parameters per statement, below both backends' limits (SQLite 32766, PG 65535).

@@ -21,6 +21,10 @@ pub enum ProjectionError {
     /// The read-model database was closed.
     #[error("read-model database: closed")]
     Closed,
+    /// An answer of the read-model database was not of the shape asked for (a query
+    /// answered together, `ReadDb::fetch_together`, gave rows that do not decode).
+    #[error("read-model database: {0}")]
+    Decode(String),
     /// An event cannot be decoded by this build; the projection stops at it instead of
     /// skipping it. Upgrade the software or repair the log.
     #[error("event at position {position} cannot be projected: {reason}")]
@@ -58,6 +62,7 @@ impl ProjectionError {
             ProjectionError::Sqlite(error) => crm_core::store::sqlite_is_busy(error),
             ProjectionError::Locked(_) | ProjectionError::LostLease(_) => true,
             ProjectionError::Closed
+            | ProjectionError::Decode(_)
             | ProjectionError::Undecodable { .. }
             | ProjectionError::Corrupt { .. }
             | ProjectionError::UnknownProjection(..)

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::asof::{Cut, customer_as_of};
 use crate::bookkeeping::{from_position, to_position};
 use crate::customer360::{self, CustomerView};
-use crate::db::{Col, ReadDb, ReadTx, SqlValue, in_clauses};
+use crate::db::{Col, Query, ReadDb, ReadTx, Rows, SqlValue, in_clauses};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
@@ -329,6 +329,15 @@ pub async fn account_of(
     person: &str,
     cut: Option<Cut>,
 ) -> Result<Option<AccountLink>, ProjectionError> {
+    let query = account_of_query(tenant, person, cut);
+    Ok(account_of_from(
+        db.fetch(&query.sql, query.args, &query.cols).await?,
+    ))
+}
+
+/// The statement of [`account_of`], to run alone or together with others
+/// (`ReadDb::fetch_together`); [`account_of_from`] reads its rows.
+pub fn account_of_query(tenant: &str, person: &str, cut: Option<Cut>) -> Query {
     let (condition, bounds) = in_force(cut);
     let sql = format!(
         "SELECT account_id, role, linked_at FROM {TABLE} WHERE tenant = ? AND customer_id = ? \
@@ -336,14 +345,16 @@ pub async fn account_of(
     );
     let mut args: Vec<SqlValue> = vec![tenant.into(), person.into()];
     args.extend(bounds);
-    let rows = db
-        .fetch(&sql, args, &[Col::Text, Col::Text, Col::Int])
-        .await?;
-    Ok(rows.into_iter().next().map(|row| AccountLink {
+    Query::new(sql, args, &[Col::Text, Col::Text, Col::Int])
+}
+
+/// The link of an [`account_of_query`]'s rows.
+pub fn account_of_from(rows: Rows) -> Option<AccountLink> {
+    rows.into_iter().next().map(|row| AccountLink {
         account_id: row[0].as_text().unwrap_or_default().to_owned(),
         role: row[1].as_text().unwrap_or_default().to_owned(),
         linked_at: micros(row[2].as_int()),
-    }))
+    })
 }
 
 fn micros(value: Option<i64>) -> DateTime<Utc> {

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::asof::Cut;
 use crate::bookkeeping::from_position;
-use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::db::{Col, Query, ReadDb, ReadTx, Rows, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
@@ -460,6 +460,56 @@ pub async fn record(
     ids: &[&str],
     cut: Option<Cut>,
 ) -> Result<ConsentRecord, ProjectionError> {
+    let mut answers = Vec::new();
+    for chunk in ids.chunks(crate::db::MAX_PARAMS / 2) {
+        answers.extend(
+            db.fetch_together(record_queries(tenant, chunk, cut))
+                .await?,
+        );
+    }
+    Ok(record_from(answers))
+}
+
+/// The statements of [`record`] for at most `MAX_PARAMS / 2` ids, to run alone or together
+/// with others (`ReadDb::fetch_together`): the decisions, then the marketing contacts.
+/// [`record_from`] reads their rows.
+pub fn record_queries(tenant: &str, ids: &[&str], cut: Option<Cut>) -> Vec<Query> {
+    let (condition, bounds) = within(cut);
+    let placeholders = crate::db::placeholders(ids.len());
+    let mut args: Vec<SqlValue> = vec![tenant.into()];
+    args.extend(ids.iter().map(|id| SqlValue::from(*id)));
+    args.extend(bounds);
+    vec![
+        Query::new(
+            format!(
+                "SELECT customer_id, channel, purpose, granted, occurred_at, position FROM \
+                 {CHANGES} WHERE tenant = ? AND customer_id IN ({placeholders}) AND \
+                 {condition} ORDER BY position DESC"
+            ),
+            args.clone(),
+            &[
+                Col::Text,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+                Col::Int,
+                Col::Int,
+            ],
+        ),
+        Query::new(
+            format!(
+                "SELECT {CONTACT_SELECT} FROM {CONTACTS} WHERE tenant = ? AND customer_id IN \
+                 ({placeholders}) AND {condition} ORDER BY position DESC"
+            ),
+            args,
+            CONTACT_COLS,
+        ),
+    ]
+}
+
+/// The consent record from the rows of [`record_queries`] (of one or more chunks of ids,
+/// each chunk's two answers in turn).
+pub fn record_from(answers: Vec<Rows>) -> ConsentRecord {
     let mut record = ConsentRecord {
         history: Vec::new(),
         changes: 0,
@@ -467,32 +517,10 @@ pub async fn record(
         violations: Vec::new(),
         violation_count: 0,
     };
-    let (condition, bounds) = within(cut);
-    for chunk in ids.chunks(crate::db::MAX_PARAMS / 2) {
-        let placeholders = crate::db::placeholders(chunk.len());
-        let mut args: Vec<SqlValue> = vec![tenant.into()];
-        args.extend(chunk.iter().map(|id| SqlValue::from(*id)));
-        args.extend(bounds.iter().cloned());
-        let rows = db
-            .fetch(
-                &format!(
-                    "SELECT customer_id, channel, purpose, granted, occurred_at, position FROM \
-                     {CHANGES} WHERE tenant = ? AND customer_id IN ({placeholders}) AND \
-                     {condition} ORDER BY position DESC"
-                ),
-                args.clone(),
-                &[
-                    Col::Text,
-                    Col::Text,
-                    Col::Text,
-                    Col::Int,
-                    Col::Int,
-                    Col::Int,
-                ],
-            )
-            .await?;
-        record.changes += rows.len() as u64;
-        record.history.extend(rows.iter().filter_map(|row| {
+    let mut answers = answers.into_iter();
+    while let (Some(changes), Some(contacts)) = (answers.next(), answers.next()) {
+        record.changes += changes.len() as u64;
+        record.history.extend(changes.iter().filter_map(|row| {
             Some(ConsentChange {
                 customer_id: row[0].as_text()?.to_owned(),
                 channel: ConsentChannel::parse(row[1].as_text()?)?,
@@ -502,18 +530,8 @@ pub async fn record(
                 position: position_of(row[5].as_int()),
             })
         }));
-        let rows = db
-            .fetch(
-                &format!(
-                    "SELECT {CONTACT_SELECT} FROM {CONTACTS} WHERE tenant = ? AND customer_id IN \
-                     ({placeholders}) AND {condition} ORDER BY position DESC"
-                ),
-                args,
-                CONTACT_COLS,
-            )
-            .await?;
-        record.marketing_contacts += rows.len() as u64;
-        for found in rows.iter().filter_map(|row| contact(row)) {
+        record.marketing_contacts += contacts.len() as u64;
+        for found in contacts.iter().filter_map(|row| contact(row)) {
             if found.violation {
                 record.violation_count += 1;
                 record.violations.push(found);
@@ -528,7 +546,7 @@ pub async fn record(
         .violations
         .sort_by_key(|contact| std::cmp::Reverse(contact.position));
     record.violations.truncate(SHOWN);
-    Ok(record)
+    record
 }
 
 /// Which violations a listing wants.

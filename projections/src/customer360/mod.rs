@@ -3,6 +3,7 @@
 //! served through [`view`].
 
 pub mod fold;
+pub mod live;
 pub mod summary;
 pub mod view;
 
@@ -14,7 +15,7 @@ use crm_core::envelope::Position;
 
 use crate::attribution::{direct_customer_ref, keys_needed, named_customers};
 use crate::bookkeeping;
-use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::db::{Col, Query, ReadDb, ReadTx, Rows, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
@@ -196,13 +197,30 @@ pub async fn get(
     tenant: &str,
     customer: &str,
 ) -> Result<Option<Customer360>, ProjectionError> {
-    let rows = db
-        .fetch(
-            &format!("SELECT doc FROM {TABLE} WHERE tenant = ? AND id = ?"),
-            vec![tenant.into(), customer.into()],
-            &[Col::Text],
-        )
-        .await?;
+    let query = get_query(tenant, customer);
+    state_from(
+        tenant,
+        customer,
+        db.fetch(&query.sql, query.args, &query.cols).await?,
+    )
+}
+
+/// The statement of [`get`], to run alone or together with others
+/// (`ReadDb::fetch_together`); [`state_from`] reads its rows.
+pub fn get_query(tenant: &str, customer: &str) -> Query {
+    Query::new(
+        format!("SELECT doc FROM {TABLE} WHERE tenant = ? AND id = ?"),
+        vec![tenant.into(), customer.into()],
+        &[Col::Text],
+    )
+}
+
+/// The state in a [`get_query`]'s rows.
+pub fn state_from(
+    tenant: &str,
+    customer: &str,
+    rows: Rows,
+) -> Result<Option<Customer360>, ProjectionError> {
     rows.into_iter()
         .next()
         .and_then(|mut row| row.remove(0).into_text())
@@ -234,27 +252,53 @@ pub async fn view_and_state(
     customer: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<(CustomerView, Customer360)>, ProjectionError> {
-    // The two reads go out together: on PostgreSQL that is one round trip of latency, not two.
-    let (state, recent) = tokio::try_join!(
-        get(db, tenant, customer),
-        crate::timeline::page(
-            db,
-            tenant,
-            customer,
-            crate::timeline::TimelinePage {
-                cursor: None,
-                limit: RECENT_ENTRIES,
-                newest_first: true,
-            },
-        )
-    )?;
-    let Some(state) = state else {
+    let mut answers = db
+        .fetch_together(vec![
+            get_query(tenant, customer),
+            recent_query(tenant, customer),
+        ])
+        .await?
+        .into_iter();
+    let (Some(state), Some(recent)) = (answers.next(), answers.next()) else {
+        return Err(ProjectionError::Decode(
+            "two queries gave fewer answers".into(),
+        ));
+    };
+    view_from(tenant, customer, at, state, recent)
+}
+
+/// The view (evaluated at `at`) and its state from the answers of [`get_query`] and
+/// [`recent_query`]; `None` when the customer has no row.
+pub(crate) fn view_from(
+    tenant: &str,
+    customer: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    state: Rows,
+    recent: Rows,
+) -> Result<Option<(CustomerView, Customer360)>, ProjectionError> {
+    let Some(state) = state_from(tenant, customer, state)? else {
         return Ok(None);
     };
     if let Some(what) = state.overflowing_total() {
         return Err(ProjectionError::TotalOverflow { what });
     }
-    Ok(Some((state.view(at, recent), state)))
+    Ok(Some((
+        state.view(at, crate::timeline::entries_from(recent)),
+        state,
+    )))
+}
+
+/// The newest [`RECENT_ENTRIES`] of the customer's timeline.
+pub(crate) fn recent_query(tenant: &str, customer: &str) -> Query {
+    crate::timeline::page_query(
+        tenant,
+        customer,
+        crate::timeline::TimelinePage {
+            cursor: None,
+            limit: RECENT_ENTRIES,
+            newest_first: true,
+        },
+    )
 }
 
 /// What to list customers by.

@@ -310,6 +310,31 @@ impl SqlitePool {
     }
 }
 
+impl SqlitePool {
+    /// Runs rendered queries one after another on one pooled connection, inside one read
+    /// transaction (one snapshot for all of them): `ReadDb::fetch_together`.
+    pub(crate) async fn fetch_together(
+        &self,
+        queries: &[(String, super::Query)],
+    ) -> Result<Vec<super::Rows>, ProjectionError> {
+        self.acquire()
+            .await?
+            .run(|conn| {
+                conn.execute_batch("BEGIN")?;
+                let rows = queries
+                    .iter()
+                    .map(|(sql, query)| fetch_on(conn, sql, &query.args, Some(&query.cols)))
+                    .collect::<rusqlite::Result<Vec<_>>>();
+                // A read transaction: ending it cannot lose anything, whatever the outcome.
+                let ended = conn.execute_batch("COMMIT");
+                let rows = rows?;
+                ended?;
+                Ok(rows)
+            })
+            .await
+    }
+}
+
 fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, ProjectionError> {
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     if options.read_only {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::asof::Cut;
 use crate::bookkeeping::from_position;
-use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::db::{Col, Query, ReadDb, ReadTx, Rows, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
@@ -483,13 +483,20 @@ async fn cases_where(
     condition: &str,
     args: Vec<SqlValue>,
 ) -> Result<Vec<ServiceCase>, ProjectionError> {
-    let rows = db
-        .fetch(
-            &format!("SELECT id, doc FROM {CASES} WHERE tenant = ? AND {condition} ORDER BY id"),
-            args,
-            &[Col::Text, Col::Text],
-        )
-        .await?;
+    let query = cases_query(condition, args);
+    cases_from(tenant, db.fetch(&query.sql, query.args, &query.cols).await?)
+}
+
+/// The cases of the tenant (the first argument) meeting `condition`, by id.
+fn cases_query(condition: &str, args: Vec<SqlValue>) -> Query {
+    Query::new(
+        format!("SELECT id, doc FROM {CASES} WHERE tenant = ? AND {condition} ORDER BY id"),
+        args,
+        &[Col::Text, Col::Text],
+    )
+}
+
+fn cases_from(tenant: &str, rows: Rows) -> Result<Vec<ServiceCase>, ProjectionError> {
     rows.into_iter()
         .map(|row| {
             let id = row[0].as_text().unwrap_or_default().to_owned();
@@ -929,21 +936,60 @@ pub async fn latest(
     ids: &[&str],
     cut: Option<Cut>,
 ) -> Result<Satisfaction, ProjectionError> {
-    let mut found = Satisfaction::default();
+    let mut answers = Vec::new();
     for chunk in ids.chunks(crate::db::MAX_PARAMS / 2) {
-        let placeholders = crate::db::placeholders(chunk.len());
-        let (condition, bounds) = within(cut, "csat_at", "csat_recorded_at", "csat_position");
-        let mut args: Vec<SqlValue> = vec![tenant.into()];
-        args.extend(chunk.iter().map(|id| SqlValue::from(*id)));
-        args.extend(bounds);
-        let cases = cases_where(
-            db,
-            tenant,
-            &format!("customer_id IN ({placeholders}) AND csat_at IS NOT NULL AND {condition}"),
-            args,
-        )
-        .await?;
-        for case in cases {
+        answers.extend(
+            db.fetch_together(latest_queries(tenant, chunk, cut))
+                .await?,
+        );
+    }
+    latest_from(tenant, answers)
+}
+
+/// The statements of [`latest`] for at most `MAX_PARAMS / 2` ids, to run alone or together
+/// with others (`ReadDb::fetch_together`): the cases with a CSAT answer, then the latest
+/// NPS answer. [`latest_from`] reads their rows.
+pub fn latest_queries(tenant: &str, ids: &[&str], cut: Option<Cut>) -> Vec<Query> {
+    let placeholders = crate::db::placeholders(ids.len());
+    let (condition, bounds) = within(cut, "csat_at", "csat_recorded_at", "csat_position");
+    let mut args: Vec<SqlValue> = vec![tenant.into()];
+    args.extend(ids.iter().map(|id| SqlValue::from(*id)));
+    args.extend(bounds);
+    let cases = cases_query(
+        &format!("customer_id IN ({placeholders}) AND csat_at IS NOT NULL AND {condition}"),
+        args,
+    );
+    let (condition, bounds) = within(cut, "occurred_at", "recorded_at", "position");
+    let mut args: Vec<SqlValue> = vec![tenant.into()];
+    args.extend(ids.iter().map(|id| SqlValue::from(*id)));
+    args.extend(bounds);
+    let nps = Query::new(
+        format!(
+            "SELECT answer_id, customer_id, score, comment, occurred_at, recorded_at, position \
+             FROM {NPS} WHERE tenant = ? AND customer_id IN ({placeholders}) AND {condition} \
+             ORDER BY occurred_at DESC, position DESC LIMIT 1"
+        ),
+        args,
+        &[
+            Col::Text,
+            Col::Text,
+            Col::Int,
+            Col::Text,
+            Col::Int,
+            Col::Int,
+            Col::Int,
+        ],
+    );
+    vec![cases, nps]
+}
+
+/// The latest answers from the rows of [`latest_queries`] (of one or more chunks of ids,
+/// each chunk's two answers in turn).
+pub fn latest_from(tenant: &str, answers: Vec<Rows>) -> Result<Satisfaction, ProjectionError> {
+    let mut found = Satisfaction::default();
+    let mut answers = answers.into_iter();
+    while let (Some(cases), Some(nps)) = (answers.next(), answers.next()) {
+        for case in cases_from(tenant, cases)? {
             let (Some(answer), Some(case_id), Some(customer)) =
                 (case.csat, case.case_id, case.customer_id)
             else {
@@ -960,30 +1006,7 @@ pub async fn latest(
                 });
             }
         }
-        let (condition, bounds) = within(cut, "occurred_at", "recorded_at", "position");
-        let mut args: Vec<SqlValue> = vec![tenant.into()];
-        args.extend(chunk.iter().map(|id| SqlValue::from(*id)));
-        args.extend(bounds);
-        let rows = db
-            .fetch(
-                &format!(
-                    "SELECT answer_id, customer_id, score, comment, occurred_at, recorded_at, \
-                     position FROM {NPS} WHERE tenant = ? AND customer_id IN ({placeholders}) \
-                     AND {condition} ORDER BY occurred_at DESC, position DESC LIMIT 1"
-                ),
-                args,
-                &[
-                    Col::Text,
-                    Col::Text,
-                    Col::Int,
-                    Col::Text,
-                    Col::Int,
-                    Col::Int,
-                    Col::Int,
-                ],
-            )
-            .await?;
-        for row in rows {
+        for row in nps {
             let answer = LatestNps {
                 answer_id: row[0].as_text().unwrap_or_default().to_owned(),
                 customer_id: row[1].as_text().unwrap_or_default().to_owned(),

@@ -16,7 +16,7 @@ use crm_core::ids::EntityId;
 use serde::{Deserialize, Serialize};
 
 use crate::bookkeeping::from_position;
-use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::db::{Col, Query, ReadDb, ReadTx, Rows, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::ProjectedEvent;
 use crate::projection::{Projection, TableDef, Tables};
@@ -320,17 +320,30 @@ pub async fn open_for(
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<TaskLine>, ProjectionError> {
-    let sql = format!(
-        "SELECT id, doc FROM {TABLE} WHERE tenant = ? AND subject_type = ? AND subject_id = ? \
-         AND status = 'open' ORDER BY due_at, id LIMIT ?"
-    );
-    let args = vec![
-        tenant.into(),
-        kind.as_str().into(),
-        id.into(),
-        SqlValue::Int(OPEN_TASKS_SHOWN as i64),
-    ];
-    lines(db, tenant, &sql, args, now).await
+    let query = open_for_query(tenant, kind, id);
+    lines_from(
+        tenant,
+        db.fetch(&query.sql, query.args, &query.cols).await?,
+        now,
+    )
+}
+
+/// The statement of [`open_for`], to run alone or together with others
+/// (`ReadDb::fetch_together`); [`lines_from`] reads its rows.
+pub fn open_for_query(tenant: &str, kind: TaskSubjectKind, id: &str) -> Query {
+    Query::new(
+        format!(
+            "SELECT id, doc FROM {TABLE} WHERE tenant = ? AND subject_type = ? AND \
+             subject_id = ? AND status = 'open' ORDER BY due_at, id LIMIT ?"
+        ),
+        vec![
+            tenant.into(),
+            kind.as_str().into(),
+            id.into(),
+            SqlValue::Int(OPEN_TASKS_SHOWN as i64),
+        ],
+        &[Col::Text, Col::Text],
+    )
 }
 
 async fn lines(
@@ -340,9 +353,20 @@ async fn lines(
     args: Vec<SqlValue>,
     now: DateTime<Utc>,
 ) -> Result<Vec<TaskLine>, ProjectionError> {
-    db.fetch(sql, args, &[Col::Text, Col::Text])
-        .await?
-        .into_iter()
+    lines_from(
+        tenant,
+        db.fetch(sql, args, &[Col::Text, Col::Text]).await?,
+        now,
+    )
+}
+
+/// The task lines (`id`, `doc` rows) of a task query, overdue as of `now`.
+pub fn lines_from(
+    tenant: &str,
+    rows: Rows,
+    now: DateTime<Utc>,
+) -> Result<Vec<TaskLine>, ProjectionError> {
+    rows.into_iter()
         .map(|row| {
             let id = row[0].as_text().unwrap_or_default();
             let task: Task = decode_doc(TABLE, tenant, id, row[1].as_text().unwrap_or_default())?;

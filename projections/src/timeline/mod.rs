@@ -14,7 +14,7 @@ use crm_core::envelope::Position;
 
 use crate::attribution::{direct_customer_ref, keys_needed, record_links};
 use crate::bookkeeping::from_position;
-use crate::db::{Col, ReadDb, ReadTx, SqlValue};
+use crate::db::{Col, Query, ReadDb, ReadTx, Rows, SqlValue};
 use crate::error::ProjectionError;
 use crate::event::{ProjectedEvent, TimelineEntry};
 use crate::projection::{Projection, TableDef, Tables};
@@ -221,6 +221,15 @@ pub async fn page(
     customer: &str,
     page: TimelinePage,
 ) -> Result<Vec<TimelineEntry>, ProjectionError> {
+    let query = page_query(tenant, customer, page);
+    Ok(entries_from(
+        db.fetch(&query.sql, query.args, &query.cols).await?,
+    ))
+}
+
+/// The statement of [`page`], to run alone or together with others
+/// (`ReadDb::fetch_together`); [`entries_from`] reads its rows.
+pub fn page_query(tenant: &str, customer: &str, page: TimelinePage) -> Query {
     let mut sql =
         format!("SELECT {ENTRY_COLUMNS} FROM {TABLE} WHERE tenant = ? AND customer_id = ?");
     let mut args: Vec<SqlValue> = vec![tenant.into(), customer.into()];
@@ -238,23 +247,24 @@ pub async fn page(
         " ORDER BY position LIMIT ?"
     });
     args.push(SqlValue::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)));
-    let rows = db
-        .fetch(
-            &sql,
-            args,
-            &[
-                Col::Int,
-                Col::Text,
-                Col::Int,
-                Col::Text,
-                Col::Int,
-                Col::Int,
-                Col::Text,
-            ],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
+    Query::new(
+        sql,
+        args,
+        &[
+            Col::Int,
+            Col::Text,
+            Col::Int,
+            Col::Text,
+            Col::Int,
+            Col::Int,
+            Col::Text,
+        ],
+    )
+}
+
+/// The entries of a [`page_query`]'s rows.
+pub fn entries_from(rows: Rows) -> Vec<TimelineEntry> {
+    rows.into_iter()
         .map(|row| TimelineEntry {
             position: row[0].as_int().map_or(0, crate::bookkeeping::to_position),
             stream_id: row[1].as_text().unwrap_or_default().to_owned(),
@@ -273,5 +283,5 @@ pub async fn page(
                 .unwrap_or_default(),
             actor: row[6].as_text().map(str::to_owned),
         })
-        .collect())
+        .collect()
 }

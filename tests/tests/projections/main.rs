@@ -31,10 +31,12 @@ macro_rules! projections {
                 the_backlog_as_it_stood_is_judged_on_business_hours_pauses_and_every_case,
                 legacy_sla_targets_move_into_the_log_once,
                 complaints_and_satisfaction_fold_exactly_and_a_rebuild_equals_live,
+                reads_asked_together_answer_as_each_alone,
             );
             projections!(@sales $backend:
                 contact_links_as_of_any_moment_agree_with_the_live_rows_then,
                 tasks_fold_to_their_rows_and_list_in_both_orders,
+                the_live_view_read_together_equals_each_read_alone,
             );
         }
     };

@@ -217,3 +217,110 @@ pub async fn tasks_fold_to_their_rows_and_list_in_both_orders(fixture: &Fixture)
         Some(at("2026-01-03T00:00:00Z"))
     );
 }
+
+/// The live 360 view read together (`customer360::live`, one statement on PostgreSQL) is the
+/// view the separate reads make: for every customer of a whole generated history (consents,
+/// marketing contacts, cases with CSAT, NPS, contact links, tasks, merges), member by member.
+pub async fn the_live_view_read_together_equals_each_read_alone(fixture: &Fixture) {
+    use crm_core::catalog::values::TaskSubjectKind;
+    use crm_projections::customer360::{self, live};
+    use crm_projections::{consent, service_quality};
+
+    let mut events = crm_tests::crm_full::full_history(11, 60, 3_000);
+    // Outbound marketing emails (the history has none): marketing contacts, judged against
+    // the customers' consents.
+    let last = events.last().expect("events").occurred_at;
+    let registered: Vec<(&'static str, String)> = events
+        .iter()
+        .filter(|e| e.event_type == "CustomerRegistered")
+        .map(|e| {
+            (
+                e.tenant,
+                e.data["customer_id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    for (n, (tenant, id)) in registered.iter().enumerate().step_by(3) {
+        events.push(Emitted {
+            tenant,
+            event_type: "InteractionLogged",
+            data: json!({"customer_id": id, "interaction_id": format!("mk-{n}"),
+                         "channel": "email", "direction": "outbound", "subject": "Offer",
+                         "summary": "Spring offer", "purpose": "marketing"}),
+            occurred_at: last + chrono::Duration::hours(n as i64),
+            id: uuid::Uuid::new_v4(),
+        });
+    }
+    append_all(fixture.store.as_ref(), &events).await;
+    fixture.catch_up().await;
+    let now = Utc::now();
+    let mut customers: Vec<(&str, String)> = events
+        .iter()
+        .filter(|e| e.event_type == "CustomerRegistered")
+        .map(|e| {
+            (
+                e.tenant,
+                e.data["customer_id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    customers.sort();
+    customers.dedup();
+    assert!(customers.len() >= 50, "{} customers", customers.len());
+    let (mut history, mut contacts, mut satisfied, mut linked, mut tasked, mut merged) =
+        (0, 0, 0, 0, 0, 0);
+    for (tenant, id) in &customers {
+        let (view, state) = live::live_view(&fixture.db, tenant, id, now)
+            .await
+            .expect("live view")
+            .expect("a registered customer has a row");
+        let (alone, alone_state) = customer360::view_and_state(&fixture.db, tenant, id, now)
+            .await
+            .expect("view")
+            .expect("row");
+        let mut ids = vec![id.as_str()];
+        ids.extend(alone.merged_ids.iter().map(String::as_str));
+        let record = consent::record(&fixture.db, tenant, &ids, None)
+            .await
+            .expect("consent");
+        let answers = service_quality::latest(&fixture.db, tenant, &ids, None)
+            .await
+            .expect("satisfaction");
+        let link = accounts::account_of(&fixture.db, tenant, id, None)
+            .await
+            .expect("account_of");
+        let open = tasks::open_for(&fixture.db, tenant, TaskSubjectKind::Customer, id, now)
+            .await
+            .expect("open tasks");
+        assert_eq!(state, alone_state, "{tenant}/{id}: state");
+        assert_eq!(
+            view.recent_timeline, alone.recent_timeline,
+            "{tenant}/{id}: recent timeline"
+        );
+        assert_eq!(view.consent_record.as_ref(), Some(&record), "{tenant}/{id}");
+        assert_eq!(view.satisfaction.as_ref(), Some(&answers), "{tenant}/{id}");
+        assert_eq!(view.contact_of, link, "{tenant}/{id}");
+        assert_eq!(view.open_tasks.as_ref(), Some(&open), "{tenant}/{id}");
+        history += usize::from(!record.history.is_empty());
+        contacts += usize::from(record.marketing_contacts > 0);
+        satisfied += usize::from(answers.latest_csat.is_some() || answers.latest_nps.is_some());
+        linked += usize::from(link.is_some());
+        tasked += usize::from(!open.is_empty());
+        merged += usize::from(!view.merged_ids.is_empty());
+    }
+    // The history gives every member something to compare.
+    for (what, count) in [
+        ("consent history", history),
+        ("marketing contacts", contacts),
+        ("satisfaction answers", satisfied),
+        ("contact links", linked),
+        ("open tasks", tasked),
+        ("merged customers", merged),
+    ] {
+        assert!(count > 0, "no customer has {what}");
+    }
+    let unknown = live::live_view(&fixture.db, "acme", "c-nobody", now)
+        .await
+        .expect("live view");
+    assert!(unknown.is_none());
+}

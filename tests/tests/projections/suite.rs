@@ -3062,3 +3062,122 @@ pub async fn legacy_sla_targets_move_into_the_log_once(fixture: &Fixture) {
     assert_eq!(in_force.targets, targets);
     assert_eq!(in_force.set_position, Some(events[0].position));
 }
+
+/// `ReadDb::fetch_together` answers each query exactly as `fetch` answers it alone: rows in
+/// each query's own order (a descending order with a limit over rows inserted in random
+/// order), placeholders bound to their own query, NULLs of both kinds, the widest integers,
+/// text with quotes, backslashes, line breaks and non-ASCII, an empty
+/// answer, and an error (not a guess) when a column is not what was asked for.
+pub async fn reads_asked_together_answer_as_each_alone(fixture: &Fixture) {
+    use crm_projections::db::Query;
+    let db = &fixture.db;
+    let int = match db.backend() {
+        crm_projections::db::Backend::Sqlite => "INTEGER",
+        crm_projections::db::Backend::Postgres => "BIGINT",
+    };
+    db.execute(
+        &format!("CREATE TABLE together_probe (k TEXT NOT NULL, n {int}, t TEXT)"),
+        vec![],
+    )
+    .await
+    .expect("create");
+    let mut rng = Rng::new(5);
+    let texts = [
+        "plain",
+        "it's \"quoted\"",
+        "back\\slash \\u0041",
+        "line\nbreak\ttab",
+        "Zoë – 東京 🙂",
+        "{\"not\": \"json\"}",
+    ];
+    let mut order: Vec<i64> = (0..400).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for n in order {
+        let text = (n % 7 != 0).then(|| texts[n as usize % texts.len()].to_owned());
+        db.execute(
+            "INSERT INTO together_probe (k, n, t) VALUES (?, ?, ?)",
+            vec![
+                SqlValue::text(if n % 2 == 0 { "even" } else { "odd" }),
+                SqlValue::Int(n),
+                SqlValue::opt_text(text),
+            ],
+        )
+        .await
+        .expect("insert");
+    }
+    for (k, n) in [("edge", i64::MAX), ("edge", i64::MIN + 1), ("edge", -1)] {
+        db.execute(
+            "INSERT INTO together_probe (k, n, t) VALUES (?, ?, NULL)",
+            vec![k.into(), SqlValue::Int(n)],
+        )
+        .await
+        .expect("insert");
+    }
+    let queries = vec![
+        Query::new(
+            "SELECT n, t FROM together_probe WHERE k = ? ORDER BY n DESC LIMIT ?",
+            vec!["even".into(), SqlValue::Int(150)],
+            &[Col::Int, Col::Text],
+        ),
+        Query::new(
+            "SELECT t, n, k FROM together_probe WHERE k = ? AND n > ? ORDER BY n",
+            vec!["odd".into(), SqlValue::Int(300)],
+            &[Col::Text, Col::Int, Col::Text],
+        ),
+        Query::new(
+            "SELECT n, t FROM together_probe WHERE k = ? ORDER BY n",
+            vec!["edge".into()],
+            &[Col::Int, Col::Int],
+        ),
+        Query::new(
+            "SELECT k FROM together_probe WHERE k = ?",
+            vec!["none".into()],
+            &[Col::Text],
+        ),
+    ];
+    let together = db.fetch_together(queries.clone()).await.expect("together");
+    assert_eq!(together.len(), queries.len());
+    for (query, rows) in queries.iter().zip(&together) {
+        let alone = db
+            .fetch(&query.sql, query.args.clone(), &query.cols)
+            .await
+            .expect("alone");
+        assert_eq!(rows, &alone, "{}", query.sql);
+    }
+    assert_eq!(together[0].len(), 150);
+    assert_eq!(together[0][0][0], SqlValue::Int(398));
+    assert_eq!(together[0][149][0], SqlValue::Int(100));
+    assert_eq!(together[1].len(), 50);
+    assert!(together[1].iter().any(|row| row[0] == SqlValue::Null));
+    assert_eq!(
+        together[2],
+        vec![
+            vec![SqlValue::Int(i64::MIN + 1), SqlValue::NullInt],
+            vec![SqlValue::Int(-1), SqlValue::NullInt],
+            vec![SqlValue::Int(i64::MAX), SqlValue::NullInt],
+        ]
+    );
+    assert!(together[3].is_empty());
+    for text in texts {
+        assert!(
+            together
+                .iter()
+                .flatten()
+                .flatten()
+                .any(|v| v.as_text() == Some(text)),
+            "{text:?} came back as written"
+        );
+    }
+    assert!(db.fetch_together(vec![]).await.expect("nothing").is_empty());
+    // A text column read as an integer is refused on both backends.
+    let wrong = db
+        .fetch_together(vec![Query::new(
+            "SELECT t FROM together_probe WHERE k = ? AND t IS NOT NULL LIMIT 1",
+            vec!["even".into()],
+            &[Col::Int],
+        )])
+        .await;
+    assert!(wrong.is_err(), "{wrong:?}");
+}
