@@ -342,17 +342,18 @@ impl Runner {
             .filter(|c| c.generation > live.generation)
             .max_by_key(|c| c.generation)
             .copied();
-        for stale in &checkpoints {
-            let is_building = building.is_some_and(|b| b.generation == stale.generation);
-            if stale.generation != live.generation && !is_building {
-                bookkeeping::drop_generation(&mut tx, projection.as_ref(), stale.generation)
-                    .await?;
-            }
-        }
+        // Generations left behind (an earlier swap's old tables, a crash half-way through a
+        // drop, a rebuild for another code version) are dropped after this transaction, each
+        // table on its own (see `bookkeeping::drop_generation`).
+        let mut stale: Vec<i64> = checkpoints
+            .iter()
+            .map(|c| c.generation)
+            .filter(|&g| g != live.generation && building.is_none_or(|b| b.generation != g))
+            .collect();
         if let Some(b) = building
             && b.version != projection.version()
         {
-            bookkeeping::drop_generation(&mut tx, projection.as_ref(), b.generation).await?;
+            stale.push(b.generation);
             building = None;
         }
         let frozen = live.version != projection.version();
@@ -371,6 +372,9 @@ impl Runner {
             bookkeeping::clear_rebuild_request(&mut tx, name).await?;
         }
         tx.commit().await?;
+        for generation in stale {
+            bookkeeping::drop_generation(&self.db, projection.as_ref(), generation).await?;
+        }
         let follow = self.options.batch_size.max(1);
         let mut live = Lane::new(projection.as_ref(), live, follow);
         let mut building = building.map(|b| Lane::new(projection.as_ref(), b, follow));
@@ -709,7 +713,6 @@ impl Runner {
             let swap = async {
                 let mut tx = self.db.begin().await?;
                 bookkeeping::make_live(&mut tx, projection.as_ref(), building.generation).await?;
-                bookkeeping::drop_generation(&mut tx, projection.as_ref(), old).await?;
                 self.leases.renew(&mut tx, projection.name()).await?;
                 tx.commit().await
             };
@@ -724,6 +727,19 @@ impl Runner {
                     if let Some(held) = self.held.get_mut(&index) {
                         held.live = building;
                         held.frozen = false;
+                    }
+                    // The old generation's tables, now unused, outside the swap's transaction
+                    // (see `bookkeeping::drop_generation`). Should that fail, the generation
+                    // stays listed and the projection's next set-up drops it.
+                    if let Err(error) =
+                        bookkeeping::drop_generation(&self.db, projection.as_ref(), old).await
+                    {
+                        tracing::warn!(
+                            projection = projection.name(),
+                            generation = old,
+                            %error,
+                            "cannot drop the old generation yet; its next set-up will"
+                        );
                     }
                 }
                 Err(error) => {

@@ -23,6 +23,7 @@ macro_rules! projections {
                 as_of_folds_agree_with_the_read_model_at_the_same_moment,
                 each_projection_runs_in_one_runner_and_another_takes_over_when_it_dies,
                 a_changed_projection_version_is_rebuilt_while_the_old_tables_answer,
+                an_old_generation_is_dropped_after_the_swap_and_after_a_crash_before_it,
                 leads_rebuild_equals_live_and_the_funnel_as_of_agrees_with_a_fold_of_the_log,
                 order_lines_give_products_and_version_1_orders_project_as_version_2,
                 quota_attainment_is_right_now_and_as_of_past_times,
