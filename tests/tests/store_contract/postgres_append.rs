@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crm_core::envelope::{NewEvent, StreamId, TenantId};
+use crm_core::store::keys::{KeyOps, KeyTable, NewKey};
 use crm_core::store::postgres::AppendPaths;
 use crm_core::store::{
     ExpectedRevision, Scope, SharedStore, StoreError, StreamExpectation, verify,
@@ -367,4 +368,178 @@ async fn postgres_two_handles_writing_at_once_group_their_transactional_appends(
         paths.transactional > 0,
         "two writers never made each other's heads stale: {paths:?}"
     );
+}
+
+fn new_key(subject: &str, id: u8) -> NewKey {
+    NewKey {
+        subject: subject.to_owned(),
+        key_id: [id; 16],
+        wrapped: vec![id; 40],
+    }
+}
+
+/// Appends that seal personal fields mint keys and name the keys they use; those are checked
+/// and written by the one-round-trip call too (migration 0005), so a sealed append no longer
+/// needs a transaction of its own. A key that changed under the append (a wrong id, an
+/// erased subject, a subject minted already) sends it to the transactional path, which
+/// refuses it with its own answer and stores nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_appends_with_keys_go_in_one_round_trip_and_key_races_fall_back() {
+    let Some(f) = Fixture::postgres("postgres_appends_with_keys_one_round_trip").await else {
+        return;
+    };
+    let pg = f.postgres_store().await.expect("postgres store");
+    let store: SharedStore = Arc::new(pg.clone());
+    let keys: Arc<dyn KeyTable> = store.key_table().expect("a key table");
+    let t = tenant("t1");
+    let subject = "customer:c-1";
+    let minting = KeyOps {
+        new: vec![new_key(subject, 1)],
+        ..KeyOps::default()
+    };
+    store
+        .append_batch_with_keys(
+            &t,
+            vec![StreamExpectation::new(
+                stream("case-1"),
+                ExpectedRevision::NoStream,
+            )],
+            vec![(stream("case-1"), opened(1))],
+            minting.clone(),
+        )
+        .await
+        .expect("mints and appends");
+    let paths = pg.append_paths();
+    assert_eq!((paths.one_round_trip, paths.transactional), (1, 0));
+    let stored = keys
+        .keys_of_subjects(&t, &[subject.to_owned()])
+        .await
+        .expect("keys");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].key_id, [1; 16]);
+    assert_eq!(stored[0].wrapped.as_deref(), Some(&[1u8; 40][..]));
+
+    // Using the stored key: one round trip again.
+    let using = |id: u8| KeyOps {
+        uses: vec![(subject.to_owned(), [id; 16])],
+        ..KeyOps::default()
+    };
+    store
+        .append_batch_with_keys(
+            &t,
+            Vec::new(),
+            vec![(stream("case-2"), opened(2))],
+            using(1),
+        )
+        .await
+        .expect("uses the key");
+    assert_eq!(pg.append_paths().one_round_trip, 2);
+
+    // A key id that is not the stored one: refused by the transactional path, nothing stored.
+    let changed = store
+        .append_batch_with_keys(
+            &t,
+            Vec::new(),
+            vec![(stream("case-3"), opened(3))],
+            using(9),
+        )
+        .await
+        .expect_err("the key changed");
+    assert!(
+        matches!(changed, StoreError::KeyChanged { .. }),
+        "{changed:?}"
+    );
+    // Minting a key for a subject that has one: refused too, nothing stored.
+    let minted = store
+        .append_batch_with_keys(
+            &t,
+            Vec::new(),
+            vec![(stream("case-4"), opened(4))],
+            KeyOps {
+                new: vec![new_key(subject, 2)],
+                ..KeyOps::default()
+            },
+        )
+        .await
+        .expect_err("the subject has a key");
+    assert!(
+        matches!(minted, StoreError::KeyChanged { .. }),
+        "{minted:?}"
+    );
+    let paths = pg.append_paths();
+    assert_eq!((paths.one_round_trip, paths.transactional), (2, 2));
+    let stored = keys
+        .keys_of_subjects(&t, &[subject.to_owned()])
+        .await
+        .expect("keys");
+    assert_eq!(
+        stored[0].key_id, [1; 16],
+        "the refused append minted nothing"
+    );
+
+    // An erased subject's key: refused.
+    keys.erase_subjects(&t, &[subject.to_owned()])
+        .await
+        .expect("erase");
+    let erased = store
+        .append_batch_with_keys(
+            &t,
+            Vec::new(),
+            vec![(stream("case-5"), opened(5))],
+            using(1),
+        )
+        .await
+        .expect_err("the subject is erased");
+    assert!(
+        matches!(erased, StoreError::SubjectErased { .. }),
+        "{erased:?}"
+    );
+    assert_consistent(&store, 2).await;
+}
+
+/// Concurrent sealed appends share calls (and commits) like any others: each minted key is
+/// stored exactly once, with its append, and the log stays gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_appends_with_keys_share_commits() {
+    let Some(f) = Fixture::postgres("postgres_concurrent_appends_with_keys").await else {
+        return;
+    };
+    let pg = f.postgres_store().await.expect("postgres store");
+    let store: SharedStore = Arc::new(pg.clone());
+    let t = tenant("t1");
+    let mut tasks = Vec::new();
+    for n in 0..128usize {
+        let (store, t) = (Arc::clone(&store), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = stream(&format!("case-{n}"));
+            store
+                .append_batch_with_keys(
+                    &t,
+                    vec![StreamExpectation::new(
+                        s.clone(),
+                        ExpectedRevision::NoStream,
+                    )],
+                    vec![(s, opened(n))],
+                    KeyOps {
+                        new: vec![new_key(&format!("customer:c-{n}"), n as u8)],
+                        ..KeyOps::default()
+                    },
+                )
+                .await
+                .expect("append with a new key")
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let paths = pg.append_paths();
+    assert_eq!(paths.one_round_trip + paths.transactional, 128);
+    assert!(
+        paths.groups > 0 && paths.grouped > paths.groups,
+        "128 concurrent sealed appends were never grouped: {paths:?}"
+    );
+    let keys = store.key_table().expect("a key table");
+    let all = keys.all_keys(Some(&t)).await.expect("keys");
+    assert_eq!(all.len(), 128, "every key stored once");
+    assert_consistent(&store, 128).await;
 }

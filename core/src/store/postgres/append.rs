@@ -10,15 +10,18 @@
 //! Each append of a group is planned by the shared decision (`plan.rs`) in queue order, from
 //! the log head this store knows (its head watch, moved past the group's earlier appends) and
 //! the remembered heads (a stream not remembered is assumed not to exist). The planned
-//! appends are written by one autocommit call of `crm_append_group` (migration 0004), which
-//! takes the append lock and checks under it that the log head, every stream's revision and
-//! the absence of the group's ids are what the plans assumed. Only then does it write, all
-//! of them in one commit; otherwise it writes nothing and answers "stale".
+//! appends are written by one autocommit call of `crm_append_group_keys` (migration 0005),
+//! which takes the append lock and checks under it that the log head, every stream's
+//! revision and the absence of the group's ids are what the plans assumed, and that the keys
+//! the appends seal under are still stored live under their ids and the keys they mint are
+//! new. Only then does it write, all of them in one commit; otherwise it writes nothing and
+//! answers "stale".
 //!
 //! An append is written on its own instead, through the transactional path (`append_in`:
 //! lock, read heads and ids, plan, write, commit), which gives the authoritative answer
-//! (conflicts, duplicates) and refreshes the remembered heads, when: it changes keys or
-//! restores exported events (both are read and written under the lock); its plan from
+//! (conflicts, duplicates, a key that changed) and refreshes the remembered heads, when: it
+//! links or erases subjects or restores exported events (read and written under the lock
+//! by `append_in` only); its plan from
 //! remembered heads was refused (which may only mean they are stale); it names a stream an
 //! earlier append of the group already writes; or the group's call answered "stale" or
 //! failed. So one refused append never fails another, and each answer is the one the append
@@ -58,9 +61,9 @@ const MAX_REMEMBERED_HEADS: usize = 16_384;
 /// How long after a stale plan groups skip the remembered heads.
 const CONTENDED_FOR: Duration = Duration::from_secs(1);
 
-/// The one-round-trip group append (migration 0004).
-const CALL_APPEND_GROUP: &str = "SELECT crm_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-     $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+/// The one-round-trip group append, with the group's key uses and new keys (migration 0005).
+const CALL_APPEND_GROUP: &str = "SELECT crm_append_group_keys($1, $2, $3, $4, $5, $6, $7, $8, \
+     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
 
 /// A store's writer: its connection and remembered heads, and the appends waiting for it.
 #[derive(Debug)]
@@ -116,7 +119,7 @@ impl WriterState {
     ) -> Result<&mut PgConnection, sqlx::Error> {
         if std::mem::take(&mut self.in_flight) {
             // The abandoned statement's fate is unknown: its connection goes, and the heads
-            // it may have moved are forgotten (the checks in `crm_append_group` would catch
+            // it may have moved are forgotten (the checks in `crm_append_group_keys` would catch
             // them).
             self.conn = None;
             self.forget();
@@ -274,7 +277,7 @@ async fn write_group(
 }
 
 /// The appends of a group that could be planned from remembered heads, written by one
-/// `crm_append_group` call: their answers, and the indexes of the appends left for the
+/// `crm_append_group_keys` call: their answers, and the indexes of the appends left for the
 /// transactional path.
 async fn from_remembered_heads(
     state: &mut WriterState,
@@ -297,7 +300,7 @@ async fn from_remembered_heads(
                 .streams
                 .iter()
                 .any(|s| streams.contains(&(tenant.as_str(), s.stream.as_str())));
-            if needs_transaction(batch) || overlaps {
+            if !group_call_writes(batch) || overlaps {
                 alone.push(index);
                 continue;
             }
@@ -508,7 +511,7 @@ async fn group_transaction(
 }
 
 /// Reads what the group's plans need, plans each append in order, and writes every planned
-/// row with one `crm_append_group` call, inside `tx` (which holds the append lock).
+/// row with one `crm_append_group_keys` call, inside `tx` (which holds the append lock).
 async fn plan_and_write_group(
     tx: &mut PgConnection,
     group: &[Waiting],
@@ -617,10 +620,22 @@ async fn plan_and_write_group(
     })
 }
 
-/// Key changes are read and written under the lock: only the transactional path does them.
-/// So are restores, whose rows each keep their own recording time.
+/// Whether an append may be written by the one-round-trip group call: its key uses and new
+/// keys are checked and written by the call itself (migration 0005), but links and erasures,
+/// which change other subjects' keys, are read and written under the lock by the
+/// transactional path only. So are restores, whose rows each keep their own recording time.
+fn group_call_writes(batch: &Batch) -> bool {
+    batch.keys.links.is_empty() && batch.keys.erase.is_empty() && !restores(batch)
+}
+
+/// Whether an append needs a transaction of its own on the transactional path: key changes
+/// (applied by `append_in`) and restores.
 fn needs_transaction(batch: &Batch) -> bool {
-    !batch.keys.is_empty() || batch.events.iter().any(|(_, e)| e.restore.is_some())
+    !batch.keys.is_empty() || restores(batch)
+}
+
+fn restores(batch: &Batch) -> bool {
+    batch.events.iter().any(|(_, e)| e.restore.is_some())
 }
 
 /// The transactional path on the writer connection; refreshes the remembered heads.
@@ -677,7 +692,7 @@ async fn in_transaction(
     }
 }
 
-/// The arguments of one `crm_append_group` call, as columns.
+/// The arguments of one `crm_append_group_keys` call, as columns.
 struct Call<'a> {
     log_head: i64,
     recorded_at: chrono::DateTime<Utc>,
@@ -697,6 +712,15 @@ struct Call<'a> {
     metadata: Vec<&'a str>,
     occurred: Vec<chrono::DateTime<Utc>>,
     hashes: Vec<Vec<u8>>,
+    /// Keys the appends seal under: (tenant, subject, key id).
+    use_tenants: Vec<&'a str>,
+    use_subjects: Vec<&'a str>,
+    use_key_ids: Vec<&'a [u8]>,
+    /// Keys the appends mint: (tenant, subject, key id, wrapped key).
+    key_tenants: Vec<&'a str>,
+    key_subjects: Vec<&'a str>,
+    key_ids: Vec<&'a [u8]>,
+    key_wrapped: Vec<&'a [u8]>,
 }
 
 impl<'a> Call<'a> {
@@ -720,10 +744,19 @@ impl<'a> Call<'a> {
             metadata: Vec::new(),
             occurred: Vec::new(),
             hashes: Vec::new(),
+            use_tenants: Vec::new(),
+            use_subjects: Vec::new(),
+            use_key_ids: Vec::new(),
+            key_tenants: Vec::new(),
+            key_subjects: Vec::new(),
+            key_ids: Vec::new(),
+            key_wrapped: Vec::new(),
         }
     }
 
-    /// Adds one planned append: its streams' assumed and new heads, and its rows.
+    /// Adds one planned append: its streams' assumed and new heads, its rows, and (when it
+    /// writes any row, as the transactional path applies them) its key uses and new keys.
+    /// Links and erasures are never written by the call (see [`group_call_writes`]).
     fn add(
         &mut self,
         tenant: &'a TenantId,
@@ -756,6 +789,20 @@ impl<'a> Call<'a> {
             self.metadata.push(row.event.metadata.get());
             self.occurred.push(row.occurred_at);
             self.hashes.push(row.hash.to_vec());
+        }
+        if planned.rows.is_empty() {
+            return;
+        }
+        for (subject, key_id) in &batch.keys.uses {
+            self.use_tenants.push(tenant.as_str());
+            self.use_subjects.push(subject.as_str());
+            self.use_key_ids.push(key_id.as_slice());
+        }
+        for new in &batch.keys.new {
+            self.key_tenants.push(tenant.as_str());
+            self.key_subjects.push(new.subject.as_str());
+            self.key_ids.push(new.key_id.as_slice());
+            self.key_wrapped.push(new.wrapped.as_slice());
         }
     }
 
@@ -812,5 +859,12 @@ impl<'a> Call<'a> {
             .bind(&self.metadata)
             .bind(&self.occurred)
             .bind(&self.hashes)
+            .bind(&self.use_tenants)
+            .bind(&self.use_subjects)
+            .bind(&self.use_key_ids)
+            .bind(&self.key_tenants)
+            .bind(&self.key_subjects)
+            .bind(&self.key_ids)
+            .bind(&self.key_wrapped)
     }
 }

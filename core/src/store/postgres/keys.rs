@@ -33,7 +33,7 @@ pub(super) async fn apply_ops(
         let rows = sqlx::query(
             "SELECT u.n, k.key_id, k.wrapped FROM UNNEST($2::text[]) WITH ORDINALITY AS u(subject, n) \
              LEFT JOIN LATERAL (SELECT key_id, wrapped FROM crm_subject_keys \
-                 WHERE tenant = $1 AND subject = u.subject) AS k ON TRUE ORDER BY u.n",
+                 WHERE tenant = $1 AND subject = u.subject LIMIT 1) AS k ON TRUE ORDER BY u.n",
         )
         .bind(tenant.as_str())
         .bind(&subjects)

@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "group append function",
         sql: include_str!("0004_append_group.sql"),
     },
+    Migration {
+        version: 5,
+        description: "group append function with key changes",
+        sql: include_str!("0005_append_group_keys.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises appends ("crm_evts" in ASCII).
@@ -787,10 +792,14 @@ impl EventStore for PostgresEventStore {
             return Ok(Vec::new());
         }
         let names: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        // LIMIT 1 (the key is unique) keeps each look-up a probe of the primary key whatever
+        // plan is cached: as a plain join, the plan made while the table was young hashed the
+        // whole of `crm_streams` for every ingest request, a cost that grew with the log (see
+        // `append_in`; docs/benchmarks.md, "A1 on PostgreSQL at 1,000,000 events").
         let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
             "SELECT s.stream_id, s.revision, s.hash FROM UNNEST($2::text[]) AS p(stream_id) \
              CROSS JOIN LATERAL (SELECT stream_id, revision, hash FROM crm_streams \
-                WHERE tenant = $1 AND stream_id = p.stream_id) AS s",
+                WHERE tenant = $1 AND stream_id = p.stream_id LIMIT 1) AS s",
         )
         .bind(tenant.as_str())
         .bind(names)
@@ -817,6 +826,7 @@ mod tests {
         let lock = format!("PERFORM pg_advisory_xact_lock({APPEND_LOCK_KEY});");
         assert!(include_str!("0002_append_function.sql").contains(&lock));
         assert!(include_str!("0004_append_group.sql").contains(&lock));
+        assert!(include_str!("0005_append_group_keys.sql").contains(&lock));
     }
 
     #[test]
