@@ -61,13 +61,19 @@ impl ReadDb {
                     return Ok(Vec::new());
                 }
                 let sql = render(Backend::Postgres, &postgres_statement(&queries));
-                let args: Vec<SqlValue> = queries.iter().flat_map(|q| q.args.clone()).collect();
+                // The arguments move into the one statement; each query keeps its columns.
+                let mut args = Vec::new();
+                let mut cols = Vec::with_capacity(queries.len());
+                for query in queries {
+                    args.extend(query.args);
+                    cols.push(query.cols);
+                }
                 let row = bind_pg(&sql, args).fetch_one(pool).await?;
-                let mut out = Vec::with_capacity(queries.len());
-                for (i, query) in queries.iter().enumerate() {
+                let mut out = Vec::with_capacity(cols.len());
+                for (i, cols) in cols.iter().enumerate() {
                     use sqlx::Row;
                     let text: String = row.try_get(i)?;
-                    out.push(decode_json_rows(&text, &query.cols)?);
+                    out.push(decode_json_rows(&text, cols)?);
                 }
                 Ok(out)
             }
