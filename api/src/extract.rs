@@ -326,10 +326,11 @@ pub async fn reach_head(state: &AppState, min_position: Option<u64>) -> Result<P
 
 /// 503 naming the failure when `tenant` is parked for one of `names`.
 async fn parked(state: &AppState, tenant: &str, names: &[&str]) -> Result<(), Problem> {
-    // Parks commit with the checkpoint that passes the failed event: the remembered set is
-    // good while this process's read models have not moved. A standby's statuses do not
-    // follow the holder's checkpoints, so it asks the stored state every time.
-    let seen = (!standby(state, names)).then(|| local_position(state, names));
+    // Parks are committed by the runner holding the read model, which moves its parking
+    // epoch after each (published with the checkpoint, so read here after the position):
+    // the remembered set is good while the epoch has not moved. A standby does not see the
+    // holder's parks, so it asks the stored state every time.
+    let seen = (!standby(state, names)).then(|| parks_epoch(state));
     let failure = state
         .parked
         .failure(&state.db, tenant, names, seen)
@@ -358,6 +359,18 @@ fn local_position(state: &AppState, names: &[&str]) -> Position {
         .filter(|s| names.contains(&s.name))
         .map(|s| s.position)
         .min()
+        .unwrap_or(0)
+}
+
+/// The parking epoch of this process's runner
+/// ([`crm_projections::ProjectionStatus::parks_epoch`]).
+fn parks_epoch(state: &AppState) -> u64 {
+    state
+        .projections
+        .borrow()
+        .iter()
+        .map(|s| s.parks_epoch)
+        .max()
         .unwrap_or(0)
 }
 

@@ -99,6 +99,16 @@ pub async fn a_failure_stays_with_its_tenant<F: Future<Output = Option<App>>>(
     app.ingest_as(tenant_a, json!([registered("c-1", "Ada")]))
         .await
         .ok();
+    let epoch = || {
+        app.state
+            .projections
+            .borrow()
+            .iter()
+            .map(|s| s.parks_epoch)
+            .max()
+            .expect("statuses")
+    };
+    let epoch_before = epoch();
     poison(&app).await;
     // Past validation, straight into the store (sealed like any append).
     let bad = NewEvent::new(
@@ -134,6 +144,9 @@ pub async fn a_failure_stays_with_its_tenant<F: Future<Output = Option<App>>>(
         )
         .await;
     assert_eq!(b.ok()["name"], "Grace");
+    // The park moved the runner's parking epoch, so this process reads its remembered set
+    // of parked tenants again before its next query.
+    assert!(epoch() > epoch_before, "the parking epoch moved");
     // Tenant A's reads from customer_360 answer 503 naming the failure; the timeline, which
     // did not fail, still answers.
     for path in [

@@ -47,6 +47,7 @@ pub fn start(
             lag: 0,
             rebuild: None,
             error: None,
+            parks_epoch: 0,
         })
         .collect();
     let (status_tx, statuses) = watch::channel(initial);
@@ -64,6 +65,7 @@ pub fn start(
         shutdown: shutdown_rx,
         wake: wake.clone(),
         prefetch: None,
+        parks_epoch: 0,
     };
     let task = tokio::spawn(runner.run());
     RunnerHandle {
@@ -206,6 +208,9 @@ struct Runner {
     /// The next batch, read while the current one is applied: (after position, events
     /// asked for, read).
     prefetch: Option<(Position, usize, PendingRead)>,
+    /// Moves after every commit that parks a tenant and every set-up
+    /// ([`ProjectionStatus::parks_epoch`]).
+    parks_epoch: u64,
 }
 
 impl Runner {
@@ -296,6 +301,8 @@ impl Runner {
             if needs_setup {
                 let held = self.set_up(projection).await?;
                 self.held.insert(index, held);
+                // Failures an earlier holder stored are now this runner's to report.
+                self.parks_epoch += 1;
             }
         }
         if self.held.len() < self.projections.len() {
@@ -479,20 +486,26 @@ impl Runner {
         if lane.position != position {
             return Ok(false);
         }
+        let parked_before = lane.parked.len();
         let isolating = IsolateLane {
             generation: lane.generation,
             tables: &lane.tables,
             position: &mut lane.position,
             parked: &mut lane.parked,
         };
-        parking::isolate(
+        let isolated = parking::isolate(
             &self.db,
             &self.leases,
             projection.as_ref(),
             isolating,
             &batch,
         )
-        .await?;
+        .await;
+        // Each tenant parked here was committed before `isolate` returned, even on an error.
+        if lane.parked.len() != parked_before {
+            self.parks_epoch += 1;
+        }
+        isolated?;
         lane.caught_up = caught_up;
         lane.catch_up = size;
         let had_error = held.error.take().is_some() | std::mem::take(&mut held.stored_error);
@@ -625,6 +638,10 @@ impl Runner {
         }
         tx.commit().await?;
         for (lane_ref, tenants) in newly_parked {
+            if tenants.is_empty() {
+                continue;
+            }
+            self.parks_epoch += 1;
             if let Some(lane) = self.lane_mut(lane_ref) {
                 lane.parked.extend(tenants);
             }
@@ -783,6 +800,7 @@ impl Runner {
                             position: b.position,
                         }),
                         error: held.error.clone(),
+                        parks_epoch: self.parks_epoch,
                     }
                 }
                 None => {
@@ -801,6 +819,7 @@ impl Runner {
                         lag: head - position,
                         rebuild: None,
                         error: None,
+                        parks_epoch: self.parks_epoch,
                     }
                 }
             })

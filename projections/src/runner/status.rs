@@ -78,6 +78,13 @@ pub struct ProjectionStatus {
     pub rebuild: Option<RebuildStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// This runner's parking epoch, the same in every status it publishes: it moves after
+    /// each commit that parks a tenant (of any projection it holds) and each time it sets a
+    /// projection up (taking a lease). A set of parked tenants read from the database at one
+    /// epoch still holds every tenant this runner has parked while the epoch is unchanged
+    /// ([`crate::parking::ParkedTenants`]). Not part of the API's answers.
+    #[serde(skip)]
+    pub parks_epoch: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

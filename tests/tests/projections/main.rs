@@ -33,6 +33,7 @@ macro_rules! projections {
                 legacy_sla_targets_move_into_the_log_once,
                 complaints_and_satisfaction_fold_exactly_and_a_rebuild_equals_live,
                 reads_asked_together_answer_as_each_alone,
+                the_parked_set_is_read_again_when_the_parking_epoch_moves,
             );
             projections!(@sales $backend:
                 contact_links_as_of_any_moment_agree_with_the_live_rows_then,

@@ -3262,3 +3262,79 @@ pub async fn reads_asked_together_answer_as_each_alone(fixture: &Fixture) {
         .await;
     assert!(wrong.is_err(), "{wrong:?}");
 }
+
+/// Issue 21: the set of parked tenants a process remembers between queries is read again
+/// when the runner's parking epoch moves (after every park it commits), not only when the
+/// read models move, and never for a standby. Between epochs it answers from memory; a
+/// tenant in the set has its failure read from the database, so a cleared one is served
+/// again at once.
+pub async fn the_parked_set_is_read_again_when_the_parking_epoch_moves(fixture: &Fixture) {
+    use crm_projections::parking::ParkedTenants;
+    let db = &fixture.db;
+    db.execute(
+        "INSERT INTO crm_projections (projection, live_generation, rebuild_requested) \
+         VALUES ('park_probe', 3, 0)",
+        vec![],
+    )
+    .await
+    .expect("a live generation");
+    // Long enough that only the epoch can make it read again within this test.
+    let parked = ParkedTenants::with_refresh(Duration::from_secs(3600));
+    let names = ["park_probe"];
+    let ask = |tenant: &'static str, epoch: Option<u64>| {
+        let parked = &parked;
+        async move {
+            parked
+                .failure(db, tenant, &names, epoch)
+                .await
+                .expect("parked?")
+        }
+    };
+    assert!(ask("t-a", Some(7)).await.is_none(), "nothing parked yet");
+    db.execute(
+        "INSERT INTO crm_projection_failures (projection, generation, tenant, position, error) \
+         VALUES ('park_probe', 3, 't-a', 42, 'poisoned')",
+        vec![],
+    )
+    .await
+    .expect("park t-a");
+    assert!(
+        ask("t-a", Some(7)).await.is_none(),
+        "the same epoch answers from the set read before the park"
+    );
+    let standby = ask("t-a", None)
+        .await
+        .expect("a standby reads the stored state");
+    assert_eq!(standby.position, 42);
+    let moved = ask("t-a", Some(8))
+        .await
+        .expect("the epoch moved: the set is read again");
+    assert_eq!(
+        (
+            moved.projection.as_str(),
+            moved.tenant.as_str(),
+            moved.position
+        ),
+        ("park_probe", "t-a", 42)
+    );
+    assert!(moved.error.contains("poisoned"), "{moved:?}");
+    assert!(ask("t-b", Some(8)).await.is_none(), "only t-a is parked");
+    // A park of an older generation is not the live tables' failure.
+    db.execute(
+        "UPDATE crm_projection_failures SET generation = 2 WHERE tenant = 't-a'",
+        vec![],
+    )
+    .await
+    .expect("move the failure to an old generation");
+    assert!(
+        ask("t-a", Some(8)).await.is_none(),
+        "an old generation's park"
+    );
+    db.execute(
+        "DELETE FROM crm_projection_failures WHERE tenant = 't-a'",
+        vec![],
+    )
+    .await
+    .expect("clear");
+    assert!(ask("t-a", Some(8)).await.is_none(), "served again at once");
+}
