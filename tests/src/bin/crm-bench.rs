@@ -1137,6 +1137,9 @@ async fn main() -> Result<()> {
     if let Some(path) = &args.on_store {
         return on_store(&args, path).await;
     }
+    if args.sealed_only && w != Workload::Q1 {
+        bail!("--sealed-only is for q1 only");
+    }
     if w == Workload::W6 {
         let mut out = Report::new(args.backend);
         for _ in 0..args.runs {
@@ -1253,9 +1256,6 @@ async fn main() -> Result<()> {
             variants.push(true);
         }
         if args.sealed_only {
-            if w != Workload::Q1 {
-                bail!("--sealed-only is for q1 only");
-            }
             variants = vec![true];
         }
         let mut data = Some(data);
